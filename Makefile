@@ -1,0 +1,44 @@
+# kubelambda: `make run` starts the embedded platform, `make test` runs the whole suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: run test unit lint bench cluster-up cluster-env cluster-down clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/kubelambda up --example
+
+test: $(STAMP) lint
+	$(BIN)/python -m testinfra up
+	eval "$$($(BIN)/python -m testinfra env)" && $(BIN)/pytest
+
+unit: $(STAMP)
+	$(BIN)/pytest tests/unit
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+cluster-up: $(STAMP)
+	$(BIN)/python -m testinfra up
+
+cluster-env: $(STAMP)
+	@$(BIN)/python -m testinfra env
+
+cluster-down: $(STAMP)
+	$(BIN)/python -m testinfra down
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

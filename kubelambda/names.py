@@ -1,0 +1,99 @@
+"""Names: function ARNs, qualified names, and the checks Lambda applies to them.
+
+Used by the management API and the invoke path to turn any of Lambda's accepted
+forms of ``FunctionName`` (name, ``name:qualifier``, partial ARN, full ARN) into a
+``(name, qualifier)`` pair, and to render ARNs back for responses.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from kubelambda import errors
+
+__all__ = [
+    "FunctionRef",
+    "function_arn",
+    "is_version_number",
+    "parse_function_ref",
+    "validate_alias_name",
+    "validate_function_name",
+]
+
+DEFAULT_REGION = "us-east-1"
+DEFAULT_ACCOUNT = "000000000000"
+
+_NAME = re.compile(r"^[a-zA-Z0-9-_]{1,64}$")
+_QUALIFIER = re.compile(r"^(\$LATEST|[a-zA-Z0-9-_]{1,128})$")
+_ALIAS = re.compile(r"^(?!^[0-9]+$)[a-zA-Z0-9-_]{1,128}$")
+_ARN = re.compile(
+    r"^arn:(?P<partition>aws[a-zA-Z-]*):lambda:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):"
+    r"function:(?P<name>[^:]+)(?::(?P<qualifier>[^:]+))?$"
+)
+_PARTIAL_ARN = re.compile(r"^(?P<account>\d{12}):function:(?P<name>[^:]+)(?::(?P<qualifier>[^:]+))?$")
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionRef:
+    """A function name and the qualifier it was addressed with (``None`` when unqualified)."""
+
+    name: str
+    qualifier: str | None = None
+
+
+def function_arn(
+    name: str, qualifier: str | None = None, *, region: str = DEFAULT_REGION,
+    account: str = DEFAULT_ACCOUNT,
+) -> str:
+    base = f"arn:aws:lambda:{region}:{account}:function:{name}"
+    return f"{base}:{qualifier}" if qualifier else base
+
+
+def is_version_number(qualifier: str) -> bool:
+    return qualifier.isdigit()
+
+
+def validate_function_name(name: str) -> str:
+    if not _NAME.match(name):
+        raise errors.InvalidParameterValue(
+            f"1 validation error detected: Value '{name}' at 'functionName' failed to satisfy "
+            "constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9-_]+"
+        )
+    return name
+
+
+def validate_alias_name(name: str) -> str:
+    if not _ALIAS.match(name):
+        raise errors.InvalidParameterValue(
+            f"Alias name '{name}' is invalid: it must be 1-128 characters of letters, digits, "
+            "'-' or '_', and not all digits"
+        )
+    return name
+
+
+def parse_function_ref(function_name: str, qualifier: str | None = None) -> FunctionRef:
+    """Split any accepted ``FunctionName`` form, checking it agrees with a ``Qualifier`` param.
+
+    >>> parse_function_ref("arn:aws:lambda:us-east-1:000000000000:function:f:live")
+    FunctionRef(name='f', qualifier='live')
+    """
+    match = _ARN.match(function_name) or _PARTIAL_ARN.match(function_name)
+    if match:
+        name, embedded = match.group("name"), match.group("qualifier")
+    elif function_name.count(":") == 1:
+        name, embedded = function_name.split(":")
+    elif ":" in function_name:
+        raise errors.InvalidParameterValue(f"Invalid function name or ARN: {function_name}")
+    else:
+        name, embedded = function_name, None
+    validate_function_name(name)
+    if embedded and qualifier and embedded != qualifier:
+        raise errors.InvalidParameterValue(
+            "The derived qualifier from the function name does not match the specified qualifier."
+        )
+    chosen = embedded or qualifier
+    if chosen is not None and not _QUALIFIER.match(chosen):
+        raise errors.InvalidParameterValue(f"Invalid qualifier: {chosen}")
+    return FunctionRef(name=name, qualifier=chosen)
+
