@@ -22,6 +22,7 @@ from kubelambda.models import (
     FunctionSettings,
     FunctionVersion,
     ProvisionedConcurrency,
+    ProvisionedStatus,
     Target,
 )
 
@@ -51,6 +52,13 @@ class Store(Protocol):
     def subscribe(self, listener: Callable[[Catalog], None]) -> Callable[[], None]:
         """Call ``listener`` with each new catalog after every committed change.
         Returns a function that unsubscribes."""
+        ...
+
+    async def set_provisioned_status(
+        self, function_name: str, qualifier: str, *, allocated: int,
+        status: ProvisionedStatus, reason: str = "",
+    ) -> None:
+        """The controller's report on a provisioned-concurrency config it reconciled."""
         ...
 
 
