@@ -6,11 +6,14 @@
     │   ├── ResourceConflict 409
     │   ├── InvalidParameterValue 400
     │   ├── InvalidRequestContent 400
+    │   ├── Validation 400          a request member breaks the service model's constraints
     │   ├── UnsupportedMediaType 415
     │   ├── RequestTooLarge 413
     │   ├── PreconditionFailed 412
     │   ├── ProvisionedConcurrencyConfigNotFound 404
-    │   ├── AccessDenied 403 family: UnrecognizedClient, InvalidSignature, AccessDenied
+    │   ├── UnknownOperation 404    no operation at that method and path
+    │   ├── AccessDenied 403 family: UnrecognizedClient, InvalidSignature, AccessDenied,
+    │   │                            MissingAuthenticationToken
     │   └── TooManyRequests 429     retriable: carries ``retry_after`` and a ``reason``
     └── ServerError 5xx              retriable
         ├── ServiceError 500
@@ -33,6 +36,7 @@ __all__ = [
     "InvalidRequestContent",
     "InvalidSignature",
     "LambdaError",
+    "MissingAuthenticationToken",
     "PreconditionFailed",
     "ProvisionedConcurrencyConfigNotFound",
     "RequestTooLarge",
@@ -42,8 +46,10 @@ __all__ = [
     "ServerError",
     "ServiceError",
     "TooManyRequests",
+    "UnknownOperation",
     "UnrecognizedClient",
     "UnsupportedMediaType",
+    "Validation",
 ]
 
 
@@ -99,6 +105,15 @@ class InvalidRequestContent(ClientError):
     code = "InvalidRequestContentException"
 
 
+class Validation(ClientError):
+    code = "ValidationException"
+
+
+class UnknownOperation(ClientError):
+    status = 404
+    code = "UnknownOperationException"
+
+
 class UnsupportedMediaType(ClientError):
     status = 415
     code = "UnsupportedMediaTypeException"
@@ -126,6 +141,10 @@ class UnrecognizedClient(AccessDenied):
 
 class InvalidSignature(AccessDenied):
     code = "InvalidSignatureException"
+
+
+class MissingAuthenticationToken(AccessDenied):
+    code = "MissingAuthenticationTokenException"
 
 
 class TooManyRequests(ClientError):

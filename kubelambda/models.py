@@ -89,6 +89,9 @@ class FunctionVersion:
     package_type: PackageType = PackageType.ZIP
     state: State = State.ACTIVE
     last_update_status: LastUpdateStatus = LastUpdateStatus.SUCCESSFUL
+    # Why ``state``/``last_update_status`` is Failed (empty otherwise), as Lambda reports it.
+    state_reason: str = ""
+    last_update_status_reason: str = ""
 
     @property
     def is_latest(self) -> bool:
