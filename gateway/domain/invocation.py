@@ -1,0 +1,121 @@
+"""Validate what an Invoke request says about itself: headers, client context, payload.
+
+Called by the invoke app before anything is resolved or queued, so a malformed request
+is answered with Lambda's 400 without holding capacity. Messages follow AWS's wording
+where it is known.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+
+from kubelambda import errors
+
+__all__ = [
+    "MAX_CLIENT_CONTEXT_BYTES",
+    "InvocationType",
+    "InvokeOptions",
+    "check_client_context",
+    "check_payload",
+    "parse_invocation_type",
+    "parse_log_type",
+]
+
+MAX_CLIENT_CONTEXT_BYTES = 3583
+
+
+class InvocationType(StrEnum):
+    REQUEST_RESPONSE = "RequestResponse"
+    EVENT = "Event"
+    DRY_RUN = "DryRun"
+
+
+@dataclass(frozen=True, slots=True)
+class InvokeOptions:
+    """The parsed invocation headers of one request."""
+
+    invocation_type: InvocationType = InvocationType.REQUEST_RESPONSE
+    tail: bool = False
+    client_context: str | None = None
+
+    @classmethod
+    def from_headers(
+        cls, *, invocation_type: str | None, log_type: str | None, client_context: str | None
+    ) -> InvokeOptions:
+        return cls(
+            invocation_type=parse_invocation_type(invocation_type),
+            tail=parse_log_type(log_type),
+            client_context=check_client_context(client_context),
+        )
+
+
+def _enum_error(value: str, member: str, allowed: str) -> errors.InvalidParameterValue:
+    # AWS answers enum violations with its "1 validation error detected" sentence.
+    return errors.InvalidParameterValue(
+        f"1 validation error detected: Value '{value}' at '{member}' failed to satisfy "
+        f"constraint: Member must satisfy enum value set: [{allowed}]"
+    )
+
+
+def parse_invocation_type(value: str | None) -> InvocationType:
+    """``X-Amz-Invocation-Type``: absent means RequestResponse; Event is refused for now."""
+    if not value:
+        return InvocationType.REQUEST_RESPONSE
+    try:
+        parsed = InvocationType(value)
+    except ValueError:
+        raise _enum_error(value, "invocationType", "Event, RequestResponse, DryRun") from None
+    if parsed is InvocationType.EVENT:
+        raise errors.InvalidParameterValue(
+            "InvocationType Event is not supported yet by this kubelambda installation"
+        )
+    return parsed
+
+
+def parse_log_type(value: str | None) -> bool:
+    """``X-Amz-Log-Type``: whether the caller asked for the log tail."""
+    if not value or value == "None":
+        return False
+    if value == "Tail":
+        return True
+    raise _enum_error(value, "logType", "None, Tail")
+
+
+def check_client_context(value: str | None) -> str | None:
+    """``X-Amz-Client-Context`` must be base64 of a JSON object, at most 3,583 bytes.
+
+    Returned unchanged: the agent receives it as the client sent it.
+    """
+    if not value:
+        return None
+    if len(value) > MAX_CLIENT_CONTEXT_BYTES:
+        raise errors.InvalidParameterValue(
+            f"Client context must be no longer than {MAX_CLIENT_CONTEXT_BYTES} bytes "
+            "of base64-encoded data"
+        )
+    try:
+        decoded = json.loads(base64.b64decode(value, validate=True))
+    except (binascii.Error, ValueError):
+        decoded = None
+    if not isinstance(decoded, dict):
+        raise errors.InvalidRequestContent(
+            "Client context must be a valid Base64-encoded JSON object."
+        )
+    return value
+
+
+def check_payload(body: bytes) -> bytes:
+    """The event to send: the body when it is JSON, ``{}`` when empty (as Lambda does)."""
+    if not body:
+        return b"{}"
+    try:
+        json.loads(body)
+    except ValueError as exc:
+        raise errors.InvalidRequestContent(
+            f"Could not parse request body into json: Could not parse payload into json: {exc}"
+        ) from None
+    return body
