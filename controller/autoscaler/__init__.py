@@ -1,0 +1,1 @@
+"""Concurrency-based autoscaling: the pure decider, catalog-to-spec builders, and the loop."""

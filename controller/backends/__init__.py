@@ -1,0 +1,1 @@
+"""Instance backends: where the autoscaler's decisions turn into running instances."""

@@ -1,0 +1,130 @@
+"""Catalog to scale specs: settings, reserved caps, provisioned concurrency and its split."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+
+from controller.autoscaler.specs import (
+    ScalePolicy,
+    provisioned_concurrency,
+    provisioned_plans,
+    scale_specs,
+    split_by_weight,
+)
+from kubelambda.models import (
+    IDLE_TIMEOUT_TAG,
+    INSTANCE_CONCURRENCY_TAG,
+    Alias,
+    FunctionSettings,
+    FunctionVersion,
+    ProvisionedConcurrency,
+    Target,
+    frozen_mapping,
+)
+from kubelambda.ports import Catalog
+
+
+def version(name: str, number: str) -> FunctionVersion:
+    return FunctionVersion(
+        function_name=name,
+        version=number,
+        runtime="python3.11",
+        handler="app.handler",
+        role="r",
+        code_sha256="x",
+        code_size=1,
+        code_path="/code",
+        revision_id="rev",
+        last_modified="now",
+    )
+
+
+def catalog(
+    *,
+    aliases: Sequence[Alias] = (),
+    provisioned: Sequence[ProvisionedConcurrency] = (),
+    settings: Sequence[FunctionSettings] = (),
+) -> Catalog:
+    versions = [version("f", "$LATEST"), version("f", "1"), version("f", "2")]
+    return Catalog(
+        versions={Target(v.function_name, v.version): v for v in versions},
+        aliases={(a.function_name, a.name): a for a in aliases},
+        settings={s.function_name: s for s in settings},
+        provisioned={(p.function_name, p.qualifier): p for p in provisioned},
+    )
+
+
+@pytest.mark.parametrize(
+    ("total", "weights", "expected"),
+    [
+        (10, {"1": 1.0}, {"1": 10}),
+        (10, {"1": 0.75, "2": 0.25}, {"1": 8, "2": 2}),
+        (10, {"1": 0.5, "2": 0.5}, {"1": 5, "2": 5}),
+        (3, {"1": 0.9, "2": 0.1}, {"1": 3, "2": 0}),
+        (7, {"1": 0.6, "2": 0.4}, {"1": 4, "2": 3}),
+        (0, {"1": 0.6, "2": 0.4}, {"1": 0, "2": 0}),
+    ],
+)
+def test_split_by_weight_sums_to_the_total(
+    total: int, weights: dict[str, float], expected: dict[str, int]
+) -> None:
+    assert split_by_weight(total, weights) == expected
+
+
+def test_config_on_a_version_warms_that_version() -> None:
+    plans = provisioned_plans(catalog(provisioned=[ProvisionedConcurrency("f", "1", requested=4)]))
+
+    assert provisioned_concurrency(plans) == {Target("f", "1"): 4}
+
+
+def test_config_on_an_alias_splits_across_its_versions_by_weight() -> None:
+    alias = Alias("f", "live", "1", "rev", additional_version_weights={"2": 0.3})
+    plans = provisioned_plans(
+        catalog(aliases=[alias], provisioned=[ProvisionedConcurrency("f", "live", requested=10)])
+    )
+
+    assert provisioned_concurrency(plans) == {Target("f", "1"): 7, Target("f", "2"): 3}
+
+
+def test_configs_reaching_one_version_add_up() -> None:
+    alias = Alias("f", "live", "1", "rev")
+    plans = provisioned_plans(
+        catalog(
+            aliases=[alias],
+            provisioned=[
+                ProvisionedConcurrency("f", "live", requested=2),
+                ProvisionedConcurrency("f", "1", requested=3),
+            ],
+        )
+    )
+
+    assert provisioned_concurrency(plans) == {Target("f", "1"): 5}
+
+
+def test_specs_cover_every_version_with_defaults() -> None:
+    specs = scale_specs(catalog(), ScalePolicy())
+
+    assert {
+        (t.version, s.instance_concurrency, s.idle_timeout, s.min_instances)
+        for t, s in specs.items()
+    } == {("$LATEST", 1, 300.0, 0), ("1", 1, 300.0, 0), ("2", 1, 300.0, 0)}
+
+
+def test_specs_take_tags_reserved_concurrency_and_policy() -> None:
+    settings = FunctionSettings(
+        "f",
+        tags=frozen_mapping({IDLE_TIMEOUT_TAG: "2", INSTANCE_CONCURRENCY_TAG: "4"}),
+        reserved_concurrency=9,
+    )
+    spec = scale_specs(catalog(settings=[settings]), ScalePolicy(max_instances=7))[Target("f", "1")]
+
+    assert (spec.idle_timeout, spec.instance_concurrency, spec.max_replicas) == (2.0, 4, 3)
+
+
+def test_provisioned_minimum_is_in_instances() -> None:
+    settings = FunctionSettings("f", tags=frozen_mapping({INSTANCE_CONCURRENCY_TAG: "2"}))
+    cat = catalog(settings=[settings], provisioned=[ProvisionedConcurrency("f", "1", requested=5)])
+
+    assert scale_specs(cat, ScalePolicy())[Target("f", "1")].min_instances == 3
