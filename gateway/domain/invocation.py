@@ -53,9 +53,9 @@ class InvokeOptions:
         )
 
 
-def _enum_error(value: str, member: str, allowed: str) -> errors.InvalidParameterValue:
-    # AWS answers enum violations with its "1 validation error detected" sentence.
-    return errors.InvalidParameterValue(
+def _enum_error(value: str, member: str, allowed: str) -> errors.Validation:
+    # AWS answers a value outside the service model's enum with ValidationException.
+    return errors.Validation(
         f"1 validation error detected: Value '{value}' at '{member}' failed to satisfy "
         f"constraint: Member must satisfy enum value set: [{allowed}]"
     )

@@ -128,6 +128,13 @@ class _Connection(asyncio.Protocol):
 
     # used by the pool
 
+    @property
+    def socket(self) -> socket.socket | None:
+        if self._transport is None:
+            return None
+        sock: socket.socket = self._transport.get_extra_info("socket")
+        return sock
+
     def is_open(self) -> bool:
         """Neither side has asked to close it, as far as this process has seen."""
         return not (
@@ -219,6 +226,10 @@ class ConnectionPool:
             timer.cancel()
         self._put_idle(key, conn, loop.time())
         return response
+
+    def idle_sockets(self, host: str, port: int) -> list[socket.socket]:
+        """The sockets of the idle connections to an endpoint (diagnostics and tests)."""
+        return [conn.socket for conn in self._idle.get((host, port), ()) if conn.socket]
 
     def forget(self, host: str, port: int) -> None:
         """Close the idle connections to an endpoint that went away."""

@@ -30,7 +30,7 @@ def test_invocation_type_accepted(header: str | None, expected: InvocationType) 
 
 
 def test_invocation_type_unknown_is_validation_error() -> None:
-    with pytest.raises(errors.InvalidParameterValue, match="Value 'Later' at 'invocationType'"):
+    with pytest.raises(errors.Validation, match="Value 'Later' at 'invocationType'"):
         invocation.parse_invocation_type("Later")
 
 
@@ -45,7 +45,7 @@ def test_log_type(header: str | None, tail: bool) -> None:
 
 
 def test_log_type_unknown_is_validation_error() -> None:
-    with pytest.raises(errors.InvalidParameterValue, match="at 'logType'"):
+    with pytest.raises(errors.Validation, match="at 'logType'"):
         invocation.parse_log_type("All")
 
 
@@ -99,5 +99,5 @@ def test_payload_json_is_sent_and_empty_becomes_object(body: bytes, sent: bytes)
 
 @pytest.mark.parametrize("body", [b"abc", b"{", b"\xff"])
 def test_payload_not_json_is_request_content_error(body: bytes) -> None:
-    with pytest.raises(errors.InvalidRequestContent, match="^Could not parse request body into"):
+    with pytest.raises(errors.InvalidRequestContent, match=r"^Could not parse request body into"):
         invocation.check_payload(body)
