@@ -72,7 +72,9 @@ class LambdaError(Exception):
 
     def to_wire(self) -> tuple[int, dict[str, str], bytes]:
         """Status, headers and body, exactly as the gateway sends them."""
-        body = {"__type": self.code, "message": self.message, "Message": self.message}
+        body: dict[str, object] = {
+            "__type": self.code, "message": self.message, "Message": self.message
+        }
         body.update(self.body_fields())
         return self.status, self.headers(), json.dumps(body).encode()
 
