@@ -1,0 +1,35 @@
+"""The parts of an HTTP request that authentication looks at, as they came off the wire.
+
+Built by ``gateway.app`` from the ASGI scope (``raw_path``, ``query_string``, the raw
+header list) and the body it read; read by ``gateway.auth.sigv4`` and the authenticator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = ["RawRequest"]
+
+
+@dataclass(frozen=True, slots=True)
+class RawRequest:
+    """Method, undecoded path and query, ASGI headers (lower-case names) and body."""
+
+    method: str
+    raw_path: bytes
+    query_string: bytes
+    headers: Sequence[tuple[bytes, bytes]]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        """The first value of a header, by lower-case name."""
+        wanted = name.encode()
+        for key, value in self.headers:
+            if key == wanted:
+                return value.decode("latin-1")
+        return None
+
+    def header_values(self, name: str) -> list[str]:
+        wanted = name.encode()
+        return [value.decode("latin-1") for key, value in self.headers if key == wanted]
