@@ -1,0 +1,241 @@
+"""Apache Kafka for the integration tests: single-node KRaft on 127.0.0.1, from Maven Central jars.
+
+Called by `python -m testinfra` and by the `kafka_bootstrap` fixture. `up` downloads the broker's
+jars with `mvn dependency:copy-dependencies` on `testinfra/kafka/pom.xml` into the cache (once per
+Kafka version and pom), formats the storage, starts `java … kafka.Kafka server.properties` and
+returns once a real client (aiokafka's admin client) sees the broker in the cluster metadata.
+It also installs Debian's `kcat`, the command-line client the acceptance checks use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import logging
+import os
+import shutil
+import string
+import subprocess
+import time
+import uuid
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+
+from testinfra import process
+
+__all__ = ["down", "env", "install", "is_up", "up"]
+
+log = logging.getLogger(__name__)
+
+HERE = Path(__file__).with_suffix("")
+POM = HERE / "pom.xml"
+SERVER_PROPERTIES = HERE / "server.properties"
+LOG4J2_PROPERTIES = HERE / "log4j2.properties"
+JAVA_OPTIONS = ("-Xms256m", "-Xmx512m", "-XX:+UseG1GC", "-Djava.awt.headless=true")
+START_TIMEOUT_SECONDS = 120.0
+STOP_TIMEOUT_SECONDS = 30.0
+KCAT_PACKAGE = "kcat"
+
+
+def up(state_dir: Path, cache_dir: Path) -> dict[str, str]:
+    """Start the broker unless it is running; return its environment (KAFKA_BOOTSTRAP)."""
+    libs = install(cache_dir)
+    home = _home(state_dir)
+    with process.locked(home / "lock"):
+        daemon = _daemon(home)
+        if daemon.is_running():
+            log.info("event=already-running component=kafka pid=%s", daemon.pid())
+            return env(state_dir, cache_dir)
+        ports = process.persistent_ports(home / "ports.json", ["broker", "controller"])
+        config = _write_config(home, ports)
+        classpath = f"{libs}/*"
+        if not (home / "data" / "meta.properties").exists():
+            _format_storage(classpath, config)
+        started = time.monotonic()
+        daemon.start(
+            [
+                _java(),
+                *JAVA_OPTIONS,
+                f"-Dlog4j2.configurationFile={LOG4J2_PROPERTIES}",
+                f"-Dkafka.logs.dir={home / 'logs'}",
+                "-cp",
+                classpath,
+                "kafka.Kafka",
+                str(config),
+            ],
+            cwd=home,
+        )
+        bootstrap = _bootstrap(ports)
+        process.wait_until(
+            lambda: process.port_open(ports["broker"]),
+            what="the broker port",
+            daemon=daemon,
+            timeout=START_TIMEOUT_SECONDS,
+        )
+        process.wait_until(
+            lambda: _broker_in_metadata(bootstrap),
+            what="the broker in the cluster metadata",
+            daemon=daemon,
+            timeout=START_TIMEOUT_SECONDS,
+        )
+        log.info(
+            "event=ready component=kafka bootstrap=%s seconds=%.1f",
+            bootstrap,
+            time.monotonic() - started,
+        )
+        return {"KAFKA_BOOTSTRAP": bootstrap}
+
+
+def env(state_dir: Path, cache_dir: Path) -> dict[str, str]:
+    """The environment of the running broker; InfraError if it is not running."""
+    home = _home(state_dir)
+    if not _daemon(home).is_running():
+        raise process.InfraError(f"kafka is not running (state in {home}); run `make cluster-up`")
+    ports = process.persistent_ports(home / "ports.json", ["broker", "controller"])
+    return {"KAFKA_BOOTSTRAP": _bootstrap(ports)}
+
+
+def down(state_dir: Path) -> None:
+    """Stop the broker and remove its state (data, config, logs, ports)."""
+    home = _home(state_dir)
+    if not home.exists():
+        return
+    with process.locked(home / "lock"):
+        _daemon(home).stop(timeout=STOP_TIMEOUT_SECONDS)
+        shutil.rmtree(home)
+
+
+def is_up(state_dir: Path) -> bool:
+    return _daemon(_home(state_dir)).is_running()
+
+
+def install(cache_dir: Path) -> Path:
+    """The directory of the broker's jars, downloaded by Maven on first use; installs kcat."""
+    process.ensure_debian_packages([KCAT_PACKAGE])
+    libs = cache_dir / f"kafka-{_kafka_version()}-{_pom_digest()}" / "libs"
+    if (libs / ".complete").exists():
+        return libs
+    if shutil.which("mvn") is None:
+        raise process.InfraError("mvn is not installed; it downloads Kafka from Maven Central")
+    partial = libs.with_name("libs.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    log.info("event=download component=kafka version=%s into=%s", _kafka_version(), libs)
+    started = time.monotonic()
+    # Plain `mvn`, so the repository (mirror, proxy) comes from the machine's Maven settings.
+    result = subprocess.run(
+        [
+            "mvn",
+            "-q",
+            "-B",
+            "-f",
+            str(POM),
+            "dependency:copy-dependencies",
+            "-DincludeScope=runtime",
+            f"-DoutputDirectory={partial}",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise process.InfraError(f"mvn could not fetch Kafka:\n{result.stdout}{result.stderr}")
+    (partial / ".complete").touch()
+    shutil.rmtree(libs, ignore_errors=True)
+    partial.rename(libs)
+    log.info("event=downloaded component=kafka seconds=%.1f", time.monotonic() - started)
+    return libs
+
+
+def _home(state_dir: Path) -> Path:
+    return state_dir / "kafka"
+
+
+def _daemon(home: Path) -> process.Daemon:
+    return process.Daemon(
+        name="kafka",
+        pid_file=home / "kafka.pid",
+        log_file=home / "kafka.log",
+        marker=str(home / "server.properties"),
+    )
+
+
+def _bootstrap(ports: dict[str, int]) -> str:
+    return f"127.0.0.1:{ports['broker']}"
+
+
+def _kafka_version() -> str:
+    namespace = {"m": "http://maven.apache.org/POM/4.0.0"}
+    version = ET.parse(POM).getroot().findtext("m:properties/m:kafka.version", namespaces=namespace)
+    if not version:
+        raise process.InfraError(f"{POM} names no kafka.version")
+    return version
+
+
+def _pom_digest() -> str:
+    # The cache key includes the pom, so a changed dependency list never reuses stale jars.
+    return hashlib.sha256(POM.read_bytes()).hexdigest()[:12]
+
+
+def _java() -> str:
+    java_home = os.environ.get("JAVA_HOME")
+    java = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
+    if not java:
+        raise process.InfraError("java is not installed; Kafka needs Java 17")
+    return java
+
+
+def _write_config(home: Path, ports: dict[str, int]) -> Path:
+    config = home / "server.properties"
+    text = string.Template(SERVER_PROPERTIES.read_text()).substitute(
+        broker_port=ports["broker"],
+        controller_port=ports["controller"],
+        data_dir=home / "data",
+    )
+    config.write_text(text)
+    return config
+
+
+def _format_storage(classpath: str, config: Path) -> None:
+    # A KRaft cluster id is 16 random bytes in unpadded URL-safe base64 (as `random-uuid` prints).
+    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    result = subprocess.run(
+        [
+            _java(),
+            f"-Dlog4j2.configurationFile={LOG4J2_PROPERTIES}",
+            "-cp",
+            classpath,
+            "kafka.tools.StorageTool",
+            "format",
+            "--cluster-id",
+            cluster_id,
+            "--config",
+            str(config),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise process.InfraError(f"formatting Kafka storage failed:\n{result.stdout}{result.stderr}")
+    log.info("event=formatted component=kafka cluster_id=%s", cluster_id)
+
+
+def _broker_in_metadata(bootstrap: str) -> bool:
+    return asyncio.run(_describe_cluster(bootstrap))
+
+
+async def _describe_cluster(bootstrap: str) -> bool:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    try:
+        await admin.start()
+        cluster = await admin.describe_cluster()
+    except (KafkaError, OSError) as exc:
+        log.debug("event=not-ready component=kafka error=%r", exc)
+        return False
+    finally:
+        await admin.close()
+    return bool(cluster.get("brokers"))
