@@ -1,0 +1,311 @@
+"""The embedded-mode instance backend: every instance is a local runtime-agent process.
+
+The autoscaler loop calls ``scale``; the gateway reads ``endpoints`` and subscribes to
+changes. ``scale`` is declarative and returns at once: it spawns or stops processes,
+and a supervisor task per instance turns it into an ``Endpoint`` when the agent reports
+ready, or records a failure (with the tail of its log) when it exits or stays silent.
+An endpoint always leaves ``endpoints()`` (and subscribers hear of it) before its
+process is told to stop, so the gateway never sends work to a draining instance.
+
+Memory: ``MemorySize`` is passed to the function as ``AWS_LAMBDA_FUNCTION_MEMORY_SIZE``
+but not enforced in local mode; processes share the host's memory (Kubernetes mode
+sets container limits).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from controller import errors
+from controller.backends import local_env, local_process
+from controller.backends.base import StartFailure
+from controller.metrics import ControllerMetrics
+from kubelambda.models import FunctionVersion, Target
+from kubelambda.ports import Endpoint
+
+__all__ = ["LocalProcessBackend"]
+
+logger = logging.getLogger(__name__)
+
+# A target whose instances keep failing waits this long before the next try, doubling
+# per failure (0.5 s, 1 s, 2 s, ...) up to the cap, like a crash-looping pod.
+_FIRST_BACKOFF_SECONDS = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class _Failures:
+    consecutive: int
+    reason: str
+    retriable: bool
+    retry_at: float
+
+
+class LocalProcessBackend:
+    def __init__(
+        self,
+        home: Path,
+        *,
+        region: str = "us-east-1",
+        ready_timeout: float = 30.0,
+        stop_grace_extra: float = 3.0,
+        max_backoff: float = 10.0,
+        metrics: ControllerMetrics | None = None,
+        command: Sequence[str] = local_process.AGENT_COMMAND,
+        host_environ: Mapping[str, str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._home = home
+        self._region = region
+        self._ready_timeout = ready_timeout
+        self._stop_grace_extra = stop_grace_extra
+        self._max_backoff = max_backoff
+        self._metrics = metrics
+        self._command = tuple(command)
+        self._host_environ = dict(os.environ if host_environ is None else host_environ)
+        self._clock = clock
+        self._instances: dict[Target, list[local_process.LocalProcess]] = {}
+        self._failures: dict[Target, _Failures] = {}
+        self._listeners: list[Callable[[Target], None]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+        # Spawning awaits; two overlapping calls for one target would both see it short.
+        self._scaling = asyncio.Lock()
+
+    async def scale(
+        self, version: FunctionVersion, *, replicas: int, concurrency: int, provisioned: int = 0
+    ) -> None:
+        """Run ``replicas`` instances of ``version``; returns without waiting for readiness.
+
+        Instances of an older revision of the version (``$LATEST`` after an update) or
+        with another concurrency are replaced: they leave at once, new ones start.
+        """
+        async with self._scaling:
+            if not self._closed:
+                await self._scale(version, replicas, concurrency, provisioned)
+
+    async def _scale(
+        self, version: FunctionVersion, replicas: int, concurrency: int, provisioned: int
+    ) -> None:
+        target = Target(version.function_name, version.version)
+        revision = (version.revision_id, concurrency)
+        live = self._instances.setdefault(target, [])
+        for stale in [p for p in live if p.revision != revision]:
+            self._begin_stop(stale, reason="revision changed")
+        excess = len(live) - replicas
+        if excess > 0:
+            # Keep provisioned and ready instances; of the rest, stop the newest first.
+            order = sorted(
+                live, key=lambda p: (p.provisioned, p.endpoint is not None, -p.spawned_at)
+            )
+            for victim in order[:excess]:
+                self._begin_stop(victim, reason="scale down")
+        missing = replicas - len(live)
+        failures = self._failures.get(target)
+        if missing > 0 and failures is not None and self._clock() < failures.retry_at:
+            return
+        warm = sum(p.provisioned for p in live)
+        for _ in range(missing):
+            await self._start(version, concurrency=concurrency, provisioned=warm < provisioned)
+            warm += 1
+
+    def endpoints(self, target: Target) -> list[Endpoint]:
+        return [p.endpoint for p in self._instances.get(target, ()) if p.endpoint is not None]
+
+    def subscribe(self, listener: Callable[[Target], None]) -> Callable[[], None]:
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def start_failure(self, target: Target) -> StartFailure | None:
+        failures = self._failures.get(target)
+        if failures is None:
+            return None
+        return StartFailure(failures.consecutive, failures.reason, failures.retriable)
+
+    async def aclose(self) -> None:
+        """Stop every instance (draining, then killing after the grace) and wait for all."""
+        self._closed = True
+        for instances in list(self._instances.values()):
+            for instance in list(instances):
+                self._begin_stop(instance, reason="backend closing")
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _start(
+        self, version: FunctionVersion, *, concurrency: int, provisioned: bool
+    ) -> None:
+        target = Target(version.function_name, version.version)
+        instance_id = uuid.uuid4().hex
+        init_type = (
+            local_env.InitializationType.PROVISIONED
+            if provisioned
+            else local_env.InitializationType.ON_DEMAND
+        )
+        try:
+            environ = local_env.instance_environment(
+                version,
+                instance_id=instance_id,
+                concurrency=concurrency,
+                initialization_type=init_type,
+                region=self._region,
+                started=datetime.now(UTC),
+                host_environ=self._host_environ,
+            )
+        except errors.InstanceStartError as exc:
+            self._record_failure(target, exc)
+            logger.error(
+                "cannot start instance function=%s version=%s error=%s",
+                target.function_name,
+                target.version,
+                exc,
+            )
+            return
+        try:
+            instance = await self._spawn(version, instance_id, concurrency, provisioned, environ)
+        except OSError as exc:
+            self._record_failure(target, errors.InstanceStartError(f"cannot spawn agent: {exc}"))
+            logger.error(
+                "cannot spawn instance function=%s version=%s error=%s",
+                target.function_name,
+                target.version,
+                exc,
+            )
+            return
+        self._instances.setdefault(target, []).append(instance)
+        if self._metrics is not None:
+            self._metrics.started(target, initialization_type=init_type)
+        logger.info(
+            "instance spawned function=%s version=%s instance=%s pid=%d initialization_type=%s",
+            target.function_name,
+            target.version,
+            instance_id,
+            instance.pid,
+            init_type,
+        )
+        self._track(self._supervise(instance, concurrency))
+
+    async def _spawn(
+        self,
+        version: FunctionVersion,
+        instance_id: str,
+        concurrency: int,
+        provisioned: bool,
+        environ: Mapping[str, str],
+    ) -> local_process.LocalProcess:
+        return await local_process.spawn(
+            target=Target(version.function_name, version.version),
+            instance_id=instance_id,
+            revision=(version.revision_id, concurrency),
+            provisioned=provisioned,
+            environ=environ,
+            log_path=local_env.log_path(self._home, version, instance_id),
+            spawned_at=self._clock(),
+            stop_grace=version.timeout + self._stop_grace_extra,
+            command=self._command,
+            cwd=self._home,
+        )
+
+    async def _supervise(self, instance: local_process.LocalProcess, concurrency: int) -> None:
+        target = instance.target
+        try:
+            port = await instance.wait_ready(self._ready_timeout)
+        except errors.InstanceStartError as exc:
+            self._forget(instance)
+            if not instance.stopping:
+                self._record_failure(target, exc)
+                logger.warning(
+                    "instance failed to start function=%s version=%s instance=%s error=%s "
+                    "log_tail=%r",
+                    target.function_name,
+                    target.version,
+                    instance.instance_id,
+                    exc,
+                    instance.log_tail(),
+                )
+            return
+        if instance.stopping:
+            return
+        instance.endpoint = Endpoint(target, instance.instance_id, "127.0.0.1", port, concurrency)
+        self._failures.pop(target, None)
+        start_seconds = self._clock() - instance.spawned_at
+        if self._metrics is not None:
+            self._metrics.became_ready(target, seconds=start_seconds)
+        logger.info(
+            "instance ready function=%s version=%s instance=%s port=%d start_ms=%.1f",
+            target.function_name,
+            target.version,
+            instance.instance_id,
+            port,
+            start_seconds * 1000,
+        )
+        self._changed(target)
+        returncode = await instance.process.wait()
+        if instance.stopping:
+            return
+        # It died on its own: out of the endpoints first, then sweep its group.
+        self._forget(instance)
+        instance.kill()
+        self._changed(target)
+        if self._metrics is not None:
+            self._metrics.failed(target, reason="exited")
+        logger.warning(
+            "instance exited unexpectedly function=%s version=%s instance=%s returncode=%s "
+            "log_tail=%r",
+            target.function_name,
+            target.version,
+            instance.instance_id,
+            returncode,
+            instance.log_tail(),
+        )
+
+    def _begin_stop(self, instance: local_process.LocalProcess, *, reason: str) -> None:
+        was_ready = instance.endpoint is not None
+        instance.stopping = True
+        self._forget(instance)
+        if was_ready:
+            self._changed(instance.target)
+        logger.info(
+            "instance stopping function=%s version=%s instance=%s reason=%s",
+            instance.target.function_name,
+            instance.target.version,
+            instance.instance_id,
+            reason,
+        )
+        self._track(instance.stop())
+
+    def _forget(self, instance: local_process.LocalProcess) -> None:
+        instances = self._instances.get(instance.target, [])
+        if instance in instances:
+            instances.remove(instance)
+
+    def _record_failure(self, target: Target, exc: errors.InstanceStartError) -> None:
+        previous = self._failures.get(target)
+        consecutive = 1 if previous is None else previous.consecutive + 1
+        delay = min(self._max_backoff, _FIRST_BACKOFF_SECONDS * 2 ** (consecutive - 1))
+        self._failures[target] = _Failures(
+            consecutive, str(exc), exc.retriable, self._clock() + delay
+        )
+        if self._metrics is not None:
+            self._metrics.failed(target, reason=exc.reason)
+
+    def _changed(self, target: Target) -> None:
+        if self._metrics is not None:
+            self._metrics.ready_count(target, len(self.endpoints(target)))
+        for listener in list(self._listeners):
+            try:
+                listener(target)
+            except Exception:
+                logger.exception("endpoint listener failed target=%s", target)
+
+    def _track(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)

@@ -1,0 +1,60 @@
+"""Errors of the controller, raised by instance backends and read by the autoscaler loop.
+
+    ControllerError
+    └── InstanceStartError        an instance did not become ready (retriable, with backoff)
+        ├── RuntimeUnavailable    this host has no interpreter for the runtime (permanent)
+        ├── InstanceExited        the agent exited before it was ready
+        └── InstanceNotReady      the agent was not ready within the bound and was killed
+
+``retriable`` tells the backend whether starting again can help; the message is what
+a provisioned-concurrency config's ``StatusReason`` shows.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+__all__ = [
+    "ControllerError",
+    "InstanceExited",
+    "InstanceNotReady",
+    "InstanceStartError",
+    "RuntimeUnavailable",
+]
+
+
+class ControllerError(Exception):
+    retriable: ClassVar[bool] = False
+
+
+class InstanceStartError(ControllerError):
+    retriable = True
+    #: The metrics label for this failure.
+    reason: ClassVar[str] = "start-failed"
+
+
+class RuntimeUnavailable(InstanceStartError):
+    retriable = False
+    reason = "runtime-unavailable"
+
+    def __init__(self, runtime: str) -> None:
+        super().__init__(f"runtime {runtime} has no interpreter on this host")
+        self.runtime = runtime
+
+
+class InstanceExited(InstanceStartError):
+    reason = "exited-during-init"
+
+    def __init__(self, returncode: int | None, log_tail: str) -> None:
+        super().__init__(f"instance exited with code {returncode} before it was ready")
+        self.returncode = returncode
+        self.log_tail = log_tail
+
+
+class InstanceNotReady(InstanceStartError):
+    reason = "not-ready-in-time"
+
+    def __init__(self, seconds: float, log_tail: str) -> None:
+        super().__init__(f"instance was not ready within {seconds:g} s")
+        self.seconds = seconds
+        self.log_tail = log_tail

@@ -1,0 +1,87 @@
+"""Prometheus metrics of the controller: instances wanted and ready, starts, failures.
+
+The autoscaler loop records decisions and desired counts; instance backends record
+starts (spawn to ready), readiness and failures. Labels are function and version only
+(plus a small fixed set of enum values), and ``forget`` removes a target's series when
+it leaves the catalog, so the label space stays as small as the catalog.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from kubelambda.models import Target
+
+__all__ = ["ControllerMetrics"]
+
+# Cold starts run from a few tens of milliseconds (python, no dependencies) to tens of
+# seconds (large packages, slow init code).
+_START_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class ControllerMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        labels = ("function", "version")
+        self.instances_desired = Gauge(
+            "kubelambda_instances_desired",
+            "Instances the autoscaler wants for a version.",
+            labels,
+            registry=registry,
+        )
+        self.instances_ready = Gauge(
+            "kubelambda_instances_ready",
+            "Instances of a version ready to take invocations.",
+            labels,
+            registry=registry,
+        )
+        self.scale_decisions = Counter(
+            "kubelambda_scale_decisions_total",
+            "Changes of a version's desired instances, by direction (up, down).",
+            (*labels, "direction"),
+            registry=registry,
+        )
+        self.instance_starts = Counter(
+            "kubelambda_instance_starts_total",
+            "Instances started (cold starts), by initialization type.",
+            (*labels, "initialization_type"),
+            registry=registry,
+        )
+        self.instance_start_seconds = Histogram(
+            "kubelambda_instance_start_duration_seconds",
+            "Time from spawning an instance to it being ready.",
+            labels,
+            buckets=_START_BUCKETS,
+            registry=registry,
+        )
+        self.instance_failures = Counter(
+            "kubelambda_instance_failures_total",
+            "Instances that failed to start or exited unexpectedly, by reason.",
+            (*labels, "reason"),
+            registry=registry,
+        )
+
+    def decided(self, target: Target, *, previous: int, replicas: int) -> None:
+        self.instances_desired.labels(target.function_name, target.version).set(replicas)
+        if replicas != previous:
+            direction = "up" if replicas > previous else "down"
+            self.scale_decisions.labels(target.function_name, target.version, direction).inc()
+
+    def started(self, target: Target, *, initialization_type: str) -> None:
+        self.instance_starts.labels(target.function_name, target.version, initialization_type).inc()
+
+    def became_ready(self, target: Target, *, seconds: float) -> None:
+        self.instance_start_seconds.labels(target.function_name, target.version).observe(seconds)
+
+    def ready_count(self, target: Target, count: int) -> None:
+        self.instances_ready.labels(target.function_name, target.version).set(count)
+
+    def failed(self, target: Target, *, reason: str) -> None:
+        self.instance_failures.labels(target.function_name, target.version, reason).inc()
+
+    def forget(self, target: Target) -> None:
+        """Drop the gauges of a target that left the catalog; counters keep their totals."""
+        for gauge in (self.instances_desired, self.instances_ready):
+            try:
+                gauge.remove(target.function_name, target.version)
+            except KeyError:
+                continue

@@ -1,0 +1,111 @@
+"""The local instance's environment, log stream name and log path."""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from controller import errors
+from controller.backends.local_env import (
+    InitializationType,
+    instance_environment,
+    log_path,
+    log_stream_name,
+)
+from kubelambda.models import FunctionVersion, frozen_mapping
+
+STARTED = datetime(2026, 3, 7, 23, 59, tzinfo=UTC)
+INSTANCE = "0123456789abcdef0123456789abcdef"
+
+
+def version(runtime: str = "python3.11", **changes: object) -> FunctionVersion:
+    base = FunctionVersion(
+        function_name="orders",
+        version="7",
+        runtime=runtime,
+        handler="app.handler",
+        role="r",
+        code_sha256="x",
+        code_size=1,
+        code_path="/srv/code/orders/7",
+        revision_id="rev",
+        last_modified="now",
+        memory_size=256,
+        timeout=12,
+        environment=frozen_mapping({"TABLE": "orders", "AWS_REGION": "moon-1"}),
+    )
+    return base.with_changes(**changes)
+
+
+def environment(v: FunctionVersion, host: dict[str, str] | None = None) -> dict[str, str]:
+    return instance_environment(
+        v,
+        instance_id=INSTANCE,
+        concurrency=4,
+        initialization_type=InitializationType.PROVISIONED,
+        region="eu-west-1",
+        started=STARTED,
+        host_environ=host if host is not None else {"PATH": "/usr/bin"},
+    )
+
+
+@pytest.mark.parametrize(
+    ("version_name", "expected"),
+    [
+        ("$LATEST", "2026/03/07/[$LATEST]0123456789abcdef0123456789abcdef"),
+        ("12", "2026/03/07/[12]0123456789abcdef0123456789abcdef"),
+    ],
+)
+def test_log_stream_name_has_lambdas_form(version_name: str, expected: str) -> None:
+    assert log_stream_name(version_name, INSTANCE, STARTED) == expected
+
+
+def test_log_path_is_per_function_version_and_instance() -> None:
+    assert log_path(Path("/home"), version(), INSTANCE) == Path(
+        f"/home/logs/orders/7/{INSTANCE}.log"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("_HANDLER", "app.handler"),
+        ("LAMBDA_TASK_ROOT", "/srv/code/orders/7"),
+        ("AWS_LAMBDA_FUNCTION_NAME", "orders"),
+        ("AWS_LAMBDA_FUNCTION_VERSION", "7"),
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256"),
+        ("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/orders"),
+        ("AWS_LAMBDA_LOG_STREAM_NAME", f"2026/03/07/[7]{INSTANCE}"),
+        ("AWS_LAMBDA_INITIALIZATION_TYPE", "provisioned-concurrency"),
+        ("AWS_REGION", "eu-west-1"),
+        ("KUBELAMBDA_AGENT_LISTEN", "127.0.0.1:0"),
+        ("KUBELAMBDA_AGENT_CONCURRENCY", "4"),
+        ("KUBELAMBDA_AGENT_RUNTIME", "python3.11"),
+        ("KUBELAMBDA_AGENT_TIMEOUT_SECONDS", "12"),
+        ("KUBELAMBDA_AGENT_PYTHON", sys.executable),
+        ("TABLE", "orders"),
+        ("PATH", "/usr/bin"),
+    ],
+)
+def test_environment_variable(name: str, value: str) -> None:
+    assert environment(version())[name] == value
+
+
+def test_platform_environment_does_not_leak_into_functions() -> None:
+    env = environment(version(), host={"PATH": "/bin", "KUBELAMBDA_ADMIN_KEY": "secret"})
+
+    assert "KUBELAMBDA_ADMIN_KEY" not in env
+
+
+def test_provided_runtime_needs_no_python() -> None:
+    assert "KUBELAMBDA_AGENT_PYTHON" not in environment(version(runtime="provided.al2023"))
+
+
+def test_python_runtime_missing_on_host_is_refused() -> None:
+    host = {"PATH": "/nonexistent", "KUBELAMBDA_PYTHON_3_13": "/nonexistent/python3.13"}
+
+    with pytest.raises(errors.RuntimeUnavailable):
+        environment(version(runtime="python3.13"), host=host)
