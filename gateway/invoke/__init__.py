@@ -1,0 +1,1 @@
+"""The Lambda Invoke hot path: a raw ASGI app (``app.InvokeApp``) and the steps it runs."""

@@ -1,0 +1,31 @@
+"""Settings of the invoke path, validated when the gateway starts.
+
+The gateway's composition builds one ``InvokeSettings`` (from its own environment-parsed
+settings) and passes it to ``InvokeApp``; tests and the benchmark build it directly.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["InvokeSettings"]
+
+
+class InvokeSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # The activator's queue per function version, and how long a request may wait in it.
+    max_waiting_requests: int = Field(default=1000, ge=0)
+    max_wait_seconds: float = Field(default=60.0, gt=0)
+    # Added to the function's timeout to get the gateway's read timeout: the agent
+    # enforces the real timeout and needs time for a cold start and its answer.
+    read_timeout_margin_seconds: float = Field(default=15.0, gt=0)
+    # Pause before trying again when every instance said it was busy.
+    busy_retry_seconds: float = Field(default=0.01, gt=0)
+    retry_after_seconds: float = Field(default=1.0, gt=0)
+    # The connection pool to instances.
+    max_idle_connections_per_instance: int = Field(default=64, ge=0)
+    idle_connection_ttl_seconds: float = Field(default=4.0, gt=0)
+    connect_timeout_seconds: float = Field(default=2.0, gt=0)
+    # Largest body the app reads itself when the composition has not read it already.
+    max_request_bytes: int = Field(default=6 * 1024 * 1024, gt=0)

@@ -1,0 +1,142 @@
+"""Prometheus metrics of the invoke path: invocations, errors, throttles, durations,
+concurrency and the activator's queue.
+
+Created once per process with the registry the gateway exposes, and handed to the
+invoke app and the activator. Labels are bounded: function and version come from the
+catalog (never from a caller's unresolved input), error types are reduced to a fixed
+set, and request ids never appear. Label children are cached per target, because
+looking them up on every request costs more than the increment itself.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from kubelambda.models import Target
+
+__all__ = ["GatewayMetrics", "Outcome", "TargetMetrics"]
+
+# Invocations run from a millisecond to 15 minutes; activator waits up to a minute.
+_DURATION_BUCKETS = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
+    900.0,
+)
+_INIT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+_WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class Outcome(StrEnum):
+    """How an invocation of a resolved target ended."""
+
+    SUCCESS = "success"
+    FUNCTION_ERROR = "function_error"
+    THROTTLED = "throttled"
+    FAILED = "failed"  # the platform could not run it (instance unreachable, ...)
+
+
+class TargetMetrics:
+    """The label children of one function version, bound once."""
+
+    def __init__(self, metrics: GatewayMetrics, target: Target) -> None:
+        labels = (target.function_name, target.version)
+        self._metrics = metrics
+        self._labels = labels
+        self.concurrent = metrics.concurrent_executions.labels(*labels)
+        self.waiting = metrics.activator_waiting.labels(*labels)
+        self.wait_seconds = metrics.activator_wait_seconds.labels(*labels)
+        self.duration_seconds = metrics.duration_seconds.labels(*labels)
+        self.init_duration_seconds = metrics.init_duration_seconds.labels(*labels)
+        self._outcomes = {
+            outcome: metrics.invocations.labels(*labels, outcome.value) for outcome in Outcome
+        }
+
+    def invoked(self, outcome: Outcome) -> None:
+        self._outcomes[outcome].inc()
+
+    def function_error(self, error_type: str) -> None:
+        self._metrics.errors.labels(*self._labels, error_type).inc()
+
+
+class GatewayMetrics:
+    """All invoke-path metrics, registered in ``registry``."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        by_version = ("function", "version")
+        self.invocations = Counter(
+            "kubelambda_invocations",
+            "Invocations of a function version, by outcome.",
+            (*by_version, "outcome"),
+            registry=registry,
+        )
+        self.errors = Counter(
+            "kubelambda_invocation_errors",
+            "Function errors, by error type (platform types, else Unhandled).",
+            (*by_version, "error_type"),
+            registry=registry,
+        )
+        self.throttles = Counter(
+            "kubelambda_throttles",
+            "Invocations refused with 429, by reason.",
+            ("function", "reason"),
+            registry=registry,
+        )
+        self.duration_seconds = Histogram(
+            "kubelambda_invocation_duration_seconds",
+            "Time the function ran, as its instance measured it.",
+            by_version,
+            buckets=_DURATION_BUCKETS,
+            registry=registry,
+        )
+        self.init_duration_seconds = Histogram(
+            "kubelambda_init_duration_seconds",
+            "Cold-start initialisation time reported by instances.",
+            by_version,
+            buckets=_INIT_BUCKETS,
+            registry=registry,
+        )
+        self.concurrent_executions = Gauge(
+            "kubelambda_concurrent_executions",
+            "Invocations in flight to instances, per function version.",
+            by_version,
+            registry=registry,
+        )
+        self.activator_waiting = Gauge(
+            "kubelambda_activator_waiting_requests",
+            "Requests held by the activator until capacity frees up.",
+            by_version,
+            registry=registry,
+        )
+        self.activator_wait_seconds = Histogram(
+            "kubelambda_activator_wait_seconds",
+            "How long requests were held by the activator before they got capacity.",
+            by_version,
+            buckets=_WAIT_BUCKETS,
+            registry=registry,
+        )
+        self._targets: dict[Target, TargetMetrics] = {}
+
+    def target(self, target: Target) -> TargetMetrics:
+        bound = self._targets.get(target)
+        if bound is None:
+            bound = self._targets[target] = TargetMetrics(self, target)
+        return bound
+
+    def throttled(self, function_name: str, reason: str) -> None:
+        self.throttles.labels(function_name, reason).inc()

@@ -1,0 +1,191 @@
+"""Capacity for one invocation: a slot on a ready instance now, or a bounded wait for one.
+
+The invoke app calls ``acquire`` before proxying and ``release`` after. With a free
+slot (the balancer's choice) the request goes at once. Without one — scale from zero,
+or every instance busy — the activator holds it in a FIFO per target, pokes the
+autoscaler so it decides now rather than at its next tick, and hands the next free
+slot to the oldest waiter when an invocation finishes or the backend reports new
+endpoints. The queue is bounded in length and in time; past either bound the caller
+gets Lambda's 429. Every change of the in-flight or waiting count of a target is
+reported to ``ScaleSignals`` (an O(1) call), which is all the autoscaler learns from us.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from collections.abc import Collection
+from dataclasses import dataclass, field
+
+from gateway.metrics import GatewayMetrics
+from gateway.services.balancer import Balancer
+from kubelambda import errors
+from kubelambda.models import Target
+from kubelambda.ports import Endpoint, InstanceBackend, ScaleSignals
+
+__all__ = ["CONCURRENCY_LIMIT_REASON", "Activator"]
+
+log = logging.getLogger(__name__)
+
+CONCURRENCY_LIMIT_REASON = "ConcurrentInvocationLimitExceeded"
+
+
+@dataclass(slots=True)
+class _Waiter:
+    future: asyncio.Future[Endpoint]
+    exclude: Collection[str]
+    since: float
+
+
+@dataclass(slots=True)
+class _Queue:
+    waiters: collections.deque[_Waiter] = field(default_factory=collections.deque)
+
+
+class Activator:
+    """Slots on instances for invocations, holding requests while capacity comes up."""
+
+    def __init__(
+        self,
+        *,
+        backend: InstanceBackend,
+        signals: ScaleSignals,
+        metrics: GatewayMetrics,
+        max_waiting: int,
+        retry_after_seconds: float = 1.0,
+    ) -> None:
+        self._backend = backend
+        self._signals = signals
+        self._metrics = metrics
+        self._max_waiting = max_waiting
+        self._retry_after = retry_after_seconds
+        self._balancer = Balancer()
+        self._queues: dict[Target, _Queue] = {}
+        self._unsubscribe = backend.subscribe(self.capacity_changed)
+
+    def in_flight(self, target: Target) -> int:
+        return self._balancer.in_flight(target)
+
+    def waiting(self, target: Target) -> int:
+        queue = self._queues.get(target)
+        return len(queue.waiters) if queue else 0
+
+    async def acquire(
+        self, target: Target, *, deadline: float, exclude: Collection[str] = ()
+    ) -> Endpoint:
+        """A slot on a ready endpoint of ``target`` (not one in ``exclude``), waiting
+        until the loop time ``deadline`` at most. Raises ``TooManyRequests`` when the
+        queue is full or the deadline passes."""
+        queue = self._queues.get(target)
+        if queue is None or not queue.waiters:
+            # Nobody is ahead in the queue, so taking a free slot now is fair.
+            endpoint = self._balancer.take(self._backend.endpoints(target), exclude)
+            if endpoint is not None:
+                self._report(target)
+                return endpoint
+        return await self._wait(target, deadline, exclude)
+
+    def release(self, endpoint: Endpoint) -> None:
+        """Give back the slot ``acquire`` returned, and pass it on to a waiter if any."""
+        self._balancer.give_back(endpoint)
+        if self._queues.get(endpoint.target):
+            self.capacity_changed(endpoint.target)
+        else:
+            self._report(endpoint.target)
+
+    def capacity_changed(self, target: Target) -> None:
+        """Hand free slots to waiters, oldest first. Called on release and by the
+        backend whenever the ready endpoints of ``target`` change."""
+        queue = self._queues.get(target)
+        if queue is None:
+            return
+        endpoints = self._backend.endpoints(target)
+        handed = False
+        for waiter in list(queue.waiters):
+            if waiter.future.done():
+                continue
+            endpoint = self._balancer.take(endpoints, waiter.exclude)
+            if endpoint is None:
+                if not waiter.exclude:
+                    # Full for this waiter means full for everyone behind it too,
+                    # except waiters that excluded endpoints (handled as they come).
+                    break
+                continue
+            waiter.future.set_result(endpoint)
+            queue.waiters.remove(waiter)
+            handed = True
+        if not queue.waiters:
+            del self._queues[target]
+        if handed:
+            self._report(target)
+
+    def close(self) -> None:
+        self._unsubscribe()
+        for queue in self._queues.values():
+            for waiter in queue.waiters:
+                waiter.future.cancel()
+        self._queues.clear()
+
+    async def _wait(self, target: Target, deadline: float, exclude: Collection[str]) -> Endpoint:
+        queue = self._queues.setdefault(target, _Queue())
+        if len(queue.waiters) >= self._max_waiting:
+            if not queue.waiters:
+                del self._queues[target]
+            raise self._throttle(target, "too many requests are waiting for capacity")
+        loop = asyncio.get_running_loop()
+        waiter = _Waiter(loop.create_future(), exclude, loop.time())
+        queue.waiters.append(waiter)
+        self._report(target)
+        self._signals.poke(target)
+        # A free slot may exist that the waiters ahead excluded: hand it over now.
+        self.capacity_changed(target)
+        try:
+            async with asyncio.timeout_at(deadline):
+                endpoint = await waiter.future
+        except BaseException as exc:
+            self._abandon(target, waiter)
+            if isinstance(exc, TimeoutError):
+                raise self._throttle(target, "no capacity became free in time") from None
+            raise
+        self._metrics.target(target).wait_seconds.observe(loop.time() - waiter.since)
+        return endpoint
+
+    def _abandon(self, target: Target, waiter: _Waiter) -> None:
+        """The waiter timed out or its caller went away: leave the queue, and give
+        back a slot that was handed over in the meantime."""
+        future = waiter.future
+        if future.done() and not future.cancelled() and future.exception() is None:
+            self.release(future.result())
+            return
+        future.cancel()
+        queue = self._queues.get(target)
+        if queue is not None and waiter in queue.waiters:
+            queue.waiters.remove(waiter)
+            if not queue.waiters:
+                del self._queues[target]
+        self._report(target)
+
+    def throttle(self, target: Target, why: str) -> errors.TooManyRequests:
+        """The 429 for a request that found no capacity in time (counted and logged)."""
+        return self._throttle(target, why)
+
+    def _throttle(self, target: Target, why: str) -> errors.TooManyRequests:
+        self._metrics.throttled(target.function_name, CONCURRENCY_LIMIT_REASON)
+        log.info(
+            "activator throttled function=%s version=%s reason=%s waiting=%d in_flight=%d",
+            target.function_name,
+            target.version,
+            why,
+            self.waiting(target),
+            self.in_flight(target),
+        )
+        return errors.TooManyRequests(
+            "Rate Exceeded.", reason=CONCURRENCY_LIMIT_REASON, retry_after=self._retry_after
+        )
+
+    def _report(self, target: Target) -> None:
+        waiting = self.waiting(target)
+        in_flight = self._balancer.in_flight(target)
+        self._metrics.target(target).waiting.set(waiting)
+        self._signals.report(target, in_flight=in_flight, waiting=waiting)
