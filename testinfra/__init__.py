@@ -1,4 +1,4 @@
-"""Test infrastructure for kubelambda: Kafka, Prometheus and a Kubernetes control plane on 127.0.0.1.
+"""Test infrastructure for kubelambda: Kafka, Prometheus and Kubernetes, all on 127.0.0.1.
 
 Test harness, not product. `python -m testinfra up|env|down` (behind `make cluster-up`,
 `make cluster-env`, `make cluster-down` and `make test`) and the session fixtures in
@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-__all__ = ["STATE_ENV", "CACHE_ENV", "cache_dir", "state_dir"]
+__all__ = ["CACHE_ENV", "STATE_ENV", "cache_dir", "state_dir"]
 
 STATE_ENV = "KUBELAMBDA_TESTINFRA_STATE"
 CACHE_ENV = "KUBELAMBDA_TESTINFRA_CACHE"

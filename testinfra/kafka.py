@@ -22,8 +22,8 @@ import uuid
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError
+from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped]
+from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
 
 from testinfra import process
 
@@ -220,7 +220,9 @@ def _format_storage(classpath: str, config: Path) -> None:
         check=False,
     )
     if result.returncode != 0:
-        raise process.InfraError(f"formatting Kafka storage failed:\n{result.stdout}{result.stderr}")
+        raise process.InfraError(
+            f"formatting Kafka storage failed:\n{result.stdout}{result.stderr}"
+        )
     log.info("event=formatted component=kafka cluster_id=%s", cluster_id)
 
 

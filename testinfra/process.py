@@ -102,7 +102,9 @@ class Daemon:
             while _alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.1)
             if _alive(pid):
-                log.warning("event=kill daemon=%s pid=%d after_seconds=%.0f", self.name, pid, timeout)
+                log.warning(
+                    "event=kill daemon=%s pid=%d after_seconds=%.0f", self.name, pid, timeout
+                )
                 _signal_group(pid, signal.SIGKILL)
                 while _alive(pid):
                     time.sleep(0.05)
@@ -247,4 +249,3 @@ def _run(argv: Sequence[str], *, env: dict[str, str]) -> None:
 
 def _since(started: float) -> float:
     return time.monotonic() - started
-

@@ -22,7 +22,17 @@ import httpx
 
 from testinfra import process
 
-__all__ = ["PROMETHEUS", "PROMTOOL", "Prometheus", "down", "env", "install", "is_up", "scrape", "up"]
+__all__ = [
+    "PROMETHEUS",
+    "PROMTOOL",
+    "Prometheus",
+    "down",
+    "env",
+    "install",
+    "is_up",
+    "scrape",
+    "up",
+]
 
 log = logging.getLogger(__name__)
 
