@@ -1,0 +1,25 @@
+"""Fixtures shared by the gateway's unit tests: in-memory ports and a fresh registry.
+
+(Its directory is also what makes ``fakes`` importable from the test subfolders.)
+"""
+
+from __future__ import annotations
+
+import pytest
+from fakes import RecordingSignals, StaticBackend
+from prometheus_client import CollectorRegistry
+
+
+@pytest.fixture
+def backend() -> StaticBackend:
+    return StaticBackend()
+
+
+@pytest.fixture
+def signals() -> RecordingSignals:
+    return RecordingSignals()
+
+
+@pytest.fixture
+def registry() -> CollectorRegistry:
+    return CollectorRegistry()
