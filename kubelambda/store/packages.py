@@ -38,7 +38,7 @@ _MAX_ENTRIES = 100_000
 _CHUNK = 1 << 20
 
 
-class PackageError(Exception):
+class PackageError(ValueError):
     """The package could not be unpacked; the message becomes the version's state reason."""
 
 
