@@ -1,0 +1,16 @@
+"""Settings common to every test (unit, integration, e2e); pytest loads it first.
+
+asyncio mode, markers, timeouts and warnings-as-errors live in pyproject.toml. What is added
+here is the report header naming the test infrastructure a run talks to, so a failure report
+says which broker, Prometheus and cluster were used (or that none were set).
+"""
+
+from __future__ import annotations
+
+import os
+
+INFRA_VARIABLES = ("KAFKA_BOOTSTRAP", "PROMETHEUS_URL", "KUBECONFIG", "KUBELAMBDA_TESTINFRA_STATE")
+
+
+def pytest_report_header() -> list[str]:
+    return [f"testinfra: {name}={os.environ.get(name, '(unset)')}" for name in INFRA_VARIABLES]

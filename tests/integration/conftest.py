@@ -1,0 +1,109 @@
+"""Session fixtures for the real test infrastructure: Kafka, Prometheus, Kubernetes.
+
+Each fixture reuses what `python -m testinfra up` started when the variables printed by
+`python -m testinfra env` are set (as `make test` does), and otherwise starts the part itself
+through the same testinfra modules, stopping it again at the end of the session.
+
+A part that cannot start fails the tests that need it: always in CI (CI=true), and outside CI
+too unless the developer sets KUBELAMBDA_SKIP_INFRA=1, which turns the failure into a skip
+that names the cause. Nothing is skipped silently. Tests using these fixtures get the `infra`
+marker, so `pytest -m "not infra"` selects the tests that need none of it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import NoReturn
+
+import pytest
+
+import testinfra
+import testinfra.kafka
+import testinfra.prometheus
+
+SKIP_ENV = "KUBELAMBDA_SKIP_INFRA"
+INFRA_FIXTURES = frozenset({"kafka_bootstrap", "prometheus", "kubeconfig"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if INFRA_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.infra)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """host:port of a single-node Kafka broker."""
+    if bootstrap := os.environ.get("KAFKA_BOOTSTRAP"):
+        yield bootstrap
+        return
+    with _started("Kafka", testinfra.kafka) as environment:
+        yield environment["KAFKA_BOOTSTRAP"]
+
+
+@pytest.fixture(scope="session")
+def prometheus() -> Iterator[testinfra.prometheus.Prometheus]:
+    """A Prometheus scraping every second: `.url`, `.scrape(targets, job)`, `.query(promql)`."""
+    state_dir = testinfra.state_dir(os.environ)
+    if url := os.environ.get("PROMETHEUS_URL"):
+        promtool = Path(os.environ.get("PROMTOOL") or testinfra.prometheus.PROMTOOL)
+        yield testinfra.prometheus.Prometheus(url=url, state_dir=state_dir, promtool=promtool)
+        return
+    with _started("Prometheus", testinfra.prometheus) as environment:
+        yield testinfra.prometheus.Prometheus(
+            url=environment["PROMETHEUS_URL"],
+            state_dir=state_dir,
+            promtool=Path(environment["PROMTOOL"]),
+        )
+
+
+@pytest.fixture(scope="session")
+def kubeconfig() -> Iterator[Path]:
+    """Path of a kubeconfig for the test cluster; kubectl and helm are on PATH."""
+    # A developer's own KUBECONFIG may point at a real cluster: it is taken only together with
+    # the state variable that `python -m testinfra env` prints.
+    if (path := os.environ.get("KUBECONFIG")) and os.environ.get(testinfra.STATE_ENV):
+        yield Path(path)
+        return
+    try:
+        k8s = importlib.import_module("testinfra.k8s")
+    except ModuleNotFoundError as exc:
+        _unavailable("Kubernetes", exc)
+    with _started("Kubernetes", k8s) as environment:
+        saved_path = os.environ["PATH"]
+        os.environ["PATH"] = f"{environment['TESTINFRA_BIN_DIR']}{os.pathsep}{saved_path}"
+        try:
+            yield Path(environment["KUBECONFIG"])
+        finally:
+            os.environ["PATH"] = saved_path
+
+
+@contextlib.contextmanager
+def _started(part: str, module: ModuleType) -> Iterator[dict[str, str]]:
+    """Start a part through its testinfra module; stop it afterwards if it was not running."""
+    state_dir, cache_dir = testinfra.state_dir(os.environ), testinfra.cache_dir(os.environ)
+    was_up: bool = module.is_up(state_dir)
+    try:
+        environment: dict[str, str] = module.up(state_dir, cache_dir)
+    except Exception as exc:  # whatever the cause, the outcome is the same: no infrastructure
+        _unavailable(part, exc)
+    try:
+        yield environment
+    finally:
+        if not was_up:
+            module.down(state_dir)
+
+
+def _unavailable(part: str, exc: BaseException) -> NoReturn:
+    if os.environ.get("CI") != "true" and os.environ.get(SKIP_ENV) == "1":
+        pytest.skip(f"{part} is unavailable ({SKIP_ENV}=1): {exc}")
+    pytest.fail(
+        f"{part} could not be started: {exc}\n"
+        f"(outside CI, {SKIP_ENV}=1 turns this into a skip of the tests that need it)",
+        pytrace=False,
+    )

@@ -1,0 +1,98 @@
+"""Smoke tests of the test Prometheus: it scrapes a real endpoint, and promtool checks rules.
+
+The scraped target is a prometheus_client HTTP server on 127.0.0.1 started here, the same
+library the gateway exposes its metrics with.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import prometheus_client
+import pytest
+
+from testinfra.prometheus import Prometheus
+
+pytestmark = pytest.mark.infra
+
+DEADLINE_SECONDS = 30.0
+VALID_RULES = """\
+groups:
+  - name: smoke
+    rules:
+      - alert: SmokeValueHigh
+        expr: kubelambda_testinfra_smoke_value > 100
+        for: 1m
+        labels: {severity: warning}
+        annotations: {summary: "the smoke value is high"}
+"""
+BROKEN_RULES = {
+    "bad PromQL": VALID_RULES.replace("> 100", "> > 100"),
+    "not a rule file": "groups: [this is not a rule group]\n",
+    "unknown field": VALID_RULES.replace("for: 1m", "forr: 1m"),
+}
+
+
+@pytest.fixture
+def metrics_target() -> Iterator[tuple[str, str]]:
+    """A real /metrics endpoint on 127.0.0.1 with one gauge; yields (host:port, job label)."""
+    registry = prometheus_client.CollectorRegistry()
+    gauge = prometheus_client.Gauge(
+        "kubelambda_testinfra_smoke_value", "A value for the scrape test.", registry=registry
+    )
+    gauge.set(42.5)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server, thread = prometheus_client.start_http_server(port, addr="127.0.0.1", registry=registry)
+    try:
+        yield f"127.0.0.1:{port}", f"smoke-{uuid.uuid4().hex[:12]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_scraped_value_is_returned_by_a_query(
+    prometheus: Prometheus, metrics_target: tuple[str, str]
+) -> None:
+    target, job = metrics_target
+    prometheus.scrape([target], job=job)
+    try:
+        deadline = time.monotonic() + DEADLINE_SECONDS
+        result = prometheus.query(f'kubelambda_testinfra_smoke_value{{job="{job}"}}')
+        while not result and time.monotonic() < deadline:
+            time.sleep(0.5)
+            result = prometheus.query(f'kubelambda_testinfra_smoke_value{{job="{job}"}}')
+    finally:
+        prometheus.scrape([], job=job)
+
+    assert [float(sample["value"][1]) for sample in result] == [42.5]
+
+
+def test_promtool_accepts_valid_rules(prometheus: Prometheus, tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yml"
+    rules.write_text(VALID_RULES)
+
+    result = subprocess.run(
+        [prometheus.promtool, "check", "rules", rules], capture_output=True, text=True, check=False
+    )
+
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("text", BROKEN_RULES.values(), ids=BROKEN_RULES.keys())
+def test_promtool_rejects_broken_rules(prometheus: Prometheus, tmp_path: Path, text: str) -> None:
+    rules = tmp_path / "rules.yml"
+    rules.write_text(text)
+
+    result = subprocess.run(
+        [prometheus.promtool, "check", "rules", rules], capture_output=True, text=True, check=False
+    )
+
+    assert result.returncode != 0, result.stdout
