@@ -7,8 +7,10 @@ from collections.abc import Callable
 from kubelambda.models import FunctionVersion, Target
 from kubelambda.ports import Endpoint
 
+DEFAULT_TARGET = Target("f", "1")
 
-def endpoint(instance_id: str, concurrency: int = 1, target: Target = Target("f", "1")) -> Endpoint:
+
+def endpoint(instance_id: str, concurrency: int = 1, target: Target = DEFAULT_TARGET) -> Endpoint:
     return Endpoint(target, instance_id, "127.0.0.1", 1, concurrency)
 
 

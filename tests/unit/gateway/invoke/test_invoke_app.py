@@ -134,7 +134,7 @@ async def test_not_found_message_names_the_qualified_arn(app: InvokeApp) -> None
 
 async def test_full_arn_with_qualifier_resolves(app: InvokeApp) -> None:
     arn = "arn:aws:lambda:us-east-1:000000000000:function:f:$LATEST"
-    status, headers, _ = await _call(
+    status, _, _ = await _call(
         app,
         f"/2015-03-31/functions/{arn}/invocations",
         headers={"X-Amz-Invocation-Type": "DryRun"},
