@@ -1,0 +1,58 @@
+"""``python -m kubelambda_agent``: validate the configuration, start the runtimes, serve.
+
+The launcher (embedded mode's local instance backend, or a container's entrypoint) runs
+this. Scale-from-zero latency is spawn-to-first-answer, so the runtimes are started
+before asyncio and the rest of the agent are even imported: the runtimes' own start-up
+then overlaps the agent's, and the Runtime API sockets are bound already so a runtime's
+first ``/next`` waits in the listen backlog until the agent serves it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+
+from kubelambda_agent import process
+from kubelambda_agent.config import ConfigError, parse_config
+
+_BACKLOG = 1024
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family, backlog=_BACKLOG)
+
+
+def main() -> int:
+    environ = dict(os.environ)
+    try:
+        config = parse_config(environ)
+    except ConfigError as exc:
+        print(f"kubelambda-agent: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    try:
+        invoke_listener = _listen(config.listen_host, config.listen_port)
+    except OSError as exc:
+        address = f"{config.listen_host}:{config.listen_port}"
+        print(f"kubelambda-agent: cannot listen on {address}: {exc}", file=sys.stderr)
+        return 2
+    api_listeners = [_listen("127.0.0.1", 0) for _ in range(config.concurrency)]
+    first_runtimes = [
+        process.spawn_runtime(config, environ, api_address=f"127.0.0.1:{sock.getsockname()[1]}")
+        for sock in api_listeners
+    ]
+    # Imported only now, while the runtimes start (see the module docstring).
+    from kubelambda_agent import agent
+
+    return agent.run(
+        config,
+        environ,
+        invoke_listener=invoke_listener,
+        api_listeners=api_listeners,
+        first_runtimes=first_runtimes,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

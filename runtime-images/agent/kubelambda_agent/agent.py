@@ -1,0 +1,134 @@
+"""The agent's lifecycle: serve, announce readiness, drain on SIGTERM, stop the runtimes.
+
+``__main__`` calls ``run`` with the listeners it bound and the runtimes it already
+started. Readiness is announced once, on ``KUBELAMBDA_AGENT_READY_FD``, when the invoke
+endpoint listens and every runtime finished its first init (well or badly): the launcher
+learns the port and that an invocation will not wait for a cold start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Mapping, Sequence
+
+from kubelambda_agent import process
+from kubelambda_agent.config import AgentConfig
+from kubelambda_agent.http_server import HttpProtocol
+from kubelambda_agent.invoke_endpoint import MAX_EVENT_BYTES, InvokeEndpoint
+from kubelambda_agent.slot import Slot
+
+__all__ = ["run"]
+
+log = logging.getLogger("kubelambda_agent")
+
+
+def run(
+    config: AgentConfig,
+    environ: Mapping[str, str],
+    *,
+    invoke_listener: socket.socket,
+    api_listeners: Sequence[socket.socket],
+    first_runtimes: Sequence[process.RuntimeProcess | process.SpawnError],
+) -> int:
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    return asyncio.run(
+        _serve(
+            config,
+            environ,
+            invoke_listener=invoke_listener,
+            api_listeners=api_listeners,
+            first_runtimes=first_runtimes,
+        )
+    )
+
+
+async def _serve(
+    config: AgentConfig,
+    environ: Mapping[str, str],
+    *,
+    invoke_listener: socket.socket,
+    api_listeners: Sequence[socket.socket],
+    first_runtimes: Sequence[process.RuntimeProcess | process.SpawnError],
+) -> int:
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+
+    slots = [
+        Slot(
+            index=index,
+            config=config,
+            environ=environ,
+            listener=listener,
+            first_runtime=first,
+            log_sink=_write_stdout,
+        )
+        for index, (listener, first) in enumerate(zip(api_listeners, first_runtimes, strict=True))
+    ]
+    endpoint = InvokeEndpoint(slots)
+    connections: set[HttpProtocol] = set()
+    server = await loop.create_server(
+        lambda: HttpProtocol(endpoint.handle, max_body=MAX_EVENT_BYTES, connections=connections),
+        sock=invoke_listener,
+    )
+    for slot in slots:
+        await slot.start()
+    port = invoke_listener.getsockname()[1]
+
+    settled = asyncio.gather(*(slot.settled for slot in slots))
+    stop_wait = asyncio.ensure_future(stopping.wait())
+    await asyncio.wait((settled, stop_wait), return_when=asyncio.FIRST_COMPLETED)
+    if settled.done():
+        endpoint.ready = True
+        log.info(
+            "agent ready port=%d runtime=%s concurrency=%d",
+            port,
+            config.runtime,
+            config.concurrency,
+        )
+        if config.ready_fd is not None:
+            _announce_ready(config.ready_fd, port)
+    await stop_wait
+
+    log.info("draining")
+    await endpoint.drain()
+    for slot in slots:
+        slot.stop()
+    server.close()
+    for conn in list(connections):
+        conn.close()
+    settled.cancel()
+    log.info("stopped")
+    return 0
+
+
+def _announce_ready(fd: int, port: int) -> None:
+    try:
+        os.write(fd, json.dumps({"port": port}).encode() + b"\n")
+    except OSError as exc:
+        log.warning("could not announce readiness fd=%d error=%s", fd, exc)
+    finally:
+        os.close(fd)
+
+
+def _write_stdout(data: bytes) -> None:
+    """Function logs go to the agent's stdout, unbuffered, as whole lines."""
+    view = memoryview(data)
+    while view:
+        try:
+            written = os.write(1, view)
+        except OSError:
+            # Nobody reads our stdout any more: the logs are lost, invocations go on.
+            return
+        view = view[written:]

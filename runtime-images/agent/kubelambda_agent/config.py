@@ -1,0 +1,141 @@
+"""The agent's configuration, parsed once at start from the environment the launcher gives it.
+
+``__main__`` calls ``parse_config(os.environ)`` and hands the frozen ``AgentConfig`` to
+everything else. A bad value raises ``ConfigError`` whose message is written to stderr
+before the agent exits non-zero, so a misconfigured instance fails loudly at spawn.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+__all__ = [
+    "PROVIDED_RUNTIMES",
+    "PYTHON_RUNTIMES",
+    "AgentConfig",
+    "ConfigError",
+    "parse_config",
+]
+
+PYTHON_RUNTIMES = frozenset({"python3.11", "python3.12", "python3.13"})
+PROVIDED_RUNTIMES = frozenset({"provided", "provided.al2", "provided.al2023"})
+
+# Lambda's own bounds: 900 s is the longest function timeout it accepts.
+MAX_TIMEOUT_SECONDS = 900.0
+# A per-instance limit well above any sensible setting, so a typo cannot fork-bomb the node.
+MAX_CONCURRENCY = 256
+
+_BOOTSTRAP_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "python_bootstrap.py")
+
+
+class ConfigError(Exception):
+    """The environment does not describe a runnable agent; the message says which variable."""
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    listen_host: str
+    listen_port: int
+    concurrency: int
+    runtime: str
+    python: str
+    timeout_seconds: float
+    ready_fd: int | None
+    task_root: str
+    function_version: str
+    memory_size_mb: int
+
+    @property
+    def runtime_command(self) -> list[str]:
+        """The command that starts one runtime process (run with cwd = task root)."""
+        if self.runtime in PYTHON_RUNTIMES:
+            # -u: print() must reach the log at once, not when a buffer fills.
+            return [self.python, "-u", _BOOTSTRAP_SCRIPT]
+        return [os.path.join(self.task_root, "bootstrap")]
+
+    @property
+    def runtime_dir(self) -> str:
+        """``LAMBDA_RUNTIME_DIR``: where the runtime's own files live (our bootstrap's folder)."""
+        return os.path.dirname(_BOOTSTRAP_SCRIPT)
+
+
+def parse_config(environ: Mapping[str, str]) -> AgentConfig:
+    """Validate the ``KUBELAMBDA_AGENT_*`` variables (and the Lambda ones the agent reads)."""
+    host, port = _parse_listen(environ.get("KUBELAMBDA_AGENT_LISTEN", "0.0.0.0:8080"))
+    runtime = environ.get("KUBELAMBDA_AGENT_RUNTIME", "")
+    if runtime not in PYTHON_RUNTIMES | PROVIDED_RUNTIMES:
+        known = ", ".join(sorted(PYTHON_RUNTIMES | PROVIDED_RUNTIMES))
+        raise ConfigError(f"KUBELAMBDA_AGENT_RUNTIME={runtime!r} is not one of: {known}")
+    python = environ.get("KUBELAMBDA_AGENT_PYTHON") or sys.executable
+    if runtime in PYTHON_RUNTIMES and not (os.path.isfile(python) and os.access(python, os.X_OK)):
+        raise ConfigError(f"KUBELAMBDA_AGENT_PYTHON={python!r} is not an executable file")
+    task_root = environ.get("LAMBDA_TASK_ROOT") or os.getcwd()
+    if not os.path.isdir(task_root):
+        raise ConfigError(f"LAMBDA_TASK_ROOT={task_root!r} is not a directory")
+    return AgentConfig(
+        listen_host=host,
+        listen_port=port,
+        concurrency=_parse_int(
+            environ, "KUBELAMBDA_AGENT_CONCURRENCY", default=1, low=1, high=MAX_CONCURRENCY
+        ),
+        runtime=runtime,
+        python=python,
+        timeout_seconds=_parse_timeout(environ.get("KUBELAMBDA_AGENT_TIMEOUT_SECONDS", "3")),
+        ready_fd=_parse_ready_fd(environ.get("KUBELAMBDA_AGENT_READY_FD", "")),
+        task_root=task_root,
+        function_version=environ.get("AWS_LAMBDA_FUNCTION_VERSION") or "$LATEST",
+        memory_size_mb=_parse_int(
+            environ, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", default=128, low=1, high=1 << 20
+        ),
+    )
+
+
+def _parse_listen(value: str) -> tuple[str, int]:
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not port_text.isdigit() or int(port_text) > 65535:
+        raise ConfigError(f"KUBELAMBDA_AGENT_LISTEN={value!r} must be host:port (port 0-65535)")
+    # "[::]:8080" names an IPv6 address; the socket API wants it without brackets.
+    host = host.removeprefix("[").removesuffix("]")
+    return host or "0.0.0.0", int(port_text)
+
+
+def _parse_int(environ: Mapping[str, str], name: str, *, default: int, low: int, high: int) -> int:
+    text = environ.get(name, "")
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise ConfigError(f"{name}={text!r} is not an integer") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name}={value} is outside {low}..{high}")
+    return value
+
+
+def _parse_timeout(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"KUBELAMBDA_AGENT_TIMEOUT_SECONDS={text!r} is not a number") from None
+    if not 0 < value <= MAX_TIMEOUT_SECONDS:
+        raise ConfigError(
+            f"KUBELAMBDA_AGENT_TIMEOUT_SECONDS={value} is outside (0, {MAX_TIMEOUT_SECONDS:g}]"
+        )
+    return value
+
+
+def _parse_ready_fd(text: str) -> int | None:
+    if not text:
+        return None
+    if not text.isdigit():
+        raise ConfigError(f"KUBELAMBDA_AGENT_READY_FD={text!r} is not a file descriptor number")
+    fd = int(text)
+    try:
+        os.fstat(fd)
+    except OSError:
+        message = f"KUBELAMBDA_AGENT_READY_FD={fd} is not an open file descriptor"
+        raise ConfigError(message) from None
+    return fd

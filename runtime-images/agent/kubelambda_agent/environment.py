@@ -1,0 +1,41 @@
+"""The environment each runtime process starts with.
+
+``slot`` calls ``runtime_environment`` before every (re)start of a runtime. The launcher
+has already put the function's Lambda variables and the user's variables in the agent's
+own environment; this drops the agent's private settings and adds what only the agent
+knows (the runtime's own Runtime API address) plus Lambda's defaults for anything missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+__all__ = ["AGENT_PREFIX", "runtime_environment"]
+
+AGENT_PREFIX = "KUBELAMBDA_AGENT_"
+
+_DEFAULT_REGION = "us-east-1"
+_DEFAULTS = {
+    "TZ": ":UTC",
+    "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+}
+# Set by Lambda only for its multi-concurrency mode: awslambdaric then forks workers and
+# polls differently, which is not how our one-event-per-runtime slots work.
+_FORBIDDEN = ("AWS_LAMBDA_MAX_CONCURRENCY",)
+
+
+def runtime_environment(
+    base: Mapping[str, str], *, runtime: str, api_address: str, runtime_dir: str
+) -> dict[str, str]:
+    env = {k: v for k, v in base.items() if not k.startswith(AGENT_PREFIX)}
+    for name in _FORBIDDEN:
+        env.pop(name, None)
+    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or _DEFAULT_REGION
+    env.setdefault("AWS_REGION", region)
+    env.setdefault("AWS_DEFAULT_REGION", region)
+    for name, value in _DEFAULTS.items():
+        env.setdefault(name, value)
+    env["AWS_LAMBDA_RUNTIME_API"] = api_address
+    env["LAMBDA_RUNTIME_DIR"] = runtime_dir
+    env["AWS_EXECUTION_ENV"] = f"AWS_Lambda_{runtime}"
+    return env

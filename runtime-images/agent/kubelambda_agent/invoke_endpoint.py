@@ -1,0 +1,154 @@
+"""The invoke endpoint the gateway calls: ``POST /invoke`` and ``GET /ready``.
+
+``agent`` serves ``InvokeEndpoint.handle`` on the agent's public listener. The contract
+(header names, 200 for every invocation that ran, 503 + ``Kubelambda-Agent-Busy`` when
+nothing ran so the gateway may retry elsewhere) is shared with the gateway and the local
+instance backend; change it only together with them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import os
+import time
+from collections.abc import Sequence
+
+from kubelambda_agent.http_server import Request, Responder
+from kubelambda_agent.invocation import Invocation, Outcome
+from kubelambda_agent.slot import Slot
+
+__all__ = ["MAX_EVENT_BYTES", "InvokeEndpoint"]
+
+# Lambda's synchronous request payload limit; the gateway enforces it before we see it.
+MAX_EVENT_BYTES = 6 * 1024 * 1024
+
+_JSON = ("Content-Type", "application/json")
+_BUSY_HEADERS = (_JSON, ("Kubelambda-Agent-Busy", "1"))
+
+
+def _error(error_type: str, message: str) -> bytes:
+    return json.dumps({"errorType": error_type, "errorMessage": message}).encode()
+
+
+_BUSY_BODY = _error("AgentBusy", "No idle runtime in this instance")
+_DRAINING_BODY = _error("AgentDraining", "This instance is shutting down")
+
+
+class InvokeEndpoint:
+    def __init__(self, slots: Sequence[Slot]) -> None:
+        self._slots = slots
+        self.ready = False
+        self.draining = False
+        self._in_flight = 0
+        self._drained: asyncio.Future[None] | None = None
+
+    def handle(self, request: Request, responder: Responder) -> None:
+        if request.path == "/invoke":
+            if request.method == "POST":
+                self._invoke(request, responder)
+            else:
+                responder.respond(405, _error("MethodNotAllowed", "POST /invoke"), (_JSON,))
+        elif request.path == "/ready":
+            if request.method == "GET":
+                self._ready(responder)
+            else:
+                responder.respond(405, _error("MethodNotAllowed", "GET /ready"), (_JSON,))
+        else:
+            responder.respond(404, _error("NotFound", f"No route at {request.path}"), (_JSON,))
+
+    async def drain(self) -> None:
+        """Refuse new invocations and wait for those in flight (each ends by its timeout)."""
+        self.draining = True
+        if self._in_flight:
+            self._drained = asyncio.get_running_loop().create_future()
+            await self._drained
+
+    def _ready(self, responder: Responder) -> None:
+        idle = sum(1 for slot in self._slots if slot.available)
+        body = json.dumps({"concurrency": len(self._slots), "idle": idle}).encode()
+        responder.respond(200 if self.ready and not self.draining else 503, body, (_JSON,))
+
+    def _invoke(self, request: Request, responder: Responder) -> None:
+        if self.draining:
+            responder.respond(503, _DRAINING_BODY, _BUSY_HEADERS)
+            return
+        if request.body_too_large:
+            message = f"Request payload exceeds {MAX_EVENT_BYTES} bytes"
+            responder.respond(413, _error("RequestTooLarge", message), (_JSON,))
+            return
+        headers = request.headers
+        request_id = headers.get("kubelambda-request-id", "").strip()
+        function_arn = headers.get("kubelambda-invoked-function-arn", "").strip()
+        if not request_id or not function_arn:
+            missing = (
+                "Kubelambda-Request-Id" if not request_id else "Kubelambda-Invoked-Function-Arn"
+            )
+            responder.respond(400, _error("InvalidRequest", f"Missing header {missing}"), (_JSON,))
+            return
+        try:
+            client_context = _client_context(headers.get("kubelambda-client-context"))
+        except ValueError as exc:
+            responder.respond(400, _error("InvalidRequest", str(exc)), (_JSON,))
+            return
+        slot = next((s for s in self._slots if s.available), None)
+        if slot is None:
+            responder.respond(503, _BUSY_BODY, _BUSY_HEADERS)
+            return
+
+        def complete(outcome: Outcome) -> None:
+            self._in_flight -= 1
+            if self._drained is not None and not self._in_flight and not self._drained.done():
+                self._drained.set_result(None)
+            responder.respond(200, outcome.body, _outcome_headers(outcome))
+
+        self._in_flight += 1
+        slot.assign(
+            Invocation(
+                request_id=request_id,
+                function_arn=function_arn,
+                event=request.body,
+                trace_id=headers.get("kubelambda-trace-id") or _new_trace_id(),
+                complete=complete,
+                client_context=client_context,
+                cognito_identity=headers.get("kubelambda-cognito-identity"),
+                want_tail=headers.get("kubelambda-log-type", "").lower() == "tail",
+            )
+        )
+
+
+def _client_context(encoded: str | None) -> str | None:
+    """The client context as the Runtime API sends it: decoded JSON, on one line.
+
+    Re-serialising also makes sure no newline from the client can reach a header.
+    """
+    if not encoded:
+        return None
+    try:
+        decoded = json.loads(base64.b64decode(encoded, validate=True))
+    except (binascii.Error, ValueError):
+        raise ValueError("Kubelambda-Client-Context is not base64-encoded JSON") from None
+    return json.dumps(decoded, separators=(",", ":"))
+
+
+def _new_trace_id() -> str:
+    """An X-Ray trace header, as Lambda gives every invocation one."""
+    root = f"1-{int(time.time()):08x}-{os.urandom(12).hex()}"
+    return f"Root={root};Parent={os.urandom(8).hex()};Sampled=0"
+
+
+def _outcome_headers(outcome: Outcome) -> list[tuple[str, str]]:
+    headers = [
+        _JSON,
+        ("Kubelambda-Duration-Ms", f"{outcome.duration_ms:.3f}"),
+        ("Kubelambda-Max-Memory-Used-Mb", str(outcome.max_memory_used_mb)),
+    ]
+    if outcome.function_error:
+        headers.append(("Kubelambda-Function-Error", "Unhandled"))
+    if outcome.init_duration_ms is not None:
+        headers.append(("Kubelambda-Init-Duration-Ms", f"{outcome.init_duration_ms:.3f}"))
+    if outcome.log_tail is not None:
+        headers.append(("Kubelambda-Log-Result", outcome.log_tail))
+    return headers

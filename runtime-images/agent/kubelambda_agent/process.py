@@ -1,0 +1,119 @@
+"""Starting, watching and killing one runtime process; no event loop needed.
+
+``__main__`` spawns the first runtimes through ``spawn`` before it even imports asyncio
+(the runtime's own start-up then overlaps the agent's); ``slot`` spawns replacements and
+kills runtimes. Each runtime gets its own session and so its own process group, which
+``kill`` ends as a whole, children included. Its stdout and stderr share one pipe, so the
+agent sees its lines in the order they were written; ``exit_fd`` (a pidfd) becomes
+readable when it exits, which lets the event loop watch it without a thread or SIGCHLD.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from kubelambda_agent.config import AgentConfig
+from kubelambda_agent.environment import runtime_environment
+
+__all__ = ["RuntimeProcess", "SpawnError", "max_memory_used_mb", "spawn", "spawn_runtime"]
+
+
+class SpawnError(Exception):
+    """The runtime could not be started at all (no such file, not executable, ...)."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"fork/exec {path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+@dataclass(slots=True)
+class RuntimeProcess:
+    popen: subprocess.Popen[bytes]
+    output_fd: int
+    exit_fd: int
+    started_at: float
+    returncode: int | None = field(default=None)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group (the runtime and anything it started)."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+
+    def reap(self) -> int:
+        """Collect the exit status once ``exit_fd`` is readable, and release the pidfd.
+
+        Leftover members of the group are killed first: while the runtime is a zombie its
+        pid (= the group id) cannot be reused, so the kill cannot hit a stranger.
+        """
+        if self.returncode is None:
+            self.kill()
+            self.returncode = self.popen.wait()
+            os.close(self.exit_fd)
+        return self.returncode
+
+
+def spawn(command: Sequence[str], *, env: Mapping[str, str], cwd: str) -> RuntimeProcess:
+    read_fd, write_fd = os.pipe()
+    # Init Duration counts from here, the moment Lambda would start the sandbox's runtime.
+    started_at = time.monotonic()
+    try:
+        popen = subprocess.Popen(
+            list(command),
+            stdin=subprocess.DEVNULL,
+            stdout=write_fd,
+            stderr=write_fd,
+            cwd=cwd,
+            env=dict(env),
+            start_new_session=True,
+        )
+    except OSError as exc:
+        os.close(read_fd)
+        path = command[0] if exc.filename in (None, command[0]) else str(exc.filename)
+        raise SpawnError(path, (exc.strerror or str(exc)).lower()) from exc
+    finally:
+        os.close(write_fd)
+    os.set_blocking(read_fd, False)
+    return RuntimeProcess(
+        popen=popen, output_fd=read_fd, exit_fd=os.pidfd_open(popen.pid), started_at=started_at
+    )
+
+
+def spawn_runtime(
+    config: AgentConfig, environ: Mapping[str, str], *, api_address: str
+) -> RuntimeProcess | SpawnError:
+    """Start the configured runtime, serving it the Runtime API at ``api_address``.
+
+    A runtime that cannot even start is not an agent failure but the function's init
+    failure, so the error is returned for the slot to report, not raised.
+    """
+    env = runtime_environment(
+        environ, runtime=config.runtime, api_address=api_address, runtime_dir=config.runtime_dir
+    )
+    try:
+        return spawn(config.runtime_command, env=env, cwd=config.task_root)
+    except SpawnError as exc:
+        return exc
+
+
+def max_memory_used_mb(pid: int) -> int | None:
+    """The process's peak resident set (``VmHWM``) in MB, or None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"VmHWM:"):
+                    return math.ceil(int(line.split()[1]) / 1024)
+    except (OSError, ValueError, IndexError):
+        return None
+    return None

@@ -1,0 +1,294 @@
+"""The python runtimes' Lambda Runtime API client; the agent runs this file as a script.
+
+``slot`` starts it as ``<python3.X> -u python_bootstrap.py`` with cwd = LAMBDA_TASK_ROOT.
+It runs under whichever interpreter the function's runtime names, which has none of our
+packages installed, so it is one file of standard library only, and imports nothing of
+the agent. It imports ``_HANDLER`` (``module.function``; packages as dotted paths),
+reports an init failure to ``/runtime/init/error`` and exits, or else loops: ``/next``,
+call the handler with the JSON event and a Lambda context, post the JSON result or the
+error, over one keep-alive connection. Error bodies and messages follow Lambda's python
+runtime (awslambdaric), so a function behaves the same under either.
+"""
+
+from __future__ import annotations
+
+import http.client
+import importlib
+import json
+import logging
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+API_PATH = "/2018-06-01/runtime"
+ERROR_TYPE_HEADER = "Lambda-Runtime-Function-Error-Type"
+
+Handler = Callable[[Any, "LambdaContext"], Any]
+
+
+class InitError(Exception):
+    def __init__(self, error_type: str, message: str, stack: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+        self.message = message
+        self.stack = stack or []
+
+
+class CognitoIdentity:
+    __slots__ = ("cognito_identity_id", "cognito_identity_pool_id")
+
+    def __init__(self, fields: dict[str, Any]) -> None:
+        self.cognito_identity_id = fields.get("cognitoIdentityId")
+        self.cognito_identity_pool_id = fields.get("cognitoIdentityPoolId")
+
+
+class Client:
+    __slots__ = (
+        "app_package_name",
+        "app_title",
+        "app_version_code",
+        "app_version_name",
+        "installation_id",
+    )
+
+    def __init__(self, fields: dict[str, Any]) -> None:
+        self.installation_id = fields.get("installation_id")
+        self.app_title = fields.get("app_title")
+        self.app_version_name = fields.get("app_version_name")
+        self.app_version_code = fields.get("app_version_code")
+        self.app_package_name = fields.get("app_package_name")
+
+
+class ClientContext:
+    __slots__ = ("client", "custom", "env")
+
+    def __init__(self, fields: dict[str, Any]) -> None:
+        client = fields.get("client")
+        self.client = Client(client) if isinstance(client, dict) else None
+        self.custom = fields.get("custom")
+        self.env = fields.get("env")
+
+
+class LambdaContext:
+    """The ``context`` argument of a handler, with the attributes Lambda's gives."""
+
+    def __init__(
+        self,
+        *,
+        request_id: str,
+        function_arn: str,
+        deadline_ms: int,
+        client_context: ClientContext | None,
+        identity: CognitoIdentity | None,
+    ) -> None:
+        self.aws_request_id = request_id
+        self.invoked_function_arn = function_arn
+        self.client_context = client_context
+        self.identity = identity
+        self.function_name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME")
+        self.function_version = os.environ.get("AWS_LAMBDA_FUNCTION_VERSION")
+        self.memory_limit_in_mb = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+        self.log_group_name = os.environ.get("AWS_LAMBDA_LOG_GROUP_NAME")
+        self.log_stream_name = os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME")
+        self._deadline_ms = deadline_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(self._deadline_ms - int(time.time() * 1000), 0)
+
+
+class RequestIdFilter(logging.Filter):
+    """Stamps each record with the current request id, as Lambda's log format shows it."""
+
+    request_id = ""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.aws_request_id = self.request_id
+        return True
+
+
+def setup_logging() -> RequestIdFilter:
+    """Lambda's root handler: ``[LEVEL]\\t<UTC time>\\t<request id>\\t<message>``."""
+    handler = logging.StreamHandler(sys.stdout)
+    formatter = logging.Formatter(
+        "[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s",
+        "%Y-%m-%dT%H:%M:%S",
+    )
+    formatter.converter = time.gmtime
+    handler.setFormatter(formatter)
+    request_filter = RequestIdFilter()
+    handler.addFilter(request_filter)
+    logging.getLogger().addHandler(handler)
+    return request_filter
+
+
+def load_handler(spec: str) -> Handler:
+    try:
+        module_name, function_name = spec.rsplit(".", 1)
+    except ValueError as exc:
+        raise InitError("Runtime.MalformedHandlerName", f"Bad handler '{spec}': {exc}") from None
+    module_name = module_name.replace("/", ".")
+    if module_name.split(".")[0] in sys.builtin_module_names:
+        raise InitError(
+            "Runtime.BuiltInModuleConflict",
+            f"Cannot use built-in module {module_name} as a handler module",
+        )
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise InitError(
+            "Runtime.ImportModuleError", f"Unable to import module '{module_name}': {exc}"
+        ) from None
+    except SyntaxError as exc:
+        raise InitError(
+            "Runtime.UserCodeSyntaxError",
+            f"Syntax error in module '{module_name}': {exc}",
+            [f'  File "{exc.filename}" Line {exc.lineno}\n    {exc.text}'],
+        ) from None
+    handler = getattr(module, function_name, None)
+    if handler is None:
+        raise InitError(
+            "Runtime.HandlerNotFound",
+            f"Handler '{function_name}' missing on module '{module_name}'",
+        )
+    return handler  # type: ignore[no-any-return]
+
+
+def error_body(error_type: str, message: str, request_id: str, stack: list[str]) -> bytes:
+    return json.dumps(
+        {
+            "errorMessage": message,
+            "errorType": error_type,
+            "requestId": request_id,
+            "stackTrace": stack,
+        }
+    ).encode()
+
+
+def user_stack(exc: BaseException) -> list[str]:
+    """The traceback below this file's own frame, one string per frame, as Lambda lists it."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    return traceback.format_list(traceback.extract_tb(tb))
+
+
+def log_error(error_type: str, message: str, stack: list[str]) -> None:
+    lines = [f"[ERROR] {error_type}: {message}"]
+    if stack:
+        lines.append("Traceback (most recent call last):")
+        lines.extend(frame.rstrip("\n") for frame in stack)
+    print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+def to_json(value: Any) -> bytes:
+    return json.dumps(value, default=_json_default).encode()
+
+
+def _json_default(value: Any) -> Any:
+    # Lambda's python runtime serialises Decimal (boto3's DynamoDB numbers) as numbers;
+    # checked by name so that decimal is not imported by every function.
+    if type(value).__name__ == "Decimal":
+        return int(value) if value == int(value) else float(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+class RuntimeClient:
+    """The Runtime API over one keep-alive HTTP/1.1 connection."""
+
+    def __init__(self, address: str) -> None:
+        self._conn = http.client.HTTPConnection(address)
+
+    def next(self) -> tuple[bytes, http.client.HTTPMessage]:
+        self._conn.request("GET", f"{API_PATH}/invocation/next")
+        response = self._conn.getresponse()
+        body = response.read()
+        if response.status != 200:
+            raise RuntimeError(f"/invocation/next answered {response.status}: {body!r}")
+        return body, response.headers
+
+    def post(self, path: str, body: bytes, headers: dict[str, str] | None = None) -> int:
+        self._conn.request(
+            "POST",
+            f"{API_PATH}/{path}",
+            body=body,
+            headers={"Content-Type": "application/json", **(headers or {})},
+        )
+        response = self._conn.getresponse()
+        response.read()
+        return response.status
+
+
+def invoke(
+    handler: Handler, body: bytes, headers: http.client.HTTPMessage
+) -> tuple[str, bytes, str | None]:
+    """Run one event: ``(path suffix, body, error type)`` to post back."""
+    request_id = headers.get("Lambda-Runtime-Aws-Request-Id", "")
+    trace_id = headers.get("Lambda-Runtime-Trace-Id")
+    if trace_id:
+        os.environ["_X_AMZN_TRACE_ID"] = trace_id
+    try:
+        event = json.loads(body) if body else {}
+    except ValueError as exc:
+        return failed("Runtime.UnmarshalError", f"Unable to unmarshal input: {exc}", request_id)
+    client_context = headers.get("Lambda-Runtime-Client-Context")
+    identity = headers.get("Lambda-Runtime-Cognito-Identity")
+    context = LambdaContext(
+        request_id=request_id,
+        function_arn=headers.get("Lambda-Runtime-Invoked-Function-Arn", ""),
+        deadline_ms=int(headers.get("Lambda-Runtime-Deadline-Ms") or 0),
+        client_context=ClientContext(json.loads(client_context)) if client_context else None,
+        identity=CognitoIdentity(json.loads(identity)) if identity else None,
+    )
+    try:
+        result = handler(event, context)
+    except Exception as exc:
+        return failed(type(exc).__name__, str(exc), request_id, user_stack(exc))
+    try:
+        return "response", to_json(result), None
+    except (TypeError, ValueError) as exc:
+        return failed("Runtime.MarshalError", f"Unable to marshal response: {exc}", request_id)
+
+
+def failed(
+    error_type: str, message: str, request_id: str, stack: list[str] | None = None
+) -> tuple[str, bytes, str]:
+    log_error(error_type, message, stack or [])
+    return "error", error_body(error_type, message, request_id, stack or []), error_type
+
+
+def main() -> NoReturn:
+    task_root = os.environ.get("LAMBDA_TASK_ROOT") or os.getcwd()
+    # Run as a script, python put this file's folder first on sys.path; user code must
+    # import from the task root instead, and never see the agent's modules.
+    sys.path[0] = task_root
+    client = RuntimeClient(os.environ["AWS_LAMBDA_RUNTIME_API"])
+    request_filter = setup_logging()
+    try:
+        handler = load_handler(os.environ.get("_HANDLER", ""))
+    except InitError as exc:
+        init_failed(client, exc.error_type, exc.message, exc.stack)
+    except Exception as exc:
+        init_failed(client, type(exc).__name__, str(exc), user_stack(exc))
+    while True:
+        body, headers = client.next()
+        request_filter.request_id = headers.get("Lambda-Runtime-Aws-Request-Id", "")
+        outcome, payload, error_type = invoke(handler, body, headers)
+        request_id = request_filter.request_id
+        extra = {ERROR_TYPE_HEADER: error_type} if error_type else None
+        # 413 (response too large) is the agent's to report: carry on with the next event.
+        client.post(f"invocation/{request_id}/{outcome}", payload, extra)
+
+
+def init_failed(client: RuntimeClient, error_type: str, message: str, stack: list[str]) -> NoReturn:
+    log_error(error_type, message, stack)
+    client.post(
+        "init/error", error_body(error_type, message, "", stack), {ERROR_TYPE_HEADER: error_type}
+    )
+    sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

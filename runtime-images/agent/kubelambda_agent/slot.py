@@ -1,0 +1,381 @@
+"""One runtime process with its own Runtime API listener: runs one invocation at a time.
+
+``agent`` makes one slot per unit of concurrency and hands idle slots to the invoke
+endpoint, which calls ``assign``. The slot is the only place that knows the runtime's
+lifecycle:
+
+    STARTING --first /next--> IDLE --assign--> BUSY --/response or /error--> IDLE
+        |                      ^                 |
+        | /init/error, exit,   |                 | timeout, exit: answer at once,
+        | init timeout         |                 v kill the process group, respawn
+        +--> IDLE with an init failure           STARTING (a new sandbox: cold start)
+
+An init failure is kept until an invocation meets it; that invocation gets the error and
+the runtime is respawned, so a broken function costs one restart per invocation instead
+of a crash loop. The runtime's stdout/stderr lines go to the agent's stdout framed by
+START/END/REPORT, and into the current invocation's log for ``LogType: Tail``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable, Mapping
+
+from kubelambda_agent import error_bodies, log_lines, process, runtime_api
+from kubelambda_agent.config import AgentConfig
+from kubelambda_agent.http_server import HttpProtocol, Request, Responder
+from kubelambda_agent.invocation import Invocation, Outcome
+from kubelambda_agent.output import LineSplitter
+
+__all__ = ["INIT_TIMEOUT_SECONDS", "Slot", "SlotState"]
+
+log = logging.getLogger(__name__)
+
+# Lambda gives a runtime's init phase 10 seconds before it gives up on the sandbox.
+INIT_TIMEOUT_SECONDS = 10.0
+_READ_SIZE = 64 * 1024
+
+
+class SlotState(enum.Enum):
+    STARTING = "starting"
+    IDLE = "idle"
+    BUSY = "busy"
+    STOPPED = "stopped"
+
+
+class Slot:
+    def __init__(
+        self,
+        *,
+        index: int,
+        config: AgentConfig,
+        environ: Mapping[str, str],
+        listener: socket.socket,
+        first_runtime: process.RuntimeProcess | process.SpawnError,
+        log_sink: Callable[[bytes], None],
+    ) -> None:
+        self.index = index
+        self._config = config
+        self._environ = environ
+        self._listener = listener
+        self._first_runtime: process.RuntimeProcess | process.SpawnError | None = first_runtime
+        self._log_sink = log_sink
+        self._loop = asyncio.get_running_loop()
+        self._server: asyncio.Server | None = None
+        self._connections: set[HttpProtocol] = set()
+        self._splitter = LineSplitter()
+        self._proc: process.RuntimeProcess | None = None
+        self.state = SlotState.STARTING
+        self._init_failure: error_bodies.InitFailure | None = None
+        self._init_duration_ms: float | None = None
+        self._max_memory_mb = 0
+        self._parked: Responder | None = None
+        self._current: Invocation | None = None
+        self._delivered = False
+        self._answered_id: str | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        # Resolved once the first runtime finished init, either way: the agent's readiness.
+        self.settled: asyncio.Future[None] = self._loop.create_future()
+
+    @property
+    def api_address(self) -> str:
+        host, port = self._listener.getsockname()[:2]
+        return f"{host}:{port}"
+
+    @property
+    def available(self) -> bool:
+        return self.state is SlotState.IDLE
+
+    async def start(self) -> None:
+        """Serve the Runtime API on the pre-bound listener and take over the first runtime."""
+        self._server = await self._loop.create_server(
+            lambda: HttpProtocol(
+                self._handle_api_request,
+                max_body=error_bodies.MAX_RESPONSE_BYTES,
+                connections=self._connections,
+            ),
+            sock=self._listener,
+        )
+        first, self._first_runtime = self._first_runtime, None
+        assert first is not None
+        self._adopt(first)
+
+    def stop(self) -> None:
+        """Kill the runtime and stop serving; an unfinished invocation gets an exit error."""
+        if self._current is not None:
+            self._finish(self._current, error_bodies.runtime_exit(self._current.request_id, -9))
+        self.state = SlotState.STOPPED
+        self._cancel_timer()
+        proc = self._proc
+        if proc is not None:
+            proc.kill()
+            self._detach(proc)
+            self._loop.remove_reader(proc.exit_fd)
+            proc.reap()
+        if self._server is not None:
+            self._server.close()
+
+    # -- invocations ------------------------------------------------------------------
+
+    def assign(self, invocation: Invocation) -> None:
+        """Run ``invocation`` here; only called while ``available``."""
+        assert self.state is SlotState.IDLE, self.state
+        invocation.started_at = time.monotonic()
+        invocation.deadline_ms = int((time.time() + self._config.timeout_seconds) * 1000)
+        self._emit(
+            invocation, log_lines.start_line(invocation.request_id, self._config.function_version)
+        )
+        failure = self._init_failure
+        if failure is not None:
+            self._finish(invocation, failure.body(invocation.request_id))
+            self._restart("init failure met")
+            return
+        self.state = SlotState.BUSY
+        self._current = invocation
+        self._delivered = False
+        self._timer = self._loop.call_later(
+            self._config.timeout_seconds, self._on_timeout, invocation
+        )
+        self._deliver()
+
+    def _deliver(self) -> None:
+        parked, invocation = self._parked, self._current
+        if parked is None or invocation is None or self._delivered:
+            return
+        self._parked = None
+        if parked.closed:
+            return
+        self._delivered = True
+        parked.respond(200, invocation.event, invocation.runtime_headers())
+
+    def _on_timeout(self, invocation: Invocation) -> None:
+        if self._current is not invocation:
+            return
+        timeout = self._config.timeout_seconds
+        notice = log_lines.timed_out_line(invocation.request_id, timeout, time.time())
+        self._finish(
+            invocation, error_bodies.timed_out(invocation.request_id, timeout), notice=notice
+        )
+        self._restart("timeout", request_id=invocation.request_id)
+
+    def _finish(
+        self,
+        invocation: Invocation,
+        body: bytes,
+        *,
+        function_error: bool = True,
+        notice: bytes = b"",
+    ) -> None:
+        """Close the invocation's log and answer it. The caller decides the next state."""
+        self._cancel_timer()
+        if self._proc is not None:
+            self._read_output(self._proc)
+        rest = self._splitter.flush()
+        if rest:
+            self._emit(invocation, rest)
+        duration_ms = (time.monotonic() - invocation.started_at) * 1000
+        if self._proc is not None:
+            self._max_memory_mb = process.max_memory_used_mb(self._proc.pid) or self._max_memory_mb
+        init_duration_ms, self._init_duration_ms = self._init_duration_ms, None
+        self._emit(
+            invocation,
+            notice
+            + log_lines.end_line(invocation.request_id)
+            + log_lines.report_line(
+                invocation.request_id,
+                duration_ms=duration_ms,
+                memory_size_mb=self._config.memory_size_mb,
+                max_memory_used_mb=self._max_memory_mb,
+                init_duration_ms=init_duration_ms,
+            ),
+        )
+        self._current = None
+        self._delivered = False
+        self._answered_id = invocation.request_id
+        invocation.complete(
+            Outcome(
+                body=body,
+                function_error=function_error,
+                duration_ms=duration_ms,
+                init_duration_ms=init_duration_ms,
+                max_memory_used_mb=self._max_memory_mb,
+                log_tail=log_lines.tail(invocation.log) if invocation.want_tail else None,
+            )
+        )
+
+    # -- Runtime API (runtime_api.RuntimeApiTarget) ------------------------------------
+
+    def _handle_api_request(self, request: Request, responder: Responder) -> None:
+        runtime_api.handle(self, request, responder)
+
+    def next_requested(self, responder: Responder) -> None:
+        if self.state is SlotState.STARTING and self._proc is not None:
+            self._cancel_timer()
+            self._init_duration_ms = (time.monotonic() - self._proc.started_at) * 1000
+            self._become_idle()
+        self._parked = responder
+        self._deliver()
+
+    def invocation_answered(
+        self,
+        request_id: str,
+        body: bytes,
+        *,
+        is_error: bool,
+        error_type: str | None,
+        too_large: bool,
+    ) -> runtime_api.Verdict:
+        invocation = self._current
+        if invocation is None or invocation.request_id != request_id or not self._delivered:
+            if request_id == self._answered_id:
+                return runtime_api.Verdict.ALREADY_ANSWERED
+            return runtime_api.Verdict.UNKNOWN_ID
+        if too_large:
+            self._finish(invocation, error_bodies.response_too_large())
+            verdict = runtime_api.Verdict.TOO_LARGE
+        elif is_error:
+            self._finish(invocation, error_bodies.function_error(body, error_type))
+            verdict = runtime_api.Verdict.ACCEPTED
+        else:
+            self._finish(invocation, body, function_error=False)
+            verdict = runtime_api.Verdict.ACCEPTED
+        # The runtime polls /next again right away; until then an invocation assigned
+        # here waits in the slot rather than being refused.
+        self.state = SlotState.IDLE
+        return verdict
+
+    def init_failed(self, body: bytes, error_type: str | None) -> bool:
+        if self.state is not SlotState.STARTING or self._proc is None:
+            return False
+        self._cancel_timer()
+        self._init_duration_ms = (time.monotonic() - self._proc.started_at) * 1000
+        self._init_failure = error_bodies.InitFailure(
+            error_type or "Runtime.Unknown", posted_body=body
+        )
+        log.warning("runtime init failed slot=%d error_type=%s", self.index, error_type)
+        self._become_idle()
+        return True
+
+    # -- the runtime process ------------------------------------------------------------
+
+    def _spawn(self) -> None:
+        self._adopt(
+            process.spawn_runtime(self._config, self._environ, api_address=self.api_address)
+        )
+
+    def _adopt(self, runtime: process.RuntimeProcess | process.SpawnError) -> None:
+        self._init_failure = None
+        self._init_duration_ms = None
+        if isinstance(runtime, process.SpawnError):
+            log.error("runtime could not start slot=%d error=%s", self.index, runtime)
+            self._init_failure = error_bodies.InitFailure("Runtime.InvalidEntrypoint", str(runtime))
+            self._become_idle()
+            return
+        self._proc = runtime
+        self.state = SlotState.STARTING
+        self._loop.add_reader(runtime.output_fd, self._read_output, runtime)
+        self._loop.add_reader(runtime.exit_fd, self._on_exit, runtime)
+        self._timer = self._loop.call_later(INIT_TIMEOUT_SECONDS, self._on_init_timeout)
+
+    def _become_idle(self) -> None:
+        self.state = SlotState.IDLE
+        if not self.settled.done():
+            self.settled.set_result(None)
+
+    def _read_output(self, proc: process.RuntimeProcess) -> None:
+        chunks = []
+        while True:
+            try:
+                data = os.read(proc.output_fd, _READ_SIZE)
+            except BlockingIOError:
+                break
+            if not data:
+                # Every writer closed the pipe; the exit watch handles the rest.
+                self._loop.remove_reader(proc.output_fd)
+                break
+            chunks.append(data)
+        if chunks:
+            lines = self._splitter.feed(b"".join(chunks))
+            if lines:
+                self._emit(self._current, lines)
+
+    def _on_exit(self, proc: process.RuntimeProcess) -> None:
+        self._loop.remove_reader(proc.exit_fd)
+        returncode = proc.reap()
+        if proc is not self._proc or self.state is SlotState.STOPPED:
+            return
+        self._read_output(proc)
+        if self.state is SlotState.STARTING:
+            self._cancel_timer()
+            self._init_duration_ms = (time.monotonic() - proc.started_at) * 1000
+            self._init_failure = error_bodies.InitFailure.from_exit(returncode)
+            log.warning("runtime exited during init slot=%d returncode=%d", self.index, returncode)
+            self._detach(proc)
+            self._become_idle()
+        elif self.state is SlotState.BUSY and self._current is not None:
+            request_id = self._current.request_id
+            self._finish(self._current, error_bodies.runtime_exit(request_id, returncode))
+            self._detach(proc)
+            self._restart("runtime exited", request_id=request_id)
+        elif self._init_failure is not None:
+            # It posted /init/error and exited, as runtimes do; the failure is kept.
+            self._detach(proc)
+        else:
+            log.warning("runtime exited while idle slot=%d returncode=%d", self.index, returncode)
+            self._detach(proc)
+            self._restart("runtime exited while idle")
+
+    def _on_init_timeout(self) -> None:
+        proc = self._proc
+        if self.state is not SlotState.STARTING or proc is None:
+            return
+        log.warning("runtime init timed out slot=%d", self.index)
+        self._init_duration_ms = INIT_TIMEOUT_SECONDS * 1000
+        self._init_failure = error_bodies.InitFailure(
+            "Sandbox.Timedout", f"Runtime init timed out after {INIT_TIMEOUT_SECONDS:.2f} seconds"
+        )
+        proc.kill()
+        self._detach(proc)
+        self._become_idle()
+
+    def _detach(self, proc: process.RuntimeProcess) -> None:
+        """Let go of a runtime that exited or is being killed, keeping its last output."""
+        self._read_output(proc)
+        rest = self._splitter.flush()
+        if rest:
+            self._emit(self._current, rest)
+        self._loop.remove_reader(proc.output_fd)
+        os.close(proc.output_fd)
+        if proc.returncode is None:
+            # Killed: reap it when it is gone, without holding up the slot.
+            self._loop.add_reader(proc.exit_fd, self._on_exit, proc)
+        self._proc = None
+        self._parked = None
+        # Anything still buffered on its connections is stale: drop it with them.
+        for conn in list(self._connections):
+            conn.close()
+
+    def _restart(self, reason: str, *, request_id: str = "") -> None:
+        log.info(
+            "restarting runtime slot=%d reason=%s request_id=%s", self.index, reason, request_id
+        )
+        proc = self._proc
+        if proc is not None:
+            proc.kill()
+            self._detach(proc)
+        self._spawn()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _emit(self, invocation: Invocation | None, data: bytes) -> None:
+        self._log_sink(data)
+        if invocation is not None:
+            invocation.record_log(data)
