@@ -22,7 +22,7 @@ from gateway.services.ports import ManagementStore, StoredPackage
 from kubelambda import errors, names
 from kubelambda.models import LATEST, FunctionSettings, FunctionVersion, LastUpdateStatus, State
 
-__all__ = ["ConfigurationChange", "FunctionService", "NewFunction"]
+__all__ = ["ConfigurationChange", "FunctionService", "NewFunction", "function_name_only"]
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ class FunctionService:
     async def list(
         self, *, marker: str | None, max_items: int | None, all_versions: bool
     ) -> paging.Page[FunctionVersion]:
-        limit = _limit(max_items)
+        limit = paging.limit(max_items)
         after = paging.decode(marker, (str, int))
         items = await self._store.list_functions(
             after=(str(after[0]), int(after[1])) if after else None,
@@ -132,8 +132,8 @@ class FunctionService:
     async def list_versions(
         self, function_name: str, *, marker: str | None, max_items: int | None
     ) -> paging.Page[FunctionVersion]:
-        name = _unqualified(function_name)
-        limit = _limit(max_items)
+        name = function_name_only(function_name)
+        limit = paging.limit(max_items)
         after = paging.decode(marker, (int,))
         items = await self._store.list_versions(
             name, after=int(after[0]) if after else -1, limit=limit + 1
@@ -143,7 +143,7 @@ class FunctionService:
     async def update_code(
         self, function_name: str, *, zip_file: bytes, publish: bool, revision_id: str | None
     ) -> FunctionVersion:
-        name = _unqualified(function_name)
+        name = function_name_only(function_name)
         current = await self._store.get_version(name, LATEST)
         package = await self._store_package(zip_file, current.runtime)
         updated = await self._store.begin_code_update(
@@ -161,7 +161,7 @@ class FunctionService:
     async def update_configuration(
         self, function_name: str, change: ConfigurationChange, *, revision_id: str | None
     ) -> FunctionVersion:
-        name = _unqualified(function_name)
+        name = function_name_only(function_name)
         fields: dict[str, object] = {}
         if change.runtime is not None:
             fields["runtime"] = validation.check_runtime(change.runtime, self._runtimes)
@@ -198,7 +198,7 @@ class FunctionService:
         revision_id: str | None,
         code_sha256: str | None,
     ) -> FunctionVersion:
-        name = _unqualified(function_name)
+        name = function_name_only(function_name)
         if description is not None:
             validation.check_description(description)
         version = await self._store.publish_version(
@@ -284,21 +284,15 @@ class _Stored:
         return self.version.code_sha256
 
 
-def _unqualified(function_name: str) -> str:
+def function_name_only(function_name: str) -> str:
+    """The name in an unqualified name or ARN (operations on a whole function refuse a
+    qualifier rather than silently ignoring it)."""
     ref = names.parse_function_ref(function_name)
     if ref.qualifier is not None:
         raise errors.InvalidParameterValue(
             f"This operation does not accept a qualified function name or ARN: {function_name}"
         )
     return ref.name
-
-
-def _limit(max_items: int | None) -> int:
-    if max_items is None:
-        return paging.DEFAULT_PAGE
-    if not 1 <= max_items <= 10000:
-        raise errors.InvalidParameterValue("MaxItems must be between 1 and 10000")
-    return max_items
 
 
 def _number(version: str) -> int:

@@ -15,10 +15,11 @@ from typing import TypeVar
 
 from kubelambda import errors
 
-__all__ = ["DEFAULT_PAGE", "Page", "decode", "page"]
+__all__ = ["DEFAULT_PAGE", "MAX_PAGE", "Page", "decode", "limit", "page"]
 
 T = TypeVar("T")
 DEFAULT_PAGE = 50
+MAX_PAGE = 10000
 Page = tuple[list[T], str | None]
 
 
@@ -47,3 +48,12 @@ def page(items: Sequence[T], limit: int, key: Callable[[T], list[object]]) -> Pa
     shown = list(items[:limit])
     token = base64.urlsafe_b64encode(json.dumps(key(shown[-1])).encode()).decode()
     return shown, token
+
+
+def limit(max_items: int | None) -> int:
+    """The page size a ``MaxItems`` parameter asks for."""
+    if max_items is None:
+        return DEFAULT_PAGE
+    if not 1 <= max_items <= MAX_PAGE:
+        raise errors.InvalidParameterValue(f"MaxItems must be between 1 and {MAX_PAGE}")
+    return max_items

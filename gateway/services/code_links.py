@@ -1,0 +1,42 @@
+"""Short-lived download links for a function's code (GetFunction's ``Code.Location``).
+
+Like Lambda's presigned S3 URL, the link works without credentials for ten minutes:
+``gateway.api.functions`` makes one with ``CodeLinks.path``, and the open route in
+``gateway.api.code`` serves the zip only if ``CodeLinks.verify`` accepts the link.
+The signing key is random per gateway process, so links never reveal or depend on a
+user's secret, and a restart simply expires them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Callable
+from urllib.parse import urlencode
+
+__all__ = ["CODE_PATH_PREFIX", "CodeLinks"]
+
+CODE_PATH_PREFIX = "/kubelambda/code/"
+
+
+class CodeLinks:
+    def __init__(self, *, clock: Callable[[], float], ttl_seconds: int = 600) -> None:
+        self._key = secrets.token_bytes(32)
+        self._clock = clock
+        self._ttl = ttl_seconds
+
+    def path(self, sha256_hex: str) -> str:
+        """The path and query of a link to the zip with this digest."""
+        expires = int(self._clock()) + self._ttl
+        query = urlencode({"Expires": expires, "Signature": self._sign(sha256_hex, expires)})
+        return f"{CODE_PATH_PREFIX}{sha256_hex}.zip?{query}"
+
+    def verify(self, sha256_hex: str, *, expires: int, signature: str) -> bool:
+        if expires < self._clock():
+            return False
+        return hmac.compare_digest(self._sign(sha256_hex, expires), signature)
+
+    def _sign(self, sha256_hex: str, expires: int) -> str:
+        message = f"{sha256_hex}:{expires}".encode()
+        return hmac.new(self._key, message, hashlib.sha256).hexdigest()
