@@ -1,0 +1,132 @@
+"""Invoke through the gateway's invoke path to real agent processes, over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+
+import httpx
+from agents import Platform
+
+from kubelambda.models import Target
+
+ARN = "arn:aws:lambda:us-east-1:000000000000:function"
+
+
+async def _invoke(
+    platform: Platform, function: str, event: object = None, **headers: str
+) -> httpx.Response:
+    body = b"" if event is None else json.dumps(event).encode()
+    async with httpx.AsyncClient(timeout=30.0) as client:
+        return await client.post(platform.url(function), content=body, headers=headers)
+
+
+async def test_cold_invoke_scales_from_zero_and_returns_the_result(platform: Platform) -> None:
+    response = await _invoke(platform, "echo", {"a": 1})
+    assert response.status_code == 200
+    result = response.json()
+    assert result["event"] == {"a": 1}
+    assert result["request_id"] == response.headers["x-amzn-requestid"]
+    assert result["invoked_arn"] == f"{ARN}:echo"
+    assert response.headers["x-amz-executed-version"] == "$LATEST"
+    assert response.headers["content-type"] == "application/json"
+    assert "x-amz-function-error" not in response.headers
+    assert platform.scaler.pokes >= 1
+    assert (
+        platform.sample(
+            "kubelambda_invocations_total", function="echo", version="$LATEST", outcome="success"
+        )
+        == 1
+    )
+
+
+async def test_empty_body_reaches_the_function_as_empty_object(platform: Platform) -> None:
+    response = await _invoke(platform, "echo")
+    assert response.json()["event"] == {}
+
+
+async def test_alias_reports_the_executed_version_and_invoked_arn(platform: Platform) -> None:
+    response = await _invoke(platform, "echo:live", {})
+    assert response.headers["x-amz-executed-version"] == "1"
+    assert response.json()["invoked_arn"] == f"{ARN}:echo:live"
+    assert response.json()["version"] == "1"
+
+
+async def test_client_context_reaches_the_function(platform: Platform) -> None:
+    context = base64.b64encode(json.dumps({"custom": {"k": "v"}}).encode()).decode()
+    response = await _invoke(platform, "echo", {}, **{"X-Amz-Client-Context": context})
+    assert response.json()["client_context"] == {"k": "v"}
+
+
+async def test_function_error_is_200_with_unhandled_and_counted(platform: Platform) -> None:
+    response = await _invoke(platform, "fail", {})
+    assert response.status_code == 200
+    assert response.headers["x-amz-function-error"] == "Unhandled"
+    assert response.json()["errorType"] == "ValueError"
+    assert (
+        platform.sample(
+            "kubelambda_invocation_errors_total",
+            function="fail",
+            version="$LATEST",
+            error_type="Unhandled",
+        )
+        == 1
+    )
+
+
+async def test_timeout_is_reported_as_sandbox_timedout(platform: Platform) -> None:
+    response = await _invoke(platform, "sleep", {"seconds": 3})
+    assert response.headers["x-amz-function-error"] == "Unhandled"
+    assert response.json()["errorType"] == "Sandbox.Timedout"
+    assert (
+        platform.sample(
+            "kubelambda_invocation_errors_total",
+            function="sleep",
+            version="$LATEST",
+            error_type="Sandbox.Timedout",
+        )
+        == 1
+    )
+
+
+async def test_tail_returns_the_log(platform: Platform) -> None:
+    response = await _invoke(platform, "chatty", {}, **{"X-Amz-Log-Type": "Tail"})
+    log = base64.b64decode(response.headers["x-amz-log-result"]).decode()
+    assert "hello from the function" in log
+    assert f"END RequestId: {response.headers['x-amzn-requestid']}" in log
+
+
+async def test_concurrent_invokes_are_held_until_instances_are_ready(platform: Platform) -> None:
+    responses = await asyncio.gather(
+        *(_invoke(platform, "sleep", {"seconds": 0.3}) for _ in range(6))
+    )
+    assert [r.status_code for r in responses] == [200] * 6
+    assert len({r.headers["x-amzn-requestid"] for r in responses}) == 6
+    assert (
+        platform.sample(
+            "kubelambda_activator_wait_seconds_count", function="sleep", version="$LATEST"
+        )
+        >= 1
+    )
+    assert (
+        platform.sample("kubelambda_concurrent_executions", function="sleep", version="$LATEST")
+        == 0
+    )
+
+
+async def test_reserved_concurrency_throttles_past_the_cap(platform: Platform) -> None:
+    first = asyncio.create_task(_invoke(platform, "capped", {"seconds": 1}))
+    gauge = "kubelambda_concurrent_executions"
+    while platform.sample(gauge, function="capped", version="$LATEST") < 1:
+        await asyncio.sleep(0.01)
+    second = await _invoke(platform, "capped", {})
+    assert second.status_code == 429
+    assert second.json()["Reason"] == "ReservedFunctionConcurrentInvocationLimitExceeded"
+    assert (await first).status_code == 200
+
+
+async def test_warm_invokes_reuse_the_instance(platform: Platform) -> None:
+    for _ in range(3):
+        assert (await _invoke(platform, "echo", {})).status_code == 200
+    assert len(platform.backend.endpoints(Target("echo", "$LATEST"))) == 1
