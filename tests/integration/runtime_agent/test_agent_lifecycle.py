@@ -1,0 +1,117 @@
+"""Start-up, configuration errors, the invoke contract's refusals, and SIGTERM drain."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import pytest
+from agent_harness import FUNCTION_ARN, InvokeResult, StartAgent
+
+
+def test_ready_fd_announces_the_bound_port(
+    start_agent: StartAgent, echo_function: dict[str, str]
+) -> None:
+    agent = start_agent(echo_function)
+
+    assert agent.port > 0
+    assert agent.ready().status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("KUBELAMBDA_AGENT_RUNTIME", "cobol", "KUBELAMBDA_AGENT_RUNTIME='cobol'"),
+        ("KUBELAMBDA_AGENT_CONCURRENCY", "0", "KUBELAMBDA_AGENT_CONCURRENCY=0"),
+        ("KUBELAMBDA_AGENT_TIMEOUT_SECONDS", "soon", "KUBELAMBDA_AGENT_TIMEOUT_SECONDS='soon'"),
+        ("KUBELAMBDA_AGENT_LISTEN", "8080", "KUBELAMBDA_AGENT_LISTEN='8080'"),
+        ("KUBELAMBDA_AGENT_READY_FD", "987", "KUBELAMBDA_AGENT_READY_FD=987"),
+    ],
+)
+def test_invalid_configuration_exits_non_zero_with_a_message(
+    variable: str, value: str, message: str
+) -> None:
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "KUBELAMBDA_AGENT_RUNTIME": "python3.11",
+        "KUBELAMBDA_AGENT_LISTEN": "127.0.0.1:0",
+        variable: value,
+    }
+
+    done = subprocess.run(
+        [sys.executable, "-m", "kubelambda_agent"], env=env, capture_output=True, timeout=30
+    )
+
+    assert done.returncode != 0
+    assert message in done.stderr.decode()
+
+
+@pytest.mark.parametrize("missing", ["Kubelambda-Request-Id", "Kubelambda-Invoked-Function-Arn"])
+def test_missing_required_header_is_a_bad_request(
+    start_agent: StartAgent, echo_function: dict[str, str], missing: str
+) -> None:
+    agent = start_agent(echo_function)
+    headers = {"Kubelambda-Request-Id": "r1", "Kubelambda-Invoked-Function-Arn": FUNCTION_ARN}
+    del headers[missing]
+
+    response = agent.client.post("/invoke", content=b"{}", headers=headers)
+
+    assert response.status_code == 400
+    assert missing in response.json()["errorMessage"]
+
+
+def test_client_context_that_is_not_base64_json_is_a_bad_request(
+    start_agent: StartAgent, echo_function: dict[str, str]
+) -> None:
+    agent = start_agent(echo_function)
+
+    result = agent.invoke({}, headers={"Kubelambda-Client-Context": "not base64!"})
+
+    assert result.status == 400
+
+
+def test_sigterm_finishes_in_flight_work_refuses_new_and_exits_zero(
+    start_agent: StartAgent, echo_function: dict[str, str]
+) -> None:
+    agent = start_agent(echo_function, timeout=10)
+    results: list[InvokeResult] = []
+    in_flight = threading.Thread(
+        target=lambda: results.append(agent.invoke({"action": "sleep", "seconds": 1.5}))
+    )
+    in_flight.start()
+    while agent.ready().json()["idle"]:
+        time.sleep(0.01)
+
+    agent.process.send_signal(signal.SIGTERM)
+    time.sleep(0.2)
+    with httpx.Client(base_url=agent.url) as late_client:
+        refused = late_client.post(
+            "/invoke",
+            content=b"{}",
+            headers={
+                "Kubelambda-Request-Id": "late",
+                "Kubelambda-Invoked-Function-Arn": FUNCTION_ARN,
+            },
+        )
+        readiness = late_client.get("/ready")
+    in_flight.join(timeout=10)
+
+    assert refused.status_code == 503
+    assert refused.headers["Kubelambda-Agent-Busy"] == "1"
+    assert readiness.status_code == 503
+    assert results[0].status == 200
+    assert results[0].json["slept"] == 1.5  # type: ignore[index]
+    assert agent.process.wait(timeout=10) == 0
+
+
+def test_sigterm_stops_the_runtimes(start_agent: StartAgent, echo_function: dict[str, str]) -> None:
+    agent = start_agent(echo_function, concurrency=2)
+    pid = agent.invoke({"action": "pid"}).json
+
+    assert agent.terminate() == 0
+    assert not os.path.exists(f"/proc/{pid}")

@@ -1,0 +1,179 @@
+"""The built-in python bootstrap behind the real agent: results, context, environment, logs."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+from agent_harness import FUNCTION_ARN, StartAgent
+
+
+def test_returns_the_handler_result_as_json(
+    start_agent: StartAgent, echo_function: dict[str, str]
+) -> None:
+    agent = start_agent(echo_function)
+
+    result = agent.invoke({"hello": "world", "n": [1, 2]})
+
+    assert result.status == 200
+    assert result.json == {"hello": "world", "n": [1, 2]}
+    assert result.function_error is None
+    assert result.headers["Content-Type"] == "application/json"
+
+
+def test_none_result_is_json_null(start_agent: StartAgent, echo_function: dict[str, str]) -> None:
+    agent = start_agent(echo_function)
+
+    result = agent.invoke({"action": "print", "text": "x"})
+
+    assert result.body == b"null"
+
+
+def test_context_carries_lambda_fields(
+    start_agent: StartAgent, echo_function: dict[str, str]
+) -> None:
+    agent = start_agent(echo_function, timeout=5)
+    client_context = base64.b64encode(json.dumps({"custom": {"k": "v"}}).encode()).decode()
+
+    result = agent.invoke(
+        {"action": "context"},
+        request_id="req-ctx-1",
+        headers={"Kubelambda-Client-Context": client_context, "Kubelambda-Trace-Id": "Root=1-a-b"},
+    )
+
+    context = result.json
+    assert isinstance(context, dict)
+    assert context.pop("remaining") in range(3000, 5001)
+    assert context == {
+        "aws_request_id": "req-ctx-1",
+        "invoked_function_arn": FUNCTION_ARN,
+        "function_name": "echo",
+        "function_version": "$LATEST",
+        "memory_limit_in_mb": "256",
+        "log_group_name": "/aws/lambda/echo",
+        "log_stream_name": "2026/01/01/[$LATEST]abc",
+        "custom": {"k": "v"},
+        "trace": "Root=1-a-b",
+        "cwd": context["cwd"],
+        "python": [3, 11],
+    }
+    assert context["cwd"].endswith("/task0")
+
+
+def test_runtime_environment_has_lambda_variables_and_no_agent_settings(
+    start_agent: StartAgent, echo_function: dict[str, str]
+) -> None:
+    agent = start_agent(echo_function, env={"USER_SETTING": "on"})
+
+    env = agent.invoke({"action": "env"}).json
+
+    assert isinstance(env, dict)
+    assert env["USER_SETTING"] == "on"
+    assert env["AWS_LAMBDA_RUNTIME_API"].startswith("127.0.0.1:")
+    assert env["AWS_EXECUTION_ENV"] == "AWS_Lambda_python3.11"
+    assert env["AWS_REGION"] == env["AWS_DEFAULT_REGION"] == "us-east-1"
+    assert env["TZ"] == ":UTC"
+    assert env["AWS_LAMBDA_INITIALIZATION_TYPE"] == "on-demand"
+    assert "LAMBDA_RUNTIME_DIR" in env
+    assert not [name for name in env if name.startswith("KUBELAMBDA_AGENT_")]
+    assert "AWS_LAMBDA_MAX_CONCURRENCY" not in env
+
+
+def test_print_reaches_the_tail_log_between_start_and_report(
+    start_agent: StartAgent, echo_function: dict[str, str]
+) -> None:
+    agent = start_agent(echo_function)
+
+    result = agent.invoke(
+        {"action": "print", "text": "hello from the handler"}, request_id="req-tail-1", tail=True
+    )
+
+    lines = result.log_tail.splitlines()
+    assert lines[0] == "START RequestId: req-tail-1 Version: $LATEST"
+    assert lines[1] == "hello from the handler"
+    assert lines[2] == "END RequestId: req-tail-1"
+    assert lines[3].startswith("REPORT RequestId: req-tail-1\tDuration: ")
+    assert "\tMemory Size: 256 MB\tMax Memory Used: " in lines[3]
+
+
+def test_tail_log_is_absent_unless_asked(
+    start_agent: StartAgent, echo_function: dict[str, str]
+) -> None:
+    agent = start_agent(echo_function)
+
+    result = agent.invoke({"action": "print", "text": "quiet"})
+
+    assert "Kubelambda-Log-Result" not in result.headers
+
+
+def test_agent_stdout_has_the_invocation_log(
+    start_agent: StartAgent, echo_function: dict[str, str]
+) -> None:
+    agent = start_agent(echo_function)
+
+    agent.invoke({"action": "print", "text": "to stdout"}, request_id="req-out-1")
+    agent.terminate()
+
+    log = agent.log()
+    start = log.index("START RequestId: req-out-1 Version: $LATEST\n")
+    assert log.index("to stdout\n") > start
+    assert log.index("END RequestId: req-out-1\n") > log.index("to stdout\n")
+    assert "REPORT RequestId: req-out-1\t" in log
+
+
+def test_logging_uses_lambda_format_with_request_id(
+    start_agent: StartAgent, echo_function: dict[str, str]
+) -> None:
+    agent = start_agent(echo_function)
+
+    result = agent.invoke({"action": "log", "text": "logged"}, request_id="req-log-1", tail=True)
+
+    line = result.log_tail.splitlines()[1]
+    level, stamp, request_id, message = line.split("\t")
+    assert (level, request_id, message) == ("[INFO]", "req-log-1", "logged")
+    assert stamp.endswith("Z")
+
+
+def test_first_invocation_reports_init_duration_and_later_ones_do_not(
+    start_agent: StartAgent, echo_function: dict[str, str]
+) -> None:
+    agent = start_agent(echo_function)
+
+    first = agent.invoke({}, tail=True)
+    second = agent.invoke({}, tail=True)
+
+    assert float(first.headers["Kubelambda-Init-Duration-Ms"]) > 0
+    assert "\tInit Duration: " in first.log_tail.splitlines()[-1]
+    assert "Kubelambda-Init-Duration-Ms" not in second.headers
+    assert "Init Duration" not in second.log_tail
+    assert float(second.headers["Kubelambda-Duration-Ms"]) > 0
+    assert int(second.headers["Kubelambda-Max-Memory-Used-Mb"]) > 0
+
+
+def test_handler_exception_returns_lambda_error_json(
+    start_agent: StartAgent, echo_function: dict[str, str]
+) -> None:
+    agent = start_agent(echo_function)
+
+    result = agent.invoke({"action": "fail", "text": "it broke"}, request_id="req-err-1", tail=True)
+
+    assert result.status == 200
+    assert result.function_error == "Unhandled"
+    error = result.json
+    assert isinstance(error, dict)
+    assert error["errorType"] == "ValueError"
+    assert error["errorMessage"] == "it broke"
+    assert error["requestId"] == "req-err-1"
+    assert any('app.py", line' in frame and "in handler" in frame for frame in error["stackTrace"])
+    assert "[ERROR] ValueError: it broke" in result.log_tail
+
+
+def test_runtime_serves_the_next_invocation_after_an_error(
+    start_agent: StartAgent, echo_function: dict[str, str]
+) -> None:
+    agent = start_agent(echo_function)
+    pid = agent.invoke({"action": "pid"}).json
+
+    agent.invoke({"action": "fail"})
+
+    assert agent.invoke({"action": "pid"}).json == pid

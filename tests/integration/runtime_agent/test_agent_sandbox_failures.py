@@ -1,0 +1,113 @@
+"""Failures the agent detects itself: timeouts, runtime exits, oversized responses."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from agent_harness import StartAgent
+
+
+def test_timeout_answers_promptly_with_lambda_timeout_error(
+    start_agent: StartAgent, echo_function: dict[str, str]
+) -> None:
+    agent = start_agent(echo_function, timeout=1)
+
+    began = time.monotonic()
+    result = agent.invoke({"action": "sleep", "seconds": 10}, request_id="req-slow", tail=True)
+    elapsed = time.monotonic() - began
+
+    assert 1.0 <= elapsed < 2.0
+    assert result.status == 200
+    assert result.function_error == "Unhandled"
+    assert result.json == {
+        "errorType": "Sandbox.Timedout",
+        "errorMessage": "RequestId: req-slow Error: Task timed out after 1.00 seconds",
+    }
+    assert "req-slow Task timed out after 1.00 seconds" in result.log_tail
+
+
+def test_timeout_replaces_the_runtime_and_the_next_call_is_cold(
+    start_agent: StartAgent, echo_function: dict[str, str]
+) -> None:
+    agent = start_agent(echo_function, timeout=1)
+    before = agent.invoke({"action": "pid"}).json
+    agent.invoke({"action": "sleep", "seconds": 10})
+
+    agent.wait_idle()
+    after = agent.invoke({"action": "pid"}, tail=True)
+
+    assert after.json != before
+    assert float(after.headers["Kubelambda-Init-Duration-Ms"]) > 0
+    assert "\tInit Duration: " in after.log_tail
+
+
+def test_timed_out_runtime_is_killed(
+    start_agent: StartAgent, echo_function: dict[str, str]
+) -> None:
+    agent = start_agent(echo_function, timeout=1)
+    pid = agent.invoke({"action": "pid"}).json
+    assert isinstance(pid, int)
+
+    agent.invoke({"action": "sleep", "seconds": 10})
+    agent.wait_idle()
+
+    # Gone, and reaped: a zombie would still have its /proc entry.
+    assert not os.path.exists(f"/proc/{pid}")
+
+
+def test_runtime_exit_gives_exit_error_and_a_new_runtime(
+    start_agent: StartAgent, echo_function: dict[str, str]
+) -> None:
+    agent = start_agent(echo_function)
+    before = agent.invoke({"action": "pid"}).json
+
+    result = agent.invoke({"action": "exit", "code": 3}, request_id="req-exit")
+    agent.wait_idle()
+    after = agent.invoke({"action": "pid"})
+
+    assert result.function_error == "Unhandled"
+    assert result.json == {
+        "errorType": "Runtime.ExitError",
+        "errorMessage": "RequestId: req-exit Error: Runtime exited with error: exit status 3",
+    }
+    assert after.json != before
+    assert "Kubelambda-Init-Duration-Ms" in after.headers
+
+
+def test_response_over_the_limit_is_refused(
+    start_agent: StartAgent, echo_function: dict[str, str]
+) -> None:
+    agent = start_agent(echo_function)
+
+    result = agent.invoke({"action": "big", "size": 6 * 1024 * 1024 + 200})
+
+    assert result.function_error == "Unhandled"
+    assert result.json == {
+        "errorType": "Function.ResponseSizeTooLarge",
+        "errorMessage": "Response payload size exceeded maximum allowed payload size "
+        "(6291556 bytes).",
+    }
+
+
+def test_response_just_under_the_limit_is_returned(
+    start_agent: StartAgent, echo_function: dict[str, str]
+) -> None:
+    agent = start_agent(echo_function)
+    size = 6 * 1024 * 1024  # plus two quote characters: still within 6 MiB + 100 bytes
+
+    result = agent.invoke({"action": "big", "size": size})
+
+    assert result.function_error is None
+    assert len(result.body) == size + 2
+
+
+def test_runtime_keeps_serving_after_a_refused_response(
+    start_agent: StartAgent, echo_function: dict[str, str]
+) -> None:
+    agent = start_agent(echo_function)
+
+    agent.invoke({"action": "big", "size": 7 * 1024 * 1024})
+    agent.wait_idle()
+
+    assert agent.invoke({"n": 1}).json == {"n": 1}
