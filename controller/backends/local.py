@@ -252,8 +252,8 @@ class LocalProcessBackend:
             return
         # It died on its own: out of the endpoints first, then sweep its group.
         self._forget(instance)
-        instance.kill()
         self._changed(target)
+        await instance.sweep()
         if self._metrics is not None:
             self._metrics.failed(target, reason="exited")
         logger.warning(

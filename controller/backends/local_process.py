@@ -5,10 +5,14 @@ ones live; this module only knows how to run one. The agent writes ``{"port": P}
 the ready pipe once it listens and its runtimes are initialised; an instance whose pipe
 closes first exited during init, and one that stays silent past the bound is killed.
 
-Each agent runs in its own session (so its process group holds its runtimes too).
 Stopping sends SIGTERM to the agent alone, because the agent drains in-flight
 invocations and then stops its runtimes itself; a runtime that got the signal directly
-would die mid-invocation. SIGKILL after the grace period goes to the whole group.
+would die mid-invocation. SIGKILL after the grace period goes to the agent's group.
+The agent starts each runtime in a session of its own, and a killed agent's runtimes
+are re-parented away from it, so neither the process group nor the process tree finds
+them all: ``sweep`` finds every process of an instance by the one environment entry
+unique to it (its log stream name, which the agent passes on to its runtimes and they
+to their children) and kills those too.
 """
 
 from __future__ import annotations
@@ -33,8 +37,11 @@ __all__ = ["AGENT_COMMAND", "LocalProcess", "spawn"]
 
 AGENT_COMMAND: tuple[str, ...] = (sys.executable, "-m", "kubelambda_agent")
 READY_FD_VARIABLE = "KUBELAMBDA_AGENT_READY_FD"
+# Unique per instance (it holds the instance id) and inherited by every process in it.
+MARKER_VARIABLE = "AWS_LAMBDA_LOG_STREAM_NAME"
 
 _LOG_TAIL_BYTES = 2048
+_SWEEP_ROUNDS = 5
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +59,7 @@ class LocalProcess:
     spawned_at: float
     stop_grace: float
     ready_reader: asyncio.StreamReader
+    marker: bytes
     endpoint: Endpoint | None = None
     stopping: bool = False
     _pipe: asyncio.BaseTransport | None = field(default=None, repr=False)
@@ -69,7 +77,7 @@ class LocalProcess:
         try:
             line = await asyncio.wait_for(self.ready_reader.readline(), within)
         except TimeoutError:
-            self.kill()
+            await self.sweep()
             await self.process.wait()
             raise errors.InstanceNotReady(within, self.log_tail()) from None
         finally:
@@ -80,7 +88,7 @@ class LocalProcess:
         try:
             return int(json.loads(line)["port"])
         except (ValueError, KeyError, TypeError) as exc:
-            self.kill()
+            await self.sweep()
             await self.process.wait()
             raise errors.InstanceExited(None, f"bad ready line {line!r}") from exc
 
@@ -103,16 +111,25 @@ class LocalProcess:
                     self.instance_id,
                     grace,
                 )
-                self.kill()
+                await self.sweep()
                 await self.process.wait()
-        # Runtimes the agent left behind die with their group.
-        self.kill()
+        # Whatever the agent left behind (it should leave nothing) dies now.
+        await self.sweep()
 
-    def kill(self) -> None:
-        # The group id is the agent's pid (its own session). The group outlives its
-        # leader while any member lives, so this also reaches orphaned runtimes.
+    async def sweep(self) -> None:
+        """SIGKILL the agent's group and every process that carries this instance's marker."""
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signal.SIGKILL)
+        # A runtime may fork while we look: repeat until a scan finds nobody.
+        for _ in range(_SWEEP_ROUNDS):
+            pids = await asyncio.to_thread(processes_with_environ, self.marker)
+            if not pids:
+                return
+            for pid in pids:
+                for kill in (os.killpg, os.kill):
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        kill(pid, signal.SIGKILL)
+            await asyncio.sleep(0)
 
     def log_tail(self) -> str:
         try:
@@ -127,6 +144,21 @@ class LocalProcess:
         if self._pipe is not None:
             self._pipe.close()
             self._pipe = None
+
+
+def processes_with_environ(entry: bytes) -> list[int]:
+    """Pids of the live processes whose initial environment holds ``entry`` (``NAME=value``)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            environ = (proc / "environ").read_bytes()
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+        if entry in environ.split(b"\0"):
+            found.append(int(proc.name))
+    return found
 
 
 async def spawn(
@@ -178,5 +210,6 @@ async def spawn(
         spawned_at=spawned_at,
         stop_grace=stop_grace,
         ready_reader=reader,
+        marker=f"{MARKER_VARIABLE}={environ[MARKER_VARIABLE]}".encode(),
         _pipe=transport,
     )

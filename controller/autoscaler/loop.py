@@ -1,0 +1,265 @@
+"""The autoscaler loop: samples what the invoke path reports, decides, and scales.
+
+The embedded launcher builds one ``Autoscaler`` and hands it to the gateway as its
+``ScaleSignals``. ``report`` and ``poke`` only record and wake (the invoke path never
+waits on a decision). Every tick (1 s) the loop samples every target in the latest
+catalog, asks the pure ``decide`` for a replica count, and calls the backend's
+declarative ``scale``; a poke runs the same pass for one target at once. The same pass
+reports provisioned-concurrency configs READY (or FAILED) to the store, and scales a
+version that left the catalog to zero.
+
+Call ``report``/``poke`` from the event loop's thread; the catalog listener is called
+by the store on that thread too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+
+from controller.autoscaler import decide, specs
+from controller.backends.base import ScalingBackend
+from controller.metrics import ControllerMetrics
+from kubelambda.errors import LambdaError
+from kubelambda.models import FunctionVersion, ProvisionedStatus, Target
+from kubelambda.ports import Catalog, Store
+
+__all__ = ["Autoscaler"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Counts:
+    """The latest counts, and the most seen since the last sample: a one-second tick
+    would otherwise miss invocations that start and end between two ticks."""
+
+    in_flight: int = 0
+    waiting: int = 0
+    peak_in_flight: int = 0
+    peak_waiting: int = 0
+
+
+class Autoscaler:
+    """``ScaleSignals`` for the invoke path, and the loop that acts on them."""
+
+    def __init__(
+        self,
+        store: Store,
+        backend: ScalingBackend,
+        *,
+        policy: specs.ScalePolicy | None = None,
+        metrics: ControllerMetrics | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        tick_seconds: float = 1.0,
+        failures_before_failed: int = 3,
+    ) -> None:
+        self._store = store
+        self._backend = backend
+        self._policy = policy or specs.ScalePolicy()
+        self._metrics = metrics
+        self._clock = clock
+        self._tick_seconds = tick_seconds
+        self._failures_before_failed = failures_before_failed
+        self._catalog = Catalog()
+        self._specs: dict[Target, decide.ScaleSpec] = {}
+        self._plans: list[specs.ProvisionedPlan] = []
+        self._versions: dict[Target, FunctionVersion] = {}
+        self._stats: dict[Target, decide.ScaleStats] = {}
+        self._counts: dict[Target, _Counts] = {}
+        self._poked: set[Target] = set()
+        self._catalog_changed = False
+        self._wake = asyncio.Event()
+        self._unsubscribe: Callable[[], None] | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    # -- ScaleSignals -------------------------------------------------------------------
+
+    def report(self, target: Target, *, in_flight: int, waiting: int) -> None:
+        counts = self._counts.get(target)
+        if counts is None:
+            counts = self._counts[target] = _Counts()
+        counts.in_flight, counts.waiting = in_flight, waiting
+        counts.peak_in_flight = max(counts.peak_in_flight, in_flight)
+        counts.peak_waiting = max(counts.peak_waiting, waiting)
+
+    def poke(self, target: Target) -> None:
+        self._poked.add(target)
+        self._wake.set()
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._on_catalog(await self._store.catalog())
+        self._unsubscribe = self._store.subscribe(self._on_catalog)
+        self._task = asyncio.create_task(self._run(), name="autoscaler")
+
+    async def aclose(self) -> None:
+        """Stop deciding. Instances keep running: the backend's ``aclose`` stops them."""
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def __aenter__(self) -> Autoscaler:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # -- the loop -----------------------------------------------------------------------
+
+    async def run_once(self, targets: set[Target] | None = None) -> None:
+        """One pass over ``targets`` (all known when ``None``), at the clock's ``now``."""
+        now = self._clock()
+        poked, self._poked = self._poked, set()
+        if targets is None:
+            targets = set(self._specs) | poked
+        for gone in [t for t in self._versions if t not in self._specs]:
+            await self._retire(gone)
+        for target in sorted(targets & set(self._specs), key=str):
+            await self._scale(target, now, poked=target in poked)
+        await self._report_provisioned()
+
+    async def _run(self) -> None:
+        next_tick = self._clock()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), max(0.0, next_tick - self._clock()))
+            self._wake.clear()
+            full = self._clock() >= next_tick or self._catalog_changed
+            self._catalog_changed = False
+            try:
+                await self.run_once(None if full else set(self._poked))
+            except Exception:
+                # One bad pass (a backend error) must not end autoscaling for everyone.
+                logger.exception("autoscaler pass failed")
+            if full:
+                next_tick = self._clock() + self._tick_seconds
+
+    def _on_catalog(self, catalog: Catalog) -> None:
+        self._catalog = catalog
+        self._specs = specs.scale_specs(catalog, self._policy)
+        self._plans = specs.provisioned_plans(catalog)
+        self._versions.update(catalog.versions)
+        self._catalog_changed = True
+        self._wake.set()
+
+    async def _scale(self, target: Target, now: float, *, poked: bool) -> None:
+        spec = self._specs[target]
+        version = self._catalog.versions[target]
+        self._versions[target] = version
+        counts = self._counts.get(target) or _Counts()
+        # A poke means a request is held right now, whatever the last report said.
+        waiting = max(counts.peak_waiting, 1 if poked else 0)
+        sample = decide.Sample(
+            at=now,
+            in_flight=counts.peak_in_flight,
+            waiting=waiting,
+            ready=len(self._backend.endpoints(target)),
+        )
+        counts.peak_in_flight, counts.peak_waiting = counts.in_flight, counts.waiting
+        stats = self._stats.get(target) or decide.ScaleStats(window=spec.stable_window)
+        stats = stats.with_sample(sample)
+        decision = decide.decide(stats, spec, now)
+        previous = stats.replicas
+        self._stats[target] = stats.with_decision(decision)
+        if decision.replicas != previous:
+            logger.info(
+                "scale function=%s version=%s from=%d to=%d reason=%s demand=%d stable=%d panic=%d",
+                target.function_name,
+                target.version,
+                previous,
+                decision.replicas,
+                decision.reason,
+                sample.demand,
+                decision.stable_desired,
+                decision.panic_desired,
+            )
+        if self._metrics is not None:
+            self._metrics.decided(target, previous=previous, replicas=decision.replicas)
+        await self._backend.scale(
+            version,
+            replicas=decision.replicas,
+            concurrency=spec.instance_concurrency,
+            provisioned=min(spec.min_instances, decision.replicas),
+        )
+
+    async def _retire(self, target: Target) -> None:
+        version = self._versions.pop(target)
+        logger.info(
+            "scale function=%s version=%s to=0 reason=removed-from-catalog",
+            target.function_name,
+            target.version,
+        )
+        await self._backend.scale(version, replicas=0, concurrency=1)
+        self._stats.pop(target, None)
+        self._counts.pop(target, None)
+        if self._metrics is not None:
+            self._metrics.forget(target)
+
+    async def _report_provisioned(self) -> None:
+        for plan in self._plans:
+            key = (plan.function_name, plan.qualifier)
+            status, reason = self._provisioned_status(plan)
+            if status is ProvisionedStatus.IN_PROGRESS:
+                continue
+            config = self._catalog.provisioned.get(key)
+            allocated = plan.requested if status is ProvisionedStatus.READY else 0
+            # The store publishes the new catalog before this await returns, so the
+            # comparison with the catalog is enough to write each change only once.
+            if config is None or (config.status, config.allocated, config.status_reason) == (
+                status,
+                allocated,
+                reason,
+            ):
+                continue
+            try:
+                await self._store.set_provisioned_status(
+                    plan.function_name,
+                    plan.qualifier,
+                    allocated=allocated,
+                    status=status,
+                    reason=reason,
+                )
+            except LambdaError as exc:
+                # Deleted between the catalog and now: the next catalog drops the plan.
+                logger.info("provisioned status not recorded key=%s error=%s", key, exc)
+                continue
+            logger.info(
+                "provisioned concurrency function=%s qualifier=%s status=%s allocated=%d reason=%s",
+                plan.function_name,
+                plan.qualifier,
+                status,
+                allocated,
+                reason,
+            )
+
+    def _provisioned_status(self, plan: specs.ProvisionedPlan) -> tuple[ProvisionedStatus, str]:
+        for target in plan.shares:
+            failure = self._backend.start_failure(target)
+            if failure is not None and (
+                not failure.retriable or failure.consecutive >= self._failures_before_failed
+            ):
+                return ProvisionedStatus.FAILED, f"{target}: {failure.reason}"
+        ready = all(
+            len(self._backend.endpoints(t)) >= self._specs[t].min_instances
+            for t in plan.shares
+            if t in self._specs
+        )
+        return (ProvisionedStatus.READY, "") if ready else (ProvisionedStatus.IN_PROGRESS, "")

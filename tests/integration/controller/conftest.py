@@ -1,0 +1,141 @@
+"""Fixtures for the controller's integration tests: real agent processes, no fakes.
+
+Every test gets a function name of its own, so the ``/proc`` scan that finds its
+processes (agents and runtimes carry ``AWS_LAMBDA_FUNCTION_NAME``) sees nobody else's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from controller.backends.local import LocalProcessBackend
+from kubelambda.models import FunctionVersion
+from kubelambda.ports import Endpoint
+
+HANDLER = """
+import os
+import time
+
+INIT_SLEEP = float(os.environ.get("INIT_SLEEP", "0"))
+time.sleep(INIT_SLEEP)
+
+
+def handler(event, context):
+    if event.get("sleep"):
+        time.sleep(event["sleep"])
+    if event.get("exit"):
+        os._exit(3)
+    return {
+        "function": context.function_name,
+        "version": context.function_version,
+        "initialization_type": os.environ["AWS_LAMBDA_INITIALIZATION_TYPE"],
+        "pid": os.getpid(),
+    }
+"""
+
+Until = Callable[[Callable[[], bool]], Awaitable[None]]
+Invoke = Callable[[Endpoint, dict[str, object]], Awaitable[httpx.Response]]
+
+
+@pytest.fixture
+def function_name() -> str:
+    return f"ctl-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def code_dir(tmp_path: Path) -> Path:
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "app.py").write_text(HANDLER)
+    return code
+
+
+@pytest.fixture
+def make_version(function_name: str, code_dir: Path) -> Callable[..., FunctionVersion]:
+    def make(**changes: object) -> FunctionVersion:
+        version = FunctionVersion(
+            function_name=function_name,
+            version="1",
+            runtime="python3.11",
+            handler="app.handler",
+            role="arn:aws:iam::000000000000:role/test",
+            code_sha256="test",
+            code_size=1,
+            code_path=str(code_dir),
+            revision_id="rev-1",
+            last_modified="2026-01-01T00:00:00.000+0000",
+            timeout=5,
+        )
+        return version.with_changes(**changes)
+
+    return make
+
+
+@pytest.fixture
+async def backend(tmp_path: Path) -> AsyncIterator[LocalProcessBackend]:
+    local = LocalProcessBackend(tmp_path / "home", ready_timeout=20.0, stop_grace_extra=2.0)
+    try:
+        yield local
+    finally:
+        await local.aclose()
+
+
+def function_pids(function_name: str) -> list[int]:
+    """Live processes (agents, runtimes, their children) of one function, read from /proc.
+
+    A zombie's environ reads empty, so processes that exited are not counted.
+    """
+    entry = f"AWS_LAMBDA_FUNCTION_NAME={function_name}".encode()
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            environ = (proc / "environ").read_bytes()
+        except OSError:
+            continue
+        if entry in environ.split(b"\0"):
+            pids.append(int(proc.name))
+    return pids
+
+
+@pytest.fixture
+def pids_of() -> Callable[[str], list[int]]:
+    return function_pids
+
+
+@pytest.fixture
+def until() -> Until:
+    async def wait(condition: Callable[[], bool], within: float = 20.0) -> None:
+        deadline = time.monotonic() + within
+        while not condition():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"condition not met within {within} s")
+            await asyncio.sleep(0.01)
+
+    return wait
+
+
+@pytest.fixture
+async def invoke() -> AsyncIterator[Invoke]:
+    async with httpx.AsyncClient(timeout=30.0) as client:
+
+        async def call(endpoint: Endpoint, event: dict[str, object]) -> httpx.Response:
+            return await client.post(
+                f"http://{endpoint.host}:{endpoint.port}/invoke",
+                json=event,
+                headers={
+                    "Kubelambda-Request-Id": str(uuid.uuid4()),
+                    "Kubelambda-Invoked-Function-Arn": "arn:aws:lambda:us-east-1:000000000000:"
+                    f"function:{endpoint.target.function_name}",
+                },
+            )
+
+        yield call

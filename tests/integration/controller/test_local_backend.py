@@ -1,0 +1,247 @@
+"""LocalProcessBackend with real runtime-agent processes and a real python handler."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import httpx
+from prometheus_client import CollectorRegistry
+
+from controller import errors
+from controller.backends.local import LocalProcessBackend
+from controller.metrics import ControllerMetrics
+from kubelambda.models import FunctionVersion, Target, frozen_mapping
+from kubelambda.ports import Endpoint
+
+PidsOf = Callable[[str], list[int]]
+Until = Callable[[Callable[[], bool]], Awaitable[None]]
+Invoke = Callable[[Endpoint, dict[str, object]], Awaitable[httpx.Response]]
+MakeVersion = Callable[..., FunctionVersion]
+
+
+def target_of(version: FunctionVersion) -> Target:
+    return Target(version.function_name, version.version)
+
+
+def agent_pid(pids: list[int]) -> int:
+    agents = [p for p in pids if b"-m\0kubelambda_agent" in Path(f"/proc/{p}/cmdline").read_bytes()]
+    assert len(agents) == 1, agents
+    return agents[0]
+
+
+async def test_scales_zero_to_two_and_back_to_zero(
+    backend: LocalProcessBackend,
+    make_version: MakeVersion,
+    until: Until,
+    invoke: Invoke,
+    pids_of: PidsOf,
+) -> None:
+    version = make_version()
+    target = target_of(version)
+
+    await backend.scale(version, replicas=2, concurrency=1)
+    await until(lambda: len(backend.endpoints(target)) == 2)
+    answers = [await invoke(e, {}) for e in backend.endpoints(target)]
+    await backend.scale(version, replicas=0, concurrency=1)
+    left_at_once = backend.endpoints(target)
+    await until(lambda: not pids_of(version.function_name))
+
+    assert [a.status_code for a in answers] == [200, 200]
+    assert len({a.json()["pid"] for a in answers}) == 2
+    assert left_at_once == []
+
+
+async def test_endpoint_appears_only_once_the_handler_is_initialised(
+    backend: LocalProcessBackend, make_version: MakeVersion, until: Until, invoke: Invoke
+) -> None:
+    version = make_version(environment=frozen_mapping({"INIT_SLEEP": "1.0"}))
+    target = target_of(version)
+    changes: list[int] = []
+    backend.subscribe(lambda t: changes.append(len(backend.endpoints(t))))
+
+    started = time.monotonic()
+    await backend.scale(version, replicas=1, concurrency=1)
+    right_after_scale = backend.endpoints(target)
+    await until(lambda: bool(backend.endpoints(target)))
+    waited = time.monotonic() - started
+    answer = await invoke(backend.endpoints(target)[0], {})
+
+    assert right_after_scale == []
+    assert waited >= 1.0
+    assert (changes, answer.status_code) == ([1], 200)
+
+
+async def test_scale_down_lets_an_in_flight_invocation_finish(
+    backend: LocalProcessBackend,
+    make_version: MakeVersion,
+    until: Until,
+    invoke: Invoke,
+    pids_of: PidsOf,
+) -> None:
+    version = make_version()
+    target = target_of(version)
+    await backend.scale(version, replicas=1, concurrency=1)
+    await until(lambda: bool(backend.endpoints(target)))
+    busy = asyncio.create_task(invoke(backend.endpoints(target)[0], {"sleep": 1.5}))
+    await asyncio.sleep(0.3)  # let the invocation reach the handler
+
+    await backend.scale(version, replicas=0, concurrency=1)
+    endpoints_while_draining = backend.endpoints(target)
+    alive_while_draining = bool(pids_of(version.function_name))
+    answer = await busy
+    await until(lambda: not pids_of(version.function_name))
+
+    assert (endpoints_while_draining, alive_while_draining) == ([], True)
+    assert (answer.status_code, answer.json()["function"]) == (200, version.function_name)
+
+
+async def test_an_instance_that_dies_leaves_and_is_replaced_on_the_next_scale(
+    tmp_path: Path, make_version: MakeVersion, until: Until, pids_of: PidsOf
+) -> None:
+    registry = CollectorRegistry()
+    backend = LocalProcessBackend(tmp_path / "home", metrics=ControllerMetrics(registry))
+    version = make_version()
+    target = target_of(version)
+    notified: list[Target] = []
+    backend.subscribe(notified.append)
+    try:
+        await backend.scale(version, replicas=1, concurrency=1)
+        await until(lambda: bool(backend.endpoints(target)))
+        first = backend.endpoints(target)[0]
+
+        os.kill(agent_pid(pids_of(version.function_name)), signal.SIGKILL)
+        await until(lambda: not backend.endpoints(target))
+        await until(lambda: not pids_of(version.function_name))  # its runtime too
+        await backend.scale(version, replicas=1, concurrency=1)
+        await until(lambda: bool(backend.endpoints(target)))
+        second = backend.endpoints(target)[0]
+        changes = list(notified)
+    finally:
+        await backend.aclose()
+
+    failures = registry.get_sample_value(
+        "kubelambda_instance_failures_total",
+        {"function": version.function_name, "version": "1", "reason": "exited"},
+    )
+    assert (failures, changes) == (1.0, [target, target, target])
+    assert second.instance_id != first.instance_id
+
+
+async def test_aclose_leaves_no_process_behind(
+    tmp_path: Path, make_version: MakeVersion, until: Until, pids_of: PidsOf
+) -> None:
+    backend = LocalProcessBackend(tmp_path / "home")
+    version = make_version(environment=frozen_mapping({"INIT_SLEEP": "0.5"}))
+    await backend.scale(version, replicas=3, concurrency=2)
+    await until(lambda: len(backend.endpoints(target_of(version))) >= 1)
+    running = len(pids_of(version.function_name))
+
+    await backend.aclose()
+
+    assert running >= 2
+    assert pids_of(version.function_name) == []
+
+
+async def test_an_instance_not_ready_in_time_is_killed_and_counted(
+    tmp_path: Path, make_version: MakeVersion, until: Until, pids_of: PidsOf
+) -> None:
+    backend = LocalProcessBackend(tmp_path / "home", ready_timeout=1.0)
+    version = make_version(environment=frozen_mapping({"INIT_SLEEP": "60"}))
+    target = target_of(version)
+    try:
+        await backend.scale(version, replicas=1, concurrency=1)
+        await until(lambda: backend.start_failure(target) is not None)
+        failure = backend.start_failure(target)
+        left = pids_of(version.function_name)
+    finally:
+        await backend.aclose()
+
+    assert failure is not None
+    assert (failure.consecutive, failure.retriable) == (1, True)
+    assert "not ready within 1 s" in failure.reason
+    assert (backend.endpoints(target), left) == ([], [])
+
+
+async def test_an_agent_exiting_during_init_is_a_start_failure(
+    backend: LocalProcessBackend, make_version: MakeVersion, until: Until
+) -> None:
+    version = make_version(memory_size=0)  # the agent refuses this configuration and exits
+    target = target_of(version)
+
+    await backend.scale(version, replicas=1, concurrency=1)
+    await until(lambda: backend.start_failure(target) is not None)
+    failure = backend.start_failure(target)
+
+    assert failure is not None
+    assert "before it was ready" in failure.reason
+    assert backend.endpoints(target) == []
+
+
+async def test_failing_starts_back_off_before_the_next_try(
+    backend: LocalProcessBackend, make_version: MakeVersion, until: Until, pids_of: PidsOf
+) -> None:
+    version = make_version(memory_size=0)
+    target = target_of(version)
+    await backend.scale(version, replicas=1, concurrency=1)
+    await until(lambda: backend.start_failure(target) is not None)
+
+    await backend.scale(version, replicas=1, concurrency=1)
+
+    assert pids_of(version.function_name) == []
+
+
+async def test_a_missing_interpreter_is_a_permanent_failure(
+    tmp_path: Path, make_version: MakeVersion
+) -> None:
+    environ = dict(os.environ, KUBELAMBDA_PYTHON_3_13="/nonexistent/python3.13")
+    backend = LocalProcessBackend(tmp_path / "home", host_environ=environ)
+    version = make_version(runtime="python3.13")
+
+    await backend.scale(version, replicas=1, concurrency=1)
+    failure = backend.start_failure(target_of(version))
+    await backend.aclose()
+
+    assert failure is not None
+    assert (failure.retriable, failure.reason) == (
+        False,
+        str(errors.RuntimeUnavailable("python3.13")),
+    )
+
+
+async def test_a_new_revision_replaces_the_old_instances(
+    backend: LocalProcessBackend, make_version: MakeVersion, until: Until, invoke: Invoke
+) -> None:
+    old = make_version(version="$LATEST")
+    target = target_of(old)
+    await backend.scale(old, replicas=1, concurrency=1)
+    await until(lambda: bool(backend.endpoints(target)))
+    old_endpoint = backend.endpoints(target)[0]
+
+    await backend.scale(old.with_changes(revision_id="rev-2"), replicas=1, concurrency=1)
+    gone_at_once = old_endpoint not in backend.endpoints(target)
+    await until(lambda: bool(backend.endpoints(target)))
+
+    assert gone_at_once
+    assert backend.endpoints(target)[0].instance_id != old_endpoint.instance_id
+    assert (await invoke(backend.endpoints(target)[0], {})).status_code == 200
+
+
+async def test_provisioned_instances_say_so_in_their_initialization_type(
+    backend: LocalProcessBackend, make_version: MakeVersion, until: Until, invoke: Invoke
+) -> None:
+    version = make_version()
+    target = target_of(version)
+
+    await backend.scale(version, replicas=2, concurrency=1, provisioned=1)
+    await until(lambda: len(backend.endpoints(target)) == 2)
+    answers = [await invoke(e, {}) for e in backend.endpoints(target)]
+
+    assert sorted(a.json()["initialization_type"] for a in answers) == [
+        "on-demand",
+        "provisioned-concurrency",
+    ]
