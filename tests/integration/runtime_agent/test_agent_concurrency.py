@@ -45,7 +45,10 @@ async def test_fifth_concurrent_invocation_is_refused_as_busy(
 
     async with httpx.AsyncClient(base_url=agent.url, timeout=30) as client:
         running = [asyncio.create_task(_invoke(client, f"r{i}", sleep)) for i in range(4)]
-        while (await client.get("/ready")).json()["idle"] > 0:
+        # The agent is another process: poll its readiness until all four are taken.
+        for _ in range(500):
+            if (await client.get("/ready")).json()["idle"] == 0:
+                break
             await asyncio.sleep(0.01)
         fifth = await _invoke(client, "r5", {})
         done = await asyncio.gather(*running)
