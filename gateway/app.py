@@ -1,0 +1,265 @@
+"""The gateway's ASGI composition: open routes, the invoke hot path, the management API.
+
+Built by the launcher with ``create_app(...)`` and served by uvicorn. One small ASGI
+callable looks at each request once:
+
+    GET  /healthz, GET /metrics                      open, answered here
+    POST /2015-03-31/functions/{Fn}/invocations     body read (<= 6 MiB) -> authenticate
+                                                     -> ``invoke_app`` (no framework routing)
+    GET  /kubelambda/code/...                        open: presigned code links (FastAPI)
+    anything else                                    body read (<= ~70 MB) -> authenticate
+                                                     -> the FastAPI management app
+
+Bodies are refused with 413 from ``Content-Length`` before a byte is read, or as soon as
+a streamed body passes the limit; the read body is handed on in
+``scope["kubelambda.body"]`` and the caller in ``scope["kubelambda.principal"]``.
+Lifespan events go to the management app, which creates its services there.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+from datetime import UTC, datetime, timedelta
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.api import create_management_app
+from gateway.auth import Authenticator, RawRequest
+from gateway.services.code_links import CODE_PATH_PREFIX
+from gateway.services.ports import ManagementStore
+from kubelambda import errors
+from kubelambda.credentials import Keyring
+
+__all__ = ["BODY_KEY", "PRINCIPAL_KEY", "CompositionSettings", "Gateway", "create_app"]
+
+log = logging.getLogger(__name__)
+
+BODY_KEY = "kubelambda.body"
+PRINCIPAL_KEY = "kubelambda.principal"
+_INVOKE_PREFIX = "/2015-03-31/functions/"
+_INVOKE_SUFFIX = "/invocations"
+# After refusing an oversized body, read and drop at most this much more of it, so a
+# client still sending gets the 413 instead of a reset connection; past it, hang up.
+_DISCARD_BUDGET = 16 * 1024 * 1024
+
+
+class CompositionSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    region: str = "us-east-1"
+    # Lambda's synchronous invoke payload limit.
+    invoke_body_limit: int = Field(default=6_291_456, gt=0)
+    # A 50 MB zip, base64-encoded inside CreateFunction's JSON, with room to spare.
+    management_body_limit: int = Field(default=70_000_000, gt=0)
+    max_clock_skew_seconds: float = Field(default=900.0, gt=0)
+
+
+def create_app(
+    *,
+    store: ManagementStore,
+    keyring: Keyring,
+    invoke_app: ASGIApp,
+    registry: CollectorRegistry,
+    runtimes: Collection[str],
+    settings: CompositionSettings | None = None,
+) -> Gateway:
+    """The gateway's ASGI app. ``invoke_app`` receives authenticated invoke requests with
+    their body in ``scope["kubelambda.body"]`` and caller in ``scope["kubelambda.principal"]``."""
+    settings = settings or CompositionSettings()
+    return Gateway(
+        management=create_management_app(store=store, region=settings.region, runtimes=runtimes),
+        invoke_app=invoke_app,
+        authenticator=Authenticator(
+            keyring,
+            max_skew=timedelta(seconds=settings.max_clock_skew_seconds),
+            clock=lambda: datetime.now(UTC),
+        ),
+        registry=registry,
+        settings=settings,
+    )
+
+
+class Gateway:
+    """The composed ASGI callable (see the module docstring for the routing table)."""
+
+    def __init__(
+        self,
+        *,
+        management: ASGIApp,
+        invoke_app: ASGIApp,
+        authenticator: Authenticator,
+        registry: CollectorRegistry,
+        settings: CompositionSettings,
+    ) -> None:
+        self._management = management
+        self._invoke_app = invoke_app
+        self._authenticator = authenticator
+        self._registry = registry
+        self._settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._management(scope, receive, send)
+            return
+        if scope["type"] != "http":
+            await send({"type": "websocket.close", "code": 1003})
+            return
+        path: str = scope["path"]
+        method: str = scope["method"]
+        if method == "POST" and _is_invoke(path):
+            await self._authenticated(
+                self._invoke_app,
+                scope,
+                receive,
+                send,
+                limit=self._settings.invoke_body_limit,
+                operation="InvokeFunction",
+            )
+        elif method == "GET" and path == "/healthz":
+            await _respond(send, 200, b'{"status":"ok"}', "application/json")
+        elif method == "GET" and path == "/metrics":
+            await _respond(send, 200, generate_latest(self._registry), CONTENT_TYPE_LATEST)
+        elif path.startswith(CODE_PATH_PREFIX):
+            await self._management(scope, receive, send)
+        else:
+            await self._authenticated(
+                self._management,
+                scope,
+                receive,
+                send,
+                limit=self._settings.management_body_limit,
+                operation="management",
+            )
+
+    async def _authenticated(
+        self,
+        app: ASGIApp,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        *,
+        limit: int,
+        operation: str,
+    ) -> None:
+        try:
+            body = await _read_body(scope, receive, limit=limit, operation=operation)
+            principal = self._authenticator.authenticate(
+                RawRequest(
+                    method=scope["method"],
+                    raw_path=scope.get("raw_path") or scope["path"].encode(),
+                    query_string=scope.get("query_string", b""),
+                    headers=scope["headers"],
+                    body=body,
+                )
+            )
+        except errors.LambdaError as exc:
+            if not isinstance(exc, errors.AccessDenied):  # the authenticator logged those
+                log.info("request refused code=%s path=%s", exc.code, scope["path"])
+            await _respond_error(send, exc)
+            return
+        except _Disconnected:
+            return
+        inner = dict(scope)
+        inner[BODY_KEY] = body
+        inner[PRINCIPAL_KEY] = principal
+        await app(inner, _replay(body, receive), send)
+
+
+class _Disconnected(Exception):
+    """The client went away before its body was read."""
+
+
+def _is_invoke(path: str) -> bool:
+    if not (path.startswith(_INVOKE_PREFIX) and path.endswith(_INVOKE_SUFFIX)):
+        return False
+    name = path[len(_INVOKE_PREFIX) : -len(_INVOKE_SUFFIX)]
+    return bool(name) and "/" not in name
+
+
+async def _read_body(scope: Scope, receive: Receive, *, limit: int, operation: str) -> bytes:
+    too_large = errors.RequestTooLarge(
+        f"Request must be smaller than {limit} bytes for the {operation} operation"
+    )
+    declared = _content_length(scope)
+    if declared is not None and declared > limit:
+        await _discard(
+            receive, budget=_DISCARD_BUDGET if declared <= limit + _DISCARD_BUDGET else 0
+        )
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _Disconnected
+        chunk: bytes = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            await _discard(receive, budget=_DISCARD_BUDGET)
+            raise too_large
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError as exc:
+                raise errors.InvalidRequestContent("Invalid Content-Length header") from exc
+    return None
+
+
+async def _discard(receive: Receive, *, budget: int) -> None:
+    dropped = 0
+    while dropped <= budget:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        dropped += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that yields the already-read body once, then waits on the client
+    (so the inner app still learns of a disconnect)."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+async def _respond(send: Send, status: int, body: bytes, content_type: str) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", content_type.encode()),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _respond_error(send: Send, error: errors.LambdaError) -> None:
+    status, headers, body = error.to_wire()
+    encoded: list[tuple[bytes, bytes]] = [
+        (name.lower().encode(), value.encode()) for name, value in headers.items()
+    ]
+    encoded.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": encoded})
+    await send({"type": "http.response.body", "body": body})
