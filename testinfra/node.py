@@ -1,0 +1,217 @@
+"""The node: containerd + runc + CNI bridge under a real kubelet, and its full teardown.
+
+Called by ``testinfra.k8s`` after the control plane is healthy. ``start`` prepares
+the host (shared mount propagation, the pod network), starts containerd with every
+path under the state dir, loads the locally built images and starts the kubelet
+(cgroupfs driver, cgroup v1). ``stop`` leaves nothing behind: pod containers and
+their shims, network namespaces, mounts under the state dir, the kubelet's
+cgroups, the bridge and its iptables rules.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import pathlib
+import subprocess
+import urllib.error
+import urllib.request
+
+from testinfra import images, k8s_config, k8s_layout, node_network, process
+
+__all__ = ["DEBIAN_PACKAGES", "daemons", "is_ready", "start", "stop"]
+
+_log = logging.getLogger(__name__)
+
+DEBIAN_PACKAGES = (
+    "containerd",
+    "runc",
+    "containernetworking-plugins",
+    "iptables",
+    "iproute2",
+    "debootstrap",
+    "umoci",
+)
+_CGROUP_ROOT = pathlib.Path("/sys/fs/cgroup")
+_NETNS_DIR = pathlib.Path("/var/run/netns")
+
+
+def daemons(layout: k8s_layout.Layout) -> dict[str, process.Daemon]:
+    """containerd then the kubelet, each recognised by its config file path."""
+    config = {"containerd": "containerd.toml", "kubelet": "kubelet.json"}
+    return {
+        name: process.Daemon(
+            name=name,
+            pid_file=layout.run_dir / f"{name}.pid",
+            log_file=layout.log_dir / f"{name}.log",
+            marker=str(layout.config_dir / file),
+        )
+        for name, file in config.items()
+    }
+
+
+def start(layout: k8s_layout.Layout) -> None:
+    """Bring the node up to a healthy kubelet (Ready is the caller's wait)."""
+    _share_root_mount()
+    node_network.setup()
+    cfg = layout.config_dir
+    (cfg / "containerd.toml").write_text(k8s_config.containerd_config(layout))
+    k8s_config.write_json(
+        layout.cni_conf_dir / "10-kubelambda.conflist", k8s_config.cni_conflist(layout)
+    )
+    k8s_config.write_json(cfg / "kubelet.json", k8s_config.kubelet_config(layout))
+
+    containerd, kubelet = daemons(layout).values()
+    if not containerd.is_running():
+        containerd.start(
+            ["containerd", "--config", str(cfg / "containerd.toml"), "--log-level", "warn"],
+            cwd=layout.state_dir,
+        )
+    process.wait_until(
+        lambda: _ctr(layout, "version", check=False).returncode == 0,
+        what="containerd API",
+        daemon=containerd,
+        timeout=30,
+    )
+    loaded = set(_ctr(layout, "images", "ls", "-q").stdout.split())
+    archives = images.ensure_all(layout)
+    images.import_images(layout, [a for name, a in archives.items() if name not in loaded])
+
+    if not kubelet.is_running():
+        kubelet.start(
+            [
+                str(layout.k8s_bin_dir / "kubelet"),
+                f"--config={cfg / 'kubelet.json'}",
+                f"--kubeconfig={cfg / 'kubelet-client.kubeconfig'}",
+                f"--root-dir={layout.kubelet_dir}",
+                f"--cert-dir={layout.kubelet_dir / 'pki'}",
+                f"--hostname-override={k8s_layout.NODE_NAME}",
+                f"--node-ip={k8s_layout.NODE_IP}",
+                "--v=1",
+            ],
+            cwd=layout.state_dir,
+        )
+    process.wait_until(_kubelet_healthy, what="kubelet /healthz", daemon=kubelet, timeout=60)
+
+
+def is_ready(layout: k8s_layout.Layout) -> bool:
+    """Whether the apiserver reports our node's Ready condition as True."""
+    result = subprocess.run(
+        [str(layout.client_bin_dir / "kubectl"), "--kubeconfig", str(layout.admin_kubeconfig),
+         "get", "node", k8s_layout.NODE_NAME, "-o", "json"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if result.returncode != 0:
+        return False
+    conditions = json.loads(result.stdout)["status"].get("conditions", [])
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+def stop(layout: k8s_layout.Layout) -> None:
+    """Stop the kubelet, every pod container, containerd; undo all host changes."""
+    containerd, kubelet = daemons(layout).values()
+    kubelet.stop(timeout=15)
+    netns_paths: set[str] = set()
+    if containerd.is_running():
+        netns_paths = _remove_containers(layout)
+    containerd.stop(timeout=15)
+    _kill_orphan_shims(layout)
+    for path in sorted(netns_paths):
+        _unmount(pathlib.Path(path))
+        pathlib.Path(path).unlink(missing_ok=True)
+    for mount_point in _mounts_under(layout.state_dir):
+        _unmount(mount_point)
+    _remove_kubelet_cgroups()
+    node_network.teardown()
+
+
+def _remove_containers(layout: k8s_layout.Layout) -> set[str]:
+    """Kill and delete every container in the k8s.io namespace; return their netns paths."""
+    netns: set[str] = set()
+    for container_id in _ctr(layout, "containers", "ls", "-q").stdout.split():
+        info = _ctr(layout, "containers", "info", container_id, check=False)
+        if info.returncode == 0:
+            namespaces = (
+                json.loads(info.stdout).get("Spec", {}).get("linux", {}).get("namespaces", [])
+            )
+            netns.update(
+                ns["path"]
+                for ns in namespaces
+                if ns.get("type") == "network" and ns.get("path", "").startswith(str(_NETNS_DIR))
+            )
+        _ctr(layout, "tasks", "kill", "--signal", "SIGKILL", container_id, check=False)
+        _ctr(layout, "tasks", "delete", "--force", container_id, check=False)
+        _ctr(layout, "containers", "delete", container_id, check=False)
+    return netns
+
+
+def _kill_orphan_shims(layout: k8s_layout.Layout) -> None:
+    # Shims detach into their own process groups, so stopping containerd does not
+    # reach them; they name our socket on their command line.
+    marker = str(layout.containerd_socket).encode()
+    for proc in pathlib.Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            if argv and b"containerd-shim" in argv[0] and marker in argv:
+                _log.info("killing leftover shim pid=%s", proc.name)
+                os.kill(int(proc.name), 9)
+
+
+def _mounts_under(root: pathlib.Path) -> list[pathlib.Path]:
+    """Mount points below ``root``, deepest first."""
+    points: list[pathlib.Path] = []
+    for line in pathlib.Path("/proc/self/mountinfo").read_text().splitlines():
+        # The mount point is field 5; octal escapes encode spaces and the like.
+        point = pathlib.Path(line.split()[4].encode().decode("unicode_escape"))
+        if point == root or root in point.parents:
+            points.append(point)
+    return sorted(points, key=lambda p: len(p.parts), reverse=True)
+
+
+def _unmount(point: pathlib.Path) -> None:
+    subprocess.run(["umount", "--lazy", str(point)], capture_output=True, check=False)
+
+
+def _remove_kubelet_cgroups() -> None:
+    # The kubelet's QoS hierarchy (cgroupfs driver, cgroup root "/"), in every v1 controller.
+    for controller in _CGROUP_ROOT.iterdir():
+        top = controller / "kubepods"
+        if not top.is_dir():
+            continue
+        for directory in sorted(top.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+            if directory.is_dir():
+                with contextlib.suppress(OSError):
+                    directory.rmdir()
+        with contextlib.suppress(OSError):
+            top.rmdir()
+
+
+def _share_root_mount() -> None:
+    # Volume mounts the kubelet makes must propagate into containers (and back).
+    result = subprocess.run(
+        ["findmnt", "-n", "-o", "PROPAGATION", "/"], capture_output=True, text=True, check=True
+    )
+    if "shared" not in result.stdout:
+        subprocess.run(["mount", "--make-rshared", "/"], check=True)
+
+
+def _kubelet_healthy() -> bool:
+    url = f"http://127.0.0.1:{k8s_layout.KUBELET_HEALTHZ_PORT}/healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _ctr(
+    layout: k8s_layout.Layout, *args: str, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["ctr", "--address", str(layout.containerd_socket), "-n", "k8s.io", *args],
+        capture_output=True, text=True, check=check,
+    )  # fmt: skip
