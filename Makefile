@@ -17,7 +17,7 @@ run: $(STAMP)
 
 test: $(STAMP) lint
 	$(BIN)/python -m testinfra up
-	eval "$$($(BIN)/python -m testinfra env)" && $(BIN)/pytest
+	exports="$$($(BIN)/python -m testinfra env)" && eval "$$exports" && $(BIN)/pytest
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit

@@ -39,6 +39,11 @@ log = logging.getLogger(__name__)
 
 LOG_TAIL_LINES = 40
 
+# Daemons this process started. A daemon started from a long-lived process (a pytest session)
+# stays its child: we keep its Popen to reap it once it exits, since an unreaped child lingers
+# as a zombie (and Popen warns when dropped while the child runs).
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
 
 class InfraError(RuntimeError):
     """A piece of test infrastructure could not be installed, started or stopped."""
@@ -71,6 +76,7 @@ class Daemon:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        _CHILDREN[process.pid] = process
         self.pid_file.write_text(f"{process.pid}\n")
         log.info("event=started daemon=%s pid=%d log=%s", self.name, process.pid, self.log_file)
         return process.pid
@@ -120,11 +126,13 @@ class Daemon:
 
 
 def _alive(pid: int) -> bool:
-    """Whether pid is a live process; reaps it first if it is our own exited child."""
-    # A daemon started from a long-lived process (a pytest session) stays that process's child;
-    # once it exits it is a zombie, which kill(pid, 0) still reports as existing.
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
+    """Whether pid is a live process (an exited child of ours is reaped, not counted)."""
+    child = _CHILDREN.get(pid)
+    if child is not None:
+        if child.poll() is None:
+            return True
+        del _CHILDREN[pid]
+        return False
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
