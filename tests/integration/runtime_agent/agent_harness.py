@@ -44,7 +44,8 @@ class InvokeResult:
 
     @property
     def function_error(self) -> str | None:
-        return self.headers.get("Kubelambda-Function-Error")
+        value: str | None = self.headers.get("Kubelambda-Function-Error")
+        return value
 
     @property
     def log_tail(self) -> str:

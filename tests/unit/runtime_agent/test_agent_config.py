@@ -1,0 +1,107 @@
+"""Parsing and validating the agent's environment."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from kubelambda_agent.config import ConfigError, parse_config
+
+
+@pytest.fixture
+def base(tmp_path: Path) -> dict[str, str]:
+    return {"KUBELAMBDA_AGENT_RUNTIME": "python3.11", "LAMBDA_TASK_ROOT": str(tmp_path)}
+
+
+def test_defaults(base: dict[str, str]) -> None:
+    config = parse_config(base)
+
+    assert (config.listen_host, config.listen_port) == ("0.0.0.0", 8080)
+    assert config.concurrency == 1
+    assert config.timeout_seconds == 3.0
+    assert config.python == sys.executable
+    assert config.ready_fd is None
+    assert config.function_version == "$LATEST"
+    assert config.memory_size_mb == 128
+
+
+def test_explicit_values(base: dict[str, str]) -> None:
+    read_fd, write_fd = os.pipe()
+    try:
+        config = parse_config(
+            {
+                **base,
+                "KUBELAMBDA_AGENT_LISTEN": "127.0.0.1:0",
+                "KUBELAMBDA_AGENT_CONCURRENCY": "16",
+                "KUBELAMBDA_AGENT_TIMEOUT_SECONDS": "1.5",
+                "KUBELAMBDA_AGENT_READY_FD": str(write_fd),
+                "AWS_LAMBDA_FUNCTION_VERSION": "7",
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1024",
+            }
+        )
+    finally:
+        os.close(read_fd)
+        os.close(write_fd)
+
+    assert (config.listen_host, config.listen_port) == ("127.0.0.1", 0)
+    assert (config.concurrency, config.timeout_seconds) == (16, 1.5)
+    assert config.ready_fd == write_fd
+    assert (config.function_version, config.memory_size_mb) == ("7", 1024)
+
+
+def test_ipv6_listen_address_loses_its_brackets(base: dict[str, str]) -> None:
+    config = parse_config({**base, "KUBELAMBDA_AGENT_LISTEN": "[::]:9000"})
+
+    assert (config.listen_host, config.listen_port) == ("::", 9000)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("KUBELAMBDA_AGENT_RUNTIME", ""),
+        ("KUBELAMBDA_AGENT_RUNTIME", "nodejs20.x"),
+        ("KUBELAMBDA_AGENT_LISTEN", "8080"),
+        ("KUBELAMBDA_AGENT_LISTEN", "host:http"),
+        ("KUBELAMBDA_AGENT_LISTEN", "host:70000"),
+        ("KUBELAMBDA_AGENT_CONCURRENCY", "0"),
+        ("KUBELAMBDA_AGENT_CONCURRENCY", "four"),
+        ("KUBELAMBDA_AGENT_CONCURRENCY", "100000"),
+        ("KUBELAMBDA_AGENT_TIMEOUT_SECONDS", "0"),
+        ("KUBELAMBDA_AGENT_TIMEOUT_SECONDS", "901"),
+        ("KUBELAMBDA_AGENT_TIMEOUT_SECONDS", "nan"),
+        ("KUBELAMBDA_AGENT_TIMEOUT_SECONDS", "soon"),
+        ("KUBELAMBDA_AGENT_READY_FD", "x"),
+        ("KUBELAMBDA_AGENT_READY_FD", "4095"),
+        ("KUBELAMBDA_AGENT_PYTHON", "/no/such/python"),
+        ("LAMBDA_TASK_ROOT", "/no/such/dir"),
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "lots"),
+    ],
+)
+def test_invalid_values_are_refused_naming_the_variable(
+    base: dict[str, str], variable: str, value: str
+) -> None:
+    with pytest.raises(ConfigError, match=variable):
+        parse_config({**base, variable: value})
+
+
+def test_python_runtimes_run_the_built_in_bootstrap_unbuffered(base: dict[str, str]) -> None:
+    command = parse_config(base).runtime_command
+
+    assert command[:2] == [sys.executable, "-u"]
+    assert command[2].endswith("kubelambda_agent/python_bootstrap.py")
+
+
+def test_provided_runtimes_run_the_package_bootstrap(base: dict[str, str], tmp_path: Path) -> None:
+    config = parse_config({**base, "KUBELAMBDA_AGENT_RUNTIME": "provided.al2023"})
+
+    assert config.runtime_command == [str(tmp_path / "bootstrap")]
+
+
+def test_provided_runtimes_do_not_need_a_python(base: dict[str, str]) -> None:
+    config = parse_config(
+        {**base, "KUBELAMBDA_AGENT_RUNTIME": "provided", "KUBELAMBDA_AGENT_PYTHON": "/no/python"}
+    )
+
+    assert config.runtime == "provided"

@@ -1,0 +1,114 @@
+"""The pure parts of the python bootstrap: handler loading, context, errors, JSON."""
+
+from __future__ import annotations
+
+import decimal
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from kubelambda_agent import python_bootstrap as bootstrap
+
+
+@pytest.fixture
+def task_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in ("kl_boot_ok", "kl_boot_nohandler", "kl_boot_raises"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    (tmp_path / "kl_boot_ok.py").write_text("def handler(event, context):\n    return event\n")
+    (tmp_path / "kl_boot_nohandler.py").write_text("X = 1\n")
+    (tmp_path / "kl_boot_raises.py").write_text("raise ImportError('inner dependency')\n")
+    return tmp_path
+
+
+def test_load_handler_finds_the_function(task_root: Path) -> None:
+    handler = bootstrap.load_handler("kl_boot_ok.handler")
+
+    assert handler({"a": 1}, None) == {"a": 1}  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("spec", "error_type", "message"),
+    [
+        ("nodots", "Runtime.MalformedHandlerName", "Bad handler 'nodots'"),
+        ("kl_boot_absent.handler", "Runtime.ImportModuleError", "Unable to import module"),
+        ("kl_boot_raises.handler", "Runtime.ImportModuleError", "inner dependency"),
+        ("kl_boot_nohandler.handler", "Runtime.HandlerNotFound", "Handler 'handler' missing"),
+        ("sys.handler", "Runtime.BuiltInModuleConflict", "Cannot use built-in module sys"),
+    ],
+)
+def test_load_handler_failures_carry_lambda_error_types(
+    task_root: Path, spec: str, error_type: str, message: str
+) -> None:
+    with pytest.raises(bootstrap.InitError) as caught:
+        bootstrap.load_handler(spec)
+
+    assert caught.value.error_type == error_type
+    assert message in caught.value.message
+
+
+def test_remaining_time_counts_down_to_zero() -> None:
+    now_ms = int(time.time() * 1000)
+    live = bootstrap.LambdaContext(
+        request_id="r",
+        function_arn="a",
+        deadline_ms=now_ms + 5000,
+        client_context=None,
+        identity=None,
+    )
+    expired = bootstrap.LambdaContext(
+        request_id="r",
+        function_arn="a",
+        deadline_ms=now_ms - 5000,
+        client_context=None,
+        identity=None,
+    )
+
+    assert 4000 < live.get_remaining_time_in_millis() <= 5000
+    assert expired.get_remaining_time_in_millis() == 0
+
+
+def test_client_context_exposes_client_custom_and_env() -> None:
+    context = bootstrap.ClientContext(
+        {"client": {"app_title": "app"}, "custom": {"k": "v"}, "env": {"platform": "x"}}
+    )
+
+    assert context.client is not None and context.client.app_title == "app"
+    assert (context.custom, context.env) == ({"k": "v"}, {"platform": "x"})
+
+
+def test_to_json_writes_decimals_as_numbers() -> None:
+    body = bootstrap.to_json({"int": decimal.Decimal("3"), "float": decimal.Decimal("1.5")})
+
+    assert json.loads(body) == {"int": 3, "float": 1.5}
+
+
+def test_to_json_refuses_unknown_objects() -> None:
+    with pytest.raises(TypeError, match="Object of type object is not JSON serializable"):
+        bootstrap.to_json(object())
+
+
+def test_error_body_has_lambda_fields() -> None:
+    body = json.loads(bootstrap.error_body("ValueError", "bad", "r1", ["frame\n"]))
+
+    assert body == {
+        "errorMessage": "bad",
+        "errorType": "ValueError",
+        "requestId": "r1",
+        "stackTrace": ["frame\n"],
+    }
+
+
+def test_user_stack_lists_the_raising_frames() -> None:
+    def raise_it() -> None:
+        raise ValueError("x")
+
+    try:
+        raise_it()
+    except ValueError as exc:
+        stack = bootstrap.user_stack(exc)
+
+    assert len(stack) == 2
+    assert "in raise_it" in stack[-1]
