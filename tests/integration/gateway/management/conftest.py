@@ -11,6 +11,7 @@ import asyncio
 import io
 import json
 import threading
+import time
 import zipfile
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -21,13 +22,13 @@ import boto3
 import pytest
 import uvicorn
 from botocore.config import Config
-from kubelambda import credentials
-from kubelambda.credentials import Credentials, Keyring
-from kubelambda.store import SqliteStore
 from prometheus_client import CollectorRegistry
 from starlette.types import Receive, Scope, Send
 
 from gateway.app import BODY_KEY, PRINCIPAL_KEY, create_app
+from kubelambda import credentials
+from kubelambda.credentials import Credentials, Keyring
+from kubelambda.store import SqliteStore
 
 T = TypeVar("T")
 ROLE = "arn:aws:iam::123456789012:role/lambda-role"
@@ -78,7 +79,7 @@ async def _call(call: Callable[[], Awaitable[T]]) -> T:
 @pytest.fixture
 def gateway(tmp_path: Path) -> Iterator[RunningGateway]:
     keys = credentials.load_or_create(tmp_path)
-    started = threading.Event()
+    created = threading.Event()
     holder: dict[str, Any] = {}
 
     async def serve() -> None:
@@ -93,16 +94,17 @@ def gateway(tmp_path: Path) -> Iterator[RunningGateway]:
             config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")
             server = uvicorn.Server(config)
             holder.update(server=server, store=store, loop=asyncio.get_running_loop())
-            task = asyncio.create_task(server.serve())
-            while not server.started and not task.done():
-                await asyncio.sleep(0.01)
-            started.set()
-            await task
+            created.set()
+            await server.serve()
 
     thread = threading.Thread(target=asyncio.run, args=(serve(),), daemon=True)
     thread.start()
-    assert started.wait(10), "the gateway did not start"
+    assert created.wait(10), "the gateway could not be created"
     server = holder["server"]
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the gateway did not start"
+        time.sleep(0.01)
     port = server.servers[0].sockets[0].getsockname()[1]
     yield RunningGateway(
         url=f"http://127.0.0.1:{port}",
