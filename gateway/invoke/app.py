@@ -103,9 +103,9 @@ class InvokeApp:
         except Exception:
             log.exception("invoke crashed request_id=%s", request_id)
             reply = _error_reply(errors.ServiceError("Internal error."), request_id)
-        await send(
-            {"type": "http.response.start", "status": reply.status, "headers": reply.headers}
-        )
+        # A length, not chunked framing: one body write instead of a chunk and a terminator.
+        headers = [*reply.headers, (b"content-length", str(len(reply.body)).encode())]
+        await send({"type": "http.response.start", "status": reply.status, "headers": headers})
         await send({"type": "http.response.body", "body": reply.body})
 
     async def _handle(self, scope: Scope, receive: Receive, request_id: str) -> InvokeReply:

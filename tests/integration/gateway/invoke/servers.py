@@ -16,7 +16,8 @@ import uvicorn
 @contextlib.asynccontextmanager
 async def serve_uvicorn(app: Any, **config: Any) -> AsyncIterator[int]:
     """Serve ``app`` with real uvicorn on 127.0.0.1 in this loop; yields the port."""
-    sock = socket.socket()
+    # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY on accepted sockets only then.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     server = uvicorn.Server(

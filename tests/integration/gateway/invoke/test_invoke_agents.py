@@ -118,7 +118,8 @@ async def test_concurrent_invokes_are_held_until_instances_are_ready(platform: P
 async def test_reserved_concurrency_throttles_past_the_cap(platform: Platform) -> None:
     first = asyncio.create_task(_invoke(platform, "capped", {"seconds": 1}))
     gauge = "kubelambda_concurrent_executions"
-    while platform.sample(gauge, function="capped", version="$LATEST") < 1:
+    # Metrics are polled, not awaited: wait until the first one is running.
+    while platform.sample(gauge, function="capped", version="$LATEST") < 1:  # noqa: ASYNC110
         await asyncio.sleep(0.01)
     second = await _invoke(platform, "capped", {})
     assert second.status_code == 429

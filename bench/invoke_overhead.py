@@ -1,0 +1,318 @@
+"""Benchmark: what the gateway's invoke path adds on top of calling an agent directly.
+
+Run: ``.venv/bin/python bench/invoke_overhead.py [--seconds 5] [--out bench/results]``.
+
+It starts one real runtime agent (``python -m kubelambda_agent``, an echo handler, enough
+runtimes for the highest concurrency) and one gateway process serving ``InvokeApp`` with
+real uvicorn, then drives warm invokes at concurrency 1, 16 and 64 two ways: straight to
+the agent's ``POST /invoke``, and through the gateway's Invoke endpoint. The load
+generator keeps one keep-alive connection per concurrent caller on ``asyncio.Protocol`` +
+httptools (the gateway's own pool, used here as a client), not httpx, which is too slow
+to measure with. It prints JSON (req/s, p50, p99 per path and concurrency, and the
+gateway's added p50/p99) and saves a PNG next to it.
+
+All processes share the machine, so on a 2-core host the figures include the
+gateway competing for CPU with the agent and the load generator, as in production on a
+small node.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+CONCURRENCIES = (1, 16, 64)
+AGENT_RUNTIMES = max(CONCURRENCIES)
+FUNCTION = "bench"
+PAYLOAD = json.dumps({"key": "x" * 80}).encode()  # ~100 bytes, as in DESIGN.md §4
+HANDLER = textwrap.dedent(
+    """
+    def handler(event, context):
+        return event
+    """
+)
+
+
+# --- the gateway process ---------------------------------------------------------------
+
+
+def serve_gateway(agent_port: int, port_fd: int) -> None:
+    """Serve ``InvokeApp`` with one static endpoint: the agent started by the parent."""
+    import uvicorn
+    from prometheus_client import CollectorRegistry
+
+    from gateway.invoke.app import InvokeApp
+    from gateway.invoke.settings import InvokeSettings
+    from gateway.metrics import GatewayMetrics
+    from kubelambda.models import FunctionVersion, Target
+    from kubelambda.ports import Catalog, Endpoint
+
+    target = Target(FUNCTION, "$LATEST")
+    endpoint = Endpoint(target, "agent-0", "127.0.0.1", agent_port, AGENT_RUNTIMES)
+
+    class OneAgent:
+        """The InstanceBackend of a benchmark: one agent that is always there."""
+
+        async def scale(self, version: FunctionVersion, *, replicas: int, concurrency: int) -> None:
+            return None
+
+        def endpoints(self, wanted: Target) -> list[Endpoint]:
+            return [endpoint] if wanted == target else []
+
+        def subscribe(self, listener: Callable[[Target], None]) -> Callable[[], None]:
+            return lambda: None
+
+        async def aclose(self) -> None:
+            return None
+
+    class NoAutoscaler:
+        def report(self, target: Target, *, in_flight: int, waiting: int) -> None:
+            return None
+
+        def poke(self, target: Target) -> None:
+            return None
+
+    version = FunctionVersion(
+        function_name=FUNCTION,
+        version="$LATEST",
+        runtime="python3.11",
+        handler="app.handler",
+        role="bench",
+        code_sha256="bench",
+        code_size=0,
+        code_path="",
+        revision_id="bench",
+        last_modified="",
+        timeout=30,
+    )
+    app = InvokeApp(
+        backend=OneAgent(),
+        signals=NoAutoscaler(),
+        metrics=GatewayMetrics(CollectorRegistry()),
+        settings=InvokeSettings(),
+        catalog=Catalog(versions={target: version}),
+    )
+    # proto=IPPROTO_TCP, so asyncio sets TCP_NODELAY on accepted connections: it skips
+    # sockets made with proto 0, and uvicorn's two writes per response would then wait
+    # for the client's delayed ACK (44 ms a request).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.bind(("127.0.0.1", 0))
+    os.write(port_fd, f"{sock.getsockname()[1]}\n".encode())
+    os.close(port_fd)
+    config = uvicorn.Config(
+        app,
+        lifespan="off",
+        log_level="warning",
+        access_log=False,
+        http="httptools",
+        backlog=1024,
+    )
+    asyncio.run(uvicorn.Server(config).serve(sockets=[sock]))
+
+
+# --- processes --------------------------------------------------------------------------
+
+
+def _read_line(fd: int, within: float) -> str:
+    deadline = time.monotonic() + within
+    data = b""
+    with os.fdopen(fd, "rb", buffering=0) as pipe:
+        while not data.endswith(b"\n"):
+            if time.monotonic() > deadline:
+                raise TimeoutError("the child did not report ready in time")
+            chunk = pipe.read(64)
+            if not chunk:
+                raise RuntimeError("the child exited before it was ready")
+            data += chunk
+    return data.decode().strip()
+
+
+@contextlib.contextmanager
+def _child(argv: list[str], env: dict[str, str], ready_variable: str | None) -> Iterator[str]:
+    """Start a child that reports readiness on a pipe; yields the line it wrote."""
+    read_fd, write_fd = os.pipe()
+    if ready_variable:
+        env = {**env, ready_variable: str(write_fd)}
+    else:
+        argv = [*argv, str(write_fd)]
+    process = subprocess.Popen(argv, env=env, pass_fds=(write_fd,), start_new_session=True)
+    os.close(write_fd)
+    try:
+        yield _read_line(read_fd, within=60.0)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, 9)
+            process.wait()
+
+
+@contextlib.contextmanager
+def running_agent(code: Path) -> Iterator[int]:
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "KUBELAMBDA_AGENT_LISTEN": "127.0.0.1:0",
+        "KUBELAMBDA_AGENT_CONCURRENCY": str(AGENT_RUNTIMES),
+        "KUBELAMBDA_AGENT_RUNTIME": "python3.11",
+        "KUBELAMBDA_AGENT_TIMEOUT_SECONDS": "30",
+        "_HANDLER": "app.handler",
+        "LAMBDA_TASK_ROOT": str(code),
+        "AWS_LAMBDA_FUNCTION_NAME": FUNCTION,
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128",
+    }
+    argv = [sys.executable, "-m", "kubelambda_agent"]
+    with _child(argv, env, "KUBELAMBDA_AGENT_READY_FD") as line:
+        yield int(json.loads(line)["port"])
+
+
+@contextlib.contextmanager
+def running_gateway(agent_port: int) -> Iterator[int]:
+    argv = [sys.executable, __file__, "serve-gateway", "--agent-port", str(agent_port)]
+    with _child(argv, dict(os.environ), None) as line:
+        yield int(line)
+
+
+# --- the load generator -----------------------------------------------------------------
+
+
+async def drive(
+    port: int,
+    path: str,
+    headers: list[tuple[str, str]],
+    *,
+    concurrency: int,
+    seconds: float,
+    warmup: float,
+) -> dict[str, float]:
+    """``concurrency`` callers, each on its own keep-alive connection, invoking in a loop."""
+    from gateway.kits.http_pool import ConnectionPool
+
+    pool = ConnectionPool(max_idle_per_endpoint=concurrency, idle_ttl=3600.0)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    measure_from, stop_at = start + warmup, start + warmup + seconds
+    latencies: list[float] = []
+    failures = 0
+
+    async def caller() -> None:
+        nonlocal failures
+        while (sent := loop.time()) < stop_at:
+            call_headers = [*headers, ("Kubelambda-Request-Id", str(uuid.uuid4()))]
+            response = await pool.request(
+                "127.0.0.1",
+                port,
+                method="POST",
+                path=path,
+                headers=call_headers,
+                body=PAYLOAD,
+                read_timeout=30.0,
+            )
+            if sent >= measure_from:
+                latencies.append(loop.time() - sent)
+                failures += response.status != 200
+
+    await asyncio.gather(*(caller() for _ in range(concurrency)))
+    await pool.aclose()
+    latencies.sort()
+    return {
+        "requests": len(latencies),
+        "failures": failures,
+        "rps": round(len(latencies) / seconds, 1),
+        "p50_ms": round(statistics.median(latencies) * 1000, 3),
+        "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 3),
+    }
+
+
+async def measure(agent_port: int, gateway_port: int, seconds: float) -> list[dict[str, Any]]:
+    arn = f"arn:aws:lambda:us-east-1:000000000000:function:{FUNCTION}"
+    Route = tuple[str, list[tuple[str, str]]]
+    direct: Route = ("/invoke", [("Kubelambda-Invoked-Function-Arn", arn)])
+    via_gateway: Route = (f"/2015-03-31/functions/{FUNCTION}/invocations", [])
+    rows = []
+    for concurrency in CONCURRENCIES:
+        row: dict[str, Any] = {"concurrency": concurrency}
+        for name, port, (path, headers) in (
+            ("direct", agent_port, direct),
+            ("gateway", gateway_port, via_gateway),
+        ):
+            row[name] = await drive(
+                port, path, headers, concurrency=concurrency, seconds=seconds, warmup=1.0
+            )
+        row["overhead_p50_ms"] = round(row["gateway"]["p50_ms"] - row["direct"]["p50_ms"], 3)
+        row["overhead_p99_ms"] = round(row["gateway"]["p99_ms"] - row["direct"]["p99_ms"], 3)
+        rows.append(row)
+    return rows
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [str(row["concurrency"]) for row in rows]
+    figure, (rps_axis, latency_axis) = plt.subplots(1, 2, figsize=(11, 4))
+    width = 0.38
+    positions = range(len(rows))
+    for offset, name in ((-width / 2, "direct"), (width / 2, "gateway")):
+        xs = [p + offset for p in positions]
+        rps_axis.bar(xs, [row[name]["rps"] for row in rows], width, label=name)
+        latency_axis.bar(xs, [row[name]["p50_ms"] for row in rows], width, label=f"{name} p50")
+        latency_axis.scatter(
+            xs, [row[name]["p99_ms"] for row in rows], marker="_", s=300, color="black"
+        )
+    for axis, title, unit in (
+        (rps_axis, "Throughput", "requests/s"),
+        (latency_axis, "Latency (bar p50, tick p99)", "ms"),
+    ):
+        axis.set_xticks(list(positions), labels)
+        axis.set_xlabel("concurrent callers")
+        axis.set_ylabel(unit)
+        axis.set_title(title)
+        axis.legend()
+    figure.suptitle("Warm invoke: straight to the agent vs through the gateway's invoke path")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command")
+    serve = sub.add_parser("serve-gateway", help="(internal) the gateway child process")
+    serve.add_argument("--agent-port", type=int, required=True)
+    serve.add_argument("port_fd", type=int)
+    parser.add_argument("--seconds", type=float, default=5.0, help="measured time per run")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    args = parser.parse_args()
+    if args.command == "serve-gateway":
+        serve_gateway(args.agent_port, args.port_fd)
+        return
+    args.out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as code:
+        (Path(code) / "app.py").write_text(HANDLER)
+        with running_agent(Path(code)) as agent_port, running_gateway(agent_port) as gw_port:
+            rows = asyncio.run(measure(agent_port, gw_port, args.seconds))
+    result = {"benchmark": "invoke_overhead", "cpus": os.cpu_count(), "results": rows}
+    print(json.dumps(result, indent=2))
+    (args.out / "invoke_overhead.json").write_text(json.dumps(result, indent=2) + "\n")
+    plot(rows, args.out / "invoke_overhead.png")
+
+
+if __name__ == "__main__":
+    main()
