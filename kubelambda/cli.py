@@ -1,0 +1,83 @@
+"""The ``kubelambda`` command: ``up`` runs the embedded platform, ``env`` prints how to reach it.
+
+    kubelambda up [--example] [--port N] [--home DIR]
+    eval "$(kubelambda env)"     # AWS_ENDPOINT_URL_LAMBDA, AWS keys, region, KUBELAMBDA_API_KEY
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import shlex
+import sys
+from collections.abc import Mapping, Sequence
+
+from pydantic import ValidationError
+
+from kubelambda import credentials
+from kubelambda.settings import EmbeddedSettings
+
+__all__ = ["main"]
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    env = os.environ if environ is None else environ
+    try:
+        settings = EmbeddedSettings.from_environ(
+            env, home=args.home, port=getattr(args, "port", None)
+        )
+    except ValidationError as exc:
+        print(f"kubelambda: invalid settings:\n{exc}", file=sys.stderr)
+        return 2
+    if args.command == "up":
+        return _up(settings, example=args.example)
+    return _env(settings)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kubelambda", description=__doc__.splitlines()[0])
+    parser.add_argument("--home", help="state directory (default $KUBELAMBDA_HOME or ~/.kubelambda)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    up = commands.add_parser("up", help="run the embedded platform in the foreground")
+    up.add_argument("--port", type=int, help="gateway port (default $KUBELAMBDA_PORT or 7070)")
+    up.add_argument("--example", action="store_true", help="deploy the example function 'hello'")
+    commands.add_parser("env", help="print export lines for the AWS CLI, boto3 and curl")
+    return parser
+
+
+def _up(settings: EmbeddedSettings, *, example: bool) -> int:
+    from kubelambda import embedded  # the platform's imports are only paid by `up`
+
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        asyncio.run(embedded.run(settings, deploy_example=example))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _env(settings: EmbeddedSettings) -> int:
+    if not settings.url_file.exists():
+        print(
+            f"kubelambda: no running platform found under {settings.home} (start it: kubelambda up)",
+            file=sys.stderr,
+        )
+        return 1
+    keys = credentials.load(settings.home)
+    values = {
+        "AWS_ENDPOINT_URL_LAMBDA": settings.url_file.read_text().strip(),
+        "AWS_ACCESS_KEY_ID": keys.access_key_id,
+        "AWS_SECRET_ACCESS_KEY": keys.secret_access_key,
+        "AWS_DEFAULT_REGION": settings.region,
+        "KUBELAMBDA_API_KEY": keys.api_key,
+    }
+    for name, value in values.items():
+        print(f"export {name}={shlex.quote(value)}")
+    return 0
