@@ -1,0 +1,132 @@
+"""Authentication at the gateway: SigV4 from boto3 and the AWS CLI, bearer keys, refusals."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import botocore.auth
+import botocore.exceptions
+import httpx
+import pytest
+from conftest import create
+
+
+def refusal(excinfo: pytest.ExceptionInfo[botocore.exceptions.ClientError]) -> tuple[int, str]:
+    response = excinfo.value.response
+    return response["ResponseMetadata"]["HTTPStatusCode"], response["Error"]["Code"]
+
+
+def test_boto3_request_signed_with_the_generated_keys_is_accepted(gateway):
+    assert gateway.client().list_functions()["Functions"] == []
+
+
+def test_wrong_secret_is_an_invalid_signature(gateway):
+    client = gateway.client(aws_secret_access_key="wrong" * 8)
+    with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+        client.list_functions()
+    assert refusal(excinfo) == (403, "InvalidSignatureException")
+
+
+def test_unknown_access_key_is_unrecognized(gateway):
+    client = gateway.client(aws_access_key_id="AKIAUNKNOWNUNKNOWN00")
+    with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+        client.list_functions()
+    assert refusal(excinfo) == (403, "UnrecognizedClientException")
+    assert excinfo.value.response["Error"]["Message"] == (
+        "The security token included in the request is invalid."
+    )
+
+
+def test_body_tampered_after_signing_is_an_invalid_signature(gateway):
+    client = gateway.client()
+
+    def tamper(request, **_):
+        request.body = request.body.replace(b"128", b"256")
+
+    client.meta.events.register_last("before-send.lambda.CreateFunction", tamper)
+    with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+        create(client, wait=False, MemorySize=128)
+    assert refusal(excinfo) == (403, "InvalidSignatureException")
+
+
+def test_request_signed_too_long_ago_has_an_expired_signature(gateway, monkeypatch):
+    signed_at = datetime.now(UTC).replace(tzinfo=None) - timedelta(minutes=20)
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: signed_at)
+    with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+        gateway.client().list_functions()
+    assert refusal(excinfo) == (403, "InvalidSignatureException")
+    assert excinfo.value.response["Error"]["Message"].startswith("Signature expired:")
+
+
+def test_arn_with_encoded_colons_verifies(gateway):
+    client = gateway.client()
+    create(client)
+    arn = "arn:aws:lambda:us-east-1:000000000000:function:f"
+    assert client.get_function_configuration(FunctionName=arn)["FunctionName"] == "f"
+
+
+def test_bearer_api_key_is_accepted(gateway):
+    response = httpx.get(
+        f"{gateway.url}/2015-03-31/functions",
+        headers={"Authorization": f"Bearer {gateway.keys.api_key}"},
+    )
+    assert response.status_code == 200
+    assert response.json() == {"Functions": []}
+
+
+def test_unknown_bearer_key_is_unrecognized(gateway):
+    response = httpx.get(
+        f"{gateway.url}/2015-03-31/functions", headers={"Authorization": "Bearer nope"}
+    )
+    assert response.status_code == 403
+    assert response.headers["x-amzn-ErrorType"] == "UnrecognizedClientException"
+
+
+def test_missing_credentials_are_refused(gateway):
+    response = httpx.get(f"{gateway.url}/2015-03-31/functions")
+    assert response.status_code == 403
+    assert response.headers["x-amzn-ErrorType"] == "MissingAuthenticationTokenException"
+
+
+def test_missing_credentials_reach_boto3_as_a_client_error(gateway):
+    client = gateway.client()
+
+    def strip(request, **_):
+        del request.headers["Authorization"]
+
+    client.meta.events.register_last("before-send.lambda.ListFunctions", strip)
+    with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+        client.list_functions()
+    assert refusal(excinfo) == (403, "MissingAuthenticationTokenException")
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/metrics"])
+def test_health_and_metrics_are_open(gateway, path):
+    assert httpx.get(f"{gateway.url}{path}").status_code == 200
+
+
+def test_aws_cli_lists_functions(gateway, tmp_path):
+    create(gateway.client())
+    aws = Path(sys.executable).with_name("aws")
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(tmp_path),
+        "AWS_ACCESS_KEY_ID": gateway.keys.access_key_id,
+        "AWS_SECRET_ACCESS_KEY": gateway.keys.secret_access_key,
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    completed = subprocess.run(
+        [str(aws), "lambda", "list-functions", "--endpoint-url", gateway.url, "--output", "json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert [f["FunctionName"] for f in json.loads(completed.stdout)["Functions"]] == ["f"]
