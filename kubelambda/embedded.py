@@ -15,9 +15,12 @@ import http.client
 import io
 import json
 import logging
+import signal
 import socket
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 
 import uvicorn
 from prometheus_client import CollectorRegistry
@@ -51,6 +54,7 @@ async def run(settings: EmbeddedSettings, *, deploy_example: bool = False) -> No
     url = f"http://{host}:{port}"
 
     async with contextlib.AsyncExitStack() as stack:
+        stack.enter_context(_signals_end_serving_only())
         store = await stack.enter_async_context(SqliteStore.open(settings.home))
         controller_metrics = ControllerMetrics(registry)
         backend = LocalProcessBackend(
@@ -100,6 +104,23 @@ async def run(settings: EmbeddedSettings, *, deploy_example: bool = False) -> No
             await asyncio.to_thread(_deploy_example, host, port, keys.api_key)
         _print_banner(url, deploy_example=deploy_example)
         await serving
+
+
+@contextlib.contextmanager
+def _signals_end_serving_only() -> Iterator[None]:
+    """uvicorn re-raises the SIGINT/SIGTERM that stopped it once it has shut down; with
+    the default handlers that would kill us before the instances are stopped. Under these
+    handlers the re-raised signal is only noted, and the shutdown runs to its end."""
+
+    def note(signum: int, _frame: FrameType | None) -> None:
+        log.info("shutting down signal=%s", signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _bind(host: str, port: int) -> socket.socket:
