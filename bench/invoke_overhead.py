@@ -142,8 +142,10 @@ def _read_line(fd: int, within: float) -> str:
 
 
 @contextlib.contextmanager
-def _child(argv: list[str], env: dict[str, str], ready_variable: str | None) -> Iterator[str]:
-    """Start a child that reports readiness on a pipe; yields the line it wrote."""
+def _child(
+    argv: list[str], env: dict[str, str], ready_variable: str | None
+) -> Iterator[tuple[str, int]]:
+    """Start a child that reports readiness on a pipe; yields that line and its pid."""
     read_fd, write_fd = os.pipe()
     if ready_variable:
         env = {**env, ready_variable: str(write_fd)}
@@ -152,7 +154,7 @@ def _child(argv: list[str], env: dict[str, str], ready_variable: str | None) -> 
     process = subprocess.Popen(argv, env=env, pass_fds=(write_fd,), start_new_session=True)
     os.close(write_fd)
     try:
-        yield _read_line(read_fd, within=60.0)
+        yield _read_line(read_fd, within=60.0), process.pid
     finally:
         process.terminate()
         try:
@@ -177,15 +179,23 @@ def running_agent(code: Path) -> Iterator[int]:
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128",
     }
     argv = [sys.executable, "-m", "kubelambda_agent"]
-    with _child(argv, env, "KUBELAMBDA_AGENT_READY_FD") as line:
+    with _child(argv, env, "KUBELAMBDA_AGENT_READY_FD") as (line, _):
         yield int(json.loads(line)["port"])
 
 
 @contextlib.contextmanager
-def running_gateway(agent_port: int) -> Iterator[int]:
+def running_gateway(agent_port: int) -> Iterator[tuple[int, int]]:
+    """Yields the gateway's port and pid."""
     argv = [sys.executable, __file__, "serve-gateway", "--agent-port", str(agent_port)]
-    with _child(argv, dict(os.environ), None) as line:
-        yield int(line)
+    with _child(argv, dict(os.environ), None) as (line, pid):
+        yield int(line), pid
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    # Fields 14 and 15 of stat(5), counted after the ")" that ends the command name.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # --- the load generator -----------------------------------------------------------------
@@ -209,9 +219,10 @@ async def drive(
     measure_from, stop_at = start + warmup, start + warmup + seconds
     latencies: list[float] = []
     failures = 0
+    sent_total = 0
 
     async def caller() -> None:
-        nonlocal failures
+        nonlocal failures, sent_total
         while (sent := loop.time()) < stop_at:
             call_headers = [*headers, ("Kubelambda-Request-Id", str(uuid.uuid4()))]
             response = await pool.request(
@@ -223,6 +234,7 @@ async def drive(
                 body=PAYLOAD,
                 read_timeout=30.0,
             )
+            sent_total += 1
             if sent >= measure_from:
                 latencies.append(loop.time() - sent)
                 failures += response.status != 200
@@ -232,6 +244,7 @@ async def drive(
     latencies.sort()
     return {
         "requests": len(latencies),
+        "sent": sent_total,
         "failures": failures,
         "rps": round(len(latencies) / seconds, 1),
         "p50_ms": round(statistics.median(latencies) * 1000, 3),
@@ -239,7 +252,10 @@ async def drive(
     }
 
 
-async def measure(agent_port: int, gateway_port: int, seconds: float) -> list[dict[str, Any]]:
+async def measure(
+    agent_port: int, gateway: tuple[int, int], seconds: float
+) -> list[dict[str, Any]]:
+    gateway_port, gateway_pid = gateway
     arn = f"arn:aws:lambda:us-east-1:000000000000:function:{FUNCTION}"
     Route = tuple[str, list[tuple[str, str]]]
     direct: Route = ("/invoke", [("Kubelambda-Invoked-Function-Arn", arn)])
@@ -251,9 +267,14 @@ async def measure(agent_port: int, gateway_port: int, seconds: float) -> list[di
             ("direct", agent_port, direct),
             ("gateway", gateway_port, via_gateway),
         ):
+            cpu_before = cpu_seconds(gateway_pid)
             row[name] = await drive(
                 port, path, headers, concurrency=concurrency, seconds=seconds, warmup=1.0
             )
+            if name == "gateway":
+                # Includes the warm-up requests, so divide by all requests sent.
+                used = cpu_seconds(gateway_pid) - cpu_before
+                row[name]["gateway_cpu_us_per_request"] = round(used / row[name]["sent"] * 1e6, 1)
         row["overhead_p50_ms"] = round(row["gateway"]["p50_ms"] - row["direct"]["p50_ms"], 3)
         row["overhead_p99_ms"] = round(row["gateway"]["p99_ms"] - row["direct"]["p99_ms"], 3)
         rows.append(row)
@@ -306,8 +327,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as code:
         (Path(code) / "app.py").write_text(HANDLER)
-        with running_agent(Path(code)) as agent_port, running_gateway(agent_port) as gw_port:
-            rows = asyncio.run(measure(agent_port, gw_port, args.seconds))
+        with running_agent(Path(code)) as agent_port, running_gateway(agent_port) as gateway:
+            rows = asyncio.run(measure(agent_port, gateway, args.seconds))
     result = {"benchmark": "invoke_overhead", "cpus": os.cpu_count(), "results": rows}
     print(json.dumps(result, indent=2))
     (args.out / "invoke_overhead.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -68,13 +68,26 @@ class Invoker:
             max_waiting=settings.max_waiting_requests,
             retry_after_seconds=settings.retry_after_seconds,
         )
+        self._addresses: dict[Target, set[tuple[str, int]]] = {}
+        self._unsubscribe = backend.subscribe(self._endpoints_changed)
 
     def on_catalog(self, catalog: Catalog) -> None:
         """Take the store's newest snapshot; requests from now on resolve against it."""
         self._catalog = catalog
 
     def close(self) -> None:
+        self._unsubscribe()
         self._activator.close()
+
+    def _endpoints_changed(self, target: Target) -> None:
+        """Drop idle connections to instances that left, so none linger per dead port."""
+        current = {(e.host, e.port) for e in self._backend.endpoints(target)}
+        for host, port in self._addresses.get(target, set()) - current:
+            self._pool.forget(host, port)
+        if current:
+            self._addresses[target] = current
+        else:
+            self._addresses.pop(target, None)
 
     async def invoke(
         self,

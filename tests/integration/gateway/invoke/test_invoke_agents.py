@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 
 import httpx
+import pytest
 from agents import Platform
 
 from kubelambda.models import Target
@@ -131,3 +133,31 @@ async def test_warm_invokes_reuse_the_instance(platform: Platform) -> None:
     for _ in range(3):
         assert (await _invoke(platform, "echo", {})).status_code == 200
     assert len(platform.backend.endpoints(Target("echo", "$LATEST"))) == 1
+
+
+async def test_busy_instance_is_retried_until_it_is_free(
+    platform: Platform, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="gateway.invoke.invoker")
+    # Warm one instance of the single-runtime function through the gateway...
+    assert (await _invoke(platform, "sleep", {"seconds": 0})).status_code == 200
+    (instance,) = platform.backend.endpoints(Target("sleep", "$LATEST"))
+    # ...then occupy its runtime behind the gateway's back, as another gateway would.
+    async with httpx.AsyncClient(timeout=10.0) as direct:
+        occupied = asyncio.create_task(
+            direct.post(
+                f"http://{instance.host}:{instance.port}/invoke",
+                content=b'{"seconds": 0.5}',
+                headers={
+                    "Kubelambda-Request-Id": "direct",
+                    "Kubelambda-Invoked-Function-Arn": f"{ARN}:sleep",
+                },
+            )
+        )
+        await asyncio.sleep(0.1)
+        response = await _invoke(platform, "sleep", {"seconds": 0})
+        assert (await occupied).status_code == 200
+    assert response.status_code == 200
+    assert response.json() == {"slept": 0}
+    assert platform.backend.endpoints(Target("sleep", "$LATEST")) == [instance]
+    assert any(r.message.startswith("instance busy") for r in caplog.records)
