@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import botocore.exceptions
 import pytest
-from conftest import create
+from mgmt_gateway import create
 
 
 @pytest.fixture

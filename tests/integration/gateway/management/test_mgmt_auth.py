@@ -13,7 +13,7 @@ import botocore.auth
 import botocore.exceptions
 import httpx
 import pytest
-from conftest import create
+from mgmt_gateway import create
 
 
 def refusal(excinfo: pytest.ExceptionInfo[botocore.exceptions.ClientError]) -> tuple[int, str]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import botocore.exceptions
 import httpx
 import pytest
-from conftest import ROLE, create, make_zip
+from mgmt_gateway import ROLE, create, make_zip
 
 
 def error_of(excinfo: pytest.ExceptionInfo[botocore.exceptions.ClientError]) -> tuple[int, str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import create
+from mgmt_gateway import create
 
 ARN = "arn:aws:lambda:us-east-1:000000000000:function:f"
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import create, make_zip
+from mgmt_gateway import create, make_zip
 
 
 def wait_updated(client, name="f"):
