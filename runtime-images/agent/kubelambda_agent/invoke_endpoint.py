@@ -88,6 +88,10 @@ class InvokeEndpoint:
             )
             responder.respond(400, _error("InvalidRequest", f"Missing header {missing}"), (_JSON,))
             return
+        if not _valid_request_id(request_id):
+            message = "Kubelambda-Request-Id must be printable ASCII without spaces or '/'"
+            responder.respond(400, _error("InvalidRequest", message), (_JSON,))
+            return
         try:
             client_context = _client_context(headers.get("kubelambda-client-context"))
         except ValueError as exc:
@@ -117,6 +121,13 @@ class InvokeEndpoint:
                 want_tail=headers.get("kubelambda-log-type", "").lower() == "tail",
             )
         )
+
+
+def _valid_request_id(request_id: str) -> bool:
+    # It becomes part of Runtime API paths (/invocation/<id>/response) and of log lines.
+    return (
+        request_id.isascii() and request_id.isprintable() and not any(c in request_id for c in " /")
+    )
 
 
 def _client_context(encoded: str | None) -> str | None:

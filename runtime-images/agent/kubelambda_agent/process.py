@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from kubelambda_agent.config import AgentConfig
 from kubelambda_agent.environment import runtime_environment
 
-__all__ = ["RuntimeProcess", "SpawnError", "max_memory_used_mb", "spawn", "spawn_runtime"]
+__all__ = ["RuntimeProcess", "SpawnError", "spawn", "spawn_runtime"]
 
 
 class SpawnError(Exception):
@@ -39,12 +39,27 @@ class RuntimeProcess:
     popen: subprocess.Popen[bytes]
     output_fd: int
     exit_fd: int
+    # /proc/<pid>/status, kept open: re-read with pread for every REPORT line.
+    status_fd: int
     started_at: float
     returncode: int | None = field(default=None)
 
     @property
     def pid(self) -> int:
         return self.popen.pid
+
+    def max_memory_used_mb(self) -> int | None:
+        """Peak resident set (``VmHWM``) in MB; None once the process is gone."""
+        if self.returncode is not None:
+            return None
+        try:
+            status = os.pread(self.status_fd, 8192, 0)
+        except OSError:
+            return None
+        start = status.find(b"VmHWM:")
+        if start < 0:
+            return None  # a zombie's status has no memory lines
+        return math.ceil(int(status[start + 6 : status.index(b"kB", start)]) / 1024)
 
     def kill(self) -> None:
         """SIGKILL the whole process group (the runtime and anything it started)."""
@@ -61,6 +76,7 @@ class RuntimeProcess:
             self.kill()
             self.returncode = self.popen.wait()
             os.close(self.exit_fd)
+            os.close(self.status_fd)
         return self.returncode
 
 
@@ -86,7 +102,11 @@ def spawn(command: Sequence[str], *, env: Mapping[str, str], cwd: str) -> Runtim
         os.close(write_fd)
     os.set_blocking(read_fd, False)
     return RuntimeProcess(
-        popen=popen, output_fd=read_fd, exit_fd=os.pidfd_open(popen.pid), started_at=started_at
+        popen=popen,
+        output_fd=read_fd,
+        exit_fd=os.pidfd_open(popen.pid),
+        status_fd=os.open(f"/proc/{popen.pid}/status", os.O_RDONLY | os.O_CLOEXEC),
+        started_at=started_at,
     )
 
 
@@ -105,15 +125,3 @@ def spawn_runtime(
         return spawn(config.runtime_command, env=env, cwd=config.task_root)
     except SpawnError as exc:
         return exc
-
-
-def max_memory_used_mb(pid: int) -> int | None:
-    """The process's peak resident set (``VmHWM``) in MB, or None once it is gone."""
-    try:
-        with open(f"/proc/{pid}/status", "rb") as status:
-            for line in status:
-                if line.startswith(b"VmHWM:"):
-                    return math.ceil(int(line.split()[1]) / 1024)
-    except (OSError, ValueError, IndexError):
-        return None
-    return None

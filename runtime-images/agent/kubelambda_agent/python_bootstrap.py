@@ -19,7 +19,6 @@ import logging
 import os
 import sys
 import time
-import traceback
 from collections.abc import Callable
 from typing import Any, NoReturn
 
@@ -169,6 +168,9 @@ def error_body(error_type: str, message: str, request_id: str, stack: list[str])
 
 def user_stack(exc: BaseException) -> list[str]:
     """The traceback below this file's own frame, one string per frame, as Lambda lists it."""
+    # Imported on the first failure only: every cold start would pay for it otherwise.
+    import traceback
+
     tb = exc.__traceback__
     while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
         tb = tb.tb_next

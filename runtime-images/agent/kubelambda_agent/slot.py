@@ -180,7 +180,7 @@ class Slot:
             self._emit(invocation, rest)
         duration_ms = (time.monotonic() - invocation.started_at) * 1000
         if self._proc is not None:
-            self._max_memory_mb = process.max_memory_used_mb(self._proc.pid) or self._max_memory_mb
+            self._max_memory_mb = self._proc.max_memory_used_mb() or self._max_memory_mb
         init_duration_ms, self._init_duration_ms = self._init_duration_ms, None
         self._emit(
             invocation,

@@ -115,3 +115,14 @@ def test_sigterm_stops_the_runtimes(start_agent: StartAgent, echo_function: dict
 
     assert agent.terminate() == 0
     assert not os.path.exists(f"/proc/{pid}")
+
+
+@pytest.mark.parametrize("request_id", ["has/slash", "has space", "tab\there"])
+def test_request_id_that_cannot_be_a_runtime_api_path_is_a_bad_request(
+    start_agent: StartAgent, echo_function: dict[str, str], request_id: str
+) -> None:
+    agent = start_agent(echo_function)
+
+    result = agent.invoke({}, request_id=request_id)
+
+    assert result.status == 400
