@@ -77,6 +77,7 @@ class _Connection(asyncio.Protocol):
         self._body: list[bytes] = []
         self._closed = False
         self._keep_alive = True
+        self._poller = select.poll()
         self.idle_since = 0.0
 
     # asyncio.Protocol
@@ -87,6 +88,7 @@ class _Connection(asyncio.Protocol):
         sock = transport.get_extra_info("socket")
         # Without it, a request written in two segments waits for the peer's delayed ACK.
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._poller.register(sock.fileno(), _DEAD_WHEN_IDLE)
 
     def data_received(self, data: bytes) -> None:
         if self._waiter is None:
@@ -146,12 +148,7 @@ class _Connection(asyncio.Protocol):
 
     def reusable(self) -> bool:
         """Open, and no EOF or stray bytes waiting in the socket that we have not read yet."""
-        if not self.is_open():
-            return False
-        assert self._transport is not None
-        poller = select.poll()
-        poller.register(self._transport.get_extra_info("socket").fileno(), _DEAD_WHEN_IDLE)
-        return not poller.poll(0)
+        return self.is_open() and not self._poller.poll(0)
 
     def send(self, data: bytes, loop: asyncio.AbstractEventLoop) -> asyncio.Future[Response]:
         assert self._transport is not None
