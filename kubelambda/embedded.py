@@ -180,8 +180,8 @@ def _print_banner(url: str, *, deploy_example: bool) -> None:
     if deploy_example:
         lines += [
             "Invoke the example function 'hello':",
-            "  aws lambda invoke --function-name hello --payload '{\"name\":\"you\"}' "
-            "--cli-binary-format raw-in-base64-out out.json && cat out.json",
+            "  aws lambda invoke --function-name hello --payload '{\"name\":\"you\"}' out.json"
+            "   # AWS CLI v2: add --cli-binary-format raw-in-base64-out",
             f"  curl -s -H \"Authorization: Bearer $KUBELAMBDA_API_KEY\" -d '{{\"name\":\"you\"}}' "
             f"{url}/2015-03-31/functions/hello/invocations",
             "  python -c 'import boto3, json; r = boto3.client(\"lambda\").invoke("

@@ -1,0 +1,106 @@
+"""A whole embedded platform (`kubelambda up`) in a subprocess, driven by real clients.
+
+The fixture starts the console script exactly as `make run` does, with its state in a
+temporary KUBELAMBDA_HOME and a free port, and reads the connection details back with
+`kubelambda env`, as a user would.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.config import Config
+
+KUBELAMBDA = str(Path(sys.executable).with_name("kubelambda"))
+START_TIMEOUT_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class Platform:
+    url: str
+    home: Path
+    env: Mapping[str, str]
+    process: subprocess.Popen[bytes]
+
+    def lambda_client(self, *, read_timeout: int = 120) -> object:
+        return boto3.client(
+            "lambda",
+            endpoint_url=self.url,
+            region_name=self.env["AWS_DEFAULT_REGION"],
+            aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"],
+            config=Config(retries={"max_attempts": 0}, read_timeout=read_timeout),
+        )
+
+
+def start_platform(home: Path, *extra_args: str) -> Platform:
+    env = {**os.environ, "KUBELAMBDA_HOME": str(home), "KUBELAMBDA_PORT": "0"}
+    with (home.parent / f"{home.name}.log").open("wb") as log:  # the child keeps its own copy
+        process = subprocess.Popen(
+            [KUBELAMBDA, "up", *extra_args], env=env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    url_file = home / "gateway.url"
+    deadline = time.monotonic() + START_TIMEOUT_SECONDS
+    while not url_file.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            stop_platform(process)
+            raise RuntimeError(f"kubelambda up did not start:\n{log_text(home)}")
+        time.sleep(0.05)
+    exports = subprocess.run(
+        [KUBELAMBDA, "env"], env=env, check=True, capture_output=True, text=True
+    ).stdout
+    values = dict(
+        shlex.split(line.removeprefix("export "))[0].split("=", 1) for line in exports.splitlines()
+    )
+    return Platform(url=values["AWS_ENDPOINT_URL_LAMBDA"], home=home, env=values, process=process)
+
+
+def log_text(home: Path) -> str:
+    return (home.parent / f"{home.name}.log").read_text(errors="replace")
+
+
+def stop_platform(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            raise
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    running = start_platform(tmp_path_factory.mktemp("platform") / "home")
+    yield running
+    stop_platform(running.process)
+    assert running.process.returncode == 0, log_text(running.home)
+
+
+@pytest.fixture(scope="module")
+def lambda_client(platform: Platform) -> object:
+    return platform.lambda_client()
+
+
+def make_zip(files: Mapping[str, str], *, executable: tuple[str, ...] = ()) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, text in files.items():
+            info = zipfile.ZipInfo(name)
+            info.external_attr = (0o755 if name in executable else 0o644) << 16
+            archive.writestr(info, text)
+    return buffer.getvalue()

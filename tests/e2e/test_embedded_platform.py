@@ -1,0 +1,267 @@
+"""The embedded platform end to end: boto3, the AWS CLI, curl-style HTTP and awslambdaric.
+
+Each test drives the `kubelambda up` subprocess only through public interfaces.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from botocore.exceptions import ClientError
+
+from tests.e2e.conftest import Platform, make_zip, start_platform, stop_platform
+
+ROLE = "arn:aws:iam::000000000000:role/kubelambda"
+
+VERSIONED_HANDLER = """
+VERSION_MARK = {mark!r}
+
+def handler(event, context):
+    print("handling", context.aws_request_id)
+    return {{"mark": VERSION_MARK, "version": context.function_version,
+             "arn": context.invoked_function_arn, "event": event}}
+"""
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def create_python_function(
+    client: Any, name: str, *, mark: str = "v1", tags: dict[str, str] | None = None, timeout: int = 3
+) -> dict[str, Any]:
+    created = client.create_function(
+        FunctionName=name, Runtime="python3.11", Role=ROLE, Handler="app.handler",
+        Code={"ZipFile": make_zip({"app.py": VERSIONED_HANDLER.format(mark=mark)})},
+        Timeout=timeout, Tags=tags or {},
+    )
+    client.get_waiter("function_active_v2").wait(
+        FunctionName=name, WaiterConfig={"Delay": 0.1, "MaxAttempts": 100}
+    )
+    return created
+
+
+def invoke_json(client: Any, name: str, payload: object, **kwargs: Any) -> tuple[dict[str, Any], Any]:
+    response = client.invoke(FunctionName=name, Payload=json.dumps(payload).encode(), **kwargs)
+    return response, json.loads(response["Payload"].read())
+
+
+def metric_value(platform: Platform, name: str, **labels: str) -> float:
+    text = httpx.get(f"{platform.url}/metrics").text
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name + "{"):
+            continue
+        label_text = line[len(name) + 1 : line.index("}")]
+        found = dict(part.split("=", 1) for part in label_text.split(",") if part)
+        if all(found.get(key) == f'"{value}"' for key, value in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_create_invoke_and_read_back_through_boto3(lambda_client: Any) -> None:
+    name = unique("basic")
+    created = create_python_function(lambda_client, name)
+    assert created["FunctionName"] == name
+    response, body = invoke_json(lambda_client, name, {"hello": "world"}, LogType="Tail")
+    assert response["StatusCode"] == 200
+    assert response["ExecutedVersion"] == "$LATEST"
+    assert "FunctionError" not in response
+    assert body["event"] == {"hello": "world"}
+    assert body["arn"].endswith(f":function:{name}")
+    request_id = response["ResponseMetadata"]["RequestId"]
+    log = base64.b64decode(response["LogResult"]).decode()
+    assert f"START RequestId: {request_id} Version: $LATEST" in log
+    assert f"handling {request_id}" in log
+    assert f"REPORT RequestId: {request_id}" in log
+    names = [f["FunctionName"] for f in lambda_client.list_functions()["Functions"]]
+    assert name in names
+
+
+def test_versions_and_weighted_alias_route_between_two_versions(lambda_client: Any) -> None:
+    name = unique("canary")
+    create_python_function(lambda_client, name, mark="one")
+    first = lambda_client.publish_version(FunctionName=name)["Version"]
+    lambda_client.update_function_code(
+        FunctionName=name, ZipFile=make_zip({"app.py": VERSIONED_HANDLER.format(mark="two")})
+    )
+    lambda_client.get_waiter("function_updated_v2").wait(
+        FunctionName=name, WaiterConfig={"Delay": 0.1, "MaxAttempts": 100}
+    )
+    second = lambda_client.publish_version(FunctionName=name)["Version"]
+    assert (first, second) == ("1", "2")
+    lambda_client.create_alias(
+        FunctionName=name, Name="live", FunctionVersion=first,
+        RoutingConfig={"AdditionalVersionWeights": {second: 0.5}},
+    )
+    executed: Counter[str] = Counter()
+    for _ in range(40):
+        response, body = invoke_json(lambda_client, name, {}, Qualifier="live")
+        executed[response["ExecutedVersion"]] += 1
+        assert body["mark"] == {"1": "one", "2": "two"}[response["ExecutedVersion"]]
+        assert body["arn"].endswith(f":function:{name}:live")
+    assert set(executed) == {"1", "2"}
+    response, body = invoke_json(lambda_client, f"{name}:1", {})
+    assert (response["ExecutedVersion"], body["mark"]) == ("1", "one")
+
+
+def test_function_error_comes_back_as_unhandled(lambda_client: Any) -> None:
+    name = unique("fails")
+    lambda_client.create_function(
+        FunctionName=name, Runtime="python3.11", Role=ROLE, Handler="app.handler",
+        Code={"ZipFile": make_zip({"app.py": "def handler(e, c):\n    raise KeyError('nope')\n"})},
+    )
+    lambda_client.get_waiter("function_active_v2").wait(
+        FunctionName=name, WaiterConfig={"Delay": 0.1, "MaxAttempts": 100}
+    )
+    response, body = invoke_json(lambda_client, name, {})
+    assert response["FunctionError"] == "Unhandled"
+    assert body["errorType"] == "KeyError"
+    assert body["stackTrace"]
+
+
+def test_timeout_answers_promptly_and_the_next_invoke_runs(lambda_client: Any) -> None:
+    name = unique("slow")
+    code = "import time\n\ndef handler(e, c):\n    if e.get('sleep'):\n        time.sleep(30)\n    return 'ok'\n"
+    lambda_client.create_function(
+        FunctionName=name, Runtime="python3.11", Role=ROLE, Handler="app.handler",
+        Code={"ZipFile": make_zip({"app.py": code})}, Timeout=1,
+    )
+    lambda_client.get_waiter("function_active_v2").wait(
+        FunctionName=name, WaiterConfig={"Delay": 0.1, "MaxAttempts": 100}
+    )
+    started = time.monotonic()
+    response, body = invoke_json(lambda_client, name, {"sleep": True})
+    assert time.monotonic() - started < 10
+    assert response["FunctionError"] == "Unhandled"
+    assert body["errorType"] == "Sandbox.Timedout"
+    assert "Task timed out after 1.00 seconds" in body["errorMessage"]
+    _, body = invoke_json(lambda_client, name, {})
+    assert body == "ok"
+
+
+def test_scales_to_zero_after_idle_timeout_and_back(platform: Platform, lambda_client: Any) -> None:
+    name = unique("idle")
+    create_python_function(lambda_client, name, tags={"kubelambda.io/idle-timeout-seconds": "2"})
+    invoke_json(lambda_client, name, {})
+    assert metric_value(platform, "kubelambda_instances_ready", function=name) >= 1
+    deadline = time.monotonic() + 30
+    while metric_value(platform, "kubelambda_instances_ready", function=name) > 0:
+        assert time.monotonic() < deadline, "instances were not scaled to zero"
+        time.sleep(0.25)
+    response, _ = invoke_json(lambda_client, name, {}, LogType="Tail")
+    assert "Init Duration" in base64.b64decode(response["LogResult"]).decode()
+
+
+def test_reserved_concurrency_zero_throttles(lambda_client: Any) -> None:
+    name = unique("throttled")
+    create_python_function(lambda_client, name)
+    lambda_client.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=0)
+    with pytest.raises(ClientError) as caught:
+        invoke_json(lambda_client, name, {})
+    assert caught.value.response["Error"]["Code"] == "TooManyRequestsException"
+    assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 429
+
+
+def test_provisioned_concurrency_becomes_ready(lambda_client: Any) -> None:
+    name = unique("warm")
+    create_python_function(lambda_client, name)
+    version = lambda_client.publish_version(FunctionName=name)["Version"]
+    put = lambda_client.put_provisioned_concurrency_config(
+        FunctionName=name, Qualifier=version, ProvisionedConcurrentExecutions=2
+    )
+    assert put["Status"] == "IN_PROGRESS"
+    deadline = time.monotonic() + 30
+    while (config := lambda_client.get_provisioned_concurrency_config(
+        FunctionName=name, Qualifier=version
+    ))["Status"] != "READY":
+        assert time.monotonic() < deadline, config
+        time.sleep(0.2)
+    assert config["AllocatedProvisionedConcurrentExecutions"] == 2
+
+
+def test_oversized_payload_is_refused_with_413(lambda_client: Any) -> None:
+    name = unique("big")
+    create_python_function(lambda_client, name)
+    with pytest.raises(ClientError) as caught:
+        lambda_client.invoke(FunctionName=name, Payload=b'"' + b"x" * (6 * 1024 * 1024 + 10) + b'"')
+    assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 413
+
+
+def test_event_invocation_is_refused_until_async_lands(lambda_client: Any) -> None:
+    name = unique("event")
+    create_python_function(lambda_client, name)
+    with pytest.raises(ClientError) as caught:
+        lambda_client.invoke(FunctionName=name, InvocationType="Event", Payload=b"{}")
+    assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+
+
+def test_bearer_api_key_and_missing_credentials(platform: Platform, lambda_client: Any) -> None:
+    name = unique("bearer")
+    create_python_function(lambda_client, name)
+    url = f"{platform.url}/2015-03-31/functions/{name}/invocations"
+    ok = httpx.post(
+        url, content=b'{"via": "curl"}',
+        headers={"Authorization": f"Bearer {platform.env['KUBELAMBDA_API_KEY']}"}, timeout=60,
+    )
+    assert ok.status_code == 200
+    assert ok.json()["event"] == {"via": "curl"}
+    assert ok.headers["x-amzn-RequestId"]
+    refused = httpx.post(url, content=b"{}", timeout=60)
+    assert refused.status_code == 403
+    assert refused.headers["x-amzn-ErrorType"]
+
+
+def test_aws_cli_invokes_a_function(platform: Platform, lambda_client: Any, tmp_path: Path) -> None:
+    name = unique("cli")
+    create_python_function(lambda_client, name)
+    out = tmp_path / "out.json"
+    aws = str(Path(sys.executable).with_name("aws"))
+    result = subprocess.run(
+        [aws, "lambda", "invoke", "--function-name", name, "--payload", '{"from": "cli"}',
+         str(out)],
+        env={**os.environ, **platform.env}, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["StatusCode"] == 200
+    assert json.loads(out.read_text())["event"] == {"from": "cli"}
+
+
+def test_provided_runtime_runs_awslambdaric_unchanged(lambda_client: Any) -> None:
+    name = unique("ric")
+    bootstrap = f"#!/bin/sh\nexec {sys.executable} -m awslambdaric app.handler\n"
+    code = "def handler(event, context):\n    return {'ric': True, 'id': context.aws_request_id}\n"
+    lambda_client.create_function(
+        FunctionName=name, Runtime="provided.al2023", Role=ROLE, Handler="app.handler",
+        Code={"ZipFile": make_zip({"bootstrap": bootstrap, "app.py": code}, executable=("bootstrap",))},
+    )
+    lambda_client.get_waiter("function_active_v2").wait(
+        FunctionName=name, WaiterConfig={"Delay": 0.1, "MaxAttempts": 100}
+    )
+    response, body = invoke_json(lambda_client, name, {})
+    assert body == {"ric": True, "id": response["ResponseMetadata"]["RequestId"]}
+
+
+def test_make_run_example_is_invocable(tmp_path: Path) -> None:
+    running = start_platform(tmp_path / "home", "--example")
+    try:
+        client: Any = running.lambda_client()
+        client.get_waiter("function_active_v2").wait(
+            FunctionName="hello", WaiterConfig={"Delay": 0.1, "MaxAttempts": 100}
+        )
+        _, body = invoke_json(client, "hello", {"name": "kubelambda"})
+        assert body["message"] == "Hello, kubelambda!"
+    finally:
+        stop_platform(running.process)
+    assert running.process.returncode == 0
