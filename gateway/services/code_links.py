@@ -9,6 +9,7 @@ user's secret, and a restart simply expires them.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import secrets
@@ -26,8 +27,9 @@ class CodeLinks:
         self._clock = clock
         self._ttl = ttl_seconds
 
-    def path(self, sha256_hex: str) -> str:
-        """The path and query of a link to the zip with this digest."""
+    def path(self, code_sha256: str) -> str:
+        """The path and query of a link to the zip with this ``CodeSha256`` (base64)."""
+        sha256_hex = base64.b64decode(code_sha256).hex()
         expires = int(self._clock()) + self._ttl
         query = urlencode({"Expires": expires, "Signature": self._sign(sha256_hex, expires)})
         return f"{CODE_PATH_PREFIX}{sha256_hex}.zip?{query}"

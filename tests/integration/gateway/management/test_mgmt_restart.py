@@ -1,0 +1,60 @@
+"""A gateway restarted over an existing home finishes what the previous run left Pending."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from mgmt_gateway import ROLE, make_zip, running_gateway
+
+from kubelambda.models import LATEST, FunctionSettings, FunctionVersion, LastUpdateStatus, State
+from kubelambda.store import SqliteStore
+
+
+async def leave_pending(home: Path) -> None:
+    """What a crash between CreateFunction's answer and the unpack leaves behind."""
+    async with SqliteStore.open(home) as store:
+        stored = store.packages.save(make_zip())
+        latest = FunctionVersion(
+            function_name="f",
+            version=LATEST,
+            runtime="python3.11",
+            handler="app.handler",
+            role=ROLE,
+            code_sha256=stored.code_sha256,
+            code_size=stored.size,
+            code_path=str(store.packages.directory(stored.sha256_hex)),
+            revision_id="",
+            last_modified="",
+            state=State.PENDING,
+            last_update_status=LastUpdateStatus.IN_PROGRESS,
+        )
+        await store.create_function(latest, FunctionSettings("f"), publish=False)
+
+
+def test_pending_function_becomes_active_after_a_restart(tmp_path):
+    asyncio.run(leave_pending(tmp_path))
+    with running_gateway(tmp_path) as gateway:
+        client = gateway.client()
+        client.get_waiter("function_active_v2").wait(
+            FunctionName="f", WaiterConfig={"Delay": 0.05, "MaxAttempts": 100}
+        )
+        code_path = client.get_function(FunctionName="f")["Configuration"]
+        assert code_path["State"] == "Active"
+
+
+def test_state_and_keys_survive_a_restart(tmp_path):
+    with running_gateway(tmp_path) as gateway:
+        client = gateway.client()
+        client.create_function(
+            FunctionName="f",
+            Runtime="python3.11",
+            Role=ROLE,
+            Handler="app.handler",
+            Code={"ZipFile": make_zip()},
+        )
+        keys = gateway.keys
+    with running_gateway(tmp_path) as gateway:
+        assert gateway.keys == keys
+        names = [f["FunctionName"] for f in gateway.client().list_functions()["Functions"]]
+        assert names == ["f"]

@@ -1,0 +1,80 @@
+"""The SQLite store on disk: durability across reopen, WAL, schema guard, concurrent writes."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from kubelambda.models import LATEST, Alias, FunctionSettings, FunctionVersion, State, Target
+from kubelambda.store import SqliteStore
+
+
+def version(name: str) -> FunctionVersion:
+    return FunctionVersion(
+        function_name=name,
+        version=LATEST,
+        runtime="python3.11",
+        handler="app.handler",
+        role="arn:aws:iam::123456789012:role/r",
+        code_sha256="c2hh",
+        code_size=1,
+        code_path="/nowhere",
+        revision_id="",
+        last_modified="",
+        state=State.ACTIVE,
+    )
+
+
+async def test_state_survives_a_reopen(tmp_path: Path):
+    async with SqliteStore.open(tmp_path) as store:
+        await store.create_function(
+            version("f"), FunctionSettings("f", tags={"a": "b"}), publish=True
+        )
+        await store.create_alias(Alias("f", "live", "1", ""))
+        await store.put_reserved_concurrency("f", 3)
+    async with SqliteStore.open(tmp_path) as reopened:
+        catalog = await reopened.catalog()
+    assert set(catalog.versions) == {Target("f", LATEST), Target("f", "1")}
+    assert catalog.aliases[("f", "live")].function_version == "1"
+    assert (catalog.settings["f"].reserved_concurrency, dict(catalog.settings["f"].tags)) == (
+        3,
+        {"a": "b"},
+    )
+
+
+async def test_database_is_in_wal_mode(tmp_path: Path):
+    async with SqliteStore.open(tmp_path):
+        pass
+    with sqlite3.connect(tmp_path / "state.db") as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+async def test_a_database_from_a_newer_schema_is_refused(tmp_path: Path):
+    with sqlite3.connect(tmp_path / "state.db") as connection:
+        connection.execute("PRAGMA user_version = 99")
+    with pytest.raises(RuntimeError, match="schema version 99"):
+        async with SqliteStore.open(tmp_path):
+            pass
+
+
+async def test_concurrent_writes_all_land_and_the_last_catalog_has_them_all(tmp_path: Path):
+    async with SqliteStore.open(tmp_path) as store:
+        seen = []
+        store.subscribe(seen.append)
+        names = [f"fn{i}" for i in range(20)]
+        await asyncio.gather(
+            *(store.create_function(version(n), FunctionSettings(n), publish=False) for n in names)
+        )
+        assert {t.function_name for t in (await store.catalog()).versions} == set(names)
+        assert [len(c.versions) for c in seen] == sorted(len(c.versions) for c in seen)
+        assert len(seen[-1].versions) == 20
+
+
+async def test_catalog_reads_do_not_wait_for_the_disk(tmp_path: Path):
+    async with SqliteStore.open(tmp_path) as store:
+        await store.create_function(version("f"), FunctionSettings("f"), publish=False)
+        first = await store.catalog()
+        assert await store.catalog() is first
