@@ -73,6 +73,9 @@ class Slot:
         self.state = SlotState.STARTING
         self._init_failure: error_bodies.InitFailure | None = None
         self._init_duration_ms: float | None = None
+        # The runtime's output during init, kept (bounded) for an invocation that meets
+        # an init failure.
+        self._init_output = bytearray()
         self._max_memory_mb = 0
         self._parked: Responder | None = None
         self._current: Invocation | None = None
@@ -132,6 +135,9 @@ class Slot:
         )
         failure = self._init_failure
         if failure is not None:
+            # Lambda retries a failed init inside the invocation, so its output (the
+            # error and traceback, usually) is part of this invocation's log.
+            self._emit(invocation, bytes(self._init_output))
             self._finish(invocation, failure.body(invocation.request_id))
             self._restart("init failure met")
             return
@@ -173,11 +179,7 @@ class Slot:
     ) -> None:
         """Close the invocation's log and answer it. The caller decides the next state."""
         self._cancel_timer()
-        if self._proc is not None:
-            self._read_output(self._proc)
-        rest = self._splitter.flush()
-        if rest:
-            self._emit(invocation, rest)
+        self._drain_output(invocation)
         duration_ms = (time.monotonic() - invocation.started_at) * 1000
         if self._proc is not None:
             self._max_memory_mb = self._proc.max_memory_used_mb() or self._max_memory_mb
@@ -252,6 +254,8 @@ class Slot:
     def init_failed(self, body: bytes, error_type: str | None) -> bool:
         if self.state is not SlotState.STARTING or self._proc is None:
             return False
+        # What it logged about the failure may still be in the pipe: keep it with init.
+        self._drain_output(None)
         self._cancel_timer()
         self._init_duration_ms = (time.monotonic() - self._proc.started_at) * 1000
         self._init_failure = error_bodies.InitFailure(
@@ -271,6 +275,7 @@ class Slot:
     def _adopt(self, runtime: process.RuntimeProcess | process.SpawnError) -> None:
         self._init_failure = None
         self._init_duration_ms = None
+        self._init_output.clear()
         if isinstance(runtime, process.SpawnError):
             log.error("runtime could not start slot=%d error=%s", self.index, runtime)
             self._init_failure = error_bodies.InitFailure("Runtime.InvalidEntrypoint", str(runtime))
@@ -304,12 +309,25 @@ class Slot:
             if lines:
                 self._emit(self._current, lines)
 
+    def _drain_output(self, invocation: Invocation | None) -> None:
+        """Take all the runtime wrote so far, an unterminated last line included.
+
+        Called before anything is concluded from a Runtime API request or an exit: the
+        output pipe and the API socket are separate, so lines written just before may not
+        have been read yet.
+        """
+        if self._proc is not None:
+            self._read_output(self._proc)
+        rest = self._splitter.flush()
+        if rest:
+            self._emit(invocation, rest)
+
     def _on_exit(self, proc: process.RuntimeProcess) -> None:
         self._loop.remove_reader(proc.exit_fd)
         returncode = proc.reap()
         if proc is not self._proc or self.state is SlotState.STOPPED:
             return
-        self._read_output(proc)
+        self._drain_output(self._current)
         if self.state is SlotState.STARTING:
             self._cancel_timer()
             self._init_duration_ms = (time.monotonic() - proc.started_at) * 1000
@@ -345,10 +363,7 @@ class Slot:
 
     def _detach(self, proc: process.RuntimeProcess) -> None:
         """Let go of a runtime that exited or is being killed, keeping its last output."""
-        self._read_output(proc)
-        rest = self._splitter.flush()
-        if rest:
-            self._emit(self._current, rest)
+        self._drain_output(self._current)
         self._loop.remove_reader(proc.output_fd)
         os.close(proc.output_fd)
         if proc.returncode is None:
@@ -379,3 +394,6 @@ class Slot:
         self._log_sink(data)
         if invocation is not None:
             invocation.record_log(data)
+        elif self.state is SlotState.STARTING:
+            self._init_output += data
+            del self._init_output[: -log_lines.TAIL_BYTES]

@@ -61,6 +61,18 @@ def test_invocation_gets_the_init_error(
     assert "Init Duration: " in result.log_tail
 
 
+@pytest.mark.parametrize(("files", "handler", "error_type", "message"), BROKEN_FUNCTIONS)
+def test_init_error_output_is_in_the_tail_of_the_invocation_that_meets_it(
+    start_agent: StartAgent, files: dict[str, str], handler: str, error_type: str, message: str
+) -> None:
+    agent = start_agent(files, handler=handler)
+
+    tail = agent.invoke({}, tail=True).log_tail
+
+    assert f"[ERROR] {error_type}: {message}" in tail
+    assert tail.index("START RequestId:") < tail.index("[ERROR]") < tail.index("END RequestId:")
+
+
 def test_packages_resolve_dotted_handlers(start_agent: StartAgent) -> None:
     agent = start_agent(
         {"pkg/__init__.py": "", "pkg/mod.py": "def run(event, context):\n    return 'deep'\n"},
