@@ -101,20 +101,27 @@ class Activator:
         if queue is None:
             return
         endpoints = self._backend.endpoints(target)
+        waiters = queue.waiters
         handed = False
-        for waiter in list(queue.waiters):
+        # Waiters that excluded the free endpoints keep their place in the queue.
+        passed_over: list[_Waiter] = []
+        while waiters:
+            waiter = waiters[0]
             if waiter.future.done():
+                waiters.popleft()
                 continue
             endpoint = self._balancer.take(endpoints, waiter.exclude)
             if endpoint is None:
                 if not waiter.exclude:
-                    # Full for this waiter means full for everyone behind it too,
-                    # except waiters that excluded endpoints (handled as they come).
+                    # Full for this waiter is full for everyone behind it: stop here,
+                    # so a release costs O(1) however long the queue is.
                     break
+                passed_over.append(waiters.popleft())
                 continue
+            waiters.popleft()
             waiter.future.set_result(endpoint)
-            queue.waiters.remove(waiter)
             handed = True
+        waiters.extendleft(reversed(passed_over))
         if not queue.waiters:
             del self._queues[target]
         if handed:

@@ -167,3 +167,20 @@ async def test_wait_time_is_observed(
     labels = {"function": "f", "version": "1"}
     assert registry.get_sample_value("kubelambda_activator_wait_seconds_count", labels) == 1
     assert registry.get_sample_value("kubelambda_activator_waiting_requests", labels) == 0
+
+
+async def test_waiter_passed_over_for_an_excluded_endpoint_keeps_its_place(
+    activator: Activator, backend: StaticBackend
+) -> None:
+    backend.ready[T] = [endpoint("a"), endpoint("b")]
+    held_a = await activator.acquire(T, deadline=_later())
+    held_b = await activator.acquire(T, deadline=_later())
+    excluding = asyncio.create_task(activator.acquire(T, deadline=_later(), exclude={"a"}))
+    await _until_waiting(activator, 1)
+    plain = asyncio.create_task(activator.acquire(T, deadline=_later()))
+    await _until_waiting(activator, 2)
+    activator.release(held_a)
+    assert (await plain).instance_id == "a"
+    assert activator.waiting(T) == 1
+    activator.release(held_b)
+    assert (await excluding).instance_id == "b"
