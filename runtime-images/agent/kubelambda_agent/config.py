@@ -1,6 +1,6 @@
 """The agent's configuration, parsed once at start from the environment the launcher gives it.
 
-``__main__`` calls ``parse_config(os.environ)`` and hands the frozen ``AgentConfig`` to
+``__main__`` calls ``parse_config(os.environ)`` and hands the ``AgentConfig`` to
 everything else. A bad value raises ``ConfigError`` whose message is written to stderr
 before the agent exits non-zero, so a misconfigured instance fails loudly at spawn.
 """
@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 __all__ = [
     "PROVIDED_RUNTIMES",
@@ -35,18 +34,51 @@ class ConfigError(Exception):
     """The environment does not describe a runnable agent; the message says which variable."""
 
 
-@dataclass(frozen=True, slots=True)
 class AgentConfig:
-    listen_host: str
-    listen_port: int
-    concurrency: int
-    runtime: str
-    python: str
-    timeout_seconds: float
-    ready_fd: int | None
-    task_root: str
-    function_version: str
-    memory_size_mb: int
+    """The validated settings; nothing changes them after ``parse_config``.
+
+    A plain class rather than a frozen dataclass on purpose: this module is imported
+    before the first runtime is spawned, and ``dataclasses`` (with ``inspect``) would put
+    several milliseconds on every cold start's critical path.
+    """
+
+    __slots__ = (
+        "concurrency",
+        "function_version",
+        "listen_host",
+        "listen_port",
+        "memory_size_mb",
+        "python",
+        "ready_fd",
+        "runtime",
+        "task_root",
+        "timeout_seconds",
+    )
+
+    def __init__(
+        self,
+        *,
+        listen_host: str,
+        listen_port: int,
+        concurrency: int,
+        runtime: str,
+        python: str,
+        timeout_seconds: float,
+        ready_fd: int | None,
+        task_root: str,
+        function_version: str,
+        memory_size_mb: int,
+    ) -> None:
+        self.listen_host = listen_host
+        self.listen_port = listen_port
+        self.concurrency = concurrency
+        self.runtime = runtime
+        self.python = python
+        self.timeout_seconds = timeout_seconds
+        self.ready_fd = ready_fd
+        self.task_root = task_root
+        self.function_version = function_version
+        self.memory_size_mb = memory_size_mb
 
     @property
     def runtime_command(self) -> list[str]:

@@ -17,7 +17,6 @@ import signal
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 
 from kubelambda_agent.config import AgentConfig
 from kubelambda_agent.environment import runtime_environment
@@ -34,15 +33,30 @@ class SpawnError(Exception):
         self.reason = reason
 
 
-@dataclass(slots=True)
 class RuntimeProcess:
-    popen: subprocess.Popen[bytes]
-    output_fd: int
-    exit_fd: int
-    # /proc/<pid>/status, kept open: re-read with pread for every REPORT line.
-    status_fd: int
-    started_at: float
-    returncode: int | None = field(default=None)
+    """A started runtime and the descriptors the agent watches it through.
+
+    (A plain class, not a dataclass, for the reason given on ``config.AgentConfig``.)
+    """
+
+    __slots__ = ("exit_fd", "output_fd", "popen", "returncode", "started_at", "status_fd")
+
+    def __init__(
+        self,
+        *,
+        popen: subprocess.Popen[bytes],
+        output_fd: int,
+        exit_fd: int,
+        status_fd: int,
+        started_at: float,
+    ) -> None:
+        self.popen = popen
+        self.output_fd = output_fd
+        self.exit_fd = exit_fd
+        # /proc/<pid>/status, kept open: re-read with pread for every REPORT line.
+        self.status_fd = status_fd
+        self.started_at = started_at
+        self.returncode: int | None = None
 
     @property
     def pid(self) -> int:
