@@ -1,12 +1,12 @@
 """Fixtures shared by the gateway's unit tests: in-memory ports and a fresh registry.
 
-(Its directory is also what makes ``fakes`` importable from the test subfolders.)
+(Its directory is also what makes ``gateway_fakes`` importable from the test subfolders.)
 """
 
 from __future__ import annotations
 
 import pytest
-from fakes import RecordingSignals, StaticBackend
+from gateway_fakes import RecordingSignals, StaticBackend
 from prometheus_client import CollectorRegistry
 
 

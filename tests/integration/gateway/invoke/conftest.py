@@ -1,4 +1,4 @@
-"""Fixtures of the invoke path's integration tests (the harness is in ``agents``)."""
+"""Fixtures of the invoke path's integration tests (the harness is in ``invoke_harness``)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from agents import Platform, start_platform
+from invoke_harness import Platform, start_platform
 
 
 @pytest.fixture

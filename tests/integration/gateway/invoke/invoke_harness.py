@@ -16,8 +16,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from invoke_servers import serve_uvicorn
 from prometheus_client import CollectorRegistry
-from servers import serve_uvicorn
 
 from controller.backends.local import LocalProcessBackend
 from gateway.invoke.app import InvokeApp

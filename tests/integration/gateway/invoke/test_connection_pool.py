@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import pytest
-from servers import canned_server, serve_uvicorn
+from invoke_servers import canned_server, serve_uvicorn
 
 from gateway.kits.http_pool import ConnectionPool, ReadTimeout, RequestNotSent, ResponseFailed
 

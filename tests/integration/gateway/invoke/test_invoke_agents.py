@@ -9,7 +9,7 @@ import logging
 
 import httpx
 import pytest
-from agents import Platform
+from invoke_harness import Platform
 
 from kubelambda.models import Target
 

@@ -10,9 +10,9 @@ from typing import Any
 
 import boto3
 import pytest
-from agents import Platform
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from invoke_harness import Platform
 
 
 def _client(platform: Platform) -> Any:

@@ -11,7 +11,7 @@ from collections.abc import MutableMapping
 from typing import Any
 
 import pytest
-from fakes import RecordingSignals, StaticBackend
+from gateway_fakes import RecordingSignals, StaticBackend
 from prometheus_client import CollectorRegistry
 
 from gateway.invoke.app import BODY_SCOPE_KEY, InvokeApp, is_invoke_path

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from fakes import RecordingSignals, StaticBackend, endpoint
+from gateway_fakes import RecordingSignals, StaticBackend, endpoint
 from prometheus_client import CollectorRegistry
 
 from gateway.metrics import GatewayMetrics

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from fakes import endpoint
+from gateway_fakes import endpoint
 
 from gateway.services.balancer import Balancer, least_loaded
 
