@@ -85,6 +85,7 @@ class HttpProtocol(asyncio.Protocol):
         self._pending: collections.deque[tuple[Request, bool]] = collections.deque()
         self._in_progress = False
         self._dispatching = False
+        self._close_after_answer = False
         self.closed = False
         self._reset_message()
 
@@ -114,6 +115,13 @@ class HttpProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         try:
             self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # Neither API speaks anything but HTTP/1.1; the request itself was complete
+            # and is answered, but the connection cannot be parsed past the upgrade.
+            self._pending.clear()
+            self._close_after_answer = True
+            if not self._in_progress:
+                self.close()
         except httptools.HttpParserError as exc:
             log.debug("bad request, closing connection error=%s", exc)
             self.send_response(HTTPStatus.BAD_REQUEST, b"", (), keep_alive=False)
@@ -194,6 +202,7 @@ class HttpProtocol(asyncio.Protocol):
             return
         head = [b"HTTP/1.1 %d %s\r\nContent-Length: %d\r\n" % (status, _REASONS[status], len(body))]
         head.extend(b"%s: %s\r\n" % (k.encode("latin-1"), v.encode("utf-8")) for k, v in headers)
+        keep_alive = keep_alive and not self._close_after_answer
         if not keep_alive:
             head.append(b"Connection: close\r\n")
         head.append(b"\r\n")

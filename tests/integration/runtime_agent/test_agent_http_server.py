@@ -146,3 +146,13 @@ async def test_malformed_request_gets_400_and_a_closed_connection(connect: Conne
 
     assert status == b"HTTP/1.1 400 Bad Request"
     assert await asyncio.wait_for(reader.read(), 5) == b""
+
+
+async def test_upgrade_request_is_answered_then_the_connection_closed(connect: Connect) -> None:
+    reader, writer = await connect()
+
+    writer.write(b"GET /x HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n")
+    status, _, _ = await read_response(reader)
+
+    assert status == b"HTTP/1.1 200 OK"
+    assert await asyncio.wait_for(reader.read(), 5) == b""
