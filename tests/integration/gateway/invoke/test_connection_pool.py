@@ -159,3 +159,15 @@ async def test_closed_pool_refuses_requests() -> None:
     await pool.aclose()
     with pytest.raises(RequestNotSent):
         await _post(pool, 1)
+
+
+async def test_forget_closes_idle_connections_to_an_endpoint() -> None:
+    pool = ConnectionPool()
+    async with serve_uvicorn(EchoApp()) as port:
+        first = await _post(pool, port)
+        pool.forget("127.0.0.1", port)
+        idle = pool.idle_count("127.0.0.1", port)
+        second = await _post(pool, port)
+        await pool.aclose()
+    assert idle == 0
+    assert first.headers["x-client-port"] != second.headers["x-client-port"]
