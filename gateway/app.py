@@ -19,6 +19,7 @@ Lifespan events go to the management app, which creates its services there.
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 
@@ -125,11 +126,13 @@ class Gateway:
         elif path.startswith(CODE_PATH_PREFIX):
             await self._management(scope, receive, send)
         else:
+            # The invoke app names its own request ids; management answers get one here,
+            # which botocore reports as ResponseMetadata.RequestId.
             await self._authenticated(
                 self._management,
                 scope,
                 receive,
-                send,
+                _with_request_id(send, str(uuid.uuid4())),
                 limit=self._settings.management_body_limit,
                 operation="management",
             )
@@ -224,6 +227,16 @@ async def _discard(receive: Receive, *, budget: int) -> None:
         dropped += len(message.get("body", b""))
         if not message.get("more_body", False):
             return
+
+
+def _with_request_id(send: Send, request_id: str) -> Send:
+    async def send_with_id(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = [*message.get("headers", ()), (b"x-amzn-requestid", request_id.encode())]
+            message = {**message, "headers": headers}
+        await send(message)
+
+    return send_with_id
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

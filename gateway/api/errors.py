@@ -24,6 +24,8 @@ __all__ = ["install", "lambda_response", "validation_error"]
 
 log = logging.getLogger(__name__)
 
+_MAX_SHOWN = 100
+
 
 def lambda_response(error: errors.LambdaError) -> Response:
     status, headers, body = error.to_wire()
@@ -38,8 +40,8 @@ def validation_error(details: Sequence[Any]) -> errors.LambdaError:
                 f"Could not parse request body into json: {detail.get('ctx', {}).get('error', '')}"
             )
     problems = [
-        f"Value '{detail.get('input')}' at '{_member(detail.get('loc', ()))}' failed to satisfy "
-        f"constraint: {detail.get('msg', 'invalid value')}"
+        f"Value '{_shown(detail.get('input'))}' at '{_member(detail.get('loc', ()))}' failed "
+        f"to satisfy constraint: {detail.get('msg', 'invalid value')}"
         for detail in details
     ]
     count = len(problems)
@@ -77,6 +79,12 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(HTTPException, on_http_error)
     app.add_exception_handler(Exception, on_unexpected)
+
+
+def _shown(value: object) -> str:
+    # The input may be a whole request body (a base64 zip of megabytes): quote a little.
+    text = str(value)
+    return text if len(text) <= _MAX_SHOWN else text[:_MAX_SHOWN] + "..."
 
 
 def _member(location: Sequence[object]) -> str:

@@ -101,3 +101,9 @@ def test_body_that_is_not_json_is_invalid_request_content(gateway):
     )
     assert response.status_code == 400
     assert response.headers["x-amzn-ErrorType"] == "InvalidRequestContentException"
+
+
+def test_management_answers_carry_a_request_id(gateway):
+    first = gateway.client().list_functions()["ResponseMetadata"]["RequestId"]
+    second = gateway.client().list_functions()["ResponseMetadata"]["RequestId"]
+    assert first and second and first != second

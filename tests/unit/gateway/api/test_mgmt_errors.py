@@ -66,3 +66,10 @@ def test_unparsable_json_is_invalid_request_content():
     )
     assert isinstance(error, errors.InvalidRequestContent)
     assert error.message == "Could not parse request body into json: Expecting value"
+
+
+def test_a_huge_input_is_quoted_only_in_part():
+    problem = {"type": "string_type", "loc": ("body", "Code"), "input": "A" * 10_000, "msg": "m"}
+    message = validation_error([problem]).message
+    assert "A" * 100 + "..." in message
+    assert len(message) < 300
