@@ -111,6 +111,8 @@ def serve_gateway(agent_port: int, port_fd: int) -> None:
     # for the client's delayed ACK (44 ms a request).
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
+    # Listening before the port is reported: early connections wait in the backlog.
+    sock.listen(1024)
     os.write(port_fd, f"{sock.getsockname()[1]}\n".encode())
     os.close(port_fd)
     config = uvicorn.Config(
