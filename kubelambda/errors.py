@@ -73,7 +73,9 @@ class LambdaError(Exception):
     def to_wire(self) -> tuple[int, dict[str, str], bytes]:
         """Status, headers and body, exactly as the gateway sends them."""
         body: dict[str, object] = {
-            "__type": self.code, "message": self.message, "Message": self.message
+            "__type": self.code,
+            "message": self.message,
+            "Message": self.message,
         }
         body.update(self.body_fields())
         return self.status, self.headers(), json.dumps(body).encode()

@@ -58,7 +58,7 @@ class ConfigurationChange:
 
 
 class FunctionService:
-    """Owns the background package tasks; ``aclose`` waits for none and cancels them."""
+    """Function use cases; owns the background unpack tasks (``aclose`` cancels those left)."""
 
     def __init__(self, store: ManagementStore, *, runtimes: Collection[str]) -> None:
         self._store = store
