@@ -22,6 +22,7 @@ import asyncio
 import enum
 import logging
 import os
+import signal
 import socket
 import time
 from collections.abc import Callable, Mapping
@@ -111,7 +112,8 @@ class Slot:
     def stop(self) -> None:
         """Kill the runtime and stop serving; an unfinished invocation gets an exit error."""
         if self._current is not None:
-            self._finish(self._current, error_bodies.runtime_exit(self._current.request_id, -9))
+            request_id = self._current.request_id
+            self._finish(self._current, error_bodies.runtime_exit(request_id, -signal.SIGKILL))
         self.state = SlotState.STOPPED
         self._cancel_timer()
         proc = self._proc
@@ -258,6 +260,7 @@ class Slot:
         self._drain_output(None)
         self._cancel_timer()
         self._init_duration_ms = (time.monotonic() - self._proc.started_at) * 1000
+        self._max_memory_mb = self._proc.max_memory_used_mb() or 0
         self._init_failure = error_bodies.InitFailure(
             error_type or "Runtime.Unknown", posted_body=body
         )
@@ -276,6 +279,7 @@ class Slot:
         self._init_failure = None
         self._init_duration_ms = None
         self._init_output.clear()
+        self._max_memory_mb = 0
         if isinstance(runtime, process.SpawnError):
             log.error("runtime could not start slot=%d error=%s", self.index, runtime)
             self._init_failure = error_bodies.InitFailure("Runtime.InvalidEntrypoint", str(runtime))
