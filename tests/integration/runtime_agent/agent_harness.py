@@ -99,6 +99,15 @@ class Agent:
             time.sleep(0.02)
         raise AssertionError(f"agent never had {idle} idle runtimes: {self.ready().text}")
 
+    def wait_idle_exactly(self, idle: int, timeout: float = 20.0) -> None:
+        """Wait until exactly ``idle`` runtimes are idle (the rest busy)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.ready().json()["idle"] == idle:
+                return
+            time.sleep(0.01)
+        raise AssertionError(f"agent never had exactly {idle} idle runtimes")
+
     def log(self) -> str:
         return self.stdout_path.read_text()
 

@@ -78,18 +78,21 @@ def test_client_context_that_is_not_base64_json_is_a_bad_request(
 def test_sigterm_finishes_in_flight_work_refuses_new_and_exits_zero(
     start_agent: StartAgent, echo_function: dict[str, str]
 ) -> None:
-    agent = start_agent(echo_function, timeout=10)
+    # Two runtimes: one stays idle, so a refusal below can only come from draining.
+    agent = start_agent(echo_function, concurrency=2, timeout=10)
     results: list[InvokeResult] = []
     in_flight = threading.Thread(
         target=lambda: results.append(agent.invoke({"action": "sleep", "seconds": 1.5}))
     )
     in_flight.start()
-    while agent.ready().json()["idle"]:
-        time.sleep(0.01)
+    agent.wait_idle_exactly(1)
 
     agent.process.send_signal(signal.SIGTERM)
-    time.sleep(0.2)
     with httpx.Client(base_url=agent.url) as late_client:
+        deadline = time.monotonic() + 5
+        while late_client.get("/ready").status_code == 200 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        readiness = late_client.get("/ready")
         refused = late_client.post(
             "/invoke",
             content=b"{}",
@@ -98,14 +101,14 @@ def test_sigterm_finishes_in_flight_work_refuses_new_and_exits_zero(
                 "Kubelambda-Invoked-Function-Arn": FUNCTION_ARN,
             },
         )
-        readiness = late_client.get("/ready")
     in_flight.join(timeout=10)
 
+    assert readiness.status_code == 503
+    assert readiness.json()["idle"] == 1
     assert refused.status_code == 503
     assert refused.headers["Kubelambda-Agent-Busy"] == "1"
-    assert readiness.status_code == 503
     assert results[0].status == 200
-    assert results[0].json["slept"] == 1.5  # type: ignore[index]
+    assert results[0].json == {"slept": 1.5, "pid": results[0].json["pid"]}  # type: ignore[index]
     assert agent.process.wait(timeout=10) == 0
 
 
