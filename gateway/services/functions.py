@@ -259,6 +259,10 @@ class FunctionService:
                 package.code_sha256,
                 error,
             )
+        except Exception:
+            # Never leave the version Pending forever: whatever broke, it failed.
+            error = "Could not unpack the deployment package."
+            log.exception("package failed function=%s code_sha256=%s", name, package.code_sha256)
         try:
             await self._store.finish_package(name, package.code_sha256, error=error)
         except errors.LambdaError as exc:

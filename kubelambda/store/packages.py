@@ -25,6 +25,7 @@ import shutil
 import stat
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,7 +132,15 @@ class CodePackages:
                 if not target.exists():
                     raise
                 _remove(staging)
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        except (
+            zipfile.BadZipFile,
+            zlib.error,
+            NotImplementedError,
+            OSError,
+            EOFError,
+            ValueError,
+        ) as exc:
+            # zlib.error: a damaged deflate stream; NotImplementedError: an unknown method.
             _remove(staging)
             raise PackageError(f"Could not unpack the deployment package: {exc}") from exc
         return target

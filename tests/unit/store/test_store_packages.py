@@ -124,3 +124,15 @@ def test_entries_without_a_unix_mode_are_readable(packages):
     data[central + 38 : central + 42] = (0).to_bytes(4, "little")
     unpacked = packages.unpack(packages.save(bytes(data)).sha256_hex)
     assert stat.S_IMODE((unpacked / "app.py").stat().st_mode) == 0o444
+
+
+def test_a_damaged_deflate_stream_fails_the_unpack(packages):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as out:
+        out.writestr("app.py", "".join(f"line {i}\n" for i in range(2000)))
+    data = bytearray(buffer.getvalue())
+    for offset in range(50, 200):
+        data[offset] ^= 0x5A
+    stored = packages.save(bytes(data))
+    with pytest.raises(PackageError):
+        packages.unpack(stored.sha256_hex)

@@ -283,3 +283,26 @@ def test_delete_unknown_function_is_not_found(gateway):
     client = gateway.client()
     with pytest.raises(client.exceptions.ResourceNotFoundException):
         client.delete_function(FunctionName="missing")
+
+
+def damaged_zip() -> bytes:
+    """A zip whose directory reads fine but whose content does not unpack."""
+    data = bytearray(make_zip({"app.py": "".join(f"line {i}\n" for i in range(2000))}))
+    for offset in range(50, 200):
+        data[offset] ^= 0x5A
+    return bytes(data)
+
+
+def test_a_package_that_cannot_be_unpacked_leaves_the_function_failed(gateway):
+    client = gateway.client()
+    create(client, wait=False, Code={"ZipFile": damaged_zip()})
+    with pytest.raises(botocore.exceptions.WaiterError):
+        client.get_waiter("function_active_v2").wait(
+            FunctionName="f", WaiterConfig={"Delay": 0.05, "MaxAttempts": 100}
+        )
+    configuration = client.get_function_configuration(FunctionName="f")
+    assert (configuration["State"], configuration["StateReasonCode"]) == (
+        "Failed",
+        "InvalidZipFileException",
+    )
+    assert "unpack" in configuration["StateReason"]
