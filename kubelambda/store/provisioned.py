@@ -31,8 +31,10 @@ def put_provisioned(
         )
     if qualifier.isdigit():
         functions.select_version(connection, name, qualifier)
-    else:
-        aliases.select_alias(connection, name, qualifier)
+    elif aliases.select_alias(connection, name, qualifier).function_version == LATEST:
+        raise errors.InvalidParameterValue(
+            "Provisioned Concurrency Configs cannot be applied to an alias pointing to $LATEST."
+        )
     # A changed request keeps what is already allocated until the controller reports again.
     connection.execute(
         "INSERT INTO provisioned (function_name, qualifier, requested, allocated, status,"

@@ -118,3 +118,11 @@ def test_provisioned_config_reaches_the_catalog(gateway, client):
     )
     config = gateway.run(gateway.store.catalog).provisioned[("f", "live")]
     assert (config.requested, config.status) == (3, ProvisionedStatus.IN_PROGRESS)
+
+
+def test_provisioned_on_an_alias_of_latest_is_refused(client):
+    client.create_alias(FunctionName="f", Name="dev", FunctionVersion="$LATEST")
+    with pytest.raises(client.exceptions.InvalidParameterValueException):
+        client.put_provisioned_concurrency_config(
+            FunctionName="f", Qualifier="dev", ProvisionedConcurrentExecutions=1
+        )
