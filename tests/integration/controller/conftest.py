@@ -113,7 +113,7 @@ def pids_of() -> Callable[[str], list[int]]:
 
 @pytest.fixture
 def until() -> Until:
-    async def wait(condition: Callable[[], bool], within: float = 20.0) -> None:
+    async def wait(condition: Callable[[], bool], within: float = 30.0) -> None:
         deadline = time.monotonic() + within
         while not condition():
             if time.monotonic() > deadline:
