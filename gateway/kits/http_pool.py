@@ -207,6 +207,10 @@ class ConnectionPool:
         loop = asyncio.get_running_loop()
         key = (host, port)
         conn = self._take_idle(key, loop.time()) or await self._connect(key)
+        if not conn.is_open():
+            # The server hung up on a new connection before we wrote anything.
+            conn.close()
+            raise RequestNotSent(f"{host}:{port} closed the connection at once")
         lines = [f"{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"]
         lines.extend(f"{name}: {value}\r\n" for name, value in headers)
         lines.append(f"Content-Length: {len(body)}\r\n\r\n")
