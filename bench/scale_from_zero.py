@@ -1,0 +1,173 @@
+"""Scale-from-zero latency in embedded mode: poke → instance ready → first invoke answered.
+
+Each trial creates a fresh function (a no-dependency python handler) in a real SQLite
+store, pokes a running autoscaler as the gateway's activator does when a request finds
+no instance, and times the ready endpoint (the backend's change notification) and the
+first invocation's answer from the agent. The function is then deleted, which scales it
+to zero, and the next trial waits until its processes are gone.
+
+    .venv/bin/python bench/scale_from_zero.py [--trials 20] [--out DIR]
+
+Prints JSON with p50/p95/max per measure, and saves a PNG of the trials next to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import statistics
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import matplotlib
+
+from controller.autoscaler.loop import Autoscaler
+from controller.backends.local import LocalProcessBackend
+from kubelambda.models import FunctionSettings, FunctionVersion, Target
+from kubelambda.store import SqliteStore
+
+matplotlib.use("Agg")
+from matplotlib import pyplot  # after use(): the backend must be chosen first
+
+HANDLER = "def handler(event, context):\n    return {'hello': event.get('name', 'world')}\n"
+
+
+@dataclass(frozen=True)
+class Trial:
+    poke_to_ready_ms: float
+    first_invoke_ms: float
+    poke_to_answer_ms: float
+
+
+async def run_trial(
+    store: SqliteStore,
+    autoscaler: Autoscaler,
+    backend: LocalProcessBackend,
+    client: httpx.AsyncClient,
+    code: Path,
+) -> Trial:
+    name = f"bench-{uuid.uuid4().hex[:10]}"
+    latest = FunctionVersion(
+        function_name=name,
+        version="$LATEST",
+        runtime="python3.11",
+        handler="app.handler",
+        role="arn:aws:iam::000000000000:role/bench",
+        code_sha256="bench",
+        code_size=1,
+        code_path=str(code),
+        revision_id="",
+        last_modified="",
+    )
+    await store.create_function(latest, FunctionSettings(name), publish=False)
+    target = Target(name, "$LATEST")
+    ready = asyncio.Event()
+    unsubscribe = backend.subscribe(lambda t: ready.set() if backend.endpoints(target) else None)
+    await asyncio.sleep(0.05)  # let the new catalog reach the autoscaler, as it would
+
+    poked = time.perf_counter()
+    autoscaler.report(target, in_flight=0, waiting=1)
+    autoscaler.poke(target)
+    await ready.wait()
+    ready_at = time.perf_counter()
+    unsubscribe()
+    endpoint = backend.endpoints(target)[0]
+    answer = await client.post(
+        f"http://{endpoint.host}:{endpoint.port}/invoke",
+        json={"name": "bench"},
+        headers={
+            "Kubelambda-Request-Id": str(uuid.uuid4()),
+            "Kubelambda-Invoked-Function-Arn": f"arn:aws:lambda:us-east-1:000000000000:"
+            f"function:{name}",
+        },
+    )
+    answered = time.perf_counter()
+    answer.raise_for_status()
+    autoscaler.report(target, in_flight=0, waiting=0)
+    gone = asyncio.Event()
+    unsubscribe = backend.subscribe(lambda t: None if backend.endpoints(target) else gone.set())
+    await store.delete_function(name)
+    await gone.wait()
+    unsubscribe()
+    return Trial(
+        poke_to_ready_ms=(ready_at - poked) * 1000,
+        first_invoke_ms=(answered - ready_at) * 1000,
+        poke_to_answer_ms=(answered - poked) * 1000,
+    )
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def summarise(trials: list[Trial]) -> dict[str, dict[str, float]]:
+    summary = {}
+    for measure in ("poke_to_ready_ms", "first_invoke_ms", "poke_to_answer_ms"):
+        values = [getattr(t, measure) for t in trials]
+        summary[measure] = {
+            "p50": round(statistics.median(values), 1),
+            "p95": round(percentile(values, 95), 1),
+            "max": round(max(values), 1),
+        }
+    return summary
+
+
+def plot(trials: list[Trial], path: Path) -> None:
+    figure, axes = pyplot.subplots(figsize=(8, 4.5))
+    numbers = range(1, len(trials) + 1)
+    axes.plot(numbers, [t.poke_to_ready_ms for t in trials], "o-", label="poke → ready")
+    axes.plot(numbers, [t.poke_to_answer_ms for t in trials], "s-", label="poke → first answer")
+    axes.plot(numbers, [t.first_invoke_ms for t in trials], "^-", label="first invoke")
+    axes.set_xlabel("trial")
+    axes.set_ylabel("milliseconds")
+    axes.set_title("kubelambda embedded mode: scale from zero (python3.11, no dependencies)")
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+async def measure(trials: int) -> list[Trial]:
+    with tempfile.TemporaryDirectory(prefix="kubelambda-bench-") as scratch:
+        home = Path(scratch)
+        code = home / "code"
+        code.mkdir()
+        (code / "app.py").write_text(HANDLER)
+        backend = LocalProcessBackend(home / "instances")
+        results = []
+        try:
+            async with (
+                SqliteStore.open(home / "state") as store,
+                Autoscaler(store, backend) as autoscaler,
+                httpx.AsyncClient(timeout=30.0) as client,
+            ):
+                for _ in range(trials):
+                    results.append(await run_trial(store, autoscaler, backend, client, code))
+        finally:
+            await backend.aclose()
+    return results
+
+
+def main(trials: int, out: Path) -> None:
+    results = asyncio.run(measure(trials))
+    out.mkdir(parents=True, exist_ok=True)
+    plot(results, out / "scale_from_zero.png")
+    report = {"trials": len(results), **summarise(results)}
+    (out / "scale_from_zero.json").write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--out", type=Path, default=Path("bench/results"))
+    arguments = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    main(arguments.trials, arguments.out)
