@@ -27,6 +27,8 @@ _REASONS = {status.value: status.phrase.encode("ascii") for status in HTTPStatus
 # Below this size a response goes out in one write; above it, headers and body are written
 # separately so a 6 MB body is not copied just to prepend a few header bytes.
 _JOIN_LIMIT = 64 * 1024
+# Pipelined requests waiting for their turn; past this, stop reading from that client.
+_MAX_PENDING = 16
 
 
 class Request:
@@ -162,6 +164,8 @@ class HttpProtocol(asyncio.Protocol):
         )
         self._pending.append((request, self._parser.should_keep_alive()))
         self._reset_message()
+        if len(self._pending) >= _MAX_PENDING and self._transport is not None:
+            self._transport.pause_reading()
         if not self._in_progress:
             self._dispatch_next()
 
@@ -188,6 +192,13 @@ class HttpProtocol(asyncio.Protocol):
                         responder.respond(HTTPStatus.INTERNAL_SERVER_ERROR)
         finally:
             self._dispatching = False
+        if (
+            len(self._pending) < _MAX_PENDING
+            and self._transport is not None
+            and not self.closed
+            and not self._transport.is_reading()
+        ):
+            self._transport.resume_reading()
 
     def send_response(
         self,

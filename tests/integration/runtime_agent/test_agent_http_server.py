@@ -156,3 +156,35 @@ async def test_upgrade_request_is_answered_then_the_connection_closed(connect: C
 
     assert status == b"HTTP/1.1 200 OK"
     assert await asyncio.wait_for(reader.read(), 5) == b""
+
+
+async def test_many_pipelined_requests_are_all_answered(connect: Connect) -> None:
+    reader, writer = await connect()
+
+    writer.write(b"".join(b"GET /%d HTTP/1.1\r\nHost: h\r\n\r\n" % i for i in range(100)))
+    bodies = [(await read_response(reader))[2] for _ in range(100)]
+
+    assert bodies == [b"GET /%d 0 False" % i for i in range(100)]
+
+
+async def test_pipelined_requests_beyond_the_queue_limit_wait_and_are_answered(
+    connect: Connect,
+) -> None:
+    arrived: asyncio.Queue[tuple[Request, Responder]] = asyncio.Queue()
+
+    def later(request: Request, responder: Responder) -> None:
+        arrived.put_nowait((request, responder))
+
+    async def answer_in_turn() -> None:
+        for _ in range(100):
+            request, responder = await arrived.get()
+            await asyncio.sleep(0)
+            responder.respond(200, request.path.encode())
+
+    reader, writer = await connect(later)
+    answering = asyncio.create_task(answer_in_turn())
+    writer.write(b"".join(b"GET /%d HTTP/1.1\r\nHost: h\r\n\r\n" % i for i in range(100)))
+    bodies = [(await read_response(reader))[2] for _ in range(100)]
+    await answering
+
+    assert bodies == [b"/%d" % i for i in range(100)]
