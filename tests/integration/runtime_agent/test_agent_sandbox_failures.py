@@ -111,3 +111,16 @@ def test_runtime_keeps_serving_after_a_refused_response(
     agent.wait_idle()
 
     assert agent.invoke({"n": 1}).json == {"n": 1}
+
+
+def test_invocation_while_the_runtime_restarts_is_refused_as_busy(
+    start_agent: StartAgent, echo_function: dict[str, str]
+) -> None:
+    agent = start_agent(echo_function, timeout=1)
+    agent.invoke({"action": "sleep", "seconds": 10})
+
+    # The replacement runtime needs tens of milliseconds to start; this comes at once.
+    result = agent.invoke({})
+
+    assert result.status == 503
+    assert result.headers["Kubelambda-Agent-Busy"] == "1"
