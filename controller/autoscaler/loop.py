@@ -94,9 +94,15 @@ class Autoscaler:
 
     # -- lifecycle ----------------------------------------------------------------------
 
+    async def load(self) -> None:
+        """Read the catalog and follow the store's watch, without starting the loop
+        (``run_once`` then drives passes by hand)."""
+        if self._unsubscribe is None:
+            self._on_catalog(await self._store.catalog())
+            self._unsubscribe = self._store.subscribe(self._on_catalog)
+
     async def start(self) -> None:
-        self._on_catalog(await self._store.catalog())
-        self._unsubscribe = self._store.subscribe(self._on_catalog)
+        await self.load()
         self._task = asyncio.create_task(self._run(), name="autoscaler")
 
     async def aclose(self) -> None:

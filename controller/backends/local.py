@@ -108,6 +108,11 @@ class LocalProcessBackend:
             )
             for victim in order[:excess]:
                 self._begin_stop(victim, reason="scale down")
+        if not live and replicas == 0:
+            # Nothing left to run: forget the target, or deleted versions pile up here.
+            self._instances.pop(target, None)
+            self._failures.pop(target, None)
+            return
         missing = replicas - len(live)
         failures = self._failures.get(target)
         if missing > 0 and failures is not None and self._clock() < failures.retry_at:
@@ -122,7 +127,12 @@ class LocalProcessBackend:
 
     def subscribe(self, listener: Callable[[Target], None]) -> Callable[[], None]:
         self._listeners.append(listener)
-        return lambda: self._listeners.remove(listener)
+
+        def unsubscribe() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return unsubscribe
 
     def start_failure(self, target: Target) -> StartFailure | None:
         failures = self._failures.get(target)

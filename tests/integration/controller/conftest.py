@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -41,7 +42,7 @@ def handler(event, context):
 """
 
 Until = Callable[[Callable[[], bool]], Awaitable[None]]
-Invoke = Callable[[Endpoint, dict[str, object]], Awaitable[httpx.Response]]
+Invoke = Callable[[Endpoint, dict[str, object]], Coroutine[Any, Any, httpx.Response]]
 
 
 @pytest.fixture

@@ -6,8 +6,9 @@ import asyncio
 import os
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import httpx
 from prometheus_client import CollectorRegistry
@@ -20,7 +21,7 @@ from kubelambda.ports import Endpoint
 
 PidsOf = Callable[[str], list[int]]
 Until = Callable[[Callable[[], bool]], Awaitable[None]]
-Invoke = Callable[[Endpoint, dict[str, object]], Awaitable[httpx.Response]]
+Invoke = Callable[[Endpoint, dict[str, object]], Coroutine[Any, Any, httpx.Response]]
 MakeVersion = Callable[..., FunctionVersion]
 
 

@@ -1,0 +1,255 @@
+"""One autoscaler pass at a time, on a hand-driven clock: what it samples and asks for.
+
+The backend and store here are small in-test objects that satisfy the ports and record
+calls; the loop against the real ones is in tests/integration/controller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from controller.autoscaler.loop import Autoscaler
+from controller.backends.base import StartFailure
+from kubelambda.models import (
+    IDLE_TIMEOUT_TAG,
+    INSTANCE_CONCURRENCY_TAG,
+    Alias,
+    FunctionSettings,
+    FunctionVersion,
+    ProvisionedConcurrency,
+    ProvisionedStatus,
+    Target,
+    frozen_mapping,
+)
+from kubelambda.ports import Catalog, Endpoint
+
+V1 = Target("f", "1")
+V2 = Target("f", "2")
+
+
+def version(target: Target) -> FunctionVersion:
+    return FunctionVersion(
+        function_name=target.function_name,
+        version=target.version,
+        runtime="python3.11",
+        handler="app.handler",
+        role="r",
+        code_sha256="x",
+        code_size=1,
+        code_path="/code",
+        revision_id="rev",
+        last_modified="now",
+    )
+
+
+def catalog(
+    *,
+    tags: Mapping[str, str] | None = None,
+    provisioned: Sequence[ProvisionedConcurrency] = (),
+    aliases: Sequence[Alias] = (),
+) -> Catalog:
+    return Catalog(
+        versions={t: version(t) for t in (V1, V2)},
+        settings={"f": FunctionSettings("f", tags=frozen_mapping(tags or {}))},
+        provisioned={(p.function_name, p.qualifier): p for p in provisioned},
+        aliases={(a.function_name, a.name): a for a in aliases},
+    )
+
+
+@dataclass
+class Store:
+    current: Catalog
+    listeners: list[Callable[[Catalog], None]] = field(default_factory=list)
+    reports: list[tuple[str, str, int, ProvisionedStatus, str]] = field(default_factory=list)
+
+    async def catalog(self) -> Catalog:
+        return self.current
+
+    def subscribe(self, listener: Callable[[Catalog], None]) -> Callable[[], None]:
+        self.listeners.append(listener)
+        return lambda: None
+
+    def publish(self, catalog: Catalog) -> None:
+        self.current = catalog
+        for listener in self.listeners:
+            listener(catalog)
+
+    async def set_provisioned_status(
+        self,
+        function_name: str,
+        qualifier: str,
+        *,
+        allocated: int,
+        status: ProvisionedStatus,
+        reason: str = "",
+    ) -> None:
+        self.reports.append((function_name, qualifier, allocated, status, reason))
+        key = (function_name, qualifier)
+        configs = dict(self.current.provisioned)
+        configs[key] = configs[key].with_changes(
+            allocated=allocated, status=status, status_reason=reason
+        )
+        self.publish(
+            Catalog(self.current.versions, self.current.aliases, self.current.settings, configs)
+        )
+
+
+@dataclass
+class Backend:
+    ready: dict[Target, int] = field(default_factory=dict)
+    failures: dict[Target, StartFailure] = field(default_factory=dict)
+    asked: dict[Target, tuple[int, int, int]] = field(default_factory=dict)
+
+    async def scale(
+        self, version: FunctionVersion, *, replicas: int, concurrency: int, provisioned: int = 0
+    ) -> None:
+        self.asked[Target(version.function_name, version.version)] = (
+            replicas,
+            concurrency,
+            provisioned,
+        )
+
+    def endpoints(self, target: Target) -> list[Endpoint]:
+        return [
+            Endpoint(target, str(i), "127.0.0.1", 1, 1) for i in range(self.ready.get(target, 0))
+        ]
+
+    def subscribe(self, listener: Callable[[Target], None]) -> Callable[[], None]:
+        return lambda: None
+
+    def start_failure(self, target: Target) -> StartFailure | None:
+        return self.failures.get(target)
+
+    async def aclose(self) -> None:
+        return None
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def started(
+    store: Store, backend: Backend, clock: Clock, *, failures_before_failed: int = 3
+) -> Autoscaler:
+    """Following the store, with passes driven by the test (no loop task)."""
+    autoscaler = Autoscaler(
+        store, backend, clock=clock, failures_before_failed=failures_before_failed
+    )
+    await autoscaler.load()
+    return autoscaler
+
+
+async def test_a_poke_alone_asks_for_one_instance() -> None:
+    backend, clock = Backend(), Clock()
+    autoscaler = await started(Store(catalog()), backend, clock)
+    try:
+        autoscaler.poke(V1)
+        await autoscaler.run_once({V1})
+    finally:
+        await autoscaler.aclose()
+
+    assert backend.asked[V1] == (1, 1, 0)
+
+
+async def test_a_short_invocation_between_passes_still_counts() -> None:
+    backend, clock = Backend(), Clock()
+    autoscaler = await started(Store(catalog()), backend, clock)
+    try:
+        autoscaler.report(V1, in_flight=3, waiting=0)
+        autoscaler.report(V1, in_flight=0, waiting=0)
+        await autoscaler.run_once()
+    finally:
+        await autoscaler.aclose()
+
+    assert backend.asked[V1][0] == 3
+
+
+async def test_idle_timeout_from_tags_brings_a_target_back_to_zero() -> None:
+    backend, clock = Backend(), Clock()
+    store = Store(catalog(tags={IDLE_TIMEOUT_TAG: "2"}))
+    autoscaler = await started(store, backend, clock)
+    try:
+        autoscaler.report(V1, in_flight=1, waiting=0)
+        await autoscaler.run_once()
+        autoscaler.report(V1, in_flight=0, waiting=0)
+        # The pass at 1001 still sees the invocation (it ran past the pass at 1000).
+        clock.now += 1.0
+        await autoscaler.run_once()
+        clock.now += 1.5
+        await autoscaler.run_once()
+        held = backend.asked[V1][0]
+        clock.now += 0.5
+        await autoscaler.run_once()
+    finally:
+        await autoscaler.aclose()
+
+    assert (held, backend.asked[V1][0]) == (1, 0)
+
+
+async def test_instance_concurrency_from_tags_reaches_the_backend() -> None:
+    backend, clock = Backend(), Clock()
+    autoscaler = await started(Store(catalog(tags={INSTANCE_CONCURRENCY_TAG: "4"})), backend, clock)
+    try:
+        autoscaler.report(V1, in_flight=6, waiting=0)
+        await autoscaler.run_once()
+    finally:
+        await autoscaler.aclose()
+
+    # 4 per instance at 70 %: 2.8 requests each, ceil(6 / 2.8) = 3 instances.
+    assert backend.asked[V1] == (3, 4, 0)
+
+
+async def test_provisioned_alias_config_warms_both_versions_and_reports_ready() -> None:
+    backend, clock = Backend(), Clock()
+    alias = Alias("f", "live", "1", "rev", additional_version_weights={"2": 0.25})
+    store = Store(catalog(aliases=[alias], provisioned=[ProvisionedConcurrency("f", "live", 4)]))
+    autoscaler = await started(store, backend, clock)
+    try:
+        await autoscaler.run_once()
+        asked = (backend.asked[V1], backend.asked[V2])
+        backend.ready = {V1: 3, V2: 1}
+        await autoscaler.run_once()
+        await autoscaler.run_once()
+    finally:
+        await autoscaler.aclose()
+
+    assert asked == ((3, 1, 3), (1, 1, 1))
+    assert store.reports == [("f", "live", 4, ProvisionedStatus.READY, "")]
+
+
+async def test_provisioned_config_fails_after_repeated_start_failures() -> None:
+    backend, clock = Backend(), Clock()
+    store = Store(catalog(provisioned=[ProvisionedConcurrency("f", "1", 1)]))
+    autoscaler = await started(store, backend, clock, failures_before_failed=3)
+    try:
+        backend.failures[V1] = StartFailure(2, "boom", retriable=True)
+        await autoscaler.run_once()
+        early = list(store.reports)
+        backend.failures[V1] = StartFailure(3, "boom", retriable=True)
+        await autoscaler.run_once()
+    finally:
+        await autoscaler.aclose()
+
+    assert early == []
+    assert store.reports == [("f", "1", 0, ProvisionedStatus.FAILED, "f:1: boom")]
+
+
+async def test_a_version_that_leaves_the_catalog_is_scaled_to_zero() -> None:
+    backend, clock = Backend(), Clock()
+    store = Store(catalog())
+    autoscaler = await started(store, backend, clock)
+    try:
+        autoscaler.report(V2, in_flight=2, waiting=0)
+        await autoscaler.run_once()
+        running = backend.asked[V2][0]
+        store.publish(Catalog(versions={V1: version(V1)}))
+        await autoscaler.run_once()
+    finally:
+        await autoscaler.aclose()
+
+    assert (running, backend.asked[V2][0]) == (2, 0)
