@@ -56,6 +56,8 @@ class CompositionSettings(BaseModel):
     # A 50 MB zip, base64-encoded inside CreateFunction's JSON, with room to spare.
     management_body_limit: int = Field(default=70_000_000, gt=0)
     max_clock_skew_seconds: float = Field(default=900.0, gt=0)
+    # How long an unused code package stays on disk before it is collected.
+    package_grace_seconds: float = Field(default=3600.0, ge=0)
 
 
 def create_app(
@@ -71,7 +73,12 @@ def create_app(
     their body in ``scope["kubelambda.body"]`` and caller in ``scope["kubelambda.principal"]``."""
     settings = settings or CompositionSettings()
     return Gateway(
-        management=create_management_app(store=store, region=settings.region, runtimes=runtimes),
+        management=create_management_app(
+            store=store,
+            region=settings.region,
+            runtimes=runtimes,
+            package_grace_seconds=settings.package_grace_seconds,
+        ),
         invoke_app=invoke_app,
         authenticator=Authenticator(
             keyring,

@@ -28,13 +28,19 @@ __all__ = ["create_management_app"]
 
 
 def create_management_app(
-    *, store: ManagementStore, region: str, runtimes: Collection[str]
+    *,
+    store: ManagementStore,
+    region: str,
+    runtimes: Collection[str],
+    package_grace_seconds: float = 3600.0,
 ) -> FastAPI:
     """The management API over ``store``; ``runtimes`` are those CreateFunction accepts."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
-        function_service = FunctionService(store, runtimes=runtimes)
+        function_service = FunctionService(
+            store, runtimes=runtimes, package_grace_seconds=package_grace_seconds
+        )
         # Packages a previous run left half-unpacked would otherwise stay Pending forever.
         await function_service.resume()
         try:

@@ -68,7 +68,7 @@ async def list_functions(
 ) -> JSONResponse:
     if FunctionVersion not in (None, "ALL"):
         raise errors.InvalidParameterValue("FunctionVersion must be ALL when given")
-    items, next_marker = await functions.list(
+    items, next_marker = await functions.list_functions(
         marker=Marker, max_items=MaxItems, all_versions=FunctionVersion == "ALL"
     )
     shape: dict[str, object] = {

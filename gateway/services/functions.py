@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-from collections.abc import Collection, Mapping
+import time
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 from gateway.services import paging, validation
@@ -60,9 +61,18 @@ class ConfigurationChange:
 class FunctionService:
     """Function use cases; owns the background unpack tasks (``aclose`` cancels those left)."""
 
-    def __init__(self, store: ManagementStore, *, runtimes: Collection[str]) -> None:
+    def __init__(
+        self,
+        store: ManagementStore,
+        *,
+        runtimes: Collection[str],
+        package_grace_seconds: float = 3600.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._store = store
         self._runtimes = tuple(runtimes)
+        self._grace = package_grace_seconds
+        self._clock = clock
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def create(self, request: NewFunction) -> FunctionVersion:
@@ -117,7 +127,7 @@ class FunctionService:
     async def settings(self, function_name: str) -> FunctionSettings:
         return await self._store.get_settings(names.parse_function_ref(function_name).name)
 
-    async def list(
+    async def list_functions(
         self, *, marker: str | None, max_items: int | None, all_versions: bool
     ) -> paging.Page[FunctionVersion]:
         limit = paging.limit(max_items)
@@ -218,19 +228,42 @@ class FunctionService:
         else:
             await self._store.delete_version(ref.name, ref.qualifier)
             log.info("version deleted function=%s version=%s", ref.name, ref.qualifier)
+        await self.collect_packages()
+
+    async def collect_packages(self) -> list[str]:
+        """Remove stored packages no version uses (nor serves) any more, past the grace
+        period. Runs at start and after deletes, so disk use follows what is stored."""
+        keep = {_hex(v.code_sha256) for v in (await self._store.catalog()).versions.values()}
+        marker: str | None = None
+        while True:
+            versions, marker = await self.list_functions(
+                marker=marker, max_items=1000, all_versions=True
+            )
+            keep.update(_hex(version.code_sha256) for version in versions)
+            if marker is None:
+                break
+        removed = await asyncio.to_thread(
+            self._store.packages.collect, keep, now=self._clock(), grace_seconds=self._grace
+        )
+        if removed:
+            log.info("packages collected count=%d", len(removed))
+        return removed
 
     async def resume(self) -> None:
         """Restart the unpacking of packages a previous run left Pending or InProgress."""
         marker: str | None = None
         while True:
-            versions, marker = await self.list(marker=marker, max_items=1000, all_versions=True)
+            versions, marker = await self.list_functions(
+                marker=marker, max_items=1000, all_versions=True
+            )
             for version in versions:
                 if version.state is State.PENDING or (
                     version.last_update_status is LastUpdateStatus.IN_PROGRESS
                 ):
                     self._settle_later(version.function_name, _Stored(version))
             if marker is None:
-                return
+                break
+        await self.collect_packages()
 
     async def aclose(self) -> None:
         for task in tuple(self._tasks):

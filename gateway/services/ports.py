@@ -9,7 +9,7 @@ timestamps, checks existence, uniqueness and expected revisions, and raises
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Protocol
 
@@ -42,6 +42,8 @@ class PackageStore(Protocol):
     def zip_path(self, sha256_hex: str) -> Path: ...
 
     def directory(self, sha256_hex: str) -> Path: ...
+
+    def collect(self, keep: Collection[str], *, now: float, grace_seconds: float) -> list[str]: ...
 
 
 class ManagementStore(Store, Protocol):

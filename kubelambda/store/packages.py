@@ -26,6 +26,7 @@ import stat
 import tempfile
 import zipfile
 import zlib
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,12 +108,29 @@ class CodePackages:
         """Store the zip under its digest (once; an identical upload reuses the file)."""
         digest = hashlib.sha256(data).hexdigest()
         target = self.zip_path(digest)
-        if not target.exists():
+        if target.exists():
+            # Fresh again: ``collect`` must not take it before the new version is stored.
+            os.utime(target)
+        else:
             self._zips.mkdir(parents=True, exist_ok=True)
             with tempfile.NamedTemporaryFile(dir=self._zips, delete=False) as out:
                 out.write(data)
             os.replace(out.name, target)
         return Package(sha256_hex=digest, size=len(data))
+
+    def collect(self, keep: Collection[str], *, now: float, grace_seconds: float) -> list[str]:
+        """Remove the packages (zip and directory) not in ``keep`` and untouched for
+        ``grace_seconds``; returns their digests. The grace covers a package saved but not
+        yet referenced by a stored version, and instances still draining from old code."""
+        removed = []
+        for path in sorted(self._zips.glob("*.zip")) if self._zips.exists() else []:
+            digest = path.stem
+            if digest in keep or now - path.stat().st_mtime < grace_seconds:
+                continue
+            _remove(self.directory(digest))
+            path.unlink(missing_ok=True)
+            removed.append(digest)
+        return removed
 
     def unpack(self, sha256_hex: str) -> Path:
         """The package's read-only directory, unpacking the stored zip the first time."""

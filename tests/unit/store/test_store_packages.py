@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import os
 import stat
 import zipfile
 from pathlib import Path
@@ -136,3 +137,28 @@ def test_a_damaged_deflate_stream_fails_the_unpack(packages):
     stored = packages.save(bytes(data))
     with pytest.raises(PackageError):
         packages.unpack(stored.sha256_hex)
+
+
+@pytest.mark.parametrize(
+    ("kept", "age", "collected"),
+    [(False, 7200, True), (True, 7200, False), (False, 10, False)],
+)
+def test_collect_removes_only_unreferenced_packages_past_the_grace(packages, kept, age, collected):
+    stored = packages.save(archive([("app.py", b"x = 1\n", 0o644)]))
+    packages.unpack(stored.sha256_hex)
+    now = packages.zip_path(stored.sha256_hex).stat().st_mtime + age
+    keep = {stored.sha256_hex} if kept else set()
+    removed = packages.collect(keep, now=now, grace_seconds=3600)
+    assert removed == ([stored.sha256_hex] if collected else [])
+    assert packages.zip_path(stored.sha256_hex).exists() is not collected
+    assert packages.directory(stored.sha256_hex).exists() is not collected
+
+
+def test_saving_known_content_again_renews_its_grace(packages):
+    data = archive([("app.py", b"x = 1\n", 0o644)])
+    stored = packages.save(data)
+    old = packages.zip_path(stored.sha256_hex).stat().st_mtime - 7200
+    os.utime(packages.zip_path(stored.sha256_hex), (old, old))
+    packages.save(data)
+    now = old + 7200
+    assert packages.collect(set(), now=now, grace_seconds=3600) == []

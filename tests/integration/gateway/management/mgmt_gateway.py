@@ -25,7 +25,7 @@ from botocore.config import Config
 from prometheus_client import CollectorRegistry
 from starlette.types import Receive, Scope, Send
 
-from gateway.app import BODY_KEY, PRINCIPAL_KEY, create_app
+from gateway.app import BODY_KEY, PRINCIPAL_KEY, CompositionSettings, create_app
 from kubelambda import credentials
 from kubelambda.credentials import Credentials, Keyring
 from kubelambda.store import SqliteStore
@@ -77,8 +77,9 @@ async def _call(call: Callable[[], Awaitable[T]]) -> T:
 
 
 @contextlib.contextmanager
-def running_gateway(home: Path) -> Iterator[RunningGateway]:
-    """Serve a gateway over ``home`` (store, keys) until the block ends."""
+def running_gateway(home: Path, **settings: Any) -> Iterator[RunningGateway]:
+    """Serve a gateway over ``home`` (store, keys) until the block ends; ``settings`` are
+    ``CompositionSettings`` fields."""
     keys = credentials.load_or_create(home)
     created = threading.Event()
     holder: dict[str, Any] = {}
@@ -91,6 +92,7 @@ def running_gateway(home: Path) -> Iterator[RunningGateway]:
                 invoke_app=echo_invoke,
                 registry=CollectorRegistry(),
                 runtimes=("python3.11", "provided.al2023", "provided"),
+                settings=CompositionSettings(**settings),
             )
             config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")
             server = uvicorn.Server(config)
@@ -129,6 +131,13 @@ def make_zip(files: dict[str, str] | None = None, *, executable: tuple[str, ...]
             info.external_attr = (0o755 if name in executable else 0o644) << 16
             archive.writestr(info, content)
     return buffer.getvalue()
+
+
+def slow_zip() -> bytes:
+    """A package that takes a good second to unpack (thousands of files), which keeps a
+    create Pending or an update InProgress long enough to collide with."""
+    files = {f"data/{i % 50}/f{i}.txt": "x" for i in range(3000)}
+    return make_zip({"app.py": "def handler(event, context):\n    return 1\n", **files})
 
 
 def create(client: Any, name: str = "f", *, wait: bool = True, **overrides: Any) -> Any:

@@ -9,7 +9,7 @@ from pathlib import Path
 import botocore.exceptions
 import httpx
 import pytest
-from mgmt_gateway import ROLE, create, make_zip
+from mgmt_gateway import ROLE, create, make_zip, running_gateway, slow_zip
 
 
 def error_of(excinfo: pytest.ExceptionInfo[botocore.exceptions.ClientError]) -> tuple[int, str]:
@@ -253,9 +253,7 @@ def test_update_with_the_current_revision_id_succeeds(gateway):
 def test_update_while_an_update_is_in_progress_is_a_conflict(gateway):
     client = gateway.client()
     create(client)
-    # A big package keeps the first update busy long enough to collide with.
-    big = make_zip({f"f{i}.txt": "x" * 200_000 for i in range(100)})
-    client.update_function_code(FunctionName="f", ZipFile=big)
+    client.update_function_code(FunctionName="f", ZipFile=slow_zip())
     with pytest.raises(client.exceptions.ResourceConflictException) as excinfo:
         client.update_function_configuration(FunctionName="f", Timeout=10)
     assert "in progress" in excinfo.value.response["Error"]["Message"]
@@ -263,8 +261,7 @@ def test_update_while_an_update_is_in_progress_is_a_conflict(gateway):
 
 def test_update_of_a_pending_function_is_a_conflict(gateway):
     client = gateway.client()
-    big = make_zip({f"f{i}.txt": "x" * 200_000 for i in range(100)})
-    create(client, wait=False, Code={"ZipFile": big})
+    create(client, wait=False, Code={"ZipFile": slow_zip()})
     with pytest.raises(client.exceptions.ResourceConflictException) as excinfo:
         client.update_function_configuration(FunctionName="f", Timeout=10)
     assert "Pending" in excinfo.value.response["Error"]["Message"]
@@ -306,3 +303,16 @@ def test_a_package_that_cannot_be_unpacked_leaves_the_function_failed(gateway):
         "InvalidZipFileException",
     )
     assert "unpack" in configuration["StateReason"]
+
+
+def test_deleting_a_function_collects_its_package_once_past_the_grace(tmp_path):
+    with running_gateway(tmp_path, package_grace_seconds=0) as gateway:
+        client = gateway.client()
+        create(client, "keep")
+        create(client, "drop", Code={"ZipFile": make_zip({"app.py": "x = 'drop'\n"})})
+        zips = tmp_path / "code" / "zips"
+        assert len(list(zips.iterdir())) == 2
+        client.delete_function(FunctionName="drop")
+        (left,) = zips.iterdir()
+        kept = client.get_function(FunctionName="keep")["Configuration"]["CodeSha256"]
+        assert base64.b64encode(bytes.fromhex(left.stem)).decode() == kept
