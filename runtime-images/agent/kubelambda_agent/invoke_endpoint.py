@@ -94,6 +94,9 @@ class InvokeEndpoint:
             return
         try:
             client_context = _client_context(headers.get("kubelambda-client-context"))
+            cognito_identity = _json_header(
+                "Kubelambda-Cognito-Identity", headers.get("kubelambda-cognito-identity")
+            )
         except ValueError as exc:
             responder.respond(400, _error("InvalidRequest", str(exc)), (_JSON,))
             return
@@ -117,7 +120,7 @@ class InvokeEndpoint:
                 trace_id=headers.get("kubelambda-trace-id") or _new_trace_id(),
                 complete=complete,
                 client_context=client_context,
-                cognito_identity=headers.get("kubelambda-cognito-identity"),
+                cognito_identity=cognito_identity,
                 want_tail=headers.get("kubelambda-log-type", "").lower() == "tail",
             )
         )
@@ -131,17 +134,27 @@ def _valid_request_id(request_id: str) -> bool:
 
 
 def _client_context(encoded: str | None) -> str | None:
-    """The client context as the Runtime API sends it: decoded JSON, on one line.
-
-    Re-serialising also makes sure no newline from the client can reach a header.
-    """
+    """The client context as the Runtime API sends it: decoded JSON, on one line."""
     if not encoded:
         return None
     try:
-        decoded = json.loads(base64.b64decode(encoded, validate=True))
-    except (binascii.Error, ValueError):
+        decoded = base64.b64decode(encoded, validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
         raise ValueError("Kubelambda-Client-Context is not base64-encoded JSON") from None
-    return json.dumps(decoded, separators=(",", ":"))
+    return _json_header("Kubelambda-Client-Context", decoded)
+
+
+def _json_header(name: str, text: str | None) -> str | None:
+    """A JSON object, re-serialised on one line so no newline can reach a header."""
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise ValueError(f"{name} is not a JSON object")
+    return json.dumps(value, separators=(",", ":"))
 
 
 def _new_trace_id() -> str:

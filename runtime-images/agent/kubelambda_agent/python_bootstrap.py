@@ -237,16 +237,16 @@ def invoke(
         os.environ["_X_AMZN_TRACE_ID"] = trace_id
     try:
         event = json.loads(body) if body else {}
+        client_context = _json_object(headers.get("Lambda-Runtime-Client-Context"))
+        identity = _json_object(headers.get("Lambda-Runtime-Cognito-Identity"))
     except ValueError as exc:
         return failed("Runtime.UnmarshalError", f"Unable to unmarshal input: {exc}", request_id)
-    client_context = headers.get("Lambda-Runtime-Client-Context")
-    identity = headers.get("Lambda-Runtime-Cognito-Identity")
     context = LambdaContext(
         request_id=request_id,
         function_arn=headers.get("Lambda-Runtime-Invoked-Function-Arn", ""),
         deadline_ms=int(headers.get("Lambda-Runtime-Deadline-Ms") or 0),
-        client_context=ClientContext(json.loads(client_context)) if client_context else None,
-        identity=CognitoIdentity(json.loads(identity)) if identity else None,
+        client_context=ClientContext(client_context) if client_context is not None else None,
+        identity=CognitoIdentity(identity) if identity is not None else None,
     )
     try:
         result = handler(event, context)
@@ -256,6 +256,15 @@ def invoke(
         return "response", to_json(result), None
     except (TypeError, ValueError) as exc:
         return failed("Runtime.MarshalError", f"Unable to marshal response: {exc}", request_id)
+
+
+def _json_object(header: str | None) -> dict[str, Any] | None:
+    if not header:
+        return None
+    value = json.loads(header)
+    if not isinstance(value, dict):
+        raise ValueError(f"expected a JSON object, got {header[:100]!r}")
+    return value
 
 
 def failed(

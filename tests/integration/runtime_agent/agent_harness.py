@@ -250,6 +250,9 @@ ECHO_FUNCTION = {
                     "log_stream_name": context.log_stream_name,
                     "remaining": context.get_remaining_time_in_millis(),
                     "custom": client_context.custom if client_context else None,
+                    "identity": (
+                        context.identity.cognito_identity_id if context.identity else None
+                    ),
                     "trace": os.environ.get("_X_AMZN_TRACE_ID"),
                     "cwd": os.getcwd(),
                     "python": list(sys.version_info[:2]),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import signal
 import subprocess
@@ -65,14 +66,24 @@ def test_missing_required_header_is_a_bad_request(
     assert missing in response.json()["errorMessage"]
 
 
-def test_client_context_that_is_not_base64_json_is_a_bad_request(
-    start_agent: StartAgent, echo_function: dict[str, str]
+@pytest.mark.parametrize(
+    ("header", "value"),
+    [
+        ("Kubelambda-Client-Context", "not base64!"),
+        ("Kubelambda-Client-Context", base64.b64encode(b"[1, 2]").decode()),
+        ("Kubelambda-Client-Context", base64.b64encode(b"{broken").decode()),
+        ("Kubelambda-Cognito-Identity", "{broken"),
+    ],
+)
+def test_context_header_that_is_not_a_json_object_is_a_bad_request(
+    start_agent: StartAgent, echo_function: dict[str, str], header: str, value: str
 ) -> None:
     agent = start_agent(echo_function)
 
-    result = agent.invoke({}, headers={"Kubelambda-Client-Context": "not base64!"})
+    result = agent.invoke({}, headers={header: value})
 
     assert result.status == 400
+    assert header in result.json["errorMessage"]  # type: ignore[index]
 
 
 def test_sigterm_finishes_in_flight_work_refuses_new_and_exits_zero(

@@ -38,7 +38,11 @@ def test_context_carries_lambda_fields(
     result = agent.invoke(
         {"action": "context"},
         request_id="req-ctx-1",
-        headers={"Kubelambda-Client-Context": client_context, "Kubelambda-Trace-Id": "Root=1-a-b"},
+        headers={
+            "Kubelambda-Client-Context": client_context,
+            "Kubelambda-Trace-Id": "Root=1-a-b",
+            "Kubelambda-Cognito-Identity": json.dumps({"cognitoIdentityId": "id-1"}),
+        },
     )
 
     context = result.json
@@ -53,6 +57,7 @@ def test_context_carries_lambda_fields(
         "log_group_name": "/aws/lambda/echo",
         "log_stream_name": "2026/01/01/[$LATEST]abc",
         "custom": {"k": "v"},
+        "identity": "id-1",
         "trace": "Root=1-a-b",
         "cwd": context["cwd"],
         "python": [3, 11],

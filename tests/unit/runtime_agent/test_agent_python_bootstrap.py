@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import decimal
+import http.client
 import json
 import sys
 import time
@@ -112,3 +113,56 @@ def test_user_stack_lists_the_raising_frames() -> None:
 
     assert len(stack) == 2
     assert "in raise_it" in stack[-1]
+
+
+def _next_headers(**extra: str) -> http.client.HTTPMessage:
+    headers = http.client.HTTPMessage()
+    headers["Lambda-Runtime-Aws-Request-Id"] = "r1"
+    headers["Lambda-Runtime-Deadline-Ms"] = str(int(time.time() * 1000) + 3000)
+    for name, value in extra.items():
+        headers[name.replace("_", "-")] = value
+    return headers
+
+
+def test_invoke_posts_the_json_result() -> None:
+    outcome = bootstrap.invoke(lambda event, context: {"got": event}, b'{"a": 1}', _next_headers())
+
+    assert outcome == ("response", b'{"got": {"a": 1}}', None)
+
+
+@pytest.mark.parametrize(
+    ("body", "headers"),
+    [
+        (b"{not json", {}),
+        (b"{}", {"Lambda_Runtime_Client_Context": "[1]"}),
+        (b"{}", {"Lambda_Runtime_Cognito_Identity": "{broken"}),
+    ],
+)
+def test_invoke_reports_undecodable_input_as_unmarshal_error(
+    body: bytes, headers: dict[str, str]
+) -> None:
+    kind, payload, error_type = bootstrap.invoke(
+        lambda event, context: event, body, _next_headers(**headers)
+    )
+
+    assert (kind, error_type) == ("error", "Runtime.UnmarshalError")
+    assert json.loads(payload)["requestId"] == "r1"
+
+
+def test_invoke_reports_an_unserialisable_result_as_marshal_error() -> None:
+    kind, payload, error_type = bootstrap.invoke(
+        lambda event, context: {1, 2}, b"{}", _next_headers()
+    )
+
+    assert (kind, error_type) == ("error", "Runtime.MarshalError")
+    assert "Unable to marshal response" in json.loads(payload)["errorMessage"]
+
+
+def test_invoke_reports_a_handler_exception_with_its_class_name() -> None:
+    def handler(event: object, context: object) -> None:
+        raise KeyError("missing")
+
+    kind, payload, error_type = bootstrap.invoke(handler, b"{}", _next_headers())
+
+    assert (kind, error_type) == ("error", "KeyError")
+    assert json.loads(payload)["errorMessage"] == "'missing'"
