@@ -70,18 +70,23 @@ def up(state_dir: Path, cache_dir: Path) -> dict[str, str]:
             cwd=home,
         )
         bootstrap = _bootstrap(ports)
-        process.wait_until(
-            lambda: process.port_open(ports["broker"]),
-            what="the broker port",
-            daemon=daemon,
-            timeout=START_TIMEOUT_SECONDS,
-        )
-        process.wait_until(
-            lambda: _broker_in_metadata(bootstrap),
-            what="the broker in the cluster metadata",
-            daemon=daemon,
-            timeout=START_TIMEOUT_SECONDS,
-        )
+        try:
+            process.wait_until(
+                lambda: process.port_open(ports["broker"]),
+                what="the broker port",
+                daemon=daemon,
+                timeout=START_TIMEOUT_SECONDS,
+            )
+            process.wait_until(
+                lambda: _broker_in_metadata(bootstrap),
+                what="the broker in the cluster metadata",
+                daemon=daemon,
+                timeout=START_TIMEOUT_SECONDS,
+            )
+        except process.InfraError:
+            # A broker that never became ready is not left running half-started.
+            daemon.stop(timeout=STOP_TIMEOUT_SECONDS)
+            raise
         log.info(
             "event=ready component=kafka bootstrap=%s seconds=%.1f",
             bootstrap,
@@ -183,8 +188,8 @@ def _pom_digest() -> str:
 def _java() -> str:
     java_home = os.environ.get("JAVA_HOME")
     java = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
-    if not java:
-        raise process.InfraError("java is not installed; Kafka needs Java 17")
+    if not java or not Path(java).is_file():
+        raise process.InfraError(f"no java at {java or 'PATH'}; Kafka needs Java 17")
     return java
 
 

@@ -67,15 +67,18 @@ class Daemon:
         """Start argv detached, output appended to the log file; return its pid."""
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         with self.log_file.open("ab") as out:
-            process = subprocess.Popen(
-                list(argv),
-                cwd=cwd,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+            try:
+                process = subprocess.Popen(
+                    list(argv),
+                    cwd=cwd,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            except OSError as exc:
+                raise InfraError(f"{self.name} could not be started: {exc}") from exc
         _CHILDREN[process.pid] = process
         self.pid_file.write_text(f"{process.pid}\n")
         log.info("event=started daemon=%s pid=%d log=%s", self.name, process.pid, self.log_file)
@@ -225,12 +228,23 @@ def ensure_debian_packages(packages: Sequence[str]) -> None:
     if shutil.which("apt-get") is None:
         raise InfraError(f"Debian packages {missing} are missing and there is no apt-get")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    updated = False
     if not all(_apt_candidate(p) for p in missing):
         log.info("event=apt-update reason=no-candidate packages=%s", ",".join(missing))
         _run(["apt-get", "update", "-q"], env=env)
+        updated = True
     started = time.monotonic()
     log.info("event=apt-install packages=%s", ",".join(missing))
-    _run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing], env=env)
+    install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing]
+    try:
+        _run(install, env=env)
+    except InfraError:
+        if updated:
+            raise
+        # Stale package lists name versions the mirror no longer has: refresh them, retry once.
+        log.info("event=apt-update reason=install-failed packages=%s", ",".join(missing))
+        _run(["apt-get", "update", "-q"], env=env)
+        _run(install, env=env)
     log.info("event=apt-installed packages=%s seconds=%.1f", ",".join(missing), _since(started))
 
 

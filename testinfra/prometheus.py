@@ -83,9 +83,14 @@ def up(state_dir: Path, cache_dir: Path) -> dict[str, str]:
             cwd=home,
         )
         url = _url(port)
-        process.wait_until(
-            lambda: _ready(url), what="/-/ready", daemon=daemon, timeout=START_TIMEOUT_SECONDS
-        )
+        try:
+            process.wait_until(
+                lambda: _ready(url), what="/-/ready", daemon=daemon, timeout=START_TIMEOUT_SECONDS
+            )
+        except process.InfraError:
+            # A server that never became ready is not left running half-started.
+            daemon.stop()
+            raise
         log.info(
             "event=ready component=prometheus url=%s seconds=%.1f", url, time.monotonic() - started
         )
