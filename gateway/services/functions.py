@@ -232,7 +232,8 @@ class FunctionService:
 
     async def collect_packages(self) -> list[str]:
         """Remove stored packages no version uses (nor serves) any more, past the grace
-        period. Runs at start and after deletes, so disk use follows what is stored."""
+        period. Runs at start, after deletes and after each package settles, so disk use
+        follows what is stored."""
         keep = {_hex(v.code_sha256) for v in (await self._store.catalog()).versions.values()}
         marker: str | None = None
         while True:
@@ -300,6 +301,9 @@ class FunctionService:
             await self._store.finish_package(name, package.code_sha256, error=error)
         except errors.LambdaError as exc:
             log.warning("package settle failed function=%s error=%s", name, exc.message)
+            return
+        # A finished code update may have left the previous package unused.
+        await self.collect_packages()
 
 
 @dataclass(frozen=True, slots=True)

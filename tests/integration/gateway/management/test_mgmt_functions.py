@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import time
 from pathlib import Path
 
 import botocore.exceptions
@@ -316,3 +317,21 @@ def test_deleting_a_function_collects_its_package_once_past_the_grace(tmp_path):
         (left,) = zips.iterdir()
         kept = client.get_function(FunctionName="keep")["Configuration"]["CodeSha256"]
         assert base64.b64encode(bytes.fromhex(left.stem)).decode() == kept
+
+
+def test_a_code_update_collects_the_package_it_replaced(tmp_path):
+    with running_gateway(tmp_path, package_grace_seconds=0) as gateway:
+        client = gateway.client()
+        create(client)
+        package = make_zip({"app.py": "x = 'new'\n"})
+        updated = client.update_function_code(FunctionName="f", ZipFile=package)
+        client.get_waiter("function_updated_v2").wait(
+            FunctionName="f", WaiterConfig={"Delay": 0.05, "MaxAttempts": 100}
+        )
+        zips = tmp_path / "code" / "zips"
+        # The collection runs just after the update settles: give it a moment.
+        deadline = time.monotonic() + 5
+        while len(list(zips.iterdir())) > 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        (left,) = zips.iterdir()
+        assert base64.b64encode(bytes.fromhex(left.stem)).decode() == updated["CodeSha256"]
