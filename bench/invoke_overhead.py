@@ -1,6 +1,7 @@
 """Benchmark: what the gateway's invoke path adds on top of calling an agent directly.
 
-Run: ``.venv/bin/python bench/invoke_overhead.py [--seconds 5] [--out bench/results]``.
+Run: ``.venv/bin/python bench/invoke_overhead.py [--seconds 1] [--rounds 6] [--out DIR]``
+(results go to ``bench/results/`` by default).
 
 It starts one real runtime agent (``python -m kubelambda_agent``, an echo handler, enough
 runtimes for the highest concurrency) and one gateway process serving ``InvokeApp`` with
@@ -8,12 +9,14 @@ real uvicorn, then drives warm invokes at concurrency 1, 16 and 64 two ways: str
 the agent's ``POST /invoke``, and through the gateway's Invoke endpoint. The load
 generator keeps one keep-alive connection per concurrent caller on ``asyncio.Protocol`` +
 httptools (the gateway's own pool, used here as a client), not httpx, which is too slow
-to measure with. It prints JSON (req/s, p50, p99 per path and concurrency, and the
-gateway's added p50/p99) and saves a PNG next to it.
+to measure with. It prints JSON (req/s, p50, p99 per path and concurrency, the
+gateway's added p50/p99, and the gateway process's CPU time per request) and saves a PNG
+next to it.
 
-All processes share the machine, so on a 2-core host the figures include the
-gateway competing for CPU with the agent and the load generator, as in production on a
-small node.
+All processes share the machine, so on a 2-core host the figures include the gateway
+competing for CPU with the agent and the load generator, as in production on a small
+node. The two paths are measured in alternating short slices, so load from anything
+else on the machine falls on both alike.
 """
 
 from __future__ import annotations
@@ -32,12 +35,16 @@ import textwrap
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from gateway.kits.http_pool import ConnectionPool
 
 CONCURRENCIES = (1, 16, 64)
 AGENT_RUNTIMES = max(CONCURRENCIES)
 FUNCTION = "bench"
+Route = tuple[str, list[tuple[str, str]]]
 PAYLOAD = json.dumps({"key": "x" * 80}).encode()  # ~100 bytes, as in DESIGN.md §4
 HANDLER = textwrap.dedent(
     """
@@ -203,28 +210,43 @@ def cpu_seconds(pid: int) -> float:
 # --- the load generator -----------------------------------------------------------------
 
 
+@dataclass
+class Sample:
+    """What one path saw over all its measured slices at one concurrency."""
+
+    latencies: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    sent: int = 0
+    failures: int = 0
+    gateway_cpu_seconds: float = 0.0
+
+    def summary(self) -> dict[str, float]:
+        ordered = sorted(self.latencies)
+        return {
+            "requests": len(ordered),
+            "failures": self.failures,
+            "rps": round(len(ordered) / self.seconds, 1),
+            "p50_ms": round(statistics.median(ordered) * 1000, 3),
+            "p99_ms": round(ordered[max(0, int(len(ordered) * 0.99) - 1)] * 1000, 3),
+        }
+
+
 async def drive(
+    pool: ConnectionPool,
     port: int,
-    path: str,
-    headers: list[tuple[str, str]],
+    route: Route,
     *,
     concurrency: int,
     seconds: float,
-    warmup: float,
-) -> dict[str, float]:
-    """``concurrency`` callers, each on its own keep-alive connection, invoking in a loop."""
-    from gateway.kits.http_pool import ConnectionPool
-
-    pool = ConnectionPool(max_idle_per_endpoint=concurrency, idle_ttl=3600.0)
+    sample: Sample | None,
+) -> None:
+    """``concurrency`` callers, each on its own keep-alive connection, invoking in a loop
+    for ``seconds``; recorded into ``sample`` unless it is a warm-up (``None``)."""
+    path, headers = route
     loop = asyncio.get_running_loop()
-    start = loop.time()
-    measure_from, stop_at = start + warmup, start + warmup + seconds
-    latencies: list[float] = []
-    failures = 0
-    sent_total = 0
+    stop_at = loop.time() + seconds
 
     async def caller() -> None:
-        nonlocal failures, sent_total
         while (sent := loop.time()) < stop_at:
             call_headers = [*headers, ("Kubelambda-Request-Id", str(uuid.uuid4()))]
             response = await pool.request(
@@ -236,50 +258,56 @@ async def drive(
                 body=PAYLOAD,
                 read_timeout=30.0,
             )
-            sent_total += 1
-            if sent >= measure_from:
-                latencies.append(loop.time() - sent)
-                failures += response.status != 200
+            if sample is not None:
+                sample.latencies.append(loop.time() - sent)
+                sample.sent += 1
+                sample.failures += response.status != 200
 
     await asyncio.gather(*(caller() for _ in range(concurrency)))
-    await pool.aclose()
-    latencies.sort()
-    return {
-        "requests": len(latencies),
-        "sent": sent_total,
-        "failures": failures,
-        "rps": round(len(latencies) / seconds, 1),
-        "p50_ms": round(statistics.median(latencies) * 1000, 3),
-        "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 3),
-    }
+    if sample is not None:
+        sample.seconds += seconds
 
 
 async def measure(
-    agent_port: int, gateway: tuple[int, int], seconds: float
+    agent_port: int, gateway: tuple[int, int], *, seconds: float, rounds: int
 ) -> list[dict[str, Any]]:
+    """Per concurrency: a warm-up, then ``rounds`` alternating slices of direct and
+    gateway load, so background load on a shared machine hits both paths alike."""
     gateway_port, gateway_pid = gateway
     arn = f"arn:aws:lambda:us-east-1:000000000000:function:{FUNCTION}"
-    Route = tuple[str, list[tuple[str, str]]]
-    direct: Route = ("/invoke", [("Kubelambda-Invoked-Function-Arn", arn)])
-    via_gateway: Route = (f"/2015-03-31/functions/{FUNCTION}/invocations", [])
+    paths = {
+        "direct": (agent_port, ("/invoke", [("Kubelambda-Invoked-Function-Arn", arn)])),
+        "gateway": (gateway_port, (f"/2015-03-31/functions/{FUNCTION}/invocations", [])),
+    }
+    pool = ConnectionPool(max_idle_per_endpoint=max(CONCURRENCIES), idle_ttl=3600.0)
     rows = []
     for concurrency in CONCURRENCIES:
+        samples = {name: Sample() for name in paths}
+        for port, route in paths.values():
+            await drive(pool, port, route, concurrency=concurrency, seconds=1.0, sample=None)
+        for _ in range(rounds):
+            for name, (port, route) in paths.items():
+                cpu_before = cpu_seconds(gateway_pid)
+                await drive(
+                    pool,
+                    port,
+                    route,
+                    concurrency=concurrency,
+                    seconds=seconds,
+                    sample=samples[name],
+                )
+                samples[name].gateway_cpu_seconds += cpu_seconds(gateway_pid) - cpu_before
         row: dict[str, Any] = {"concurrency": concurrency}
-        for name, port, (path, headers) in (
-            ("direct", agent_port, direct),
-            ("gateway", gateway_port, via_gateway),
-        ):
-            cpu_before = cpu_seconds(gateway_pid)
-            row[name] = await drive(
-                port, path, headers, concurrency=concurrency, seconds=seconds, warmup=1.0
-            )
-            if name == "gateway":
-                # Includes the warm-up requests, so divide by all requests sent.
-                used = cpu_seconds(gateway_pid) - cpu_before
-                row[name]["gateway_cpu_us_per_request"] = round(used / row[name]["sent"] * 1e6, 1)
+        for name, sample in samples.items():
+            row[name] = sample.summary()
+        gateway_sample = samples["gateway"]
+        row["gateway"]["gateway_cpu_us_per_request"] = round(
+            gateway_sample.gateway_cpu_seconds / gateway_sample.sent * 1e6, 1
+        )
         row["overhead_p50_ms"] = round(row["gateway"]["p50_ms"] - row["direct"]["p50_ms"], 3)
         row["overhead_p99_ms"] = round(row["gateway"]["p99_ms"] - row["direct"]["p99_ms"], 3)
         rows.append(row)
+    await pool.aclose()
     return rows
 
 
@@ -320,7 +348,8 @@ def main() -> None:
     serve = sub.add_parser("serve-gateway", help="(internal) the gateway child process")
     serve.add_argument("--agent-port", type=int, required=True)
     serve.add_argument("port_fd", type=int)
-    parser.add_argument("--seconds", type=float, default=5.0, help="measured time per run")
+    parser.add_argument("--seconds", type=float, default=1.0, help="length of one slice")
+    parser.add_argument("--rounds", type=int, default=6, help="slices per path and concurrency")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     if args.command == "serve-gateway":
@@ -330,7 +359,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as code:
         (Path(code) / "app.py").write_text(HANDLER)
         with running_agent(Path(code)) as agent_port, running_gateway(agent_port) as gateway:
-            rows = asyncio.run(measure(agent_port, gateway, args.seconds))
+            rows = asyncio.run(
+                measure(agent_port, gateway, seconds=args.seconds, rounds=args.rounds)
+            )
     result = {"benchmark": "invoke_overhead", "cpus": os.cpu_count(), "results": rows}
     print(json.dumps(result, indent=2))
     (args.out / "invoke_overhead.json").write_text(json.dumps(result, indent=2) + "\n")
