@@ -82,6 +82,7 @@ class Slot:
         self._current: Invocation | None = None
         self._delivered = False
         self._answered_id: str | None = None
+        self._start_line = b""
         self._timer: asyncio.TimerHandle | None = None
         # Resolved once the first runtime finished init, either way: the agent's readiness.
         self.settled: asyncio.Future[None] = self._loop.create_future()
@@ -132,8 +133,10 @@ class Slot:
         assert self.state is SlotState.IDLE, self.state
         invocation.started_at = time.monotonic()
         invocation.deadline_ms = int((time.time() + self._config.timeout_seconds) * 1000)
-        self._emit(
-            invocation, log_lines.start_line(invocation.request_id, self._config.function_version)
+        # START goes out with the invocation's first output or with END, whichever comes
+        # first: same log, one write (and one wake-up of whoever reads it) fewer.
+        self._start_line = log_lines.start_line(
+            invocation.request_id, self._config.function_version
         )
         failure = self._init_failure
         if failure is not None:
@@ -395,6 +398,8 @@ class Slot:
             self._timer = None
 
     def _emit(self, invocation: Invocation | None, data: bytes) -> None:
+        if invocation is not None and self._start_line:
+            data, self._start_line = self._start_line + data, b""
         self._log_sink(data)
         if invocation is not None:
             invocation.record_log(data)
