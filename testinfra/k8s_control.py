@@ -14,10 +14,19 @@ import logging
 import pathlib
 import ssl
 import subprocess
+import time
 
 from testinfra import k8s_config, k8s_layout, process
 
-__all__ = ["ADMIN_USER", "daemons", "probe_https", "start", "stop", "write_kubeconfigs"]
+__all__ = [
+    "ADMIN_USER",
+    "daemons",
+    "launch",
+    "probe_https",
+    "start",
+    "stop",
+    "write_kubeconfigs",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -57,10 +66,24 @@ def start(layout: k8s_layout.Layout) -> None:
     """Start every control-plane daemon not yet running and wait until each is healthy."""
     for name, daemon in daemons(layout).items():
         if not daemon.is_running():
-            daemon.start(_argv(layout, name), cwd=layout.state_dir)
+            launch(daemon, _argv(layout, name), cwd=layout.state_dir)
         _wait_healthy(layout, name, daemon)
         if name == "kube-apiserver":
             _apply_bootstrap_rbac(layout)
+
+
+def launch(daemon: process.Daemon, argv: list[str], *, cwd: pathlib.Path) -> None:
+    """Start ``daemon`` and wait until it has exec'd ``argv``.
+
+    Until the exec, /proc/<pid>/cmdline is still the forked Python's, so the daemon's
+    marker check would report a healthy, starting daemon as exited.
+    """
+    daemon.start(argv, cwd=cwd)
+    deadline = time.monotonic() + 10
+    while not daemon.is_running():
+        if time.monotonic() > deadline:
+            raise process.InfraError(f"{daemon.name} did not start:\n{daemon.log_tail()}")
+        time.sleep(0.05)
 
 
 def _wait_healthy(layout: k8s_layout.Layout, name: str, daemon: process.Daemon) -> None:

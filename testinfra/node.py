@@ -19,7 +19,7 @@ import subprocess
 import urllib.error
 import urllib.request
 
-from testinfra import images, k8s_config, k8s_layout, node_network, process
+from testinfra import images, k8s_config, k8s_control, k8s_layout, node_network, process
 
 __all__ = ["DEBIAN_PACKAGES", "daemons", "is_ready", "start", "stop"]
 
@@ -65,7 +65,8 @@ def start(layout: k8s_layout.Layout) -> None:
 
     containerd, kubelet = daemons(layout).values()
     if not containerd.is_running():
-        containerd.start(
+        k8s_control.launch(
+            containerd,
             ["containerd", "--config", str(cfg / "containerd.toml"), "--log-level", "warn"],
             cwd=layout.state_dir,
         )
@@ -80,7 +81,8 @@ def start(layout: k8s_layout.Layout) -> None:
     images.import_images(layout, [a for name, a in archives.items() if name not in loaded])
 
     if not kubelet.is_running():
-        kubelet.start(
+        k8s_control.launch(
+            kubelet,
             [
                 str(layout.k8s_bin_dir / "kubelet"),
                 f"--config={cfg / 'kubelet.json'}",
