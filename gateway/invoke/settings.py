@@ -23,8 +23,10 @@ class InvokeSettings(BaseModel):
     # Pause before trying again when every instance said it was busy.
     busy_retry_seconds: float = Field(default=0.01, gt=0)
     retry_after_seconds: float = Field(default=1.0, gt=0)
-    # The connection pool to instances.
-    max_idle_connections_per_instance: int = Field(default=64, ge=0)
+    # The connection pool to instances. The balancer never has more requests in flight
+    # to an instance than its concurrency, so idle connections stay below that anyway;
+    # the cap only matters for the agent's largest concurrency (256).
+    max_idle_connections_per_instance: int = Field(default=256, ge=0)
     idle_connection_ttl_seconds: float = Field(default=4.0, gt=0)
     connect_timeout_seconds: float = Field(default=2.0, gt=0)
     # Largest body the app reads itself when the composition has not read it already.
