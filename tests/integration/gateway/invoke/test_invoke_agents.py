@@ -154,7 +154,10 @@ async def test_busy_instance_is_retried_until_it_is_free(
                 },
             )
         )
-        await asyncio.sleep(0.1)
+        # The agent's readiness report says when its only runtime is taken.
+        ready = f"http://{instance.host}:{instance.port}/ready"
+        while (await direct.get(ready)).json()["idle"] > 0:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
         response = await _invoke(platform, "sleep", {"seconds": 0})
         assert (await occupied).status_code == 200
     assert response.status_code == 200
