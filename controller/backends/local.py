@@ -58,6 +58,7 @@ class LocalProcessBackend:
         ready_timeout: float = 30.0,
         stop_grace_extra: float = 3.0,
         max_backoff: float = 10.0,
+        spare_agents: int = 1,
         metrics: ControllerMetrics | None = None,
         command: Sequence[str] = local_process.AGENT_COMMAND,
         host_environ: Mapping[str, str] | None = None,
@@ -68,6 +69,7 @@ class LocalProcessBackend:
         self._ready_timeout = ready_timeout
         self._stop_grace_extra = stop_grace_extra
         self._max_backoff = max_backoff
+        self._spare_agents = spare_agents
         self._metrics = metrics
         self._command = tuple(command)
         self._host_environ = dict(os.environ if host_environ is None else host_environ)
@@ -76,6 +78,8 @@ class LocalProcessBackend:
         self._failures: dict[Target, _Failures] = {}
         self._listeners: list[Callable[[Target], None]] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        self._spares: list[local_process.Spare] = []
+        self._refilling = False
         self._closed = False
         # Spawning awaits; two overlapping calls for one target would both see it short.
         self._scaling = asyncio.Lock()
@@ -121,6 +125,7 @@ class LocalProcessBackend:
         for _ in range(missing):
             await self._start(version, concurrency=concurrency, provisioned=warm < provisioned)
             warm += 1
+        self._maybe_refill()
 
     def endpoints(self, target: Target) -> list[Endpoint]:
         return [p.endpoint for p in self._instances.get(target, ()) if p.endpoint is not None]
@@ -148,6 +153,8 @@ class LocalProcessBackend:
                 self._begin_stop(instance, reason="backend closing")
         while self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        spares, self._spares = self._spares, []
+        await asyncio.gather(*(spare.discard() for spare in spares))
 
     async def _start(
         self, version: FunctionVersion, *, concurrency: int, provisioned: bool
@@ -210,18 +217,62 @@ class LocalProcessBackend:
         provisioned: bool,
         environ: Mapping[str, str],
     ) -> local_process.LocalProcess:
-        return await local_process.spawn(
+        spare = await self._take_spare()
+        return local_process.assign(
+            spare,
             target=Target(version.function_name, version.version),
             instance_id=instance_id,
             revision=(version.revision_id, concurrency),
             provisioned=provisioned,
             environ=environ,
             log_path=local_env.log_path(self._home, version, instance_id),
-            spawned_at=self._clock(),
+            assigned_at=self._clock(),
             stop_grace=version.timeout + self._stop_grace_extra,
+        )
+
+    async def _take_spare(self) -> local_process.Spare:
+        """A spare agent if one is alive, else one started now (a fully cold start)."""
+        while self._spares:
+            spare = self._spares.pop(0)
+            if spare.alive:
+                return spare
+            await spare.discard()
+        return await self._prestart()
+
+    async def _prestart(self) -> local_process.Spare:
+        return await local_process.prestart(
+            host_environ={
+                name: self._host_environ[name]
+                for name in local_env.INHERITED_VARIABLES
+                if name in self._host_environ
+            },
+            log_path=self._home / "logs" / "spare-agents.log",
             command=self._command,
             cwd=self._home,
         )
+
+    def _maybe_refill(self) -> None:
+        """Top up the spare agents, but not while instances start: on a small host a
+        spare's start would slow down the cold starts someone is waiting for."""
+        starting = any(p.endpoint is None for ps in self._instances.values() for p in ps)
+        if self._closed or self._refilling or starting:
+            return
+        if len(self._spares) < self._spare_agents:
+            self._refilling = True
+            self._track(self._refill())
+
+    async def _refill(self) -> None:
+        try:
+            while not self._closed and len(self._spares) < self._spare_agents:
+                spare = await self._prestart()
+                if self._closed:
+                    await spare.discard()
+                    return
+                self._spares.append(spare)
+        except OSError as exc:
+            logger.error("cannot start a spare agent error=%s", exc)
+        finally:
+            self._refilling = False
 
     async def _supervise(self, instance: local_process.LocalProcess, concurrency: int) -> None:
         target = instance.target
@@ -240,6 +291,7 @@ class LocalProcessBackend:
                     exc,
                     instance.log_tail(),
                 )
+            self._maybe_refill()
             return
         if instance.stopping:
             return
@@ -257,6 +309,7 @@ class LocalProcessBackend:
             start_seconds * 1000,
         )
         self._changed(target)
+        self._maybe_refill()
         returncode = await instance.process.wait()
         if instance.stopping:
             return

@@ -1,9 +1,14 @@
-"""One local instance: an agent process, from spawn through readiness to its exit.
+"""One local instance: an agent process, from its start through readiness to its exit.
 
 ``controller.backends.local.LocalProcessBackend`` owns the instances and decides which
-ones live; this module only knows how to run one. The agent writes ``{"port": P}`` on
-the ready pipe once it listens and its runtimes are initialised; an instance whose pipe
-closes first exited during init, and one that stays silent past the bound is killed.
+ones live; this module only knows how to run one. Every agent starts as a ``Spare``
+(``prestart``: an interpreter with the agent imported, see ``agent_shim``) and becomes
+a ``LocalProcess`` when ``assign`` gives it a function, either at once (a cold start)
+or when a spare kept by the backend is taken (most of the start already paid).
+
+The agent writes ``{"port": P}`` on the ready pipe once it listens and its runtimes are
+initialised; an instance whose pipe closes first exited during init, and one that stays
+silent past the bound is killed.
 
 Stopping sends SIGTERM to the agent alone, because the agent drains in-flight
 invocations and then stops its runtimes itself; a runtime that got the signal directly
@@ -33,15 +38,16 @@ from controller import errors
 from kubelambda.models import Target
 from kubelambda.ports import Endpoint
 
-__all__ = ["AGENT_COMMAND", "LocalProcess", "spawn"]
+__all__ = ["AGENT_COMMAND", "LocalProcess", "Spare", "assign", "prestart"]
 
-AGENT_COMMAND: tuple[str, ...] = (sys.executable, "-m", "kubelambda_agent")
+AGENT_COMMAND: tuple[str, ...] = (sys.executable, "-m", "controller.backends.agent_shim")
 READY_FD_VARIABLE = "KUBELAMBDA_AGENT_READY_FD"
 # Unique per instance (it holds the instance id) and inherited by every process in it.
 MARKER_VARIABLE = "AWS_LAMBDA_LOG_STREAM_NAME"
 
 _LOG_TAIL_BYTES = 2048
 _SWEEP_ROUNDS = 5
+_SPARE_EXIT_SECONDS = 2.0
 
 logger = logging.getLogger(__name__)
 
@@ -161,20 +167,41 @@ def processes_with_environ(entry: bytes) -> list[int]:
     return found
 
 
-async def spawn(
+@dataclass(eq=False)
+class Spare:
+    """An agent started ahead of need (``agent_shim``), waiting for its assignment."""
+
+    process: asyncio.subprocess.Process
+    ready_fd: int
+    ready_reader: asyncio.StreamReader
+    pipe: asyncio.BaseTransport
+
+    @property
+    def alive(self) -> bool:
+        return self.process.returncode is None
+
+    async def discard(self) -> None:
+        """End a spare that will not be used: it exits at the end of its stdin."""
+        self.pipe.close()
+        if self.process.stdin is not None:
+            self.process.stdin.close()
+        try:
+            await asyncio.wait_for(self.process.wait(), _SPARE_EXIT_SECONDS)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            await self.process.wait()
+
+
+async def prestart(
     *,
-    target: Target,
-    instance_id: str,
-    revision: tuple[str, int],
-    provisioned: bool,
-    environ: Mapping[str, str],
+    host_environ: Mapping[str, str],
     log_path: Path,
-    spawned_at: float,
-    stop_grace: float,
     command: Sequence[str] = AGENT_COMMAND,
     cwd: Path | None = None,
-) -> LocalProcess:
-    """Start one agent with ``environ`` plus the number of its ready pipe's write end."""
+) -> Spare:
+    """Start an agent that waits on its stdin for ``assign``; its own output (should it
+    fail before that) goes to ``log_path``."""
     loop = asyncio.get_running_loop()
     read_fd, write_fd = os.pipe()
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -182,8 +209,8 @@ async def spawn(
         with log_path.open("ab") as log:
             process = await asyncio.create_subprocess_exec(
                 *command,
-                env={**environ, READY_FD_VARIABLE: str(write_fd)},
-                stdin=subprocess.DEVNULL,
+                env=dict(host_environ),
+                stdin=subprocess.PIPE,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 pass_fds=(write_fd,),
@@ -194,22 +221,50 @@ async def spawn(
         os.close(read_fd)
         raise
     finally:
-        # The child has its own copy; ours must go, or the pipe never reports EOF.
+        # The child has its own copy (same number); ours must go, or the pipe never
+        # reports EOF when the agent dies.
         os.close(write_fd)
     reader = asyncio.StreamReader()
     transport, _ = await loop.connect_read_pipe(
         lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", buffering=0)
     )
+    return Spare(process=process, ready_fd=write_fd, ready_reader=reader, pipe=transport)
+
+
+def assign(
+    spare: Spare,
+    *,
+    target: Target,
+    instance_id: str,
+    revision: tuple[str, int],
+    provisioned: bool,
+    environ: Mapping[str, str],
+    log_path: Path,
+    assigned_at: float,
+    stop_grace: float,
+) -> LocalProcess:
+    """Give a spare its function: ``environ`` (plus its ready pipe) and its log file."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    assignment = {
+        "environ": {**environ, READY_FD_VARIABLE: str(spare.ready_fd)},
+        "log": str(log_path),
+    }
+    stdin = spare.process.stdin
+    if stdin is not None:
+        # A spare that died meanwhile shows up as EOF on its ready pipe, in wait_ready.
+        with contextlib.suppress(ConnectionError):
+            stdin.write(json.dumps(assignment).encode() + b"\n")
+        stdin.close()
     return LocalProcess(
         target=target,
         instance_id=instance_id,
         revision=revision,
         provisioned=provisioned,
-        process=process,
+        process=spare.process,
         log_path=log_path,
-        spawned_at=spawned_at,
+        spawned_at=assigned_at,
         stop_grace=stop_grace,
-        ready_reader=reader,
+        ready_reader=spare.ready_reader,
         marker=f"{MARKER_VARIABLE}={environ[MARKER_VARIABLE]}".encode(),
-        _pipe=transport,
+        _pipe=spare.pipe,
     )

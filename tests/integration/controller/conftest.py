@@ -7,6 +7,7 @@ processes (agents and runtimes carry ``AWS_LAMBDA_FUNCTION_NAME``) sees nobody e
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -88,23 +89,52 @@ async def backend(tmp_path: Path) -> AsyncIterator[LocalProcessBackend]:
         await local.aclose()
 
 
+def _parent(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rpartition(")")[2].split()[1])
+
+
 def function_pids(function_name: str) -> list[int]:
-    """Live processes (agents, runtimes, their children) of one function, read from /proc.
+    """Live processes of one function, read from /proc: its runtimes (and their children)
+    carry ``AWS_LAMBDA_FUNCTION_NAME`` from birth, and the agents are their parents.
 
     A zombie's environ reads empty, so processes that exited are not counted.
     """
     entry = f"AWS_LAMBDA_FUNCTION_NAME={function_name}".encode()
-    pids = []
+    found: set[int] = set()
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
-            environ = (proc / "environ").read_bytes()
+            if entry in (proc / "environ").read_bytes().split(b"\0"):
+                found.add(int(proc.name))
+                found.add(_parent(int(proc.name)))
         except OSError:
             continue
-        if entry in environ.split(b"\0"):
-            pids.append(int(proc.name))
-    return pids
+    found.discard(1)  # runtimes whose agent is gone belong to init now
+    found.discard(os.getpid())
+    return sorted(found)
+
+
+def child_pids() -> list[int]:
+    """Live children of this test process (spare agents included)."""
+    children = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            stat = (proc / "stat").read_text()
+        except OSError:
+            continue
+        state, parent = stat.rpartition(")")[2].split()[:2]
+        if int(parent) == os.getpid() and state != "Z":
+            children.append(int(proc.name))
+    return children
+
+
+@pytest.fixture
+def children_of_this_process() -> Callable[[], list[int]]:
+    return child_pids
 
 
 @pytest.fixture

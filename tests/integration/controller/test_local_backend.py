@@ -30,7 +30,7 @@ def target_of(version: FunctionVersion) -> Target:
 
 
 def agent_pid(pids: list[int]) -> int:
-    agents = [p for p in pids if b"-m\0kubelambda_agent" in Path(f"/proc/{p}/cmdline").read_bytes()]
+    agents = [p for p in pids if b"agent_shim" in Path(f"/proc/{p}/cmdline").read_bytes()]
     assert len(agents) == 1, agents
     return agents[0]
 
@@ -134,7 +134,11 @@ async def test_an_instance_that_dies_leaves_and_is_replaced_on_the_next_scale(
 
 
 async def test_aclose_leaves_no_process_behind(
-    tmp_path: Path, make_version: MakeVersion, until: Until, pids_of: PidsOf
+    tmp_path: Path,
+    make_version: MakeVersion,
+    until: Until,
+    pids_of: PidsOf,
+    children_of_this_process: Callable[[], list[int]],
 ) -> None:
     backend = LocalProcessBackend(tmp_path / "home")
     version = make_version(environment=frozen_mapping({"INIT_SLEEP": "0.5"}))
@@ -142,10 +146,13 @@ async def test_aclose_leaves_no_process_behind(
     await until(lambda: len(backend.endpoints(target_of(version))) >= 1)
     running = len(pids_of(version.function_name))
 
+    await until(lambda: len(backend.endpoints(target_of(version))) == 3)
+    await until(lambda: len(children_of_this_process()) == 4)  # and a spare agent
     await backend.aclose()
 
     assert running >= 2
     assert pids_of(version.function_name) == []
+    assert children_of_this_process() == []
 
 
 async def test_an_instance_not_ready_in_time_is_killed_and_counted(
@@ -246,3 +253,26 @@ async def test_provisioned_instances_say_so_in_their_initialization_type(
         "on-demand",
         "provisioned-concurrency",
     ]
+
+
+async def test_a_spare_agent_is_kept_and_taken_by_the_next_start(
+    backend: LocalProcessBackend,
+    make_version: MakeVersion,
+    until: Until,
+    pids_of: PidsOf,
+    children_of_this_process: Callable[[], list[int]],
+    invoke: Invoke,
+) -> None:
+    first = make_version()
+    await backend.scale(first, replicas=1, concurrency=1)
+    await until(lambda: bool(backend.endpoints(target_of(first))))
+    await until(lambda: len(children_of_this_process()) == 2)
+    spare = set(children_of_this_process()) - {agent_pid(pids_of(first.function_name))}
+
+    second = make_version(function_name=f"{first.function_name}-b")
+    await backend.scale(second, replicas=1, concurrency=1)
+    await until(lambda: bool(backend.endpoints(target_of(second))))
+    answer = await invoke(backend.endpoints(target_of(second))[0], {})
+
+    assert {agent_pid(pids_of(second.function_name))} == spare
+    assert answer.json()["function"] == second.function_name

@@ -1,0 +1,43 @@
+"""A runtime agent started ahead of need, waiting to be told which function it runs.
+
+``controller.backends.local_process`` starts every agent as
+``python -m controller.backends.agent_shim`` and keeps one or more such processes spare.
+A spare has already paid for the interpreter's start and the agent's imports (asyncio
+among them), which otherwise sit on the scale-from-zero path before the agent can even
+start its runtimes. When an instance is needed the backend writes one JSON line on the
+spare's stdin: the instance's environment and log file. The shim points stdout and
+stderr at that log, replaces its environment, and runs the agent's ordinary entry point
+(``kubelambda_agent.__main__.main``), so the agent cannot tell it was started early.
+
+End of stdin without an assignment (the backend is closing) ends the process quietly.
+Only the standard library and the agent are imported here: this runs in the agent's
+process, not the platform's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+# Imported now, while nobody waits: this is the time a spare saves.
+import kubelambda_agent.__main__ as agent_main
+import kubelambda_agent.agent  # noqa: F401  (imported lazily by main; warm it too)
+
+
+def main() -> int:
+    line = sys.stdin.buffer.readline()
+    if not line:
+        return 0
+    assignment = json.loads(line)
+    log = os.open(assignment["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(log)
+    os.environ.clear()
+    os.environ.update(assignment["environ"])
+    return agent_main.main()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
