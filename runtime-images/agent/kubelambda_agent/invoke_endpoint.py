@@ -159,8 +159,8 @@ def _json_header(name: str, text: str | None) -> str | None:
 
 def _new_trace_id() -> str:
     """An X-Ray trace header, as Lambda gives every invocation one."""
-    root = f"1-{int(time.time()):08x}-{os.urandom(12).hex()}"
-    return f"Root={root};Parent={os.urandom(8).hex()};Sampled=0"
+    random = os.urandom(20).hex()
+    return f"Root=1-{int(time.time()):08x}-{random[:24]};Parent={random[24:]};Sampled=0"
 
 
 def _outcome_headers(outcome: Outcome) -> list[tuple[str, str]]:
