@@ -45,7 +45,7 @@ def up(state_dir: Path, cache_dir: Path) -> dict[str, str]:
     """Start the broker unless it is running; return its environment (KAFKA_BOOTSTRAP)."""
     libs = install(cache_dir)
     home = _home(state_dir)
-    with process.locked(home / "lock"):
+    with process.locked(_lock(state_dir)):
         daemon = _daemon(home)
         if daemon.is_running():
             log.info("event=already-running component=kafka pid=%s", daemon.pid())
@@ -109,7 +109,7 @@ def down(state_dir: Path) -> None:
     home = _home(state_dir)
     if not home.exists():
         return
-    with process.locked(home / "lock"):
+    with process.locked(_lock(state_dir)):
         _daemon(home).stop(timeout=STOP_TIMEOUT_SECONDS)
         shutil.rmtree(home)
 
@@ -157,6 +157,11 @@ def install(cache_dir: Path) -> Path:
 
 def _home(state_dir: Path) -> Path:
     return state_dir / "kafka"
+
+
+def _lock(state_dir: Path) -> Path:
+    # Beside the home, not in it: `down` removes the home while holding the lock.
+    return state_dir / "kafka.lock"
 
 
 def _daemon(home: Path) -> process.Daemon:

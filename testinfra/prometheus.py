@@ -63,7 +63,7 @@ def up(state_dir: Path, cache_dir: Path) -> dict[str, str]:
     """Start Prometheus unless it is running; return PROMETHEUS_URL and PROMTOOL."""
     install()
     home = _home(state_dir)
-    with process.locked(home / "lock"):
+    with process.locked(_lock(state_dir)):
         daemon = _daemon(home)
         if daemon.is_running():
             log.info("event=already-running component=prometheus pid=%s", daemon.pid())
@@ -107,7 +107,7 @@ def down(state_dir: Path) -> None:
     home = _home(state_dir)
     if not home.exists():
         return
-    with process.locked(home / "lock"):
+    with process.locked(_lock(state_dir)):
         _daemon(home).stop()
         shutil.rmtree(home)
 
@@ -129,7 +129,7 @@ def scrape(state_dir: Path, targets: list[str], job: str) -> None:
     an error status if the config was rejected.
     """
     home = _home(state_dir)
-    with process.locked(home / "lock"):
+    with process.locked(_lock(state_dir)):
         jobs = _jobs(home)
         if targets:
             jobs[job] = list(targets)
@@ -157,6 +157,11 @@ def query(url: str, promql: str) -> list[dict[str, Any]]:
 
 def _home(state_dir: Path) -> Path:
     return state_dir / "prometheus"
+
+
+def _lock(state_dir: Path) -> Path:
+    # Beside the home, not in it: `down` removes the home while holding the lock.
+    return state_dir / "prometheus.lock"
 
 
 def _daemon(home: Path) -> process.Daemon:
