@@ -65,7 +65,7 @@ def ensure_base_image(layout: k8s_layout.Layout) -> pathlib.Path:
 
     def populate(rootfs: pathlib.Path) -> None:
         mirror = debian_mirror()
-        _log.info("bootstrapping base image suite=%s mirror=%s", _SUITE, mirror)
+        _log.info("event=debootstrap suite=%s mirror=%s", _SUITE, mirror)
         subprocess.run(
             ["debootstrap", "--variant=minbase", f"--include={','.join(_BASE_PACKAGES)}",
              _SUITE, str(rootfs), mirror],
@@ -115,7 +115,8 @@ def import_images(layout: k8s_layout.Layout, archives: list[pathlib.Path]) -> No
              "images", "import", str(archive)],
             check=True, stdout=subprocess.DEVNULL,
         )  # fmt: skip
-        _log.info("imported image=%s seconds=%.1f", archive.name, time.monotonic() - started)
+        seconds = time.monotonic() - started
+        _log.info("event=image-imported archive=%s seconds=%.1f", archive.name, seconds)
 
 
 def debian_mirror(sources: pathlib.Path = pathlib.Path("/etc/apt")) -> str:
@@ -132,7 +133,8 @@ def debian_mirror(sources: pathlib.Path = pathlib.Path("/etc/apt")) -> str:
         # deb822 stanzas: "URIs: ..." and "Suites: ..." in one paragraph
         for stanza in re.split(r"\n\s*\n", text):
             fields = dict(re.findall(r"^(\w+):\s*(.+)$", stanza, flags=re.MULTILINE))
-            if _SUITE in fields.get("Suites", "").split() and "deb" in fields.get("Types", ""):
+            types, suites = fields.get("Types", "").split(), fields.get("Suites", "").split()
+            if "deb" in types and _SUITE in suites:
                 return str(fields["URIs"].split()[0])
         # one-line format: "deb [options] URI suite components"
         for match in re.finditer(r"^deb\s+(?:\[[^]]*\]\s+)?(\S+)\s+(\S+)", text, re.MULTILINE):
@@ -166,7 +168,7 @@ def _build_oci_archive(
             for entry in sorted(layout_dir.iterdir()):
                 tar.add(entry, arcname=entry.name)
         partial.replace(archive)
-    _log.info("built image=%s archive=%s", name, archive)
+    _log.info("event=image-built image=%s archive=%s", name, archive)
 
 
 def _name_for_containerd(index_path: pathlib.Path, name: str) -> None:

@@ -11,6 +11,7 @@ Everything this cluster writes at run time lives in ``<state_dir>/kubernetes``;
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import pathlib
 import shutil
@@ -18,6 +19,7 @@ import subprocess
 import time
 
 from testinfra import (
+    images,
     k8s_build,
     k8s_control,
     k8s_layout,
@@ -43,7 +45,11 @@ def up(state_dir: pathlib.Path, cache_dir: pathlib.Path) -> dict[str, str]:
         started = time.monotonic()
         try:
             process.ensure_debian_packages(node.DEBIAN_PACKAGES)
-            k8s_build.ensure_all(layout)
+            # debootstrap mostly waits on the network and dpkg: overlap it with the Go build.
+            with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+                image_build = pool.submit(images.ensure_all, layout)
+                k8s_build.ensure_all(layout)
+                image_build.result()
             # A half-started cluster (a crash, a killed up) is cleared rather than patched.
             _teardown(layout)
             _prepare(layout)

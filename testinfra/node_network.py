@@ -57,7 +57,7 @@ def setup() -> None:
     for jump in jumps:
         if _run(["iptables", "-w", "-C", *jump], check=False).returncode != 0:
             _run(["iptables", "-w", "-I", *jump])
-    _log.info("pod network ready bridge=%s node_ip=%s", bridge, k8s_layout.NODE_IP)
+    _log.info("event=pod-network-ready bridge=%s node_ip=%s", bridge, k8s_layout.NODE_IP)
 
 
 def teardown() -> None:
