@@ -139,7 +139,13 @@ class Autoscaler:
         for gone in [t for t in self._versions if t not in self._specs]:
             await self._retire(gone)
         for target in sorted(targets & set(self._specs), key=str):
-            await self._scale(target, now, poked=target in poked)
+            try:
+                await self._scale(target, now, poked=target in poked)
+            except Exception:
+                # One target's backend error must not stop the others from scaling.
+                logger.exception(
+                    "scaling failed function=%s version=%s", target.function_name, target.version
+                )
         await self._report_provisioned()
 
     async def _run(self) -> None:
@@ -153,7 +159,7 @@ class Autoscaler:
             try:
                 await self.run_once(None if full else set(self._poked))
             except Exception:
-                # One bad pass (a backend error) must not end autoscaling for everyone.
+                # A failed pass (the store refusing a report, say) must not end the loop.
                 logger.exception("autoscaler pass failed")
             if full:
                 next_tick = self._clock() + self._tick_seconds

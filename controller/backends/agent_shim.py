@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 
 # Imported now, while nobody waits: this is the time a spare saves.
 import kubelambda_agent.__main__ as agent_main
@@ -36,6 +37,7 @@ def main() -> int:
     os.close(log)
     os.environ.clear()
     os.environ.update(assignment["environ"])
+    time.tzset()  # TZ came with the assignment; the agent's log timestamps follow it
     return agent_main.main()
 
 
