@@ -129,7 +129,10 @@ class InvokeEndpoint:
 def _valid_request_id(request_id: str) -> bool:
     # It becomes part of Runtime API paths (/invocation/<id>/response) and of log lines.
     return (
-        request_id.isascii() and request_id.isprintable() and not any(c in request_id for c in " /")
+        request_id.isascii()
+        and request_id.isprintable()
+        and " " not in request_id
+        and "/" not in request_id
     )
 
 
