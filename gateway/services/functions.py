@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import threading
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
@@ -74,6 +75,8 @@ class FunctionService:
         self._grace = package_grace_seconds
         self._clock = clock
         self._tasks: set[asyncio.Task[None]] = set()
+        # Unpacking runs in threads, which a task cancellation cannot stop: this can.
+        self._stopping = threading.Event()
 
     async def create(self, request: NewFunction) -> FunctionVersion:
         names.validate_function_name(request.name)
@@ -267,6 +270,9 @@ class FunctionService:
         await self.collect_packages()
 
     async def aclose(self) -> None:
+        """Stop unpacking; the versions stay Pending and ``resume`` picks them up at the
+        next start."""
+        self._stopping.set()
         for task in tuple(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -284,8 +290,12 @@ class FunctionService:
     async def _settle(self, name: str, package: StoredPackage) -> None:
         error: str | None = None
         try:
-            await asyncio.to_thread(self._store.packages.unpack, package.sha256_hex)
+            await asyncio.to_thread(
+                self._store.packages.unpack, package.sha256_hex, stop=self._stopping
+            )
         except ValueError as exc:
+            if self._stopping.is_set():
+                return
             error = str(exc)
             log.warning(
                 "package failed function=%s code_sha256=%s error=%s",

@@ -9,6 +9,7 @@ timestamps, checks existence, uniqueness and expected revisions, and raises
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Protocol
@@ -37,7 +38,7 @@ class PackageStore(Protocol):
 
     def save(self, data: bytes) -> StoredPackage: ...
 
-    def unpack(self, sha256_hex: str) -> Path: ...
+    def unpack(self, sha256_hex: str, *, stop: threading.Event | None = None) -> Path: ...
 
     def zip_path(self, sha256_hex: str) -> Path: ...
 

@@ -24,6 +24,7 @@ import posixpath
 import shutil
 import stat
 import tempfile
+import threading
 import zipfile
 import zlib
 from collections.abc import Collection
@@ -132,8 +133,9 @@ class CodePackages:
             removed.append(digest)
         return removed
 
-    def unpack(self, sha256_hex: str) -> Path:
-        """The package's read-only directory, unpacking the stored zip the first time."""
+    def unpack(self, sha256_hex: str, *, stop: threading.Event | None = None) -> Path:
+        """The package's read-only directory, unpacking the stored zip the first time.
+        Setting ``stop`` abandons the unpack between two entries (at shutdown)."""
         target = self.directory(sha256_hex)
         if target.exists():
             return target
@@ -141,7 +143,7 @@ class CodePackages:
         staging = Path(tempfile.mkdtemp(dir=self._unpacked, prefix=f".{sha256_hex}-"))
         try:
             with zipfile.ZipFile(self.zip_path(sha256_hex)) as archive:
-                _extract(archive, staging)
+                _extract(archive, staging, stop=stop)
             _make_read_only(staging)
             try:
                 staging.rename(target)
@@ -164,9 +166,11 @@ class CodePackages:
         return target
 
 
-def _extract(archive: zipfile.ZipFile, root: Path) -> None:
+def _extract(archive: zipfile.ZipFile, root: Path, *, stop: threading.Event | None) -> None:
     written = 0
     for entry in archive.infolist():
+        if stop is not None and stop.is_set():
+            raise PackageError("unpacking was interrupted by a shutdown")
         name = _safe_name(entry.filename)
         if name is None:
             raise PackageError(f"entry outside the package: {entry.filename!r}")

@@ -7,6 +7,7 @@ import hashlib
 import io
 import os
 import stat
+import threading
 import zipfile
 from pathlib import Path
 
@@ -162,3 +163,13 @@ def test_saving_known_content_again_renews_its_grace(packages):
     packages.save(data)
     now = old + 7200
     assert packages.collect(set(), now=now, grace_seconds=3600) == []
+
+
+def test_a_stopped_unpack_is_abandoned_and_leaves_nothing(packages):
+    stored = packages.save(archive([(f"f{i}.txt", b"x", 0o644) for i in range(10)]))
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(PackageError, match="interrupted"):
+        packages.unpack(stored.sha256_hex, stop=stop)
+    assert not packages.directory(stored.sha256_hex).exists()
+    assert list(packages.directory(stored.sha256_hex).parent.iterdir()) == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from mgmt_gateway import ROLE, make_zip, running_gateway
+from mgmt_gateway import ROLE, make_zip, running_gateway, slow_zip
 
 from kubelambda.models import LATEST, FunctionSettings, FunctionVersion, LastUpdateStatus, State
 from kubelambda.store import SqliteStore
@@ -58,3 +58,21 @@ def test_state_and_keys_survive_a_restart(tmp_path):
         assert gateway.keys == keys
         names = [f["FunctionName"] for f in gateway.client().list_functions()["Functions"]]
         assert names == ["f"]
+
+
+def test_a_shutdown_during_unpack_is_prompt_and_the_next_start_finishes_it(tmp_path):
+    with running_gateway(tmp_path) as gateway:
+        client = gateway.client()
+        client.create_function(
+            FunctionName="f",
+            Runtime="python3.11",
+            Role=ROLE,
+            Handler="app.handler",
+            Code={"ZipFile": slow_zip()},
+        )
+    with running_gateway(tmp_path) as gateway:
+        client = gateway.client()
+        client.get_waiter("function_active_v2").wait(
+            FunctionName="f", WaiterConfig={"Delay": 0.1, "MaxAttempts": 600}
+        )
+        assert client.get_function(FunctionName="f")["Configuration"]["State"] == "Active"
