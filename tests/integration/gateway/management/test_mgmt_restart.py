@@ -39,8 +39,7 @@ def test_pending_function_becomes_active_after_a_restart(tmp_path):
         client.get_waiter("function_active_v2").wait(
             FunctionName="f", WaiterConfig={"Delay": 0.05, "MaxAttempts": 100}
         )
-        code_path = client.get_function(FunctionName="f")["Configuration"]
-        assert code_path["State"] == "Active"
+        assert client.get_function(FunctionName="f")["Configuration"]["State"] == "Active"
 
 
 def test_state_and_keys_survive_a_restart(tmp_path):
