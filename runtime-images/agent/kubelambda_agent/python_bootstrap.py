@@ -276,9 +276,13 @@ def failed(
 
 def main() -> NoReturn:
     task_root = os.environ.get("LAMBDA_TASK_ROOT") or os.getcwd()
-    # Run as a script, python put this file's folder first on sys.path; user code must
-    # import from the task root instead, and never see the agent's modules.
-    sys.path[0] = task_root
+    # Run as a script, python put this file's folder first on sys.path (unless
+    # PYTHONSAFEPATH said not to); user code imports from the task root instead, and
+    # must never see the agent's modules.
+    if sys.path and sys.path[0] == os.path.dirname(os.path.abspath(__file__)):
+        sys.path[0] = task_root
+    else:
+        sys.path.insert(0, task_root)
     client = RuntimeClient(os.environ["AWS_LAMBDA_RUNTIME_API"])
     request_filter = setup_logging()
     try:

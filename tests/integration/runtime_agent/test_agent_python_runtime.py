@@ -182,3 +182,24 @@ def test_runtime_serves_the_next_invocation_after_an_error(
     agent.invoke({"action": "fail"})
 
     assert agent.invoke({"action": "pid"}).json == pid
+
+
+def test_task_root_shadows_the_agent_modules(start_agent: StartAgent) -> None:
+    # The agent has a module named config; the function's own must win.
+    agent = start_agent(
+        {
+            "config.py": "SOURCE = 'function'\n",
+            "app.py": "import config\n\ndef handler(event, context):\n    return config.SOURCE\n",
+        }
+    )
+
+    assert agent.invoke({}).json == "function"
+
+
+def test_task_root_comes_first_with_pythonsafepath(start_agent: StartAgent) -> None:
+    agent = start_agent(
+        {"app.py": "import sys\n\ndef handler(event, context):\n    return sys.path[0]\n"},
+        env={"PYTHONSAFEPATH": "1"},
+    )
+
+    assert str(agent.invoke({}).json).endswith("/task0")
