@@ -335,3 +335,20 @@ def test_a_code_update_collects_the_package_it_replaced(tmp_path):
             time.sleep(0.02)
         (left,) = zips.iterdir()
         assert base64.b64encode(bytes.fromhex(left.stem)).decode() == updated["CodeSha256"]
+
+
+def test_collection_keeps_the_package_still_served_during_an_update(tmp_path):
+    with running_gateway(tmp_path, package_grace_seconds=0) as gateway:
+        client = gateway.client()
+        served = create(client)["CodeSha256"]
+        create(client, "other", Code={"ZipFile": make_zip({"app.py": "x = 'other'\n"})})
+        client.update_function_code(FunctionName="f", ZipFile=slow_zip())
+        client.delete_function(FunctionName="other")  # collects while f is InProgress
+        left = {
+            base64.b64encode(bytes.fromhex(path.stem)).decode()
+            for path in (tmp_path / "code" / "zips").iterdir()
+        }
+        assert served in left
+        assert client.get_function(FunctionName="f")["Configuration"]["LastUpdateStatus"] == (
+            "InProgress"
+        )
