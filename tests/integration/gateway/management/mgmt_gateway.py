@@ -32,6 +32,7 @@ from kubelambda.store import SqliteStore
 
 T = TypeVar("T")
 ROLE = "arn:aws:iam::123456789012:role/lambda-role"
+RUNTIMES = ("python3.11", "provided.al2023", "provided")
 
 
 async def echo_invoke(scope: Scope, receive: Receive, send: Send) -> None:
@@ -77,7 +78,9 @@ async def _call(call: Callable[[], Awaitable[T]]) -> T:
 
 
 @contextlib.contextmanager
-def running_gateway(home: Path, **settings: Any) -> Iterator[RunningGateway]:
+def running_gateway(
+    home: Path, *, runtimes: tuple[str, ...] = RUNTIMES, **settings: Any
+) -> Iterator[RunningGateway]:
     """Serve a gateway over ``home`` (store, keys) until the block ends; ``settings`` are
     ``CompositionSettings`` fields."""
     keys = credentials.load_or_create(home)
@@ -91,7 +94,7 @@ def running_gateway(home: Path, **settings: Any) -> Iterator[RunningGateway]:
                 keyring=Keyring([keys]),
                 invoke_app=echo_invoke,
                 registry=CollectorRegistry(),
-                runtimes=("python3.11", "provided.al2023", "provided"),
+                runtimes=runtimes,
                 settings=CompositionSettings(**settings),
             )
             config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")

@@ -12,6 +12,8 @@ import httpx
 import pytest
 from mgmt_gateway import ROLE, create, make_zip, running_gateway, slow_zip
 
+from kubelambda import runtimes
+
 
 def error_of(excinfo: pytest.ExceptionInfo[botocore.exceptions.ClientError]) -> tuple[int, str]:
     response = excinfo.value.response
@@ -352,3 +354,13 @@ def test_collection_keeps_the_package_still_served_during_an_update(tmp_path):
         assert client.get_function(FunctionName="f")["Configuration"]["LastUpdateStatus"] == (
             "InProgress"
         )
+
+
+def test_python_3_12_is_accepted_exactly_when_this_host_has_the_interpreter(tmp_path):
+    with running_gateway(tmp_path, runtimes=runtimes.available_runtimes()) as gateway:
+        client = gateway.client()
+        if runtimes.find_python("python3.12") is None:
+            with pytest.raises(client.exceptions.InvalidParameterValueException):
+                create(client, Runtime="python3.12", wait=False)
+        else:
+            assert create(client, Runtime="python3.12")["Runtime"] == "python3.12"
