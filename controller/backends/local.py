@@ -79,7 +79,7 @@ class LocalProcessBackend:
         self._listeners: list[Callable[[Target], None]] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._spares: list[local_process.Spare] = []
-        self._refilling = False
+        self._refill_task: asyncio.Task[None] | None = None
         self._closed = False
         # Spawning awaits; two overlapping calls for one target would both see it short.
         self._scaling = asyncio.Lock()
@@ -232,6 +232,9 @@ class LocalProcessBackend:
 
     async def _take_spare(self) -> local_process.Spare:
         """A spare agent if one is alive, else one started now (a fully cold start)."""
+        if not self._spares and self._refill_task is not None:
+            # One is being started right now: that beats starting another beside it.
+            await asyncio.shield(self._refill_task)
         while self._spares:
             spare = self._spares.pop(0)
             if spare.alive:
@@ -255,11 +258,10 @@ class LocalProcessBackend:
         """Top up the spare agents, but not while instances start: on a small host a
         spare's start would slow down the cold starts someone is waiting for."""
         starting = any(p.endpoint is None for ps in self._instances.values() for p in ps)
-        if self._closed or self._refilling or starting:
+        if self._closed or self._refill_task is not None or starting:
             return
         if len(self._spares) < self._spare_agents:
-            self._refilling = True
-            self._track(self._refill())
+            self._refill_task = self._track(self._refill())
 
     async def _refill(self) -> None:
         try:
@@ -272,7 +274,7 @@ class LocalProcessBackend:
         except OSError as exc:
             logger.error("cannot start a spare agent error=%s", exc)
         finally:
-            self._refilling = False
+            self._refill_task = None
 
     async def _supervise(self, instance: local_process.LocalProcess, concurrency: int) -> None:
         target = instance.target
@@ -368,7 +370,8 @@ class LocalProcessBackend:
             except Exception:
                 logger.exception("endpoint listener failed target=%s", target)
 
-    def _track(self, coroutine: Coroutine[Any, Any, None]) -> None:
+    def _track(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
