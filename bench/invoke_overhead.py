@@ -356,13 +356,20 @@ def main() -> None:
         serve_gateway(args.agent_port, args.port_fd)
         return
     args.out.mkdir(parents=True, exist_ok=True)
+    # Other work on the machine skews every figure: record how busy it was.
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as code:
         (Path(code) / "app.py").write_text(HANDLER)
         with running_agent(Path(code)) as agent_port, running_gateway(agent_port) as gateway:
             rows = asyncio.run(
                 measure(agent_port, gateway, seconds=args.seconds, rounds=args.rounds)
             )
-    result = {"benchmark": "invoke_overhead", "cpus": os.cpu_count(), "results": rows}
+    result = {
+        "benchmark": "invoke_overhead",
+        "cpus": os.cpu_count(),
+        "load_average_1m": {"before": load_before, "after": os.getloadavg()[0]},
+        "results": rows,
+    }
     print(json.dumps(result, indent=2))
     (args.out / "invoke_overhead.json").write_text(json.dumps(result, indent=2) + "\n")
     plot(rows, args.out / "invoke_overhead.png")
