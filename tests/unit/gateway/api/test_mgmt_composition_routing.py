@@ -1,0 +1,150 @@
+"""The composition's routing table and body limits, driven with in-memory ASGI messages."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from gateway.app import BODY_KEY, PRINCIPAL_KEY, CompositionSettings, Gateway
+from gateway.auth import Authenticator
+from kubelambda.credentials import Credentials, Keyring
+
+KEYS = Credentials("AKIATESTTESTTEST0001", "s" * 40, "api-key")
+AUTH = [(b"authorization", b"Bearer api-key")]
+
+
+def named_app(name: str, calls: list[tuple[str, dict[str, Any]]]):
+    async def app(scope, receive, send):
+        calls.append((name, scope))
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": name.encode()})
+
+    return app
+
+
+def gateway(calls, *, invoke_limit=6_291_456) -> Gateway:
+    return Gateway(
+        management=named_app("management", calls),
+        invoke_app=named_app("invoke", calls),
+        authenticator=Authenticator(Keyring([KEYS])),
+        registry=CollectorRegistry(),
+        settings=CompositionSettings(invoke_body_limit=invoke_limit),
+    )
+
+
+async def call(app, method, path, *, headers=(), chunks=(b"",)):
+    scope = {
+        "type": "http",
+        "method": method,
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "headers": list(headers),
+    }
+    messages = [
+        {"type": "http.request", "body": chunk, "more_body": i < len(chunks) - 1}
+        for i, chunk in enumerate(chunks)
+    ]
+    sent = []
+
+    async def receive():
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    await app(scope, receive, send)
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return start["status"], dict(start["headers"]), body
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "target"),
+    [
+        ("POST", "/2015-03-31/functions/f/invocations", "invoke"),
+        (
+            "POST",
+            "/2015-03-31/functions/arn:aws:lambda:us-east-1:1:function:f/invocations",
+            "invoke",
+        ),
+        ("GET", "/2015-03-31/functions/f/invocations", "management"),
+        ("POST", "/2015-03-31/functions/f/invocations/more", "management"),
+        ("POST", "/2015-03-31/functions//invocations", "management"),
+        ("POST", "/2015-03-31/functions", "management"),
+        ("GET", "/kubelambda/code/x.zip", "management"),
+    ],
+)
+async def test_requests_reach_the_right_app(method, path, target):
+    calls = []
+    status, _, body = await call(gateway(calls), method, path, headers=AUTH)
+    assert (status, body.decode()) == (200, target)
+    assert [name for name, _ in calls] == [target]
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/metrics"])
+async def test_open_routes_need_no_credentials(path):
+    calls = []
+    status, _, _ = await call(gateway(calls), "GET", path)
+    assert status == 200
+    assert calls == []
+
+
+async def test_code_links_pass_without_credentials():
+    calls = []
+    status, _, _ = await call(gateway(calls), "GET", "/kubelambda/code/x.zip")
+    assert (status, [name for name, _ in calls]) == (200, ["management"])
+
+
+async def test_invoke_app_gets_the_body_and_principal():
+    calls = []
+    await call(
+        gateway(calls),
+        "POST",
+        "/2015-03-31/functions/f/invocations",
+        headers=AUTH,
+        chunks=(b'{"a":', b" 1}"),
+    )
+    ((_, scope),) = calls
+    assert scope[BODY_KEY] == b'{"a": 1}'
+    assert scope[PRINCIPAL_KEY] == KEYS.principal
+
+
+@pytest.mark.parametrize(
+    ("headers", "chunks", "status"),
+    [
+        ([(b"content-length", b"10")], (b"x" * 10,), 200),
+        ([(b"content-length", b"11")], (b"x" * 11,), 413),
+        ([], (b"x" * 6, b"x" * 4), 200),
+        ([], (b"x" * 6, b"x" * 5), 413),
+        ([(b"content-length", b"many")], (b"x",), 400),
+    ],
+)
+async def test_invoke_body_limit(headers, chunks, status):
+    calls = []
+    app = gateway(calls, invoke_limit=10)
+    got, response_headers, body = await call(
+        app, "POST", "/2015-03-31/functions/f/invocations", headers=AUTH + headers, chunks=chunks
+    )
+    assert got == status
+    assert bool(calls) is (status == 200)
+    if status == 413:
+        assert response_headers[b"x-amzn-errortype"] == b"RequestEntityTooLargeException"
+        assert json.loads(body)["message"].startswith("Request must be smaller than 10 bytes")
+
+
+async def test_requests_without_credentials_never_reach_an_app():
+    calls = []
+    status, headers, _ = await call(gateway(calls), "POST", "/2015-03-31/functions/f/invocations")
+    assert status == 403
+    assert headers[b"x-amzn-errortype"] == b"MissingAuthenticationTokenException"
+    assert calls == []
+
+
+async def test_management_answers_get_a_request_id():
+    calls = []
+    _, headers, _ = await call(gateway(calls), "GET", "/2015-03-31/functions", headers=AUTH)
+    assert len(headers[b"x-amzn-requestid"]) == 36
