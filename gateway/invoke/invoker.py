@@ -22,7 +22,7 @@ from gateway.invoke import proxy
 from gateway.invoke.limits import RESERVED_LIMIT_REASON, ReservedConcurrency
 from gateway.invoke.settings import InvokeSettings
 from gateway.kits.http_pool import ConnectionPool
-from gateway.metrics import GatewayMetrics, Outcome
+from gateway.metrics import GatewayMetrics, Outcome, TargetMetrics
 from gateway.services.activator import Activator
 from kubelambda import errors
 from kubelambda.models import Target
@@ -120,7 +120,7 @@ class Invoker:
             read_timeout=resolved.version.timeout + self._settings.read_timeout_margin_seconds,
         )
         try:
-            result = await self._run(target, call)
+            result = await self._run(target, call, bound)
         except errors.TooManyRequests:
             bound.invoked(Outcome.THROTTLED)
             raise
@@ -136,20 +136,22 @@ class Invoker:
             raise
         finally:
             self._reserved.leave(target.function_name)
-        self._record(target, result, request_id)
+        self._record(target, bound, result, request_id)
         headers = responses.invoke_headers(
             result, request_id=request_id, executed_version=target.version, tail=options.tail
         )
         return InvokeReply(200, headers, result.body)
 
-    async def _run(self, target: Target, call: proxy.AgentCall) -> AgentResult:
+    async def _run(
+        self, target: Target, call: proxy.AgentCall, bound: TargetMetrics
+    ) -> AgentResult:
         """Send ``call`` to an instance with a free slot; an instance that says it is
         busy ran nothing, so the call moves on to another, or waits and tries again."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._settings.max_wait_seconds
         pause = self._settings.busy_retry_seconds
         busy: set[str] = set()
-        concurrent = self._metrics.target(target).concurrent
+        concurrent = bound.concurrent
         while True:
             endpoint = await self._activator.acquire(target, deadline=deadline, exclude=busy)
             concurrent.inc()
@@ -170,8 +172,9 @@ class Invoker:
                 pause = min(pause * 2, _MAX_BUSY_PAUSE_SECONDS)
                 busy.clear()
 
-    def _record(self, target: Target, result: AgentResult, request_id: str) -> None:
-        bound = self._metrics.target(target)
+    def _record(
+        self, target: Target, bound: TargetMetrics, result: AgentResult, request_id: str
+    ) -> None:
         duration = result.duration_seconds
         if duration is not None:
             bound.duration_seconds.observe(duration)
