@@ -104,7 +104,8 @@ def runtime_api_error(error_type: str, message: str) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class InitFailure:
-    """Why a runtime never became ready, kept until an invocation meets it.
+    """Why a runtime cannot take invocations (it failed init, or exited before it served
+    any), kept until an invocation meets it.
 
     ``posted_body`` is what the runtime sent to ``/runtime/init/error`` (returned as is,
     as Lambda does); without one, the body is built from ``error_type`` and ``detail``,

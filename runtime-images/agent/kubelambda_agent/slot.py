@@ -10,7 +10,8 @@ lifecycle:
         | init timeout         |                 v kill the process group, respawn
         +--> IDLE with an init failure           STARTING (a new sandbox: cold start)
 
-An init failure is kept until an invocation meets it; that invocation gets the error and
+An init failure (or an exit before the runtime served anything) is kept until an
+invocation meets it; that invocation gets the error and
 the runtime is respawned, so a broken function costs one restart per invocation instead
 of a crash loop. The runtime's stdout/stderr lines go to the agent's stdout framed by
 START/END/REPORT, and into the current invocation's log for ``LogType: Tail``.
@@ -83,6 +84,8 @@ class Slot:
         self._delivered = False
         self._answered_id: str | None = None
         self._start_line = b""
+        # Invocations the current runtime process completed.
+        self._served = 0
         self._timer: asyncio.TimerHandle | None = None
         # Resolved once the first runtime finished init, either way: the agent's readiness.
         self.settled: asyncio.Future[None] = self._loop.create_future()
@@ -254,6 +257,7 @@ class Slot:
         # The runtime polls /next again right away; until then an invocation assigned
         # here waits in the slot rather than being refused.
         self.state = SlotState.IDLE
+        self._served += 1
         return verdict
 
     def init_failed(self, body: bytes, error_type: str | None) -> bool:
@@ -283,6 +287,7 @@ class Slot:
         self._init_duration_ms = None
         self._init_output.clear()
         self._max_memory_mb = 0
+        self._served = 0
         if isinstance(runtime, process.SpawnError):
             log.error("runtime could not start slot=%d error=%s", self.index, runtime)
             self._init_failure = error_bodies.InitFailure("Runtime.InvalidEntrypoint", str(runtime))
@@ -350,10 +355,18 @@ class Slot:
         elif self._init_failure is not None:
             # It posted /init/error and exited, as runtimes do; the failure is kept.
             self._detach(proc)
-        else:
+        elif self._served:
             log.warning("runtime exited while idle slot=%d returncode=%d", self.index, returncode)
             self._detach(proc)
             self._restart("runtime exited while idle")
+        else:
+            # It never completed an invocation: restarting at once could loop forever, so
+            # the next invocation meets the failure and pays for one restart, as with init.
+            log.warning(
+                "runtime exited before serving slot=%d returncode=%d", self.index, returncode
+            )
+            self._init_failure = error_bodies.InitFailure.from_exit(returncode)
+            self._detach(proc)
 
     def _on_init_timeout(self) -> None:
         proc = self._proc

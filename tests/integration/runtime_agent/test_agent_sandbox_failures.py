@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 from agent_harness import StartAgent
@@ -124,3 +125,53 @@ def test_invocation_while_the_runtime_restarts_is_refused_as_busy(
 
     assert result.status == 503
     assert result.headers["Kubelambda-Agent-Busy"] == "1"
+
+
+def test_runtime_that_dies_between_invocations_is_replaced(start_agent: StartAgent) -> None:
+    agent = start_agent(
+        {
+            "app.py": """
+                import os
+                import threading
+
+                def handler(event, context):
+                    if event.get("die"):
+                        threading.Timer(0.2, os._exit, (0,)).start()
+                    return os.getpid()
+            """
+        }
+    )
+    before = agent.invoke({"die": True}).json
+
+    time.sleep(0.5)
+    agent.wait_idle()
+    after = agent.invoke({})
+
+    assert after.json != before
+    assert after.function_error is None
+    assert "Kubelambda-Init-Duration-Ms" in after.headers
+
+
+def test_runtime_that_exits_before_serving_fails_the_next_invocation(
+    start_agent: StartAgent,
+) -> None:
+    # A broken custom runtime: it polls /next once, gives up after 0.2 s, and exits.
+    bootstrap = f"""#!{sys.executable}
+import http.client, os, sys
+conn = http.client.HTTPConnection(os.environ["AWS_LAMBDA_RUNTIME_API"], timeout=0.2)
+try:
+    conn.request("GET", "/2018-06-01/runtime/invocation/next")
+    conn.getresponse()
+except OSError:
+    sys.exit(5)
+"""
+    agent = start_agent({"bootstrap": bootstrap}, runtime="provided")
+    time.sleep(0.5)
+
+    result = agent.invoke({}, request_id="req-gave-up")
+
+    assert result.function_error == "Unhandled"
+    assert result.json == {
+        "errorType": "Runtime.ExitError",
+        "errorMessage": "RequestId: req-gave-up Error: Runtime exited with error: exit status 5",
+    }
