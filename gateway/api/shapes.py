@@ -101,11 +101,10 @@ def _state_reasons(version: FunctionVersion) -> Json:
             "StateReasonCode": "InvalidZipFileException",
         }
     if version.last_update_status is LastUpdateStatus.IN_PROGRESS:
+        # Lambda words an update in progress like a creation, code included.
         reasons |= {
-            "LastUpdateStatusReason": "The function is being updated.",
-            "LastUpdateStatusReasonCode": "Creating"
-            if version.state is State.PENDING
-            else "Updating",
+            "LastUpdateStatusReason": "The function is being created.",
+            "LastUpdateStatusReasonCode": "Creating",
         }
     elif version.last_update_status is LastUpdateStatus.FAILED:
         reasons |= {

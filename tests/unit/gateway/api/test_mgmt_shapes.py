@@ -57,7 +57,7 @@ def test_environment_is_omitted_when_empty_and_shown_when_set():
             LastUpdateStatus.IN_PROGRESS,
             {"StateReasonCode": "Creating", "LastUpdateStatusReasonCode": "Creating"},
         ),
-        (State.ACTIVE, LastUpdateStatus.IN_PROGRESS, {"LastUpdateStatusReasonCode": "Updating"}),
+        (State.ACTIVE, LastUpdateStatus.IN_PROGRESS, {"LastUpdateStatusReasonCode": "Creating"}),
         (
             State.FAILED,
             LastUpdateStatus.FAILED,
