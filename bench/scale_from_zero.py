@@ -34,7 +34,7 @@ from kubelambda.models import FunctionSettings, FunctionVersion, Target
 from kubelambda.store import SqliteStore
 
 matplotlib.use("Agg")
-from matplotlib import pyplot  # after use(): the backend must be chosen first
+from matplotlib import pyplot, ticker  # after use(): the backend must be chosen first
 
 HANDLER = "def handler(event, context):\n    return {'hello': event.get('name', 'world')}\n"
 
@@ -127,6 +127,7 @@ def plot(trials: list[Trial], path: Path, spare_agents: int) -> None:
     axes.plot(numbers, [t.poke_to_answer_ms for t in trials], "s-", label="poke → first answer")
     axes.plot(numbers, [t.first_invoke_ms for t in trials], "^-", label="first invoke")
     axes.set_xlabel("trial")
+    axes.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
     axes.set_ylabel("milliseconds")
     axes.set_title(f"scale from zero, python3.11 handler, {spare_agents} spare agent(s)")
     axes.grid(alpha=0.3)
