@@ -203,3 +203,38 @@ def test_task_root_comes_first_with_pythonsafepath(start_agent: StartAgent) -> N
     )
 
     assert str(agent.invoke({}).json).endswith("/task0")
+
+
+def test_output_without_a_final_newline_stays_with_its_invocation(start_agent: StartAgent) -> None:
+    agent = start_agent(
+        {
+            "app.py": """
+                def handler(event, context):
+                    print("no newline", end="")
+                    return 1
+            """
+        }
+    )
+
+    lines = agent.invoke({}, request_id="req-partial", tail=True).log_tail.splitlines()
+
+    assert lines[1:3] == ["no newline", "END RequestId: req-partial"]
+
+
+def test_stdout_and_stderr_lines_both_reach_the_log(start_agent: StartAgent) -> None:
+    agent = start_agent(
+        {
+            "app.py": """
+                import sys
+
+                def handler(event, context):
+                    print("to stdout")
+                    print("to stderr", file=sys.stderr)
+                    return 1
+            """
+        }
+    )
+
+    lines = agent.invoke({}, tail=True).log_tail.splitlines()
+
+    assert lines[1:3] == ["to stdout", "to stderr"]
