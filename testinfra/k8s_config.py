@@ -142,6 +142,8 @@ disabled_plugins = [
 
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         BinaryName = "/usr/bin/runc"
+        # runc keeps container state here instead of /run/containerd/runc.
+        Root = "{d / "runc"}"
         SystemdCgroup = false
 
   [plugins."io.containerd.grpc.v1.cri".cni]

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import pathlib
+import signal
 import subprocess
 import urllib.error
 import urllib.request
@@ -35,7 +36,10 @@ DEBIAN_PACKAGES = (
     "umoci",
 )
 _CGROUP_ROOT = pathlib.Path("/sys/fs/cgroup")
-_NETNS_DIR = pathlib.Path("/var/run/netns")
+# containerd 1.6 always makes these for shim sockets and fifos, whatever its state dir.
+_CONTAINERD_RUN_DIRS = tuple(
+    pathlib.Path("/run/containerd", sub) for sub in ("s", "fifo", "runc/k8s.io", "runc", "")
+)
 
 
 def daemons(layout: k8s_layout.Layout) -> dict[str, process.Daemon]:
@@ -115,52 +119,79 @@ def stop(layout: k8s_layout.Layout) -> None:
     """Stop the kubelet, every pod container, containerd; undo all host changes."""
     containerd, kubelet = daemons(layout).values()
     kubelet.stop(timeout=15)
-    netns_paths: set[str] = set()
     if containerd.is_running():
-        netns_paths = _remove_containers(layout)
+        _remove_containers(layout)
     containerd.stop(timeout=15)
     _kill_orphan_shims(layout)
-    for path in sorted(netns_paths):
-        _unmount(pathlib.Path(path))
-        pathlib.Path(path).unlink(missing_ok=True)
+    _remove_empty_dirs(_CONTAINERD_RUN_DIRS)
+    node_network.remove_pod_namespaces()
     for mount_point in _mounts_under(layout.state_dir):
         _unmount(mount_point)
     _remove_kubelet_cgroups()
     node_network.teardown()
 
 
-def _remove_containers(layout: k8s_layout.Layout) -> set[str]:
-    """Kill and delete every container in the k8s.io namespace; return their netns paths."""
-    netns: set[str] = set()
+def _remove_containers(layout: k8s_layout.Layout) -> None:
+    """Kill and delete every container in the k8s.io namespace."""
     for container_id in _ctr(layout, "containers", "ls", "-q").stdout.split():
-        info = _ctr(layout, "containers", "info", container_id, check=False)
-        if info.returncode == 0:
-            namespaces = (
-                json.loads(info.stdout).get("Spec", {}).get("linux", {}).get("namespaces", [])
-            )
-            netns.update(
-                ns["path"]
-                for ns in namespaces
-                if ns.get("type") == "network" and ns.get("path", "").startswith(str(_NETNS_DIR))
-            )
         _ctr(layout, "tasks", "kill", "--signal", "SIGKILL", container_id, check=False)
         _ctr(layout, "tasks", "delete", "--force", container_id, check=False)
         _ctr(layout, "containers", "delete", container_id, check=False)
-    return netns
 
 
 def _kill_orphan_shims(layout: k8s_layout.Layout) -> None:
-    # Shims detach into their own process groups, so stopping containerd does not
-    # reach them; they name our socket on their command line.
+    """Kill shims of our containerd that outlived it, and the containers they still hold.
+
+    Shims detach into their own process groups, so stopping containerd does not reach
+    them; they name our socket on their command line. A container's init is the shim's
+    child: killing it first takes down that container's whole pid namespace, which a
+    killed shim would otherwise leave running, reparented to init.
+    """
     marker = str(layout.containerd_socket).encode()
+    parents: dict[int, int] = {}
+    shims: list[int] = []
     for proc in pathlib.Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         with contextlib.suppress(OSError):
             argv = (proc / "cmdline").read_bytes().split(b"\0")
-            if argv and b"containerd-shim" in argv[0] and marker in argv:
-                _log.info("event=kill-leftover-shim pid=%s", proc.name)
-                os.kill(int(proc.name), 9)
+            parents[int(proc.name)] = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if b"containerd-shim" in argv[0] and marker in argv:
+                shims.append(int(proc.name))
+    for shim in shims:
+        victims = [pid for pid, parent in parents.items() if parent == shim] + [shim]
+        sockets = _unix_socket_paths(shim)
+        _log.info("event=kill-leftover-shim pid=%d children=%d", shim, len(victims) - 1)
+        for pid in victims:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        # A killed shim cannot remove its socket (containerd 1.6 keeps them in /run).
+        for path in sockets:
+            path.unlink(missing_ok=True)
+
+
+def _unix_socket_paths(pid: int) -> list[pathlib.Path]:
+    """Paths of the unix sockets process ``pid`` holds open (its listening socket)."""
+    inodes: set[str] = set()
+    with contextlib.suppress(OSError):
+        for fd in pathlib.Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes.add(target[len("socket:[") : -1])
+    paths = []
+    # Columns: Num RefCount Protocol Flags Type St Inode [Path]
+    for line in pathlib.Path("/proc/net/unix").read_text().splitlines()[1:]:
+        fields = line.split()
+        if len(fields) == 8 and fields[6] in inodes and fields[7].startswith("/"):
+            paths.append(pathlib.Path(fields[7]))
+    return paths
+
+
+def _remove_empty_dirs(directories: tuple[pathlib.Path, ...]) -> None:
+    for directory in directories:
+        with contextlib.suppress(OSError):  # absent, or in use by another containerd
+            directory.rmdir()
 
 
 def _mounts_under(root: pathlib.Path) -> list[pathlib.Path]:

@@ -10,11 +10,12 @@ pod traffic never leaves this machine whatever the host's routes or forwarding s
 from __future__ import annotations
 
 import logging
+import re
 import subprocess
 
 from testinfra import k8s_layout
 
-__all__ = ["CHAIN", "isolation_rules", "setup", "teardown"]
+__all__ = ["CHAIN", "isolation_rules", "remove_pod_namespaces", "setup", "teardown"]
 
 _log = logging.getLogger(__name__)
 
@@ -58,6 +59,21 @@ def setup() -> None:
         if _run(["iptables", "-w", "-C", *jump], check=False).returncode != 0:
             _run(["iptables", "-w", "-I", *jump])
     _log.info("event=pod-network-ready bridge=%s node_ip=%s", bridge, k8s_layout.NODE_IP)
+
+
+def remove_pod_namespaces() -> None:
+    """Delete the network namespaces of pods attached to our bridge.
+
+    containerd deletes them when it tears a sandbox down, but not when its containers
+    were killed under it (a crash, or ``down`` after one). Each pod's host-side veth
+    names its peer's namespace, which identifies the namespaces that are ours.
+    """
+    if _run(["ip", "link", "show", k8s_layout.BRIDGE], check=False).returncode != 0:
+        return
+    links = _run(["ip", "-o", "link", "show", "master", k8s_layout.BRIDGE]).stdout
+    for name in sorted(set(re.findall(r"link-netns (\S+)", links))):
+        _log.info("event=delete-pod-netns name=%s", name)
+        _run(["ip", "netns", "delete", name], check=False)
 
 
 def teardown() -> None:
