@@ -120,7 +120,11 @@ def is_up(state_dir: Path) -> bool:
 
 def install(cache_dir: Path) -> Path:
     """The directory of the broker's jars, downloaded by Maven on first use; installs kcat."""
-    process.ensure_debian_packages([KCAT_PACKAGE])
+    try:
+        process.ensure_debian_packages([KCAT_PACKAGE])
+    except process.InfraError as exc:
+        # kcat is only the acceptance checks' client; its own test reports it missing.
+        log.warning("event=kcat-unavailable component=kafka error=%s", exc)
     libs = cache_dir / f"kafka-{_kafka_version()}-{_pom_digest()}" / "libs"
     if (libs / ".complete").exists():
         return libs
