@@ -88,7 +88,8 @@ async def run(settings: EmbeddedSettings, *, deploy_example: bool = False) -> No
         server = uvicorn.Server(
             uvicorn.Config(
                 app, log_config=None, access_log=False, http="httptools", lifespan="on",
-                timeout_graceful_shutdown=30,
+                timeout_graceful_shutdown=30, proxy_headers=False, server_header=False,
+                date_header=False,
             )
         )
         serving = asyncio.create_task(server.serve(sockets=[listener]))
@@ -124,7 +125,10 @@ def _signals_end_serving_only() -> Iterator[None]:
 
 
 def _bind(host: str, port: int) -> socket.socket:
-    listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    # IPPROTO_TCP (not 0) makes asyncio set TCP_NODELAY on accepted connections; without
+    # it every keep-alive response waits ~40 ms for the client's delayed ACK.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind((host, port))
     listener.listen(1024)
