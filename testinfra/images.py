@@ -89,7 +89,7 @@ def ensure_base_image(layout: k8s_layout.Layout) -> pathlib.Path:
 
 def ensure_pause_image(layout: k8s_layout.Layout) -> pathlib.Path:
     """The pause image tarball (scratch + our static pause binary)."""
-    archive = layout.images_dir / "pause-3.10-r1.tar"
+    archive = layout.images_dir / f"pause-{k8s_build.pause_digest(layout)}.tar"
     if archive.exists():
         return archive
     pause = k8s_build.ensure_pause(layout)

