@@ -25,10 +25,9 @@ from kubelambda.models import (
     FunctionVersion,
     ProvisionedConcurrency,
     ProvisionedStatus,
-    Target,
 )
 from kubelambda.ports import Catalog
-from kubelambda.store import aliases, function_settings, functions, provisioned, schema
+from kubelambda.store import aliases, function_settings, functions, provisioned, schema, snapshot
 from kubelambda.store.database import Database
 from kubelambda.store.packages import CodePackages
 
@@ -51,6 +50,8 @@ class SqliteStore:
         self._clock = clock
         self._listeners: list[Listener] = []
         self._catalog = Catalog()
+        # The catalog as of the last commit, kept by the store thread (``_write``).
+        self._committed = Catalog()
         self._generation = 0
         self._published = 0
 
@@ -62,7 +63,7 @@ class SqliteStore:
         database = await Database.open(home / "state.db")
         store = cls(database, CodePackages(home / "code"), clock=clock or _utc_now)
         try:
-            store._catalog = await database.read(_build_catalog)
+            store._committed = store._catalog = await database.read(snapshot.build)
             yield store
         finally:
             await database.aclose()
@@ -91,6 +92,7 @@ class SqliteStore:
         reason: str = "",
     ) -> None:
         await self._write(
+            function_name,
             lambda c: provisioned.set_status(
                 c, function_name, qualifier, allocated=allocated, status=status, reason=reason
             ),
@@ -108,7 +110,8 @@ class SqliteStore:
         now = self.now()
         stamped = latest.with_changes(last_modified=now, revision_id=_new_revision())
         return await self._write(
-            lambda c: functions.insert_function(c, stamped, settings, publish=publish, now=now)
+            latest.function_name,
+            lambda c: functions.insert_function(c, stamped, settings, publish=publish, now=now),
         )
 
     async def get_version(self, name: str, version: str) -> FunctionVersion:
@@ -140,9 +143,10 @@ class SqliteStore:
     ) -> FunctionVersion:
         now = self.now()
         return await self._write(
+            name,
             lambda c: functions.update_latest(
                 c, name, change, expected_revision_id=expected_revision_id, now=now
-            )
+            ),
         )
 
     async def begin_code_update(
@@ -157,6 +161,7 @@ class SqliteStore:
     ) -> FunctionVersion:
         now = self.now()
         return await self._write(
+            name,
             lambda c: functions.begin_code_update(
                 c,
                 name,
@@ -166,13 +171,15 @@ class SqliteStore:
                 expected_revision_id=expected_revision_id,
                 publish=publish,
                 now=now,
-            )
+            ),
         )
 
     async def finish_package(self, name: str, code_sha256: str, *, error: str | None) -> bool:
         """Settle the versions of ``name`` waiting for this package (see ``functions``)."""
         return await self._write(
-            lambda c: functions.finish_package(c, name, code_sha256, error=error), changed=bool
+            name,
+            lambda c: functions.finish_package(c, name, code_sha256, error=error),
+            changed=bool,
         )
 
     async def publish_version(
@@ -185,6 +192,7 @@ class SqliteStore:
     ) -> FunctionVersion:
         now = self.now()
         return await self._write(
+            name,
             lambda c: functions.publish(
                 c,
                 name,
@@ -192,19 +200,19 @@ class SqliteStore:
                 expected_revision_id=expected_revision_id,
                 code_sha256=code_sha256,
                 now=now,
-            )
+            ),
         )
 
     async def delete_function(self, name: str) -> None:
-        await self._write(lambda c: functions.delete_function(c, name))
+        await self._write(name, lambda c: functions.delete_function(c, name))
 
     async def delete_version(self, name: str, version: str) -> None:
-        await self._write(lambda c: functions.delete_version(c, name, version))
+        await self._write(name, lambda c: functions.delete_version(c, name, version))
 
     # -- aliases ---------------------------------------------------------------------
 
     async def create_alias(self, alias: Alias) -> Alias:
-        return await self._write(lambda c: aliases.insert_alias(c, alias))
+        return await self._write(alias.function_name, lambda c: aliases.insert_alias(c, alias))
 
     async def get_alias(self, function_name: str, name: str) -> Alias:
         return await self._database.read(lambda c: aliases.select_alias(c, function_name, name))
@@ -218,13 +226,14 @@ class SqliteStore:
         expected_revision_id: str | None,
     ) -> Alias:
         return await self._write(
+            function_name,
             lambda c: aliases.update_alias(
                 c, function_name, name, change, expected_revision_id=expected_revision_id
-            )
+            ),
         )
 
     async def delete_alias(self, function_name: str, name: str) -> None:
-        await self._write(lambda c: aliases.delete_alias(c, function_name, name))
+        await self._write(function_name, lambda c: aliases.delete_alias(c, function_name, name))
 
     async def list_aliases(
         self, function_name: str, *, function_version: str | None, after: str, limit: int
@@ -238,24 +247,25 @@ class SqliteStore:
     # -- settings: tags, reserved and provisioned concurrency -------------------------
 
     async def tag(self, name: str, tags: Mapping[str, str]) -> FunctionSettings:
-        return await self._write(lambda c: function_settings.tag(c, name, tags))
+        return await self._write(name, lambda c: function_settings.tag(c, name, tags))
 
     async def untag(self, name: str, keys: Iterable[str]) -> FunctionSettings:
         keys = tuple(keys)
-        return await self._write(lambda c: function_settings.untag(c, name, keys))
+        return await self._write(name, lambda c: function_settings.untag(c, name, keys))
 
     async def put_reserved_concurrency(self, name: str, reserved: int) -> None:
-        await self._write(lambda c: function_settings.put_reserved(c, name, reserved))
+        await self._write(name, lambda c: function_settings.put_reserved(c, name, reserved))
 
     async def delete_reserved_concurrency(self, name: str) -> None:
-        await self._write(lambda c: function_settings.delete_reserved(c, name))
+        await self._write(name, lambda c: function_settings.delete_reserved(c, name))
 
     async def put_provisioned(
         self, name: str, qualifier: str, *, requested: int
     ) -> ProvisionedConcurrency:
         now = self.now()
         return await self._write(
-            lambda c: provisioned.put_provisioned(c, name, qualifier, requested=requested, now=now)
+            name,
+            lambda c: provisioned.put_provisioned(c, name, qualifier, requested=requested, now=now),
         )
 
     async def get_provisioned(self, name: str, qualifier: str) -> ProvisionedConcurrency:
@@ -264,7 +274,7 @@ class SqliteStore:
         )
 
     async def delete_provisioned(self, name: str, qualifier: str) -> None:
-        await self._write(lambda c: provisioned.delete_provisioned(c, name, qualifier))
+        await self._write(name, lambda c: provisioned.delete_provisioned(c, name, qualifier))
 
     async def list_provisioned(
         self, name: str, *, after: str, limit: int
@@ -281,19 +291,29 @@ class SqliteStore:
 
     async def _write(
         self,
+        function_name: str,
         change: Callable[[sqlite3.Connection], T],
         *,
         changed: Callable[[T], bool] = lambda _: True,
     ) -> T:
+        """Commit ``change`` (which touches ``function_name`` only), then publish the
+        catalog with that function's entries re-read."""
         self._generation += 1
         generation = self._generation
-        result, catalog = await self._database.write(change, _build_catalog)
+
+        def refresh(connection: sqlite3.Connection) -> Catalog:
+            # Runs on the store thread right after the commit, in commit order, so each
+            # refresh starts from the catalog of the commit before it.
+            self._committed = snapshot.refresh(connection, function_name, self._committed)
+            return self._committed
+
+        result, refreshed = await self._database.write(change, refresh)
         # Writes commit in submission order on the store thread, but the awaiting
         # coroutines may resume in any order: never replace a newer catalog by an older.
         if changed(result) and generation > self._published:
             self._published = generation
-            self._catalog = catalog
-            self._notify(catalog)
+            self._catalog = refreshed
+            self._notify(refreshed)
         return result
 
     def _notify(self, catalog: Catalog) -> None:
@@ -303,30 +323,6 @@ class SqliteStore:
             except Exception:
                 # One broken subscriber must not starve the others of the new catalog.
                 log.exception("catalog listener failed listener=%r", listener)
-
-
-def _build_catalog(connection: sqlite3.Connection) -> Catalog:
-    versions = {}
-    for row in connection.execute("SELECT * FROM versions"):
-        version = schema.version_from_row(row, serving=True)
-        versions[Target(version.function_name, version.version)] = version
-    alias_map = {
-        (alias.function_name, alias.name): alias
-        for alias in map(schema.alias_from_row, connection.execute("SELECT * FROM aliases"))
-    }
-    settings = {
-        entry.function_name: entry
-        for entry in map(schema.settings_from_row, connection.execute("SELECT * FROM functions"))
-    }
-    provisioned_map = {
-        (entry.function_name, entry.qualifier): entry
-        for entry in map(
-            schema.provisioned_from_row, connection.execute("SELECT * FROM provisioned")
-        )
-    }
-    return Catalog(
-        versions=versions, aliases=alias_map, settings=settings, provisioned=provisioned_map
-    )
 
 
 def _utc_now() -> datetime:

@@ -78,3 +78,19 @@ async def test_catalog_reads_do_not_wait_for_the_disk(tmp_path: Path):
         await store.create_function(version("f"), FunctionSettings("f"), publish=False)
         first = await store.catalog()
         assert await store.catalog() is first
+
+
+async def test_refreshed_catalog_equals_one_built_from_scratch(tmp_path: Path):
+    async with SqliteStore.open(tmp_path) as store:
+        for name in ("a", "b", "c"):
+            await store.create_function(version(name), FunctionSettings(name), publish=True)
+        await store.create_alias(Alias("b", "live", "1", ""))
+        await store.put_provisioned("b", "live", requested=2)
+        await store.tag("c", {"team": "x"})
+        await store.update_configuration(
+            "a", lambda v: v.with_changes(timeout=30), expected_revision_id=None
+        )
+        await store.delete_function("c")
+        refreshed = await store.catalog()
+    async with SqliteStore.open(tmp_path) as reopened:
+        assert await reopened.catalog() == refreshed
