@@ -40,8 +40,9 @@ def validation_error(details: Sequence[Any]) -> errors.LambdaError:
                 f"Could not parse request body into json: {detail.get('ctx', {}).get('error', '')}"
             )
     problems = [
-        f"Value '{_shown(detail.get('input'))}' at '{_member(detail.get('loc', ()))}' failed "
-        f"to satisfy constraint: {detail.get('msg', 'invalid value')}"
+        f"Value '{_shown(detail.get('input'), detail.get('loc', ()))}' at "
+        f"'{_member(detail.get('loc', ()))}' failed to satisfy constraint: "
+        f"{detail.get('msg', 'invalid value')}"
         for detail in details
     ]
     count = len(problems)
@@ -81,7 +82,10 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(Exception, on_unexpected)
 
 
-def _shown(value: object) -> str:
+def _shown(value: object, location: Sequence[object]) -> str:
+    # Environment values are often secrets: never echo them.
+    if "Environment" in location:
+        return "***"
     # The input may be a whole request body (a base64 zip of megabytes): quote a little.
     text = str(value)
     return text if len(text) <= _MAX_SHOWN else text[:_MAX_SHOWN] + "..."

@@ -73,3 +73,15 @@ def test_a_huge_input_is_quoted_only_in_part():
     message = validation_error([problem]).message
     assert "A" * 100 + "..." in message
     assert len(message) < 300
+
+
+def test_environment_values_are_never_echoed():
+    problem = {
+        "type": "string_type",
+        "loc": ("body", "Environment", "Variables", "DB_PASSWORD"),
+        "input": 123456,
+        "msg": "Input should be a valid string",
+    }
+    message = validation_error([problem]).message
+    assert "123456" not in message
+    assert "'***'" in message
