@@ -6,6 +6,7 @@ and a supervisor task per instance turns it into an ``Endpoint`` when the agent 
 ready, or records a failure (with the tail of its log) when it exits or stays silent.
 An endpoint always leaves ``endpoints()`` (and subscribers hear of it) before its
 process is told to stop, so the gateway never sends work to a draining instance.
+New instances take a spare agent (``local_spares``) when one is waiting.
 
 Memory: ``MemorySize`` is passed to the function as ``AWS_LAMBDA_FUNCTION_MEMORY_SIZE``
 but not enforced in local mode; processes share the host's memory (Kubernetes mode
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from controller import errors
-from controller.backends import local_env, local_process
+from controller.backends import local_env, local_process, local_spares
 from controller.backends.base import StartFailure
 from controller.metrics import ControllerMetrics
 from kubelambda.models import FunctionVersion, Target
@@ -50,6 +51,15 @@ class _Failures:
 
 
 class LocalProcessBackend:
+    """``InstanceBackend`` (and ``ScalingBackend``) on local processes under ``home``.
+
+    ``ready_timeout``: how long an agent may take to report ready before it is killed
+    and counted as a failure. ``stop_grace_extra``: seconds past the function timeout a
+    draining agent gets before SIGKILL. ``max_backoff``: the longest wait between starts
+    of a target whose starts keep failing. ``spare_agents``: agents kept started ahead
+    of need (0 makes every start fully cold).
+    """
+
     def __init__(
         self,
         home: Path,
@@ -69,7 +79,6 @@ class LocalProcessBackend:
         self._ready_timeout = ready_timeout
         self._stop_grace_extra = stop_grace_extra
         self._max_backoff = max_backoff
-        self._spare_agents = spare_agents
         self._metrics = metrics
         self._command = tuple(command)
         self._host_environ = dict(os.environ if host_environ is None else host_environ)
@@ -78,8 +87,7 @@ class LocalProcessBackend:
         self._failures: dict[Target, _Failures] = {}
         self._listeners: list[Callable[[Target], None]] = []
         self._tasks: set[asyncio.Task[None]] = set()
-        self._spares: list[local_process.Spare] = []
-        self._refill_task: asyncio.Task[None] | None = None
+        self._spares = local_spares.SparePool(spare_agents, self._prestart)
         self._closed = False
         # Spawning awaits; two overlapping calls for one target would both see it short.
         self._scaling = asyncio.Lock()
@@ -153,8 +161,7 @@ class LocalProcessBackend:
                 self._begin_stop(instance, reason="backend closing")
         while self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        spares, self._spares = self._spares, []
-        await asyncio.gather(*(spare.discard() for spare in spares))
+        await self._spares.aclose()
 
     async def _start(
         self, version: FunctionVersion, *, concurrency: int, provisioned: bool
@@ -217,7 +224,7 @@ class LocalProcessBackend:
         provisioned: bool,
         environ: Mapping[str, str],
     ) -> local_process.LocalProcess:
-        spare = await self._take_spare()
+        spare = await self._spares.take()
         return local_process.assign(
             spare,
             target=Target(version.function_name, version.version),
@@ -229,18 +236,6 @@ class LocalProcessBackend:
             assigned_at=self._clock(),
             stop_grace=version.timeout + self._stop_grace_extra,
         )
-
-    async def _take_spare(self) -> local_process.Spare:
-        """A spare agent if one is alive, else one started now (a fully cold start)."""
-        if not self._spares and self._refill_task is not None:
-            # One is being started right now: that beats starting another beside it.
-            await asyncio.shield(self._refill_task)
-        while self._spares:
-            spare = self._spares.pop(0)
-            if spare.alive:
-                return spare
-            await spare.discard()
-        return await self._prestart()
 
     async def _prestart(self) -> local_process.Spare:
         return await local_process.prestart(
@@ -258,23 +253,8 @@ class LocalProcessBackend:
         """Top up the spare agents, but not while instances start: on a small host a
         spare's start would slow down the cold starts someone is waiting for."""
         starting = any(p.endpoint is None for ps in self._instances.values() for p in ps)
-        if self._closed or self._refill_task is not None or starting:
-            return
-        if len(self._spares) < self._spare_agents:
-            self._refill_task = self._track(self._refill())
-
-    async def _refill(self) -> None:
-        try:
-            while not self._closed and len(self._spares) < self._spare_agents:
-                spare = await self._prestart()
-                if self._closed:
-                    await spare.discard()
-                    return
-                self._spares.append(spare)
-        except OSError as exc:
-            logger.error("cannot start a spare agent error=%s", exc)
-        finally:
-            self._refill_task = None
+        if not self._closed and not starting:
+            self._spares.top_up()
 
     async def _supervise(self, instance: local_process.LocalProcess, concurrency: int) -> None:
         target = instance.target
@@ -370,8 +350,7 @@ class LocalProcessBackend:
             except Exception:
                 logger.exception("endpoint listener failed target=%s", target)
 
-    def _track(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    def _track(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        return task

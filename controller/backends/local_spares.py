@@ -1,0 +1,66 @@
+"""Spare agents: runtime-agent processes started ahead of need, for faster cold starts.
+
+``controller.backends.local.LocalProcessBackend`` takes a spare for every instance it
+starts and asks for a top-up once no instance is starting. A spare has paid for the
+interpreter's start and the agent's imports already (see ``agent_shim``), which is most
+of what an agent does before it can start its runtimes; one spare serves any function.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from controller.backends.local_process import Spare
+
+__all__ = ["SparePool"]
+
+logger = logging.getLogger(__name__)
+
+
+class SparePool:
+    def __init__(self, size: int, start: Callable[[], Awaitable[Spare]]) -> None:
+        self._size = size
+        self._start = start
+        self._spares: list[Spare] = []
+        self._refill: asyncio.Task[None] | None = None
+        self._closed = False
+
+    async def take(self) -> Spare:
+        """A live spare if there is one, else an agent started now (a fully cold start)."""
+        if not self._spares and self._refill is not None:
+            # One is being started right now: that beats starting another beside it.
+            await asyncio.shield(self._refill)
+        while self._spares:
+            spare = self._spares.pop(0)
+            if spare.alive:
+                return spare
+            await spare.discard()
+        return await self._start()
+
+    def top_up(self) -> None:
+        """Start spares in the background until there are ``size`` of them."""
+        if self._closed or self._refill is not None or len(self._spares) >= self._size:
+            return
+        self._refill = asyncio.create_task(self._fill(), name="spare-agents")
+
+    async def aclose(self) -> None:
+        self._closed = True
+        if self._refill is not None:
+            await asyncio.gather(self._refill, return_exceptions=True)
+        spares, self._spares = self._spares, []
+        await asyncio.gather(*(spare.discard() for spare in spares))
+
+    async def _fill(self) -> None:
+        try:
+            while not self._closed and len(self._spares) < self._size:
+                spare = await self._start()
+                if self._closed:
+                    await spare.discard()
+                    return
+                self._spares.append(spare)
+        except OSError as exc:
+            logger.error("cannot start a spare agent error=%s", exc)
+        finally:
+            self._refill = None
