@@ -151,8 +151,11 @@ class Autoscaler:
     async def _run(self) -> None:
         next_tick = self._clock()
         while True:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the
+            # cancellation from aclose when the wake fires at the same moment.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), max(0.0, next_tick - self._clock()))
+                async with asyncio.timeout(max(0.0, next_tick - self._clock())):
+                    await self._wake.wait()
             self._wake.clear()
             full = self._clock() >= next_tick or self._catalog_changed
             self._catalog_changed = False

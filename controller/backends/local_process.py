@@ -81,7 +81,8 @@ class LocalProcess:
         ``InstanceNotReady`` after ``within`` seconds, having killed the agent.
         """
         try:
-            line = await asyncio.wait_for(self.ready_reader.readline(), within)
+            async with asyncio.timeout(within):
+                line = await self.ready_reader.readline()
         except TimeoutError:
             await self.sweep()
             await self.process.wait()
@@ -107,7 +108,8 @@ class LocalProcess:
             with contextlib.suppress(ProcessLookupError):
                 self.process.send_signal(signal.SIGTERM)
             try:
-                await asyncio.wait_for(self.process.wait(), grace)
+                async with asyncio.timeout(grace):
+                    await self.process.wait()
             except TimeoutError:
                 logger.warning(
                     "instance did not drain in time, killing function=%s version=%s "
@@ -186,7 +188,8 @@ class Spare:
         if self.process.stdin is not None:
             self.process.stdin.close()
         try:
-            await asyncio.wait_for(self.process.wait(), _SPARE_EXIT_SECONDS)
+            async with asyncio.timeout(_SPARE_EXIT_SECONDS):
+                await self.process.wait()
         except TimeoutError:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.process.pid, signal.SIGKILL)
