@@ -14,14 +14,12 @@ import socket
 import sys
 
 from kubelambda_agent import process
-from kubelambda_agent.config import ConfigError, parse_config
-
-_BACKLOG = 1024
+from kubelambda_agent.config import LISTEN_BACKLOG, ConfigError, parse_config
 
 
 def _listen(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    return socket.create_server((host, port), family=family, backlog=_BACKLOG)
+    return socket.create_server((host, port), family=family, backlog=LISTEN_BACKLOG)
 
 
 def main() -> int:

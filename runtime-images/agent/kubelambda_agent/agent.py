@@ -18,7 +18,7 @@ import sys
 from collections.abc import Mapping, Sequence
 
 from kubelambda_agent import process
-from kubelambda_agent.config import AgentConfig
+from kubelambda_agent.config import LISTEN_BACKLOG, AgentConfig
 from kubelambda_agent.http_server import HttpProtocol
 from kubelambda_agent.invoke_endpoint import MAX_EVENT_BYTES, InvokeEndpoint
 from kubelambda_agent.slot import Slot
@@ -81,6 +81,7 @@ async def _serve(
     server = await loop.create_server(
         lambda: HttpProtocol(endpoint.handle, max_body=MAX_EVENT_BYTES, connections=connections),
         sock=invoke_listener,
+        backlog=LISTEN_BACKLOG,
     )
     for slot in slots:
         await slot.start()

@@ -26,6 +26,8 @@ PROVIDED_RUNTIMES = frozenset({"provided", "provided.al2", "provided.al2023"})
 MAX_TIMEOUT_SECONDS = 900.0
 # A per-instance limit well above any sensible setting, so a typo cannot fork-bomb the node.
 MAX_CONCURRENCY = 256
+# The invoke endpoint's accept queue: a burst of new gateway connections must not be dropped.
+LISTEN_BACKLOG = 1024
 
 _BOOTSTRAP_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "python_bootstrap.py")
 

@@ -108,6 +108,8 @@ class Slot:
                 connections=self._connections,
             ),
             sock=self._listener,
+            # A runtime opens one connection (two while it also posts an init error).
+            backlog=8,
         )
         first, self._first_runtime = self._first_runtime, None
         assert first is not None
