@@ -112,8 +112,9 @@ class Autoscaler:
             self._unsubscribe = None
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # wait, not await: the loop's own CancelledError is expected, but a
+            # cancellation of our caller must still reach it.
+            await asyncio.wait({self._task})
             self._task = None
 
     async def __aenter__(self) -> Autoscaler:

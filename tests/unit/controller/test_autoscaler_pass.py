@@ -6,6 +6,7 @@ calls; the loop against the real ones is in tests/integration/controller.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -253,3 +254,14 @@ async def test_a_version_that_leaves_the_catalog_is_scaled_to_zero() -> None:
         await autoscaler.aclose()
 
     assert (running, backend.asked[V2][0]) == (2, 0)
+
+
+async def test_aclose_ends_the_loop_even_when_a_wake_up_is_pending() -> None:
+    store = Store(catalog())
+    autoscaler = Autoscaler(store, Backend(), tick_seconds=3600.0)
+    await autoscaler.start()
+    await asyncio.sleep(0.05)  # the first pass runs; then the loop waits for a wake-up
+
+    store.publish(catalog(tags={IDLE_TIMEOUT_TAG: "5"}))  # wakes the loop...
+    async with asyncio.timeout(2.0):
+        await autoscaler.aclose()  # ...in the same turn as the cancellation
