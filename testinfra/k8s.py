@@ -121,8 +121,8 @@ def _prepare(layout: k8s_layout.Layout) -> None:
 
 
 def _stop(layout: k8s_layout.Layout) -> None:
-    node.stop(layout)
-    k8s_control.stop(layout)
+    # The control plane is stopped even when the node's teardown fails.
+    node.run_all([lambda: node.stop(layout), lambda: k8s_control.stop(layout)])
 
 
 def _teardown(layout: k8s_layout.Layout) -> None:

@@ -10,6 +10,7 @@ cgroups, the bridge and its iptables rules.
 
 from __future__ import annotations
 
+import collections.abc
 import contextlib
 import json
 import logging
@@ -22,7 +23,7 @@ import urllib.request
 
 from testinfra import images, k8s_config, k8s_control, k8s_layout, node_network, process
 
-__all__ = ["DEBIAN_PACKAGES", "daemons", "is_ready", "start", "stop"]
+__all__ = ["DEBIAN_PACKAGES", "daemons", "is_ready", "run_all", "start", "stop"]
 
 _log = logging.getLogger(__name__)
 
@@ -116,19 +117,46 @@ def is_ready(layout: k8s_layout.Layout) -> bool:
 
 
 def stop(layout: k8s_layout.Layout) -> None:
-    """Stop the kubelet, every pod container, containerd; undo all host changes."""
+    """Stop the kubelet, every pod container, containerd; undo all host changes.
+
+    Every step runs even when an earlier one fails, so one stuck piece does not
+    leave the rest behind; the first failure is raised at the end.
+    """
     containerd, kubelet = daemons(layout).values()
-    kubelet.stop(timeout=15)
-    if containerd.is_running():
-        _remove_containers(layout)
-    containerd.stop(timeout=15)
-    _kill_orphan_shims(layout)
-    _remove_empty_dirs(_CONTAINERD_RUN_DIRS)
-    node_network.remove_pod_namespaces()
-    for mount_point in _mounts_under(layout.state_dir):
-        _unmount(mount_point)
-    _remove_kubelet_cgroups()
-    node_network.teardown()
+
+    def remove_containers() -> None:
+        if containerd.is_running():
+            _remove_containers(layout)
+
+    def unmount_state() -> None:
+        for mount_point in _mounts_under(layout.state_dir):
+            _unmount(mount_point)
+
+    steps: list[collections.abc.Callable[[], None]] = [
+        lambda: kubelet.stop(timeout=15),
+        remove_containers,
+        lambda: containerd.stop(timeout=15),
+        lambda: _kill_orphan_shims(layout),
+        lambda: _remove_empty_dirs(_CONTAINERD_RUN_DIRS),
+        node_network.remove_pod_namespaces,
+        unmount_state,
+        _remove_kubelet_cgroups,
+        node_network.teardown,
+    ]
+    run_all(steps)
+
+
+def run_all(steps: collections.abc.Sequence[collections.abc.Callable[[], None]]) -> None:
+    """Run every step; re-raise the first failure (as InfraError) once all have run."""
+    failures: list[BaseException] = []
+    for step in steps:
+        try:
+            step()
+        except (subprocess.CalledProcessError, OSError, process.InfraError) as exc:
+            _log.error("event=teardown-step-failed error=%s", exc)
+            failures.append(exc)
+    if failures:
+        raise process.InfraError(f"teardown failed: {failures[0]}") from failures[0]
 
 
 def _remove_containers(layout: k8s_layout.Layout) -> None:

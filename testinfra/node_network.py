@@ -10,12 +10,20 @@ pod traffic never leaves this machine whatever the host's routes or forwarding s
 from __future__ import annotations
 
 import logging
+import pathlib
 import re
 import subprocess
 
 from testinfra import k8s_layout
 
-__all__ = ["CHAIN", "isolation_rules", "remove_pod_namespaces", "setup", "teardown"]
+__all__ = [
+    "CHAIN",
+    "apiserver_route",
+    "isolation_rules",
+    "remove_pod_namespaces",
+    "setup",
+    "teardown",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -39,6 +47,21 @@ def isolation_rules() -> tuple[list[list[str]], list[list[str]]]:
     return chain_rules, jumps
 
 
+def apiserver_route() -> list[str]:
+    """The nat rule that lets pods reach the loopback-bound apiserver at its Service IP.
+
+    Pods get ``KUBERNETES_SERVICE_HOST`` = the ``kubernetes`` Service's IP; with no
+    kube-proxy, this one DNAT (plus ``route_localnet`` on the bridge, which lets a
+    packet from the bridge be routed to 127.0.0.1) stands in for it. Only traffic
+    arriving on the bridge matches, so nothing else gains a path to 127.0.0.1.
+    """
+    return [
+        "PREROUTING", "-i", k8s_layout.BRIDGE, "-p", "tcp",
+        "-d", k8s_layout.KUBERNETES_SERVICE_IP, "--dport", "443",
+        "-j", "DNAT", "--to-destination", f"127.0.0.1:{k8s_layout.APISERVER_PORT}",
+    ]  # fmt: skip
+
+
 def setup() -> None:
     """Create the bridge with the node address and install the isolation rules (idempotent)."""
     bridge = k8s_layout.BRIDGE
@@ -58,6 +81,10 @@ def setup() -> None:
     for jump in jumps:
         if _run(["iptables", "-w", "-C", *jump], check=False).returncode != 0:
             _run(["iptables", "-w", "-I", *jump])
+    pathlib.Path(f"/proc/sys/net/ipv4/conf/{bridge}/route_localnet").write_text("1\n")
+    route = apiserver_route()
+    if _run(["iptables", "-w", "-t", "nat", "-C", *route], check=False).returncode != 0:
+        _run(["iptables", "-w", "-t", "nat", "-I", *route])
     _log.info("event=pod-network-ready bridge=%s node_ip=%s", bridge, k8s_layout.NODE_IP)
 
 
@@ -79,9 +106,10 @@ def remove_pod_namespaces() -> None:
 def teardown() -> None:
     """Remove the rules and the bridge; whatever is already gone is fine."""
     _, jumps = isolation_rules()
-    for jump in jumps:
-        while _run(["iptables", "-w", "-C", *jump], check=False).returncode == 0:
-            _run(["iptables", "-w", "-D", *jump])
+    rules = [("filter", jump) for jump in jumps] + [("nat", apiserver_route())]
+    for table, rule in rules:
+        while _run(["iptables", "-w", "-t", table, "-C", *rule], check=False).returncode == 0:
+            _run(["iptables", "-w", "-t", table, "-D", *rule])
     if _run(["iptables", "-w", "-n", "-L", CHAIN], check=False).returncode == 0:
         _run(["iptables", "-w", "-F", CHAIN])
         _run(["iptables", "-w", "-X", CHAIN])

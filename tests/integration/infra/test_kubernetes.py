@@ -227,6 +227,39 @@ def test_deleting_a_namespace_deletes_its_pods(api: client.ApiClient, namespace:
     )
 
 
+IN_CLUSTER_VERSION_SCRIPT = """
+import json, os, ssl, urllib.request
+sa = "/var/run/secrets/kubernetes.io/serviceaccount"
+host, port = os.environ["KUBERNETES_SERVICE_HOST"], os.environ["KUBERNETES_SERVICE_PORT"]
+request = urllib.request.Request(
+    f"https://{host}:{port}/version",
+    headers={"Authorization": "Bearer " + open(f"{sa}/token").read()},
+)
+context = ssl.create_default_context(cafile=f"{sa}/ca.crt")
+print(json.load(urllib.request.urlopen(request, context=context, timeout=10))["gitVersion"])
+"""
+
+
+def test_pods_reach_the_apiserver_with_in_cluster_credentials(
+    api: client.ApiClient, namespace: str
+) -> None:
+    core = client.CoreV1Api(api)
+    spec = http_server_pod_spec()
+    spec["containers"][0]["command"] = ["python3", "-c", IN_CLUSTER_VERSION_SCRIPT]
+    spec["restartPolicy"] = "Never"
+    core.create_namespaced_pod(
+        namespace, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "client"}, "spec": spec}
+    )
+
+    def finished() -> str | None:
+        phase = core.read_namespaced_pod("client", namespace).status.phase
+        return phase if phase in ("Succeeded", "Failed") else None
+
+    phase = eventually("the in-cluster client pod to finish", finished)
+    output = core.read_namespaced_pod_log("client", namespace)
+    assert (phase, output.strip()) == ("Succeeded", k8s_layout.KUBERNETES_VERSION)
+
+
 def test_pod_network_is_fenced_to_the_bridge(kubeconfig: pathlib.Path) -> None:
     _, jumps = node_network.isolation_rules()
     for jump in jumps:
