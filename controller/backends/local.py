@@ -160,7 +160,8 @@ class LocalProcessBackend:
             for instance in list(instances):
                 self._begin_stop(instance, reason="backend closing")
         while self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            # wait, not gather: a cancelled aclose must not cancel the stops themselves.
+            await asyncio.wait(set(self._tasks))
         await self._spares.aclose()
 
     async def _start(
@@ -353,4 +354,9 @@ class LocalProcessBackend:
     def _track(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coroutine)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            logger.error("instance task failed task=%s", task.get_name(), exc_info=exc)

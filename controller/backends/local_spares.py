@@ -48,7 +48,7 @@ class SparePool:
     async def aclose(self) -> None:
         self._closed = True
         if self._refill is not None:
-            await asyncio.gather(self._refill, return_exceptions=True)
+            await asyncio.wait({self._refill})
         spares, self._spares = self._spares, []
         await asyncio.gather(*(spare.discard() for spare in spares))
 
