@@ -3,8 +3,8 @@
 They prove that the control plane answers, the node is Ready and really runs pods
 (containerd + runc on a CNI bridge) from the locally built base image, that pods are
 reachable from the host at their IPs and listed in their Service's EndpointSlice,
-that logs can be read through the apiserver, and that namespace deletion cascades,
-so failures in later Kubernetes-backed tests point at our code, not at the cluster.
+that logs can be read through the apiserver, that pods reach the apiserver with
+in-cluster credentials and that namespace deletion cascades, so failures in later Kubernetes-backed tests point at our code, not at the cluster.
 """
 
 from __future__ import annotations
@@ -151,8 +151,12 @@ def test_node_is_ready(api: client.ApiClient) -> None:
 
 
 def test_node_got_its_pod_cidr_from_the_controller_manager(api: client.ApiClient) -> None:
-    node = client.CoreV1Api(api).read_node(k8s_layout.NODE_NAME)
-    assert node.spec.pod_cidr == k8s_layout.NODE_POD_CIDR
+    core = client.CoreV1Api(api)
+    # The allocation follows the node's registration, which Ready does not wait for.
+    pod_cidr = eventually(
+        "the node's pod CIDR", lambda: core.read_node(k8s_layout.NODE_NAME).spec.pod_cidr, 30
+    )
+    assert pod_cidr == k8s_layout.NODE_POD_CIDR
 
 
 def test_deployment_pods_answer_http_at_their_pod_ips(web: tuple[str, list[str]]) -> None:
