@@ -1,13 +1,14 @@
 """The ``kubelambda`` command: ``up`` runs the embedded platform, ``env`` prints how to reach it.
 
-    kubelambda up [--example] [--port N] [--home DIR]
-    eval "$(kubelambda env)"     # AWS_ENDPOINT_URL_LAMBDA, AWS keys, region, KUBELAMBDA_API_KEY
+kubelambda up [--example] [--port N] [--home DIR]
+eval "$(kubelambda env)"     # AWS_ENDPOINT_URL_LAMBDA, AWS keys, region, KUBELAMBDA_API_KEY
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import shlex
@@ -39,7 +40,9 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kubelambda", description=__doc__.splitlines()[0])
-    parser.add_argument("--home", help="state directory (default $KUBELAMBDA_HOME or ~/.kubelambda)")
+    parser.add_argument(
+        "--home", help="state directory (default $KUBELAMBDA_HOME or ~/.kubelambda)"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     up = commands.add_parser("up", help="run the embedded platform in the foreground")
     up.add_argument("--port", type=int, help="gateway port (default $KUBELAMBDA_PORT or 7070)")
@@ -56,17 +59,16 @@ def _up(settings: EmbeddedSettings, *, example: bool) -> int:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
-    try:
+    # A Ctrl-C before serving starts ends the start; once serving, run() handles signals.
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(embedded.run(settings, deploy_example=example))
-    except KeyboardInterrupt:
-        pass
     return 0
 
 
 def _env(settings: EmbeddedSettings) -> int:
     if not settings.url_file.exists():
         print(
-            f"kubelambda: no running platform found under {settings.home} (start it: kubelambda up)",
+            f"kubelambda: no running platform under {settings.home} (start it: kubelambda up)",
             file=sys.stderr,
         )
         return 1

@@ -18,7 +18,7 @@ import logging
 import signal
 import socket
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import FrameType
 
@@ -87,13 +87,20 @@ async def run(settings: EmbeddedSettings, *, deploy_example: bool = False) -> No
         )
         server = uvicorn.Server(
             uvicorn.Config(
-                app, log_config=None, access_log=False, http="httptools", lifespan="on",
-                timeout_graceful_shutdown=30, proxy_headers=False, server_header=False,
+                app,
+                log_config=None,
+                access_log=False,
+                http="httptools",
+                lifespan="on",
+                timeout_graceful_shutdown=30,
+                proxy_headers=False,
+                server_header=False,
                 date_header=False,
             )
         )
         serving = asyncio.create_task(server.serve(sockets=[listener]))
-        while not server.started and not serving.done():
+        # uvicorn exposes readiness only as a flag, so it is polled (for milliseconds).
+        while not server.started and not serving.done():  # noqa: ASYNC110
             await asyncio.sleep(0.01)
         if serving.done():
             await serving  # raises the reason it could not start
@@ -140,9 +147,12 @@ def _deploy_example(host: str, port: int, api_key: str) -> None:
     """Create (or refresh) the example through the public API, as any client would."""
     code = _zip_directory(EXAMPLE_DIR)
     body = {
-        "FunctionName": EXAMPLE_NAME, "Runtime": "python3.11", "Role":
-        "arn:aws:iam::000000000000:role/kubelambda-example", "Handler": "app.handler",
-        "Code": {"ZipFile": code}, "Description": "The example function of `make run`",
+        "FunctionName": EXAMPLE_NAME,
+        "Runtime": "python3.11",
+        "Role": "arn:aws:iam::000000000000:role/kubelambda-example",
+        "Handler": "app.handler",
+        "Code": {"ZipFile": code},
+        "Description": "The example function of `make run`",
     }
     status, answer = _api(host, port, api_key, "POST", "/2015-03-31/functions", body)
     if status == 409:
@@ -154,12 +164,14 @@ def _deploy_example(host: str, port: int, api_key: str) -> None:
 
 
 def _api(
-    host: str, port: int, api_key: str, method: str, path: str, body: dict[str, object]
+    host: str, port: int, api_key: str, method: str, path: str, body: Mapping[str, object]
 ) -> tuple[int, str]:
     connection = http.client.HTTPConnection(host, port, timeout=30)
     try:
         connection.request(
-            method, path, body=json.dumps(body),
+            method,
+            path,
+            body=json.dumps(body),
             headers={"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"},
         )
         response = connection.getresponse()
@@ -184,12 +196,12 @@ def _print_banner(url: str, *, deploy_example: bool) -> None:
     if deploy_example:
         lines += [
             "Invoke the example function 'hello':",
-            "  aws lambda invoke --function-name hello --payload '{\"name\":\"you\"}' out.json"
+            '  aws lambda invoke --function-name hello --payload \'{"name":"you"}\' out.json'
             "   # AWS CLI v2: add --cli-binary-format raw-in-base64-out",
-            f"  curl -s -H \"Authorization: Bearer $KUBELAMBDA_API_KEY\" -d '{{\"name\":\"you\"}}' "
+            f'  curl -s -H "Authorization: Bearer $KUBELAMBDA_API_KEY" -d \'{{"name":"you"}}\' '
             f"{url}/2015-03-31/functions/hello/invocations",
-            "  python -c 'import boto3, json; r = boto3.client(\"lambda\").invoke("
-            "FunctionName=\"hello\", Payload=b\"{}\"); print(json.load(r[\"Payload\"]))'",
+            '  python -c \'import boto3, json; r = boto3.client("lambda").invoke('
+            'FunctionName="hello", Payload=b"{}"); print(json.load(r["Payload"]))\'',
         ]
     lines.append("Stop with Ctrl-C.")
     print("\n".join(lines), flush=True)

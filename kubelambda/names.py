@@ -31,7 +31,9 @@ _ARN = re.compile(
     r"^arn:(?P<partition>aws[a-zA-Z-]*):lambda:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):"
     r"function:(?P<name>[^:]+)(?::(?P<qualifier>[^:]+))?$"
 )
-_PARTIAL_ARN = re.compile(r"^(?P<account>\d{12}):function:(?P<name>[^:]+)(?::(?P<qualifier>[^:]+))?$")
+_PARTIAL_ARN = re.compile(
+    r"^(?P<account>\d{12}):function:(?P<name>[^:]+)(?::(?P<qualifier>[^:]+))?$"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +45,10 @@ class FunctionRef:
 
 
 def function_arn(
-    name: str, qualifier: str | None = None, *, region: str = DEFAULT_REGION,
+    name: str,
+    qualifier: str | None = None,
+    *,
+    region: str = DEFAULT_REGION,
     account: str = DEFAULT_ACCOUNT,
 ) -> str:
     base = f"arn:aws:lambda:{region}:{account}:function:{name}"
@@ -96,4 +101,3 @@ def parse_function_ref(function_name: str, qualifier: str | None = None) -> Func
     if chosen is not None and not _QUALIFIER.match(chosen):
         raise errors.InvalidParameterValue(f"Invalid qualifier: {chosen}")
     return FunctionRef(name=name, qualifier=chosen)
-

@@ -55,8 +55,13 @@ class Store(Protocol):
         ...
 
     async def set_provisioned_status(
-        self, function_name: str, qualifier: str, *, allocated: int,
-        status: ProvisionedStatus, reason: str = "",
+        self,
+        function_name: str,
+        qualifier: str,
+        *,
+        allocated: int,
+        status: ProvisionedStatus,
+        reason: str = "",
     ) -> None:
         """The controller's report on a provisioned-concurrency config it reconciled."""
         ...

@@ -27,6 +27,7 @@ PROVIDED_RUNTIMES = ("provided.al2023", "provided.al2", "provided")
 # Where interpreters are commonly installed when they are not on PATH (pyenv, system).
 _SEARCH_ROOTS = (Path("/root/.pyenv/versions"), Path("/usr/local/bin"), Path("/usr/bin"))
 
+
 def is_provided(runtime: str) -> bool:
     return runtime in PROVIDED_RUNTIMES
 
@@ -64,7 +65,7 @@ def _candidates(version: str) -> list[Path]:
             found.append(root / f"python{version}")
     return found
 
+
 def available_runtimes(environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
     pythons = tuple(r for r in PYTHON_RUNTIMES if find_python(r, environ) is not None)
     return pythons + PROVIDED_RUNTIMES
-

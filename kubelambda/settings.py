@@ -47,8 +47,11 @@ class EmbeddedSettings(BaseSettings):
 
     @classmethod
     def settings_customise_sources(
-        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
-        *_others: PydanticBaseSettingsSource, **_named: PydanticBaseSettingsSource,
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        *_others: PydanticBaseSettingsSource,
+        **_named: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Only what from_environ passes in: no hidden reads of os.environ or dotenv files.
         return (init_settings,)
@@ -58,7 +61,8 @@ class EmbeddedSettings(BaseSettings):
         values: dict[str, Any] = {
             key.removeprefix(ENV_PREFIX).lower(): value
             for key, value in environ.items()
-            if key.startswith(ENV_PREFIX) and key.removeprefix(ENV_PREFIX).lower() in cls.model_fields
+            if key.startswith(ENV_PREFIX)
+            and key.removeprefix(ENV_PREFIX).lower() in cls.model_fields
         }
         values.update({key: value for key, value in overrides.items() if value is not None})
         return cls(**values)

@@ -49,7 +49,10 @@ def start_platform(home: Path, *extra_args: str) -> Platform:
     env = {**os.environ, "KUBELAMBDA_HOME": str(home), "KUBELAMBDA_PORT": "0"}
     with (home.parent / f"{home.name}.log").open("wb") as log:  # the child keeps its own copy
         process = subprocess.Popen(
-            [KUBELAMBDA, "up", *extra_args], env=env, stdout=log, stderr=subprocess.STDOUT,
+            [KUBELAMBDA, "up", *extra_args],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     url_file = home / "gateway.url"

@@ -39,12 +39,21 @@ def unique(prefix: str) -> str:
 
 
 def create_python_function(
-    client: Any, name: str, *, mark: str = "v1", tags: dict[str, str] | None = None, timeout: int = 3
+    client: Any,
+    name: str,
+    *,
+    mark: str = "v1",
+    tags: dict[str, str] | None = None,
+    timeout: int = 3,
 ) -> dict[str, Any]:
     created = client.create_function(
-        FunctionName=name, Runtime="python3.11", Role=ROLE, Handler="app.handler",
+        FunctionName=name,
+        Runtime="python3.11",
+        Role=ROLE,
+        Handler="app.handler",
         Code={"ZipFile": make_zip({"app.py": VERSIONED_HANDLER.format(mark=mark)})},
-        Timeout=timeout, Tags=tags or {},
+        Timeout=timeout,
+        Tags=tags or {},
     )
     client.get_waiter("function_active_v2").wait(
         FunctionName=name, WaiterConfig={"Delay": 0.1, "MaxAttempts": 100}
@@ -52,7 +61,9 @@ def create_python_function(
     return created
 
 
-def invoke_json(client: Any, name: str, payload: object, **kwargs: Any) -> tuple[dict[str, Any], Any]:
+def invoke_json(
+    client: Any, name: str, payload: object, **kwargs: Any
+) -> tuple[dict[str, Any], Any]:
     response = client.invoke(FunctionName=name, Payload=json.dumps(payload).encode(), **kwargs)
     return response, json.loads(response["Payload"].read())
 
@@ -102,7 +113,9 @@ def test_versions_and_weighted_alias_route_between_two_versions(lambda_client: A
     second = lambda_client.publish_version(FunctionName=name)["Version"]
     assert (first, second) == ("1", "2")
     lambda_client.create_alias(
-        FunctionName=name, Name="live", FunctionVersion=first,
+        FunctionName=name,
+        Name="live",
+        FunctionVersion=first,
         RoutingConfig={"AdditionalVersionWeights": {second: 0.5}},
     )
     executed: Counter[str] = Counter()
@@ -119,7 +132,10 @@ def test_versions_and_weighted_alias_route_between_two_versions(lambda_client: A
 def test_function_error_comes_back_as_unhandled(lambda_client: Any) -> None:
     name = unique("fails")
     lambda_client.create_function(
-        FunctionName=name, Runtime="python3.11", Role=ROLE, Handler="app.handler",
+        FunctionName=name,
+        Runtime="python3.11",
+        Role=ROLE,
+        Handler="app.handler",
         Code={"ZipFile": make_zip({"app.py": "def handler(e, c):\n    raise KeyError('nope')\n"})},
     )
     lambda_client.get_waiter("function_active_v2").wait(
@@ -133,10 +149,17 @@ def test_function_error_comes_back_as_unhandled(lambda_client: Any) -> None:
 
 def test_timeout_answers_promptly_and_the_next_invoke_runs(lambda_client: Any) -> None:
     name = unique("slow")
-    code = "import time\n\ndef handler(e, c):\n    if e.get('sleep'):\n        time.sleep(30)\n    return 'ok'\n"
+    code = (
+        "import time\n\n"
+        "def handler(e, c):\n    if e.get('sleep'):\n        time.sleep(30)\n    return 'ok'\n"
+    )
     lambda_client.create_function(
-        FunctionName=name, Runtime="python3.11", Role=ROLE, Handler="app.handler",
-        Code={"ZipFile": make_zip({"app.py": code})}, Timeout=1,
+        FunctionName=name,
+        Runtime="python3.11",
+        Role=ROLE,
+        Handler="app.handler",
+        Code={"ZipFile": make_zip({"app.py": code})},
+        Timeout=1,
     )
     lambda_client.get_waiter("function_active_v2").wait(
         FunctionName=name, WaiterConfig={"Delay": 0.1, "MaxAttempts": 100}
@@ -183,9 +206,11 @@ def test_provisioned_concurrency_becomes_ready(lambda_client: Any) -> None:
     )
     assert put["Status"] == "IN_PROGRESS"
     deadline = time.monotonic() + 30
-    while (config := lambda_client.get_provisioned_concurrency_config(
-        FunctionName=name, Qualifier=version
-    ))["Status"] != "READY":
+    while (
+        config := lambda_client.get_provisioned_concurrency_config(
+            FunctionName=name, Qualifier=version
+        )
+    )["Status"] != "READY":
         assert time.monotonic() < deadline, config
         time.sleep(0.2)
     assert config["AllocatedProvisionedConcurrentExecutions"] == 2
@@ -212,8 +237,10 @@ def test_bearer_api_key_and_missing_credentials(platform: Platform, lambda_clien
     create_python_function(lambda_client, name)
     url = f"{platform.url}/2015-03-31/functions/{name}/invocations"
     ok = httpx.post(
-        url, content=b'{"via": "curl"}',
-        headers={"Authorization": f"Bearer {platform.env['KUBELAMBDA_API_KEY']}"}, timeout=60,
+        url,
+        content=b'{"via": "curl"}',
+        headers={"Authorization": f"Bearer {platform.env['KUBELAMBDA_API_KEY']}"},
+        timeout=60,
     )
     assert ok.status_code == 200
     assert ok.json()["event"] == {"via": "curl"}
@@ -229,9 +256,20 @@ def test_aws_cli_invokes_a_function(platform: Platform, lambda_client: Any, tmp_
     out = tmp_path / "out.json"
     aws = str(Path(sys.executable).with_name("aws"))
     result = subprocess.run(
-        [aws, "lambda", "invoke", "--function-name", name, "--payload", '{"from": "cli"}',
-         str(out)],
-        env={**os.environ, **platform.env}, capture_output=True, text=True, timeout=120,
+        [
+            aws,
+            "lambda",
+            "invoke",
+            "--function-name",
+            name,
+            "--payload",
+            '{"from": "cli"}',
+            str(out),
+        ],
+        env={**os.environ, **platform.env},
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["StatusCode"] == 200
@@ -243,8 +281,13 @@ def test_provided_runtime_runs_awslambdaric_unchanged(lambda_client: Any) -> Non
     bootstrap = f"#!/bin/sh\nexec {sys.executable} -m awslambdaric app.handler\n"
     code = "def handler(event, context):\n    return {'ric': True, 'id': context.aws_request_id}\n"
     lambda_client.create_function(
-        FunctionName=name, Runtime="provided.al2023", Role=ROLE, Handler="app.handler",
-        Code={"ZipFile": make_zip({"bootstrap": bootstrap, "app.py": code}, executable=("bootstrap",))},
+        FunctionName=name,
+        Runtime="provided.al2023",
+        Role=ROLE,
+        Handler="app.handler",
+        Code={
+            "ZipFile": make_zip({"bootstrap": bootstrap, "app.py": code}, executable=("bootstrap",))
+        },
     )
     lambda_client.get_waiter("function_active_v2").wait(
         FunctionName=name, WaiterConfig={"Delay": 0.1, "MaxAttempts": 100}

@@ -36,7 +36,9 @@ def test_to_wire_carries_status_header_and_type(
 
 def test_throttle_carries_reason_and_retry_after() -> None:
     error = errors.TooManyRequests(
-        "Rate Exceeded.", reason="ReservedFunctionConcurrentInvocationLimitExceeded", retry_after=2.4
+        "Rate Exceeded.",
+        reason="ReservedFunctionConcurrentInvocationLimitExceeded",
+        retry_after=2.4,
     )
     status, headers, body = error.to_wire()
     assert status == 429

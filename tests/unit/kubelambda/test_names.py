@@ -14,9 +14,16 @@ from kubelambda import errors, names
         ("hello:7", "7", names.FunctionRef("hello", "7")),
         ("123456789012:function:hello", None, names.FunctionRef("hello", None)),
         ("123456789012:function:hello:live", None, names.FunctionRef("hello", "live")),
-        ("arn:aws:lambda:eu-west-1:123456789012:function:hello", "3", names.FunctionRef("hello", "3")),
-        ("arn:aws:lambda:us-east-1:000000000000:function:hello:$LATEST", None,
-         names.FunctionRef("hello", "$LATEST")),
+        (
+            "arn:aws:lambda:eu-west-1:123456789012:function:hello",
+            "3",
+            names.FunctionRef("hello", "3"),
+        ),
+        (
+            "arn:aws:lambda:us-east-1:000000000000:function:hello:$LATEST",
+            None,
+            names.FunctionRef("hello", "$LATEST"),
+        ),
     ],
 )
 def test_parse_function_ref_accepts_lambda_forms(
