@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 # A target whose instances keep failing waits this long before the next try, doubling
 # per failure (0.5 s, 1 s, 2 s, ...) up to the cap, like a crash-looping pod.
 _FIRST_BACKOFF_SECONDS = 0.5
+_SPARE_DELAY_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,11 +252,12 @@ class LocalProcessBackend:
         )
 
     def _maybe_refill(self) -> None:
-        """Top up the spare agents, but not while instances start: on a small host a
-        spare's start would slow down the cold starts someone is waiting for."""
+        """Top up the spare agents, but not while instances start, and only a moment
+        after the last became ready: on a small host a spare's start would slow down
+        the cold start, and then the first invocation, that someone is waiting for."""
         starting = any(p.endpoint is None for ps in self._instances.values() for p in ps)
         if not self._closed and not starting:
-            self._spares.top_up()
+            self._spares.top_up(after=_SPARE_DELAY_SECONDS)
 
     async def _supervise(self, instance: local_process.LocalProcess, concurrency: int) -> None:
         target = instance.target

@@ -25,11 +25,12 @@ class SparePool:
         self._start = start
         self._spares: list[Spare] = []
         self._refill: asyncio.Task[None] | None = None
+        self._spawning = False
         self._closed = False
 
     async def take(self) -> Spare:
         """A live spare if there is one, else an agent started now (a fully cold start)."""
-        if not self._spares and self._refill is not None:
+        if not self._spares and self._refill is not None and self._spawning:
             # One is being started right now: that beats starting another beside it.
             await asyncio.shield(self._refill)
         while self._spares:
@@ -39,23 +40,33 @@ class SparePool:
             await spare.discard()
         return await self._start()
 
-    def top_up(self) -> None:
-        """Start spares in the background until there are ``size`` of them."""
+    def top_up(self, *, after: float = 0.0) -> None:
+        """Start spares in the background, ``after`` seconds from now, until there are
+        ``size`` of them."""
         if self._closed or self._refill is not None or len(self._spares) >= self._size:
             return
-        self._refill = asyncio.create_task(self._fill(), name="spare-agents")
+        self._refill = asyncio.create_task(self._fill(after), name="spare-agents")
 
     async def aclose(self) -> None:
         self._closed = True
         if self._refill is not None:
+            if not self._spawning:
+                # Still waiting to start one: nothing to lose. (A start in progress is
+                # let finish, or its process would be left behind untracked.)
+                self._refill.cancel()
             await asyncio.wait({self._refill})
         spares, self._spares = self._spares, []
         await asyncio.gather(*(spare.discard() for spare in spares))
 
-    async def _fill(self) -> None:
+    async def _fill(self, after: float) -> None:
         try:
+            await asyncio.sleep(after)
             while not self._closed and len(self._spares) < self._size:
-                spare = await self._start()
+                self._spawning = True
+                try:
+                    spare = await self._start()
+                finally:
+                    self._spawning = False
                 if self._closed:
                     await spare.discard()
                     return
