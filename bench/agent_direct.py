@@ -184,7 +184,7 @@ async def main() -> None:
         answered = [a * 1000 for _, a in spawns]
 
         with running_agent(task_root, 1) as (pid, _, _):
-            time.sleep(1.0)  # let start-up garbage settle
+            await asyncio.sleep(1.0)  # let start-up garbage settle
             agent_kb = rss_kb(pid)
             runtime_kb = sum(rss_kb(child) for child in children(pid))
 
