@@ -1,10 +1,12 @@
 """Smoke tests of the test Kubernetes cluster built by testinfra.k8s.
 
 They prove that the control plane answers, the node is Ready and really runs pods
-(containerd + runc on a CNI bridge) from the locally built base image, that pods are
-reachable from the host at their IPs and listed in their Service's EndpointSlice,
-that logs can be read through the apiserver, that pods reach the apiserver with
-in-cluster credentials and that namespace deletion cascades, so failures in later Kubernetes-backed tests point at our code, not at the cluster.
+(containerd + runc on a CNI bridge) from the locally built base image, also locked
+down as kubelambda runs functions; that pods are reachable from the host at their
+IPs and listed in their Service's EndpointSlice; that logs and exec work through the
+apiserver; that pods reach the apiserver with in-cluster credentials; and that
+namespace deletion cascades. Failures in later Kubernetes-backed tests then point at
+our code, not at the cluster.
 """
 
 from __future__ import annotations
@@ -229,6 +231,51 @@ def test_deleting_a_namespace_deletes_its_pods(api: client.ApiClient, namespace:
         core.list_pod_for_all_namespaces(field_selector=f"metadata.namespace={namespace}").items
         == []
     )
+
+
+def hardened_pod(name: str) -> dict[str, Any]:
+    """A pod locked down as kubelambda runs functions: non-root, read-only, no caps, limits."""
+    spec = http_server_pod_spec()
+    container = spec["containers"][0]
+    container["command"] += ["--directory", "/tmp"]
+    container["securityContext"] = {
+        "readOnlyRootFilesystem": True,
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+    }
+    container["resources"] = {"limits": {"cpu": "250m", "memory": "128Mi"}}
+    container["volumeMounts"] = [{"name": "tmp", "mountPath": "/tmp"}]
+    spec["volumes"] = [{"name": "tmp", "emptyDir": {"medium": "Memory", "sizeLimit": "16Mi"}}]
+    spec["automountServiceAccountToken"] = False
+    spec["securityContext"] = {
+        "runAsNonRoot": True,
+        "runAsUser": 65534,
+        "runAsGroup": 65534,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec}
+
+
+def test_hardened_pod_runs_confined_by_seccomp_and_its_memory_limit(
+    api: client.ApiClient, namespace: str
+) -> None:
+    core = client.CoreV1Api(api)
+    core.create_namespaced_pod(namespace, hardened_pod("hardened"))
+    eventually(
+        "the hardened pod to become ready",
+        lambda: any(
+            c.type == "Ready" and c.status == "True"
+            for c in core.read_namespaced_pod("hardened", namespace).status.conditions or []
+        ),
+    )
+    # Seccomp mode 2 is a filter; the limit file is cgroup v1's (memory.max on v2).
+    probe = (
+        "grep '^Seccomp:' /proc/1/status; id -u; "
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null"
+        " || cat /sys/fs/cgroup/memory.max"
+    )
+    out = kubectl("exec", "-n", namespace, "hardened", "--", "sh", "-c", probe).split()
+    assert out == ["Seccomp:", "2", "65534", str(128 * 1024 * 1024)]
 
 
 IN_CLUSTER_VERSION_SCRIPT = """
