@@ -201,8 +201,10 @@ def start_agent(tmp_path: Path) -> Iterator[StartAgent]:
 
     yield start
     for agent in started:
-        agent.client.close()
-        if agent.process.poll() is None:
+        # SIGTERM first, so the agent stops its runtimes (SIGKILL would orphan them).
+        try:
+            agent.terminate(timeout=10)
+        except subprocess.TimeoutExpired:
             agent.process.kill()
             agent.process.wait()
 
