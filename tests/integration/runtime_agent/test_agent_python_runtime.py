@@ -238,3 +238,15 @@ def test_stdout_and_stderr_lines_both_reach_the_log(start_agent: StartAgent) -> 
     lines = agent.invoke({}, tail=True).log_tail.splitlines()
 
     assert lines[1:3] == ["to stdout", "to stderr"]
+
+
+def test_large_event_and_result_pass_through_whole(
+    start_agent: StartAgent, echo_function: dict[str, str]
+) -> None:
+    agent = start_agent(echo_function)
+    event = {"blob": "y" * (5 * 1024 * 1024)}
+
+    result = agent.invoke(event)
+
+    assert result.function_error is None
+    assert result.json == event
