@@ -11,10 +11,11 @@ lifecycle:
         +--> IDLE with an init failure           STARTING (a new sandbox: cold start)
 
 An init failure (or an exit before the runtime served anything) is kept until an
-invocation meets it; that invocation gets the error and
-the runtime is respawned, so a broken function costs one restart per invocation instead
-of a crash loop. The runtime's stdout/stderr lines go to the agent's stdout framed by
-START/END/REPORT, and into the current invocation's log for ``LogType: Tail``.
+invocation meets it; that invocation gets the error and the runtime is respawned, so a
+broken function costs one restart per invocation instead of a crash loop. A runtime that
+served and then died between invocations is respawned at once. The runtime's
+stdout/stderr lines go to the agent's stdout framed by START/END/REPORT, and into the
+current invocation's log for ``LogType: Tail``.
 """
 
 from __future__ import annotations
