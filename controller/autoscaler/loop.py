@@ -37,12 +37,15 @@ logger = logging.getLogger(__name__)
 @dataclass(slots=True)
 class _Counts:
     """The latest counts, and the most seen since the last sample: a one-second tick
-    would otherwise miss invocations that start and end between two ticks."""
+    would otherwise miss invocations that start and end between two ticks.
+
+    The peak is of in-flight + waiting at one moment, not the sum of separate peaks: a
+    request that waited and then ran is one unit of demand, not two."""
 
     in_flight: int = 0
     waiting: int = 0
     peak_in_flight: int = 0
-    peak_waiting: int = 0
+    peak_demand: int = 0
 
 
 class Autoscaler:
@@ -86,7 +89,7 @@ class Autoscaler:
             counts = self._counts[target] = _Counts()
         counts.in_flight, counts.waiting = in_flight, waiting
         counts.peak_in_flight = max(counts.peak_in_flight, in_flight)
-        counts.peak_waiting = max(counts.peak_waiting, waiting)
+        counts.peak_demand = max(counts.peak_demand, in_flight + waiting)
 
     def poke(self, target: Target) -> None:
         self._poked.add(target)
@@ -181,15 +184,18 @@ class Autoscaler:
         version = self._catalog.versions[target]
         self._versions[target] = version
         counts = self._counts.get(target) or _Counts()
-        # A poke means a request is held right now, whatever the last report said.
-        waiting = max(counts.peak_waiting, 1 if poked else 0)
+        # A poke means a request is held right now, whatever the last report said; demand
+        # beyond the in-flight peak was held.
+        demand = max(counts.peak_demand, 1 if poked else 0)
+        waiting = demand - counts.peak_in_flight
         sample = decide.Sample(
             at=now,
             in_flight=counts.peak_in_flight,
             waiting=waiting,
             ready=len(self._backend.endpoints(target)),
         )
-        counts.peak_in_flight, counts.peak_waiting = counts.in_flight, counts.waiting
+        counts.peak_in_flight = counts.in_flight
+        counts.peak_demand = counts.in_flight + counts.waiting
         stats = self._stats.get(target) or decide.ScaleStats(window=spec.stable_window)
         stats = stats.with_sample(sample)
         decision = decide.decide(stats, spec, now)

@@ -170,6 +170,23 @@ async def test_a_short_invocation_between_passes_still_counts() -> None:
     assert backend.asked[V1][0] == 3
 
 
+async def test_a_request_that_waited_then_ran_is_one_unit_of_demand() -> None:
+    backend, clock = Backend(), Clock()
+    autoscaler = await started(Store(catalog()), backend, clock)
+    try:
+        autoscaler.report(V1, in_flight=0, waiting=1)
+        autoscaler.poke(V1)
+        autoscaler.report(V1, in_flight=1, waiting=0)
+        await autoscaler.run_once({V1})
+        backend.ready[V1] = 1
+        clock.now += 1
+        await autoscaler.run_once({V1})
+    finally:
+        await autoscaler.aclose()
+
+    assert backend.asked[V1][0] == 1
+
+
 async def test_idle_timeout_from_tags_brings_a_target_back_to_zero() -> None:
     backend, clock = Backend(), Clock()
     store = Store(catalog(tags={IDLE_TIMEOUT_TAG: "2"}))
