@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from controller.autoscaler import decide
-from kubelambda.models import FunctionSettings, ProvisionedConcurrency, Target
+from kubelambda.models import FunctionSettings, ProvisionedConcurrency, State, Target
 from kubelambda.ports import Catalog
 
 __all__ = [
@@ -96,10 +96,13 @@ def provisioned_concurrency(plans: list[ProvisionedPlan]) -> dict[Target, int]:
 
 
 def scale_specs(catalog: Catalog, policy: ScalePolicy) -> dict[Target, decide.ScaleSpec]:
-    """A spec for every version in the catalog (``$LATEST`` included)."""
+    """A spec for every runnable version in the catalog (``$LATEST`` included): a Pending
+    or Failed version has no unpacked code to start, so it gets none (and no instances)."""
     warm = provisioned_concurrency(provisioned_plans(catalog))
     specs = {}
-    for target in catalog.versions:
+    for target, version in catalog.versions.items():
+        if version.state != State.ACTIVE:
+            continue
         settings = catalog.settings.get(target.function_name) or FunctionSettings(
             target.function_name
         )

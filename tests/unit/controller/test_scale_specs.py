@@ -20,6 +20,7 @@ from kubelambda.models import (
     FunctionSettings,
     FunctionVersion,
     ProvisionedConcurrency,
+    State,
     Target,
     frozen_mapping,
 )
@@ -110,6 +111,17 @@ def test_specs_cover_every_version_with_defaults() -> None:
         (t.version, s.instance_concurrency, s.idle_timeout, s.min_instances)
         for t, s in specs.items()
     } == {("$LATEST", 1, 300.0, 0), ("1", 1, 300.0, 0), ("2", 1, 300.0, 0)}
+
+
+@pytest.mark.parametrize("state", [State.PENDING, State.FAILED, State.INACTIVE])
+def test_versions_that_cannot_run_get_no_spec(state: State) -> None:
+    base = catalog()
+    not_ready = Target("f", "2")
+    versions = dict(base.versions)
+    versions[not_ready] = versions[not_ready].with_changes(state=state)
+    pending = Catalog(versions, base.aliases, base.settings, base.provisioned)
+
+    assert set(scale_specs(pending, ScalePolicy())) == {Target("f", "$LATEST"), Target("f", "1")}
 
 
 def test_specs_take_tags_reserved_concurrency_and_policy() -> None:
