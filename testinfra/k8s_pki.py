@@ -1,7 +1,8 @@
 """Certificate authority, component certificates and the service-account key pair.
 
 Called by ``testinfra.k8s.up`` before any daemon starts. The cluster gets what a
-kubeadm cluster has: one CA, a serving certificate per listening component, client
+kubeadm cluster has: a cluster CA (and a separate one for the aggregation layer's
+front proxy), a serving certificate per listening component, client
 certificates whose CN/O the apiserver maps to users/groups for RBAC and the Node
 authorizer, and a key pair that signs service-account tokens. Keys are ECDSA P-256
 (fast to make, accepted everywhere) and made with the ``openssl`` command line, so
@@ -31,6 +32,9 @@ class Certificate:
     dns_sans: tuple[str, ...] = ()
     server: bool = False
     client: bool = False
+    # File stem of the signing CA: "ca" for the cluster, "front-proxy-ca" for the one
+    # whose clients may assert any identity through request headers.
+    issuer: str = "ca"
 
 
 def cluster_certificates(
@@ -81,6 +85,10 @@ def cluster_certificates(
             dns_sans=local_names,
             server=True,
         ),
+        # The aggregation layer's client, signed by its own CA as in kubeadm clusters.
+        Certificate(
+            "front-proxy-client", "front-proxy-client", client=True, issuer="front-proxy-ca"
+        ),
         # The Node authorizer recognises a kubelet only by this exact CN and group.
         Certificate(
             "kubelet-client", f"system:node:{node_name}", organization="system:nodes", client=True
@@ -97,25 +105,36 @@ def cluster_certificates(
 
 
 def ensure_pki(pki_dir: pathlib.Path, certificates: tuple[Certificate, ...]) -> None:
-    """Create the CA, the service-account key pair and any missing leaf certificate."""
+    """Create the CAs, the service-account key pair and any missing leaf certificate."""
     pki_dir.mkdir(parents=True, exist_ok=True)
     pki_dir.chmod(0o700)
-    ca_key, ca_crt = pki_dir / "ca.key", pki_dir / "ca.crt"
-    if not ca_crt.exists():
-        _new_key(ca_key)
-        _openssl(
-            "req", "-x509", "-new", "-key", str(ca_key), "-sha256", "-days", _DAYS,
-            "-subj", "/CN=kubelambda-testinfra-ca", "-out", str(ca_crt),
-            "-addext", "basicConstraints=critical,CA:TRUE",
-            "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
-        )  # fmt: skip
+    for issuer in sorted({"ca", *(cert.issuer for cert in certificates)}):
+        _ensure_ca(pki_dir, issuer)
     sa_key, sa_pub = pki_dir / "sa.key", pki_dir / "sa.pub"
     if not sa_pub.exists():
         _new_key(sa_key)
         _openssl("pkey", "-in", str(sa_key), "-pubout", "-out", str(sa_pub))
     for cert in certificates:
         if not (pki_dir / f"{cert.name}.crt").exists():
-            _issue(pki_dir, cert, ca_key=ca_key, ca_crt=ca_crt)
+            _issue(
+                pki_dir,
+                cert,
+                ca_key=pki_dir / f"{cert.issuer}.key",
+                ca_crt=pki_dir / f"{cert.issuer}.crt",
+            )
+
+
+def _ensure_ca(pki_dir: pathlib.Path, name: str) -> None:
+    ca_key, ca_crt = pki_dir / f"{name}.key", pki_dir / f"{name}.crt"
+    if ca_crt.exists():
+        return
+    _new_key(ca_key)
+    _openssl(
+        "req", "-x509", "-new", "-key", str(ca_key), "-sha256", "-days", _DAYS,
+        "-subj", f"/CN=kubelambda-testinfra-{name}", "-out", str(ca_crt),
+        "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
+    )  # fmt: skip
 
 
 def _issue(
