@@ -1,7 +1,8 @@
 """Benchmark of the runtime agent alone, driven straight over its invoke endpoint.
 
-Run ``python bench/agent_direct.py [--spawns 20] [--seconds 5]``; it prints one JSON
-document. Self-contained (standard library only) so the bench framework can call it as is.
+Run ``python bench/agent_direct.py [--spawns 20] [--seconds 5] [--out DIR]``; it prints one
+JSON document and saves it with a PNG in DIR. The measuring is standard library only; the
+plot uses matplotlib.
 It measures, for a no-dependency python echo handler:
 
 - ``spawn``: spawn-to-ready (the READY_FD line) and spawn-to-first-answer, p50/p90 over N
@@ -174,6 +175,7 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spawns", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         task_root = Path(tmp)
@@ -190,25 +192,45 @@ async def main() -> None:
 
         invoke = [await warm_latency(task_root, c, args.seconds) for c in (1, 16)]
 
-    print(
-        json.dumps(
-            {
-                "spawn": {
-                    "spawns": args.spawns,
-                    "ready_p50_ms": round(statistics.median(ready), 1),
-                    "ready_p90_ms": round(percentile(ready, 0.9), 1),
-                    "first_answer_p50_ms": round(statistics.median(answered), 1),
-                    "first_answer_p90_ms": round(percentile(answered, 0.9), 1),
-                },
-                "rss": {
-                    "agent_mb": round(agent_kb / 1024, 1),
-                    "agent_with_runtime_mb": round((agent_kb + runtime_kb) / 1024, 1),
-                },
-                "invoke": invoke,
-            },
-            indent=2,
-        )
-    )
+    result = {
+        "spawn": {
+            "spawns": args.spawns,
+            "ready_p50_ms": round(statistics.median(ready), 1),
+            "ready_p90_ms": round(percentile(ready, 0.9), 1),
+            "first_answer_p50_ms": round(statistics.median(answered), 1),
+            "first_answer_p90_ms": round(percentile(answered, 0.9), 1),
+        },
+        "rss": {
+            "agent_mb": round(agent_kb / 1024, 1),
+            "agent_with_runtime_mb": round((agent_kb + runtime_kb) / 1024, 1),
+        },
+        "invoke": invoke,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "agent_direct.json").write_text(json.dumps(result, indent=2) + "\n")
+    save_plot(ready, answered, args.out / "agent_direct.png")
+    print(json.dumps(result, indent=2))
+
+
+def save_plot(ready_ms: list[float], answered_ms: list[float], path: Path) -> None:
+    """Spawn-to-ready and spawn-to-first-answer per spawn (matplotlib only here: the
+    measurement itself stays standard library)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    figure, axes = pyplot.subplots(figsize=(7, 4))
+    spawns = range(1, len(ready_ms) + 1)
+    axes.plot(spawns, ready_ms, "o-", label="spawn → ready")
+    axes.plot(spawns, answered_ms, "s--", label="spawn → first answer")
+    axes.set_xlabel("spawn")
+    axes.set_ylabel("ms")
+    axes.set_title("Runtime agent cold start (python echo handler)")
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    pyplot.close(figure)
 
 
 if __name__ == "__main__":
