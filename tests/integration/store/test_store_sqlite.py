@@ -8,24 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from kubelambda.models import LATEST, Alias, FunctionSettings, FunctionVersion, State, Target
+from kubelambda.models import LATEST, Alias, FunctionSettings, FunctionVersion, Target
 from kubelambda.store import SqliteStore
+from tests import factories
 
 
 def version(name: str) -> FunctionVersion:
-    return FunctionVersion(
-        function_name=name,
-        version=LATEST,
-        runtime="python3.11",
-        handler="app.handler",
-        role="arn:aws:iam::123456789012:role/r",
-        code_sha256="c2hh",
-        code_size=1,
-        code_path="/nowhere",
-        revision_id="",
-        last_modified="",
-        state=State.ACTIVE,
-    )
+    return factories.function_version(name, revision_id="", last_modified="")
 
 
 async def test_state_survives_a_reopen(tmp_path: Path):

@@ -24,24 +24,14 @@ from kubelambda.models import (
     frozen_mapping,
 )
 from kubelambda.ports import Catalog, Endpoint
+from tests import factories
 
 V1 = Target("f", "1")
 V2 = Target("f", "2")
 
 
 def version(target: Target) -> FunctionVersion:
-    return FunctionVersion(
-        function_name=target.function_name,
-        version=target.version,
-        runtime="python3.11",
-        handler="app.handler",
-        role="r",
-        code_sha256="x",
-        code_size=1,
-        code_path="/code",
-        revision_id="rev",
-        last_modified="now",
-    )
+    return factories.function_version(target.function_name, target.version)
 
 
 def catalog(

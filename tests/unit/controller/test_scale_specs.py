@@ -25,21 +25,11 @@ from kubelambda.models import (
     frozen_mapping,
 )
 from kubelambda.ports import Catalog
+from tests import factories
 
 
 def version(name: str, number: str) -> FunctionVersion:
-    return FunctionVersion(
-        function_name=name,
-        version=number,
-        runtime="python3.11",
-        handler="app.handler",
-        role="r",
-        code_sha256="x",
-        code_size=1,
-        code_path="/code",
-        revision_id="rev",
-        last_modified="now",
-    )
+    return factories.function_version(name, number)
 
 
 def catalog(

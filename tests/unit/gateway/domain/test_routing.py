@@ -11,24 +11,13 @@ from kubelambda import errors
 from kubelambda.models import Alias, FunctionSettings, FunctionVersion, State, Target
 from kubelambda.names import FunctionRef
 from kubelambda.ports import Catalog
+from tests import factories
 
 ARN = "arn:aws:lambda:us-east-1:000000000000:function"
 
 
 def _version(number: str, state: State = State.ACTIVE) -> FunctionVersion:
-    return FunctionVersion(
-        function_name="f",
-        version=number,
-        runtime="python3.11",
-        handler="app.handler",
-        role="r",
-        code_sha256="x",
-        code_size=1,
-        code_path="/code",
-        revision_id="rev",
-        last_modified="t",
-        state=state,
-    )
+    return factories.function_version("f", number, state=state)
 
 
 CATALOG = Catalog(

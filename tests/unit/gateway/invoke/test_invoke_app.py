@@ -19,22 +19,11 @@ from gateway.invoke.settings import InvokeSettings
 from gateway.metrics import GatewayMetrics
 from kubelambda.models import FunctionSettings, FunctionVersion, State, Target
 from kubelambda.ports import Catalog
+from tests import factories
 
 
 def _version(name: str, number: str, state: State = State.ACTIVE) -> FunctionVersion:
-    return FunctionVersion(
-        function_name=name,
-        version=number,
-        runtime="python3.11",
-        handler="app.handler",
-        role="r",
-        code_sha256="x",
-        code_size=1,
-        code_path="/code",
-        revision_id="rev",
-        last_modified="t",
-        state=state,
-    )
+    return factories.function_version(name, number, state=state)
 
 
 CATALOG = Catalog(
