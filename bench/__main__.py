@@ -1,8 +1,8 @@
 """``make bench``: run every benchmark in turn, one process each, results in bench/results/.
 
-Each benchmark is a standalone script that prints one JSON document and saves a PNG;
-this runner only sequences them (they would distort each other if run at once on a
-small machine) and collects their JSON into ``bench/results/summary.json``.
+Each benchmark is a standalone script that saves its JSON and a PNG in the results
+directory; this runner only sequences them (they would distort each other if run at once
+on a small machine) and collects their JSON into ``bench/results/summary.json``.
 """
 
 from __future__ import annotations
@@ -14,28 +14,26 @@ from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS = BENCH_DIR / "results"
+# name → (script, arguments, the JSON file it leaves in RESULTS)
 BENCHMARKS = {
-    "agent_direct": ["--out", str(RESULTS)],
-    "invoke_overhead": ["--out", str(RESULTS)],
-    "scale_from_zero": ["--trials", "20", "--out", str(RESULTS)],
+    "agent_direct": ("agent_direct", [], "agent_direct"),
+    "invoke_overhead": ("invoke_overhead", [], "invoke_overhead"),
+    # Both start modes: fully cold, and with one agent started ahead of need (the default).
+    "scale_from_zero_cold": ("scale_from_zero", ["--spare-agents", "0"], "scale_from_zero_spares0"),
+    "scale_from_zero": ("scale_from_zero", ["--spare-agents", "1"], "scale_from_zero_spares1"),
 }
 
 
 def main() -> int:
     RESULTS.mkdir(parents=True, exist_ok=True)
     summary: dict[str, object] = {}
-    for name, args in BENCHMARKS.items():
+    for name, (script, args, result) in BENCHMARKS.items():
         print(f"bench: {name}", file=sys.stderr, flush=True)
-        done = subprocess.run(
-            [sys.executable, str(BENCH_DIR / f"{name}.py"), *args],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if done.returncode != 0:
-            print(done.stderr, file=sys.stderr)
-            return done.returncode
-        summary[name] = json.loads(done.stdout)
+        command = [sys.executable, str(BENCH_DIR / f"{script}.py"), *args, "--out", str(RESULTS)]
+        if subprocess.run(command, stdout=subprocess.DEVNULL, check=False).returncode != 0:
+            print(f"bench: {name} failed", file=sys.stderr)
+            return 1
+        summary[name] = json.loads((RESULTS / f"{result}.json").read_text())
     (RESULTS / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
     return 0
