@@ -1,0 +1,28 @@
+"""Runtime names and interpreter discovery."""
+
+import sys
+from pathlib import Path
+
+from kubelambda import runtimes
+
+
+def test_the_running_interpreter_serves_its_own_runtime() -> None:
+    own = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    assert runtimes.find_python(own, {}) == sys.executable
+    assert own in runtimes.available_runtimes({})
+
+
+def test_an_override_must_be_executable(tmp_path: Path) -> None:
+    fake = tmp_path / "python3.12"
+    fake.write_text("#!/bin/sh\n")
+    assert runtimes.find_python("python3.12", {"KUBELAMBDA_PYTHON_3_12": str(fake)}) is None
+    fake.chmod(0o755)
+    assert runtimes.find_python("python3.12", {"KUBELAMBDA_PYTHON_3_12": str(fake)}) == str(fake)
+
+
+def test_unknown_and_provided_runtimes_have_no_interpreter() -> None:
+    assert runtimes.find_python("nodejs20.x", {}) is None
+    assert runtimes.find_python("provided.al2023", {}) is None
+    assert runtimes.is_provided("provided.al2023")
+    assert not runtimes.is_provided("python3.11")
+    assert set(runtimes.PROVIDED_RUNTIMES) <= set(runtimes.available_runtimes({}))
