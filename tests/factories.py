@@ -5,11 +5,9 @@ from __future__ import annotations
 from kubelambda.models import LATEST, FunctionVersion, State
 
 
-def function_version(
-    name: str = "f", version: str = LATEST, *, state: State = State.ACTIVE, **changes: object
-) -> FunctionVersion:
+def function_version(name: str = "f", version: str = LATEST, **changes: object) -> FunctionVersion:
     """A runnable python version with placeholder code; ``changes`` override any field."""
-    built = FunctionVersion(
+    return FunctionVersion(
         function_name=name,
         version=version,
         runtime="python3.11",
@@ -20,6 +18,5 @@ def function_version(
         code_path="/code",
         revision_id="rev",
         last_modified="t",
-        state=state,
-    )
-    return built.with_changes(**changes) if changes else built
+        state=State.ACTIVE,
+    ).with_changes(**changes)

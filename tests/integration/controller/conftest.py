@@ -20,6 +20,7 @@ import pytest
 from controller.backends.local import LocalProcessBackend
 from kubelambda.models import FunctionVersion
 from kubelambda.ports import Endpoint
+from tests import factories
 
 HANDLER = """
 import os
@@ -62,20 +63,16 @@ def code_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def make_version(function_name: str, code_dir: Path) -> Callable[..., FunctionVersion]:
     def make(**changes: object) -> FunctionVersion:
-        version = FunctionVersion(
-            function_name=function_name,
-            version="1",
-            runtime="python3.11",
-            handler="app.handler",
-            role="arn:aws:iam::000000000000:role/test",
-            code_sha256="test",
-            code_size=1,
-            code_path=str(code_dir),
-            revision_id="rev-1",
-            last_modified="2026-01-01T00:00:00.000+0000",
-            timeout=5,
+        defaults: dict[str, object] = {
+            "code_sha256": "test",
+            "code_path": str(code_dir),
+            "revision_id": "rev-1",
+            "last_modified": "2026-01-01T00:00:00.000+0000",
+            "timeout": 5,
+        }
+        return factories.function_version(
+            **({"name": function_name, "version": "1"} | defaults | changes)
         )
-        return version.with_changes(**changes)
 
     return make
 

@@ -16,28 +16,21 @@ from controller.backends.local_env import (
     log_stream_name,
 )
 from kubelambda.models import FunctionVersion, frozen_mapping
+from tests import factories
 
 STARTED = datetime(2026, 3, 7, 23, 59, tzinfo=UTC)
 INSTANCE = "0123456789abcdef0123456789abcdef"
 
 
 def version(runtime: str = "python3.11", **changes: object) -> FunctionVersion:
-    base = FunctionVersion(
-        function_name="orders",
-        version="7",
-        runtime=runtime,
-        handler="app.handler",
-        role="r",
-        code_sha256="x",
-        code_size=1,
-        code_path="/srv/code/orders/7",
-        revision_id="rev",
-        last_modified="now",
-        memory_size=256,
-        timeout=12,
-        environment=frozen_mapping({"TABLE": "orders", "AWS_REGION": "moon-1"}),
-    )
-    return base.with_changes(**changes)
+    defaults: dict[str, object] = {
+        "runtime": runtime,
+        "code_path": "/srv/code/orders/7",
+        "memory_size": 256,
+        "timeout": 12,
+        "environment": frozen_mapping({"TABLE": "orders", "AWS_REGION": "moon-1"}),
+    }
+    return factories.function_version(**({"name": "orders", "version": "7"} | defaults | changes))
 
 
 def environment(v: FunctionVersion, host: dict[str, str] | None = None) -> dict[str, str]:

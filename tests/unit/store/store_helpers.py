@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 from kubelambda.models import LATEST, FunctionSettings, FunctionVersion, LastUpdateStatus, State
 from kubelambda.store import SqliteStore
+from tests import factories
 
 CLOCK = datetime(2026, 1, 2, 3, 4, 5, 678_000, tzinfo=UTC)
 
@@ -30,11 +31,9 @@ async def add_function(
 ) -> FunctionVersion:
     """Create a function the way the management service does; settle it unless told not to."""
     stored = store.packages.save(package(files))
-    latest = FunctionVersion(
-        function_name=name,
-        version=LATEST,
-        runtime="python3.11",
-        handler="app.handler",
+    latest = factories.function_version(
+        name,
+        LATEST,
         role="arn:aws:iam::123456789012:role/r",
         code_sha256=stored.code_sha256,
         code_size=stored.size,

@@ -25,6 +25,7 @@ from gateway.invoke.settings import InvokeSettings
 from gateway.metrics import GatewayMetrics
 from kubelambda.models import Alias, FunctionSettings, FunctionVersion, Target
 from kubelambda.ports import Catalog
+from tests import factories
 
 HANDLERS = textwrap.dedent(
     """
@@ -102,17 +103,13 @@ class Platform:
 
 
 def _version(name: str, number: str, code: Path, handler: str, timeout: int = 3) -> FunctionVersion:
-    return FunctionVersion(
-        function_name=name,
-        version=number,
-        runtime="python3.11",
+    return factories.function_version(
+        name,
+        number,
         handler=f"app.{handler}",
-        role="arn:aws:iam::000000000000:role/test",
         code_sha256="sha",
-        code_size=1,
         code_path=str(code),
         revision_id=f"{name}-{number}",
-        last_modified="t",
         timeout=timeout,
     )
 

@@ -7,19 +7,18 @@ from pathlib import Path
 
 from mgmt_gateway import ROLE, make_zip, running_gateway, slow_zip
 
-from kubelambda.models import LATEST, FunctionSettings, FunctionVersion, LastUpdateStatus, State
+from kubelambda.models import LATEST, FunctionSettings, LastUpdateStatus, State
 from kubelambda.store import SqliteStore
+from tests import factories
 
 
 async def leave_pending(home: Path) -> None:
     """What a crash between CreateFunction's answer and the unpack leaves behind."""
     async with SqliteStore.open(home) as store:
         stored = store.packages.save(make_zip())
-        latest = FunctionVersion(
-            function_name="f",
-            version=LATEST,
-            runtime="python3.11",
-            handler="app.handler",
+        latest = factories.function_version(
+            "f",
+            LATEST,
             role=ROLE,
             code_sha256=stored.code_sha256,
             code_size=stored.size,

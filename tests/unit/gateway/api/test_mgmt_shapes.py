@@ -7,23 +7,19 @@ import pytest
 from gateway.api import shapes
 from kubelambda.models import (
     Alias,
-    FunctionVersion,
     LastUpdateStatus,
     ProvisionedConcurrency,
     ProvisionedStatus,
     State,
 )
+from tests import factories
 
-VERSION = FunctionVersion(
-    function_name="f",
-    version="$LATEST",
-    runtime="python3.11",
-    handler="app.handler",
+VERSION = factories.function_version(
+    "f",
+    "$LATEST",
     role="arn:aws:iam::123456789012:role/r",
     code_sha256="abc=",
     code_size=10,
-    code_path="/code",
-    revision_id="rev",
     last_modified="2026-01-02T03:04:05.678+0000",
 )
 
