@@ -29,6 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.api import create_management_app
 from gateway.auth import Authenticator, RawRequest
+from gateway.invoke import app as invoke
 from gateway.services.code_links import CODE_PATH_PREFIX
 from gateway.services.ports import ManagementStore
 from kubelambda import errors
@@ -38,10 +39,8 @@ __all__ = ["BODY_KEY", "PRINCIPAL_KEY", "CompositionSettings", "Gateway", "creat
 
 log = logging.getLogger(__name__)
 
-BODY_KEY = "kubelambda.body"
+BODY_KEY = invoke.BODY_SCOPE_KEY
 PRINCIPAL_KEY = "kubelambda.principal"
-_INVOKE_PREFIX = "/2015-03-31/functions/"
-_INVOKE_SUFFIX = "/invocations"
 # After refusing an oversized body, read and drop at most this much more of it, so a
 # client still sending gets the 413 instead of a reset connection; past it, hang up.
 _DISCARD_BUDGET = 16 * 1024 * 1024
@@ -117,7 +116,7 @@ class Gateway:
             return
         path: str = scope["path"]
         method: str = scope["method"]
-        if method == "POST" and _is_invoke(path):
+        if method == "POST" and invoke.is_invoke_path(path):
             await self._authenticated(
                 self._invoke_app,
                 scope,
@@ -180,13 +179,6 @@ class Gateway:
 
 class _Disconnected(Exception):
     """The client went away before its body was read."""
-
-
-def _is_invoke(path: str) -> bool:
-    if not (path.startswith(_INVOKE_PREFIX) and path.endswith(_INVOKE_SUFFIX)):
-        return False
-    name = path[len(_INVOKE_PREFIX) : -len(_INVOKE_SUFFIX)]
-    return bool(name) and "/" not in name
 
 
 async def _read_body(scope: Scope, receive: Receive, *, limit: int, operation: str) -> bytes:

@@ -47,11 +47,10 @@ _WANTED = {
 
 def is_invoke_path(path: str) -> bool:
     """Whether a (percent-decoded) path is an Invoke call; for the composition's router."""
-    return (
-        path.startswith(_PREFIX)
-        and path.endswith(_SUFFIX)
-        and len(path) > len(_PREFIX) + len(_SUFFIX)
-    )
+    if not (path.startswith(_PREFIX) and path.endswith(_SUFFIX)):
+        return False
+    name = path[len(_PREFIX) : -len(_SUFFIX)]
+    return bool(name) and "/" not in name
 
 
 class InvokeApp:

@@ -184,6 +184,7 @@ async def test_new_catalog_is_used_for_the_next_request(app: InvokeApp) -> None:
         ("/2015-03-31/functions/f", False),
         ("/2015-03-31/functions//invocations", False),
         ("/2015-03-31/functions/f/invocations/x", False),
+        ("/2015-03-31/functions/a/b/invocations", False),
     ],
 )
 def test_is_invoke_path(path: str, expected: bool) -> None:
