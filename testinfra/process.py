@@ -92,6 +92,10 @@ class Daemon:
             return None
         if not _alive(pid):
             return None
+        if pid in _CHILDREN:
+            # Our own child: poll() is the truth. Its /proc cmdline can read empty for a
+            # moment while it execs (the vfork parent resumes before the new argv is set up).
+            return pid
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
