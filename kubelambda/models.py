@@ -7,6 +7,7 @@ API bodies live at the edges (``gateway.api``); these are what the inside speaks
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -14,8 +15,11 @@ from enum import StrEnum
 from types import MappingProxyType
 
 __all__ = [
+    "DEFAULT_NAMESPACE",
     "LATEST",
     "Alias",
+    "CodePackage",
+    "FunctionKey",
     "FunctionSettings",
     "FunctionVersion",
     "LastUpdateStatus",
@@ -28,6 +32,9 @@ __all__ = [
 ]
 
 LATEST = "$LATEST"
+# Every function lives in a namespace (a Kubernetes namespace, a tenant); credentials are
+# bound to one. Embedded installs and unqualified keys use this one.
+DEFAULT_NAMESPACE = "default"
 
 IDLE_TIMEOUT_TAG = "kubelambda.io/idle-timeout-seconds"
 INSTANCE_CONCURRENCY_TAG = "kubelambda.io/instance-concurrency"
@@ -64,14 +71,47 @@ class ProvisionedStatus(StrEnum):
     FAILED = "FAILED"
 
 
+@dataclass(frozen=True, slots=True, order=True)
+class FunctionKey:
+    """A function's identity: its name within a namespace."""
+
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class CodePackage:
+    """A stored zip, by content: its SHA-256 (hex, as stores name it) and size in bytes.
+
+    A value, not a place: where an instance fetches it from is the ``CodeStore``'s answer.
+    """
+
+    sha256_hex: str
+    size: int
+
+    @property
+    def code_sha256(self) -> str:
+        """The digest as Lambda reports it (``CodeSha256``): base64 of the raw bytes."""
+        return base64.b64encode(bytes.fromhex(self.sha256_hex)).decode()
+
+    @classmethod
+    def from_code_sha256(cls, code_sha256: str, size: int) -> CodePackage:
+        return cls(sha256_hex=base64.b64decode(code_sha256).hex(), size=size)
+
+
 @dataclass(frozen=True, slots=True)
 class FunctionVersion:
     """Code + configuration of one version of a function: ``$LATEST`` or a published number.
 
     ``$LATEST`` is replaced by a new value on every update; a published version never
-    changes. ``code_path`` is the unpacked package directory the runtime starts in.
+    changes. The code is named by digest only (``package``); the instance backend
+    decides where its files are (``LAMBDA_TASK_ROOT``).
     """
 
+    namespace: str
     function_name: str
     version: str
     runtime: str
@@ -79,7 +119,6 @@ class FunctionVersion:
     role: str
     code_sha256: str
     code_size: int
-    code_path: str
     revision_id: str
     last_modified: str
     memory_size: int = 128
@@ -92,10 +131,38 @@ class FunctionVersion:
     # Why ``state``/``last_update_status`` is Failed (empty otherwise), as Lambda reports it.
     state_reason: str = ""
     last_update_status_reason: str = ""
+    # While a code update of ``$LATEST`` is InProgress, invocations keep running the
+    # package that was live before it (as on Lambda): that one, until the update settles.
+    serving_package: CodePackage | None = None
 
     @property
     def is_latest(self) -> bool:
         return self.version == LATEST
+
+    @property
+    def key(self) -> FunctionKey:
+        return FunctionKey(self.namespace, self.function_name)
+
+    @property
+    def target(self) -> Target:
+        return Target(self.namespace, self.function_name, self.version)
+
+    @property
+    def package(self) -> CodePackage:
+        """The version's code as the API reports it (the newest upload)."""
+        return CodePackage.from_code_sha256(self.code_sha256, self.code_size)
+
+    @property
+    def running_package(self) -> CodePackage:
+        """The code instances run: the previous package while an update settles."""
+        return self.serving_package or self.package
+
+    @property
+    def awaits_package(self) -> bool:
+        """Whether the controller has yet to settle ``package`` (Pending or InProgress)."""
+        return (
+            self.state is State.PENDING or self.last_update_status is LastUpdateStatus.IN_PROGRESS
+        )
 
     def with_changes(self, **changes: object) -> FunctionVersion:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
@@ -105,12 +172,17 @@ class FunctionVersion:
 class Alias:
     """A named pointer to a version, optionally splitting traffic with one more version."""
 
+    namespace: str
     function_name: str
     name: str
     function_version: str
     revision_id: str
     description: str = ""
     additional_version_weights: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def key(self) -> FunctionKey:
+        return FunctionKey(self.namespace, self.function_name)
 
     def with_changes(self, **changes: object) -> Alias:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
@@ -120,9 +192,14 @@ class Alias:
 class FunctionSettings:
     """Function-wide settings that are not part of a version (Lambda keeps them apart too)."""
 
+    namespace: str
     function_name: str
     tags: Mapping[str, str] = field(default_factory=frozen_mapping)
     reserved_concurrency: int | None = None
+
+    @property
+    def key(self) -> FunctionKey:
+        return FunctionKey(self.namespace, self.function_name)
 
     @property
     def idle_timeout_seconds(self) -> float:
@@ -140,6 +217,7 @@ class FunctionSettings:
 class ProvisionedConcurrency:
     """Instances kept warm for one qualifier (a version number or an alias name)."""
 
+    namespace: str
     function_name: str
     qualifier: str
     requested: int
@@ -147,6 +225,10 @@ class ProvisionedConcurrency:
     status: ProvisionedStatus = ProvisionedStatus.IN_PROGRESS
     status_reason: str = ""
     last_modified: str = ""
+
+    @property
+    def key(self) -> FunctionKey:
+        return FunctionKey(self.namespace, self.function_name)
 
     def with_changes(self, **changes: object) -> ProvisionedConcurrency:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
@@ -156,8 +238,13 @@ class ProvisionedConcurrency:
 class Target:
     """One runnable version: the unit the autoscaler scales and the router sends to."""
 
+    namespace: str
     function_name: str
     version: str
 
+    @property
+    def function(self) -> FunctionKey:
+        return FunctionKey(self.namespace, self.function_name)
+
     def __str__(self) -> str:
-        return f"{self.function_name}:{self.version}"
+        return f"{self.namespace}/{self.function_name}:{self.version}"

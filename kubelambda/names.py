@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 
 from kubelambda import errors
+from kubelambda.models import FunctionKey
 
 __all__ = [
     "FunctionRef",
@@ -38,10 +39,16 @@ _PARTIAL_ARN = re.compile(
 
 @dataclass(frozen=True, slots=True)
 class FunctionRef:
-    """A function name and the qualifier it was addressed with (``None`` when unqualified)."""
+    """A function (namespace and name) and the qualifier it was addressed with (``None``
+    when unqualified). The namespace is the caller's, never read from the request."""
 
+    namespace: str
     name: str
     qualifier: str | None = None
+
+    @property
+    def key(self) -> FunctionKey:
+        return FunctionKey(self.namespace, self.name)
 
 
 def function_arn(
@@ -77,11 +84,13 @@ def validate_alias_name(name: str) -> str:
     return name
 
 
-def parse_function_ref(function_name: str, qualifier: str | None = None) -> FunctionRef:
+def parse_function_ref(
+    function_name: str, qualifier: str | None = None, *, namespace: str
+) -> FunctionRef:
     """Split any accepted ``FunctionName`` form, checking it agrees with a ``Qualifier`` param.
 
-    >>> parse_function_ref("arn:aws:lambda:us-east-1:000000000000:function:f:live")
-    FunctionRef(name='f', qualifier='live')
+    >>> parse_function_ref("arn:aws:lambda:us-east-1:000000000000:function:f:live", namespace="a")
+    FunctionRef(namespace='a', name='f', qualifier='live')
     """
     match = _ARN.match(function_name) or _PARTIAL_ARN.match(function_name)
     if match:
@@ -100,4 +109,4 @@ def parse_function_ref(function_name: str, qualifier: str | None = None) -> Func
     chosen = embedded or qualifier
     if chosen is not None and not _QUALIFIER.match(chosen):
         raise errors.InvalidParameterValue(f"Invalid qualifier: {chosen}")
-    return FunctionRef(name=name, qualifier=chosen)
+    return FunctionRef(namespace=namespace, name=name, qualifier=chosen)

@@ -1,0 +1,38 @@
+"""Ready endpoints of a version: what the gateway's invoke path needs from instances.
+
+The balancer picks among ``endpoints(target)``; the activator hands held requests a slot
+when subscribers hear that a target's endpoints changed. Adapters: the local-process
+backend (in the same process) and, in Kubernetes mode, the version's EndpointSlices.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from kubelambda.models import Target
+
+__all__ = ["Endpoint", "EndpointSource"]
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One ready instance of a target, able to run ``concurrency`` invocations at once."""
+
+    target: Target
+    instance_id: str
+    host: str
+    port: int
+    concurrency: int
+
+
+class EndpointSource(Protocol):
+    def endpoints(self, target: Target) -> list[Endpoint]:
+        """The ready endpoints of ``target``; an instance leaves before it drains."""
+        ...
+
+    def subscribe(self, listener: Callable[[Target], None]) -> Callable[[], None]:
+        """Call ``listener`` whenever the ready endpoints of a target change.
+        Returns a function that unsubscribes."""
+        ...

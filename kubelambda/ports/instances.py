@@ -1,0 +1,52 @@
+"""Running instances of a version: what the controller needs (scale, prepare, failures).
+
+The autoscaler calls ``scale`` with the replica count it decided; the package settler
+calls ``prepare`` before a new package is reported Active. The gateway never sees this
+port (it reads ``EndpointSource``). Adapters: local processes (embedded) and, in
+Kubernetes mode, a Deployment per version.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from kubelambda.models import CodePackage, FunctionVersion, Target
+
+__all__ = ["InstanceBackend", "PackageRejected", "StartFailure"]
+
+
+class PackageRejected(ValueError):
+    """The package cannot be run (it does not unpack, say): the message becomes the
+    version's state reason."""
+
+
+@dataclass(frozen=True, slots=True)
+class StartFailure:
+    """The latest failures to start instances of a target, since it last had one ready."""
+
+    consecutive: int
+    reason: str
+    retriable: bool
+
+
+class InstanceBackend(Protocol):
+    async def scale(
+        self, version: FunctionVersion, *, replicas: int, concurrency: int, provisioned: int = 0
+    ) -> None:
+        """Run ``replicas`` instances of ``version``, the first ``provisioned`` of them as
+        provisioned concurrency. Declarative and idempotent; returns without waiting for
+        readiness."""
+        ...
+
+    async def prepare(self, package: CodePackage) -> None:
+        """Make ``package`` ready for instances to start from. Raises ``PackageRejected``."""
+        ...
+
+    def ready_instances(self, target: Target) -> int: ...
+
+    def start_failure(self, target: Target) -> StartFailure | None: ...
+
+    async def aclose(self) -> None:
+        """Stop every instance."""
+        ...
