@@ -3,15 +3,15 @@
 Run: ``.venv/bin/python bench/invoke_overhead.py [--seconds 1] [--rounds 6] [--out DIR]``
 (results go to ``bench/results/`` by default).
 
-It starts one real runtime agent (``python -m kubelambda_agent``, an echo handler, enough
-runtimes for the highest concurrency) and one gateway process serving ``InvokeApp`` with
-real uvicorn, then drives warm invokes at concurrency 1, 16 and 64 two ways: straight to
-the agent's ``POST /invoke``, and through the gateway's Invoke endpoint. The load
-generator keeps one keep-alive connection per concurrent caller on ``asyncio.Protocol`` +
-httptools (the gateway's own pool, used here as a client), not httpx, which is too slow
-to measure with. It prints JSON (req/s, p50, p99 per path and concurrency, the
-gateway's added p50/p99, and the gateway process's CPU time per request) and saves a PNG
-next to it.
+It starts one real runtime agent (``python -m kubelambda_agent``, an echo handler,
+enough runtimes for the highest concurrency) and one gateway process serving the
+gateway's composition (body limit, bearer auth, the invoke path) with real uvicorn, then
+drives warm invokes at concurrency 1, 16 and 64 two ways: straight to the agent's ``POST
+/invoke``, and through the gateway's Invoke endpoint. The load generator keeps one keep-
+alive connection per concurrent caller on ``asyncio.Protocol`` + httptools (the
+gateway's own pool, used here as a client), not httpx, which is too slow to measure
+with. It prints JSON (req/s, p50, p99 per path and concurrency, the gateway's added
+p50/p99, and the gateway process's CPU time per request) and saves a PNG next to it.
 
 All processes share the machine, so on a 2-core host the figures include the gateway
 competing for CPU with the agent and the load generator, as in production on a small
@@ -24,8 +24,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime
 import json
 import os
+import secrets
 import socket
 import statistics
 import subprocess
@@ -44,6 +46,9 @@ from gateway.kits.http_pool import ConnectionPool
 CONCURRENCIES = (1, 16, 64)
 AGENT_RUNTIMES = max(CONCURRENCIES)
 FUNCTION = "bench"
+# The gateway child authenticates the load generator's bearer key, as in production.
+API_KEY = secrets.token_urlsafe(24)
+_API_KEY = "BENCH_GATEWAY_API_KEY"
 Route = tuple[str, list[tuple[str, str]]]
 PAYLOAD = json.dumps({"key": "x" * 80}).encode()  # ~100 bytes, as in DESIGN.md §4
 HANDLER = textwrap.dedent(
@@ -58,24 +63,30 @@ HANDLER = textwrap.dedent(
 
 
 def serve_gateway(agent_port: int, port_fd: int) -> None:
-    """Serve ``InvokeApp`` with one static endpoint: the agent started by the parent."""
+    """Serve the gateway's composition (body limit, bearer auth, invoke path) with one
+    static endpoint: the agent started by the parent. No store, no management API."""
     import uvicorn
     from prometheus_client import CollectorRegistry
 
+    from gateway.app import Gateway
+    from gateway.auth import Authenticator
     from gateway.invoke.app import InvokeApp
-    from gateway.invoke.settings import InvokeSettings
+    from gateway.kits.http_pool import ConnectionPool
     from gateway.metrics import GatewayMetrics
-    from kubelambda.models import FunctionVersion, Target
-    from kubelambda.ports import Catalog, Endpoint
+    from gateway.services.activator import Activator
+    from gateway.services.invoke_settings import InvokeSettings
+    from gateway.services.invoker import Invoker
+    from gateway.services.metered_invoker import MeteredInvoker
+    from kubelambda import credentials
+    from kubelambda.models import DEFAULT_NAMESPACE, FunctionVersion, Target
+    from kubelambda.ports.catalog import Catalog
+    from kubelambda.ports.endpoints import Endpoint
 
-    target = Target(FUNCTION, "$LATEST")
+    target = Target(DEFAULT_NAMESPACE, FUNCTION, "$LATEST")
     endpoint = Endpoint(target, "agent-0", "127.0.0.1", agent_port, AGENT_RUNTIMES)
 
     class OneAgent:
-        """The InstanceBackend of a benchmark: one agent that is always there."""
-
-        async def scale(self, version: FunctionVersion, *, replicas: int, concurrency: int) -> None:
-            return None
+        """The EndpointSource of a benchmark: one agent that is always there."""
 
         def endpoints(self, wanted: Target) -> list[Endpoint]:
             return [endpoint] if wanted == target else []
@@ -83,35 +94,61 @@ def serve_gateway(agent_port: int, port_fd: int) -> None:
         def subscribe(self, listener: Callable[[Target], None]) -> Callable[[], None]:
             return lambda: None
 
-        async def aclose(self) -> None:
-            return None
-
     class NoAutoscaler:
-        def report(self, target: Target, *, in_flight: int, waiting: int) -> None:
+        def report(self, reporter: str, target: Target, *, in_flight: int, waiting: int) -> None:
             return None
 
         def poke(self, target: Target) -> None:
             return None
 
+    async def not_found(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            await send({"type": "http.response.start", "status": 404, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+
     version = FunctionVersion(
+        namespace=DEFAULT_NAMESPACE,
         function_name=FUNCTION,
         version="$LATEST",
         runtime="python3.11",
         handler="app.handler",
         role="bench",
-        code_sha256="bench",
+        code_sha256="47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=",
         code_size=0,
-        code_path="",
         revision_id="bench",
         last_modified="",
         timeout=30,
     )
-    app = InvokeApp(
-        backend=OneAgent(),
+    settings = InvokeSettings(max_waiting_requests=1000, max_wait_seconds=30.0)
+    registry = CollectorRegistry()
+    metrics = GatewayMetrics(registry)
+    activator = Activator(
+        endpoints=OneAgent(),
         signals=NoAutoscaler(),
-        metrics=GatewayMetrics(CollectorRegistry()),
-        settings=InvokeSettings(),
-        catalog=Catalog(versions={target: version}),
+        reporter="bench",
+        metrics=metrics,
+        max_waiting=settings.max_waiting_requests,
+    )
+    invoker = Invoker(
+        activator=activator,
+        endpoints=OneAgent(),
+        pool=ConnectionPool(),
+        settings=settings,
+        region="us-east-1",
+    )
+    invoker.on_catalog(Catalog(versions={target: version}))
+    keys = credentials.Credentials(
+        access_key_id="bench", secret_access_key="bench", api_key=os.environ[_API_KEY]
+    )
+    app = Gateway(
+        management=not_found,
+        invoke_app=InvokeApp(MeteredInvoker(invoker, metrics)),
+        authenticator=Authenticator(
+            credentials.Keyring([keys]),
+            max_skew=datetime.timedelta(minutes=15),
+            clock=lambda: datetime.datetime.now(datetime.UTC),
+        ),
+        registry=registry,
     )
     # proto=IPPROTO_TCP, so asyncio sets TCP_NODELAY on accepted connections: it skips
     # sockets made with proto 0, and uvicorn's two writes per response would then wait
@@ -196,7 +233,7 @@ def running_agent(code: Path) -> Iterator[int]:
 def running_gateway(agent_port: int) -> Iterator[tuple[int, int]]:
     """Yields the gateway's port and pid."""
     argv = [sys.executable, __file__, "serve-gateway", "--agent-port", str(agent_port)]
-    with _child(argv, dict(os.environ), None) as (line, pid):
+    with _child(argv, {**os.environ, _API_KEY: API_KEY}, None) as (line, pid):
         yield int(line), pid
 
 
@@ -277,7 +314,13 @@ async def measure(
     arn = f"arn:aws:lambda:us-east-1:000000000000:function:{FUNCTION}"
     paths = {
         "direct": (agent_port, ("/invoke", [("Kubelambda-Invoked-Function-Arn", arn)])),
-        "gateway": (gateway_port, (f"/2015-03-31/functions/{FUNCTION}/invocations", [])),
+        "gateway": (
+            gateway_port,
+            (
+                f"/2015-03-31/functions/{FUNCTION}/invocations",
+                [("Authorization", f"Bearer {API_KEY}")],
+            ),
+        ),
     }
     pool = ConnectionPool(max_idle_per_endpoint=max(CONCURRENCIES), idle_ttl=3600.0)
     rows = []

@@ -1,10 +1,11 @@
 """Scale-from-zero latency in embedded mode: poke → instance ready → first invoke answered.
 
 Each trial creates a fresh function (a no-dependency python handler) in a real SQLite
-store, pokes a running autoscaler as the gateway's activator does when a request finds
-no instance, and times the ready endpoint (the backend's change notification) and the
-first invocation's answer from the agent. The function is then deleted, which scales it
-to zero, and the next trial waits until its processes are gone.
+store, waits for the package settler to make it Active, pokes a running autoscaler as
+the gateway's activator does when a request finds no instance, and times the ready
+endpoint (the backend's change notification) and the first invocation's answer from the
+agent. The function is then deleted, which scales it to zero, and the next trial waits
+until its processes are gone.
 
     .venv/bin/python bench/scale_from_zero.py [--trials 20] [--spare-agents 1] [--out DIR]
 
@@ -16,12 +17,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import json
 import logging
 import statistics
 import tempfile
 import time
 import uuid
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,8 +33,16 @@ import matplotlib
 
 from controller.autoscaler.loop import Autoscaler
 from controller.backends.local import LocalProcessBackend
-from kubelambda.models import FunctionSettings, FunctionVersion, Target
-from kubelambda.store import SqliteStore
+from controller.packages.settler import PackageSettler
+from kubelambda.models import (
+    DEFAULT_NAMESPACE,
+    CodePackage,
+    FunctionSettings,
+    FunctionVersion,
+    State,
+)
+from kubelambda.ports.catalog import Catalog
+from kubelambda.store import LocalCodeStore, SqliteStore
 
 matplotlib.use("Agg")
 from matplotlib import pyplot, ticker  # after use(): the backend must be chosen first
@@ -51,29 +62,40 @@ async def run_trial(
     autoscaler: Autoscaler,
     backend: LocalProcessBackend,
     client: httpx.AsyncClient,
-    code: Path,
+    package: CodePackage,
 ) -> Trial:
     name = f"bench-{uuid.uuid4().hex[:10]}"
     latest = FunctionVersion(
+        namespace=DEFAULT_NAMESPACE,
         function_name=name,
         version="$LATEST",
         runtime="python3.11",
         handler="app.handler",
         role="arn:aws:iam::000000000000:role/bench",
-        code_sha256="bench",
-        code_size=1,
-        code_path=str(code),
+        code_sha256=package.code_sha256,
+        code_size=package.size,
         revision_id="",
         last_modified="",
+        state=State.PENDING,
     )
-    await store.create_function(latest, FunctionSettings(name), publish=False)
-    target = Target(name, "$LATEST")
+    target = latest.target
+    active = asyncio.Event()
+
+    def settled(catalog: Catalog) -> None:
+        version = catalog.versions.get(target)
+        if version is not None and version.state is State.ACTIVE:
+            active.set()
+
+    unsubscribe = store.subscribe(settled)
+    await store.create_function(latest, FunctionSettings(DEFAULT_NAMESPACE, name), publish=False)
+    await active.wait()
+    unsubscribe()
     ready = asyncio.Event()
     unsubscribe = backend.subscribe(lambda t: ready.set() if backend.endpoints(target) else None)
     await asyncio.sleep(0.05)  # let the new catalog reach the autoscaler, as it would
 
     poked = time.perf_counter()
-    autoscaler.report(target, in_flight=0, waiting=1)
+    autoscaler.report("bench", target, in_flight=0, waiting=1)
     autoscaler.poke(target)
     await ready.wait()
     ready_at = time.perf_counter()
@@ -90,10 +112,10 @@ async def run_trial(
     )
     answered = time.perf_counter()
     answer.raise_for_status()
-    autoscaler.report(target, in_flight=0, waiting=0)
+    autoscaler.report("bench", target, in_flight=0, waiting=0)
     gone = asyncio.Event()
     unsubscribe = backend.subscribe(lambda t: None if backend.endpoints(target) else gone.set())
-    await store.delete_function(name)
+    await store.delete_function(latest.key)
     await gone.wait()
     unsubscribe()
     return Trial(
@@ -101,6 +123,14 @@ async def run_trial(
         first_invoke_ms=(answered - ready_at) * 1000,
         poke_to_answer_ms=(answered - poked) * 1000,
     )
+
+
+def _zip(files: dict[str, str]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, text in files.items():
+            archive.writestr(name, text)
+    return buffer.getvalue()
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -139,22 +169,28 @@ def plot(trials: list[Trial], path: Path, spare_agents: int) -> None:
 async def measure(trials: int, *, spare_agents: int, pause: float) -> list[Trial]:
     with tempfile.TemporaryDirectory(prefix="kubelambda-bench-") as scratch:
         home = Path(scratch)
-        code = home / "code"
-        code.mkdir()
-        (code / "app.py").write_text(HANDLER)
-        backend = LocalProcessBackend(home / "instances", spare_agents=spare_agents)
+        code = LocalCodeStore(home / "code")
+        package = await code.put(_zip({"app.py": HANDLER}))
+        backend = LocalProcessBackend(
+            home / "instances", code=code, region="us-east-1", spare_agents=spare_agents
+        )
         results = []
         try:
             async with (
-                SqliteStore.open(home / "state") as store,
+                SqliteStore.open(home / "state", region="us-east-1") as store,
                 Autoscaler(store, backend) as autoscaler,
                 httpx.AsyncClient(timeout=30.0) as client,
             ):
-                for _ in range(trials):
-                    # Scale-from-zero events are not back to back: leave the platform
-                    # time to settle (and to top up its spare agent) between trials.
-                    await asyncio.sleep(pause)
-                    results.append(await run_trial(store, autoscaler, backend, client, code))
+                settler = PackageSettler(store, code, backend, grace_seconds=3600.0)
+                await settler.start()
+                try:
+                    for _ in range(trials):
+                        # Scale-from-zero events are not back to back: leave the platform
+                        # time to settle (and to top up its spare agent) between trials.
+                        await asyncio.sleep(pause)
+                        results.append(await run_trial(store, autoscaler, backend, client, package))
+                finally:
+                    await settler.aclose()
         finally:
             await backend.aclose()
     return results

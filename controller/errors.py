@@ -3,6 +3,7 @@
     ControllerError
     └── InstanceStartError        an instance did not become ready (retriable, with backoff)
         ├── RuntimeUnavailable    this host has no interpreter for the runtime (permanent)
+        ├── CodeUnavailable       the version's package cannot be unpacked (permanent)
         ├── InstanceExited        the agent exited before it was ready
         └── InstanceNotReady      the agent was not ready within the bound and was killed
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 __all__ = [
+    "CodeUnavailable",
     "ControllerError",
     "InstanceExited",
     "InstanceNotReady",
@@ -40,6 +42,11 @@ class RuntimeUnavailable(InstanceStartError):
     def __init__(self, runtime: str) -> None:
         super().__init__(f"runtime {runtime} has no interpreter on this host")
         self.runtime = runtime
+
+
+class CodeUnavailable(InstanceStartError):
+    retriable = False
+    reason = "code-unavailable"
 
 
 class InstanceExited(InstanceStartError):

@@ -1,8 +1,8 @@
 """Prometheus metrics of the controller: instances wanted and ready, starts, failures.
 
 The autoscaler loop records decisions and desired counts; instance backends record
-starts (spawn to ready), readiness and failures. Labels are function and version only
-(plus a small fixed set of enum values), and ``forget`` removes a target's series when
+starts (spawn to ready), readiness and failures. Labels are namespace, function and
+version only (plus a small fixed set of enum values), and ``forget`` removes a target's series when
 it leaves the catalog, so the label space stays as small as the catalog.
 """
 
@@ -21,7 +21,7 @@ _START_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 class ControllerMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
-        labels = ("function", "version")
+        labels = ("namespace", "function", "version")
         self.instances_desired = Gauge(
             "kubelambda_instances_desired",
             "Instances the autoscaler wants for a version.",
@@ -61,27 +61,31 @@ class ControllerMetrics:
         )
 
     def decided(self, target: Target, *, previous: int, replicas: int) -> None:
-        self.instances_desired.labels(target.function_name, target.version).set(replicas)
+        self.instances_desired.labels(*_labels(target)).set(replicas)
         if replicas != previous:
             direction = "up" if replicas > previous else "down"
-            self.scale_decisions.labels(target.function_name, target.version, direction).inc()
+            self.scale_decisions.labels(*_labels(target), direction).inc()
 
     def started(self, target: Target, *, initialization_type: str) -> None:
-        self.instance_starts.labels(target.function_name, target.version, initialization_type).inc()
+        self.instance_starts.labels(*_labels(target), initialization_type).inc()
 
     def became_ready(self, target: Target, *, seconds: float) -> None:
-        self.instance_start_seconds.labels(target.function_name, target.version).observe(seconds)
+        self.instance_start_seconds.labels(*_labels(target)).observe(seconds)
 
     def ready_count(self, target: Target, count: int) -> None:
-        self.instances_ready.labels(target.function_name, target.version).set(count)
+        self.instances_ready.labels(*_labels(target)).set(count)
 
     def failed(self, target: Target, *, reason: str) -> None:
-        self.instance_failures.labels(target.function_name, target.version, reason).inc()
+        self.instance_failures.labels(*_labels(target), reason).inc()
 
     def forget(self, target: Target) -> None:
         """Drop the gauges of a target that left the catalog; counters keep their totals."""
         for gauge in (self.instances_desired, self.instances_ready):
             try:
-                gauge.remove(target.function_name, target.version)
+                gauge.remove(*_labels(target))
             except KeyError:
                 continue
+
+
+def _labels(target: Target) -> tuple[str, str, str]:
+    return (target.namespace, target.function_name, target.version)

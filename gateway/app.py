@@ -1,7 +1,7 @@
 """The gateway's ASGI composition: open routes, the invoke hot path, the management API.
 
-Built by the launcher with ``create_app(...)`` and served by uvicorn. One small ASGI
-callable looks at each request once:
+Built by the launch package (``kubelambda.launch.gateway``) and served by uvicorn. One
+small ASGI callable looks at each request once:
 
     GET  /healthz, GET /metrics                      open, answered here
     POST /2015-03-31/functions/{Fn}/invocations     body read (<= 6 MiB) -> authenticate
@@ -10,83 +10,38 @@ callable looks at each request once:
     anything else                                    body read (<= ~70 MB) -> authenticate
                                                      -> the FastAPI management app
 
-Bodies are refused with 413 from ``Content-Length`` before a byte is read, or as soon as
-a streamed body passes the limit; the read body is handed on in
-``scope["kubelambda.body"]`` and the caller in ``scope["kubelambda.principal"]``.
-Lifespan events go to the management app, which creates its services there.
+This is the one place request bodies are read: refused with 413 from ``Content-Length``
+before a byte is read, or as soon as a streamed body passes the limit; the read body is
+handed on in ``scope[BODY_KEY]`` and the caller in ``scope[PRINCIPAL_KEY]`` (keys of
+``gateway.auth.request``). Lifespan events go to the management app.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Collection
-from datetime import UTC, datetime, timedelta
 
+from kubelambda_agent import protocol
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from pydantic import BaseModel, ConfigDict, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.api import create_management_app
 from gateway.auth import Authenticator, RawRequest
+from gateway.auth.request import BODY_KEY, PRINCIPAL_KEY
 from gateway.invoke import app as invoke
 from gateway.services.code_links import CODE_PATH_PREFIX
-from gateway.services.ports import ManagementStore
 from kubelambda import errors
-from kubelambda.credentials import Keyring
 
-__all__ = ["BODY_KEY", "PRINCIPAL_KEY", "CompositionSettings", "Gateway", "create_app"]
+__all__ = ["INVOKE_BODY_LIMIT", "MANAGEMENT_BODY_LIMIT", "Gateway"]
 
 log = logging.getLogger(__name__)
 
-BODY_KEY = invoke.BODY_SCOPE_KEY
-PRINCIPAL_KEY = "kubelambda.principal"
 # After refusing an oversized body, read and drop at most this much more of it, so a
 # client still sending gets the 413 instead of a reset connection; past it, hang up.
 _DISCARD_BUDGET = 16 * 1024 * 1024
-
-
-class CompositionSettings(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    region: str = "us-east-1"
-    # Lambda's synchronous invoke payload limit.
-    invoke_body_limit: int = Field(default=6_291_456, gt=0)
-    # A 50 MB zip, base64-encoded inside CreateFunction's JSON, with room to spare.
-    management_body_limit: int = Field(default=70_000_000, gt=0)
-    max_clock_skew_seconds: float = Field(default=900.0, gt=0)
-    # How long an unused code package stays on disk before it is collected.
-    package_grace_seconds: float = Field(default=3600.0, ge=0)
-
-
-def create_app(
-    *,
-    store: ManagementStore,
-    keyring: Keyring,
-    invoke_app: ASGIApp,
-    registry: CollectorRegistry,
-    runtimes: Collection[str],
-    settings: CompositionSettings | None = None,
-) -> Gateway:
-    """The gateway's ASGI app. ``invoke_app`` receives authenticated invoke requests with
-    their body in ``scope["kubelambda.body"]`` and caller in ``scope["kubelambda.principal"]``."""
-    settings = settings or CompositionSettings()
-    return Gateway(
-        management=create_management_app(
-            store=store,
-            region=settings.region,
-            runtimes=runtimes,
-            package_grace_seconds=settings.package_grace_seconds,
-        ),
-        invoke_app=invoke_app,
-        authenticator=Authenticator(
-            keyring,
-            max_skew=timedelta(seconds=settings.max_clock_skew_seconds),
-            clock=lambda: datetime.now(UTC),
-        ),
-        registry=registry,
-        settings=settings,
-    )
+# The Invoke payload limit is the agent's (Lambda's 6 MiB), so both sides agree.
+INVOKE_BODY_LIMIT = protocol.MAX_EVENT_BYTES
+# A 50 MB zip, base64-encoded inside CreateFunction's JSON, with room to spare.
+MANAGEMENT_BODY_LIMIT = 70_000_000
 
 
 class Gateway:
@@ -99,13 +54,11 @@ class Gateway:
         invoke_app: ASGIApp,
         authenticator: Authenticator,
         registry: CollectorRegistry,
-        settings: CompositionSettings,
     ) -> None:
         self._management = management
         self._invoke_app = invoke_app
         self._authenticator = authenticator
         self._registry = registry
-        self._settings = settings
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -122,7 +75,7 @@ class Gateway:
                 scope,
                 receive,
                 send,
-                limit=self._settings.invoke_body_limit,
+                limit=INVOKE_BODY_LIMIT,
                 operation="InvokeFunction",
             )
         elif method == "GET" and path == "/healthz":
@@ -139,7 +92,7 @@ class Gateway:
                 scope,
                 receive,
                 _with_request_id(send, str(uuid.uuid4())),
-                limit=self._settings.management_body_limit,
+                limit=MANAGEMENT_BODY_LIMIT,
                 operation="management",
             )
 

@@ -2,7 +2,7 @@
 concurrency and the activator's queue.
 
 Created once per process with the registry the gateway exposes, and handed to the
-invoke app and the activator. Labels are bounded: function and version come from the
+metered invoker and the activator. Labels are bounded: function and version come from the
 catalog (never from a caller's unresolved input), error types are reduced to a fixed
 set, and request ids never appear. Label children are cached per target, because
 looking them up on every request costs more than the increment itself.
@@ -14,7 +14,7 @@ from enum import StrEnum
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from kubelambda.models import Target
+from kubelambda.models import FunctionKey, Target
 
 __all__ = ["GatewayMetrics", "Outcome", "TargetMetrics"]
 
@@ -55,7 +55,7 @@ class TargetMetrics:
     """The label children of one function version, bound once."""
 
     def __init__(self, metrics: GatewayMetrics, target: Target) -> None:
-        labels = (target.function_name, target.version)
+        labels = (target.namespace, target.function_name, target.version)
         self._metrics = metrics
         self._labels = labels
         self.concurrent = metrics.concurrent_executions.labels(*labels)
@@ -78,7 +78,7 @@ class GatewayMetrics:
     """All invoke-path metrics, registered in ``registry``."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        by_version = ("function", "version")
+        by_version = ("namespace", "function", "version")
         self.invocations = Counter(
             "kubelambda_invocations",
             "Invocations of a function version, by outcome.",
@@ -94,7 +94,7 @@ class GatewayMetrics:
         self.throttles = Counter(
             "kubelambda_throttles",
             "Invocations refused with 429, by reason.",
-            ("function", "reason"),
+            ("namespace", "function", "reason"),
             registry=registry,
         )
         self.duration_seconds = Histogram(
@@ -138,5 +138,5 @@ class GatewayMetrics:
             bound = self._targets[target] = TargetMetrics(self, target)
         return bound
 
-    def throttled(self, function_name: str, reason: str) -> None:
-        self.throttles.labels(function_name, reason).inc()
+    def throttled(self, function: FunctionKey, reason: str) -> None:
+        self.throttles.labels(function.namespace, function.name, reason).inc()

@@ -55,9 +55,11 @@ def function_arn(
     name: str,
     qualifier: str | None = None,
     *,
-    region: str = DEFAULT_REGION,
+    region: str,
     account: str = DEFAULT_ACCOUNT,
 ) -> str:
+    """``arn:aws:lambda:<region>:<account>:function:<name>[:<qualifier>]``. The region is
+    the installation's (settings), passed down from the launcher: never a default."""
     base = f"arn:aws:lambda:{region}:{account}:function:{name}"
     return f"{base}:{qualifier}" if qualifier else base
 

@@ -59,8 +59,7 @@ def inspect(data: bytes, *, require: str | None = None) -> None:
             )
     if require is not None and require not in {entry.filename for entry in entries}:
         raise errors.InvalidParameterValue(
-            f"The zip file must contain a file named {require!r} at its top level "
-            "for this runtime"
+            f"The zip file must contain a file named {require!r} at its top level for this runtime"
         )
 
 

@@ -1,8 +1,9 @@
 """The autoscaler loop: samples what the invoke path reports, decides, and scales.
 
-The embedded launcher builds one ``Autoscaler`` and hands it to the gateway as its
+The launch package builds one ``Autoscaler`` and hands it to the gateway as its
 ``ScaleSignals``. ``report`` and ``poke`` only record and wake (the invoke path never
-waits on a decision). Every tick (1 s) the loop samples every target in the latest
+waits on a decision); each gateway reports under its own reporter id, and a target's
+demand is the sum over reporters. Every tick (1 s) the loop samples every target in the latest
 catalog, asks the pure ``decide`` for a replica count, and calls the backend's
 declarative ``scale``; a poke runs the same pass for one target at once. The same pass
 reports provisioned-concurrency configs READY (or FAILED) to the store, and scales a
@@ -23,11 +24,12 @@ from dataclasses import dataclass
 from types import TracebackType
 
 from controller.autoscaler import decide, specs
-from controller.backends.base import ScalingBackend
 from controller.metrics import ControllerMetrics
 from kubelambda.errors import LambdaError
 from kubelambda.models import FunctionVersion, ProvisionedStatus, Target
-from kubelambda.ports import Catalog, Store
+from kubelambda.ports.catalog import Catalog
+from kubelambda.ports.control import ControllerStore
+from kubelambda.ports.instances import InstanceBackend
 
 __all__ = ["Autoscaler"]
 
@@ -53,8 +55,8 @@ class Autoscaler:
 
     def __init__(
         self,
-        store: Store,
-        backend: ScalingBackend,
+        store: ControllerStore,
+        backend: InstanceBackend,
         *,
         policy: specs.ScalePolicy | None = None,
         metrics: ControllerMetrics | None = None,
@@ -74,7 +76,7 @@ class Autoscaler:
         self._plans: list[specs.ProvisionedPlan] = []
         self._versions: dict[Target, FunctionVersion] = {}
         self._stats: dict[Target, decide.ScaleStats] = {}
-        self._counts: dict[Target, _Counts] = {}
+        self._counts: dict[Target, dict[str, _Counts]] = {}
         self._poked: set[Target] = set()
         self._catalog_changed = False
         self._wake = asyncio.Event()
@@ -83,10 +85,11 @@ class Autoscaler:
 
     # -- ScaleSignals -------------------------------------------------------------------
 
-    def report(self, target: Target, *, in_flight: int, waiting: int) -> None:
-        counts = self._counts.get(target)
+    def report(self, reporter: str, target: Target, *, in_flight: int, waiting: int) -> None:
+        by_reporter = self._counts.setdefault(target, {})
+        counts = by_reporter.get(reporter)
         if counts is None:
-            counts = self._counts[target] = _Counts()
+            counts = by_reporter[reporter] = _Counts()
         counts.in_flight, counts.waiting = in_flight, waiting
         counts.peak_in_flight = max(counts.peak_in_flight, in_flight)
         counts.peak_demand = max(counts.peak_demand, in_flight + waiting)
@@ -148,7 +151,10 @@ class Autoscaler:
             except Exception:
                 # One target's backend error must not stop the others from scaling.
                 logger.exception(
-                    "scaling failed function=%s version=%s", target.function_name, target.version
+                    "scaling failed namespace=%s function=%s version=%s",
+                    target.namespace,
+                    target.function_name,
+                    target.version,
                 )
         await self._report_provisioned()
 
@@ -183,19 +189,21 @@ class Autoscaler:
         spec = self._specs[target]
         version = self._catalog.versions[target]
         self._versions[target] = version
-        counts = self._counts.get(target) or _Counts()
+        reports = self._counts.get(target, {}).values()
+        # Summed over gateways: each reports only what it holds itself.
+        peak_in_flight = sum(c.peak_in_flight for c in reports)
         # A poke means a request is held right now, whatever the last report said; demand
         # beyond the in-flight peak was held.
-        demand = max(counts.peak_demand, 1 if poked else 0)
-        waiting = demand - counts.peak_in_flight
+        demand = max(sum(c.peak_demand for c in reports), 1 if poked else 0)
         sample = decide.Sample(
             at=now,
-            in_flight=counts.peak_in_flight,
-            waiting=waiting,
-            ready=len(self._backend.endpoints(target)),
+            in_flight=peak_in_flight,
+            waiting=demand - peak_in_flight,
+            ready=self._backend.ready_instances(target),
         )
-        counts.peak_in_flight = counts.in_flight
-        counts.peak_demand = counts.in_flight + counts.waiting
+        for counts in reports:
+            counts.peak_in_flight = counts.in_flight
+            counts.peak_demand = counts.in_flight + counts.waiting
         stats = self._stats.get(target) or decide.ScaleStats(window=spec.stable_window)
         stats = stats.with_sample(sample)
         decision = decide.decide(stats, spec, now)
@@ -203,7 +211,9 @@ class Autoscaler:
         self._stats[target] = stats.with_decision(decision)
         if decision.replicas != previous:
             logger.info(
-                "scale function=%s version=%s from=%d to=%d reason=%s demand=%d stable=%d panic=%d",
+                "scale namespace=%s function=%s version=%s from=%d to=%d reason=%s demand=%d "
+                "stable=%d panic=%d",
+                target.namespace,
                 target.function_name,
                 target.version,
                 previous,
@@ -225,7 +235,8 @@ class Autoscaler:
     async def _retire(self, target: Target) -> None:
         version = self._versions.pop(target)
         logger.info(
-            "scale function=%s version=%s to=0 reason=removed-from-catalog",
+            "scale namespace=%s function=%s version=%s to=0 reason=removed-from-catalog",
+            target.namespace,
             target.function_name,
             target.version,
         )
@@ -237,7 +248,7 @@ class Autoscaler:
 
     async def _report_provisioned(self) -> None:
         for plan in self._plans:
-            key = (plan.function_name, plan.qualifier)
+            key = (plan.function, plan.qualifier)
             status, reason = self._provisioned_status(plan)
             if status is ProvisionedStatus.IN_PROGRESS:
                 continue
@@ -253,7 +264,7 @@ class Autoscaler:
                 continue
             try:
                 await self._store.set_provisioned_status(
-                    plan.function_name,
+                    plan.function,
                     plan.qualifier,
                     allocated=allocated,
                     status=status,
@@ -265,7 +276,7 @@ class Autoscaler:
                 continue
             logger.info(
                 "provisioned concurrency function=%s qualifier=%s status=%s allocated=%d reason=%s",
-                plan.function_name,
+                plan.function,
                 plan.qualifier,
                 status,
                 allocated,
@@ -280,7 +291,7 @@ class Autoscaler:
             ):
                 return ProvisionedStatus.FAILED, f"{target}: {failure.reason}"
         ready = all(
-            len(self._backend.endpoints(t)) >= self._specs[t].min_instances
+            self._backend.ready_instances(t) >= self._specs[t].min_instances
             for t in plan.shares
             if t in self._specs
         )

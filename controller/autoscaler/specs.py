@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from controller.autoscaler import decide
-from kubelambda.models import FunctionSettings, ProvisionedConcurrency, State, Target
-from kubelambda.ports import Catalog
+from kubelambda.models import FunctionKey, FunctionSettings, ProvisionedConcurrency, State, Target
+from kubelambda.ports.catalog import Catalog
 
 __all__ = [
     "ProvisionedPlan",
@@ -41,7 +41,7 @@ class ScalePolicy:
 class ProvisionedPlan:
     """One provisioned-concurrency config and the concurrency it puts on each version."""
 
-    function_name: str
+    function: FunctionKey
     qualifier: str
     requested: int
     shares: Mapping[Target, int]
@@ -63,7 +63,7 @@ def split_by_weight(total: int, weights: Mapping[str, float]) -> dict[str, int]:
 
 
 def _version_weights(catalog: Catalog, config: ProvisionedConcurrency) -> dict[str, float]:
-    alias = catalog.aliases.get((config.function_name, config.qualifier))
+    alias = catalog.aliases.get((config.key, config.qualifier))
     if alias is None:
         return {config.qualifier: 1.0}
     extra = dict(alias.additional_version_weights)
@@ -74,10 +74,12 @@ def provisioned_plans(catalog: Catalog) -> list[ProvisionedPlan]:
     plans = []
     for config in catalog.provisioned.values():
         split = split_by_weight(config.requested, _version_weights(catalog, config))
-        shares = {Target(config.function_name, v): n for v, n in split.items() if n > 0}
+        shares = {
+            Target(config.namespace, config.function_name, v): n for v, n in split.items() if n > 0
+        }
         plans.append(
             ProvisionedPlan(
-                function_name=config.function_name,
+                function=config.key,
                 qualifier=config.qualifier,
                 requested=config.requested,
                 shares=shares,
@@ -103,8 +105,8 @@ def scale_specs(catalog: Catalog, policy: ScalePolicy) -> dict[Target, decide.Sc
     for target, version in catalog.versions.items():
         if version.state != State.ACTIVE:
             continue
-        settings = catalog.settings.get(target.function_name) or FunctionSettings(
-            target.function_name
+        settings = catalog.settings.get(target.function) or FunctionSettings(
+            target.namespace, target.function_name
         )
         per_instance = max(1, settings.instance_concurrency)
         specs[target] = decide.ScaleSpec(

@@ -1,9 +1,13 @@
 """The embedded-mode instance backend: every instance is a local runtime-agent process.
 
-The autoscaler loop calls ``scale``; the gateway reads ``endpoints`` and subscribes to
-changes. ``scale`` is declarative and returns at once: it spawns or stops processes,
-and a supervisor task per instance turns it into an ``Endpoint`` when the agent reports
-ready, or records a failure (with the tail of its log) when it exits or stays silent.
+Implements ``InstanceBackend`` for the controller (the autoscaler calls ``scale``, the
+package settler ``prepare``) and ``EndpointSource`` for the gateway (``endpoints`` and
+their changes). Packages come from the ``CodeStore`` and are unpacked once per digest
+under ``<home>/code/unpacked``; an instance's ``LAMBDA_TASK_ROOT`` is the directory of
+the package its version runs.
+
+``scale`` is declarative and returns at once: it spawns or stops processes, and a
+supervisor task per instance turns it into an ``Endpoint`` when the agent reports ready, or records a failure (with the tail of its log) when it exits or stays silent.
 An endpoint always leaves ``endpoints()`` (and subscribers hear of it) before its
 process is told to stop, so the gateway never sends work to a draining instance.
 New instances take a spare agent (``local_spares``) when one is waiting.
@@ -18,9 +22,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import threading
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,10 +33,12 @@ from typing import Any
 
 from controller import errors
 from controller.backends import local_env, local_process, local_spares
-from controller.backends.base import StartFailure
 from controller.metrics import ControllerMetrics
-from kubelambda.models import FunctionVersion, Target
-from kubelambda.ports import Endpoint
+from kubelambda import zips
+from kubelambda.models import CodePackage, FunctionVersion, Target
+from kubelambda.ports.code import CodeStore, PackageMissing
+from kubelambda.ports.endpoints import Endpoint
+from kubelambda.ports.instances import PackageRejected, StartFailure
 
 __all__ = ["LocalProcessBackend"]
 
@@ -52,7 +59,7 @@ class _Failures:
 
 
 class LocalProcessBackend:
-    """``InstanceBackend`` (and ``ScalingBackend``) on local processes under ``home``.
+    """``InstanceBackend`` and ``EndpointSource`` on local processes under ``home``.
 
     ``ready_timeout``: how long an agent may take to report ready before it is killed
     and counted as a failure. ``stop_grace_extra``: seconds past the function timeout a
@@ -65,7 +72,8 @@ class LocalProcessBackend:
         self,
         home: Path,
         *,
-        region: str = "us-east-1",
+        code: CodeStore,
+        region: str,
         ready_timeout: float = 30.0,
         stop_grace_extra: float = 3.0,
         max_backoff: float = 10.0,
@@ -76,6 +84,8 @@ class LocalProcessBackend:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._home = home
+        self._code = code
+        self._unpacked = home / "code" / "unpacked"
         self._region = region
         self._ready_timeout = ready_timeout
         self._stop_grace_extra = stop_grace_extra
@@ -90,6 +100,8 @@ class LocalProcessBackend:
         self._tasks: set[asyncio.Task[None]] = set()
         self._spares = local_spares.SparePool(spare_agents, self._prestart)
         self._closed = False
+        # Unpacking runs in threads, which a task cancellation cannot stop: this can.
+        self._stopping = threading.Event()
         # Spawning awaits; two overlapping calls for one target would both see it short.
         self._scaling = asyncio.Lock()
 
@@ -108,7 +120,7 @@ class LocalProcessBackend:
     async def _scale(
         self, version: FunctionVersion, replicas: int, concurrency: int, provisioned: int
     ) -> None:
-        target = Target(version.function_name, version.version)
+        target = version.target
         revision = (version.revision_id, concurrency)
         live = self._instances.setdefault(target, [])
         for stale in [p for p in live if p.revision != revision]:
@@ -136,8 +148,20 @@ class LocalProcessBackend:
             warm += 1
         self._maybe_refill()
 
+    async def prepare(self, package: CodePackage) -> None:
+        """Unpack ``package`` (once per digest) where instances will run it."""
+        await self._task_root(package)
+
+    async def discard(self, sha256_hexes: Collection[str]) -> None:
+        """Remove the unpacked directories of packages the code store collected."""
+        for sha256_hex in sha256_hexes:
+            await asyncio.to_thread(zips.remove_tree, self._unpacked / sha256_hex)
+
     def endpoints(self, target: Target) -> list[Endpoint]:
         return [p.endpoint for p in self._instances.get(target, ()) if p.endpoint is not None]
+
+    def ready_instances(self, target: Target) -> int:
+        return len(self.endpoints(target))
 
     def subscribe(self, listener: Callable[[Target], None]) -> Callable[[], None]:
         self._listeners.append(listener)
@@ -157,6 +181,7 @@ class LocalProcessBackend:
     async def aclose(self) -> None:
         """Stop every instance (draining, then killing after the grace) and wait for all."""
         self._closed = True
+        self._stopping.set()
         for instances in list(self._instances.values()):
             for instance in list(instances):
                 self._begin_stop(instance, reason="backend closing")
@@ -168,7 +193,7 @@ class LocalProcessBackend:
     async def _start(
         self, version: FunctionVersion, *, concurrency: int, provisioned: bool
     ) -> None:
-        target = Target(version.function_name, version.version)
+        target = version.target
         instance_id = uuid.uuid4().hex
         init_type = (
             local_env.InitializationType.PROVISIONED
@@ -176,8 +201,21 @@ class LocalProcessBackend:
             else local_env.InitializationType.ON_DEMAND
         )
         try:
+            task_root = await self._task_root(version.running_package)
+        except PackageRejected as exc:
+            self._record_failure(target, errors.CodeUnavailable(str(exc)))
+            logger.error(
+                "cannot start instance namespace=%s function=%s version=%s error=%s",
+                target.namespace,
+                target.function_name,
+                target.version,
+                exc,
+            )
+            return
+        try:
             environ = local_env.instance_environment(
                 version,
+                task_root=task_root,
                 instance_id=instance_id,
                 concurrency=concurrency,
                 initialization_type=init_type,
@@ -188,7 +226,8 @@ class LocalProcessBackend:
         except errors.InstanceStartError as exc:
             self._record_failure(target, exc)
             logger.error(
-                "cannot start instance function=%s version=%s error=%s",
+                "cannot start instance namespace=%s function=%s version=%s error=%s",
+                target.namespace,
                 target.function_name,
                 target.version,
                 exc,
@@ -199,7 +238,8 @@ class LocalProcessBackend:
         except OSError as exc:
             self._record_failure(target, errors.InstanceStartError(f"cannot spawn agent: {exc}"))
             logger.error(
-                "cannot spawn instance function=%s version=%s error=%s",
+                "cannot spawn instance namespace=%s function=%s version=%s error=%s",
+                target.namespace,
                 target.function_name,
                 target.version,
                 exc,
@@ -209,7 +249,9 @@ class LocalProcessBackend:
         if self._metrics is not None:
             self._metrics.started(target, initialization_type=init_type)
         logger.info(
-            "instance spawned function=%s version=%s instance=%s pid=%d initialization_type=%s",
+            "instance spawned namespace=%s function=%s version=%s instance=%s pid=%d "
+            "initialization_type=%s",
+            target.namespace,
             target.function_name,
             target.version,
             instance_id,
@@ -229,7 +271,7 @@ class LocalProcessBackend:
         spare = await self._spares.take()
         return local_process.assign(
             spare,
-            target=Target(version.function_name, version.version),
+            target=version.target,
             instance_id=instance_id,
             revision=(version.revision_id, concurrency),
             provisioned=provisioned,
@@ -238,6 +280,20 @@ class LocalProcessBackend:
             assigned_at=self._clock(),
             stop_grace=version.timeout + self._stop_grace_extra,
         )
+
+    async def _task_root(self, package: CodePackage) -> Path:
+        directory = self._unpacked / package.sha256_hex
+        if directory.exists():
+            return directory
+        try:
+            location = await self._code.location(package.sha256_hex)
+            return await asyncio.to_thread(
+                zips.unpack, Path(location), directory, stop=self._stopping
+            )
+        except PackageMissing as exc:
+            raise PackageRejected(f"The deployment package is missing: {exc}") from exc
+        except zips.UnpackError as exc:
+            raise PackageRejected(str(exc)) from exc
 
     async def _prestart(self) -> local_process.Spare:
         return await local_process.prestart(
@@ -268,8 +324,9 @@ class LocalProcessBackend:
             if not instance.stopping:
                 self._record_failure(target, exc)
                 logger.warning(
-                    "instance failed to start function=%s version=%s instance=%s error=%s "
-                    "log_tail=%r",
+                    "instance failed to start namespace=%s function=%s version=%s instance=%s "
+                    "error=%s log_tail=%r",
+                    target.namespace,
                     target.function_name,
                     target.version,
                     instance.instance_id,
@@ -286,7 +343,8 @@ class LocalProcessBackend:
         if self._metrics is not None:
             self._metrics.became_ready(target, seconds=start_seconds)
         logger.info(
-            "instance ready function=%s version=%s instance=%s port=%d start_ms=%.1f",
+            "instance ready namespace=%s function=%s version=%s instance=%s port=%d start_ms=%.1f",
+            target.namespace,
             target.function_name,
             target.version,
             instance.instance_id,
@@ -305,8 +363,9 @@ class LocalProcessBackend:
         if self._metrics is not None:
             self._metrics.failed(target, reason="exited")
         logger.warning(
-            "instance exited unexpectedly function=%s version=%s instance=%s returncode=%s "
-            "log_tail=%r",
+            "instance exited unexpectedly namespace=%s function=%s version=%s instance=%s "
+            "returncode=%s log_tail=%r",
+            target.namespace,
             target.function_name,
             target.version,
             instance.instance_id,
@@ -321,7 +380,8 @@ class LocalProcessBackend:
         if was_ready:
             self._changed(instance.target)
         logger.info(
-            "instance stopping function=%s version=%s instance=%s reason=%s",
+            "instance stopping namespace=%s function=%s version=%s instance=%s reason=%s",
+            instance.target.namespace,
             instance.target.function_name,
             instance.target.version,
             instance.instance_id,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from controller import errors
 from kubelambda import runtimes
-from kubelambda.models import FunctionVersion
+from kubelambda.models import DEFAULT_NAMESPACE, FunctionVersion
 
 __all__ = [
     "INHERITED_VARIABLES",
@@ -44,12 +44,18 @@ def log_stream_name(version: str, instance_id: str, started: datetime) -> str:
 
 
 def log_path(home: Path, version: FunctionVersion, instance_id: str) -> Path:
-    return home / "logs" / version.function_name / version.version / f"{instance_id}.log"
+    """``logs/<function>/<version>/`` in the default namespace (the layout users know),
+    ``logs/<namespace>/<function>/<version>/`` in any other."""
+    parts = [version.function_name, version.version]
+    if version.namespace != DEFAULT_NAMESPACE:
+        parts.insert(0, version.namespace)
+    return home.joinpath("logs", *parts, f"{instance_id}.log")
 
 
 def instance_environment(
     version: FunctionVersion,
     *,
+    task_root: Path,
     instance_id: str,
     concurrency: int,
     initialization_type: InitializationType,
@@ -70,7 +76,7 @@ def instance_environment(
     env.update(
         {
             "_HANDLER": version.handler,
-            "LAMBDA_TASK_ROOT": version.code_path,
+            "LAMBDA_TASK_ROOT": str(task_root),
             "AWS_LAMBDA_FUNCTION_NAME": version.function_name,
             "AWS_LAMBDA_FUNCTION_VERSION": version.version,
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(version.memory_size),

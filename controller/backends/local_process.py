@@ -36,7 +36,7 @@ from pathlib import Path
 
 from controller import errors
 from kubelambda.models import Target
-from kubelambda.ports import Endpoint
+from kubelambda.ports.endpoints import Endpoint
 
 __all__ = ["AGENT_COMMAND", "LocalProcess", "Spare", "assign", "prestart"]
 

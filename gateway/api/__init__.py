@@ -1,17 +1,18 @@
-"""The Lambda management API as a FastAPI app, and the lifespan of its services.
+"""The Lambda management API as a FastAPI app over services built by the launcher.
 
-``gateway.app.create_app`` mounts the app built by ``create_management_app`` behind
-authentication and body limits. Routers live per resource (``functions``, ``aliases``,
-``concurrency``, ``tags``, ``code``); ``errors`` turns every failure into Lambda's error
-shape. The services are created in the lifespan and reach handlers through request
-state (``dependencies``); the store is owned by the caller, which opened it.
+``kubelambda.launch.gateway`` builds the services and ``create_management_app`` mounts
+the routers over them; ``gateway.app.Gateway`` puts the app behind authentication and
+body limits. Routers live per resource (``functions``, ``aliases``, ``concurrency``,
+``tags``, ``code``); ``errors`` turns every failure into Lambda's error shape. Services
+reach handlers through the lifespan's state (``dependencies``), with the caller's
+namespace from its credentials.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI
@@ -21,40 +22,29 @@ from gateway.services.aliases import AliasService
 from gateway.services.code_links import CodeLinks
 from gateway.services.concurrency import ConcurrencyService
 from gateway.services.functions import FunctionService
-from gateway.services.ports import ManagementStore
 from gateway.services.tags import TagService
+from kubelambda.ports.code import CodeStore
 
-__all__ = ["create_management_app"]
+__all__ = ["ManagementServices", "create_management_app"]
 
 
-def create_management_app(
-    *,
-    store: ManagementStore,
-    region: str,
-    runtimes: Collection[str],
-    package_grace_seconds: float = 3600.0,
-) -> FastAPI:
-    """The management API over ``store``; ``runtimes`` are those CreateFunction accepts."""
+@dataclass(frozen=True, slots=True)
+class ManagementServices:
+    """What the management routes call, and the installation facts they render."""
 
+    functions: FunctionService
+    aliases: AliasService
+    concurrency: ConcurrencyService
+    tags: TagService
+    code_links: CodeLinks
+    code: CodeStore
+    region: str
+
+
+def create_management_app(services: ManagementServices) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[dict[str, Any]]:
-        function_service = FunctionService(
-            store, runtimes=runtimes, package_grace_seconds=package_grace_seconds
-        )
-        # Packages a previous run left half-unpacked would otherwise stay Pending forever.
-        await function_service.resume()
-        try:
-            yield {
-                "store": store,
-                "region": region,
-                "functions": function_service,
-                "aliases": AliasService(store),
-                "concurrency": ConcurrencyService(store),
-                "tags": TagService(store),
-                "code_links": CodeLinks(clock=time.time),
-            }
-        finally:
-            await function_service.aclose()
+        yield {"services": services}
 
     app = FastAPI(
         title="kubelambda management API",

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 
 from gateway.api import bodies, shapes
-from gateway.api.dependencies import Aliases, Region
+from gateway.api.dependencies import Aliases, Namespace, Region
 
 __all__ = ["router"]
 
@@ -23,10 +23,15 @@ router = APIRouter(prefix="/2015-03-31/functions/{FunctionName}/aliases")
 
 @router.post("")
 async def create_alias(
-    FunctionName: str, body: bodies.CreateAlias, aliases: Aliases, region: Region
+    FunctionName: str,
+    body: bodies.CreateAlias,
+    aliases: Aliases,
+    namespace: Namespace,
+    region: Region,
 ) -> JSONResponse:
     routing = body.RoutingConfig.AdditionalVersionWeights if body.RoutingConfig else None
     alias = await aliases.create(
+        namespace,
         FunctionName,
         name=body.Name,
         function_version=body.FunctionVersion,
@@ -40,13 +45,14 @@ async def create_alias(
 async def list_aliases(
     FunctionName: str,
     aliases: Aliases,
+    namespace: Namespace,
     region: Region,
     FunctionVersion: Annotated[str | None, Query()] = None,
     Marker: Annotated[str | None, Query()] = None,
     MaxItems: Annotated[int | None, Query()] = None,
 ) -> JSONResponse:
     items, next_marker = await aliases.list(
-        FunctionName, function_version=FunctionVersion, marker=Marker, max_items=MaxItems
+        namespace, FunctionName, function_version=FunctionVersion, marker=Marker, max_items=MaxItems
     )
     shape: dict[str, object] = {
         "Aliases": [shapes.alias_configuration(alias, region=region) for alias in items]
@@ -57,20 +63,28 @@ async def list_aliases(
 
 
 @router.get("/{Name}")
-async def get_alias(FunctionName: str, Name: str, aliases: Aliases, region: Region) -> JSONResponse:
-    alias = await aliases.get(FunctionName, Name)
+async def get_alias(
+    FunctionName: str, Name: str, aliases: Aliases, namespace: Namespace, region: Region
+) -> JSONResponse:
+    alias = await aliases.get(namespace, FunctionName, Name)
     return JSONResponse(shapes.alias_configuration(alias, region=region))
 
 
 @router.put("/{Name}")
 async def update_alias(
-    FunctionName: str, Name: str, body: bodies.UpdateAlias, aliases: Aliases, region: Region
+    FunctionName: str,
+    Name: str,
+    body: bodies.UpdateAlias,
+    aliases: Aliases,
+    namespace: Namespace,
+    region: Region,
 ) -> JSONResponse:
     # An empty RoutingConfig clears the split; an absent one keeps it (as on Lambda).
     weights = None
     if body.RoutingConfig is not None:
         weights = body.RoutingConfig.AdditionalVersionWeights or {}
     alias = await aliases.update(
+        namespace,
         FunctionName,
         Name,
         function_version=body.FunctionVersion,
@@ -82,6 +96,8 @@ async def update_alias(
 
 
 @router.delete("/{Name}")
-async def delete_alias(FunctionName: str, Name: str, aliases: Aliases) -> Response:
-    await aliases.delete(FunctionName, Name)
+async def delete_alias(
+    FunctionName: str, Name: str, aliases: Aliases, namespace: Namespace
+) -> Response:
+    await aliases.delete(namespace, FunctionName, Name)
     return Response(status_code=204)

@@ -11,11 +11,12 @@ import re
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from fastapi.responses import FileResponse
+from fastapi.responses import StreamingResponse
 
-from gateway.api.dependencies import Links, Store
+from gateway.api.dependencies import Code, Links
 from gateway.services.code_links import CODE_PATH_PREFIX
 from kubelambda import errors
+from kubelambda.ports.code import PackageMissing
 
 __all__ = ["router"]
 
@@ -28,14 +29,16 @@ _ZIP_NAME = re.compile(r"^(?P<digest>[0-9a-f]{64})\.zip$")
 async def download_code(
     file_name: str,
     links: Links,
-    store: Store,
+    code: Code,
     Expires: Annotated[int, Query()],
     Signature: Annotated[str, Query()],
-) -> FileResponse:
+) -> StreamingResponse:
     match = _ZIP_NAME.match(file_name)
     if match is None or not links.verify(match["digest"], expires=Expires, signature=Signature):
         raise errors.AccessDenied("Request has expired or the signature does not match.")
-    path = store.packages.zip_path(match["digest"])
-    if not path.exists():
-        raise errors.ResourceNotFound("The code package no longer exists.")
-    return FileResponse(path, media_type="application/zip")
+    try:
+        # Asked first so a missing package is a 404, not a response that breaks off.
+        await code.location(match["digest"])
+    except PackageMissing:
+        raise errors.ResourceNotFound("The code package no longer exists.") from None
+    return StreamingResponse(code.open(match["digest"]), media_type="application/zip")

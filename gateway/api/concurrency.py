@@ -14,7 +14,7 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 
 from gateway.api import bodies, shapes
-from gateway.api.dependencies import Concurrency, Region
+from gateway.api.dependencies import Concurrency, Namespace, Region
 
 __all__ = ["router"]
 
@@ -29,21 +29,30 @@ OptionalQuery = Annotated[str | None, Query()]
 
 @router.put(_RESERVED_WRITE)
 async def put_function_concurrency(
-    FunctionName: str, body: bodies.PutFunctionConcurrency, concurrency: Concurrency
+    FunctionName: str,
+    body: bodies.PutFunctionConcurrency,
+    concurrency: Concurrency,
+    namespace: Namespace,
 ) -> JSONResponse:
-    reserved = await concurrency.put_reserved(FunctionName, body.ReservedConcurrentExecutions)
+    reserved = await concurrency.put_reserved(
+        namespace, FunctionName, body.ReservedConcurrentExecutions
+    )
     return JSONResponse({"ReservedConcurrentExecutions": reserved})
 
 
 @router.delete(_RESERVED_WRITE)
-async def delete_function_concurrency(FunctionName: str, concurrency: Concurrency) -> Response:
-    await concurrency.delete_reserved(FunctionName)
+async def delete_function_concurrency(
+    FunctionName: str, concurrency: Concurrency, namespace: Namespace
+) -> Response:
+    await concurrency.delete_reserved(namespace, FunctionName)
     return Response(status_code=204)
 
 
 @router.get(_RESERVED_READ)
-async def get_function_concurrency(FunctionName: str, concurrency: Concurrency) -> JSONResponse:
-    reserved = await concurrency.get_reserved(FunctionName)
+async def get_function_concurrency(
+    FunctionName: str, concurrency: Concurrency, namespace: Namespace
+) -> JSONResponse:
+    reserved = await concurrency.get_reserved(namespace, FunctionName)
     return JSONResponse({} if reserved is None else {"ReservedConcurrentExecutions": reserved})
 
 
@@ -52,10 +61,11 @@ async def put_provisioned_concurrency_config(
     FunctionName: str,
     body: bodies.PutProvisionedConcurrency,
     concurrency: Concurrency,
+    namespace: Namespace,
     Qualifier: OptionalQuery = None,
 ) -> JSONResponse:
     config = await concurrency.put_provisioned(
-        FunctionName, Qualifier, body.ProvisionedConcurrentExecutions
+        namespace, FunctionName, Qualifier, body.ProvisionedConcurrentExecutions
     )
     return JSONResponse(shapes.provisioned_config(config), status_code=202)
 
@@ -64,6 +74,7 @@ async def put_provisioned_concurrency_config(
 async def get_or_list_provisioned_concurrency(
     FunctionName: str,
     concurrency: Concurrency,
+    namespace: Namespace,
     region: Region,
     Qualifier: OptionalQuery = None,
     List: OptionalQuery = None,
@@ -71,10 +82,10 @@ async def get_or_list_provisioned_concurrency(
     MaxItems: Annotated[int | None, Query()] = None,
 ) -> JSONResponse:
     if List != "ALL":
-        config = await concurrency.get_provisioned(FunctionName, Qualifier)
+        config = await concurrency.get_provisioned(namespace, FunctionName, Qualifier)
         return JSONResponse(shapes.provisioned_config(config))
     items, next_marker = await concurrency.list_provisioned(
-        FunctionName, marker=Marker, max_items=MaxItems
+        namespace, FunctionName, marker=Marker, max_items=MaxItems
     )
     shape: dict[str, object] = {
         "ProvisionedConcurrencyConfigs": [
@@ -88,7 +99,10 @@ async def get_or_list_provisioned_concurrency(
 
 @router.delete(_PROVISIONED)
 async def delete_provisioned_concurrency_config(
-    FunctionName: str, concurrency: Concurrency, Qualifier: OptionalQuery = None
+    FunctionName: str,
+    concurrency: Concurrency,
+    namespace: Namespace,
+    Qualifier: OptionalQuery = None,
 ) -> Response:
-    await concurrency.delete_provisioned(FunctionName, Qualifier)
+    await concurrency.delete_provisioned(namespace, FunctionName, Qualifier)
     return Response(status_code=204)

@@ -1,7 +1,8 @@
-"""Typed FastAPI dependencies: the services and settings the lifespan put in request state.
+"""Typed FastAPI dependencies: the services the lifespan put in state, and the caller.
 
 Routers declare ``functions: Functions`` (etc.) and receive the long-lived service the
-``gateway.api`` lifespan created; nothing is built per request or at import time.
+launcher built; ``namespace: Namespace`` is the namespace the caller's credentials are
+bound to (``gateway.app`` put the principal in the scope). Nothing is built per request.
 """
 
 from __future__ import annotations
@@ -10,49 +11,64 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from gateway.api import ManagementServices
+from gateway.auth.request import PRINCIPAL_KEY
 from gateway.services.aliases import AliasService
 from gateway.services.code_links import CodeLinks
 from gateway.services.concurrency import ConcurrencyService
 from gateway.services.functions import FunctionService
-from gateway.services.ports import ManagementStore
 from gateway.services.tags import TagService
+from kubelambda.credentials import Principal
+from kubelambda.ports.code import CodeStore
 
-__all__ = ["Aliases", "Concurrency", "Functions", "Links", "Region", "Store", "Tags"]
+__all__ = [
+    "Aliases",
+    "Code",
+    "Concurrency",
+    "Functions",
+    "Links",
+    "Namespace",
+    "Region",
+    "Tags",
+]
+
+
+def _services(request: Request) -> ManagementServices:
+    services: ManagementServices = request.state.services
+    return services
 
 
 def _functions(request: Request) -> FunctionService:
-    service: FunctionService = request.state.functions
-    return service
+    return _services(request).functions
 
 
 def _aliases(request: Request) -> AliasService:
-    service: AliasService = request.state.aliases
-    return service
+    return _services(request).aliases
 
 
 def _concurrency(request: Request) -> ConcurrencyService:
-    service: ConcurrencyService = request.state.concurrency
-    return service
+    return _services(request).concurrency
 
 
 def _tags(request: Request) -> TagService:
-    service: TagService = request.state.tags
-    return service
+    return _services(request).tags
 
 
 def _links(request: Request) -> CodeLinks:
-    links: CodeLinks = request.state.code_links
-    return links
+    return _services(request).code_links
 
 
-def _store(request: Request) -> ManagementStore:
-    store: ManagementStore = request.state.store
-    return store
+def _code(request: Request) -> CodeStore:
+    return _services(request).code
 
 
 def _region(request: Request) -> str:
-    region: str = request.state.region
-    return region
+    return _services(request).region
+
+
+def _namespace(request: Request) -> str:
+    principal: Principal = request.scope[PRINCIPAL_KEY]
+    return principal.namespace
 
 
 Functions = Annotated[FunctionService, Depends(_functions)]
@@ -60,5 +76,6 @@ Aliases = Annotated[AliasService, Depends(_aliases)]
 Concurrency = Annotated[ConcurrencyService, Depends(_concurrency)]
 Tags = Annotated[TagService, Depends(_tags)]
 Links = Annotated[CodeLinks, Depends(_links)]
-Store = Annotated[ManagementStore, Depends(_store)]
+Code = Annotated[CodeStore, Depends(_code)]
 Region = Annotated[str, Depends(_region)]
+Namespace = Annotated[str, Depends(_namespace)]

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from gateway.api import bodies, shapes
-from gateway.api.dependencies import Functions, Links, Region
+from gateway.api.dependencies import Functions, Links, Namespace, Region
 from gateway.services.functions import ConfigurationChange, NewFunction
 from kubelambda import errors, names
 from kubelambda.models import FunctionVersion
@@ -29,7 +29,7 @@ OptionalQuery = Annotated[str | None, Query()]
 
 @router.post("")
 async def create_function(
-    body: bodies.CreateFunction, functions: Functions, region: Region
+    body: bodies.CreateFunction, functions: Functions, namespace: Namespace, region: Region
 ) -> JSONResponse:
     zip_file = bodies.zip_package(
         body.Code.ZipFile,
@@ -41,6 +41,7 @@ async def create_function(
     if body.Runtime is None:
         raise errors.InvalidParameterValue("Runtime is required for .zip deployment packages.")
     created = await functions.create(
+        namespace,
         NewFunction(
             name=body.FunctionName,
             runtime=body.Runtime,
@@ -53,7 +54,7 @@ async def create_function(
             environment=body.Environment.Variables if body.Environment else None,
             tags=body.Tags,
             publish=body.Publish,
-        )
+        ),
     )
     return JSONResponse(_configuration(created, region), status_code=201)
 
@@ -61,6 +62,7 @@ async def create_function(
 @router.get("")
 async def list_functions(
     functions: Functions,
+    namespace: Namespace,
     region: Region,
     Marker: OptionalQuery = None,
     MaxItems: Annotated[int | None, Query()] = None,
@@ -69,7 +71,7 @@ async def list_functions(
     if FunctionVersion not in (None, "ALL"):
         raise errors.InvalidParameterValue("FunctionVersion must be ALL when given")
     items, next_marker = await functions.list_functions(
-        marker=Marker, max_items=MaxItems, all_versions=FunctionVersion == "ALL"
+        namespace, marker=Marker, max_items=MaxItems, all_versions=FunctionVersion == "ALL"
     )
     shape: dict[str, object] = {
         "Functions": [
@@ -87,13 +89,14 @@ async def get_function(
     FunctionName: str,
     request: Request,
     functions: Functions,
+    namespace: Namespace,
     links: Links,
     region: Region,
     Qualifier: OptionalQuery = None,
 ) -> JSONResponse:
-    ref = names.parse_function_ref(FunctionName, Qualifier)
-    version = await functions.get(FunctionName, Qualifier)
-    settings = await functions.settings(ref.name)
+    ref = names.parse_function_ref(FunctionName, Qualifier, namespace=namespace)
+    version = await functions.get(namespace, FunctionName, Qualifier)
+    settings = await functions.settings(ref.key)
     location = str(request.base_url).rstrip("/") + links.path(version.code_sha256)
     shape: dict[str, object] = {
         "Configuration": _configuration(version, region, requested=ref.qualifier),
@@ -110,11 +113,12 @@ async def get_function(
 async def get_function_configuration(
     FunctionName: str,
     functions: Functions,
+    namespace: Namespace,
     region: Region,
     Qualifier: OptionalQuery = None,
 ) -> JSONResponse:
-    ref = names.parse_function_ref(FunctionName, Qualifier)
-    version = await functions.get(FunctionName, Qualifier)
+    ref = names.parse_function_ref(FunctionName, Qualifier, namespace=namespace)
+    version = await functions.get(namespace, FunctionName, Qualifier)
     return JSONResponse(_configuration(version, region, requested=ref.qualifier))
 
 
@@ -123,6 +127,7 @@ async def update_function_code(
     FunctionName: str,
     body: bodies.UpdateFunctionCode,
     functions: Functions,
+    namespace: Namespace,
     region: Region,
 ) -> JSONResponse:
     zip_file = bodies.zip_package(
@@ -132,7 +137,11 @@ async def update_function_code(
         architectures=body.Architectures,
     )
     updated = await functions.update_code(
-        FunctionName, zip_file=zip_file, publish=body.Publish, revision_id=body.RevisionId
+        namespace,
+        FunctionName,
+        zip_file=zip_file,
+        publish=body.Publish,
+        revision_id=body.RevisionId,
     )
     return JSONResponse(_configuration(updated, region))
 
@@ -142,6 +151,7 @@ async def update_function_configuration(
     FunctionName: str,
     body: bodies.UpdateFunctionConfiguration,
     functions: Functions,
+    namespace: Namespace,
     region: Region,
 ) -> JSONResponse:
     change = ConfigurationChange(
@@ -154,7 +164,7 @@ async def update_function_configuration(
         environment=(body.Environment.Variables or {}) if body.Environment else None,
     )
     updated = await functions.update_configuration(
-        FunctionName, change, revision_id=body.RevisionId
+        namespace, FunctionName, change, revision_id=body.RevisionId
     )
     return JSONResponse(_configuration(updated, region))
 
@@ -163,9 +173,10 @@ async def update_function_configuration(
 async def delete_function(
     FunctionName: str,
     functions: Functions,
+    namespace: Namespace,
     Qualifier: OptionalQuery = None,
 ) -> Response:
-    await functions.delete(FunctionName, Qualifier)
+    await functions.delete(namespace, FunctionName, Qualifier)
     return Response(status_code=204)
 
 
@@ -174,9 +185,11 @@ async def publish_version(
     FunctionName: str,
     body: bodies.PublishVersion,
     functions: Functions,
+    namespace: Namespace,
     region: Region,
 ) -> JSONResponse:
     version = await functions.publish(
+        namespace,
         FunctionName,
         description=body.Description,
         revision_id=body.RevisionId,
@@ -189,12 +202,13 @@ async def publish_version(
 async def list_versions_by_function(
     FunctionName: str,
     functions: Functions,
+    namespace: Namespace,
     region: Region,
     Marker: OptionalQuery = None,
     MaxItems: Annotated[int | None, Query()] = None,
 ) -> JSONResponse:
     items, next_marker = await functions.list_versions(
-        FunctionName, marker=Marker, max_items=MaxItems
+        namespace, FunctionName, marker=Marker, max_items=MaxItems
     )
     shape: dict[str, object] = {
         "Versions": [_configuration(v, region, listed_with_versions=True) for v in items]

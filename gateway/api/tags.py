@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import JSONResponse
 
 from gateway.api import bodies
-from gateway.api.dependencies import Tags
+from gateway.api.dependencies import Namespace, Tags
 
 __all__ = ["router"]
 
@@ -20,19 +20,21 @@ router = APIRouter(prefix="/2017-03-31/tags")
 
 
 @router.get("/{Resource}")
-async def list_tags(Resource: str, tags: Tags) -> JSONResponse:
-    return JSONResponse({"Tags": dict(await tags.list(Resource))})
+async def list_tags(Resource: str, tags: Tags, namespace: Namespace) -> JSONResponse:
+    return JSONResponse({"Tags": dict(await tags.list(namespace, Resource))})
 
 
 @router.post("/{Resource}")
-async def tag_resource(Resource: str, body: bodies.TagResource, tags: Tags) -> Response:
-    await tags.tag(Resource, body.Tags)
+async def tag_resource(
+    Resource: str, body: bodies.TagResource, tags: Tags, namespace: Namespace
+) -> Response:
+    await tags.tag(namespace, Resource, body.Tags)
     return Response(status_code=204)
 
 
 @router.delete("/{Resource}")
 async def untag_resource(
-    Resource: str, tags: Tags, tagKeys: Annotated[list[str], Query()]
+    Resource: str, tags: Tags, namespace: Namespace, tagKeys: Annotated[list[str], Query()]
 ) -> Response:
-    await tags.untag(Resource, tagKeys)
+    await tags.untag(namespace, Resource, tagKeys)
     return Response(status_code=204)

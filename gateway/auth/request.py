@@ -2,6 +2,8 @@
 
 Built by ``gateway.app`` from the ASGI scope (``raw_path``, ``query_string``, the raw
 header list) and the body it read; read by ``gateway.auth.sigv4`` and the authenticator.
+Once a request is authenticated, ``gateway.app`` hands its body and caller to the inner
+apps in the scope, under ``BODY_KEY`` and ``PRINCIPAL_KEY``.
 """
 
 from __future__ import annotations
@@ -9,7 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["RawRequest"]
+__all__ = ["BODY_KEY", "PRINCIPAL_KEY", "RawRequest"]
+
+BODY_KEY = "kubelambda.body"
+PRINCIPAL_KEY = "kubelambda.principal"
 
 
 @dataclass(frozen=True, slots=True)

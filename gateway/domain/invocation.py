@@ -1,8 +1,9 @@
-"""Validate what an Invoke request says about itself: headers, client context, payload.
+"""The Invoke use case's vocabulary, and the checks of what a request says about itself.
 
-Called by the invoke app before anything is resolved or queued, so a malformed request
-is answered with Lambda's 400 without holding capacity. Messages follow AWS's wording
-where it is known.
+``InvokeRequest``/``InvokeResult`` are what the transport-free invoker takes and gives
+(the HTTP edge builds one from headers, the async dispatcher from a queued event). The
+checks run before anything is resolved or queued, so a malformed request is answered
+with Lambda's 400 without holding capacity. Messages follow AWS's wording where known.
 """
 
 from __future__ import annotations
@@ -14,11 +15,14 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from kubelambda import errors
+from kubelambda.names import FunctionRef
 
 __all__ = [
     "MAX_CLIENT_CONTEXT_BYTES",
     "InvocationType",
     "InvokeOptions",
+    "InvokeRequest",
+    "InvokeResult",
     "check_client_context",
     "check_payload",
     "parse_invocation_type",
@@ -32,6 +36,37 @@ class InvocationType(StrEnum):
     REQUEST_RESPONSE = "RequestResponse"
     EVENT = "Event"
     DRY_RUN = "DryRun"
+
+
+@dataclass(frozen=True, slots=True)
+class InvokeRequest:
+    """One invocation to run. ``payload`` is JSON (``check_payload``); ``client_context``
+    the decoded JSON object (``check_client_context``); ``tail`` asks for the log tail."""
+
+    ref: FunctionRef
+    payload: bytes
+    request_id: str
+    client_context: str | None = None
+    trace_id: str | None = None
+    tail: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class InvokeResult:
+    """How an invocation that ran ended: the result or error payload and its report.
+
+    ``function_error`` is Lambda's ``X-Amz-Function-Error`` value (``Unhandled``) when
+    the function failed; ``None`` on success. ``log_result`` is the base64 log tail when
+    asked for. Durations are in seconds, as the instance measured them.
+    """
+
+    request_id: str
+    executed_version: str
+    payload: bytes
+    function_error: str | None = None
+    log_result: str | None = None
+    duration_seconds: float | None = None
+    init_duration_seconds: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +123,8 @@ def parse_log_type(value: str | None) -> bool:
 def check_client_context(value: str | None) -> str | None:
     """``X-Amz-Client-Context`` must be base64 of a JSON object, at most 3,583 bytes.
 
-    Returned unchanged: the agent receives it as the client sent it.
+    Returns the decoded object as one line of ASCII JSON: what the Runtime API hands the
+    function (``Lambda-Runtime-Client-Context``), so nothing downstream decodes it again.
     """
     if not value:
         return None
@@ -105,7 +141,7 @@ def check_client_context(value: str | None) -> str | None:
         raise errors.InvalidRequestContent(
             "Client context must be a valid Base64-encoded JSON object."
         )
-    return value
+    return json.dumps(decoded, separators=(",", ":"))
 
 
 def check_payload(body: bytes) -> bytes:

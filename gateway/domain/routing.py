@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from kubelambda import errors, names
 from kubelambda.models import LATEST, Alias, FunctionSettings, FunctionVersion, State, Target
-from kubelambda.ports import Catalog
+from kubelambda.ports.catalog import Catalog
 
 __all__ = ["Resolved", "choose_alias_version", "resolve"]
 
@@ -32,7 +32,7 @@ class Resolved:
 
     @property
     def target(self) -> Target:
-        return Target(self.version.function_name, self.version.version)
+        return self.version.target
 
     @property
     def reserved_concurrency(self) -> int | None:
@@ -58,24 +58,25 @@ def resolve(
     catalog: Catalog,
     ref: names.FunctionRef,
     *,
+    region: str,
     draw: Callable[[], float] = random.random,
 ) -> Resolved:
     """Find the version ``ref`` addresses, or raise the error Lambda would answer with.
 
     Unqualified and ``$LATEST`` run ``$LATEST``; digits name a published version; any
-    other qualifier is an alias.
+    other qualifier is an alias. ``region`` goes into the invoked function's ARN.
     """
     qualifier = ref.qualifier
     if qualifier is None or qualifier == LATEST or names.is_version_number(qualifier):
         version_id = qualifier or LATEST
     else:
-        alias = catalog.aliases.get((ref.name, qualifier))
+        alias = catalog.aliases.get((ref.key, qualifier))
         if alias is None:
-            raise _not_found(ref)
+            raise _not_found(ref, region)
         version_id = choose_alias_version(alias, draw())
-    version = catalog.versions.get(Target(ref.name, version_id))
+    version = catalog.versions.get(Target(ref.namespace, ref.name, version_id))
     if version is None:
-        raise _not_found(ref)
+        raise _not_found(ref, region)
     if version.state in _NOT_INVOCABLE:
         raise errors.ResourceConflict(
             "The operation cannot be performed at this time. "
@@ -83,12 +84,12 @@ def resolve(
         )
     return Resolved(
         version=version,
-        settings=catalog.settings.get(ref.name),
-        invoked_function_arn=names.function_arn(ref.name, qualifier),
+        settings=catalog.settings.get(ref.key),
+        invoked_function_arn=names.function_arn(ref.name, qualifier, region=region),
     )
 
 
-def _not_found(ref: names.FunctionRef) -> errors.ResourceNotFound:
+def _not_found(ref: names.FunctionRef, region: str) -> errors.ResourceNotFound:
     return errors.ResourceNotFound(
-        f"Function not found: {names.function_arn(ref.name, ref.qualifier)}"
+        f"Function not found: {names.function_arn(ref.name, ref.qualifier, region=region)}"
     )

@@ -1,32 +1,31 @@
 """The Invoke endpoint as a raw ASGI app: ``POST /2015-03-31/functions/{Fn}/invocations``.
 
-The gateway's composition (``gateway.app``) authenticates, reads and size-checks the
-body, puts it in ``scope["kubelambda.body"]`` and calls this app; served alone (tests,
-the benchmark) it reads the body itself within the same limit. It stays out of framework
-routing and dependency injection on purpose: on this path they cost more than the whole
-proxy hop (DESIGN.md §4). It parses, delegates to ``Invoker``, and writes either the
-invoke reply or a Lambda error from ``kubelambda.errors``.
+The gateway's composition (``gateway.app``) matches the path with ``is_invoke_path``,
+reads and size-checks the body, authenticates, and calls this app with the body in
+``scope[BODY_KEY]`` and the caller in ``scope[PRINCIPAL_KEY]`` (``gateway.auth.request``).
+It stays out of framework routing and dependency injection on purpose: on this path
+they cost more than the whole proxy hop (DESIGN.md §4). It parses the request into an ``InvokeRequest``,
+hands it to the use case, and renders the ``InvokeResult`` (or a Lambda error) as
+Lambda's response: the only place that knows the Invoke HTTP headers.
 """
 
 from __future__ import annotations
 
 import logging
-import random
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs
 
-from gateway.domain.invocation import InvokeOptions
-from gateway.invoke.invoker import Invoker, InvokeReply
-from gateway.invoke.settings import InvokeSettings
-from gateway.kits.http_pool import ConnectionPool
-from gateway.metrics import GatewayMetrics
+from gateway.auth.request import BODY_KEY, PRINCIPAL_KEY
+from gateway.domain import invocation
+from gateway.domain.invocation import InvocationType, InvokeOptions, InvokeRequest, InvokeResult
+from gateway.services.metered_invoker import MeteredInvoker
 from kubelambda import errors
+from kubelambda.credentials import Principal
 from kubelambda.names import parse_function_ref
-from kubelambda.ports import Catalog, InstanceBackend, ScaleSignals
 
-__all__ = ["BODY_SCOPE_KEY", "InvokeApp", "is_invoke_path"]
+__all__ = ["InvokeApp", "is_invoke_path"]
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +33,6 @@ Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
-BODY_SCOPE_KEY = "kubelambda.body"
 _PREFIX = "/2015-03-31/functions/"
 _SUFFIX = "/invocations"
 _WANTED = {
@@ -54,68 +52,35 @@ def is_invoke_path(path: str) -> bool:
 
 
 class InvokeApp:
-    """ASGI app for Invoke. Give it each new catalog with ``on_catalog``; ``aclose`` it
-    at shutdown to close its connections to instances."""
+    """ASGI app for Invoke requests the composition has matched, read and authenticated."""
 
-    def __init__(
-        self,
-        *,
-        backend: InstanceBackend,
-        signals: ScaleSignals,
-        metrics: GatewayMetrics,
-        settings: InvokeSettings,
-        catalog: Catalog | None = None,
-        draw: Callable[[], float] = random.random,
-    ) -> None:
-        self._settings = settings
-        self._pool = ConnectionPool(
-            max_idle_per_endpoint=settings.max_idle_connections_per_instance,
-            idle_ttl=settings.idle_connection_ttl_seconds,
-            connect_timeout=settings.connect_timeout_seconds,
-        )
-        self._invoker = Invoker(
-            backend=backend,
-            signals=signals,
-            metrics=metrics,
-            settings=settings,
-            pool=self._pool,
-            draw=draw,
-        )
-        if catalog is not None:
-            self._invoker.on_catalog(catalog)
-
-    def on_catalog(self, catalog: Catalog) -> None:
-        self._invoker.on_catalog(catalog)
-
-    async def aclose(self) -> None:
-        self._invoker.close()
-        await self._pool.aclose()
+    def __init__(self, invoker: MeteredInvoker) -> None:
+        self._invoker = invoker
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            raise RuntimeError(f"InvokeApp serves HTTP only, not {scope['type']!r}")
         request_id = str(uuid.uuid4())
         try:
-            reply = await self._handle(scope, receive, request_id)
+            status, headers, body = await self._handle(scope, request_id)
         except errors.LambdaError as exc:
-            reply = _error_reply(exc, request_id)
+            status, headers, body = _error_reply(exc, request_id)
         except Exception:
             log.exception("invoke crashed request_id=%s", request_id)
-            reply = _error_reply(errors.ServiceError("Internal error."), request_id)
+            status, headers, body = _error_reply(errors.ServiceError("Internal error."), request_id)
         # A length, not chunked framing: one body write instead of a chunk and a terminator.
-        headers = [*reply.headers, (b"content-length", str(len(reply.body)).encode())]
-        await send({"type": "http.response.start", "status": reply.status, "headers": headers})
-        await send({"type": "http.response.body", "body": reply.body})
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
-    async def _handle(self, scope: Scope, receive: Receive, request_id: str) -> InvokeReply:
-        path: str = scope["path"]
-        if scope["method"] != "POST" or not is_invoke_path(path):
-            raise errors.UnknownOperation("Unknown operation.")
+    async def _handle(self, scope: Scope, request_id: str) -> tuple[int, _Headers, bytes]:
+        principal: Principal = scope[PRINCIPAL_KEY]
         qualifier = None
         if scope["query_string"]:
             values = parse_qs(scope["query_string"].decode("latin-1")).get("Qualifier")
             qualifier = values[-1] if values else None
-        ref = parse_function_ref(path[len(_PREFIX) : -len(_SUFFIX)], qualifier)
+        path: str = scope["path"]
+        ref = parse_function_ref(
+            path[len(_PREFIX) : -len(_SUFFIX)], qualifier, namespace=principal.namespace
+        )
         found: dict[str, str] = {}
         for name, value in scope["headers"]:
             field = _WANTED.get(name.lower())
@@ -126,34 +91,41 @@ class InvokeApp:
             log_type=found.get("log_type"),
             client_context=found.get("client_context"),
         )
-        body = scope.get(BODY_SCOPE_KEY)
-        if body is None:
-            body = await _read_body(receive, self._settings.max_request_bytes)
-        return await self._invoker.invoke(
-            ref, options, body, request_id=request_id, trace_id=found.get("trace_id")
-        )
-
-
-async def _read_body(receive: Receive, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise errors.InvalidRequestContent("The client closed the connection mid-request.")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise errors.RequestTooLarge(
-                f"Request must be smaller than {limit} bytes for the InvokeFunction operation"
+        payload = invocation.check_payload(scope[BODY_KEY])
+        if options.invocation_type is InvocationType.DRY_RUN:
+            self._invoker.resolve(ref)
+            return 204, [(b"x-amzn-requestid", request_id.encode())], b""
+        result = await self._invoker.invoke(
+            InvokeRequest(
+                ref=ref,
+                payload=payload,
+                request_id=request_id,
+                client_context=options.client_context,
+                trace_id=found.get("trace_id"),
+                tail=options.tail,
             )
-        chunks.append(chunk)
-        if not message.get("more_body"):
-            return b"".join(chunks)
+        )
+        return 200, _result_headers(result, tail=options.tail), result.payload
 
 
-def _error_reply(exc: errors.LambdaError, request_id: str) -> InvokeReply:
+_Headers = list[tuple[bytes, bytes]]
+
+
+def _result_headers(result: InvokeResult, *, tail: bool) -> _Headers:
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"x-amzn-requestid", result.request_id.encode()),
+        (b"x-amz-executed-version", result.executed_version.encode()),
+    ]
+    if result.function_error:
+        headers.append((b"x-amz-function-error", result.function_error.encode()))
+    if tail and result.log_result is not None:
+        headers.append((b"x-amz-log-result", result.log_result.encode()))
+    return headers
+
+
+def _error_reply(exc: errors.LambdaError, request_id: str) -> tuple[int, _Headers, bytes]:
     status, headers, body = exc.to_wire()
     raw = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
     raw.append((b"x-amzn-requestid", request_id.encode()))
-    return InvokeReply(status, raw, body)
+    return status, raw, body

@@ -7,7 +7,8 @@ autoscaler so it decides now rather than at its next tick, and hands the next fr
 slot to the oldest waiter when an invocation finishes or the backend reports new
 endpoints. The queue is bounded in length and in time; past either bound the caller
 gets Lambda's 429. Every change of the in-flight or waiting count of a target is
-reported to ``ScaleSignals`` (an O(1) call), which is all the autoscaler learns from us.
+reported to ``ScaleSignals`` under this gateway's reporter id (an O(1) call), which is
+all the autoscaler learns from us, and set on the concurrency and queue gauges.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from gateway.metrics import GatewayMetrics
 from gateway.services.balancer import Balancer
 from kubelambda import errors
 from kubelambda.models import Target
-from kubelambda.ports import Endpoint, InstanceBackend, ScaleSignals
+from kubelambda.ports.endpoints import Endpoint, EndpointSource
+from kubelambda.ports.signals import ScaleSignals
 
 __all__ = ["CONCURRENCY_LIMIT_REASON", "Activator"]
 
@@ -49,20 +51,22 @@ class Activator:
     def __init__(
         self,
         *,
-        backend: InstanceBackend,
+        endpoints: EndpointSource,
         signals: ScaleSignals,
+        reporter: str,
         metrics: GatewayMetrics,
         max_waiting: int,
         retry_after_seconds: float = 1.0,
     ) -> None:
-        self._backend = backend
+        self._endpoints = endpoints
         self._signals = signals
+        self._reporter = reporter
         self._metrics = metrics
         self._max_waiting = max_waiting
         self._retry_after = retry_after_seconds
         self._balancer = Balancer()
         self._queues: dict[Target, _Queue] = {}
-        self._unsubscribe = backend.subscribe(self.capacity_changed)
+        self._unsubscribe = endpoints.subscribe(self.capacity_changed)
 
     def in_flight(self, target: Target) -> int:
         return self._balancer.in_flight(target)
@@ -80,7 +84,7 @@ class Activator:
         queue = self._queues.get(target)
         if queue is None or not queue.waiters:
             # Nobody is ahead in the queue, so taking a free slot now is fair.
-            endpoint = self._balancer.take(self._backend.endpoints(target), exclude)
+            endpoint = self._balancer.take(self._endpoints.endpoints(target), exclude)
             if endpoint is not None:
                 self._report(target)
                 return endpoint
@@ -100,7 +104,7 @@ class Activator:
         queue = self._queues.get(target)
         if queue is None:
             return
-        endpoints = self._backend.endpoints(target)
+        endpoints = self._endpoints.endpoints(target)
         waiters = queue.waiters
         handed = False
         # Waiters that excluded the free endpoints keep their place in the queue.
@@ -174,13 +178,15 @@ class Activator:
         self._report(target)
 
     def throttle(self, target: Target, why: str) -> errors.TooManyRequests:
-        """The 429 for a request that found no capacity in time (counted and logged)."""
+        """The 429 for a request that found no capacity in time (logged; the metered
+        invoker counts it)."""
         return self._throttle(target, why)
 
     def _throttle(self, target: Target, why: str) -> errors.TooManyRequests:
-        self._metrics.throttled(target.function_name, CONCURRENCY_LIMIT_REASON)
         log.info(
-            "activator throttled function=%s version=%s reason=%s waiting=%d in_flight=%d",
+            "activator throttled namespace=%s function=%s version=%s reason=%s waiting=%d "
+            "in_flight=%d",
+            target.namespace,
             target.function_name,
             target.version,
             why,
@@ -194,5 +200,7 @@ class Activator:
     def _report(self, target: Target) -> None:
         waiting = self.waiting(target)
         in_flight = self._balancer.in_flight(target)
-        self._metrics.target(target).waiting.set(waiting)
-        self._signals.report(target, in_flight=in_flight, waiting=waiting)
+        bound = self._metrics.target(target)
+        bound.waiting.set(waiting)
+        bound.concurrent.set(in_flight)
+        self._signals.report(self._reporter, target, in_flight=in_flight, waiting=waiting)

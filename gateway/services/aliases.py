@@ -11,10 +11,10 @@ import logging
 from collections.abc import Mapping
 
 from gateway.services import paging, validation
-from gateway.services.functions import function_name_only
-from gateway.services.ports import ManagementStore
+from gateway.services.functions import function_key_only
 from kubelambda import errors, names
 from kubelambda.models import LATEST, Alias
+from kubelambda.ports.management import ManagementStore
 
 __all__ = ["AliasService"]
 
@@ -27,6 +27,7 @@ class AliasService:
 
     async def create(
         self,
+        namespace: str,
         function_name: str,
         *,
         name: str,
@@ -34,8 +35,10 @@ class AliasService:
         description: str,
         weights: Mapping[str, float],
     ) -> Alias:
+        function = function_key_only(namespace, function_name)
         alias = Alias(
-            function_name=function_name_only(function_name),
+            namespace=function.namespace,
+            function_name=function.name,
             name=names.validate_alias_name(name),
             function_version=_version(function_version),
             revision_id="",
@@ -44,7 +47,8 @@ class AliasService:
         )
         created = await self._store.create_alias(alias)
         log.info(
-            "alias created function=%s alias=%s version=%s weights=%s",
+            "alias created namespace=%s function=%s alias=%s version=%s weights=%s",
+            alias.namespace,
             alias.function_name,
             alias.name,
             alias.function_version,
@@ -52,11 +56,12 @@ class AliasService:
         )
         return created
 
-    async def get(self, function_name: str, name: str) -> Alias:
-        return await self._store.get_alias(function_name_only(function_name), name)
+    async def get(self, namespace: str, function_name: str, name: str) -> Alias:
+        return await self._store.get_alias(function_key_only(namespace, function_name), name)
 
     async def update(
         self,
+        namespace: str,
         function_name: str,
         name: str,
         *,
@@ -80,10 +85,14 @@ class AliasService:
             )
 
         updated = await self._store.update_alias(
-            function_name_only(function_name), name, change, expected_revision_id=revision_id
+            function_key_only(namespace, function_name),
+            name,
+            change,
+            expected_revision_id=revision_id,
         )
         log.info(
-            "alias updated function=%s alias=%s version=%s weights=%s",
+            "alias updated namespace=%s function=%s alias=%s version=%s weights=%s",
+            updated.namespace,
             updated.function_name,
             updated.name,
             updated.function_version,
@@ -91,12 +100,14 @@ class AliasService:
         )
         return updated
 
-    async def delete(self, function_name: str, name: str) -> None:
-        await self._store.delete_alias(function_name_only(function_name), name)
-        log.info("alias deleted function=%s alias=%s", function_name, name)
+    async def delete(self, namespace: str, function_name: str, name: str) -> None:
+        function = function_key_only(namespace, function_name)
+        await self._store.delete_alias(function, name)
+        log.info("alias deleted namespace=%s function=%s alias=%s", namespace, function.name, name)
 
     async def list(
         self,
+        namespace: str,
         function_name: str,
         *,
         function_version: str | None,
@@ -106,7 +117,7 @@ class AliasService:
         limit = paging.limit(max_items)
         after = paging.decode(marker, (str,))
         items = await self._store.list_aliases(
-            function_name_only(function_name),
+            function_key_only(namespace, function_name),
             function_version=function_version,
             after=str(after[0]) if after else "",
             limit=limit + 1,

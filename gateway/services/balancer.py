@@ -13,7 +13,7 @@ from collections.abc import Collection, Iterable, Mapping
 from typing import TypeVar
 
 from kubelambda.models import Target
-from kubelambda.ports import Endpoint
+from kubelambda.ports.endpoints import Endpoint
 
 __all__ = ["Balancer", "least_loaded"]
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 
 from gateway.services import paging, validation
-from gateway.services.functions import function_name_only
-from gateway.services.ports import ManagementStore
+from gateway.services.functions import function_key_only
 from kubelambda import errors, names
-from kubelambda.models import ProvisionedConcurrency
+from kubelambda.models import FunctionKey, ProvisionedConcurrency
+from kubelambda.ports.management import ManagementStore
 
 __all__ = ["ConcurrencyService"]
 
@@ -24,27 +24,27 @@ class ConcurrencyService:
     def __init__(self, store: ManagementStore) -> None:
         self._store = store
 
-    async def put_reserved(self, function_name: str, reserved: int) -> int:
-        name = function_name_only(function_name)
+    async def put_reserved(self, namespace: str, function_name: str, reserved: int) -> int:
+        function = function_key_only(namespace, function_name)
         await self._store.put_reserved_concurrency(
-            name, validation.check_reserved_concurrency(reserved)
+            function, validation.check_reserved_concurrency(reserved)
         )
-        log.info("reserved concurrency set function=%s reserved=%d", name, reserved)
+        log.info("reserved concurrency set function=%s reserved=%d", function, reserved)
         return reserved
 
-    async def get_reserved(self, function_name: str) -> int | None:
-        settings = await self._store.get_settings(function_name_only(function_name))
+    async def get_reserved(self, namespace: str, function_name: str) -> int | None:
+        settings = await self._store.get_settings(function_key_only(namespace, function_name))
         return settings.reserved_concurrency
 
-    async def delete_reserved(self, function_name: str) -> None:
-        name = function_name_only(function_name)
-        await self._store.delete_reserved_concurrency(name)
-        log.info("reserved concurrency removed function=%s", name)
+    async def delete_reserved(self, namespace: str, function_name: str) -> None:
+        function = function_key_only(namespace, function_name)
+        await self._store.delete_reserved_concurrency(function)
+        log.info("reserved concurrency removed function=%s", function)
 
     async def put_provisioned(
-        self, function_name: str, qualifier: str | None, requested: int
+        self, namespace: str, function_name: str, qualifier: str | None, requested: int
     ) -> ProvisionedConcurrency:
-        name, chosen = _qualified(function_name, qualifier)
+        name, chosen = _qualified(namespace, function_name, qualifier)
         if requested < 1:
             raise errors.InvalidParameterValue(
                 "ProvisionedConcurrentExecutions must be greater than or equal to 1"
@@ -59,31 +59,35 @@ class ConcurrencyService:
         return config
 
     async def get_provisioned(
-        self, function_name: str, qualifier: str | None
+        self, namespace: str, function_name: str, qualifier: str | None
     ) -> ProvisionedConcurrency:
-        name, chosen = _qualified(function_name, qualifier)
+        name, chosen = _qualified(namespace, function_name, qualifier)
         return await self._store.get_provisioned(name, chosen)
 
-    async def delete_provisioned(self, function_name: str, qualifier: str | None) -> None:
-        name, chosen = _qualified(function_name, qualifier)
+    async def delete_provisioned(
+        self, namespace: str, function_name: str, qualifier: str | None
+    ) -> None:
+        name, chosen = _qualified(namespace, function_name, qualifier)
         await self._store.delete_provisioned(name, chosen)
         log.info("provisioned concurrency removed function=%s qualifier=%s", name, chosen)
 
     async def list_provisioned(
-        self, function_name: str, *, marker: str | None, max_items: int | None
+        self, namespace: str, function_name: str, *, marker: str | None, max_items: int | None
     ) -> paging.Page[ProvisionedConcurrency]:
         limit = paging.limit(max_items)
         after = paging.decode(marker, (str,))
         items = await self._store.list_provisioned(
-            function_name_only(function_name),
+            function_key_only(namespace, function_name),
             after=str(after[0]) if after else "",
             limit=limit + 1,
         )
         return paging.page(items, limit, lambda config: [config.qualifier])
 
 
-def _qualified(function_name: str, qualifier: str | None) -> tuple[str, str]:
-    ref = names.parse_function_ref(function_name, qualifier)
+def _qualified(
+    namespace: str, function_name: str, qualifier: str | None
+) -> tuple[FunctionKey, str]:
+    ref = names.parse_function_ref(function_name, qualifier, namespace=namespace)
     if ref.qualifier is None:
         raise errors.InvalidParameterValue("The Qualifier parameter is required")
-    return ref.name, ref.qualifier
+    return ref.key, ref.qualifier

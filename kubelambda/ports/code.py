@@ -34,7 +34,9 @@ class CodeStore(Protocol):
         """Where an instance fetches the zip from. Raises ``PackageMissing``."""
         ...
 
-    async def collect(self, keep: Collection[str], *, now: float, grace_seconds: float) -> list[str]:
+    async def collect(
+        self, keep: Collection[str], *, now: float, grace_seconds: float
+    ) -> list[str]:
         """Remove packages not in ``keep`` and untouched for ``grace_seconds`` (a package
         put but not yet referenced, or still run by a draining instance, is kept).
         Returns the removed digests."""

@@ -1,13 +1,15 @@
 """Running instances of a version: what the controller needs (scale, prepare, failures).
 
 The autoscaler calls ``scale`` with the replica count it decided; the package settler
-calls ``prepare`` before a new package is reported Active. The gateway never sees this
+calls ``prepare`` before a new package is reported Active, and ``discard`` once the
+code store has collected one. The gateway never sees this
 port (it reads ``EndpointSource``). Adapters: local processes (embedded) and, in
 Kubernetes mode, a Deployment per version.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -41,6 +43,10 @@ class InstanceBackend(Protocol):
 
     async def prepare(self, package: CodePackage) -> None:
         """Make ``package`` ready for instances to start from. Raises ``PackageRejected``."""
+        ...
+
+    async def discard(self, sha256_hexes: Collection[str]) -> None:
+        """Forget what ``prepare`` made for packages the code store has collected."""
         ...
 
     def ready_instances(self, target: Target) -> int: ...

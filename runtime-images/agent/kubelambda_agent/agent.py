@@ -17,10 +17,10 @@ import socket
 import sys
 from collections.abc import Mapping, Sequence
 
-from kubelambda_agent import process
+from kubelambda_agent import process, protocol
 from kubelambda_agent.config import LISTEN_BACKLOG, AgentConfig
 from kubelambda_agent.http_server import HttpProtocol
-from kubelambda_agent.invoke_endpoint import MAX_EVENT_BYTES, InvokeEndpoint
+from kubelambda_agent.invoke_endpoint import InvokeEndpoint
 from kubelambda_agent.slot import Slot
 
 __all__ = ["run"]
@@ -79,7 +79,9 @@ async def _serve(
     endpoint = InvokeEndpoint(slots)
     connections: set[HttpProtocol] = set()
     server = await loop.create_server(
-        lambda: HttpProtocol(endpoint.handle, max_body=MAX_EVENT_BYTES, connections=connections),
+        lambda: HttpProtocol(
+            endpoint.handle, max_body=protocol.MAX_EVENT_BYTES, connections=connections
+        ),
         sock=invoke_listener,
         backlog=LISTEN_BACKLOG,
     )

@@ -1,37 +1,41 @@
 """The invoke endpoint the gateway calls: ``POST /invoke`` and ``GET /ready``.
 
 ``agent`` serves ``InvokeEndpoint.handle`` on the agent's public listener. The contract
-(header names, 200 for every invocation that ran, 503 + ``Kubelambda-Agent-Busy`` when
-nothing ran so the gateway may retry elsewhere) is shared with the gateway and the local
-instance backend; change it only together with them.
+(paths, header names, 200 for every invocation that ran, 503 + ``Kubelambda-Agent-Busy``
+when nothing ran so the gateway may retry elsewhere) is ``protocol``, which the gateway
+imports too.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import json
 import os
 import time
 from collections.abc import Sequence
 
+from kubelambda_agent import protocol
 from kubelambda_agent.http_server import Request, Responder
 from kubelambda_agent.invocation import Invocation, Outcome
 from kubelambda_agent.slot import Slot
 
-__all__ = ["MAX_EVENT_BYTES", "InvokeEndpoint"]
-
-# Lambda's synchronous request payload limit; the gateway enforces it before we see it.
-MAX_EVENT_BYTES = 6 * 1024 * 1024
+__all__ = ["InvokeEndpoint"]
 
 _JSON = ("Content-Type", "application/json")
-_BUSY_HEADERS = (_JSON, ("Kubelambda-Agent-Busy", "1"))
+_BUSY_HEADERS = (_JSON, (protocol.AGENT_BUSY, "1"))
 
 
 def _error(error_type: str, message: str) -> bytes:
     return json.dumps({"errorType": error_type, "errorMessage": message}).encode()
 
+
+# The HTTP server hands header names in lower case.
+_REQUEST_ID = protocol.REQUEST_ID.lower()
+_INVOKED_FUNCTION_ARN = protocol.INVOKED_FUNCTION_ARN.lower()
+_CLIENT_CONTEXT = protocol.CLIENT_CONTEXT.lower()
+_COGNITO_IDENTITY = protocol.COGNITO_IDENTITY.lower()
+_TRACE_ID = protocol.TRACE_ID.lower()
+_LOG_TYPE = protocol.LOG_TYPE.lower()
 
 _BUSY_BODY = _error("AgentBusy", "No idle runtime in this instance")
 _DRAINING_BODY = _error("AgentDraining", "This instance is shutting down")
@@ -46,12 +50,12 @@ class InvokeEndpoint:
         self._drained: asyncio.Future[None] | None = None
 
     def handle(self, request: Request, responder: Responder) -> None:
-        if request.path == "/invoke":
+        if request.path == protocol.INVOKE_PATH:
             if request.method == "POST":
                 self._invoke(request, responder)
             else:
                 responder.respond(405, _error("MethodNotAllowed", "POST /invoke"), (_JSON,))
-        elif request.path == "/ready":
+        elif request.path == protocol.READY_PATH:
             if request.method == "GET":
                 self._ready(responder)
             else:
@@ -76,26 +80,24 @@ class InvokeEndpoint:
             responder.respond(503, _DRAINING_BODY, _BUSY_HEADERS)
             return
         if request.body_too_large:
-            message = f"Request payload exceeds {MAX_EVENT_BYTES} bytes"
+            message = f"Request payload exceeds {protocol.MAX_EVENT_BYTES} bytes"
             responder.respond(413, _error("RequestTooLarge", message), (_JSON,))
             return
         headers = request.headers
-        request_id = headers.get("kubelambda-request-id", "").strip()
-        function_arn = headers.get("kubelambda-invoked-function-arn", "").strip()
+        request_id = headers.get(_REQUEST_ID, "").strip()
+        function_arn = headers.get(_INVOKED_FUNCTION_ARN, "").strip()
         if not request_id or not function_arn:
-            missing = (
-                "Kubelambda-Request-Id" if not request_id else "Kubelambda-Invoked-Function-Arn"
-            )
+            missing = protocol.REQUEST_ID if not request_id else protocol.INVOKED_FUNCTION_ARN
             responder.respond(400, _error("InvalidRequest", f"Missing header {missing}"), (_JSON,))
             return
         if not _valid_request_id(request_id):
-            message = "Kubelambda-Request-Id must be printable ASCII without spaces or '/'"
+            message = f"{protocol.REQUEST_ID} must be printable ASCII without spaces or '/'"
             responder.respond(400, _error("InvalidRequest", message), (_JSON,))
             return
         try:
-            client_context = _client_context(headers.get("kubelambda-client-context"))
+            client_context = _json_header(protocol.CLIENT_CONTEXT, headers.get(_CLIENT_CONTEXT))
             cognito_identity = _json_header(
-                "Kubelambda-Cognito-Identity", headers.get("kubelambda-cognito-identity")
+                protocol.COGNITO_IDENTITY, headers.get(_COGNITO_IDENTITY)
             )
         except ValueError as exc:
             responder.respond(400, _error("InvalidRequest", str(exc)), (_JSON,))
@@ -117,11 +119,11 @@ class InvokeEndpoint:
                 request_id=request_id,
                 function_arn=function_arn,
                 event=request.body,
-                trace_id=headers.get("kubelambda-trace-id") or _new_trace_id(),
+                trace_id=headers.get(_TRACE_ID) or _new_trace_id(),
                 complete=complete,
                 client_context=client_context,
                 cognito_identity=cognito_identity,
-                want_tail=headers.get("kubelambda-log-type", "").lower() == "tail",
+                want_tail=headers.get(_LOG_TYPE, "").lower() == "tail",
             )
         )
 
@@ -134,17 +136,6 @@ def _valid_request_id(request_id: str) -> bool:
         and " " not in request_id
         and "/" not in request_id
     )
-
-
-def _client_context(encoded: str | None) -> str | None:
-    """The client context as the Runtime API sends it: decoded JSON, on one line."""
-    if not encoded:
-        return None
-    try:
-        decoded = base64.b64decode(encoded, validate=True).decode()
-    except (binascii.Error, UnicodeDecodeError):
-        raise ValueError("Kubelambda-Client-Context is not base64-encoded JSON") from None
-    return _json_header("Kubelambda-Client-Context", decoded)
 
 
 def _json_header(name: str, text: str | None) -> str | None:
@@ -169,13 +160,13 @@ def _new_trace_id() -> str:
 def _outcome_headers(outcome: Outcome) -> list[tuple[str, str]]:
     headers = [
         _JSON,
-        ("Kubelambda-Duration-Ms", f"{outcome.duration_ms:.3f}"),
-        ("Kubelambda-Max-Memory-Used-Mb", str(outcome.max_memory_used_mb)),
+        (protocol.DURATION_MS, f"{outcome.duration_ms:.3f}"),
+        (protocol.MAX_MEMORY_USED_MB, str(outcome.max_memory_used_mb)),
     ]
     if outcome.function_error:
-        headers.append(("Kubelambda-Function-Error", "Unhandled"))
+        headers.append((protocol.FUNCTION_ERROR, "Unhandled"))
     if outcome.init_duration_ms is not None:
-        headers.append(("Kubelambda-Init-Duration-Ms", f"{outcome.init_duration_ms:.3f}"))
+        headers.append((protocol.INIT_DURATION_MS, f"{outcome.init_duration_ms:.3f}"))
     if outcome.log_tail is not None:
-        headers.append(("Kubelambda-Log-Result", outcome.log_tail))
+        headers.append((protocol.LOG_RESULT, outcome.log_tail))
     return headers

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from pydantic import ValidationError
 
 from kubelambda import credentials
-from kubelambda.settings import EmbeddedSettings
+from kubelambda.launch.settings import EmbeddedSettings
 
 __all__ = ["main"]
 
@@ -52,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _up(settings: EmbeddedSettings, *, example: bool) -> int:
-    from kubelambda import embedded  # the platform's imports are only paid by `up`
+    from kubelambda.launch import embedded  # the platform's imports are only paid by `up`
 
     logging.basicConfig(
         level=settings.log_level,

@@ -1,8 +1,9 @@
-"""Settings of the embedded platform, validated once at start.
+"""Settings of the embedded platform, validated once at start: the one place they are set.
 
 Read by the CLI (``kubelambda up``/``env``) from an environment mapping passed in, so
 tests build settings without touching ``os.environ``. Every variable is
-``KUBELAMBDA_<FIELD>``; bad values stop the start with a clear message.
+``KUBELAMBDA_<FIELD>``; bad values stop the start with a clear message. The launcher
+hands each value to the components that need it; none keeps a copy of its own default.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ class EmbeddedSettings(BaseSettings):
     log_level: str = "INFO"
     activator_max_waiting: int = Field(default=1000, ge=1, description="Held requests per version")
     activator_max_wait_seconds: float = Field(default=30.0, gt=0)
+    package_grace_seconds: float = Field(
+        default=3600.0, ge=0, description="How long an unused code package is kept"
+    )
 
     @field_validator("home")
     @classmethod

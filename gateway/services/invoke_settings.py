@@ -1,7 +1,8 @@
-"""Settings of the invoke path, validated when the gateway starts.
+"""Tuning of the invoke path: the activator's bounds and the pool to instances.
 
-The gateway's composition builds one ``InvokeSettings`` (from its own environment-parsed
-settings) and passes it to ``InvokeApp``; tests and the benchmark build it directly.
+Built by the launch package from its one settings object (the values a user sets) and
+passed to the invoker and the activator; tests and the benchmark build it directly.
+Values a user can set have no default here: the launch settings own those defaults.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ class InvokeSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     # The activator's queue per function version, and how long a request may wait in it.
-    max_waiting_requests: int = Field(default=1000, ge=0)
-    max_wait_seconds: float = Field(default=60.0, gt=0)
+    max_waiting_requests: int = Field(ge=0)
+    max_wait_seconds: float = Field(gt=0)
     # Added to the function's timeout to get the gateway's read timeout: the agent
     # enforces the real timeout and needs time for a cold start and its answer.
     read_timeout_margin_seconds: float = Field(default=15.0, gt=0)
@@ -29,5 +30,3 @@ class InvokeSettings(BaseModel):
     max_idle_connections_per_instance: int = Field(default=256, ge=0)
     idle_connection_ttl_seconds: float = Field(default=4.0, gt=0)
     connect_timeout_seconds: float = Field(default=2.0, gt=0)
-    # Largest body the app reads itself when the composition has not read it already.
-    max_request_bytes: int = Field(default=6 * 1024 * 1024, gt=0)

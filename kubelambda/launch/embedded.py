@@ -1,47 +1,42 @@
-"""The embedded platform: gateway, autoscaler and local instances in one process.
+"""The embedded platform: gateway, controller and local instances in one process.
 
-Called by ``kubelambda up``. Picks the embedded adapters for each port (SQLite store,
-local-process instance backend), wires the store's watch into the invoke path and the
-autoscaler, serves the gateway with uvicorn, and on exit stops everything it started,
-instances included, in reverse order.
+Called by ``kubelambda up``. Picks the embedded adapter for each port (SQLite store,
+code on the local disk, local-process instances, the autoscaler itself as the
+gateway's scale signals), hands them to the controller and gateway builders, serves
+the gateway with uvicorn, and on exit stops everything it started, instances
+included, in reverse order.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import http.client
-import io
-import json
 import logging
 import signal
 import socket
-import zipfile
-from collections.abc import Iterator, Mapping
-from pathlib import Path
+from collections.abc import Iterator
 from types import FrameType
 
 import uvicorn
 from prometheus_client import CollectorRegistry
 
-from controller.autoscaler.loop import Autoscaler
 from controller.backends.local import LocalProcessBackend
 from controller.metrics import ControllerMetrics
-from gateway.app import CompositionSettings, create_app
-from gateway.invoke.app import InvokeApp
-from gateway.invoke.settings import InvokeSettings
-from gateway.metrics import GatewayMetrics
+from gateway.services.invoke_settings import InvokeSettings
 from kubelambda import credentials, runtimes
-from kubelambda.settings import EmbeddedSettings
+from kubelambda.launch import example
+from kubelambda.launch.controller import start_controller
+from kubelambda.launch.gateway import build_gateway
+from kubelambda.launch.settings import EmbeddedSettings
+from kubelambda.store.code import LocalCodeStore
 from kubelambda.store.sqlite import SqliteStore
 
 __all__ = ["run"]
 
 log = logging.getLogger(__name__)
 
-EXAMPLE_NAME = "hello"
-EXAMPLE_DIR = Path(__file__).resolve().parent.parent / "examples" / "hello"
+# The only gateway of an embedded platform, as its scale signals name it.
+_REPORTER = "embedded"
 
 
 async def run(settings: EmbeddedSettings, *, deploy_example: bool = False) -> None:
@@ -55,35 +50,38 @@ async def run(settings: EmbeddedSettings, *, deploy_example: bool = False) -> No
 
     async with contextlib.AsyncExitStack() as stack:
         stack.enter_context(_signals_end_serving_only())
-        store = await stack.enter_async_context(SqliteStore.open(settings.home))
+        store = await stack.enter_async_context(
+            SqliteStore.open(settings.home, region=settings.region)
+        )
+        code = LocalCodeStore(settings.home / "code")
         controller_metrics = ControllerMetrics(registry)
         backend = LocalProcessBackend(
-            settings.home, region=settings.region, metrics=controller_metrics
+            settings.home, code=code, region=settings.region, metrics=controller_metrics
         )
         stack.push_async_callback(backend.aclose)
-        autoscaler = Autoscaler(store, backend, metrics=controller_metrics)
-        invoke_app = InvokeApp(
+        autoscaler = await start_controller(
+            stack,
+            store=store,
+            code=code,
             backend=backend,
+            metrics=controller_metrics,
+            package_grace_seconds=settings.package_grace_seconds,
+        )
+        app = await build_gateway(
+            stack,
+            store=store,
+            code=code,
+            endpoints=backend,
             signals=autoscaler,
-            metrics=GatewayMetrics(registry),
-            settings=InvokeSettings(
+            reporter=_REPORTER,
+            keyring=credentials.Keyring([keys]),
+            registry=registry,
+            region=settings.region,
+            runtimes=runtimes.available_runtimes(),
+            invoke=InvokeSettings(
                 max_waiting_requests=settings.activator_max_waiting,
                 max_wait_seconds=settings.activator_max_wait_seconds,
             ),
-            catalog=await store.catalog(),
-        )
-        stack.push_async_callback(invoke_app.aclose)
-        stack.callback(store.subscribe(invoke_app.on_catalog))
-        await autoscaler.start()
-        stack.push_async_callback(autoscaler.aclose)
-
-        app = create_app(
-            store=store,
-            keyring=credentials.Keyring([keys]),
-            invoke_app=invoke_app,
-            registry=registry,
-            runtimes=runtimes.available_runtimes(),
-            settings=CompositionSettings(region=settings.region),
         )
         server = uvicorn.Server(
             uvicorn.Config(
@@ -109,7 +107,7 @@ async def run(settings: EmbeddedSettings, *, deploy_example: bool = False) -> No
         stack.callback(settings.url_file.unlink, missing_ok=True)
         log.info("gateway listening url=%s home=%s", url, settings.home)
         if deploy_example:
-            await asyncio.to_thread(_deploy_example, host, port, keys.api_key)
+            await asyncio.to_thread(example.deploy, host, port, keys.api_key)
         _print_banner(url, deploy_example=deploy_example)
         await serving
 
@@ -141,51 +139,6 @@ def _bind(host: str, port: int) -> socket.socket:
     listener.listen(1024)
     listener.setblocking(False)
     return listener
-
-
-def _deploy_example(host: str, port: int, api_key: str) -> None:
-    """Create (or refresh) the example through the public API, as any client would."""
-    code = _zip_directory(EXAMPLE_DIR)
-    body = {
-        "FunctionName": EXAMPLE_NAME,
-        "Runtime": "python3.11",
-        "Role": "arn:aws:iam::000000000000:role/kubelambda-example",
-        "Handler": "app.handler",
-        "Code": {"ZipFile": code},
-        "Description": "The example function of `make run`",
-    }
-    status, answer = _api(host, port, api_key, "POST", "/2015-03-31/functions", body)
-    if status == 409:
-        path = f"/2015-03-31/functions/{EXAMPLE_NAME}/code"
-        status, answer = _api(host, port, api_key, "PUT", path, {"ZipFile": code})
-    if status not in (200, 201):
-        raise RuntimeError(f"could not deploy the example function: {status} {answer}")
-    log.info("example deployed function=%s", EXAMPLE_NAME)
-
-
-def _api(
-    host: str, port: int, api_key: str, method: str, path: str, body: Mapping[str, object]
-) -> tuple[int, str]:
-    connection = http.client.HTTPConnection(host, port, timeout=30)
-    try:
-        connection.request(
-            method,
-            path,
-            body=json.dumps(body),
-            headers={"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"},
-        )
-        response = connection.getresponse()
-        return response.status, response.read().decode(errors="replace")
-    finally:
-        connection.close()
-
-
-def _zip_directory(directory: Path) -> str:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path in sorted(directory.rglob("*.py")):
-            archive.write(path, path.relative_to(directory).as_posix())
-    return base64.b64encode(buffer.getvalue()).decode()
 
 
 def _print_banner(url: str, *, deploy_example: bool) -> None:

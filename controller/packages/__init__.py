@@ -1,0 +1,1 @@
+"""Code packages, controller side: settle new uploads, collect unused ones (``settler``)."""

@@ -1,0 +1,59 @@
+"""The wire protocol between the gateway and an instance's agent, in one place.
+
+The agent owns it (it ships alone in runtime images and imports nothing of ours); the
+gateway's agent client imports it, so both sides read the same names:
+
+    POST /invoke   event in the body (at most ``MAX_EVENT_BYTES``), the request headers
+                   below in; 200 for every invocation that ran, with the outcome headers
+                   below and the function's result or error body; 503 with
+                   ``Kubelambda-Agent-Busy`` when nothing ran (another instance may take it)
+    GET  /ready    200 while the agent takes invocations, else 503;
+                   body ``{"concurrency": n, "idle": k}``
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AGENT_BUSY",
+    "CLIENT_CONTEXT",
+    "COGNITO_IDENTITY",
+    "DURATION_MS",
+    "FUNCTION_ERROR",
+    "INIT_DURATION_MS",
+    "INVOKED_FUNCTION_ARN",
+    "INVOKE_PATH",
+    "LOG_RESULT",
+    "LOG_TYPE",
+    "MAX_EVENT_BYTES",
+    "MAX_MEMORY_USED_MB",
+    "READY_PATH",
+    "REQUEST_ID",
+    "TRACE_ID",
+]
+
+INVOKE_PATH = "/invoke"
+READY_PATH = "/ready"
+
+# Lambda's synchronous request payload limit (6 MiB); the gateway refuses larger bodies
+# before they reach an instance, and the agent refuses them too.
+MAX_EVENT_BYTES = 6 * 1024 * 1024
+
+# Request headers (gateway -> agent).
+REQUEST_ID = "Kubelambda-Request-Id"
+INVOKED_FUNCTION_ARN = "Kubelambda-Invoked-Function-Arn"
+# The client context as the Runtime API passes it on: the decoded JSON object, on one
+# line. The gateway decodes and checks the caller's base64 once; the agent re-checks
+# only that it is one line of JSON.
+CLIENT_CONTEXT = "Kubelambda-Client-Context"
+COGNITO_IDENTITY = "Kubelambda-Cognito-Identity"
+TRACE_ID = "Kubelambda-Trace-Id"
+# "Tail": answer with the last 4 KB of the invocation's log in ``LOG_RESULT``.
+LOG_TYPE = "Kubelambda-Log-Type"
+
+# Response headers (agent -> gateway).
+FUNCTION_ERROR = "Kubelambda-Function-Error"
+LOG_RESULT = "Kubelambda-Log-Result"
+DURATION_MS = "Kubelambda-Duration-Ms"
+INIT_DURATION_MS = "Kubelambda-Init-Duration-Ms"
+MAX_MEMORY_USED_MB = "Kubelambda-Max-Memory-Used-Mb"
+AGENT_BUSY = "Kubelambda-Agent-Busy"
