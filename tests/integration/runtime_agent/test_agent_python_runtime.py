@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 
 from agent_harness import FUNCTION_ARN, StartAgent
@@ -33,7 +32,8 @@ def test_context_carries_lambda_fields(
     start_agent: StartAgent, echo_function: dict[str, str]
 ) -> None:
     agent = start_agent(echo_function, timeout=5)
-    client_context = base64.b64encode(json.dumps({"custom": {"k": "v"}}).encode()).decode()
+    # The gateway has decoded the caller's base64 already: the agent gets the JSON.
+    client_context = json.dumps({"custom": {"k": "v"}})
 
     result = agent.invoke(
         {"action": "context"},

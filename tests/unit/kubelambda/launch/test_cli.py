@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from kubelambda import cli, credentials
+from kubelambda import credentials
+from kubelambda.launch import cli
 
 
 def test_env_prints_exports_for_clients(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

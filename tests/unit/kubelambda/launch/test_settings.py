@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from kubelambda.settings import EmbeddedSettings
+from kubelambda.launch.settings import EmbeddedSettings
 
 
 def test_reads_prefixed_variables_and_ignores_the_rest(tmp_path: Path) -> None:
