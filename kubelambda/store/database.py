@@ -6,7 +6,8 @@ disk (a WAL commit, a cold page read, or a catalog rebuild over many functions c
 milliseconds), sqlite's one-thread-per-connection rule holds without locks, and writes
 are serialised in submission order, which is what makes "one write, one new catalog"
 easy to reason about. A write runs as one ``BEGIN IMMEDIATE`` transaction; a
-``LambdaError`` raised inside rolls it back and reaches the caller unchanged.
+``LambdaError`` raised inside rolls it back and reaches the caller unchanged. Opening
+creates the file, or migrates an older one (``schema``), before anything else runs.
 """
 
 from __future__ import annotations
