@@ -92,5 +92,9 @@ def _connect(path: Path) -> sqlite3.Connection:
     connection.execute("PRAGMA synchronous=NORMAL")
     connection.execute("PRAGMA foreign_keys=ON")
     connection.execute("PRAGMA busy_timeout=5000")
-    schema.migrate(connection)
+    try:
+        schema.migrate(connection)
+    except BaseException:
+        connection.close()
+        raise
     return connection
