@@ -34,6 +34,7 @@ from kubelambda.models import (
 from kubelambda.store import rows
 
 __all__ = [
+    "KEY",
     "begin_code_update",
     "delete_function",
     "delete_version",
@@ -41,7 +42,6 @@ __all__ = [
     "insert_function",
     "list_functions",
     "list_versions",
-    "not_found",
     "publish",
     "require_function",
     "select_settings",
@@ -53,7 +53,7 @@ __all__ = [
 KEY = "namespace = :namespace AND function_name = :function_name"
 
 
-def not_found(
+def _not_found(
     function: FunctionKey, qualifier: str | None = None, *, region: str
 ) -> errors.ResourceNotFound:
     arn = names.function_arn(function.name, qualifier, region=region)
@@ -67,7 +67,7 @@ def require_function(
         f"SELECT * FROM functions WHERE {KEY}", rows.key_params(function)
     ).fetchone()
     if row is None:
-        raise not_found(function, region=region)
+        raise _not_found(function, region=region)
     return row
 
 
@@ -304,13 +304,13 @@ def _version_row(
     connection: sqlite3.Connection, function: FunctionKey, version: str, *, region: str
 ) -> sqlite3.Row:
     if version != LATEST and not version.isdigit():
-        raise not_found(function, version, region=region)
+        raise _not_found(function, version, region=region)
     row: sqlite3.Row | None = connection.execute(
         f"SELECT * FROM versions WHERE {KEY} AND number = :number",
         {**rows.key_params(function), "number": rows.version_number(version)},
     ).fetchone()
     if row is None:
-        raise not_found(function, None if version == LATEST else version, region=region)
+        raise _not_found(function, None if version == LATEST else version, region=region)
     return row
 
 
