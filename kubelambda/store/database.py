@@ -6,7 +6,8 @@ disk (a WAL commit, a cold page read, or a catalog rebuild over many functions c
 milliseconds), sqlite's one-thread-per-connection rule holds without locks, and writes
 are serialised in submission order, which is what makes "one write, one new catalog"
 easy to reason about. A write runs as one ``BEGIN IMMEDIATE`` transaction; a
-``LambdaError`` raised inside rolls it back and reaches the caller unchanged.
+``LambdaError`` raised inside rolls it back and reaches the caller unchanged. Opening
+creates the file, or migrates an older one (``schema``), before anything else runs.
 """
 
 from __future__ import annotations
@@ -91,5 +92,9 @@ def _connect(path: Path) -> sqlite3.Connection:
     connection.execute("PRAGMA synchronous=NORMAL")
     connection.execute("PRAGMA foreign_keys=ON")
     connection.execute("PRAGMA busy_timeout=5000")
-    schema.migrate(connection)
+    try:
+        schema.migrate(connection)
+    except BaseException:
+        connection.close()
+        raise
     return connection

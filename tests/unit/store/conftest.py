@@ -6,12 +6,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from store_helpers import CLOCK
+from store_helpers import CLOCK, REGION
 
 from kubelambda.store import SqliteStore
 
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    async with SqliteStore.open(tmp_path, clock=lambda: CLOCK) as opened:
+    async with SqliteStore.open(tmp_path, region=REGION, clock=lambda: CLOCK) as opened:
         yield opened

@@ -1,51 +1,71 @@
-"""Store test helpers: a real SQLite store in a directory, and a function factory."""
+"""Store test helpers: a fixed clock, code packages by digest, and a function factory."""
 
 from __future__ import annotations
 
-import io
-import zipfile
+import hashlib
 from datetime import UTC, datetime
 
-from kubelambda.models import LATEST, FunctionSettings, FunctionVersion, LastUpdateStatus, State
+from kubelambda.models import (
+    DEFAULT_NAMESPACE,
+    LATEST,
+    CodePackage,
+    FunctionKey,
+    FunctionSettings,
+    FunctionVersion,
+    LastUpdateStatus,
+    State,
+)
 from kubelambda.store import SqliteStore
 from tests import factories
 
 CLOCK = datetime(2026, 1, 2, 3, 4, 5, 678_000, tzinfo=UTC)
+REGION = "eu-central-1"
 
 
-def package(files: dict[str, str] | None = None) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, content in (files or {"app.py": "x = 1\n"}).items():
-            archive.writestr(name, content)
-    return buffer.getvalue()
+def package(content: str = "x = 1\n") -> CodePackage:
+    """A package as a code store would name it; the SQLite store never reads the bytes."""
+    data = content.encode()
+    return CodePackage(sha256_hex=hashlib.sha256(data).hexdigest(), size=len(data))
+
+
+def key(name: str = "f", namespace: str = DEFAULT_NAMESPACE) -> FunctionKey:
+    return FunctionKey(namespace, name)
 
 
 async def add_function(
     store: SqliteStore,
     name: str = "f",
     *,
-    files: dict[str, str] | None = None,
+    namespace: str = DEFAULT_NAMESPACE,
+    code: CodePackage | None = None,
     publish: bool = False,
     settle: bool = True,
 ) -> FunctionVersion:
-    """Create a function the way the management service does; settle it unless told not to."""
-    stored = store.packages.save(package(files))
+    """Create a function the way the management service does; the controller settles its
+    package unless told not to."""
+    code = code or package()
     latest = factories.function_version(
         name,
         LATEST,
+        namespace=namespace,
         role="arn:aws:iam::123456789012:role/r",
-        code_sha256=stored.code_sha256,
-        code_size=stored.size,
-        code_path=str(store.packages.directory(stored.sha256_hex)),
+        code_sha256=code.code_sha256,
+        code_size=code.size,
         revision_id="",
         last_modified="",
         state=State.PENDING,
         last_update_status=LastUpdateStatus.IN_PROGRESS,
     )
-    created = await store.create_function(latest, FunctionSettings(name), publish=publish)
+    created = await store.create_function(
+        latest, FunctionSettings(namespace, name), publish=publish
+    )
     if settle:
-        store.packages.unpack(stored.sha256_hex)
-        await store.finish_package(name, stored.code_sha256, error=None)
-        return await store.get_version(name, created.version)
+        await store.finish_package(created.key, code.code_sha256, error=None)
+        return await store.get_version(created.key, created.version)
     return created
+
+
+async def publish(store: SqliteStore, function: FunctionKey) -> FunctionVersion:
+    return await store.publish_version(
+        function, description=None, expected_revision_id=None, code_sha256=None
+    )
