@@ -1,6 +1,6 @@
 """Test infrastructure for kubelambda: Kafka, Prometheus and Kubernetes, all on 127.0.0.1.
 
-Test harness, not product. `python -m testinfra up|env|down` (behind `make cluster-up`,
+Test harness, not product. `python -m kubelambda_testbed up|env|down` (behind `make cluster-up`,
 `make cluster-env`, `make cluster-down` and `make test`) and the session fixtures in
 `tests/integration/conftest.py` drive the modules here; each infrastructure module
 (`kafka`, `prometheus`, `k8s`) offers the same four functions: `up`, `env`, `down`, `is_up`.
