@@ -12,6 +12,7 @@ import asyncio
 import base64
 import contextlib
 import http.client
+import importlib.resources
 import io
 import json
 import logging
@@ -41,7 +42,7 @@ __all__ = ["run"]
 log = logging.getLogger(__name__)
 
 EXAMPLE_NAME = "hello"
-EXAMPLE_DIR = Path(__file__).resolve().parent.parent / "examples" / "hello"
+EXAMPLES_PACKAGE = "kubelambda.examples"  # the repository's examples/, as package data
 
 
 async def run(settings: EmbeddedSettings, *, deploy_example: bool = False) -> None:
@@ -145,7 +146,9 @@ def _bind(host: str, port: int) -> socket.socket:
 
 def _deploy_example(host: str, port: int, api_key: str) -> None:
     """Create (or refresh) the example through the public API, as any client would."""
-    code = _zip_directory(EXAMPLE_DIR)
+    example = importlib.resources.files(EXAMPLES_PACKAGE) / EXAMPLE_NAME
+    with importlib.resources.as_file(example) as directory:
+        code = _zip_directory(directory)
     body = {
         "FunctionName": EXAMPLE_NAME,
         "Runtime": "python3.11",
