@@ -10,6 +10,9 @@ Two directories, both overridable from the environment:
   was built or downloaded, in subdirectories keyed by version, across runs;
 - the state (`KUBELAMBDA_TESTINFRA_STATE`, default `/tmp/kubelambda-testinfra`) keeps what
   running daemons need: configs, data, pid files, logs and the ports they listen on.
+
+Both directories and the variables keep the harness's former name (testinfra), so what a
+machine built or started before the rename is still found.
 """
 
 from __future__ import annotations
