@@ -16,8 +16,8 @@ run: $(STAMP)
 	$(BIN)/kubelambda up --example
 
 test: $(STAMP) lint
-	$(BIN)/python -m testinfra up
-	exports="$$($(BIN)/python -m testinfra env)" && eval "$$exports" && $(BIN)/pytest
+	$(BIN)/python -m kubelambda_testbed up
+	exports="$$($(BIN)/python -m kubelambda_testbed env)" && eval "$$exports" && $(BIN)/pytest
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit
@@ -32,13 +32,13 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 cluster-up: $(STAMP)
-	$(BIN)/python -m testinfra up
+	$(BIN)/python -m kubelambda_testbed up
 
 cluster-env: $(STAMP)
-	@$(BIN)/python -m testinfra env
+	@$(BIN)/python -m kubelambda_testbed env
 
 cluster-down: $(STAMP)
-	$(BIN)/python -m testinfra down
+	$(BIN)/python -m kubelambda_testbed down
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -13,4 +13,4 @@ INFRA_VARIABLES = ("KAFKA_BOOTSTRAP", "PROMETHEUS_URL", "KUBECONFIG", "KUBELAMBD
 
 
 def pytest_report_header() -> list[str]:
-    return [f"testinfra: {name}={os.environ.get(name, '(unset)')}" for name in INFRA_VARIABLES]
+    return [f"testbed: {name}={os.environ.get(name, '(unset)')}" for name in INFRA_VARIABLES]

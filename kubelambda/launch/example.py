@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import http.client
+import importlib.resources
 import io
 import json
 import logging
@@ -20,12 +21,15 @@ __all__ = ["NAME", "deploy"]
 log = logging.getLogger(__name__)
 
 NAME = "hello"
-_DIRECTORY = Path(__file__).resolve().parent.parent.parent / "examples" / "hello"
+# The repository's examples/, installed as package data (pyproject's package-dir).
+_EXAMPLES_PACKAGE = "kubelambda.examples"
 
 
 def deploy(host: str, port: int, api_key: str) -> None:
     """Create (or refresh) the example through the public API, as any client would."""
-    code = _zip_directory(_DIRECTORY)
+    example = importlib.resources.files(_EXAMPLES_PACKAGE) / NAME
+    with importlib.resources.as_file(example) as directory:
+        code = _zip_directory(directory)
     body = {
         "FunctionName": NAME,
         "Runtime": "python3.11",

@@ -45,12 +45,22 @@ class Platform:
         )
 
 
-def start_platform(home: Path, *extra_args: str) -> Platform:
-    env = {**os.environ, "KUBELAMBDA_HOME": str(home), "KUBELAMBDA_PORT": "0"}
+def start_platform(
+    home: Path,
+    *extra_args: str,
+    kubelambda: str = KUBELAMBDA,
+    environ: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Platform:
+    """Run `kubelambda up` (this venv's, in this environment, unless told otherwise) until its
+    gateway answers; its output goes to `log_text(home)`."""
+    base = os.environ if environ is None else environ
+    env = {**base, "KUBELAMBDA_HOME": str(home), "KUBELAMBDA_PORT": "0"}
     with (home.parent / f"{home.name}.log").open("wb") as log:  # the child keeps its own copy
         process = subprocess.Popen(
-            [KUBELAMBDA, "up", *extra_args],
+            [kubelambda, "up", *extra_args],
             env=env,
+            cwd=cwd,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -62,9 +72,19 @@ def start_platform(home: Path, *extra_args: str) -> Platform:
             stop_platform(process)
             raise RuntimeError(f"kubelambda up did not start:\n{log_text(home)}")
         time.sleep(0.05)
-    exports = subprocess.run(
-        [KUBELAMBDA, "env"], env=env, check=True, capture_output=True, text=True
-    ).stdout
+    try:
+        exports = subprocess.run(
+            [kubelambda, "env"],
+            env=env,
+            cwd=cwd,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+        stop_platform(process)
+        raise RuntimeError(f"kubelambda env failed: {exc}\n{exc.stderr}\n{log_text(home)}") from exc
     values = dict(
         shlex.split(line.removeprefix("export "))[0].split("=", 1) for line in exports.splitlines()
     )
@@ -75,9 +95,11 @@ def log_text(home: Path) -> str:
     return (home.parent / f"{home.name}.log").read_text(errors="replace")
 
 
-def stop_platform(process: subprocess.Popen[bytes]) -> None:
+def stop_platform(
+    process: subprocess.Popen[bytes], *, signum: signal.Signals = signal.SIGTERM
+) -> None:
     if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(signum)
         try:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:

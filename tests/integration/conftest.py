@@ -1,8 +1,8 @@
 """Session fixtures for the real test infrastructure: Kafka, Prometheus, Kubernetes.
 
-Each fixture reuses what `python -m testinfra up` started when the variables printed by
-`python -m testinfra env` are set (as `make test` does), and otherwise starts the part itself
-through the same testinfra modules, stopping it again at the end of the session.
+Each fixture reuses what `python -m kubelambda_testbed up` started when the variables printed
+by `python -m kubelambda_testbed env` are set (as `make test` does), and otherwise starts the part
+itself through the same kubelambda_testbed modules, stopping it again at the end of the session.
 
 A part that cannot start fails the tests that need it: always in CI (CI=true), and outside CI
 too unless the developer sets KUBELAMBDA_SKIP_INFRA=1, which turns the failure into a skip
@@ -22,9 +22,9 @@ from typing import NoReturn
 
 import pytest
 
-import testinfra
-import testinfra.kafka
-import testinfra.prometheus
+import kubelambda_testbed
+import kubelambda_testbed.kafka
+import kubelambda_testbed.prometheus
 
 SKIP_ENV = "KUBELAMBDA_SKIP_INFRA"
 INFRA_FIXTURES = frozenset({"kafka_bootstrap", "prometheus", "kubeconfig"})
@@ -42,20 +42,22 @@ def kafka_bootstrap() -> Iterator[str]:
     if bootstrap := os.environ.get("KAFKA_BOOTSTRAP"):
         yield bootstrap
         return
-    with _started("Kafka", testinfra.kafka) as environment:
+    with _started("Kafka", kubelambda_testbed.kafka) as environment:
         yield environment["KAFKA_BOOTSTRAP"]
 
 
 @pytest.fixture(scope="session")
-def prometheus() -> Iterator[testinfra.prometheus.Prometheus]:
+def prometheus() -> Iterator[kubelambda_testbed.prometheus.Prometheus]:
     """A Prometheus scraping every second: `.url`, `.scrape(targets, job)`, `.query(promql)`."""
-    state_dir = testinfra.state_dir(os.environ)
+    state_dir = kubelambda_testbed.state_dir(os.environ)
     if url := os.environ.get("PROMETHEUS_URL"):
-        promtool = Path(os.environ.get("PROMTOOL") or testinfra.prometheus.PROMTOOL)
-        yield testinfra.prometheus.Prometheus(url=url, state_dir=state_dir, promtool=promtool)
+        promtool = Path(os.environ.get("PROMTOOL") or kubelambda_testbed.prometheus.PROMTOOL)
+        yield kubelambda_testbed.prometheus.Prometheus(
+            url=url, state_dir=state_dir, promtool=promtool
+        )
         return
-    with _started("Prometheus", testinfra.prometheus) as environment:
-        yield testinfra.prometheus.Prometheus(
+    with _started("Prometheus", kubelambda_testbed.prometheus) as environment:
+        yield kubelambda_testbed.prometheus.Prometheus(
             url=environment["PROMETHEUS_URL"],
             state_dir=state_dir,
             promtool=Path(environment["PROMTOOL"]),
@@ -66,12 +68,12 @@ def prometheus() -> Iterator[testinfra.prometheus.Prometheus]:
 def kubeconfig() -> Iterator[Path]:
     """Path of a kubeconfig for the test cluster; kubectl and helm are on PATH."""
     # A developer's own KUBECONFIG may point at a real cluster: it is taken only together with
-    # the state variable that `python -m testinfra env` prints.
-    if (path := os.environ.get("KUBECONFIG")) and os.environ.get(testinfra.STATE_ENV):
+    # the state variable that `python -m kubelambda_testbed env` prints.
+    if (path := os.environ.get("KUBECONFIG")) and os.environ.get(kubelambda_testbed.STATE_ENV):
         yield Path(path)
         return
     try:
-        k8s = importlib.import_module("testinfra.k8s")
+        k8s = importlib.import_module("kubelambda_testbed.k8s")
     except ModuleNotFoundError as exc:
         _unavailable("Kubernetes", exc)
     with _started("Kubernetes", k8s) as environment:
@@ -85,8 +87,11 @@ def kubeconfig() -> Iterator[Path]:
 
 @contextlib.contextmanager
 def _started(part: str, module: ModuleType) -> Iterator[dict[str, str]]:
-    """Start a part through its testinfra module; stop it afterwards if it was not running."""
-    state_dir, cache_dir = testinfra.state_dir(os.environ), testinfra.cache_dir(os.environ)
+    """Start a part through its testbed module; stop it afterwards if it was not running."""
+    state_dir, cache_dir = (
+        kubelambda_testbed.state_dir(os.environ),
+        kubelambda_testbed.cache_dir(os.environ),
+    )
     was_up: bool = module.is_up(state_dir)
     try:
         environment: dict[str, str] = module.up(state_dir, cache_dir)

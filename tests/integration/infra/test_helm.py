@@ -1,6 +1,6 @@
 """Smoke tests of helm against the test Kubernetes cluster, with the small chart in charts/smoke.
 
-They prove that the helm shipped by testinfra lints and installs a chart whose pods
+They prove that the helm shipped by kubelambda_testbed lints and installs a chart whose pods
 really serve (a ConfigMap mounted into the base image's http.server), and that
 uninstall removes what install created, so the product chart's tests can rely on it.
 """

@@ -1,7 +1,7 @@
 """Smoke tests of the test Kafka broker, with the clients the project uses (aiokafka) and kcat.
 
-They prove the broker started by testinfra takes acks=all writes, serves consumer groups, and
-lets topics be created and deleted, so failures in later Kafka-backed tests point at our code.
+They prove the broker started by kubelambda_testbed takes acks=all writes, serves consumer groups,
+and lets topics be created and deleted, so failures in later Kafka-backed tests point at our code.
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ async def test_topic_with_three_partitions_is_created_and_deleted(kafka_bootstra
 
 async def test_kcat_produces_and_consumes(kafka_bootstrap: str) -> None:
     kcat = shutil.which("kcat")
-    assert kcat, "kcat is not installed (testinfra.kafka.install installs Debian's kcat)"
+    assert kcat, "kcat is not installed (kubelambda_testbed.kafka.install installs Debian's kcat)"
     topic = unique("smoke-kcat")
     await create_topic(kafka_bootstrap, topic, 1)
     lines = [f"line {i}" for i in range(100)]

@@ -1,4 +1,4 @@
-"""Smoke tests of the test Kubernetes cluster built by testinfra.k8s.
+"""Smoke tests of the test Kubernetes cluster built by kubelambda_testbed.k8s.
 
 They prove that the control plane answers, the node is Ready and really runs pods
 (containerd + runc on a CNI bridge) from the locally built base image, also locked
@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import pytest
 from kubernetes import client, config
 
-from testinfra import images, k8s_layout, node_network
+from kubelambda_testbed import images, k8s_layout, node_network
 
 pytestmark = pytest.mark.infra
 
@@ -75,7 +75,7 @@ def http_server_pod_spec() -> dict[str, Any]:
             {
                 "name": "web",
                 "image": images.BASE_IMAGE,
-                # Nothing can be pulled here: the image is loaded into containerd by testinfra.
+                # Nothing can be pulled here: kubelambda_testbed loads the image into containerd.
                 "imagePullPolicy": "Never",
                 "command": ["python3", "-m", "http.server", str(HTTP_PORT)],
                 "ports": [{"containerPort": HTTP_PORT}],

@@ -16,7 +16,7 @@ from pathlib import Path
 import prometheus_client
 import pytest
 
-from testinfra.prometheus import Prometheus
+from kubelambda_testbed.prometheus import Prometheus
 
 pytestmark = pytest.mark.infra
 

@@ -1,6 +1,6 @@
 """Certificate authority, component certificates and the service-account key pair.
 
-Called by ``testinfra.k8s.up`` before any daemon starts. The cluster gets what a
+Called by ``kubelambda_testbed.k8s.up`` before any daemon starts. The cluster gets what a
 kubeadm cluster has: a cluster CA (and a separate one for the aggregation layer's
 front proxy), a serving certificate per listening component, client
 certificates whose CN/O the apiserver maps to users/groups for RBAC and the Node

@@ -1,12 +1,12 @@
 """Start, watch and stop the test daemons; pick and remember their ports; install Debian packages.
 
-Called by the infrastructure modules (`testinfra.kafka`, `testinfra.prometheus`, and
-`testinfra.k8s` if it wants to): each one describes its daemon as a `Daemon` (a pid file, a log
-file and a marker that must appear in the process's command line) and uses these helpers so that
-`python -m testinfra up` is idempotent and `down` leaves no process behind.
+Called by the infrastructure modules (`kubelambda_testbed.kafka`, `kubelambda_testbed.prometheus`,
+and `kubelambda_testbed.k8s` if it wants to): each one describes its daemon as a `Daemon` (a pid
+file, a log file and a marker that must appear in the process's command line) and uses these
+helpers so that `python -m kubelambda_testbed up` is idempotent and `down` leaves no process behind.
 
 Daemons run in their own session (process group), detached from the caller, so they outlive
-`python -m testinfra up` and are stopped as a whole group, children included.
+`python -m kubelambda_testbed up` and are stopped as a whole group, children included.
 """
 
 from __future__ import annotations

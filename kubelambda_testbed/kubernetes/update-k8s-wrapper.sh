@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerate k8s-build/go.mod for another Kubernetes patch release, e.g.
-#   testinfra/kubernetes/update-k8s-wrapper.sh v1.34.5
-# then set KUBERNETES_VERSION in testinfra/k8s_layout.py to the same value.
+#   kubelambda_testbed/kubernetes/update-k8s-wrapper.sh v1.34.5
+# then set KUBERNETES_VERSION in kubelambda_testbed/k8s_layout.py to the same value.
 #
 # `go install k8s.io/kubernetes/cmd/...@vX` fails because k8s.io/kubernetes replaces
 # its k8s.io/* staging modules with ./staging paths, and replace lines of a dependency

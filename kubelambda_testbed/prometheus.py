@@ -1,6 +1,6 @@
 """Prometheus for the integration tests: Debian's binary, our own config, on 127.0.0.1.
 
-Called by `python -m testinfra` and by the `prometheus` fixture. `up` installs Debian's
+Called by `python -m kubelambda_testbed` and by the `prometheus` fixture. `up` installs Debian's
 `prometheus` package when the binary is missing (the package's own service is not used: there is
 no systemd here, and the tests need their own config), then runs `/usr/bin/prometheus` with a
 1 s scrape interval and the lifecycle API on. `scrape(...)` points a job at targets by rewriting
@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from testinfra import process
+from kubelambda_testbed import process
 
 __all__ = [
     "PROMETHEUS",

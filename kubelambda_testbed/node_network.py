@@ -1,6 +1,6 @@
 """The node's pod network: a bridge holding the node address, fenced in by iptables.
 
-Called by ``testinfra.node``. The CNI bridge plugin attaches every pod to
+Called by ``kubelambda_testbed.node``. The CNI bridge plugin attaches every pod to
 ``k8s_layout.BRIDGE``; we create that bridge ourselves first because the kubelet
 needs its gateway address as the node IP before any pod exists. One iptables chain
 then drops any packet to or from the pod CIDR that would use another interface, so
@@ -14,7 +14,7 @@ import pathlib
 import re
 import subprocess
 
-from testinfra import k8s_layout
+from kubelambda_testbed import k8s_layout
 
 __all__ = [
     "CHAIN",

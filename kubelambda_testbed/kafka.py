@@ -1,10 +1,11 @@
 """Apache Kafka for the integration tests: single-node KRaft on 127.0.0.1, from Maven Central jars.
 
-Called by `python -m testinfra` and by the `kafka_bootstrap` fixture. `up` downloads the broker's
-jars with `mvn dependency:copy-dependencies` on `testinfra/kafka/pom.xml` into the cache (once per
-Kafka version and pom), formats the storage, starts `java … kafka.Kafka server.properties` and
-returns once a real client (aiokafka's admin client) sees the broker in the cluster metadata.
-It also installs Debian's `kcat`, the command-line client the acceptance checks use.
+Called by `python -m kubelambda_testbed` and by the `kafka_bootstrap` fixture. `up` downloads the
+broker's jars with `mvn dependency:copy-dependencies` on `kubelambda_testbed/kafka/pom.xml` into the
+cache (once per Kafka version and pom), formats the storage, starts `java … kafka.Kafka
+server.properties` and returns once a real client (aiokafka's admin client) sees the broker in the
+cluster metadata. It also installs Debian's `kcat`, the command-line client the acceptance checks
+use.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pathlib import Path
 from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped]
 from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
 
-from testinfra import process
+from kubelambda_testbed import process
 
 __all__ = ["down", "env", "install", "is_up", "up"]
 

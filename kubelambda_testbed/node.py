@@ -1,6 +1,6 @@
 """The node: containerd + runc + CNI bridge under a real kubelet, and its full teardown.
 
-Called by ``testinfra.k8s`` after the control plane is healthy. ``start`` prepares
+Called by ``kubelambda_testbed.k8s`` after the control plane is healthy. ``start`` prepares
 the host (shared mount propagation, the pod network), starts containerd with every
 path under the state dir, loads the locally built images and starts the kubelet
 (cgroupfs driver, cgroup v1). ``stop`` leaves nothing behind: pod containers and
@@ -21,7 +21,7 @@ import subprocess
 import urllib.error
 import urllib.request
 
-from testinfra import images, k8s_config, k8s_control, k8s_layout, node_network, process
+from kubelambda_testbed import images, k8s_config, k8s_control, k8s_layout, node_network, process
 
 __all__ = ["DEBIAN_PACKAGES", "daemons", "is_ready", "run_all", "start", "stop"]
 

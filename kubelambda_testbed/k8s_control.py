@@ -1,6 +1,6 @@
 """The control plane: etcd, kube-apiserver, kube-controller-manager, kube-scheduler.
 
-Called by ``testinfra.k8s``. Builds each daemon's command line (secure defaults as
+Called by ``kubelambda_testbed.k8s``. Builds each daemon's command line (secure defaults as
 a kubeadm cluster has them: TLS everywhere with client-certificate auth, RBAC plus
 the Node authorizer and NodeRestriction, a service-account issuer and signing key,
 everything bound to 127.0.0.1), starts them in dependency order and waits for each
@@ -16,7 +16,7 @@ import ssl
 import subprocess
 import time
 
-from testinfra import k8s_config, k8s_layout, process
+from kubelambda_testbed import k8s_config, k8s_layout, process
 
 __all__ = [
     "ADMIN_USER",
