@@ -131,8 +131,8 @@ class FunctionVersion:
     # Why ``state``/``last_update_status`` is Failed (empty otherwise), as Lambda reports it.
     state_reason: str = ""
     last_update_status_reason: str = ""
-    # While a code update of ``$LATEST`` is InProgress, invocations keep running the
-    # package that was live before it (as on Lambda): that one, until the update settles.
+    # While a code update of ``$LATEST`` is InProgress, or after it Failed, invocations
+    # keep running the package that was live before it (as on Lambda): that one.
     serving_package: CodePackage | None = None
 
     @property

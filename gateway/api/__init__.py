@@ -12,33 +12,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI
 
 from gateway.api import aliases, code, concurrency, errors, functions, tags
-from gateway.services.aliases import AliasService
-from gateway.services.code_links import CodeLinks
-from gateway.services.concurrency import ConcurrencyService
-from gateway.services.functions import FunctionService
-from gateway.services.tags import TagService
-from kubelambda.ports.code import CodeStore
+from gateway.api.dependencies import ManagementServices
 
 __all__ = ["ManagementServices", "create_management_app"]
-
-
-@dataclass(frozen=True, slots=True)
-class ManagementServices:
-    """What the management routes call, and the installation facts they render."""
-
-    functions: FunctionService
-    aliases: AliasService
-    concurrency: ConcurrencyService
-    tags: TagService
-    code_links: CodeLinks
-    code: CodeStore
-    region: str
 
 
 def create_management_app(services: ManagementServices) -> FastAPI:

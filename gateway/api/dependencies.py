@@ -7,11 +7,11 @@ bound to (``gateway.app`` put the principal in the scope). Nothing is built per 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 
-from gateway.api import ManagementServices
 from gateway.auth.request import PRINCIPAL_KEY
 from gateway.services.aliases import AliasService
 from gateway.services.code_links import CodeLinks
@@ -27,10 +27,24 @@ __all__ = [
     "Concurrency",
     "Functions",
     "Links",
+    "ManagementServices",
     "Namespace",
     "Region",
     "Tags",
 ]
+
+
+@dataclass(frozen=True, slots=True)
+class ManagementServices:
+    """What the management routes call, and the installation facts they render."""
+
+    functions: FunctionService
+    aliases: AliasService
+    concurrency: ConcurrencyService
+    tags: TagService
+    code_links: CodeLinks
+    code: CodeStore
+    region: str
 
 
 def _services(request: Request) -> ManagementServices:

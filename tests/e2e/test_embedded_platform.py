@@ -308,3 +308,22 @@ def test_make_run_example_is_invocable(tmp_path: Path) -> None:
     finally:
         stop_platform(running.process)
     assert running.process.returncode == 0
+
+
+def test_region_setting_reaches_the_function_context(tmp_path: Path) -> None:
+    """KUBELAMBDA_REGION is the installation's region everywhere: in the ARN the runtime
+    hands the function (``context.invoked_function_arn``), in the API's ARNs, and in the
+    region ``kubelambda env`` tells clients to sign for."""
+    running = start_platform(
+        tmp_path / "home", environ={**os.environ, "KUBELAMBDA_REGION": "eu-west-1"}
+    )
+    try:
+        client: Any = running.lambda_client()
+        name = unique("region")
+        created = create_python_function(client, name)
+        _, body = invoke_json(client, f"{name}:$LATEST", {})
+    finally:
+        stop_platform(running.process)
+    assert running.env["AWS_DEFAULT_REGION"] == "eu-west-1"
+    assert created["FunctionArn"].startswith("arn:aws:lambda:eu-west-1:")
+    assert body["arn"] == f"arn:aws:lambda:eu-west-1:000000000000:function:{name}:$LATEST"
