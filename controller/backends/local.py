@@ -7,10 +7,11 @@ under ``<home>/code/unpacked``; an instance's ``LAMBDA_TASK_ROOT`` is the direct
 the package its version runs.
 
 ``scale`` is declarative and returns at once: it spawns or stops processes, and a
-supervisor task per instance turns it into an ``Endpoint`` when the agent reports ready, or records a failure (with the tail of its log) when it exits or stays silent.
-An endpoint always leaves ``endpoints()`` (and subscribers hear of it) before its
-process is told to stop, so the gateway never sends work to a draining instance.
-New instances take a spare agent (``local_spares``) when one is waiting.
+supervisor task per instance turns it into an ``Endpoint`` when the agent reports ready,
+or records a failure (with the tail of its log) when it exits or stays silent. An
+endpoint always leaves ``endpoints()`` (and subscribers hear of it) before its process
+is told to stop, so the gateway never sends work to a draining instance. New instances
+take a spare agent (``local_spares``) when one is waiting.
 
 Memory: ``MemorySize`` is passed to the function as ``AWS_LAMBDA_FUNCTION_MEMORY_SIZE``
 but not enforced in local mode; processes share the host's memory (Kubernetes mode
@@ -201,44 +202,11 @@ class LocalProcessBackend:
             else local_env.InitializationType.ON_DEMAND
         )
         try:
-            task_root = await self._task_root(version.running_package)
-        except PackageRejected as exc:
-            self._record_failure(target, errors.CodeUnavailable(str(exc)))
-            logger.error(
-                "cannot start instance namespace=%s function=%s version=%s error=%s",
-                target.namespace,
-                target.function_name,
-                target.version,
-                exc,
-            )
-            return
-        try:
-            environ = local_env.instance_environment(
-                version,
-                task_root=task_root,
-                instance_id=instance_id,
-                concurrency=concurrency,
-                initialization_type=init_type,
-                region=self._region,
-                started=datetime.now(UTC),
-                host_environ=self._host_environ,
-            )
+            instance = await self._launch(version, instance_id, concurrency, provisioned, init_type)
         except errors.InstanceStartError as exc:
             self._record_failure(target, exc)
             logger.error(
                 "cannot start instance namespace=%s function=%s version=%s error=%s",
-                target.namespace,
-                target.function_name,
-                target.version,
-                exc,
-            )
-            return
-        try:
-            instance = await self._spawn(version, instance_id, concurrency, provisioned, environ)
-        except OSError as exc:
-            self._record_failure(target, errors.InstanceStartError(f"cannot spawn agent: {exc}"))
-            logger.error(
-                "cannot spawn instance namespace=%s function=%s version=%s error=%s",
                 target.namespace,
                 target.function_name,
                 target.version,
@@ -259,6 +227,35 @@ class LocalProcessBackend:
             init_type,
         )
         self._track(self._supervise(instance, concurrency))
+
+    async def _launch(
+        self,
+        version: FunctionVersion,
+        instance_id: str,
+        concurrency: int,
+        provisioned: bool,
+        init_type: local_env.InitializationType,
+    ) -> local_process.LocalProcess:
+        """Prepare the code and the environment, then spawn (or assign a spare) agent.
+        Every way it can fail is an ``InstanceStartError``."""
+        try:
+            task_root = await self._task_root(version.running_package)
+        except PackageRejected as exc:
+            raise errors.CodeUnavailable(str(exc)) from exc
+        environ = local_env.instance_environment(
+            version,
+            task_root=task_root,
+            instance_id=instance_id,
+            concurrency=concurrency,
+            initialization_type=init_type,
+            region=self._region,
+            started=datetime.now(UTC),
+            host_environ=self._host_environ,
+        )
+        try:
+            return await self._spawn(version, instance_id, concurrency, provisioned, environ)
+        except OSError as exc:
+            raise errors.InstanceStartError(f"cannot spawn agent: {exc}") from exc
 
     async def _spawn(
         self,
