@@ -39,7 +39,7 @@ from kubelambda import zips
 from kubelambda.models import CodePackage, FunctionVersion, Target
 from kubelambda.ports.code import CodeStore, PackageMissing
 from kubelambda.ports.endpoints import Endpoint
-from kubelambda.ports.instances import PackageRejected, StartFailure
+from kubelambda.ports.instances import BackendClosed, PackageRejected, StartFailure
 
 __all__ = ["LocalProcessBackend"]
 
@@ -203,6 +203,8 @@ class LocalProcessBackend:
         )
         try:
             instance = await self._launch(version, instance_id, concurrency, provisioned, init_type)
+        except BackendClosed:
+            return
         except errors.InstanceStartError as exc:
             self._record_failure(target, exc)
             logger.error(
@@ -290,6 +292,8 @@ class LocalProcessBackend:
         except PackageMissing as exc:
             raise PackageRejected(f"The deployment package is missing: {exc}") from exc
         except zips.UnpackError as exc:
+            if self._stopping.is_set():
+                raise BackendClosed("unpacking was interrupted by a shutdown") from exc
             raise PackageRejected(str(exc)) from exc
 
     async def _prestart(self) -> local_process.Spare:

@@ -5,8 +5,8 @@ InProgress after an update); this reconciler, fed by the catalog watch, asks the
 instance backend to ``prepare`` each package a version awaits (unpack it, in embedded
 mode) and reports the outcome through ``ControllerStore.finish_package``. It also
 collects packages nothing refers to any more: at start, after each settle, and every
-``collect_every`` seconds, through the code store (with its grace period) and then the
-backend's own prepared copies.
+``collect_every`` seconds (when it also retries settles the store refused), through the
+code store (with its grace period) and then the backend's own prepared copies.
 
 Settling is idempotent: after a restart the catalog still shows what awaits a package,
 so nothing is lost when the process stops half-way.
@@ -15,7 +15,6 @@ so nothing is lost when the process stops half-way.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -25,7 +24,7 @@ from kubelambda.models import CodePackage, FunctionKey
 from kubelambda.ports.catalog import Catalog
 from kubelambda.ports.code import CodeStore
 from kubelambda.ports.control import ControllerStore
-from kubelambda.ports.instances import InstanceBackend, PackageRejected
+from kubelambda.ports.instances import BackendClosed, InstanceBackend, PackageRejected
 
 __all__ = ["PackageSettler", "awaited_packages", "referenced_packages"]
 
@@ -110,36 +109,49 @@ class PackageSettler:
             )
 
     async def _settle(self, function: FunctionKey, package: CodePackage) -> None:
-        error: str | None = None
+        try:
+            error = await self._prepare(function, package)
+        except BackendClosed:
+            # Shutting down: the version still awaits its package at the next start.
+            self._settling.pop((function, package), None)
+            return
+        try:
+            await self._store.finish_package(function, package.code_sha256, error=error)
+        except errors.LambdaError as exc:
+            # Deleted or replaced meanwhile, or the store refused: the periodic pass
+            # settles again whatever still awaits its package.
+            log.info("package settle dropped function=%s error=%s", function, exc.message)
+            return
+        finally:
+            self._settling.pop((function, package), None)
+        # A finished code update may have left the previous package unused.
+        self._collect_soon.set()
+
+    async def _prepare(self, function: FunctionKey, package: CodePackage) -> str | None:
+        """The error to report for ``package`` (``None``: it is ready)."""
         try:
             await self._backend.prepare(package)
         except PackageRejected as exc:
-            error = str(exc)
             log.warning(
                 "package failed namespace=%s function=%s code_sha256=%s error=%s",
                 function.namespace,
                 function.name,
                 package.code_sha256,
-                error,
+                exc,
             )
+            return str(exc)
+        except BackendClosed:
+            raise
         except Exception:
             # Never leave the version Pending forever: whatever broke, it failed.
-            error = "Could not unpack the deployment package."
             log.exception(
                 "package failed namespace=%s function=%s code_sha256=%s",
                 function.namespace,
                 function.name,
                 package.code_sha256,
             )
-        try:
-            await self._store.finish_package(function, package.code_sha256, error=error)
-        except errors.LambdaError as exc:
-            # Deleted (or replaced) meanwhile: the next catalog says what still awaits.
-            log.info("package settle dropped function=%s error=%s", function, exc.message)
-        finally:
-            self._settling.pop((function, package), None)
-        # A finished code update may have left the previous package unused.
-        self._collect_soon.set()
+            return "Could not unpack the deployment package."
+        return None
 
     async def _collect_loop(self) -> None:
         while True:
@@ -147,7 +159,12 @@ class PackageSettler:
                 await self.collect()
             except Exception:
                 log.exception("package collection failed")
-            with contextlib.suppress(TimeoutError):
+            try:
                 async with asyncio.timeout(self._collect_every):
                     await self._collect_soon.wait()
+            except TimeoutError:
+                # Once a period, settle again what a refused report left awaiting (a
+                # package being settled is skipped); never right after a settle, which
+                # would spin if a store kept answering without changing anything.
+                self._on_catalog(self._catalog)
             self._collect_soon.clear()

@@ -15,7 +15,12 @@ from typing import Protocol
 
 from kubelambda.models import CodePackage, FunctionVersion, Target
 
-__all__ = ["InstanceBackend", "PackageRejected", "StartFailure"]
+__all__ = ["BackendClosed", "InstanceBackend", "PackageRejected", "StartFailure"]
+
+
+class BackendClosed(Exception):
+    """The backend is shutting down and did not finish: nothing was decided about the
+    package or instance (the next start of the process does the work again)."""
 
 
 class PackageRejected(ValueError):
@@ -42,7 +47,8 @@ class InstanceBackend(Protocol):
         ...
 
     async def prepare(self, package: CodePackage) -> None:
-        """Make ``package`` ready for instances to start from. Raises ``PackageRejected``."""
+        """Make ``package`` ready for instances to start from. Raises ``PackageRejected``,
+        or ``BackendClosed`` when a shutdown cut the work short."""
         ...
 
     async def discard(self, sha256_hexes: Collection[str]) -> None:

@@ -1,7 +1,9 @@
 """Fixtures for the controller's integration tests: real agent processes, no fakes.
 
-Every test gets a function name of its own, so the ``/proc`` scan that finds its
-processes (agents and runtimes carry ``AWS_LAMBDA_FUNCTION_NAME``) sees nobody else's.
+Code comes as a real zip put in a real ``LocalCodeStore``, which the real
+``LocalProcessBackend`` unpacks. Every test gets a function name of its own, so the
+``/proc`` scan that finds its processes (agents and runtimes carry
+``AWS_LAMBDA_FUNCTION_NAME``) sees nobody else's.
 """
 
 from __future__ import annotations
@@ -16,32 +18,13 @@ from typing import Any
 
 import httpx
 import pytest
+from controller_testkit import HANDLER, REGION, make_zip
 
 from controller.backends.local import LocalProcessBackend
-from kubelambda.models import FunctionVersion
-from kubelambda.ports import Endpoint
+from kubelambda.models import CodePackage, FunctionVersion
+from kubelambda.ports.endpoints import Endpoint
+from kubelambda.store import LocalCodeStore
 from tests import factories
-
-HANDLER = """
-import os
-import time
-
-INIT_SLEEP = float(os.environ.get("INIT_SLEEP", "0"))
-time.sleep(INIT_SLEEP)
-
-
-def handler(event, context):
-    if event.get("sleep"):
-        time.sleep(event["sleep"])
-    if event.get("exit"):
-        os._exit(3)
-    return {
-        "function": context.function_name,
-        "version": context.function_version,
-        "initialization_type": os.environ["AWS_LAMBDA_INITIALIZATION_TYPE"],
-        "pid": os.getpid(),
-    }
-"""
 
 Until = Callable[[Callable[[], bool]], Awaitable[None]]
 Invoke = Callable[[Endpoint, dict[str, object]], Coroutine[Any, Any, httpx.Response]]
@@ -53,37 +36,59 @@ def function_name() -> str:
 
 
 @pytest.fixture
-def code_dir(tmp_path: Path) -> Path:
-    code = tmp_path / "code"
-    code.mkdir()
-    (code / "app.py").write_text(HANDLER)
-    return code
+def code_store(tmp_path: Path) -> LocalCodeStore:
+    return LocalCodeStore(tmp_path / "code-store")
 
 
 @pytest.fixture
-def make_version(function_name: str, code_dir: Path) -> Callable[..., FunctionVersion]:
+async def handler_package(code_store: LocalCodeStore) -> CodePackage:
+    """The test handler (``app.handler``), stored in ``code_store``."""
+    return await code_store.put(make_zip({"app.py": HANDLER}))
+
+
+@pytest.fixture
+def make_version(
+    function_name: str, handler_package: CodePackage
+) -> Callable[..., FunctionVersion]:
     def make(**changes: object) -> FunctionVersion:
         defaults: dict[str, object] = {
-            "code_sha256": "test",
-            "code_path": str(code_dir),
+            "code_sha256": handler_package.code_sha256,
+            "code_size": handler_package.size,
             "revision_id": "rev-1",
             "last_modified": "2026-01-01T00:00:00.000+0000",
             "timeout": 5,
         }
-        return factories.function_version(
-            **({"name": function_name, "version": "1"} | defaults | changes)
-        )
+        fields: dict[str, Any] = {"name": function_name, "version": "1"} | defaults | changes
+        return factories.function_version(**fields)
 
     return make
 
 
+NewBackend = Callable[..., LocalProcessBackend]
+
+
 @pytest.fixture
-async def backend(tmp_path: Path) -> AsyncIterator[LocalProcessBackend]:
-    local = LocalProcessBackend(tmp_path / "home", ready_timeout=20.0, stop_grace_extra=2.0)
+async def new_backend(tmp_path: Path, code_store: LocalCodeStore) -> AsyncIterator[NewBackend]:
+    """Builds a backend on ``code_store`` under ``<tmp>/home`` (keyword arguments override
+    its options); every one built is closed at the end, even if the test closed it."""
+    built: list[LocalProcessBackend] = []
+
+    def build(**options: Any) -> LocalProcessBackend:
+        defaults: dict[str, Any] = {"code": code_store, "region": REGION}
+        local = LocalProcessBackend(tmp_path / "home", **(defaults | options))
+        built.append(local)
+        return local
+
     try:
-        yield local
+        yield build
     finally:
-        await local.aclose()
+        for local in built:
+            await local.aclose()
+
+
+@pytest.fixture
+def backend(new_backend: NewBackend) -> LocalProcessBackend:
+    return new_backend(ready_timeout=20.0, stop_grace_extra=2.0)
 
 
 def _parent(pid: int) -> int:

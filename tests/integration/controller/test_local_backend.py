@@ -1,4 +1,5 @@
-"""LocalProcessBackend with real runtime-agent processes and a real python handler."""
+"""LocalProcessBackend with real runtime-agent processes, a real python handler, and its
+code from a real LocalCodeStore."""
 
 from __future__ import annotations
 
@@ -17,16 +18,13 @@ from controller import errors
 from controller.backends.local import LocalProcessBackend
 from controller.metrics import ControllerMetrics
 from kubelambda.models import FunctionVersion, Target, frozen_mapping
-from kubelambda.ports import Endpoint
+from kubelambda.ports.endpoints import Endpoint
 
 PidsOf = Callable[[str], list[int]]
 Until = Callable[[Callable[[], bool]], Awaitable[None]]
 Invoke = Callable[[Endpoint, dict[str, object]], Coroutine[Any, Any, httpx.Response]]
 MakeVersion = Callable[..., FunctionVersion]
-
-
-def target_of(version: FunctionVersion) -> Target:
-    return Target(version.function_name, version.version)
+NewBackend = Callable[..., LocalProcessBackend]
 
 
 def agent_pid(pids: list[int]) -> int:
@@ -43,7 +41,7 @@ async def test_scales_zero_to_two_and_back_to_zero(
     pids_of: PidsOf,
 ) -> None:
     version = make_version()
-    target = target_of(version)
+    target = version.target
 
     await backend.scale(version, replicas=2, concurrency=1)
     await until(lambda: len(backend.endpoints(target)) == 2)
@@ -61,7 +59,7 @@ async def test_endpoint_appears_only_once_the_handler_is_initialised(
     backend: LocalProcessBackend, make_version: MakeVersion, until: Until, invoke: Invoke
 ) -> None:
     version = make_version(environment=frozen_mapping({"INIT_SLEEP": "1.0"}))
-    target = target_of(version)
+    target = version.target
     changes: list[int] = []
     backend.subscribe(lambda t: changes.append(len(backend.endpoints(t))))
 
@@ -85,7 +83,7 @@ async def test_scale_down_lets_an_in_flight_invocation_finish(
     pids_of: PidsOf,
 ) -> None:
     version = make_version()
-    target = target_of(version)
+    target = version.target
     await backend.scale(version, replicas=1, concurrency=1)
     await until(lambda: bool(backend.endpoints(target)))
     busy = asyncio.create_task(invoke(backend.endpoints(target)[0], {"sleep": 1.5}))
@@ -102,12 +100,12 @@ async def test_scale_down_lets_an_in_flight_invocation_finish(
 
 
 async def test_an_instance_that_dies_leaves_and_is_replaced_on_the_next_scale(
-    tmp_path: Path, make_version: MakeVersion, until: Until, pids_of: PidsOf
+    new_backend: NewBackend, make_version: MakeVersion, until: Until, pids_of: PidsOf
 ) -> None:
     registry = CollectorRegistry()
-    backend = LocalProcessBackend(tmp_path / "home", metrics=ControllerMetrics(registry))
+    backend = new_backend(metrics=ControllerMetrics(registry))
     version = make_version()
-    target = target_of(version)
+    target = version.target
     notified: list[Target] = []
     backend.subscribe(notified.append)
     try:
@@ -127,26 +125,31 @@ async def test_an_instance_that_dies_leaves_and_is_replaced_on_the_next_scale(
 
     failures = registry.get_sample_value(
         "kubelambda_instance_failures_total",
-        {"function": version.function_name, "version": "1", "reason": "exited"},
+        {
+            "namespace": "default",
+            "function": version.function_name,
+            "version": "1",
+            "reason": "exited",
+        },
     )
     assert (failures, changes) == (1.0, [target, target, target])
     assert second.instance_id != first.instance_id
 
 
 async def test_aclose_leaves_no_process_behind(
-    tmp_path: Path,
+    new_backend: NewBackend,
     make_version: MakeVersion,
     until: Until,
     pids_of: PidsOf,
     children_of_this_process: Callable[[], list[int]],
 ) -> None:
-    backend = LocalProcessBackend(tmp_path / "home")
+    backend = new_backend()
     version = make_version(environment=frozen_mapping({"INIT_SLEEP": "0.5"}))
     await backend.scale(version, replicas=3, concurrency=2)
-    await until(lambda: len(backend.endpoints(target_of(version))) >= 1)
+    await until(lambda: len(backend.endpoints(version.target)) >= 1)
     running = len(pids_of(version.function_name))
 
-    await until(lambda: len(backend.endpoints(target_of(version))) == 3)
+    await until(lambda: len(backend.endpoints(version.target)) == 3)
     await until(lambda: len(children_of_this_process()) == 4)  # and a spare agent
     await backend.aclose()
 
@@ -156,11 +159,11 @@ async def test_aclose_leaves_no_process_behind(
 
 
 async def test_an_instance_not_ready_in_time_is_killed_and_counted(
-    tmp_path: Path, make_version: MakeVersion, until: Until, pids_of: PidsOf
+    new_backend: NewBackend, make_version: MakeVersion, until: Until, pids_of: PidsOf
 ) -> None:
-    backend = LocalProcessBackend(tmp_path / "home", ready_timeout=1.0)
+    backend = new_backend(ready_timeout=1.0)
     version = make_version(environment=frozen_mapping({"INIT_SLEEP": "60"}))
-    target = target_of(version)
+    target = version.target
     try:
         await backend.scale(version, replicas=1, concurrency=1)
         await until(lambda: backend.start_failure(target) is not None)
@@ -179,7 +182,7 @@ async def test_an_agent_exiting_during_init_is_a_start_failure(
     backend: LocalProcessBackend, make_version: MakeVersion, until: Until
 ) -> None:
     version = make_version(memory_size=0)  # the agent refuses this configuration and exits
-    target = target_of(version)
+    target = version.target
 
     await backend.scale(version, replicas=1, concurrency=1)
     await until(lambda: backend.start_failure(target) is not None)
@@ -194,7 +197,7 @@ async def test_failing_starts_back_off_before_the_next_try(
     backend: LocalProcessBackend, make_version: MakeVersion, until: Until, pids_of: PidsOf
 ) -> None:
     version = make_version(memory_size=0)
-    target = target_of(version)
+    target = version.target
     await backend.scale(version, replicas=1, concurrency=1)
     await until(lambda: backend.start_failure(target) is not None)
 
@@ -204,14 +207,14 @@ async def test_failing_starts_back_off_before_the_next_try(
 
 
 async def test_a_missing_interpreter_is_a_permanent_failure(
-    tmp_path: Path, make_version: MakeVersion
+    new_backend: NewBackend, make_version: MakeVersion
 ) -> None:
     environ = dict(os.environ, KUBELAMBDA_PYTHON_3_13="/nonexistent/python3.13")
-    backend = LocalProcessBackend(tmp_path / "home", host_environ=environ)
+    backend = new_backend(host_environ=environ)
     version = make_version(runtime="python3.13")
 
     await backend.scale(version, replicas=1, concurrency=1)
-    failure = backend.start_failure(target_of(version))
+    failure = backend.start_failure(version.target)
     await backend.aclose()
 
     assert failure is not None
@@ -225,7 +228,7 @@ async def test_a_new_revision_replaces_the_old_instances(
     backend: LocalProcessBackend, make_version: MakeVersion, until: Until, invoke: Invoke
 ) -> None:
     old = make_version(version="$LATEST")
-    target = target_of(old)
+    target = old.target
     await backend.scale(old, replicas=1, concurrency=1)
     await until(lambda: bool(backend.endpoints(target)))
     old_endpoint = backend.endpoints(target)[0]
@@ -243,7 +246,7 @@ async def test_provisioned_instances_say_so_in_their_initialization_type(
     backend: LocalProcessBackend, make_version: MakeVersion, until: Until, invoke: Invoke
 ) -> None:
     version = make_version()
-    target = target_of(version)
+    target = version.target
 
     await backend.scale(version, replicas=2, concurrency=1, provisioned=1)
     await until(lambda: len(backend.endpoints(target)) == 2)
@@ -265,14 +268,14 @@ async def test_a_spare_agent_is_kept_and_taken_by_the_next_start(
 ) -> None:
     first = make_version()
     await backend.scale(first, replicas=1, concurrency=1)
-    await until(lambda: bool(backend.endpoints(target_of(first))))
+    await until(lambda: bool(backend.endpoints(first.target)))
     await until(lambda: len(children_of_this_process()) == 2)
     spare = set(children_of_this_process()) - {agent_pid(pids_of(first.function_name))}
 
     second = make_version(function_name=f"{first.function_name}-b")
     await backend.scale(second, replicas=1, concurrency=1)
-    await until(lambda: bool(backend.endpoints(target_of(second))))
-    answer = await invoke(backend.endpoints(target_of(second))[0], {})
+    await until(lambda: bool(backend.endpoints(second.target)))
+    answer = await invoke(backend.endpoints(second.target)[0], {})
 
     assert {agent_pid(pids_of(second.function_name))} == spare
     assert answer.json()["function"] == second.function_name

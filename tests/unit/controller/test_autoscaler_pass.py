@@ -7,15 +7,17 @@ calls; the loop against the real ones is in tests/integration/controller.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from controller.autoscaler.loop import Autoscaler
-from controller.backends.base import StartFailure
 from kubelambda.models import (
+    DEFAULT_NAMESPACE,
     IDLE_TIMEOUT_TAG,
     INSTANCE_CONCURRENCY_TAG,
     Alias,
+    CodePackage,
+    FunctionKey,
     FunctionSettings,
     FunctionVersion,
     ProvisionedConcurrency,
@@ -23,11 +25,17 @@ from kubelambda.models import (
     Target,
     frozen_mapping,
 )
-from kubelambda.ports import Catalog, Endpoint
+from kubelambda.ports.catalog import Catalog
+from kubelambda.ports.instances import StartFailure
 from tests import factories
 
-V1 = Target("f", "1")
-V2 = Target("f", "2")
+NS = DEFAULT_NAMESPACE
+F = FunctionKey(NS, "f")
+V1 = factories.target("f", "1")
+V2 = factories.target("f", "2")
+# Two gateway replicas, each reporting only what it holds itself.
+GATEWAY_A = "gateway-a"
+GATEWAY_B = "gateway-b"
 
 
 def version(target: Target) -> FunctionVersion:
@@ -42,9 +50,9 @@ def catalog(
 ) -> Catalog:
     return Catalog(
         versions={t: version(t) for t in (V1, V2)},
-        settings={"f": FunctionSettings("f", tags=frozen_mapping(tags or {}))},
-        provisioned={(p.function_name, p.qualifier): p for p in provisioned},
-        aliases={(a.function_name, a.name): a for a in aliases},
+        settings={F: FunctionSettings(NS, "f", tags=frozen_mapping(tags or {}))},
+        provisioned={(p.key, p.qualifier): p for p in provisioned},
+        aliases={(a.key, a.name): a for a in aliases},
     )
 
 
@@ -52,7 +60,9 @@ def catalog(
 class Store:
     current: Catalog
     listeners: list[Callable[[Catalog], None]] = field(default_factory=list)
-    reports: list[tuple[str, str, int, ProvisionedStatus, str]] = field(default_factory=list)
+    reports: list[tuple[FunctionKey, str, int, ProvisionedStatus, str]] = field(
+        default_factory=list
+    )
 
     async def catalog(self) -> Catalog:
         return self.current
@@ -66,17 +76,22 @@ class Store:
         for listener in self.listeners:
             listener(catalog)
 
+    async def finish_package(
+        self, function: FunctionKey, code_sha256: str, *, error: str | None
+    ) -> bool:
+        raise AssertionError("the autoscaler settles no package")
+
     async def set_provisioned_status(
         self,
-        function_name: str,
+        function: FunctionKey,
         qualifier: str,
         *,
         allocated: int,
         status: ProvisionedStatus,
         reason: str = "",
     ) -> None:
-        self.reports.append((function_name, qualifier, allocated, status, reason))
-        key = (function_name, qualifier)
+        self.reports.append((function, qualifier, allocated, status, reason))
+        key = (function, qualifier)
         configs = dict(self.current.provisioned)
         configs[key] = configs[key].with_changes(
             allocated=allocated, status=status, status_reason=reason
@@ -95,19 +110,16 @@ class Backend:
     async def scale(
         self, version: FunctionVersion, *, replicas: int, concurrency: int, provisioned: int = 0
     ) -> None:
-        self.asked[Target(version.function_name, version.version)] = (
-            replicas,
-            concurrency,
-            provisioned,
-        )
+        self.asked[version.target] = (replicas, concurrency, provisioned)
 
-    def endpoints(self, target: Target) -> list[Endpoint]:
-        return [
-            Endpoint(target, str(i), "127.0.0.1", 1, 1) for i in range(self.ready.get(target, 0))
-        ]
+    async def prepare(self, package: CodePackage) -> None:
+        raise AssertionError("the autoscaler prepares no package")
 
-    def subscribe(self, listener: Callable[[Target], None]) -> Callable[[], None]:
-        return lambda: None
+    async def discard(self, sha256_hexes: Collection[str]) -> None:
+        raise AssertionError("the autoscaler discards no package")
+
+    def ready_instances(self, target: Target) -> int:
+        return self.ready.get(target, 0)
 
     def start_failure(self, target: Target) -> StartFailure | None:
         return self.failures.get(target)
@@ -151,8 +163,8 @@ async def test_a_short_invocation_between_passes_still_counts() -> None:
     backend, clock = Backend(), Clock()
     autoscaler = await started(Store(catalog()), backend, clock)
     try:
-        autoscaler.report(V1, in_flight=3, waiting=0)
-        autoscaler.report(V1, in_flight=0, waiting=0)
+        autoscaler.report(GATEWAY_A, V1, in_flight=3, waiting=0)
+        autoscaler.report(GATEWAY_A, V1, in_flight=0, waiting=0)
         await autoscaler.run_once()
     finally:
         await autoscaler.aclose()
@@ -164,9 +176,9 @@ async def test_a_request_that_waited_then_ran_is_one_unit_of_demand() -> None:
     backend, clock = Backend(), Clock()
     autoscaler = await started(Store(catalog()), backend, clock)
     try:
-        autoscaler.report(V1, in_flight=0, waiting=1)
+        autoscaler.report(GATEWAY_A, V1, in_flight=0, waiting=1)
         autoscaler.poke(V1)
-        autoscaler.report(V1, in_flight=1, waiting=0)
+        autoscaler.report(GATEWAY_A, V1, in_flight=1, waiting=0)
         await autoscaler.run_once({V1})
         backend.ready[V1] = 1
         clock.now += 1
@@ -177,14 +189,77 @@ async def test_a_request_that_waited_then_ran_is_one_unit_of_demand() -> None:
     assert backend.asked[V1][0] == 1
 
 
+async def test_the_in_flight_counts_of_two_reporters_are_summed() -> None:
+    backend, clock = Backend(), Clock()
+    autoscaler = await started(Store(catalog()), backend, clock)
+    try:
+        autoscaler.report(GATEWAY_A, V1, in_flight=2, waiting=0)
+        autoscaler.report(GATEWAY_B, V1, in_flight=3, waiting=0)
+        await autoscaler.run_once()
+    finally:
+        await autoscaler.aclose()
+
+    # Neither the last report (3) nor the larger one: 2 + 3 at one request per instance.
+    assert backend.asked[V1][0] == 5
+
+
+async def test_requests_held_by_one_reporter_add_to_another_reporters_in_flight() -> None:
+    backend, clock = Backend(), Clock()
+    autoscaler = await started(Store(catalog()), backend, clock)
+    try:
+        autoscaler.report(GATEWAY_A, V1, in_flight=1, waiting=0)
+        autoscaler.report(GATEWAY_B, V1, in_flight=0, waiting=2)
+        await autoscaler.run_once()
+    finally:
+        await autoscaler.aclose()
+
+    assert backend.asked[V1][0] == 3
+
+
+async def test_a_reporters_new_report_replaces_its_previous_one() -> None:
+    backend, clock = Backend(), Clock()
+    autoscaler = await started(Store(catalog()), backend, clock)
+    try:
+        autoscaler.report(GATEWAY_A, V1, in_flight=3, waiting=0)
+        autoscaler.report(GATEWAY_A, V1, in_flight=3, waiting=0)
+        await autoscaler.run_once()
+    finally:
+        await autoscaler.aclose()
+
+    assert backend.asked[V1][0] == 3
+
+
+async def test_a_reporter_whose_count_drops_to_zero_no_longer_contributes() -> None:
+    # Five ready instances for a demand of five: no panic, so only the stable window
+    # (60 s) decides when the target may come down.
+    backend, clock = Backend(ready={V1: 5}), Clock()
+    autoscaler = await started(Store(catalog()), backend, clock)
+    try:
+        autoscaler.report(GATEWAY_A, V1, in_flight=2, waiting=0)
+        autoscaler.report(GATEWAY_B, V1, in_flight=3, waiting=0)
+        await autoscaler.run_once()
+        both = backend.asked[V1][0]
+        autoscaler.report(GATEWAY_A, V1, in_flight=0, waiting=0)
+        # The next pass still counts A's invocations (they ran past the last pass)...
+        clock.now += 1.0
+        await autoscaler.run_once()
+        # ...and once the stable window has moved past them, only B's 3 remain.
+        clock.now += 61.0
+        await autoscaler.run_once()
+    finally:
+        await autoscaler.aclose()
+
+    assert (both, backend.asked[V1][0]) == (5, 3)
+
+
 async def test_idle_timeout_from_tags_brings_a_target_back_to_zero() -> None:
     backend, clock = Backend(), Clock()
     store = Store(catalog(tags={IDLE_TIMEOUT_TAG: "2"}))
     autoscaler = await started(store, backend, clock)
     try:
-        autoscaler.report(V1, in_flight=1, waiting=0)
+        autoscaler.report(GATEWAY_A, V1, in_flight=1, waiting=0)
         await autoscaler.run_once()
-        autoscaler.report(V1, in_flight=0, waiting=0)
+        autoscaler.report(GATEWAY_A, V1, in_flight=0, waiting=0)
         # The pass at 1001 still sees the invocation (it ran past the pass at 1000).
         clock.now += 1.0
         await autoscaler.run_once()
@@ -203,7 +278,7 @@ async def test_instance_concurrency_from_tags_reaches_the_backend() -> None:
     backend, clock = Backend(), Clock()
     autoscaler = await started(Store(catalog(tags={INSTANCE_CONCURRENCY_TAG: "4"})), backend, clock)
     try:
-        autoscaler.report(V1, in_flight=6, waiting=0)
+        autoscaler.report(GATEWAY_A, V1, in_flight=6, waiting=0)
         await autoscaler.run_once()
     finally:
         await autoscaler.aclose()
@@ -214,8 +289,10 @@ async def test_instance_concurrency_from_tags_reaches_the_backend() -> None:
 
 async def test_provisioned_alias_config_warms_both_versions_and_reports_ready() -> None:
     backend, clock = Backend(), Clock()
-    alias = Alias("f", "live", "1", "rev", additional_version_weights={"2": 0.25})
-    store = Store(catalog(aliases=[alias], provisioned=[ProvisionedConcurrency("f", "live", 4)]))
+    alias = Alias(NS, "f", "live", "1", "rev", additional_version_weights={"2": 0.25})
+    store = Store(
+        catalog(aliases=[alias], provisioned=[ProvisionedConcurrency(NS, "f", "live", 4)])
+    )
     autoscaler = await started(store, backend, clock)
     try:
         await autoscaler.run_once()
@@ -227,12 +304,12 @@ async def test_provisioned_alias_config_warms_both_versions_and_reports_ready() 
         await autoscaler.aclose()
 
     assert asked == ((3, 1, 3), (1, 1, 1))
-    assert store.reports == [("f", "live", 4, ProvisionedStatus.READY, "")]
+    assert store.reports == [(F, "live", 4, ProvisionedStatus.READY, "")]
 
 
 async def test_provisioned_config_fails_after_repeated_start_failures() -> None:
     backend, clock = Backend(), Clock()
-    store = Store(catalog(provisioned=[ProvisionedConcurrency("f", "1", 1)]))
+    store = Store(catalog(provisioned=[ProvisionedConcurrency(NS, "f", "1", 1)]))
     autoscaler = await started(store, backend, clock, failures_before_failed=3)
     try:
         backend.failures[V1] = StartFailure(2, "boom", retriable=True)
@@ -244,7 +321,7 @@ async def test_provisioned_config_fails_after_repeated_start_failures() -> None:
         await autoscaler.aclose()
 
     assert early == []
-    assert store.reports == [("f", "1", 0, ProvisionedStatus.FAILED, "f:1: boom")]
+    assert store.reports == [(F, "1", 0, ProvisionedStatus.FAILED, "default/f:1: boom")]
 
 
 async def test_a_version_that_leaves_the_catalog_is_scaled_to_zero() -> None:
@@ -252,7 +329,7 @@ async def test_a_version_that_leaves_the_catalog_is_scaled_to_zero() -> None:
     store = Store(catalog())
     autoscaler = await started(store, backend, clock)
     try:
-        autoscaler.report(V2, in_flight=2, waiting=0)
+        autoscaler.report(GATEWAY_A, V2, in_flight=2, waiting=0)
         await autoscaler.run_once()
         running = backend.asked[V2][0]
         store.publish(Catalog(versions={V1: version(V1)}))

@@ -1,4 +1,4 @@
-"""Controller metrics: names, labels, and forgetting a target's gauges."""
+"""Controller metrics: names, labels (namespace first), and forgetting a target's gauges."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from prometheus_client import CollectorRegistry
 from controller.metrics import ControllerMetrics
 from kubelambda.models import Target
 
-TARGET = Target("orders", "3")
-LABELS = {"function": "orders", "version": "3"}
+TARGET = Target("shop", "orders", "3")
+LABELS = {"namespace": "shop", "function": "orders", "version": "3"}
 
 
 def test_a_decision_sets_desired_and_counts_a_change_by_direction() -> None:
@@ -57,3 +57,13 @@ def test_forget_drops_the_gauges_of_a_target() -> None:
 
     assert registry.get_sample_value("kubelambda_instances_desired", LABELS) is None
     assert registry.get_sample_value("kubelambda_instances_ready", LABELS) is None
+
+
+def test_targets_of_one_name_in_two_namespaces_are_separate_series() -> None:
+    registry = CollectorRegistry()
+    metrics = ControllerMetrics(registry)
+
+    metrics.decided(TARGET, previous=0, replicas=2)
+    metrics.decided(Target("other", "orders", "3"), previous=0, replicas=5)
+
+    assert registry.get_sample_value("kubelambda_instances_desired", LABELS) == 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,27 +16,29 @@ from controller.backends.local_env import (
     log_path,
     log_stream_name,
 )
-from kubelambda.models import FunctionVersion, frozen_mapping
+from kubelambda.models import DEFAULT_NAMESPACE, FunctionVersion, frozen_mapping
 from tests import factories
 
 STARTED = datetime(2026, 3, 7, 23, 59, tzinfo=UTC)
 INSTANCE = "0123456789abcdef0123456789abcdef"
+TASK_ROOT = Path("/srv/code/unpacked/0f1e2d")
 
 
 def version(runtime: str = "python3.11", **changes: object) -> FunctionVersion:
     defaults: dict[str, object] = {
         "runtime": runtime,
-        "code_path": "/srv/code/orders/7",
         "memory_size": 256,
         "timeout": 12,
         "environment": frozen_mapping({"TABLE": "orders", "AWS_REGION": "moon-1"}),
     }
-    return factories.function_version(**({"name": "orders", "version": "7"} | defaults | changes))
+    fields: dict[str, Any] = {"name": "orders", "version": "7"} | defaults | changes
+    return factories.function_version(**fields)
 
 
 def environment(v: FunctionVersion, host: dict[str, str] | None = None) -> dict[str, str]:
     return instance_environment(
         v,
+        task_root=TASK_ROOT,
         instance_id=INSTANCE,
         concurrency=4,
         initialization_type=InitializationType.PROVISIONED,
@@ -56,17 +59,25 @@ def test_log_stream_name_has_lambdas_form(version_name: str, expected: str) -> N
     assert log_stream_name(version_name, INSTANCE, STARTED) == expected
 
 
-def test_log_path_is_per_function_version_and_instance() -> None:
-    assert log_path(Path("/home"), version(), INSTANCE) == Path(
-        f"/home/logs/orders/7/{INSTANCE}.log"
-    )
+@pytest.mark.parametrize(
+    ("namespace", "expected"),
+    [
+        # The default namespace keeps the layout users of the embedded mode know.
+        (DEFAULT_NAMESPACE, f"/home/logs/orders/7/{INSTANCE}.log"),
+        ("team-a", f"/home/logs/team-a/orders/7/{INSTANCE}.log"),
+    ],
+)
+def test_log_path_is_per_namespace_function_version_and_instance(
+    namespace: str, expected: str
+) -> None:
+    assert log_path(Path("/home"), version(namespace=namespace), INSTANCE) == Path(expected)
 
 
 @pytest.mark.parametrize(
     ("name", "value"),
     [
         ("_HANDLER", "app.handler"),
-        ("LAMBDA_TASK_ROOT", "/srv/code/orders/7"),
+        ("LAMBDA_TASK_ROOT", "/srv/code/unpacked/0f1e2d"),
         ("AWS_LAMBDA_FUNCTION_NAME", "orders"),
         ("AWS_LAMBDA_FUNCTION_VERSION", "7"),
         ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "256"),

@@ -14,9 +14,11 @@ from controller.autoscaler.specs import (
     split_by_weight,
 )
 from kubelambda.models import (
+    DEFAULT_NAMESPACE,
     IDLE_TIMEOUT_TAG,
     INSTANCE_CONCURRENCY_TAG,
     Alias,
+    FunctionKey,
     FunctionSettings,
     FunctionVersion,
     ProvisionedConcurrency,
@@ -24,8 +26,13 @@ from kubelambda.models import (
     Target,
     frozen_mapping,
 )
-from kubelambda.ports import Catalog
+from kubelambda.ports.catalog import Catalog
 from tests import factories
+
+NS = DEFAULT_NAMESPACE
+F = FunctionKey(NS, "f")
+V1 = factories.target("f", "1")
+V2 = factories.target("f", "2")
 
 
 def version(name: str, number: str) -> FunctionVersion:
@@ -40,10 +47,10 @@ def catalog(
 ) -> Catalog:
     versions = [version("f", "$LATEST"), version("f", "1"), version("f", "2")]
     return Catalog(
-        versions={Target(v.function_name, v.version): v for v in versions},
-        aliases={(a.function_name, a.name): a for a in aliases},
-        settings={s.function_name: s for s in settings},
-        provisioned={(p.function_name, p.qualifier): p for p in provisioned},
+        versions={v.target: v for v in versions},
+        aliases={(a.key, a.name): a for a in aliases},
+        settings={s.key: s for s in settings},
+        provisioned={(p.key, p.qualifier): p for p in provisioned},
     )
 
 
@@ -65,33 +72,37 @@ def test_split_by_weight_sums_to_the_total(
 
 
 def test_config_on_a_version_warms_that_version() -> None:
-    plans = provisioned_plans(catalog(provisioned=[ProvisionedConcurrency("f", "1", requested=4)]))
+    plans = provisioned_plans(
+        catalog(provisioned=[ProvisionedConcurrency(NS, "f", "1", requested=4)])
+    )
 
-    assert provisioned_concurrency(plans) == {Target("f", "1"): 4}
+    assert provisioned_concurrency(plans) == {V1: 4}
 
 
 def test_config_on_an_alias_splits_across_its_versions_by_weight() -> None:
-    alias = Alias("f", "live", "1", "rev", additional_version_weights={"2": 0.3})
+    alias = Alias(NS, "f", "live", "1", "rev", additional_version_weights={"2": 0.3})
     plans = provisioned_plans(
-        catalog(aliases=[alias], provisioned=[ProvisionedConcurrency("f", "live", requested=10)])
+        catalog(
+            aliases=[alias], provisioned=[ProvisionedConcurrency(NS, "f", "live", requested=10)]
+        )
     )
 
-    assert provisioned_concurrency(plans) == {Target("f", "1"): 7, Target("f", "2"): 3}
+    assert provisioned_concurrency(plans) == {V1: 7, V2: 3}
 
 
 def test_configs_reaching_one_version_add_up() -> None:
-    alias = Alias("f", "live", "1", "rev")
+    alias = Alias(NS, "f", "live", "1", "rev")
     plans = provisioned_plans(
         catalog(
             aliases=[alias],
             provisioned=[
-                ProvisionedConcurrency("f", "live", requested=2),
-                ProvisionedConcurrency("f", "1", requested=3),
+                ProvisionedConcurrency(NS, "f", "live", requested=2),
+                ProvisionedConcurrency(NS, "f", "1", requested=3),
             ],
         )
     )
 
-    assert provisioned_concurrency(plans) == {Target("f", "1"): 5}
+    assert provisioned_concurrency(plans) == {V1: 5}
 
 
 def test_specs_cover_every_version_with_defaults() -> None:
@@ -106,27 +117,56 @@ def test_specs_cover_every_version_with_defaults() -> None:
 @pytest.mark.parametrize("state", [State.PENDING, State.FAILED, State.INACTIVE])
 def test_versions_that_cannot_run_get_no_spec(state: State) -> None:
     base = catalog()
-    not_ready = Target("f", "2")
     versions = dict(base.versions)
-    versions[not_ready] = versions[not_ready].with_changes(state=state)
+    versions[V2] = versions[V2].with_changes(state=state)
     pending = Catalog(versions, base.aliases, base.settings, base.provisioned)
 
-    assert set(scale_specs(pending, ScalePolicy())) == {Target("f", "$LATEST"), Target("f", "1")}
+    assert set(scale_specs(pending, ScalePolicy())) == {factories.target("f", "$LATEST"), V1}
 
 
 def test_specs_take_tags_reserved_concurrency_and_policy() -> None:
     settings = FunctionSettings(
+        NS,
         "f",
         tags=frozen_mapping({IDLE_TIMEOUT_TAG: "2", INSTANCE_CONCURRENCY_TAG: "4"}),
         reserved_concurrency=9,
     )
-    spec = scale_specs(catalog(settings=[settings]), ScalePolicy(max_instances=7))[Target("f", "1")]
+    spec = scale_specs(catalog(settings=[settings]), ScalePolicy(max_instances=7))[V1]
 
     assert (spec.idle_timeout, spec.instance_concurrency, spec.max_replicas) == (2.0, 4, 3)
 
 
 def test_provisioned_minimum_is_in_instances() -> None:
-    settings = FunctionSettings("f", tags=frozen_mapping({INSTANCE_CONCURRENCY_TAG: "2"}))
-    cat = catalog(settings=[settings], provisioned=[ProvisionedConcurrency("f", "1", requested=5)])
+    settings = FunctionSettings(NS, "f", tags=frozen_mapping({INSTANCE_CONCURRENCY_TAG: "2"}))
+    cat = catalog(
+        settings=[settings], provisioned=[ProvisionedConcurrency(NS, "f", "1", requested=5)]
+    )
 
-    assert scale_specs(cat, ScalePolicy())[Target("f", "1")].min_instances == 3
+    assert scale_specs(cat, ScalePolicy())[V1].min_instances == 3
+
+
+def test_a_plan_names_its_function_by_key() -> None:
+    plans = provisioned_plans(catalog(provisioned=[ProvisionedConcurrency(NS, "f", "1", 2)]))
+
+    assert [(p.function, p.qualifier, p.requested) for p in plans] == [(F, "1", 2)]
+
+
+def test_one_function_name_in_two_namespaces_keeps_its_own_settings_and_configs() -> None:
+    other = Target("team-a", "f", "1")
+    base = catalog()
+    cat = Catalog(
+        versions={**base.versions, other: factories.function_version("f", "1", namespace="team-a")},
+        settings={
+            FunctionKey("team-a", "f"): FunctionSettings(
+                "team-a", "f", tags=frozen_mapping({IDLE_TIMEOUT_TAG: "2"})
+            )
+        },
+        provisioned={
+            (FunctionKey("team-a", "f"), "1"): ProvisionedConcurrency("team-a", "f", "1", 2)
+        },
+    )
+
+    specs = scale_specs(cat, ScalePolicy())
+
+    assert (specs[V1].idle_timeout, specs[other].idle_timeout) == (300, 2)
+    assert (specs[V1].min_instances, specs[other].min_instances) == (0, 2)
