@@ -4,9 +4,10 @@ The management API stores an upload and leaves the version Pending (``$LATEST``
 InProgress after an update); this reconciler, fed by the catalog watch, asks the
 instance backend to ``prepare`` each package a version awaits (unpack it, in embedded
 mode) and reports the outcome through ``ControllerStore.finish_package``. It also
-collects packages nothing refers to any more: at start, after each settle, and every
-``collect_every`` seconds (when it also retries settles the store refused), through the
-code store (with its grace period) and then the backend's own prepared copies.
+collects packages nothing refers to any more: at start, after each settle or delete, and
+every ``collect_every`` seconds (when it also retries settles the store refused),
+through the code store (with its grace period) and then the backend's own prepared
+copies.
 
 Settling is idempotent: after a restart the catalog still shows what awaits a package,
 so nothing is lost when the process stops half-way.
@@ -101,7 +102,11 @@ class PackageSettler:
         return removed
 
     def _on_catalog(self, catalog: Catalog) -> None:
+        dropped = referenced_packages(self._catalog) - referenced_packages(catalog)
         self._catalog = catalog
+        if dropped:
+            # A deleted function or version may have left a package unused.
+            self._collect_soon.set()
         for key in awaited_packages(catalog) - self._settling.keys():
             function, package = key
             self._settling[key] = asyncio.create_task(

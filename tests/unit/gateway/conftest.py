@@ -6,13 +6,13 @@
 from __future__ import annotations
 
 import pytest
-from gateway_fakes import RecordingSignals, StaticBackend
+from gateway_fakes import RecordingSignals, StaticEndpoints
 from prometheus_client import CollectorRegistry
 
 
 @pytest.fixture
-def backend() -> StaticBackend:
-    return StaticBackend()
+def endpoints() -> StaticEndpoints:
+    return StaticEndpoints()
 
 
 @pytest.fixture

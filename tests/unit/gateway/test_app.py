@@ -1,4 +1,5 @@
-"""The composition's routing table and body limits, driven with in-memory ASGI messages."""
+"""The composition (``gateway.app``): routing table, body limits, authentication and the
+hand-off of body and caller, driven with in-memory ASGI messages."""
 
 from __future__ import annotations
 
@@ -6,14 +7,20 @@ import json
 from typing import Any
 
 import pytest
+from kubelambda_agent import protocol
 from prometheus_client import CollectorRegistry
 
-from gateway.app import BODY_KEY, PRINCIPAL_KEY, CompositionSettings, Gateway
+from gateway.app import INVOKE_BODY_LIMIT, MANAGEMENT_BODY_LIMIT, Gateway
 from gateway.auth import Authenticator
-from kubelambda.credentials import Credentials, Keyring
+from gateway.auth.request import BODY_KEY, PRINCIPAL_KEY
+from kubelambda.credentials import Credentials, Keyring, Principal
 
 KEYS = Credentials("AKIATESTTESTTEST0001", "s" * 40, "api-key")
+TEAM_B = Credentials(
+    "AKIATESTTESTTEST0002", "t" * 40, "team-b-key", Principal(name="bob", namespace="team-b")
+)
 AUTH = [(b"authorization", b"Bearer api-key")]
+LIMIT = INVOKE_BODY_LIMIT
 
 
 def named_app(name: str, calls: list[tuple[str, dict[str, Any]]]):
@@ -25,13 +32,12 @@ def named_app(name: str, calls: list[tuple[str, dict[str, Any]]]):
     return app
 
 
-def gateway(calls, *, invoke_limit=6_291_456) -> Gateway:
+def gateway(calls) -> Gateway:
     return Gateway(
         management=named_app("management", calls),
         invoke_app=named_app("invoke", calls),
-        authenticator=Authenticator(Keyring([KEYS])),
+        authenticator=Authenticator(Keyring([KEYS, TEAM_B])),
         registry=CollectorRegistry(),
-        settings=CompositionSettings(invoke_body_limit=invoke_limit),
     )
 
 
@@ -113,19 +119,32 @@ async def test_invoke_app_gets_the_body_and_principal():
     assert scope[PRINCIPAL_KEY] == KEYS.principal
 
 
+@pytest.mark.parametrize("path", ["/2015-03-31/functions/f/invocations", "/2015-03-31/functions"])
+async def test_each_app_gets_the_principal_its_key_is_bound_to(path):
+    calls = []
+    await call(gateway(calls), "POST", path, headers=[(b"authorization", b"Bearer team-b-key")])
+    ((_, scope),) = calls
+    assert scope[PRINCIPAL_KEY] == Principal(name="bob", namespace="team-b")
+
+
+def test_the_invoke_limit_is_lambdas_6_mib_and_the_agents():
+    assert LIMIT == 6 * 1024 * 1024 == protocol.MAX_EVENT_BYTES
+
+
 @pytest.mark.parametrize(
     ("headers", "chunks", "status"),
     [
-        ([(b"content-length", b"10")], (b"x" * 10,), 200),
-        ([(b"content-length", b"11")], (b"x" * 11,), 413),
-        ([], (b"x" * 6, b"x" * 4), 200),
-        ([], (b"x" * 6, b"x" * 5), 413),
+        ([(b"content-length", str(LIMIT).encode())], (b"x" * LIMIT,), 200),
+        ([(b"content-length", str(LIMIT + 1).encode())], (b"x" * (LIMIT + 1),), 413),
+        ([], (b"x" * (LIMIT - 4), b"x" * 4), 200),
+        ([], (b"x" * (LIMIT - 4), b"x" * 5), 413),
         ([(b"content-length", b"many")], (b"x",), 400),
     ],
+    ids=["declared-at", "declared-over", "streamed-at", "streamed-over", "bad-length"],
 )
 async def test_invoke_body_limit(headers, chunks, status):
     calls = []
-    app = gateway(calls, invoke_limit=10)
+    app = gateway(calls)
     got, response_headers, body = await call(
         app, "POST", "/2015-03-31/functions/f/invocations", headers=AUTH + headers, chunks=chunks
     )
@@ -133,7 +152,24 @@ async def test_invoke_body_limit(headers, chunks, status):
     assert bool(calls) is (status == 200)
     if status == 413:
         assert response_headers[b"x-amzn-errortype"] == b"RequestEntityTooLargeException"
-        assert json.loads(body)["message"].startswith("Request must be smaller than 10 bytes")
+        assert json.loads(body)["message"].startswith(
+            f"Request must be smaller than {LIMIT} bytes for the InvokeFunction operation"
+        )
+
+
+async def test_management_bodies_may_be_larger_than_invoke_ones_but_not_unbounded():
+    calls = []
+    at_invoke_limit = (b"x" * (LIMIT + 1),)
+    status, _, _ = await call(
+        gateway(calls), "POST", "/2015-03-31/functions", headers=AUTH, chunks=at_invoke_limit
+    )
+    assert status == 200
+    declared = [(b"content-length", str(MANAGEMENT_BODY_LIMIT + 1).encode())]
+    status, headers, _ = await call(
+        gateway(calls), "POST", "/2015-03-31/functions", headers=AUTH + declared
+    )
+    assert (status, headers[b"x-amzn-errortype"]) == (413, b"RequestEntityTooLargeException")
+    assert [name for name, _ in calls] == ["management"]
 
 
 async def test_requests_without_credentials_never_reach_an_app():

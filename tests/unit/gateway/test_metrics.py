@@ -5,47 +5,74 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry
 
 from gateway.metrics import GatewayMetrics, Outcome
-from kubelambda.models import Target
+from kubelambda.models import FunctionKey, Target
+from tests import factories
 
 
-def test_invocation_outcomes_are_labelled_by_function_and_version(
+def test_invocation_outcomes_are_labelled_by_namespace_function_and_version(
     registry: CollectorRegistry,
 ) -> None:
     metrics = GatewayMetrics(registry)
-    metrics.target(Target("f", "2")).invoked(Outcome.FUNCTION_ERROR)
-    labels = {"function": "f", "version": "2", "outcome": "function_error"}
+    metrics.target(Target("team-a", "f", "2")).invoked(Outcome.FUNCTION_ERROR)
+    labels = {"namespace": "team-a", "function": "f", "version": "2", "outcome": "function_error"}
     assert registry.get_sample_value("kubelambda_invocations_total", labels) == 1
 
 
 def test_error_type_and_throttle_reason_labels(registry: CollectorRegistry) -> None:
     metrics = GatewayMetrics(registry)
-    metrics.target(Target("f", "$LATEST")).function_error("Sandbox.Timedout")
-    metrics.throttled("f", "ReservedFunctionConcurrentInvocationLimitExceeded")
+    metrics.target(factories.target("f")).function_error("Sandbox.Timedout")
+    metrics.throttled(
+        FunctionKey("default", "f"), "ReservedFunctionConcurrentInvocationLimitExceeded"
+    )
     assert (
         registry.get_sample_value(
             "kubelambda_invocation_errors_total",
-            {"function": "f", "version": "$LATEST", "error_type": "Sandbox.Timedout"},
+            {
+                "namespace": "default",
+                "function": "f",
+                "version": "$LATEST",
+                "error_type": "Sandbox.Timedout",
+            },
         )
         == 1
     )
     assert (
         registry.get_sample_value(
             "kubelambda_throttles_total",
-            {"function": "f", "reason": "ReservedFunctionConcurrentInvocationLimitExceeded"},
+            {
+                "namespace": "default",
+                "function": "f",
+                "reason": "ReservedFunctionConcurrentInvocationLimitExceeded",
+            },
         )
         == 1
     )
 
 
+def test_same_name_in_two_namespaces_is_counted_apart(registry: CollectorRegistry) -> None:
+    metrics = GatewayMetrics(registry)
+    metrics.target(Target("team-a", "f", "1")).invoked(Outcome.SUCCESS)
+    metrics.target(Target("team-b", "f", "1")).invoked(Outcome.SUCCESS)
+    metrics.target(Target("team-b", "f", "1")).invoked(Outcome.SUCCESS)
+    counts = {
+        namespace: registry.get_sample_value(
+            "kubelambda_invocations_total",
+            {"namespace": namespace, "function": "f", "version": "1", "outcome": "success"},
+        )
+        for namespace in ("team-a", "team-b")
+    }
+    assert counts == {"team-a": 1, "team-b": 2}
+
+
 def test_label_names_are_bounded(registry: CollectorRegistry) -> None:
     metrics = GatewayMetrics(registry)
-    bound = metrics.target(Target("f", "1"))
+    bound = metrics.target(factories.target("f", "1"))
     bound.duration_seconds.observe(0.01)
     bound.init_duration_seconds.observe(0.2)
     bound.concurrent.inc()
     bound.wait_seconds.observe(0.1)
     bound.waiting.set(1)
-    allowed = {"function", "version", "outcome", "error_type", "reason", "le"}
+    allowed = {"namespace", "function", "version", "outcome", "error_type", "reason", "le"}
     names = set()
     for family in registry.collect():
         assert family.name.startswith("kubelambda_")
@@ -63,4 +90,4 @@ def test_label_names_are_bounded(registry: CollectorRegistry) -> None:
 
 def test_bound_children_are_cached_per_target(registry: CollectorRegistry) -> None:
     metrics = GatewayMetrics(registry)
-    assert metrics.target(Target("f", "1")) is metrics.target(Target("f", "1"))
+    assert metrics.target(factories.target("f", "1")) is metrics.target(factories.target("f", "1"))

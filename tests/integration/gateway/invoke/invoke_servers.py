@@ -15,14 +15,14 @@ import uvicorn
 
 @contextlib.asynccontextmanager
 async def serve_uvicorn(app: Any, **config: Any) -> AsyncIterator[int]:
-    """Serve ``app`` with real uvicorn on 127.0.0.1 in this loop; yields the port."""
+    """Serve ``app`` with real uvicorn on 127.0.0.1 in this loop; yields the port.
+    ``config`` are ``uvicorn.Config`` options (lifespan events are off unless asked for)."""
     # proto=IPPROTO_TCP: asyncio sets TCP_NODELAY on accepted sockets only then.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(app, lifespan="off", log_level="warning", http="httptools", **config)
-    )
+    config = {"lifespan": "off", "log_level": "warning", "http": "httptools", **config}
+    server = uvicorn.Server(uvicorn.Config(app, **config))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     # uvicorn exposes only a flag, no event, for "listening".
     while not server.started:  # noqa: ASYNC110

@@ -1,4 +1,4 @@
-"""How the proxy sorts what an instance's server does: ran, busy, or failed.
+"""How the agent client sorts what an instance's server does: ran, busy, or failed.
 
 A real agent only fails these ways when it crashes or misbehaves, so each failure is
 played by a small real server speaking HTTP over a real socket.
@@ -12,19 +12,19 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from gateway.invoke import proxy
+from gateway.kits import agent_client
 from gateway.kits.http_pool import ConnectionPool
 from kubelambda import errors
-from kubelambda.models import Target
-from kubelambda.ports import Endpoint
+from kubelambda.ports.endpoints import Endpoint
+from tests import factories
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-CALL = proxy.AgentCall(
+CALL = agent_client.AgentCall(
     request_id="rid",
     invoked_function_arn="arn",
     payload=b"{}",
     read_timeout=0.5,
-    client_context="e30=",
+    client_context='{"custom":{"k":"v"}}',
     trace_id="Root=1",
     tail=True,
 )
@@ -62,7 +62,7 @@ async def serve() -> AsyncIterator[Callable[[Handler], Awaitable[Endpoint]]]:
         server = await asyncio.start_server(handler, "127.0.0.1", 0)
         servers.append(server)
         port = server.sockets[0].getsockname()[1]
-        return Endpoint(Target("f", "1"), "i-1", "127.0.0.1", port, 1)
+        return Endpoint(factories.target("f", "1"), "i-1", "127.0.0.1", port, 1)
 
     yield start
     for server in servers:
@@ -83,9 +83,9 @@ async def test_ran_returns_body_and_agent_headers(
     endpoint = await serve(
         _answer(b"HTTP/1.1 200 OK", b"Kubelambda-Function-Error: Unhandled", body=b'{"e": 1}')
     )
-    result = await proxy.send(pool, endpoint, CALL)
-    assert result.body == b'{"e": 1}'
-    assert result.function_error == "Unhandled"
+    outcome = await agent_client.send(pool, endpoint, CALL)
+    assert outcome.body == b'{"e": 1}'
+    assert outcome.function_error == "Unhandled"
 
 
 async def test_busy_answer_is_agent_busy(
@@ -94,17 +94,17 @@ async def test_busy_answer_is_agent_busy(
     endpoint = await serve(
         _answer(b"HTTP/1.1 503 Service Unavailable", b"Kubelambda-Agent-Busy: 1")
     )
-    with pytest.raises(proxy.AgentBusy):
-        await proxy.send(pool, endpoint, CALL)
+    with pytest.raises(agent_client.AgentBusy):
+        await agent_client.send(pool, endpoint, CALL)
 
 
 async def test_refused_connection_is_agent_busy(pool: ConnectionPool) -> None:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    endpoint = Endpoint(Target("f", "1"), "gone", "127.0.0.1", sock.getsockname()[1], 1)
+    endpoint = Endpoint(factories.target("f", "1"), "gone", "127.0.0.1", sock.getsockname()[1], 1)
     sock.close()
-    with pytest.raises(proxy.AgentBusy):
-        await proxy.send(pool, endpoint, CALL)
+    with pytest.raises(agent_client.AgentBusy):
+        await agent_client.send(pool, endpoint, CALL)
 
 
 @pytest.mark.parametrize(
@@ -124,7 +124,7 @@ async def test_failures_map_to_lambda_service_errors(
 ) -> None:
     endpoint = await serve(handler)
     with pytest.raises(error) as caught:
-        await proxy.send(pool, endpoint, CALL)
+        await agent_client.send(pool, endpoint, CALL)
     assert type(caught.value) is error
     assert "RequestId: rid" in caught.value.message
 
@@ -141,13 +141,13 @@ async def test_request_carries_the_agent_protocol_headers(
         await writer.drain()
         writer.close()
 
-    await proxy.send(pool, await serve(record), CALL)
+    await agent_client.send(pool, await serve(record), CALL)
     head = seen[0].decode()
     assert head.startswith("POST /invoke HTTP/1.1\r\n")
     for line in (
         "Kubelambda-Request-Id: rid",
         "Kubelambda-Invoked-Function-Arn: arn",
-        "Kubelambda-Client-Context: e30=",
+        'Kubelambda-Client-Context: {"custom":{"k":"v"}}',
         "Kubelambda-Trace-Id: Root=1",
         "Kubelambda-Log-Type: Tail",
         "Content-Length: 2",

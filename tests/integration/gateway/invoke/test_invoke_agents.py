@@ -1,4 +1,4 @@
-"""Invoke through the gateway's invoke path to real agent processes, over real HTTP."""
+"""Invoke through a real gateway to real agent processes, over real HTTP."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import logging
 
 import httpx
 import pytest
-from invoke_harness import Platform
+from invoke_harness import REPORTER, Platform
+from kubelambda_agent import protocol
 
-from kubelambda.models import Target
+from tests import factories
 
 ARN = "arn:aws:lambda:us-east-1:000000000000:function"
 
@@ -21,7 +22,9 @@ async def _invoke(
 ) -> httpx.Response:
     body = b"" if event is None else json.dumps(event).encode()
     async with httpx.AsyncClient(timeout=30.0) as client:
-        return await client.post(platform.url(function), content=body, headers=headers)
+        return await client.post(
+            platform.invoke_url(function), content=body, headers=platform.auth | headers
+        )
 
 
 async def test_cold_invoke_scales_from_zero_and_returns_the_result(platform: Platform) -> None:
@@ -35,6 +38,7 @@ async def test_cold_invoke_scales_from_zero_and_returns_the_result(platform: Pla
     assert response.headers["content-type"] == "application/json"
     assert "x-amz-function-error" not in response.headers
     assert platform.scaler.pokes >= 1
+    assert platform.scaler.reporters == {REPORTER}
     assert (
         platform.sample(
             "kubelambda_invocations_total", function="echo", version="$LATEST", outcome="success"
@@ -55,7 +59,7 @@ async def test_alias_reports_the_executed_version_and_invoked_arn(platform: Plat
     assert response.json()["version"] == "1"
 
 
-async def test_client_context_reaches_the_function(platform: Platform) -> None:
+async def test_client_context_reaches_the_function_decoded(platform: Platform) -> None:
     context = base64.b64encode(json.dumps({"custom": {"k": "v"}}).encode()).decode()
     response = await _invoke(platform, "echo", {}, **{"X-Amz-Client-Context": context})
     assert response.json()["client_context"] == {"k": "v"}
@@ -132,35 +136,45 @@ async def test_reserved_concurrency_throttles_past_the_cap(platform: Platform) -
 async def test_warm_invokes_reuse_the_instance(platform: Platform) -> None:
     for _ in range(3):
         assert (await _invoke(platform, "echo", {})).status_code == 200
-    assert len(platform.backend.endpoints(Target("echo", "$LATEST"))) == 1
+    assert len(platform.backend.endpoints(factories.target("echo"))) == 1
 
 
 async def test_busy_instance_is_retried_until_it_is_free(
     platform: Platform, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="gateway.invoke.invoker")
+    caplog.set_level(logging.DEBUG, logger="gateway.services.invoker")
     # Warm one instance of the single-runtime function through the gateway...
     assert (await _invoke(platform, "sleep", {"seconds": 0})).status_code == 200
-    (instance,) = platform.backend.endpoints(Target("sleep", "$LATEST"))
+    (instance,) = platform.backend.endpoints(factories.target("sleep"))
     # ...then occupy its runtime behind the gateway's back, as another gateway would.
     async with httpx.AsyncClient(timeout=10.0) as direct:
         occupied = asyncio.create_task(
             direct.post(
-                f"http://{instance.host}:{instance.port}/invoke",
+                f"http://{instance.host}:{instance.port}{protocol.INVOKE_PATH}",
                 content=b'{"seconds": 0.5}',
                 headers={
-                    "Kubelambda-Request-Id": "direct",
-                    "Kubelambda-Invoked-Function-Arn": f"{ARN}:sleep",
+                    protocol.REQUEST_ID: "direct",
+                    protocol.INVOKED_FUNCTION_ARN: f"{ARN}:sleep",
                 },
             )
         )
         # The agent's readiness report says when its only runtime is taken.
-        ready = f"http://{instance.host}:{instance.port}/ready"
+        ready = f"http://{instance.host}:{instance.port}{protocol.READY_PATH}"
         while (await direct.get(ready)).json()["idle"] > 0:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
         response = await _invoke(platform, "sleep", {"seconds": 0})
         assert (await occupied).status_code == 200
     assert response.status_code == 200
     assert response.json() == {"slept": 0}
-    assert platform.backend.endpoints(Target("sleep", "$LATEST")) == [instance]
+    assert platform.backend.endpoints(factories.target("sleep")) == [instance]
     assert any(r.message.startswith("instance busy") for r in caplog.records)
+
+
+async def test_a_request_without_credentials_never_reaches_an_instance(
+    platform: Platform,
+) -> None:
+    async with httpx.AsyncClient(timeout=30.0) as client:
+        response = await client.post(platform.invoke_url("echo"), content=b"{}")
+    assert response.status_code == 403
+    assert platform.backend.endpoints(factories.target("echo")) == []
+    assert platform.scaler.pokes == 0

@@ -1,5 +1,4 @@
-"""boto3 reads the invoke path's answers as it reads AWS Lambda's (served standalone:
-authentication is the composition's job, so any credentials pass here)."""
+"""boto3 reads the gateway's Invoke answers as it reads AWS Lambda's, signing with SigV4."""
 
 from __future__ import annotations
 
@@ -18,10 +17,10 @@ from invoke_harness import Platform
 def _client(platform: Platform) -> Any:
     return boto3.client(
         "lambda",
-        endpoint_url=f"http://127.0.0.1:{platform.port}",
-        region_name="us-east-1",
-        aws_access_key_id="AKIDTEST",
-        aws_secret_access_key="secret",
+        endpoint_url=platform.url,
+        region_name=platform.region,
+        aws_access_key_id=platform.keys.access_key_id,
+        aws_secret_access_key=platform.keys.secret_access_key,
         config=Config(retries={"max_attempts": 0}, read_timeout=60),
     )
 

@@ -1,8 +1,13 @@
-"""A real gateway for the management tests: uvicorn on a free port, SQLite in a directory.
+"""A real gateway for the management tests, wired as the embedded platform wires it.
 
-The server runs in its own thread and event loop, so the tests drive it with blocking
-clients (boto3, the AWS CLI, httpx) exactly as users do. The invoke route is served by a
-tiny ASGI app defined here, which echoes what the composition handed it.
+The launcher's ``build_gateway`` composes the gateway over the SQLite store, code on the
+local disk and the local-process backend; the controller's ``PackageSettler`` runs beside
+it, so Pending functions become Active (and replaced packages are collected) as in
+production. The autoscaler is the gateway's ``ScaleSignals``; its loop runs only with
+``autoscale=True`` (tests that invoke), so elsewhere a test may play the controller's
+provisioned-concurrency reports without racing it. uvicorn serves the gateway in its own
+thread and event loop, so the tests drive it with blocking clients (boto3, the AWS CLI,
+httpx) exactly as users do.
 """
 
 from __future__ import annotations
@@ -10,11 +15,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
-import json
 import threading
 import time
 import zipfile
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -23,26 +27,26 @@ import boto3
 import uvicorn
 from botocore.config import Config
 from prometheus_client import CollectorRegistry
-from starlette.types import Receive, Scope, Send
 
-from gateway.app import BODY_KEY, PRINCIPAL_KEY, CompositionSettings, create_app
+from controller.autoscaler.loop import Autoscaler
+from controller.backends.local import LocalProcessBackend
+from controller.metrics import ControllerMetrics
+from controller.packages.settler import PackageSettler
+from gateway.services.invoke_settings import InvokeSettings
 from kubelambda import credentials
 from kubelambda.credentials import Credentials, Keyring
-from kubelambda.store import SqliteStore
+from kubelambda.launch.gateway import build_gateway
+from kubelambda.models import DEFAULT_NAMESPACE, FunctionKey
+from kubelambda.store import LocalCodeStore, SqliteStore
 
 T = TypeVar("T")
 ROLE = "arn:aws:iam::123456789012:role/lambda-role"
 RUNTIMES = ("python3.11", "provided.al2023", "provided")
+REGION = "us-east-1"
 
 
-async def echo_invoke(scope: Scope, receive: Receive, send: Send) -> None:
-    """Stands in for the invoke path: reports the body and principal it was given."""
-    principal = scope[PRINCIPAL_KEY]
-    body = json.dumps(
-        {"path": scope["path"], "size": len(scope[BODY_KEY]), "principal": principal.name}
-    ).encode()
-    await send({"type": "http.response.start", "status": 200, "headers": []})
-    await send({"type": "http.response.body", "body": body})
+def key(name: str, namespace: str = DEFAULT_NAMESPACE) -> FunctionKey:
+    return FunctionKey(namespace, name)
 
 
 @dataclass
@@ -53,16 +57,18 @@ class RunningGateway:
     store: SqliteStore
     loop: asyncio.AbstractEventLoop
 
-    def client(self, **overrides: Any) -> Any:
-        """A boto3 Lambda client with the generated keys and no retries."""
+    def client(self, keys: Credentials | None = None, **overrides: Any) -> Any:
+        """A boto3 Lambda client with ``keys`` (the generated admin keys by default) and
+        no retries."""
+        keys = keys or self.keys
         settings = {
-            "aws_access_key_id": self.keys.access_key_id,
-            "aws_secret_access_key": self.keys.secret_access_key,
+            "aws_access_key_id": keys.access_key_id,
+            "aws_secret_access_key": keys.secret_access_key,
         } | overrides
         return boto3.client(
             "lambda",
             endpoint_url=self.url,
-            region_name="us-east-1",
+            region_name=REGION,
             config=Config(retries={"max_attempts": 0}, read_timeout=30),
             **settings,
         )
@@ -79,23 +85,48 @@ async def _call(call: Callable[[], Awaitable[T]]) -> T:
 
 @contextlib.contextmanager
 def running_gateway(
-    home: Path, *, runtimes: tuple[str, ...] = RUNTIMES, **settings: Any
+    home: Path,
+    *,
+    runtimes: tuple[str, ...] = RUNTIMES,
+    package_grace_seconds: float = 3600.0,
+    autoscale: bool = False,
+    more_keys: Sequence[Credentials] = (),
 ) -> Iterator[RunningGateway]:
-    """Serve a gateway over ``home`` (store, keys) until the block ends; ``settings`` are
-    ``CompositionSettings`` fields."""
+    """Serve a gateway and its controller over ``home`` (store, code, keys) until the
+    block ends. ``more_keys`` are accepted besides the admin keys of ``home``."""
     keys = credentials.load_or_create(home)
     created = threading.Event()
     holder: dict[str, Any] = {}
 
     async def serve() -> None:
-        async with SqliteStore.open(home) as store:
-            app = create_app(
+        registry = CollectorRegistry()
+        async with contextlib.AsyncExitStack() as stack:
+            store = await stack.enter_async_context(SqliteStore.open(home, region=REGION))
+            code = LocalCodeStore(home / "code")
+            controller_metrics = ControllerMetrics(registry)
+            backend = LocalProcessBackend(
+                home, code=code, region=REGION, metrics=controller_metrics
+            )
+            stack.push_async_callback(backend.aclose)
+            settler = PackageSettler(store, code, backend, grace_seconds=package_grace_seconds)
+            await settler.start()
+            stack.push_async_callback(settler.aclose)
+            autoscaler = Autoscaler(store, backend, metrics=controller_metrics)
+            if autoscale:
+                await autoscaler.start()
+                stack.push_async_callback(autoscaler.aclose)
+            app = await build_gateway(
+                stack,
                 store=store,
-                keyring=Keyring([keys]),
-                invoke_app=echo_invoke,
-                registry=CollectorRegistry(),
+                code=code,
+                endpoints=backend,
+                signals=autoscaler,
+                reporter="test-gateway",
+                keyring=Keyring([keys, *more_keys]),
+                registry=registry,
+                region=REGION,
                 runtimes=runtimes,
-                settings=CompositionSettings(**settings),
+                invoke=InvokeSettings(max_waiting_requests=50, max_wait_seconds=20.0),
             )
             config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")
             server = uvicorn.Server(config)
@@ -120,7 +151,7 @@ def running_gateway(
         loop=holder["loop"],
     )
     server.should_exit = True
-    thread.join(10)
+    thread.join(30)
     assert not thread.is_alive(), "the gateway did not stop"
 
 

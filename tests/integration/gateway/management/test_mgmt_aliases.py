@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import botocore.exceptions
 import pytest
-from mgmt_gateway import create
+from mgmt_gateway import create, key
 
 
 @pytest.fixture
@@ -90,7 +90,7 @@ def test_alias_reaches_the_catalog_with_its_weights(gateway, client):
         FunctionVersion="1",
         RoutingConfig={"AdditionalVersionWeights": {"2": 0.3}},
     )
-    alias = gateway.run(gateway.store.catalog).aliases[("f", "live")]
+    alias = gateway.run(gateway.store.catalog).aliases[(key("f"), "live")]
     assert (alias.function_version, dict(alias.additional_version_weights)) == ("1", {"2": 0.3})
 
 

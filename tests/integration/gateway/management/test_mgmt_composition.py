@@ -3,44 +3,67 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from pathlib import Path
 
 import botocore.exceptions
 import httpx
 import pytest
+from kubelambda_agent import protocol
+from mgmt_gateway import RunningGateway, create, make_zip, running_gateway
 
 LIMIT = 6_291_456
+# Echoes an object event; reports only the length of a string one (the 6 MiB test).
+HANDLER = (
+    "def handler(event, context):\n"
+    "    return {'length': len(event)} if isinstance(event, str) else event\n"
+)
+
+
+@pytest.fixture
+def gateway(tmp_path: Path) -> Iterator[RunningGateway]:
+    """Invokes run here: the autoscaler runs, so functions scale from zero."""
+    with running_gateway(tmp_path, autoscale=True) as running:
+        yield running
+
+
+@pytest.fixture
+def function(gateway: RunningGateway) -> str:
+    create(gateway.client(), "f", Code={"ZipFile": make_zip({"app.py": HANDLER})})
+    return "f"
 
 
 def bearer(gateway) -> dict[str, str]:
     return {"Authorization": f"Bearer {gateway.keys.api_key}"}
 
 
-def test_invoke_reaches_the_invoke_app_with_body_and_principal(gateway):
-    response = gateway.client().invoke(FunctionName="f", Payload=b'{"x": 1}')
+def test_the_limit_is_lambdas_6_mib_as_the_agent_has_it():
+    assert LIMIT == protocol.MAX_EVENT_BYTES
+
+
+def test_invoke_reaches_the_function_with_the_body(gateway, function):
+    response = gateway.client().invoke(FunctionName=function, Payload=b'{"x": 1}')
     assert response["StatusCode"] == 200
-    assert json.loads(response["Payload"].read()) == {
-        "path": "/2015-03-31/functions/f/invocations",
-        "size": 8,
-        "principal": "admin",
-    }
+    assert json.loads(response["Payload"].read()) == {"x": 1}
 
 
-def test_invoke_with_an_arn_reaches_the_invoke_app(gateway):
-    arn = "arn:aws:lambda:us-east-1:000000000000:function:f:live"
-    response = gateway.client().invoke(FunctionName=arn, Payload=b"{}")
-    assert json.loads(response["Payload"].read())["path"] == (
-        f"/2015-03-31/functions/{arn}/invocations"
-    )
+def test_invoke_with_an_arn_reaches_the_function(gateway, function):
+    arn = f"arn:aws:lambda:us-east-1:000000000000:function:{function}:$LATEST"
+    response = gateway.client().invoke(FunctionName=arn, Payload=b'{"y": 2}')
+    assert response["ExecutedVersion"] == "$LATEST"
+    assert json.loads(response["Payload"].read()) == {"y": 2}
 
 
-def test_invoke_at_the_limit_is_accepted(gateway):
+def test_invoke_at_the_limit_is_accepted_all_the_way_to_the_function(gateway, function):
+    event = b'"' + b"x" * (LIMIT - 2) + b'"'
     response = httpx.post(
-        f"{gateway.url}/2015-03-31/functions/f/invocations",
-        content=b"x" * LIMIT,
+        f"{gateway.url}/2015-03-31/functions/{function}/invocations",
+        content=event,
         headers=bearer(gateway),
+        timeout=60,
     )
     assert response.status_code == 200
-    assert response.json()["size"] == LIMIT
+    assert response.json() == {"length": LIMIT - 2}
 
 
 def test_invoke_over_the_limit_is_refused_from_content_length(gateway):

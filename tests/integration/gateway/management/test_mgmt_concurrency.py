@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from mgmt_gateway import create
+from mgmt_gateway import create, key
 
 from kubelambda.models import ProvisionedStatus
 
@@ -26,7 +26,7 @@ def test_put_then_get_reserved_concurrency(client):
 
 def test_reserved_concurrency_reaches_the_catalog(gateway, client):
     client.put_function_concurrency(FunctionName="f", ReservedConcurrentExecutions=0)
-    assert gateway.run(gateway.store.catalog).settings["f"].reserved_concurrency == 0
+    assert gateway.run(gateway.store.catalog).settings[key("f")].reserved_concurrency == 0
 
 
 def test_delete_reserved_concurrency_answers_204_and_unsets_it(client):
@@ -57,7 +57,7 @@ def test_provisioned_becomes_ready_when_the_controller_reports_it(gateway, clien
     )
     gateway.run(
         lambda: gateway.store.set_provisioned_status(
-            "f", "1", allocated=2, status=ProvisionedStatus.READY
+            key("f"), "1", allocated=2, status=ProvisionedStatus.READY
         )
     )
     got = client.get_provisioned_concurrency_config(FunctionName="f", Qualifier="1")
@@ -70,7 +70,7 @@ def test_failed_provisioning_reports_the_reason(gateway, client):
     )
     gateway.run(
         lambda: gateway.store.set_provisioned_status(
-            "f", "1", allocated=0, status=ProvisionedStatus.FAILED, reason="no capacity"
+            key("f"), "1", allocated=0, status=ProvisionedStatus.FAILED, reason="no capacity"
         )
     )
     got = client.get_provisioned_concurrency_config(FunctionName="f", Qualifier="1")
@@ -116,7 +116,7 @@ def test_provisioned_config_reaches_the_catalog(gateway, client):
     client.put_provisioned_concurrency_config(
         FunctionName="f", Qualifier="live", ProvisionedConcurrentExecutions=3
     )
-    config = gateway.run(gateway.store.catalog).provisioned[("f", "live")]
+    config = gateway.run(gateway.store.catalog).provisioned[(key("f"), "live")]
     assert (config.requested, config.status) == (3, ProvisionedStatus.IN_PROGRESS)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import botocore.exceptions
 import httpx
 import pytest
-from mgmt_gateway import ROLE, create, make_zip, running_gateway, slow_zip
+from mgmt_gateway import ROLE, create, key, make_zip, running_gateway, slow_zip
 
 from kubelambda import runtimes
 
@@ -65,10 +65,11 @@ def test_unpacked_package_keeps_bootstrap_executable(gateway):
     client = gateway.client()
     package = make_zip({"bootstrap": "#!/bin/sh\n", "lib/x.txt": "x"}, executable=("bootstrap",))
     create(client, Runtime="provided.al2023", Handler="none", Code={"ZipFile": package})
-    code_path = gateway.run(lambda: gateway.store.get_version("f", "$LATEST")).code_path
-    bootstrap = Path(code_path) / "bootstrap"
-    assert bootstrap.stat().st_mode & 0o111
-    assert (Path(code_path) / "lib" / "x.txt").read_text() == "x"
+    version = gateway.run(lambda: gateway.store.get_version(key("f"), "$LATEST"))
+    # Where the local backend unpacked it for its instances (LAMBDA_TASK_ROOT).
+    task_root = gateway.home / "code" / "unpacked" / version.running_package.sha256_hex
+    assert (task_root / "bootstrap").stat().st_mode & 0o111
+    assert (task_root / "lib" / "x.txt").read_text() == "x"
 
 
 def test_create_twice_is_a_conflict(gateway):
@@ -207,15 +208,18 @@ def test_update_code_is_in_progress_then_successful(gateway):
 
 def test_update_code_keeps_serving_the_old_package_until_unpacked(gateway):
     client = gateway.client()
-    create(client)
-    before = gateway.run(gateway.store.catalog).versions
-    client.update_function_code(FunctionName="f", ZipFile=make_zip({"app.py": "x = 2\n"}))
+    old = create(client)["CodeSha256"]
+    new = client.update_function_code(FunctionName="f", ZipFile=slow_zip())["CodeSha256"]
+
+    def running() -> str:
+        (version,) = gateway.run(gateway.store.catalog).versions.values()
+        return version.running_package.code_sha256
+
+    assert running() == old
     client.get_waiter("function_updated_v2").wait(
-        FunctionName="f", WaiterConfig={"Delay": 0.05, "MaxAttempts": 100}
+        FunctionName="f", WaiterConfig={"Delay": 0.1, "MaxAttempts": 600}
     )
-    after = gateway.run(gateway.store.catalog).versions
-    (target,) = before
-    assert before[target].code_path != after[target].code_path
+    assert running() == new
 
 
 def test_update_configuration_changes_only_what_was_given(gateway):
@@ -308,6 +312,13 @@ def test_a_package_that_cannot_be_unpacked_leaves_the_function_failed(gateway):
     assert "unpack" in configuration["StateReason"]
 
 
+def wait_for_collection(zips: Path, *, left: int) -> None:
+    """The controller collects just after the change that freed a package: give it a moment."""
+    deadline = time.monotonic() + 5
+    while len(list(zips.iterdir())) > left and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
 def test_deleting_a_function_collects_its_package_once_past_the_grace(tmp_path):
     with running_gateway(tmp_path, package_grace_seconds=0) as gateway:
         client = gateway.client()
@@ -316,6 +327,7 @@ def test_deleting_a_function_collects_its_package_once_past_the_grace(tmp_path):
         zips = tmp_path / "code" / "zips"
         assert len(list(zips.iterdir())) == 2
         client.delete_function(FunctionName="drop")
+        wait_for_collection(zips, left=1)
         (left,) = zips.iterdir()
         kept = client.get_function(FunctionName="keep")["Configuration"]["CodeSha256"]
         assert base64.b64encode(bytes.fromhex(left.stem)).decode() == kept
@@ -331,10 +343,7 @@ def test_a_code_update_collects_the_package_it_replaced(tmp_path):
             FunctionName="f", WaiterConfig={"Delay": 0.05, "MaxAttempts": 100}
         )
         zips = tmp_path / "code" / "zips"
-        # The collection runs just after the update settles: give it a moment.
-        deadline = time.monotonic() + 5
-        while len(list(zips.iterdir())) > 1 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_for_collection(zips, left=1)
         (left,) = zips.iterdir()
         assert base64.b64encode(bytes.fromhex(left.stem)).decode() == updated["CodeSha256"]
 
@@ -343,13 +352,15 @@ def test_collection_keeps_the_package_still_served_during_an_update(tmp_path):
     with running_gateway(tmp_path, package_grace_seconds=0) as gateway:
         client = gateway.client()
         served = create(client)["CodeSha256"]
-        create(client, "other", Code={"ZipFile": make_zip({"app.py": "x = 'other'\n"})})
+        other = create(client, "other", Code={"ZipFile": make_zip({"app.py": "x = 'o'\n"})})
         client.update_function_code(FunctionName="f", ZipFile=slow_zip())
-        client.delete_function(FunctionName="other")  # collects while f is InProgress
-        left = {
-            base64.b64encode(bytes.fromhex(path.stem)).decode()
-            for path in (tmp_path / "code" / "zips").iterdir()
-        }
+        client.delete_function(FunctionName="other")
+        # Settling this one collects (past the grace of 0) while f is still InProgress.
+        create(client, "third", Code={"ZipFile": make_zip({"app.py": "x = 't'\n"})})
+        zips = tmp_path / "code" / "zips"
+        wait_for_collection(zips, left=3)
+        left = {base64.b64encode(bytes.fromhex(path.stem)).decode() for path in zips.iterdir()}
+        assert other["CodeSha256"] not in left
         assert served in left
         assert client.get_function(FunctionName="f")["Configuration"]["LastUpdateStatus"] == (
             "InProgress"

@@ -5,30 +5,30 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from mgmt_gateway import ROLE, make_zip, running_gateway, slow_zip
+from mgmt_gateway import REGION, ROLE, make_zip, running_gateway, slow_zip
 
-from kubelambda.models import LATEST, FunctionSettings, LastUpdateStatus, State
-from kubelambda.store import SqliteStore
+from kubelambda.models import DEFAULT_NAMESPACE, LATEST, FunctionSettings, LastUpdateStatus, State
+from kubelambda.store import LocalCodeStore, SqliteStore
 from tests import factories
 
 
 async def leave_pending(home: Path) -> None:
-    """What a crash between CreateFunction's answer and the unpack leaves behind."""
-    async with SqliteStore.open(home) as store:
-        stored = store.packages.save(make_zip())
+    """What a crash between CreateFunction's answer and the settling of its package leaves
+    behind: the zip stored, the function Pending."""
+    package = await LocalCodeStore(home / "code").put(make_zip())
+    async with SqliteStore.open(home, region=REGION) as store:
         latest = factories.function_version(
             "f",
             LATEST,
             role=ROLE,
-            code_sha256=stored.code_sha256,
-            code_size=stored.size,
-            code_path=str(store.packages.directory(stored.sha256_hex)),
+            code_sha256=package.code_sha256,
+            code_size=package.size,
             revision_id="",
             last_modified="",
             state=State.PENDING,
             last_update_status=LastUpdateStatus.IN_PROGRESS,
         )
-        await store.create_function(latest, FunctionSettings("f"), publish=False)
+        await store.create_function(latest, FunctionSettings(DEFAULT_NAMESPACE, "f"), publish=False)
 
 
 def test_pending_function_becomes_active_after_a_restart(tmp_path):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from mgmt_gateway import create
+from mgmt_gateway import create, key
 
 ARN = "arn:aws:lambda:us-east-1:000000000000:function:f"
 
@@ -34,7 +34,7 @@ def test_knob_tags_reach_the_function_settings(gateway):
             "kubelambda.io/instance-concurrency": "4",
         },
     )
-    settings = gateway.run(gateway.store.catalog).settings["f"]
+    settings = gateway.run(gateway.store.catalog).settings[key("f")]
     assert (settings.idle_timeout_seconds, settings.instance_concurrency) == (2.5, 4)
 
 

@@ -72,7 +72,7 @@ def test_state_reason_codes(state, update, reasons):
 
 
 def test_alias_shows_routing_only_when_split():
-    plain = Alias("f", "live", "1", "rev")
+    plain = Alias("default", "f", "live", "1", "rev")
     split = plain.with_changes(additional_version_weights={"2": 0.1})
     assert "RoutingConfig" not in shapes.alias_configuration(plain, region="us-east-1")
     assert shapes.alias_configuration(split, region="us-east-1")["RoutingConfig"] == {
@@ -81,7 +81,7 @@ def test_alias_shows_routing_only_when_split():
 
 
 def test_provisioned_list_item_names_the_qualified_arn():
-    config = ProvisionedConcurrency("f", "live", 3, 3, ProvisionedStatus.READY, "", "t")
+    config = ProvisionedConcurrency("default", "f", "live", 3, 3, ProvisionedStatus.READY, "", "t")
     item = shapes.provisioned_config(config, region="us-east-1")
     assert item["FunctionArn"] == "arn:aws:lambda:us-east-1:000000000000:function:f:live"
     assert (item["Status"], item["AvailableProvisionedConcurrentExecutions"]) == ("READY", 3)

@@ -49,9 +49,18 @@ def test_log_type_unknown_is_validation_error() -> None:
         invocation.parse_log_type("All")
 
 
-def test_client_context_valid_is_passed_unchanged() -> None:
+def test_client_context_valid_is_decoded_once_into_compact_json() -> None:
     value = _b64({"custom": {"a": "b"}})
-    assert invocation.check_client_context(value) == value
+    assert invocation.check_client_context(value) == '{"custom":{"a":"b"}}'
+
+
+def test_client_context_is_handed_on_as_one_line_of_ascii_json() -> None:
+    pretty = json.dumps({"custom": {"greeting": "héllo\nthere"}}, indent=2, ensure_ascii=False)
+    value = base64.b64encode(pretty.encode()).decode()
+    decoded = invocation.check_client_context(value)
+    assert decoded is not None
+    assert decoded.isascii() and "\n" not in decoded
+    assert json.loads(decoded) == {"custom": {"greeting": "héllo\nthere"}}
 
 
 def test_client_context_absent_is_none() -> None:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.invoke.limits import ReservedConcurrency
+from gateway.domain.limits import ReservedConcurrency
 from kubelambda import errors
+from kubelambda.models import FunctionKey
+
+F = FunctionKey("default", "f")
 
 
 @pytest.mark.parametrize(
@@ -17,7 +20,7 @@ def test_admits_up_to_the_reservation(reserved: int | None, admitted: int) -> No
     count = 0
     for _ in range(50):
         try:
-            limits.admit("f", reserved)
+            limits.admit(F, reserved)
         except errors.TooManyRequests as exc:
             assert exc.reason == "ReservedFunctionConcurrentInvocationLimitExceeded"
             break
@@ -27,21 +30,26 @@ def test_admits_up_to_the_reservation(reserved: int | None, admitted: int) -> No
 
 def test_leaving_makes_room_again() -> None:
     limits = ReservedConcurrency()
-    limits.admit("f", 1)
-    limits.leave("f")
-    limits.admit("f", 1)
-    assert limits.admitted("f") == 1
+    limits.admit(F, 1)
+    limits.leave(F)
+    limits.admit(F, 1)
+    assert limits.admitted(F) == 1
 
 
-def test_functions_are_counted_apart() -> None:
+@pytest.mark.parametrize(
+    "other",
+    [FunctionKey("default", "g"), FunctionKey("team-b", "f")],
+    ids=["other-name", "same-name-other-namespace"],
+)
+def test_functions_are_counted_apart(other: FunctionKey) -> None:
     limits = ReservedConcurrency()
-    limits.admit("f", 1)
-    limits.admit("g", 1)
-    assert (limits.admitted("f"), limits.admitted("g")) == (1, 1)
+    limits.admit(F, 1)
+    limits.admit(other, 1)
+    assert (limits.admitted(F), limits.admitted(other)) == (1, 1)
 
 
 def test_throttle_carries_retry_after() -> None:
     limits = ReservedConcurrency(retry_after_seconds=3.0)
     with pytest.raises(errors.TooManyRequests) as caught:
-        limits.admit("f", 0)
+        limits.admit(F, 0)
     assert caught.value.to_wire()[1]["Retry-After"] == "3"

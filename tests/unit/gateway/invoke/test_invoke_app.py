@@ -1,70 +1,85 @@
-"""The Invoke ASGI app's answers that need no instance: parsing, resolution, limits.
+"""The Invoke ASGI app: parsing, resolution in the caller's namespace, limits, and how a
+result is rendered as Lambda's response.
 
-Requests go straight into the ASGI callable; invocations that reach an instance are
-covered by the integration tests against real agents.
+Requests go straight into the ASGI callable with the body and principal in the scope, as
+the composition hands them over; the use case below it is the real one, with a scripted
+agent (``gateway_fakes``). Invocations of real agents are covered by the integration
+tests.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import MutableMapping
 from typing import Any
 
 import pytest
-from gateway_fakes import RecordingSignals, StaticBackend
+from gateway_fakes import (
+    AgentAnswer,
+    InvokePath,
+    RecordingSignals,
+    ScriptedPool,
+    StaticEndpoints,
+    endpoint,
+    invoke_path,
+)
+from kubelambda_agent import protocol
 from prometheus_client import CollectorRegistry
 
-from gateway.invoke.app import BODY_SCOPE_KEY, InvokeApp, is_invoke_path
-from gateway.invoke.settings import InvokeSettings
-from gateway.metrics import GatewayMetrics
-from kubelambda.models import FunctionSettings, FunctionVersion, State, Target
-from kubelambda.ports import Catalog
+from gateway.auth.request import BODY_KEY, PRINCIPAL_KEY
+from gateway.invoke.app import InvokeApp, is_invoke_path
+from kubelambda.credentials import ADMIN, Principal
+from kubelambda.models import DEFAULT_NAMESPACE, FunctionKey, FunctionSettings, State
+from kubelambda.ports.catalog import Catalog
 from tests import factories
 
-
-def _version(name: str, number: str, state: State = State.ACTIVE) -> FunctionVersion:
-    return factories.function_version(name, number, state=state)
-
-
+VERSIONS = [
+    factories.function_version("f"),
+    factories.function_version("f", "1", state=State.PENDING),
+    factories.function_version("capped"),
+]
 CATALOG = Catalog(
-    versions={
-        Target("f", "$LATEST"): _version("f", "$LATEST"),
-        Target("f", "1"): _version("f", "1", State.PENDING),
-        Target("capped", "$LATEST"): _version("capped", "$LATEST"),
+    versions={v.target: v for v in VERSIONS},
+    settings={
+        FunctionKey(DEFAULT_NAMESPACE, "capped"): FunctionSettings(
+            DEFAULT_NAMESPACE, "capped", reserved_concurrency=0
+        )
     },
-    settings={"capped": FunctionSettings("capped", reserved_concurrency=0)},
 )
+LATEST = factories.target("f")
+PATH = "/2015-03-31/functions/f/invocations"
 
 
 @pytest.fixture
-def app(
-    backend: StaticBackend, signals: RecordingSignals, registry: CollectorRegistry
-) -> InvokeApp:
-    return InvokeApp(
-        backend=backend,
-        signals=signals,
-        metrics=GatewayMetrics(registry),
-        settings=InvokeSettings(max_wait_seconds=0.05),
-        catalog=CATALOG,
-    )
+def wired(
+    endpoints: StaticEndpoints, signals: RecordingSignals, registry: CollectorRegistry
+) -> InvokePath:
+    return invoke_path(CATALOG, endpoints=endpoints, signals=signals, registry=registry)
+
+
+@pytest.fixture
+def app(wired: InvokePath) -> InvokeApp:
+    return InvokeApp(wired.metered)
 
 
 async def _call(
     app: InvokeApp,
-    path: str,
+    path: str = PATH,
     *,
     body: bytes = b"",
     query: bytes = b"",
     headers: dict[str, str] | None = None,
-    method: str = "POST",
+    principal: Principal = ADMIN,
 ) -> tuple[int, dict[str, str], Any]:
     scope: dict[str, Any] = {
         "type": "http",
-        "method": method,
+        "method": "POST",
         "path": path,
         "query_string": query,
         "headers": [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()],
-        BODY_SCOPE_KEY: body,
+        BODY_KEY: body,
+        PRINCIPAL_KEY: principal,
     }
     sent: list[MutableMapping[str, Any]] = []
 
@@ -77,15 +92,17 @@ async def _call(
     await app(scope, receive, send)
     start, body_message = sent
     response_headers = {k.decode(): v.decode() for k, v in start["headers"]}
+    assert int(response_headers["content-length"]) == len(body_message["body"])
     payload = json.loads(body_message["body"]) if body_message["body"] else None
     return start["status"], response_headers, payload
 
 
-PATH = "/2015-03-31/functions/f/invocations"
+def _ready(endpoints: StaticEndpoints) -> None:
+    endpoints.set_endpoints(LATEST, [endpoint("a", target=LATEST)])
 
 
 async def test_dry_run_answers_204_after_the_checks(app: InvokeApp) -> None:
-    status, headers, body = await _call(app, PATH, headers={"X-Amz-Invocation-Type": "DryRun"})
+    status, headers, body = await _call(app, headers={"X-Amz-Invocation-Type": "DryRun"})
     assert (status, body) == (204, None)
     assert headers["x-amzn-requestid"]
 
@@ -104,7 +121,6 @@ async def test_dry_run_answers_204_after_the_checks(app: InvokeApp) -> None:
             400,
             "InvalidParameterValueException",
         ),
-        ("/2015-03-31/functions/invocations", b"", 404, "UnknownOperationException"),
     ],
 )
 async def test_resolution_errors_are_lambda_shaped(
@@ -112,10 +128,11 @@ async def test_resolution_errors_are_lambda_shaped(
 ) -> None:
     got_status, headers, body = await _call(app, path, query=query)
     assert (got_status, headers["x-amzn-errortype"], body["__type"]) == (status, code, code)
+    assert headers["x-amzn-requestid"]
 
 
 async def test_not_found_message_names_the_qualified_arn(app: InvokeApp) -> None:
-    _, _, body = await _call(app, PATH, query=b"Qualifier=9")
+    _, _, body = await _call(app, query=b"Qualifier=9")
     assert body["Message"] == (
         "Function not found: arn:aws:lambda:us-east-1:000000000000:function:f:9"
     )
@@ -131,19 +148,28 @@ async def test_full_arn_with_qualifier_resolves(app: InvokeApp) -> None:
     assert status == 204
 
 
+async def test_names_resolve_in_the_callers_namespace(app: InvokeApp) -> None:
+    other = Principal(name="bob", namespace="team-b")
+    status, headers, _ = await _call(
+        app, headers={"X-Amz-Invocation-Type": "DryRun"}, principal=other
+    )
+    assert (status, headers["x-amzn-errortype"]) == (404, "ResourceNotFoundException")
+
+
 @pytest.mark.parametrize(
     ("headers", "body", "code"),
     [
         ({}, b"{not json", "InvalidRequestContentException"),
         ({"X-Amz-Invocation-Type": "Event"}, b"{}", "InvalidParameterValueException"),
         ({"X-Amz-Invocation-Type": "Soon"}, b"{}", "ValidationException"),
+        ({"X-Amz-Log-Type": "All"}, b"{}", "ValidationException"),
         ({"X-Amz-Client-Context": "%%%"}, b"{}", "InvalidRequestContentException"),
     ],
 )
 async def test_bad_requests_are_400(
     app: InvokeApp, headers: dict[str, str], body: bytes, code: str
 ) -> None:
-    status, response_headers, _ = await _call(app, PATH, headers=headers, body=body)
+    status, response_headers, _ = await _call(app, headers=headers, body=body)
     assert (status, response_headers["x-amzn-errortype"]) == (400, code)
 
 
@@ -157,7 +183,12 @@ async def test_reserved_zero_throttles_everything(
     assert (
         registry.get_sample_value(
             "kubelambda_invocations_total",
-            {"function": "capped", "version": "$LATEST", "outcome": "throttled"},
+            {
+                "namespace": "default",
+                "function": "capped",
+                "version": "$LATEST",
+                "outcome": "throttled",
+            },
         )
         == 1
     )
@@ -166,15 +197,115 @@ async def test_reserved_zero_throttles_everything(
 async def test_no_capacity_in_time_is_throttled_and_pokes(
     app: InvokeApp, signals: RecordingSignals
 ) -> None:
-    status, _, body = await _call(app, PATH, body=b"{}")
+    status, _, body = await _call(app, body=b"{}")
     assert (status, body["Reason"]) == (429, "ConcurrentInvocationLimitExceeded")
-    assert signals.pokes == [Target("f", "$LATEST")]
+    assert signals.pokes == [LATEST]
 
 
-async def test_new_catalog_is_used_for_the_next_request(app: InvokeApp) -> None:
-    app.on_catalog(Catalog())
-    status, _, _ = await _call(app, PATH, headers={"X-Amz-Invocation-Type": "DryRun"})
+async def test_new_catalog_is_used_for_the_next_request(app: InvokeApp, wired: InvokePath) -> None:
+    wired.invoker.on_catalog(Catalog())
+    status, _, _ = await _call(app, headers={"X-Amz-Invocation-Type": "DryRun"})
     assert status == 404
+
+
+async def test_success_is_200_with_the_result_and_lambdas_headers(
+    app: InvokeApp, wired: InvokePath, endpoints: StaticEndpoints
+) -> None:
+    wired.pool.answers = [AgentAnswer.ran({"ok": True}, **{protocol.LOG_RESULT: "bG9n"})]
+    _ready(endpoints)
+    status, headers, body = await _call(app, body=b'{"a": 1}')
+    assert (status, body) == (200, {"ok": True})
+    request_id = headers.pop("x-amzn-requestid")
+    assert headers == {
+        "content-type": "application/json",
+        "x-amz-executed-version": "$LATEST",
+        "content-length": "12",
+    }
+    assert wired.pool.sent[0].headers[protocol.REQUEST_ID] == request_id
+
+
+async def test_function_error_is_200_with_the_function_error_header(
+    app: InvokeApp, wired: InvokePath, endpoints: StaticEndpoints
+) -> None:
+    wired.pool.answers = [AgentAnswer.function_error("ValueError")]
+    _ready(endpoints)
+    status, headers, body = await _call(app)
+    assert (status, headers["x-amz-function-error"]) == (200, "Unhandled")
+    assert body["errorType"] == "ValueError"
+
+
+@pytest.mark.parametrize(("log_type", "present"), [("Tail", True), ("None", False), (None, False)])
+async def test_log_result_only_when_tail_asked(
+    app: InvokeApp,
+    wired: InvokePath,
+    endpoints: StaticEndpoints,
+    log_type: str | None,
+    present: bool,
+) -> None:
+    wired.pool.answers = [AgentAnswer.ran(1, **{protocol.LOG_RESULT: "bG9n"})]
+    _ready(endpoints)
+    headers = {"X-Amz-Log-Type": log_type} if log_type else {}
+    _, response_headers, _ = await _call(app, headers=headers)
+    assert ("x-amz-log-result" in response_headers) is present
+    assert (protocol.LOG_TYPE in wired.pool.sent[0].headers) is present
+
+
+async def test_the_agent_gets_the_decoded_client_context_trace_and_payload(
+    app: InvokeApp, wired: InvokePath, endpoints: StaticEndpoints
+) -> None:
+    _ready(endpoints)
+    context = base64.b64encode(b'{"custom": {"k": "v"}}').decode()
+    await _call(
+        app,
+        body=b"",
+        headers={"X-Amz-Client-Context": context, "X-Amzn-Trace-Id": "Root=1-abc"},
+    )
+    (sent,) = wired.pool.sent
+    assert sent.path == protocol.INVOKE_PATH
+    assert sent.body == b"{}"
+    assert sent.headers[protocol.CLIENT_CONTEXT] == '{"custom":{"k":"v"}}'
+    assert sent.headers[protocol.TRACE_ID] == "Root=1-abc"
+    assert sent.headers[protocol.INVOKED_FUNCTION_ARN] == (
+        "arn:aws:lambda:us-east-1:000000000000:function:f"
+    )
+
+
+async def test_invoked_arn_carries_the_installations_region(
+    endpoints: StaticEndpoints, signals: RecordingSignals, registry: CollectorRegistry
+) -> None:
+    wired = invoke_path(
+        CATALOG, endpoints=endpoints, signals=signals, registry=registry, region="eu-west-1"
+    )
+    _ready(endpoints)
+    await _call(InvokeApp(wired.metered), query=b"Qualifier=$LATEST")
+    assert wired.pool.sent[0].headers[protocol.INVOKED_FUNCTION_ARN] == (
+        "arn:aws:lambda:eu-west-1:000000000000:function:f:$LATEST"
+    )
+
+
+async def test_an_instance_that_cannot_answer_is_a_service_error(
+    app: InvokeApp, wired: InvokePath, endpoints: StaticEndpoints
+) -> None:
+    wired.pool.answers = [AgentAnswer(500, {}, b"")]
+    _ready(endpoints)
+    status, headers, body = await _call(app)
+    assert (status, headers["x-amzn-errortype"]) == (500, "ServiceException")
+    assert headers["x-amzn-requestid"] in body["Message"]
+
+
+async def test_an_unexpected_crash_is_a_500_not_a_dropped_connection(
+    endpoints: StaticEndpoints, signals: RecordingSignals, registry: CollectorRegistry
+) -> None:
+    class CrashingPool(ScriptedPool):
+        async def request(self, *args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError("bug")
+
+    wired = invoke_path(
+        CATALOG, endpoints=endpoints, signals=signals, registry=registry, pool=CrashingPool()
+    )
+    _ready(endpoints)
+    status, headers, _ = await _call(InvokeApp(wired.metered))
+    assert (status, headers["x-amzn-errortype"]) == (500, "ServiceException")
 
 
 @pytest.mark.parametrize(
@@ -183,6 +314,7 @@ async def test_new_catalog_is_used_for_the_next_request(app: InvokeApp) -> None:
         (PATH, True),
         ("/2015-03-31/functions/f", False),
         ("/2015-03-31/functions//invocations", False),
+        ("/2015-03-31/functions/invocations", False),
         ("/2015-03-31/functions/f/invocations/x", False),
         ("/2015-03-31/functions/a/b/invocations", False),
     ],

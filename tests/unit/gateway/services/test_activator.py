@@ -5,23 +5,32 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from gateway_fakes import RecordingSignals, StaticBackend, endpoint
+from gateway_fakes import RecordingSignals, Report, StaticEndpoints, endpoint
 from prometheus_client import CollectorRegistry
 
 from gateway.metrics import GatewayMetrics
 from gateway.services.activator import Activator
 from kubelambda import errors
-from kubelambda.models import Target
+from tests import factories
 
-T = Target("f", "1")
+T = factories.target("f", "1")
+REPORTER = "gateway-1"
+
+
+def report(in_flight: int, waiting: int) -> Report:
+    return Report(REPORTER, T, in_flight, waiting)
 
 
 @pytest.fixture
 def activator(
-    backend: StaticBackend, signals: RecordingSignals, registry: CollectorRegistry
+    endpoints: StaticEndpoints, signals: RecordingSignals, registry: CollectorRegistry
 ) -> Activator:
     return Activator(
-        backend=backend, signals=signals, metrics=GatewayMetrics(registry), max_waiting=2
+        endpoints=endpoints,
+        signals=signals,
+        reporter=REPORTER,
+        metrics=GatewayMetrics(registry),
+        max_waiting=2,
     )
 
 
@@ -36,30 +45,30 @@ async def _until_waiting(activator: Activator, count: int) -> None:
 
 
 async def test_free_slot_is_given_at_once_and_reported(
-    activator: Activator, backend: StaticBackend, signals: RecordingSignals
+    activator: Activator, endpoints: StaticEndpoints, signals: RecordingSignals
 ) -> None:
-    backend.ready[T] = [endpoint("a")]
+    endpoints.ready[T] = [endpoint("a")]
     assert (await activator.acquire(T, deadline=_later())).instance_id == "a"
-    assert signals.reports == [(T, 1, 0)]
+    assert signals.reports == [report(1, 0)]
     assert signals.pokes == []
 
 
 async def test_waiter_pokes_and_is_woken_when_endpoint_appears(
-    activator: Activator, backend: StaticBackend, signals: RecordingSignals
+    activator: Activator, endpoints: StaticEndpoints, signals: RecordingSignals
 ) -> None:
     task = asyncio.create_task(activator.acquire(T, deadline=_later()))
     await _until_waiting(activator, 1)
     assert signals.pokes == [T]
-    assert signals.reports[-1] == (T, 0, 1)
-    backend.set_endpoints(T, [endpoint("a")])
+    assert signals.reports[-1] == report(0, 1)
+    endpoints.set_endpoints(T, [endpoint("a")])
     assert (await task).instance_id == "a"
-    assert signals.reports[-1] == (T, 1, 0)
+    assert signals.reports[-1] == report(1, 0)
 
 
 async def test_waiters_are_served_first_in_first_out_on_release(
-    activator: Activator, backend: StaticBackend
+    activator: Activator, endpoints: StaticEndpoints
 ) -> None:
-    backend.ready[T] = [endpoint("a")]
+    endpoints.ready[T] = [endpoint("a")]
     held = await activator.acquire(T, deadline=_later())
     order: list[str] = []
 
@@ -79,9 +88,9 @@ async def test_waiters_are_served_first_in_first_out_on_release(
 
 
 async def test_newcomer_does_not_overtake_waiters(
-    activator: Activator, backend: StaticBackend
+    activator: Activator, endpoints: StaticEndpoints
 ) -> None:
-    backend.ready[T] = [endpoint("a")]
+    endpoints.ready[T] = [endpoint("a")]
     held = await activator.acquire(T, deadline=_later())
     first = asyncio.create_task(activator.acquire(T, deadline=_later()))
     await _until_waiting(activator, 1)
@@ -92,21 +101,15 @@ async def test_newcomer_does_not_overtake_waiters(
         await newcomer
 
 
-async def test_full_queue_is_throttled_with_reason(
-    activator: Activator, registry: CollectorRegistry
+async def test_full_queue_is_throttled_with_reason_and_retry_after(
+    activator: Activator,
 ) -> None:
     tasks = [asyncio.create_task(activator.acquire(T, deadline=_later())) for _ in range(2)]
     await _until_waiting(activator, 2)
     with pytest.raises(errors.TooManyRequests) as caught:
         await activator.acquire(T, deadline=_later())
     assert caught.value.reason == "ConcurrentInvocationLimitExceeded"
-    assert (
-        registry.get_sample_value(
-            "kubelambda_throttles_total",
-            {"function": "f", "reason": "ConcurrentInvocationLimitExceeded"},
-        )
-        == 1
-    )
+    assert caught.value.to_wire()[1]["Retry-After"] == "1"
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
@@ -118,36 +121,36 @@ async def test_deadline_throttles_and_leaves_the_queue(
     with pytest.raises(errors.TooManyRequests):
         await activator.acquire(T, deadline=_later(0.02))
     assert activator.waiting(T) == 0
-    assert signals.reports[-1] == (T, 0, 0)
+    assert signals.reports[-1] == report(0, 0)
 
 
 async def test_cancelled_waiter_leaves_the_queue_without_leaking_a_slot(
-    activator: Activator, backend: StaticBackend
+    activator: Activator, endpoints: StaticEndpoints
 ) -> None:
     task = asyncio.create_task(activator.acquire(T, deadline=_later()))
     await _until_waiting(activator, 1)
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     assert activator.waiting(T) == 0
-    backend.set_endpoints(T, [endpoint("a")])
+    endpoints.set_endpoints(T, [endpoint("a")])
     assert activator.in_flight(T) == 0
 
 
 async def test_waiter_cancelled_after_handoff_gives_the_slot_back(
-    activator: Activator, backend: StaticBackend
+    activator: Activator, endpoints: StaticEndpoints
 ) -> None:
     task = asyncio.create_task(activator.acquire(T, deadline=_later()))
     await _until_waiting(activator, 1)
-    backend.set_endpoints(T, [endpoint("a")])  # hands the slot over...
+    endpoints.set_endpoints(T, [endpoint("a")])  # hands the slot over...
     task.cancel()  # ...but the caller goes away before it resumes
     await asyncio.gather(task, return_exceptions=True)
     assert activator.in_flight(T) == 0
 
 
 async def test_excluded_endpoint_is_not_given_and_does_not_block_others(
-    activator: Activator, backend: StaticBackend
+    activator: Activator, endpoints: StaticEndpoints
 ) -> None:
-    backend.ready[T] = [endpoint("a"), endpoint("b")]
+    endpoints.ready[T] = [endpoint("a"), endpoint("b")]
     held = await activator.acquire(T, deadline=_later(), exclude={"a"})
     assert held.instance_id == "b"
     excluding = asyncio.create_task(activator.acquire(T, deadline=_later(0.05), exclude={"a"}))
@@ -158,21 +161,21 @@ async def test_excluded_endpoint_is_not_given_and_does_not_block_others(
 
 
 async def test_wait_time_is_observed(
-    activator: Activator, backend: StaticBackend, registry: CollectorRegistry
+    activator: Activator, endpoints: StaticEndpoints, registry: CollectorRegistry
 ) -> None:
     task = asyncio.create_task(activator.acquire(T, deadline=_later()))
     await _until_waiting(activator, 1)
-    backend.set_endpoints(T, [endpoint("a")])
+    endpoints.set_endpoints(T, [endpoint("a")])
     await task
-    labels = {"function": "f", "version": "1"}
+    labels = {"namespace": "default", "function": "f", "version": "1"}
     assert registry.get_sample_value("kubelambda_activator_wait_seconds_count", labels) == 1
     assert registry.get_sample_value("kubelambda_activator_waiting_requests", labels) == 0
 
 
 async def test_waiter_passed_over_for_an_excluded_endpoint_keeps_its_place(
-    activator: Activator, backend: StaticBackend
+    activator: Activator, endpoints: StaticEndpoints
 ) -> None:
-    backend.ready[T] = [endpoint("a"), endpoint("b")]
+    endpoints.ready[T] = [endpoint("a"), endpoint("b")]
     held_a = await activator.acquire(T, deadline=_later())
     held_b = await activator.acquire(T, deadline=_later())
     excluding = asyncio.create_task(activator.acquire(T, deadline=_later(), exclude={"a"}))
@@ -184,3 +187,46 @@ async def test_waiter_passed_over_for_an_excluded_endpoint_keeps_its_place(
     assert activator.waiting(T) == 1
     activator.release(held_b)
     assert (await excluding).instance_id == "b"
+
+
+async def test_reports_carry_each_gateways_reporter_id(
+    endpoints: StaticEndpoints, signals: RecordingSignals, registry: CollectorRegistry
+) -> None:
+    metrics = GatewayMetrics(registry)
+    first, second = (
+        Activator(
+            endpoints=endpoints, signals=signals, reporter=name, metrics=metrics, max_waiting=2
+        )
+        for name in ("gateway-a", "gateway-b")
+    )
+    endpoints.ready[T] = [endpoint("a", concurrency=2)]
+    held = await first.acquire(T, deadline=_later())
+    await second.acquire(T, deadline=_later())
+    first.release(held)
+    assert signals.reports == [
+        Report("gateway-a", T, 1, 0),
+        Report("gateway-b", T, 1, 0),
+        Report("gateway-a", T, 0, 0),
+    ]
+
+
+async def test_concurrency_gauge_follows_slots_taken_and_given_back(
+    activator: Activator, endpoints: StaticEndpoints, registry: CollectorRegistry
+) -> None:
+    endpoints.ready[T] = [endpoint("a", concurrency=2)]
+    labels = {"namespace": "default", "function": "f", "version": "1"}
+    held = [await activator.acquire(T, deadline=_later()) for _ in range(2)]
+    assert registry.get_sample_value("kubelambda_concurrent_executions", labels) == 2
+    activator.release(held[0])
+    assert registry.get_sample_value("kubelambda_concurrent_executions", labels) == 1
+
+
+async def test_close_stops_listening_and_cancels_waiters(
+    activator: Activator, endpoints: StaticEndpoints
+) -> None:
+    task = asyncio.create_task(activator.acquire(T, deadline=_later()))
+    await _until_waiting(activator, 1)
+    activator.close()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert endpoints.listeners == 0
