@@ -8,5 +8,6 @@ entrypoint in Kubernetes. It ships alone in runtime images: standard library and
 Map: ``__main__`` (start-up) → ``agent`` (lifecycle, readiness, drain) → ``invoke_endpoint``
 (the gateway's ``POST /invoke``) → ``slot`` (one runtime process: state, timeouts, logs)
 → ``runtime_api`` (the Runtime API routes) over ``http_server``; ``python_bootstrap`` is
-the script the python runtimes run.
+the script the python runtimes run. ``protocol`` is the gateway↔agent wire (paths,
+headers, the event size limit): the gateway imports it, so both sides share one copy.
 """
