@@ -2,11 +2,12 @@
 
 The gateway's composition (``gateway.app``) matches the path with ``is_invoke_path``,
 reads and size-checks the body, authenticates, and calls this app with the body in
-``scope[BODY_KEY]`` and the caller in ``scope[PRINCIPAL_KEY]`` (``gateway.auth.request``).
-It stays out of framework routing and dependency injection on purpose: on this path
-they cost more than the whole proxy hop (DESIGN.md §4). It parses the request into an ``InvokeRequest``,
-hands it to the use case, and renders the ``InvokeResult`` (or a Lambda error) as
-Lambda's response: the only place that knows the Invoke HTTP headers.
+``scope[BODY_KEY]`` and the caller in ``scope[PRINCIPAL_KEY]``
+(``gateway.auth.request``). It stays out of framework routing and dependency injection
+on purpose: on this path they cost more than the whole proxy hop (DESIGN.md §4). It
+parses the request into an ``InvokeRequest``, hands it to the use case, and renders the
+``InvokeResult`` (or a Lambda error) as Lambda's response: the only place that knows the
+Invoke HTTP headers.
 """
 
 from __future__ import annotations
