@@ -19,6 +19,7 @@ __all__ = [
     "LATEST",
     "Alias",
     "CodePackage",
+    "EventInvokeConfig",
     "FunctionKey",
     "FunctionSettings",
     "FunctionVersion",
@@ -40,6 +41,9 @@ IDLE_TIMEOUT_TAG = "kubelambda.io/idle-timeout-seconds"
 INSTANCE_CONCURRENCY_TAG = "kubelambda.io/instance-concurrency"
 DEFAULT_IDLE_TIMEOUT_SECONDS = 300.0
 DEFAULT_INSTANCE_CONCURRENCY = 1
+# Lambda's defaults for asynchronous invocation: two retries, events kept six hours.
+DEFAULT_MAXIMUM_RETRY_ATTEMPTS = 2
+DEFAULT_MAXIMUM_EVENT_AGE_SECONDS = 21_600
 
 
 def frozen_mapping(values: Mapping[str, str] | None = None) -> Mapping[str, str]:
@@ -134,6 +138,10 @@ class FunctionVersion:
     # While a code update of ``$LATEST`` is InProgress, or after it Failed, invocations
     # keep running the package that was live before it (as on Lambda): that one.
     serving_package: CodePackage | None = None
+    # ``DeadLetterConfig.TargetArn``: ``None`` is the platform's default dead-letter topic
+    # (``names.default_dead_letter_topic``), ``""`` turns dead letters off (as on Lambda),
+    # anything else is a topic ARN (``arn:aws:kafka:<region>:<account>:topic/<name>``).
+    dead_letter_target_arn: str | None = None
 
     @property
     def is_latest(self) -> bool:
@@ -231,6 +239,29 @@ class ProvisionedConcurrency:
         return FunctionKey(self.namespace, self.function_name)
 
     def with_changes(self, **changes: object) -> ProvisionedConcurrency:
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class EventInvokeConfig:
+    """How asynchronous invocations of one qualifier are retried and where their outcome
+    goes (Lambda's ``FunctionEventInvokeConfig``). ``qualifier`` is ``$LATEST``, a version
+    number or an alias; destinations are function or topic ARNs."""
+
+    namespace: str
+    function_name: str
+    qualifier: str
+    maximum_retry_attempts: int = DEFAULT_MAXIMUM_RETRY_ATTEMPTS
+    maximum_event_age_seconds: int = DEFAULT_MAXIMUM_EVENT_AGE_SECONDS
+    on_success: str | None = None
+    on_failure: str | None = None
+    last_modified: str = ""
+
+    @property
+    def key(self) -> FunctionKey:
+        return FunctionKey(self.namespace, self.function_name)
+
+    def with_changes(self, **changes: object) -> EventInvokeConfig:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
 

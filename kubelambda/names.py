@@ -11,13 +11,16 @@ import re
 from dataclasses import dataclass
 
 from kubelambda import errors
-from kubelambda.models import FunctionKey
+from kubelambda.models import DEFAULT_NAMESPACE, FunctionKey
 
 __all__ = [
     "FunctionRef",
+    "default_dead_letter_topic",
     "function_arn",
     "is_version_number",
     "parse_function_ref",
+    "parse_topic_arn",
+    "topic_arn",
     "validate_alias_name",
     "validate_function_name",
 ]
@@ -25,6 +28,11 @@ __all__ = [
 DEFAULT_REGION = "us-east-1"
 DEFAULT_ACCOUNT = "000000000000"
 
+_DEAD_LETTER_PREFIX = "kubelambda-dlq."
+_TOPIC_ARN = re.compile(
+    r"^arn:(?P<partition>aws[a-zA-Z-]*):kafka:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):"
+    r"topic/(?P<topic>[a-zA-Z0-9._-]{1,249})$"
+)
 _NAME = re.compile(r"^[a-zA-Z0-9-_]{1,64}$")
 _QUALIFIER = re.compile(r"^(\$LATEST|[a-zA-Z0-9-_]{1,128})$")
 _ALIAS = re.compile(r"^(?!^[0-9]+$)[a-zA-Z0-9-_]{1,128}$")
@@ -62,6 +70,25 @@ def function_arn(
     the installation's (settings), passed down from the launcher: never a default."""
     base = f"arn:aws:lambda:{region}:{account}:function:{name}"
     return f"{base}:{qualifier}" if qualifier else base
+
+
+def topic_arn(topic: str, *, region: str, account: str = DEFAULT_ACCOUNT) -> str:
+    """The ARN a dead-letter or destination topic is named by in Lambda's API."""
+    return f"arn:aws:kafka:{region}:{account}:topic/{topic}"
+
+
+def parse_topic_arn(arn: str) -> str | None:
+    """The topic a topic ARN names, or ``None`` when ``arn`` is not one."""
+    match = _TOPIC_ARN.match(arn)
+    return match.group("topic") if match else None
+
+
+def default_dead_letter_topic(function: FunctionKey) -> str:
+    """``kubelambda-dlq.<function>`` in the default namespace and
+    ``kubelambda-dlq.<namespace>.<function>`` in any other (names hold no dots)."""
+    if function.namespace == DEFAULT_NAMESPACE:
+        return f"{_DEAD_LETTER_PREFIX}{function.name}"
+    return f"{_DEAD_LETTER_PREFIX}{function.namespace}.{function.name}"
 
 
 def is_version_number(qualifier: str) -> bool:

@@ -13,6 +13,7 @@ from typing import Protocol
 
 from kubelambda.models import (
     Alias,
+    EventInvokeConfig,
     FunctionKey,
     FunctionSettings,
     FunctionVersion,
@@ -28,13 +29,17 @@ class Catalog:
     """Everything the invoke path and the autoscaler read, as one consistent snapshot.
 
     Keys: ``versions[Target]`` (``$LATEST`` included), ``aliases[(FunctionKey, alias)]``,
-    ``settings[FunctionKey]``, ``provisioned[(FunctionKey, qualifier)]``.
+    ``settings[FunctionKey]``, ``provisioned[(FunctionKey, qualifier)]``,
+    ``event_invoke_configs[(FunctionKey, qualifier)]``.
     """
 
     versions: Mapping[Target, FunctionVersion] = field(default_factory=dict)
     aliases: Mapping[tuple[FunctionKey, str], Alias] = field(default_factory=dict)
     settings: Mapping[FunctionKey, FunctionSettings] = field(default_factory=dict)
     provisioned: Mapping[tuple[FunctionKey, str], ProvisionedConcurrency] = field(
+        default_factory=dict
+    )
+    event_invoke_configs: Mapping[tuple[FunctionKey, str], EventInvokeConfig] = field(
         default_factory=dict
     )
 

@@ -15,6 +15,7 @@ from typing import Protocol
 from kubelambda.models import (
     Alias,
     CodePackage,
+    EventInvokeConfig,
     FunctionKey,
     FunctionSettings,
     FunctionVersion,
@@ -124,3 +125,20 @@ class ManagementStore(CatalogSource, Protocol):
     async def list_provisioned(
         self, function: FunctionKey, *, after: str, limit: int
     ) -> list[ProvisionedConcurrency]: ...
+
+    async def put_event_invoke_config(self, config: EventInvokeConfig) -> EventInvokeConfig:
+        """Create or replace the config of ``config.qualifier`` (which must exist: the
+        function, a version or an alias); stamps ``last_modified``."""
+        ...
+
+    async def get_event_invoke_config(
+        self, function: FunctionKey, qualifier: str
+    ) -> EventInvokeConfig:
+        """Raises ``ResourceNotFound`` when none is set."""
+        ...
+
+    async def delete_event_invoke_config(self, function: FunctionKey, qualifier: str) -> None: ...
+
+    async def list_event_invoke_configs(
+        self, function: FunctionKey, *, after: str, limit: int
+    ) -> list[EventInvokeConfig]: ...

@@ -1,23 +1,30 @@
 """Asynchronous (Event) invocations between the gateway that accepts them and the
-dispatcher that runs them.
+dispatcher that runs them, and the topics their outcomes are written to.
 
-The producer's ``publish`` returns only once the event is durable (Kafka acknowledged
-it with acks=all, or the SQLite transaction committed): only then may the gateway
-answer 202. The dispatcher ``consume``s, invokes, and ``commit``s a delivery only after
-its outcome is durable too (a retry published, a dead letter written, or success), so
-a crash in between delivers the event again rather than losing it (at least once).
+The gateway's ``publish`` returns only once the event is durable (Kafka acknowledged it
+with acks=all and an idempotent producer, or the SQLite transaction committed): only
+then may it answer 202. The dispatcher ``consume``s events that are due, invokes, and
+``complete``s each delivery with whatever its outcome adds — a retry (the same event,
+due later), an event for a destination function, records for dead-letter and
+destination topics — which the adapter makes durable *before* it commits the delivery.
+A crash in between delivers the event again rather than losing it: at least once.
+
+Events that are not due yet (retries) wait in the adapter's durable timers (Kafka: one
+delay topic per delay; SQLite: an indexed due time), never in front of other events.
+``TopicLog`` reads a topic back (``kubelambda dlq list``) and acknowledges what was
+handled (``kubelambda dlq redrive``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from kubelambda.models import FunctionKey
 
-__all__ = ["Delivery", "Queue", "QueuedEvent"]
+__all__ = ["Delivery", "Queue", "QueuedEvent", "TopicLog", "TopicMessage", "TopicRecord"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,8 +33,10 @@ class QueuedEvent:
 
     ``request_id`` is the 202's ``x-amzn-RequestId`` and stays the same on every attempt
     (the handler's ``context.aws_request_id``); ``accepted_at`` (epoch seconds) is what
-    the maximum event age counts from; ``attempt`` is 1 for the first try; the event is
-    not run before ``not_before`` (epoch seconds), which retries push back.
+    the maximum event age counts from; ``attempt`` is the number of the attempt this
+    delivery is for (1 first); the event is not run before ``not_before`` (epoch
+    seconds), which retries push back. ``qualifier`` is what the caller named (an
+    alias is resolved when the attempt runs, as Lambda does).
     """
 
     request_id: str
@@ -41,10 +50,34 @@ class QueuedEvent:
     def next_attempt(self, *, not_before: float) -> QueuedEvent:
         return dataclasses.replace(self, attempt=self.attempt + 1, not_before=not_before)
 
+    def postponed(self, *, not_before: float) -> QueuedEvent:
+        """The same attempt again later (a throttle or a system error: nothing ran)."""
+        return dataclasses.replace(self, not_before=not_before)
+
+
+@dataclass(frozen=True, slots=True)
+class TopicMessage:
+    """A record for a topic: a dead letter (the payload, with Lambda's attributes as
+    headers) or a destination record (JSON). ``key`` orders records per key."""
+
+    value: bytes
+    headers: Mapping[str, str] = field(default_factory=dict)
+    key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TopicRecord:
+    """A message read back from a topic, with where it stands in it."""
+
+    topic: str
+    position: str
+    message: TopicMessage
+    timestamp: float
+
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """An event handed to a consumer, with the adapter's handle to commit it."""
+    """An event handed to a consumer, with the adapter's handle to complete it."""
 
     event: QueuedEvent
     handle: object
@@ -52,19 +85,32 @@ class Delivery:
 
 class Queue(Protocol):
     async def publish(self, event: QueuedEvent) -> None:
-        """Return once ``event`` is durable; raise a ``kubelambda.errors.ServerError`` (or
-        ``TooManyRequests``) when it could not be made so."""
+        """Return once ``event`` is durable; raise ``kubelambda.errors.ServerError`` (or
+        ``TooManyRequests``) when it could not be made so: the caller must not say 202."""
         ...
 
     def consume(self) -> AsyncIterator[Delivery]:
-        """Deliveries for this consumer, until the queue is closed."""
+        """Due events for this consumer, until the queue is closed. Deliveries are
+        handed out without waiting for earlier ones to complete."""
         ...
 
-    async def commit(self, delivery: Delivery) -> None:
-        """The delivery's outcome is durable: never deliver it again."""
+    async def complete(
+        self,
+        delivery: Delivery,
+        *,
+        events: Sequence[QueuedEvent] = (),
+        messages: Sequence[tuple[str, TopicMessage]] = (),
+    ) -> None:
+        """Make ``events`` (retries, destination invocations) and ``(topic, message)``
+        pairs durable, then never deliver ``delivery`` again."""
         ...
 
-    async def dead_letter(self, delivery: Delivery, record: bytes) -> None:
-        """Write ``record`` (Lambda's destination JSON) to the function's dead-letter
-        topic, durably; the caller commits the delivery afterwards."""
+
+class TopicLog(Protocol):
+    async def pending(self, topic: str) -> list[TopicRecord]:
+        """The records of ``topic`` not yet acknowledged, oldest first."""
+        ...
+
+    async def acknowledge(self, records: Sequence[TopicRecord]) -> None:
+        """Mark ``records`` handled: ``pending`` no longer lists them."""
         ...
