@@ -35,8 +35,10 @@ class QueuedEvent:
     (the handler's ``context.aws_request_id``); ``accepted_at`` (epoch seconds) is what
     the maximum event age counts from; ``attempt`` is the number of the attempt this
     delivery is for (1 first); the event is not run before ``not_before`` (epoch
-    seconds), which retries push back. ``qualifier`` is what the caller named (an
-    alias is resolved when the attempt runs, as Lambda does).
+    seconds), which retries push back; ``postponements`` counts how often the current
+    attempt was put off because nothing could run it (throttles, system errors), which
+    its backoff grows with. ``qualifier`` is what the caller named (an alias is
+    resolved when the attempt runs, as Lambda does).
     """
 
     request_id: str
@@ -46,13 +48,18 @@ class QueuedEvent:
     accepted_at: float
     attempt: int = 1
     not_before: float = 0.0
+    postponements: int = 0
 
     def next_attempt(self, *, not_before: float) -> QueuedEvent:
-        return dataclasses.replace(self, attempt=self.attempt + 1, not_before=not_before)
+        return dataclasses.replace(
+            self, attempt=self.attempt + 1, not_before=not_before, postponements=0
+        )
 
     def postponed(self, *, not_before: float) -> QueuedEvent:
         """The same attempt again later (a throttle or a system error: nothing ran)."""
-        return dataclasses.replace(self, not_before=not_before)
+        return dataclasses.replace(
+            self, not_before=not_before, postponements=self.postponements + 1
+        )
 
 
 @dataclass(frozen=True, slots=True)
