@@ -44,6 +44,9 @@ class EventInvokeConfigChange:
 
 
 class EventInvokeConfigService:
+    """What the event-invoke-config routes call; each method takes the caller's
+    namespace first and a (possibly qualified) function name or ARN."""
+
     def __init__(self, store: ManagementStore) -> None:
         self._store = store
 
