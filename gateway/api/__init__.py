@@ -3,9 +3,9 @@
 ``kubelambda.launch.gateway`` builds the services and ``create_management_app`` mounts
 the routers over them; ``gateway.app.Gateway`` puts the app behind authentication and
 body limits. Routers live per resource (``functions``, ``aliases``, ``concurrency``,
-``tags``, ``code``); ``errors`` turns every failure into Lambda's error shape. Services
-reach handlers through the lifespan's state (``dependencies``), with the caller's
-namespace from its credentials.
+``event_invoke_configs``, ``tags``, ``code``); ``errors`` turns every failure into
+Lambda's error shape. Services reach handlers through the lifespan's state
+(``dependencies``), with the caller's namespace from its credentials.
 """
 
 from __future__ import annotations
@@ -16,7 +16,15 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from gateway.api import aliases, code, concurrency, errors, functions, tags
+from gateway.api import (
+    aliases,
+    code,
+    concurrency,
+    errors,
+    event_invoke_configs,
+    functions,
+    tags,
+)
 from gateway.api.dependencies import ManagementServices
 
 __all__ = ["ManagementServices", "create_management_app"]
@@ -39,6 +47,7 @@ def create_management_app(services: ManagementServices) -> FastAPI:
         functions.router,
         aliases.router,
         concurrency.router,
+        event_invoke_configs.router,
         tags.router,
         code.router,
     ):

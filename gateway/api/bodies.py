@@ -1,10 +1,10 @@
 """Request bodies of the management API, as pydantic models with Lambda's member names.
 
 Parsed by FastAPI in the routers (``gateway.api.functions``/``aliases``/``concurrency``/
-``tags``); a body that breaks these types becomes a Lambda ``ValidationException`` in
-``gateway.api.errors``. Members kubelambda does not implement (VPC, layers, tracing,
-...) are ignored like unknown JSON members; those that would change behaviour
-(container images, S3 code, arm64) are refused by ``zip_package``.
+``tags``/``event_invoke_configs``); a body that breaks these types becomes a Lambda
+``ValidationException`` in ``gateway.api.errors``. Members kubelambda does not implement
+(VPC, layers, tracing, ...) are ignored like unknown JSON members; those that would
+change behaviour (container images, S3 code, arm64) are refused by ``zip_package``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from kubelambda import errors
 __all__ = [
     "CreateAlias",
     "CreateFunction",
+    "EventInvokeConfig",
     "PublishVersion",
     "PutFunctionConcurrency",
     "PutProvisionedConcurrency",
@@ -46,6 +47,11 @@ class FunctionCodeBody(_Body):
     ImageUri: str | None = None
 
 
+class DeadLetterConfigBody(_Body):
+    # Lambda's ResourceArn may be empty: that turns dead letters off.
+    TargetArn: str = ""
+
+
 class CreateFunction(_Body):
     FunctionName: str
     Role: str
@@ -60,6 +66,7 @@ class CreateFunction(_Body):
     Environment: EnvironmentBody | None = None
     Tags: dict[str, str] | None = None
     Architectures: list[str] | None = None
+    DeadLetterConfig: DeadLetterConfigBody | None = None
 
 
 class UpdateFunctionCode(_Body):
@@ -79,6 +86,7 @@ class UpdateFunctionConfiguration(_Body):
     Timeout: int | None = None
     MemorySize: int | None = None
     Environment: EnvironmentBody | None = None
+    DeadLetterConfig: DeadLetterConfigBody | None = None
     RevisionId: str | None = None
 
 
@@ -116,6 +124,23 @@ class PutProvisionedConcurrency(_Body):
 
 class TagResource(_Body):
     Tags: dict[str, str]
+
+
+class DestinationBody(_Body):
+    Destination: str | None = None
+
+
+class DestinationConfigBody(_Body):
+    OnSuccess: DestinationBody | None = None
+    OnFailure: DestinationBody | None = None
+
+
+class EventInvokeConfig(_Body):
+    """PutFunctionEventInvokeConfig and UpdateFunctionEventInvokeConfig alike."""
+
+    MaximumRetryAttempts: int | None = None
+    MaximumEventAgeInSeconds: int | None = None
+    DestinationConfig: DestinationConfigBody | None = None
 
 
 def zip_package(

@@ -16,6 +16,7 @@ from gateway.auth.request import PRINCIPAL_KEY
 from gateway.services.aliases import AliasService
 from gateway.services.code_links import CodeLinks
 from gateway.services.concurrency import ConcurrencyService
+from gateway.services.event_invoke_configs import EventInvokeConfigService
 from gateway.services.functions import FunctionService
 from gateway.services.tags import TagService
 from kubelambda.credentials import Principal
@@ -25,6 +26,7 @@ __all__ = [
     "Aliases",
     "Code",
     "Concurrency",
+    "EventInvokeConfigs",
     "Functions",
     "Links",
     "ManagementServices",
@@ -41,6 +43,7 @@ class ManagementServices:
     functions: FunctionService
     aliases: AliasService
     concurrency: ConcurrencyService
+    event_invoke_configs: EventInvokeConfigService
     tags: TagService
     code_links: CodeLinks
     code: CodeStore
@@ -62,6 +65,10 @@ def _aliases(request: Request) -> AliasService:
 
 def _concurrency(request: Request) -> ConcurrencyService:
     return _services(request).concurrency
+
+
+def _event_invoke_configs(request: Request) -> EventInvokeConfigService:
+    return _services(request).event_invoke_configs
 
 
 def _tags(request: Request) -> TagService:
@@ -88,6 +95,7 @@ def _namespace(request: Request) -> str:
 Functions = Annotated[FunctionService, Depends(_functions)]
 Aliases = Annotated[AliasService, Depends(_aliases)]
 Concurrency = Annotated[ConcurrencyService, Depends(_concurrency)]
+EventInvokeConfigs = Annotated[EventInvokeConfigService, Depends(_event_invoke_configs)]
 Tags = Annotated[TagService, Depends(_tags)]
 Links = Annotated[CodeLinks, Depends(_links)]
 Code = Annotated[CodeStore, Depends(_code)]

@@ -54,6 +54,9 @@ async def create_function(
             environment=body.Environment.Variables if body.Environment else None,
             tags=body.Tags,
             publish=body.Publish,
+            dead_letter_target_arn=body.DeadLetterConfig.TargetArn
+            if body.DeadLetterConfig
+            else None,
         ),
     )
     return JSONResponse(_configuration(created, region), status_code=201)
@@ -162,6 +165,7 @@ async def update_function_configuration(
         timeout=body.Timeout,
         memory_size=body.MemorySize,
         environment=(body.Environment.Variables or {}) if body.Environment else None,
+        dead_letter_target_arn=body.DeadLetterConfig.TargetArn if body.DeadLetterConfig else None,
     )
     updated = await functions.update_configuration(
         namespace, FunctionName, change, revision_id=body.RevisionId

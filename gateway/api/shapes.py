@@ -1,23 +1,33 @@
 """Response bodies of the management API: domain models rendered in Lambda's JSON shapes.
 
 Called by the routers. Member names and formats follow botocore's service model
-(``FunctionConfiguration``, ``AliasConfiguration``, provisioned-concurrency configs);
+(``FunctionConfiguration``, ``AliasConfiguration``, provisioned-concurrency configs,
+``FunctionEventInvokeConfig``);
 members kubelambda has no notion of are given Lambda's defaults (x86_64, 512 MB of
 ephemeral storage, text logs) so clients that read them find what they expect.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from kubelambda import names
 from kubelambda.models import (
     Alias,
+    EventInvokeConfig,
     FunctionVersion,
     LastUpdateStatus,
     ProvisionedConcurrency,
     State,
 )
 
-__all__ = ["alias_configuration", "function_configuration", "provisioned_config"]
+__all__ = [
+    "alias_configuration",
+    "dead_letter_target",
+    "event_invoke_config",
+    "function_configuration",
+    "provisioned_config",
+]
 
 Json = dict[str, object]
 
@@ -53,8 +63,18 @@ def function_configuration(
     }
     if version.environment:
         shape["Environment"] = {"Variables": dict(version.environment)}
+    if (dead_letters := dead_letter_target(version, region=region)) is not None:
+        shape["DeadLetterConfig"] = {"TargetArn": dead_letters}
     shape.update(_state_reasons(version))
     return shape
+
+
+def dead_letter_target(version: FunctionVersion, *, region: str) -> str | None:
+    """The ``DeadLetterConfig.TargetArn`` a version reports: the platform's default topic
+    unless the user set one, ``None`` when dead letters are turned off."""
+    if version.dead_letter_target_arn is None:
+        return names.topic_arn(names.default_dead_letter_topic(version.key), region=region)
+    return version.dead_letter_target_arn or None
 
 
 def alias_configuration(alias: Alias, *, region: str) -> Json:
@@ -89,6 +109,31 @@ def provisioned_config(config: ProvisionedConcurrency, *, region: str | None = N
     if config.status_reason:
         shape["StatusReason"] = config.status_reason
     return shape
+
+
+def event_invoke_config(config: EventInvokeConfig, *, region: str) -> Json:
+    """Put/Update/Get and list item shape alike; ``FunctionArn`` is always qualified."""
+    return {
+        "FunctionArn": names.function_arn(config.function_name, config.qualifier, region=region),
+        "MaximumRetryAttempts": config.maximum_retry_attempts,
+        "MaximumEventAgeInSeconds": config.maximum_event_age_seconds,
+        "DestinationConfig": {
+            "OnSuccess": _destination(config.on_success),
+            "OnFailure": _destination(config.on_failure),
+        },
+        "LastModified": _epoch_seconds(config.last_modified),
+    }
+
+
+def _destination(arn: str | None) -> Json:
+    # Lambda sends an empty object for a destination that is not set.
+    return {} if arn is None else {"Destination": arn}
+
+
+def _epoch_seconds(last_modified: str) -> float:
+    """The store's ``2019-11-14T18:16:05.568+0000`` as epoch seconds: this shape's
+    ``LastModified`` is a ``timestamp`` in the model, which rest-json sends as a number."""
+    return datetime.strptime(last_modified, "%Y-%m-%dT%H:%M:%S.%f%z").timestamp()
 
 
 def _state_reasons(version: FunctionVersion) -> Json:

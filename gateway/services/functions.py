@@ -51,11 +51,14 @@ class NewFunction:
     environment: Mapping[str, str] | None = None
     tags: Mapping[str, str] | None = None
     publish: bool = False
+    # DeadLetterConfig.TargetArn: None for the platform's default topic, "" for none.
+    dead_letter_target_arn: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class ConfigurationChange:
-    """An UpdateFunctionConfiguration request: ``None`` leaves a setting as it is."""
+    """An UpdateFunctionConfiguration request: ``None`` leaves a setting as it is (a
+    ``dead_letter_target_arn`` of ``""`` turns dead letters off)."""
 
     runtime: str | None = None
     role: str | None = None
@@ -64,6 +67,7 @@ class ConfigurationChange:
     timeout: int | None = None
     memory_size: int | None = None
     environment: Mapping[str, str] | None = None
+    dead_letter_target_arn: str | None = None
 
 
 class FunctionService:
@@ -84,6 +88,11 @@ class FunctionService:
         memory_size = validation.check_memory_size(request.memory_size)
         timeout = validation.check_timeout(request.timeout)
         description = validation.check_description(request.description)
+        dead_letter_target_arn = (
+            None
+            if request.dead_letter_target_arn is None
+            else validation.check_dead_letter_target(request.dead_letter_target_arn)
+        )
         package = await self._store_package(request.zip_file, runtime)
         latest = FunctionVersion(
             namespace=namespace,
@@ -100,6 +109,7 @@ class FunctionService:
             timeout=timeout,
             description=description,
             environment=environment,
+            dead_letter_target_arn=dead_letter_target_arn,
             state=State.PENDING,
             last_update_status=LastUpdateStatus.IN_PROGRESS,
         )
@@ -197,6 +207,10 @@ class FunctionService:
             fields["memory_size"] = validation.check_memory_size(change.memory_size)
         if change.environment is not None:
             fields["environment"] = validation.check_environment(change.environment)
+        if change.dead_letter_target_arn is not None:
+            fields["dead_letter_target_arn"] = validation.check_dead_letter_target(
+                change.dead_letter_target_arn
+            )
         current = await self._store.get_version(function, LATEST)
         runtime = str(fields.get("runtime", current.runtime))
         handler = change.handler if change.handler is not None else current.handler

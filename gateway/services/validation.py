@@ -1,6 +1,7 @@
 """Lambda's rules for management requests, as pure functions that raise Lambda's errors.
 
-Called by the management services (``functions``, ``aliases``, ``concurrency``) before
+Called by the management services (``functions``, ``aliases``, ``concurrency``,
+``event_invoke_configs``) before
 anything is stored. Each check returns the value it accepted, so a service reads as a
 list of checks; messages follow AWS's wording where AWS has one.
 """
@@ -12,14 +13,18 @@ import math
 import re
 from collections.abc import Collection, Mapping
 
-from kubelambda import errors, runtimes
-from kubelambda.models import IDLE_TIMEOUT_TAG, INSTANCE_CONCURRENCY_TAG, LATEST
+from kubelambda import errors, names, runtimes
+from kubelambda.models import IDLE_TIMEOUT_TAG, INSTANCE_CONCURRENCY_TAG, LATEST, FunctionKey
 
 __all__ = [
     "MAX_RESERVED_CONCURRENCY",
+    "check_dead_letter_target",
     "check_description",
+    "check_destination",
     "check_environment",
     "check_handler",
+    "check_maximum_event_age",
+    "check_maximum_retry_attempts",
     "check_memory_size",
     "check_reserved_concurrency",
     "check_role",
@@ -34,6 +39,8 @@ MEMORY_RANGE = (128, 10240)
 TIMEOUT_RANGE = (1, 900)
 MAX_RESERVED_CONCURRENCY = 1000
 INSTANCE_CONCURRENCY_RANGE = (1, 1000)
+MAXIMUM_RETRY_ATTEMPTS_RANGE = (0, 2)
+MAXIMUM_EVENT_AGE_RANGE = (60, 21_600)
 MAX_TAGS = 50
 MAX_ENVIRONMENT_BYTES = 4096
 MAX_DESCRIPTION = 256
@@ -42,6 +49,8 @@ _PATTERN = "Member must satisfy regular expression pattern: "
 _ROLE = re.compile(r"^arn:(aws[a-zA-Z-]*)?:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+$")
 _HANDLER = re.compile(r"^[^\s]{1,128}$")
 _ENV_NAME = re.compile(r"^[a-zA-Z]([a-zA-Z0-9_])+$")
+_FUNCTION_ARN_FORM = "arn:aws:lambda:<region>:<account>:function:<name>[:<qualifier>]"
+_TOPIC_ARN_FORM = "arn:aws:kafka:<region>:<account>:topic/<name>"
 # Set by the platform for every instance; a function may not override them (as Lambda).
 RESERVED_ENVIRONMENT = frozenset(
     {
@@ -77,6 +86,49 @@ def check_timeout(value: int) -> int:
 
 def check_reserved_concurrency(value: int) -> int:
     return _in_range("ReservedConcurrentExecutions", value, 0, MAX_RESERVED_CONCURRENCY)
+
+
+def check_maximum_retry_attempts(value: int) -> int:
+    return _in_range("MaximumRetryAttempts", value, *MAXIMUM_RETRY_ATTEMPTS_RANGE)
+
+
+def check_maximum_event_age(value: int) -> int:
+    return _in_range("MaximumEventAgeInSeconds", value, *MAXIMUM_EVENT_AGE_RANGE)
+
+
+def check_destination(destination: str, *, function: FunctionKey) -> str:
+    """An OnSuccess/OnFailure destination of ``function``: another function's ARN (in the
+    caller's namespace, as every ARN is) or a topic ARN."""
+    if names.parse_topic_arn(destination) is not None:
+        return destination
+    # With "arn:" and ":lambda:" in it, parse_function_ref accepts only a full function
+    # ARN: none of its shorter forms has that many colons.
+    if destination.startswith("arn:") and ":lambda:" in destination:
+        try:
+            ref = names.parse_function_ref(destination, namespace=function.namespace)
+        except errors.InvalidParameterValue:
+            ref = None
+        if ref is not None:
+            if ref.key == function:
+                # Lambda refuses it: every outcome would invoke the function again.
+                raise errors.InvalidParameterValue(
+                    "You can't specify the function as a destination for itself."
+                )
+            return destination
+    raise errors.InvalidParameterValue(
+        f"The destination ARN {destination} is invalid. A destination is a function ARN "
+        f"({_FUNCTION_ARN_FORM}) or a topic ARN ({_TOPIC_ARN_FORM})."
+    )
+
+
+def check_dead_letter_target(target: str) -> str:
+    """``DeadLetterConfig.TargetArn``: a topic ARN, or ``""`` to turn dead letters off."""
+    if target == "" or names.parse_topic_arn(target) is not None:
+        return target
+    raise errors.InvalidParameterValue(
+        f"The dead-letter target ARN {target} is invalid. A dead-letter target is a topic "
+        f"ARN ({_TOPIC_ARN_FORM}), or empty to turn dead letters off."
+    )
 
 
 def check_runtime(runtime: str, available: Collection[str]) -> str:

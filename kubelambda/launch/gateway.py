@@ -25,6 +25,7 @@ from gateway.services.activator import Activator
 from gateway.services.aliases import AliasService
 from gateway.services.code_links import CodeLinks
 from gateway.services.concurrency import ConcurrencyService
+from gateway.services.event_invoke_configs import EventInvokeConfigService
 from gateway.services.functions import FunctionService
 from gateway.services.invoke_settings import InvokeSettings
 from gateway.services.invoker import Invoker
@@ -84,6 +85,7 @@ async def build_gateway(
         functions=FunctionService(store, code, runtimes=runtimes),
         aliases=AliasService(store),
         concurrency=ConcurrencyService(store),
+        event_invoke_configs=EventInvokeConfigService(store),
         tags=TagService(store),
         code_links=CodeLinks(clock=time.time),
         code=code,

@@ -90,10 +90,12 @@ def delete_alias(
     select_alias(connection, function, name, region=region)
     params = {**rows.key_params(function), "name": name}
     connection.execute(f"DELETE FROM aliases WHERE {_ALIAS}", params)
-    # Provisioned instances kept warm for this alias have nothing to serve any more.
-    connection.execute(
-        f"DELETE FROM provisioned WHERE {functions.KEY} AND qualifier = :name", params
-    )
+    # Provisioned instances kept warm for this alias have nothing to serve any more, and
+    # no event can be invoked through it any more.
+    for table in ("provisioned", "event_invoke_configs"):
+        connection.execute(
+            f"DELETE FROM {table} WHERE {functions.KEY} AND qualifier = :name", params
+        )
 
 
 def list_aliases(

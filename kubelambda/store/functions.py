@@ -265,7 +265,8 @@ def list_versions(
 
 
 def delete_function(connection: sqlite3.Connection, function: FunctionKey, *, region: str) -> None:
-    """The function and everything hanging off it (versions, aliases, provisioned configs)."""
+    """The function and everything hanging off it (versions, aliases, provisioned and
+    event invoke configs)."""
     require_function(connection, function, region=region)
     connection.execute(f"DELETE FROM functions WHERE {KEY}", rows.key_params(function))
 
@@ -298,6 +299,9 @@ def delete_version(
     params = {**rows.key_params(function), "number": int(version), "qualifier": version}
     connection.execute(f"DELETE FROM versions WHERE {KEY} AND number = :number", params)
     connection.execute(f"DELETE FROM provisioned WHERE {KEY} AND qualifier = :qualifier", params)
+    connection.execute(
+        f"DELETE FROM event_invoke_configs WHERE {KEY} AND qualifier = :qualifier", params
+    )
 
 
 def _version_row(
@@ -382,6 +386,7 @@ def _runnable_config(version: FunctionVersion) -> tuple[object, ...]:
         version.timeout,
         dict(version.environment),
         version.package_type,
+        version.dead_letter_target_arn,
     )
 
 

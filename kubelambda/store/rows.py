@@ -1,10 +1,10 @@
 """The mapping between the embedded store's rows and the shared models.
 
 Used by the table modules (``functions``, ``aliases``, ``function_settings``,
-``provisioned``) and by ``snapshot``: the API's reads and the catalog get the same
-``FunctionVersion`` from a row, with the newest upload in ``code_sha256`` and, while
-``$LATEST`` still runs an older package, that one in ``serving_package``. Digests are
-stored as Lambda reports them (base64 ``CodeSha256``).
+``provisioned``, ``event_invoke_configs``) and by ``snapshot``: the API's reads and the
+catalog get the same ``FunctionVersion`` from a row, with the newest upload in
+``code_sha256`` and, while ``$LATEST`` still runs an older package, that one in
+``serving_package``. Digests are stored as Lambda reports them (base64 ``CodeSha256``).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from kubelambda.models import (
     LATEST,
     Alias,
     CodePackage,
+    EventInvokeConfig,
     FunctionKey,
     FunctionSettings,
     FunctionVersion,
@@ -31,6 +32,7 @@ from kubelambda.models import (
 
 __all__ = [
     "alias_from_row",
+    "event_invoke_config_from_row",
     "format_timestamp",
     "key_params",
     "provisioned_from_row",
@@ -81,6 +83,7 @@ def version_values(version: FunctionVersion) -> dict[str, object]:
         "last_update_status_reason": version.last_update_status_reason,
         "serving_code_sha256": None if serving is None else serving.code_sha256,
         "serving_code_size": None if serving is None else serving.size,
+        "dead_letter_target_arn": version.dead_letter_target_arn,
     }
 
 
@@ -111,6 +114,7 @@ def version_from_row(row: sqlite3.Row) -> FunctionVersion:
             if serving is None
             else CodePackage.from_code_sha256(serving, row["serving_code_size"])
         ),
+        dead_letter_target_arn=row["dead_letter_target_arn"],
     )
 
 
@@ -147,6 +151,19 @@ def provisioned_from_row(row: sqlite3.Row) -> ProvisionedConcurrency:
         allocated=row["allocated"],
         status=ProvisionedStatus(row["status"]),
         status_reason=row["status_reason"],
+        last_modified=row["last_modified"],
+    )
+
+
+def event_invoke_config_from_row(row: sqlite3.Row) -> EventInvokeConfig:
+    return EventInvokeConfig(
+        namespace=row["namespace"],
+        function_name=row["function_name"],
+        qualifier=row["qualifier"],
+        maximum_retry_attempts=row["maximum_retry_attempts"],
+        maximum_event_age_seconds=row["maximum_event_age_seconds"],
+        on_success=row["on_success"],
+        on_failure=row["on_failure"],
         last_modified=row["last_modified"],
     )
 

@@ -2,14 +2,16 @@
 
 Called by ``database`` when it opens the file. One row per function version (``number``
 0 is ``$LATEST``), per alias, per function (tags, reserved concurrency, the version
-counter) and per provisioned-concurrency config. Every key starts with the namespace:
-names are unique per namespace only. How rows map to models is ``rows``' job.
+counter), per provisioned-concurrency config and per event invoke config. Every key
+starts with the namespace: names are unique per namespace only. How rows map to models
+is ``rows``' job.
 
 Schema versions (``PRAGMA user_version``):
 
     0  a new, empty file: the tables are created
     1  earlier releases: no namespace, and host paths of unpacked packages in ``versions``;
-       migrated in place, every row landing in namespace ``default``
+       migrated in place, every row landing in namespace ``default`` (no dead-letter
+       target set, no event invoke config)
     2  this one
 """
 
@@ -62,6 +64,9 @@ _TABLES = (
         -- progress or after it failed (as on Lambda); NULL once the newest one is live.
         serving_code_sha256 TEXT,
         serving_code_size INTEGER,
+        -- DeadLetterConfig.TargetArn: NULL is the platform's default topic, '' turns dead
+        -- letters off, anything else is a topic ARN. Published versions keep their own.
+        dead_letter_target_arn TEXT,
         CHECK ((serving_code_sha256 IS NULL) = (serving_code_size IS NULL)),
         PRIMARY KEY (namespace, function_name, number),
         FOREIGN KEY (namespace, function_name)
@@ -97,6 +102,23 @@ _TABLES = (
             REFERENCES functions (namespace, function_name) ON DELETE CASCADE
     )
     """,
+    # The qualifier is $LATEST, a version number or an alias name, so no foreign key can
+    # name its row: deleting a version or an alias deletes its config explicitly.
+    """
+    CREATE TABLE event_invoke_configs (
+        namespace TEXT NOT NULL,
+        function_name TEXT NOT NULL,
+        qualifier TEXT NOT NULL,
+        maximum_retry_attempts INTEGER NOT NULL,
+        maximum_event_age_seconds INTEGER NOT NULL,
+        on_success TEXT,
+        on_failure TEXT,
+        last_modified TEXT NOT NULL,
+        PRIMARY KEY (namespace, function_name, qualifier),
+        FOREIGN KEY (namespace, function_name)
+            REFERENCES functions (namespace, function_name) ON DELETE CASCADE
+    )
+    """,
 )
 
 # Version 1's tables, renamed out of the way, copied into version 2's, then dropped.
@@ -110,6 +132,8 @@ _FROM_V1 = (
     SELECT :namespace, function_name, tags, reserved_concurrency, last_version
     FROM v1_functions
     """,
+    # dead_letter_target_arn is left NULL: v1 had no DeadLetterConfig, so every version
+    # keeps the default topic.
     """
     INSERT INTO versions (
         namespace, function_name, number, version, runtime, handler, role, code_sha256,

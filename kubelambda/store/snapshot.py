@@ -33,6 +33,9 @@ def refresh(connection: sqlite3.Connection, function: FunctionKey, previous: Cat
         aliases=_merged(previous.aliases, fresh.aliases, lambda k: k[0], function),
         settings=_merged(previous.settings, fresh.settings, lambda k: k, function),
         provisioned=_merged(previous.provisioned, fresh.provisioned, lambda k: k[0], function),
+        event_invoke_configs=_merged(
+            previous.event_invoke_configs, fresh.event_invoke_configs, lambda k: k[0], function
+        ),
     )
 
 
@@ -62,7 +65,20 @@ def _read(connection: sqlite3.Connection, where: str, params: Mapping[str, str])
             connection.execute(f"SELECT * FROM provisioned{where}", params),
         )
     }
-    return Catalog(versions=versions, aliases=aliases, settings=settings, provisioned=provisioned)
+    event_invoke_configs = {
+        (entry.key, entry.qualifier): entry
+        for entry in map(
+            rows.event_invoke_config_from_row,
+            connection.execute(f"SELECT * FROM event_invoke_configs{where}", params),
+        )
+    }
+    return Catalog(
+        versions=versions,
+        aliases=aliases,
+        settings=settings,
+        provisioned=provisioned,
+        event_invoke_configs=event_invoke_configs,
+    )
 
 
 def _merged(

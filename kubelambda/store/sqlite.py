@@ -24,6 +24,7 @@ from typing import TypeVar
 from kubelambda.models import (
     Alias,
     CodePackage,
+    EventInvokeConfig,
     FunctionKey,
     FunctionSettings,
     FunctionVersion,
@@ -31,7 +32,15 @@ from kubelambda.models import (
     ProvisionedStatus,
 )
 from kubelambda.ports.catalog import Catalog, CatalogListener
-from kubelambda.store import aliases, function_settings, functions, provisioned, rows, snapshot
+from kubelambda.store import (
+    aliases,
+    event_invoke_configs,
+    function_settings,
+    functions,
+    provisioned,
+    rows,
+    snapshot,
+)
 from kubelambda.store.database import Database
 
 __all__ = ["SqliteStore"]
@@ -343,6 +352,43 @@ class SqliteStore:
     ) -> list[ProvisionedConcurrency]:
         return await self._database.read(
             lambda c: provisioned.list_provisioned(
+                c, function, after=after, limit=limit, region=self._region
+            )
+        )
+
+    # -- ManagementStore: event invoke configs ------------------------------------------
+
+    async def put_event_invoke_config(self, config: EventInvokeConfig) -> EventInvokeConfig:
+        now = self._now()
+        return await self._write(
+            config.key,
+            lambda c: event_invoke_configs.put_event_invoke_config(
+                c, config, now=now, region=self._region
+            ),
+        )
+
+    async def get_event_invoke_config(
+        self, function: FunctionKey, qualifier: str
+    ) -> EventInvokeConfig:
+        return await self._database.read(
+            lambda c: event_invoke_configs.select_event_invoke_config(
+                c, function, qualifier, region=self._region
+            )
+        )
+
+    async def delete_event_invoke_config(self, function: FunctionKey, qualifier: str) -> None:
+        await self._write(
+            function,
+            lambda c: event_invoke_configs.delete_event_invoke_config(
+                c, function, qualifier, region=self._region
+            ),
+        )
+
+    async def list_event_invoke_configs(
+        self, function: FunctionKey, *, after: str, limit: int
+    ) -> list[EventInvokeConfig]:
+        return await self._database.read(
+            lambda c: event_invoke_configs.list_event_invoke_configs(
                 c, function, after=after, limit=limit, region=self._region
             )
         )

@@ -255,6 +255,47 @@ async def test_every_v1_row_lands_in_the_default_namespace(tmp_path: Path):
             last_modified=T0,
         )
     }
+    # v1 knew neither: every version keeps the default dead-letter topic (None above).
+    assert dict(catalog.event_invoke_configs) == {}
+
+
+async def test_migrated_versions_have_no_dead_letter_target(tmp_path: Path):
+    write_v1(tmp_path / "state.db")
+    async with SqliteStore.open(tmp_path, region=REGION):
+        pass
+    with sqlite3.connect(tmp_path / "state.db") as connection:
+        assert connection.execute(
+            "SELECT count(*), count(dead_letter_target_arn) FROM versions"
+        ).fetchone() == (5, 0)
+    connection.close()
+
+
+async def test_the_migrated_schema_is_the_schema_of_a_new_file(tmp_path: Path):
+    migrated, new = tmp_path / "migrated", tmp_path / "new"
+    migrated.mkdir()
+    write_v1(migrated / "state.db")
+    for home in (migrated, new):
+        async with SqliteStore.open(home, region=REGION):
+            pass
+    assert _schema(migrated / "state.db") == _schema(new / "state.db")
+
+
+def _schema(path: Path) -> dict[str, list[tuple[object, ...]]]:
+    """Every table's columns and foreign keys, as SQLite reports them."""
+    with sqlite3.connect(path) as connection:
+        tables = [
+            name
+            for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        ]
+        schema = {
+            table: [
+                *connection.execute(f"PRAGMA table_info({table})"),
+                *connection.execute(f"PRAGMA foreign_key_list({table})"),
+            ]
+            for table in tables
+        }
+    connection.close()
+    return schema
 
 
 async def test_the_migrated_file_has_the_v2_schema(tmp_path: Path):
@@ -269,7 +310,13 @@ async def test_the_migrated_file_has_the_v2_schema(tmp_path: Path):
                 "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"
             )
         ]
-        assert tables == ["aliases", "functions", "provisioned", "versions"]
+        assert tables == [
+            "aliases",
+            "event_invoke_configs",
+            "functions",
+            "provisioned",
+            "versions",
+        ]
         for table in tables:
             columns = {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}
             assert "namespace" in columns

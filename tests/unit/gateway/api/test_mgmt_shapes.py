@@ -7,6 +7,7 @@ import pytest
 from gateway.api import shapes
 from kubelambda.models import (
     Alias,
+    EventInvokeConfig,
     LastUpdateStatus,
     ProvisionedConcurrency,
     ProvisionedStatus,
@@ -86,3 +87,49 @@ def test_provisioned_list_item_names_the_qualified_arn():
     assert item["FunctionArn"] == "arn:aws:lambda:us-east-1:000000000000:function:f:live"
     assert (item["Status"], item["AvailableProvisionedConcurrentExecutions"]) == ("READY", 3)
     assert "FunctionArn" not in shapes.provisioned_config(config)
+
+
+@pytest.mark.parametrize(
+    ("namespace", "target", "shown"),
+    [
+        ("default", None, "arn:aws:kafka:eu-west-1:000000000000:topic/kubelambda-dlq.f"),
+        ("team-a", None, "arn:aws:kafka:eu-west-1:000000000000:topic/kubelambda-dlq.team-a.f"),
+        (
+            "default",
+            "arn:aws:kafka:eu-west-1:000000000000:topic/mine",
+            "arn:aws:kafka:eu-west-1:000000000000:topic/mine",
+        ),
+    ],
+)
+def test_dead_letter_config_names_the_default_topic_unless_set(namespace, target, shown):
+    version = VERSION.with_changes(namespace=namespace, dead_letter_target_arn=target)
+    shape = shapes.function_configuration(version, region="eu-west-1")
+    assert shape["DeadLetterConfig"] == {"TargetArn": shown}
+
+
+def test_dead_letter_config_is_omitted_when_turned_off():
+    version = VERSION.with_changes(dead_letter_target_arn="")
+    assert "DeadLetterConfig" not in shapes.function_configuration(version, region="us-east-1")
+
+
+def test_event_invoke_config_shape():
+    config = EventInvokeConfig(
+        "default",
+        "f",
+        "$LATEST",
+        maximum_retry_attempts=1,
+        maximum_event_age_seconds=60,
+        on_failure="arn:aws:kafka:us-east-1:000000000000:topic/t",
+        last_modified="2026-01-02T03:04:05.678+0000",
+    )
+    assert shapes.event_invoke_config(config, region="us-east-1") == {
+        "FunctionArn": "arn:aws:lambda:us-east-1:000000000000:function:f:$LATEST",
+        "MaximumRetryAttempts": 1,
+        "MaximumEventAgeInSeconds": 60,
+        "DestinationConfig": {
+            "OnSuccess": {},
+            "OnFailure": {"Destination": "arn:aws:kafka:us-east-1:000000000000:topic/t"},
+        },
+        # A timestamp member: epoch seconds, as rest-json sends it.
+        "LastModified": 1767323045.678,
+    }

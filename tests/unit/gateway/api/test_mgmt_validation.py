@@ -6,6 +6,7 @@ import pytest
 
 from gateway.services import validation
 from kubelambda import errors
+from kubelambda.models import FunctionKey
 
 
 @pytest.mark.parametrize(
@@ -155,3 +156,70 @@ def test_reserved_concurrency_range(value, valid):
     else:
         with pytest.raises(errors.InvalidParameterValue):
             validation.check_reserved_concurrency(value)
+
+
+@pytest.mark.parametrize(("value", "valid"), [(-1, False), (0, True), (2, True), (3, False)])
+def test_maximum_retry_attempts_range(value, valid):
+    if valid:
+        assert validation.check_maximum_retry_attempts(value) == value
+    else:
+        with pytest.raises(errors.InvalidParameterValue, match="MaximumRetryAttempts"):
+            validation.check_maximum_retry_attempts(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "valid"), [(59, False), (60, True), (21600, True), (21601, False)]
+)
+def test_maximum_event_age_range(value, valid):
+    if valid:
+        assert validation.check_maximum_event_age(value) == value
+    else:
+        with pytest.raises(errors.InvalidParameterValue, match="MaximumEventAgeInSeconds"):
+            validation.check_maximum_event_age(value)
+
+
+@pytest.mark.parametrize(
+    ("destination", "valid"),
+    [
+        ("arn:aws:lambda:us-east-1:000000000000:function:on-fail", True),
+        ("arn:aws:lambda:us-east-1:000000000000:function:on-fail:live", True),
+        ("arn:aws:kafka:us-east-1:000000000000:topic/failures", True),
+        ("on-fail", False),
+        ("000000000000:function:on-fail", False),
+        ("arn:aws:lambda:us-east-1:000000000000:function:", False),
+        ("arn:aws:sqs:us-east-1:000000000000:queue", False),
+        ("arn:aws:kafka:us-east-1:000000000000:topic/", False),
+    ],
+)
+def test_destination_is_a_function_or_a_topic_arn(destination, valid):
+    function = FunctionKey("team-a", "f")
+    if valid:
+        assert validation.check_destination(destination, function=function) == destination
+    else:
+        with pytest.raises(errors.InvalidParameterValue, match=r"function ARN .* or a topic ARN"):
+            validation.check_destination(destination, function=function)
+
+
+def test_a_function_is_not_its_own_destination():
+    with pytest.raises(errors.InvalidParameterValue, match="destination for itself"):
+        validation.check_destination(
+            "arn:aws:lambda:us-east-1:000000000000:function:f:2",
+            function=FunctionKey("team-a", "f"),
+        )
+
+
+@pytest.mark.parametrize(
+    ("target", "valid"),
+    [
+        ("arn:aws:kafka:us-east-1:000000000000:topic/dead", True),
+        ("", True),
+        ("arn:aws:sqs:us-east-1:000000000000:dead", False),
+        ("arn:aws:lambda:us-east-1:000000000000:function:f", False),
+    ],
+)
+def test_dead_letter_target_is_a_topic_arn_or_empty(target, valid):
+    if valid:
+        assert validation.check_dead_letter_target(target) == target
+    else:
+        with pytest.raises(errors.InvalidParameterValue, match="topic ARN"):
+            validation.check_dead_letter_target(target)
