@@ -31,7 +31,15 @@ from kubelambda.models import (
     ProvisionedStatus,
 )
 from kubelambda.ports.catalog import Catalog, CatalogListener
-from kubelambda.store import aliases, function_settings, functions, provisioned, rows, snapshot
+from kubelambda.store import (
+    aliases,
+    function_settings,
+    functions,
+    provisioned,
+    rows,
+    schema,
+    snapshot,
+)
 from kubelambda.store.database import Database
 
 __all__ = ["SqliteStore"]
@@ -64,7 +72,7 @@ class SqliteStore:
         cls, home: Path, *, region: str, clock: Callable[[], datetime] | None = None
     ) -> AsyncIterator[SqliteStore]:
         """Open (creating or migrating) ``<home>/state.db``; closed on exit."""
-        database = await Database.open(home / "state.db")
+        database = await Database.open(home / "state.db", migrate=schema.migrate)
         store = cls(database, region=region, clock=clock or _utc_now)
         try:
             store._committed = store._catalog = await database.read(snapshot.build)
