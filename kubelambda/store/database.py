@@ -15,6 +15,7 @@ unchanged. Opening creates the file, or migrates an older one (the owner's ``mig
 from __future__ import annotations
 
 import asyncio
+import functools
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -35,11 +36,20 @@ class Database:
         self._connection = connection
 
     @classmethod
-    async def open(cls, path: Path, *, migrate: Callable[[sqlite3.Connection], None]) -> Database:
+    async def open(
+        cls,
+        path: Path,
+        *,
+        migrate: Callable[[sqlite3.Connection], None],
+        busy_timeout: float = 5.0,
+    ) -> Database:
+        """Open ``path``; a write waits up to ``busy_timeout`` seconds for another
+        process's to finish before it fails."""
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"kubelambda-{path.stem}")
         loop = asyncio.get_running_loop()
+        connect = functools.partial(_connect, path, migrate=migrate, busy_timeout=busy_timeout)
         try:
-            connection = await loop.run_in_executor(executor, _connect, path, migrate)
+            connection = await loop.run_in_executor(executor, connect)
         except BaseException:
             executor.shutdown(wait=False)
             raise
@@ -89,7 +99,9 @@ def _transact(connection: sqlite3.Connection, change: Callable[[sqlite3.Connecti
     return result
 
 
-def _connect(path: Path, migrate: Callable[[sqlite3.Connection], None]) -> sqlite3.Connection:
+def _connect(
+    path: Path, *, migrate: Callable[[sqlite3.Connection], None], busy_timeout: float
+) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
     # isolation_level=None: transactions are begun explicitly (BEGIN IMMEDIATE takes the
     # write lock up front, so a read-modify-write cannot be overtaken by another writer).
@@ -100,7 +112,7 @@ def _connect(path: Path, migrate: Callable[[sqlite3.Connection], None]) -> sqlit
     # the last commits, never corrupt the file.
     connection.execute("PRAGMA synchronous=NORMAL")
     connection.execute("PRAGMA foreign_keys=ON")
-    connection.execute("PRAGMA busy_timeout=5000")
+    connection.execute(f"PRAGMA busy_timeout={round(busy_timeout * 1000)}")
     try:
         migrate(connection)
     except BaseException:
