@@ -31,6 +31,7 @@ _TABLES = (
         accepted_at REAL NOT NULL,
         attempt INTEGER NOT NULL,
         not_before REAL NOT NULL,
+        postponements INTEGER NOT NULL,
         -- When the row may next be handed out: not_before until it is leased, then the
         -- lease's expiry. One indexed column serves as both timer and lease.
         due_at REAL NOT NULL,

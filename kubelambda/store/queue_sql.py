@@ -35,13 +35,14 @@ class Lease:
 
 
 _EVENT_COLUMNS = (
-    "request_id, namespace, function_name, qualifier, payload, accepted_at, attempt, not_before"
+    "request_id, namespace, function_name, qualifier, payload, accepted_at, attempt,"
+    " not_before, postponements"
 )
 
 
 def insert_events(connection: sqlite3.Connection, *, events: Sequence[QueuedEvent]) -> None:
     connection.executemany(
-        f"INSERT INTO events ({_EVENT_COLUMNS}, due_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        f"INSERT INTO events ({_EVENT_COLUMNS}, due_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             (
                 event.request_id,
@@ -52,6 +53,7 @@ def insert_events(connection: sqlite3.Connection, *, events: Sequence[QueuedEven
                 event.accepted_at,
                 event.attempt,
                 event.not_before,
+                event.postponements,
                 event.not_before,
             )
             for event in events
@@ -158,4 +160,5 @@ def _event(row: sqlite3.Row) -> QueuedEvent:
         accepted_at=row["accepted_at"],
         attempt=row["attempt"],
         not_before=row["not_before"],
+        postponements=row["postponements"],
     )

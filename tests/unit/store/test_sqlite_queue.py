@@ -29,6 +29,7 @@ async def test_publish_then_consume_keeps_every_field(tmp_path: Path):
         accepted_at=1_700_000_123.25,
         attempt=2,
         not_before=time.time() - 5,
+        postponements=3,
     )
     async with SqliteQueue.open(tmp_path) as queue, consuming(queue) as inbox:
         await queue.publish(event)
