@@ -25,7 +25,8 @@ invocation may run longer than the lease and a crash is noticed within one lease
 lease's expiry), capped by ``poll_interval`` so another process's publishes (the CLI's
 redrive) are seen within it; a publish or completion in this process wakes it at once.
 At most ``max_in_flight`` deliveries are held at a time: past that, ``consume`` waits
-for completions, so a flood stays on disk, not in memory.
+for completions, so a flood stays on disk, not in memory. A consumer cancelled while a
+lease transaction runs leaves that batch leased until the lease expires.
 
 Durability: a publish returns after its transaction committed in WAL mode with
 ``synchronous=NORMAL`` — it survives the process being killed, as a single Kafka
@@ -98,8 +99,8 @@ class SqliteQueue:
         """Open (creating) ``<home>/queue.db``; on exit, leases still held are given
         back so the next process delivers those events at once.
 
-        ``busy_timeout`` is how long a write waits for another process's (seconds)
-        before it fails.
+        ``busy_timeout`` (seconds) is how long a write waits for another process's write
+        to finish before it fails with ``ServiceError``.
         """
         try:
             database = await Database.open(
