@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-from kubelambda.models import DEFAULT_NAMESPACE, LATEST, FunctionVersion, State, Target
+import dataclasses
+
+from kubelambda.models import (
+    DEFAULT_NAMESPACE,
+    LATEST,
+    FunctionKey,
+    FunctionVersion,
+    State,
+    Target,
+)
+from kubelambda.ports.queue import QueuedEvent
 
 
 def function_version(name: str = "f", version: str = LATEST, **changes: object) -> FunctionVersion:
@@ -26,3 +36,15 @@ def function_version(name: str = "f", version: str = LATEST, **changes: object) 
 def target(name: str = "f", version: str = LATEST) -> Target:
     """A target in the default namespace."""
     return Target(DEFAULT_NAMESPACE, name, version)
+
+
+def queued_event(request_id: str = "req-1", name: str = "f", **changes: object) -> QueuedEvent:
+    """A first attempt at an unqualified Event invoke, due at once; ``changes`` override."""
+    event = QueuedEvent(
+        request_id=request_id,
+        function=FunctionKey(DEFAULT_NAMESPACE, name),
+        qualifier=None,
+        payload=b'{"n": 1}',
+        accepted_at=1_700_000_000.0,
+    )
+    return dataclasses.replace(event, **changes)

@@ -1,25 +1,26 @@
-"""The SQLite connection of the embedded store, owned by one worker thread.
+"""A SQLite connection of the embedded mode, owned by one worker thread.
 
-``SqliteStore`` runs every read and write through ``Database``. All SQL runs on a single
+``SqliteStore`` (``state.db``) and ``SqliteQueue`` (``queue.db``) each run every read and
+write through their own ``Database``. All SQL runs on a single
 dedicated thread that owns the one ``sqlite3`` connection: the event loop never waits on
 disk (a WAL commit, a cold page read, or a catalog rebuild over many functions can take
 milliseconds), sqlite's one-thread-per-connection rule holds without locks, and writes
 are serialised in submission order, which is what makes "one write, one new catalog"
-easy to reason about. A write runs as one ``BEGIN IMMEDIATE`` transaction; a
-``LambdaError`` raised inside rolls it back and reaches the caller unchanged. Opening
-creates the file, or migrates an older one (``schema``), before anything else runs.
+easy to reason about. A write runs as one ``BEGIN IMMEDIATE`` transaction; an error
+raised inside it, or by its commit (a full disk), rolls it back and reaches the caller
+unchanged. Opening creates the file, or migrates an older one (the owner's ``migrate``:
+``schema`` or ``queue_schema``), before anything else runs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
-
-from kubelambda.store import schema
 
 __all__ = ["Database"]
 
@@ -28,18 +29,27 @@ U = TypeVar("U")
 
 
 class Database:
-    """One connection on one thread; open with ``await Database.open(path)``."""
+    """One connection on one thread; open with ``await Database.open(path, migrate=...)``."""
 
     def __init__(self, executor: ThreadPoolExecutor, connection: sqlite3.Connection) -> None:
         self._executor = executor
         self._connection = connection
 
     @classmethod
-    async def open(cls, path: Path) -> Database:
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kubelambda-store")
+    async def open(
+        cls,
+        path: Path,
+        *,
+        migrate: Callable[[sqlite3.Connection], None],
+        busy_timeout: float = 5.0,
+    ) -> Database:
+        """Open ``path``; a write waits up to ``busy_timeout`` seconds for another
+        process's to finish before it fails."""
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"kubelambda-{path.stem}")
         loop = asyncio.get_running_loop()
+        connect = functools.partial(_connect, path, migrate=migrate, busy_timeout=busy_timeout)
         try:
-            connection = await loop.run_in_executor(executor, _connect, path)
+            connection = await loop.run_in_executor(executor, connect)
         except BaseException:
             executor.shutdown(wait=False)
             raise
@@ -60,17 +70,13 @@ class Database:
         """
 
         def run() -> tuple[T, U]:
-            connection = self._connection
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                result = change(connection)
-            except BaseException:
-                connection.rollback()
-                raise
-            connection.commit()
-            return result, then(connection)
+            return _transact(self._connection, change), then(self._connection)
 
         return await self._run(run)
+
+    async def transaction(self, change: Callable[[sqlite3.Connection], T]) -> T:
+        """Apply ``change`` in one transaction: all of it is committed, or none of it."""
+        return await self._run(lambda: _transact(self._connection, change))
 
     async def aclose(self) -> None:
         await self._run(self._connection.close)
@@ -80,7 +86,22 @@ class Database:
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def _transact(connection: sqlite3.Connection, change: Callable[[sqlite3.Connection], T]) -> T:
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        result = change(connection)
+        connection.commit()
+    except BaseException:
+        # A failed COMMIT may already have rolled back (an I/O error) or may not (busy).
+        if connection.in_transaction:
+            connection.rollback()
+        raise
+    return result
+
+
+def _connect(
+    path: Path, *, migrate: Callable[[sqlite3.Connection], None], busy_timeout: float
+) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
     # isolation_level=None: transactions are begun explicitly (BEGIN IMMEDIATE takes the
     # write lock up front, so a read-modify-write cannot be overtaken by another writer).
@@ -91,9 +112,9 @@ def _connect(path: Path) -> sqlite3.Connection:
     # the last commits, never corrupt the file.
     connection.execute("PRAGMA synchronous=NORMAL")
     connection.execute("PRAGMA foreign_keys=ON")
-    connection.execute("PRAGMA busy_timeout=5000")
+    connection.execute(f"PRAGMA busy_timeout={round(busy_timeout * 1000)}")
     try:
-        schema.migrate(connection)
+        migrate(connection)
     except BaseException:
         connection.close()
         raise

@@ -39,6 +39,7 @@ from kubelambda.store import (
     functions,
     provisioned,
     rows,
+    schema,
     snapshot,
 )
 from kubelambda.store.database import Database
@@ -73,7 +74,7 @@ class SqliteStore:
         cls, home: Path, *, region: str, clock: Callable[[], datetime] | None = None
     ) -> AsyncIterator[SqliteStore]:
         """Open (creating or migrating) ``<home>/state.db``; closed on exit."""
-        database = await Database.open(home / "state.db")
+        database = await Database.open(home / "state.db", migrate=schema.migrate)
         store = cls(database, region=region, clock=clock or _utc_now)
         try:
             store._committed = store._catalog = await database.read(snapshot.build)

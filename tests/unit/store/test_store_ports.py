@@ -10,13 +10,14 @@ from kubelambda.ports.catalog import CatalogSource
 from kubelambda.ports.code import CodeStore
 from kubelambda.ports.control import ControllerStore
 from kubelambda.ports.management import ManagementStore
-from kubelambda.store import LocalCodeStore, SqliteStore
+from kubelambda.ports.queue import Queue, TopicLog
+from kubelambda.store import LocalCodeStore, SqliteQueue, SqliteStore
 
 
 def port_methods(port: type) -> dict[str, object]:
     methods: dict[str, object] = {}
     for base in reversed(port.__mro__):
-        if base in (CatalogSource, ControllerStore, ManagementStore, CodeStore):
+        if base in (CatalogSource, ControllerStore, ManagementStore, CodeStore, Queue, TopicLog):
             methods.update(
                 (name, value)
                 for name, value in vars(base).items()
@@ -32,7 +33,13 @@ def shape(function) -> tuple[list[tuple[str, object]], bool]:
 
 @pytest.mark.parametrize(
     ("adapter", "port"),
-    [(SqliteStore, ManagementStore), (SqliteStore, ControllerStore), (LocalCodeStore, CodeStore)],
+    [
+        (SqliteStore, ManagementStore),
+        (SqliteStore, ControllerStore),
+        (LocalCodeStore, CodeStore),
+        (SqliteQueue, Queue),
+        (SqliteQueue, TopicLog),
+    ],
 )
 def test_adapter_matches_the_port(adapter, port):
     methods = port_methods(port)
