@@ -5,4 +5,17 @@ kits that talks to Kafka. The launch package builds ``KafkaSettings`` and passes
     wire.py       QueuedEvent and TopicMessage ⇄ Kafka records (pure)
     tiers.py      which topic an event goes to, by how long it still waits (pure)
     tracker.py    which offsets may be committed when deliveries complete out of order (pure)
+    topics.py     topics created on first use (admin client)
+    producer.py   Publisher: idempotent, acks=all, bounded sends; errors → ServiceError / 429
+    clients.py    consumers as this adapter configures them; the rebalance listener
+    timers.py     DelayForwarder: delay topics as durable timers without head-of-line blocking
+    events.py     EventConsumer: deliveries, completions, commits, rebalances
+    queue.py      KafkaQueue: the Queue port (publish, consume, complete)
+    topic_log.py  KafkaTopicLog: the TopicLog port (pending, acknowledge)
 """
+
+from kubelambda.kafka.queue import KafkaQueue
+from kubelambda.kafka.settings import KafkaSettings
+from kubelambda.kafka.topic_log import KafkaTopicLog
+
+__all__ = ["KafkaQueue", "KafkaSettings", "KafkaTopicLog"]

@@ -10,8 +10,8 @@ else as a compact JSON object with a format version::
 
 A reader accepts the versions it knows, ignores fields it does not and gives a field added
 later its default when it is missing, so adding a field needs no new version; changing the
-meaning of one does. The same record travels unchanged
-through the delay topics: only the topic changes on the way.
+meaning of one does. The same record travels unchanged through the delay topics: only the
+topic changes on the way.
 
 A ``TopicMessage`` (dead letter, destination record) maps one to one: its key, its value
 and its headers (UTF-8 values).
