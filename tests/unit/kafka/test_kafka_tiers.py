@@ -72,6 +72,7 @@ def test_settings_name_topics_and_groups_from_their_prefixes() -> None:
         {"replication_factor": 0},
         {"produce_timeout": 0},
         {"max_in_flight": 0},
+        {"batch_bytes": 0},
         {"delay_tiers": ()},
         {"delay_tiers": (5, 1)},
         {"delay_tiers": (1, 1, 2)},
