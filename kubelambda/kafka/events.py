@@ -75,6 +75,8 @@ class EventConsumer:
             # its record was fetched in; a rebalance can only happen at the yields below.
             ready = self._due_held() + self._fetched(batches)
             for delivery in ready:
+                if self._closing:
+                    return
                 if self._tracker.owns(_handle(delivery)):
                     yield delivery
 

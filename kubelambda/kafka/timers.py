@@ -3,9 +3,9 @@
 An event that is not due yet (a retry, a postponed throttle) is written to the delay
 topic of the largest tier that does not overshoot its due time (``tiers.topic_for``).
 Every record of a tier waits the same time, and the broker stamps each record as it
-appends it (``LogAppendTime``), so within a partition the due times
-(stamp + tier) rise with the offset: the head of a partition is always the next record
-due there. The forwarder therefore only ever looks at heads:
+appends it (``LogAppendTime``), so within a partition the due times (stamp + tier) rise
+with the offset: the head of a partition is always the next record due there. The
+forwarder therefore only ever looks at heads:
 
     head due?  yes → send it on (to a smaller tier if it is still not due, else to the
                      events topic), wait for the acknowledgement, commit past it
