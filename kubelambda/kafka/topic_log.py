@@ -72,8 +72,12 @@ class KafkaTopicLog:
         try:
             async with asyncio.timeout(settings.read_timeout):
                 await admin.start()
-                [description] = await admin.describe_topics([topic])
-                partitions = [p["partition"] for p in description["partitions"]]
+                partitions = []
+                # Asking for one topic's metadata creates it where the broker auto-creates
+                # topics; listing them all does not: listing a typo must not make a topic.
+                if topic in await admin.list_topics():
+                    [description] = await admin.describe_topics([topic])
+                    partitions = [p["partition"] for p in description["partitions"]]
                 await consumer.start()
                 consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
             yield consumer

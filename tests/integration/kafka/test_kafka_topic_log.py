@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 
 from kubelambda.kafka import KafkaSettings, KafkaTopicLog
 from kubelambda.ports.queue import TopicMessage
@@ -84,5 +87,18 @@ async def test_records_written_after_pending_are_listed_next_time(
     assert [r.message for r in await log.pending(topic)] == MESSAGES[1:]
 
 
-async def test_a_topic_that_does_not_exist_has_nothing_pending(settings: KafkaSettings) -> None:
-    assert await KafkaTopicLog(settings).pending(f"{settings.topic_prefix}-missing") == []
+async def test_a_topic_that_does_not_exist_has_nothing_pending_and_is_not_created(
+    settings: KafkaSettings,
+) -> None:
+    topic = f"{settings.topic_prefix}-missing"
+
+    assert await KafkaTopicLog(settings).pending(topic) == []
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        # A broker that auto-creates topics makes them a moment after the request.
+        for _ in range(8):
+            await asyncio.sleep(0.25)
+            assert topic not in await admin.list_topics()
+    finally:
+        await admin.close()
