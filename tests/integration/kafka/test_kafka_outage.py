@@ -1,0 +1,118 @@
+"""The Kafka queue across a broker outage, on a private broker this module starts (and
+stops: the shared test broker is never touched).
+
+While the broker is down, a publish fails with ``ServiceError`` within the produce timeout
+and never returns normally; once it is back, the same queue publishes again, and every
+event that was acknowledged, before or after, is delivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+import kubelambda_testbed
+import kubelambda_testbed.kafka
+from kubelambda import errors
+from kubelambda.kafka import KafkaQueue, KafkaSettings
+from kubelambda.ports.queue import QueuedEvent
+
+pytestmark = pytest.mark.infra
+
+PRODUCE_TIMEOUT = 2.0
+RECOVERY_SECONDS = 60.0
+
+
+class PrivateBroker:
+    """A second single-node broker, from the testbed's own code, in a temporary state dir."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self.cache_dir = kubelambda_testbed.cache_dir(os.environ)
+
+    def start(self) -> str:
+        environment = kubelambda_testbed.kafka.up(self.state_dir, self.cache_dir)
+        return environment["KAFKA_BOOTSTRAP"]
+
+    def stop_keeping_data(self) -> None:
+        home = self.state_dir / "kafka"
+        kubelambda_testbed.kafka._daemon(home).stop(timeout=30.0)
+
+    def remove(self) -> None:
+        kubelambda_testbed.kafka.down(self.state_dir)
+
+
+@pytest.fixture(scope="module")
+def private_broker(
+    tmp_path_factory: pytest.TempPathFactory,
+    kafka_bootstrap: str,  # the shared broker's jars and Java are known to work
+) -> Iterator[PrivateBroker]:
+    broker = PrivateBroker(tmp_path_factory.mktemp("private-kafka"))
+    try:
+        yield broker
+    finally:
+        broker.remove()
+
+
+async def publish_until_accepted(queue: KafkaQueue, event: QueuedEvent) -> None:
+    """Publish, retrying errors the way a client retries a 5xx, within a bounded time."""
+    deadline = time.monotonic() + RECOVERY_SECONDS
+    while True:
+        try:
+            await queue.publish(event)
+            return
+        except errors.ServiceError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+
+
+async def test_publish_fails_during_an_outage_and_nothing_acknowledged_is_lost(
+    private_broker: PrivateBroker, make_event: Callable[..., QueuedEvent]
+) -> None:
+    bootstrap = await asyncio.to_thread(private_broker.start)
+    settings = KafkaSettings(
+        bootstrap_servers=bootstrap,
+        group_id=f"outage-{uuid.uuid4().hex[:8]}",
+        partitions=1,
+        produce_timeout=PRODUCE_TIMEOUT,
+    )
+    before = [make_event() for _ in range(20)]
+    during = [make_event() for _ in range(5)]
+    after = [make_event() for _ in range(20)]
+    failures, slowest = 0, 0.0
+    async with KafkaQueue(settings) as queue:
+        for event in before:
+            await queue.publish(event)
+        await asyncio.to_thread(private_broker.stop_keeping_data)
+        for event in during:
+            started = time.monotonic()
+            with pytest.raises(errors.ServiceError):
+                await queue.publish(event)
+            failures += 1
+            slowest = max(slowest, time.monotonic() - started)
+        await asyncio.to_thread(private_broker.start)
+        for event in after:
+            await publish_until_accepted(queue, event)
+
+        acknowledged = {event.request_id for event in before + after}
+        seen: set[str] = set()
+        deliveries = queue.consume()
+        try:
+            async with asyncio.timeout(RECOVERY_SECONDS):
+                while not acknowledged <= seen:
+                    delivery = await anext(deliveries)
+                    seen.add(delivery.event.request_id)
+                    await queue.complete(delivery)
+        finally:
+            await deliveries.aclose()
+
+    assert failures == len(during)
+    assert slowest < PRODUCE_TIMEOUT + 1.0
+    assert acknowledged <= seen
