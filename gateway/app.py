@@ -4,7 +4,8 @@ Built by the launch package (``kubelambda.launch.gateway``) and served by uvicor
 small ASGI callable looks at each request once:
 
     GET  /healthz, GET /metrics                      open, answered here
-    POST /2015-03-31/functions/{Fn}/invocations     body read (<= 6 MiB) -> authenticate
+    POST /2015-03-31/functions/{Fn}/invocations     body read (<= 6 MiB, 1 MB for Event)
+                                                     -> authenticate
                                                      -> ``invoke_app`` (no framework routing)
     GET  /kubelambda/code/...                        open: presigned code links (FastAPI)
     anything else                                    body read (<= ~70 MB) -> authenticate
@@ -27,19 +28,22 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.auth import Authenticator, RawRequest
 from gateway.auth.request import BODY_KEY, PRINCIPAL_KEY
+from gateway.domain import invocation
 from gateway.invoke import app as invoke
 from gateway.services.code_links import CODE_PATH_PREFIX
 from kubelambda import errors
 
-__all__ = ["INVOKE_BODY_LIMIT", "MANAGEMENT_BODY_LIMIT", "Gateway"]
+__all__ = ["ASYNC_INVOKE_BODY_LIMIT", "INVOKE_BODY_LIMIT", "MANAGEMENT_BODY_LIMIT", "Gateway"]
 
 log = logging.getLogger(__name__)
 
 # After refusing an oversized body, read and drop at most this much more of it, so a
 # client still sending gets the 413 instead of a reset connection; past it, hang up.
 _DISCARD_BUDGET = 16 * 1024 * 1024
-# The Invoke payload limit is the agent's (Lambda's 6 MiB), so both sides agree.
+# The Invoke payload limit is the agent's (Lambda's 6 MiB), so both sides agree; an Event
+# invocation's is 1 MB.
 INVOKE_BODY_LIMIT = protocol.MAX_EVENT_BYTES
+ASYNC_INVOKE_BODY_LIMIT = invocation.MAX_ASYNC_PAYLOAD_BYTES
 # A 50 MB zip, base64-encoded inside CreateFunction's JSON, with room to spare.
 MANAGEMENT_BODY_LIMIT = 70_000_000
 
@@ -75,7 +79,7 @@ class Gateway:
                 scope,
                 receive,
                 send,
-                limit=INVOKE_BODY_LIMIT,
+                limit=_invoke_body_limit(scope),
                 operation="InvokeFunction",
             )
         elif method == "GET" and path == "/healthz":
@@ -128,6 +132,14 @@ class Gateway:
         inner[BODY_KEY] = body
         inner[PRINCIPAL_KEY] = principal
         await app(inner, _replay(body, receive), send)
+
+
+def _invoke_body_limit(scope: Scope) -> int:
+    # Decided from the header before a byte of the body is read.
+    for name, value in scope["headers"]:
+        if name.lower() == b"x-amz-invocation-type":
+            return ASYNC_INVOKE_BODY_LIMIT if value == b"Event" else INVOKE_BODY_LIMIT
+    return INVOKE_BODY_LIMIT
 
 
 class _Disconnected(Exception):

@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from kubelambda.models import FunctionKey, Target
 
-__all__ = ["GatewayMetrics", "Outcome", "TargetMetrics"]
+__all__ = ["AsyncMetrics", "GatewayMetrics", "Outcome", "TargetMetrics"]
 
 # Invocations run from a millisecond to 15 minutes; activator waits up to a minute.
 _DURATION_BUCKETS = (
@@ -39,6 +39,8 @@ _DURATION_BUCKETS = (
     900.0,
 )
 _INIT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+# Async events wait from milliseconds to the six-hour maximum event age.
+_EVENT_AGE_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0, 1800.0, 7200.0, 21600.0)
 _WAIT_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -140,3 +142,65 @@ class GatewayMetrics:
 
     def throttled(self, function: FunctionKey, reason: str) -> None:
         self.throttles.labels(function.namespace, function.name, reason).inc()
+
+
+class AsyncMetrics:
+    """Asynchronous invocation metrics (DESIGN.md §5), labelled by namespace and function.
+
+    Received is counted by the gateway once the queue made an event durable; the rest by
+    the dispatcher. ``event_age_seconds`` is Lambda's ``AsyncEventAge``: how old an event
+    was when an attempt started; ``pending`` counts events the dispatcher holds
+    (delivered and not yet completed).
+    """
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        by_function = ("namespace", "function")
+        self.received = Counter(
+            "kubelambda_async_events_received",
+            "Event invocations accepted (durable in the queue, answered 202).",
+            by_function,
+            registry=registry,
+        )
+        self.retried = Counter(
+            "kubelambda_async_events_retried",
+            "Attempts scheduled again after a function error, throttle or system error.",
+            by_function,
+            registry=registry,
+        )
+        self.dropped = Counter(
+            "kubelambda_async_events_dropped",
+            "Events whose processing ended without success, by reason.",
+            (*by_function, "reason"),
+            registry=registry,
+        )
+        self.dead_lettered = Counter(
+            "kubelambda_async_events_dead_lettered",
+            "Events written to a dead-letter topic.",
+            by_function,
+            registry=registry,
+        )
+        self.destination_failures = Counter(
+            "kubelambda_async_destination_delivery_failures",
+            "Destination records that could not be delivered, by destination kind.",
+            (*by_function, "destination"),
+            registry=registry,
+        )
+        self.event_age_seconds = Histogram(
+            "kubelambda_async_event_age_seconds",
+            "Time from acceptance to the start of an attempt (AsyncEventAge).",
+            by_function,
+            buckets=_EVENT_AGE_BUCKETS,
+            registry=registry,
+        )
+        self.oldest_event_age_seconds = Gauge(
+            "kubelambda_async_oldest_event_age_seconds",
+            "Age of the oldest event the dispatcher holds for a function (0 when none).",
+            by_function,
+            registry=registry,
+        )
+        self.pending = Gauge(
+            "kubelambda_async_events_pending",
+            "Events delivered to the dispatcher and not yet completed.",
+            by_function,
+            registry=registry,
+        )

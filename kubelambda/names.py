@@ -15,6 +15,7 @@ from kubelambda.models import DEFAULT_NAMESPACE, FunctionKey
 
 __all__ = [
     "FunctionRef",
+    "dead_letter_topic",
     "default_dead_letter_topic",
     "function_arn",
     "is_version_number",
@@ -81,6 +82,16 @@ def parse_topic_arn(arn: str) -> str | None:
     """The topic a topic ARN names, or ``None`` when ``arn`` is not one."""
     match = _TOPIC_ARN.match(arn)
     return match.group("topic") if match else None
+
+
+def dead_letter_topic(function: FunctionKey, target_arn: str | None) -> str | None:
+    """Where ``function``'s dead letters go, given its ``DeadLetterConfig.TargetArn``:
+    the default topic when unset (``None``), nowhere when empty, else the ARN's topic."""
+    if target_arn is None:
+        return default_dead_letter_topic(function)
+    if not target_arn:
+        return None
+    return parse_topic_arn(target_arn) or default_dead_letter_topic(function)
 
 
 def default_dead_letter_topic(function: FunctionKey) -> str:

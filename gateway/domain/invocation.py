@@ -18,6 +18,7 @@ from kubelambda import errors
 from kubelambda.names import FunctionRef
 
 __all__ = [
+    "MAX_ASYNC_PAYLOAD_BYTES",
     "MAX_CLIENT_CONTEXT_BYTES",
     "InvocationType",
     "InvokeOptions",
@@ -30,6 +31,8 @@ __all__ = [
 ]
 
 MAX_CLIENT_CONTEXT_BYTES = 3583
+# Lambda's limit on an asynchronous invocation's payload (1 MB).
+MAX_ASYNC_PAYLOAD_BYTES = 1_048_576
 
 
 class InvocationType(StrEnum):
@@ -97,18 +100,13 @@ def _enum_error(value: str, member: str, allowed: str) -> errors.Validation:
 
 
 def parse_invocation_type(value: str | None) -> InvocationType:
-    """``X-Amz-Invocation-Type``: absent means RequestResponse; Event is refused for now."""
+    """``X-Amz-Invocation-Type``: absent means RequestResponse."""
     if not value:
         return InvocationType.REQUEST_RESPONSE
     try:
-        parsed = InvocationType(value)
+        return InvocationType(value)
     except ValueError:
         raise _enum_error(value, "invocationType", "Event, RequestResponse, DryRun") from None
-    if parsed is InvocationType.EVENT:
-        raise errors.InvalidParameterValue(
-            "InvocationType Event is not supported yet by this kubelambda installation"
-        )
-    return parsed
 
 
 def parse_log_type(value: str | None) -> bool:

@@ -5,9 +5,9 @@ reads and size-checks the body, authenticates, and calls this app with the body 
 ``scope[BODY_KEY]`` and the caller in ``scope[PRINCIPAL_KEY]``
 (``gateway.auth.request``). It stays out of framework routing and dependency injection
 on purpose: on this path they cost more than the whole proxy hop (DESIGN.md §4). It
-parses the request into an ``InvokeRequest``, hands it to the use case, and renders the
-``InvokeResult`` (or a Lambda error) as Lambda's response: the only place that knows the
-Invoke HTTP headers.
+parses the request into an ``InvokeRequest``, hands it to the use case (or, for an
+Event invocation, to the event producer), and renders the ``InvokeResult`` (or a Lambda
+error) as Lambda's response: the only place that knows the Invoke HTTP headers.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from urllib.parse import parse_qs
 from gateway.auth.request import BODY_KEY, PRINCIPAL_KEY
 from gateway.domain import invocation
 from gateway.domain.invocation import InvocationType, InvokeOptions, InvokeRequest, InvokeResult
+from gateway.services.event_producer import EventProducer
 from gateway.services.metered_invoker import MeteredInvoker
 from kubelambda import errors
 from kubelambda.credentials import Principal
@@ -55,8 +56,9 @@ def is_invoke_path(path: str) -> bool:
 class InvokeApp:
     """ASGI app for Invoke requests the composition has matched, read and authenticated."""
 
-    def __init__(self, invoker: MeteredInvoker) -> None:
+    def __init__(self, invoker: MeteredInvoker, producer: EventProducer) -> None:
         self._invoker = invoker
+        self._producer = producer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request_id = str(uuid.uuid4())
@@ -96,6 +98,10 @@ class InvokeApp:
         if options.invocation_type is InvocationType.DRY_RUN:
             self._invoker.resolve(ref)
             return 204, [(b"x-amzn-requestid", request_id.encode())], b""
+        if options.invocation_type is InvocationType.EVENT:
+            # 202 only once the event is durable; no executed version: none ran yet.
+            await self._producer.accept(ref, payload, request_id=request_id)
+            return 202, [(b"x-amzn-requestid", request_id.encode())], b""
         result = await self._invoker.invoke(
             InvokeRequest(
                 ref=ref,

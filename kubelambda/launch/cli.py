@@ -1,7 +1,8 @@
 """The ``kubelambda`` command: ``up`` runs the embedded platform, ``env`` prints how to reach it.
 
-kubelambda up [--example] [--port N] [--home DIR]
+kubelambda up [--example] [--port N] [--home DIR] [--kafka-bootstrap HOST:PORT]
 eval "$(kubelambda env)"     # AWS_ENDPOINT_URL_LAMBDA, AWS keys, region, KUBELAMBDA_API_KEY
+kubelambda dlq list|redrive FUNCTION [--namespace NS] [--json]
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from collections.abc import Mapping, Sequence
 
 from pydantic import ValidationError
 
-from kubelambda import credentials
+from kubelambda import credentials, errors
 from kubelambda.launch.settings import EmbeddedSettings
+from kubelambda.models import DEFAULT_NAMESPACE, FunctionKey
 
 __all__ = ["main"]
 
@@ -28,13 +30,18 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     env = os.environ if environ is None else environ
     try:
         settings = EmbeddedSettings.from_environ(
-            env, home=args.home, port=getattr(args, "port", None)
+            env,
+            home=args.home,
+            port=getattr(args, "port", None),
+            kafka_bootstrap=args.kafka_bootstrap,
         )
     except ValidationError as exc:
         print(f"kubelambda: invalid settings:\n{exc}", file=sys.stderr)
         return 2
     if args.command == "up":
         return _up(settings, example=args.example)
+    if args.command == "dlq":
+        return _dlq(settings, args)
     return _env(settings)
 
 
@@ -43,11 +50,21 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--home", help="state directory (default $KUBELAMBDA_HOME or ~/.kubelambda)"
     )
+    parser.add_argument(
+        "--kafka-bootstrap",
+        help="queue async events on this Kafka cluster (default $KUBELAMBDA_KAFKA_BOOTSTRAP; "
+        "unset: in SQLite under the home)",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     up = commands.add_parser("up", help="run the embedded platform in the foreground")
     up.add_argument("--port", type=int, help="gateway port (default $KUBELAMBDA_PORT or 7070)")
     up.add_argument("--example", action="store_true", help="deploy the example function 'hello'")
     commands.add_parser("env", help="print export lines for the AWS CLI, boto3 and curl")
+    dlq = commands.add_parser("dlq", help="a function's dead letters (failed async events)")
+    dlq.add_argument("action", choices=("list", "redrive"), help="show them, or re-enqueue them")
+    dlq.add_argument("function", help="the function's name")
+    dlq.add_argument("--namespace", default=DEFAULT_NAMESPACE, help="its namespace")
+    dlq.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
 
 
@@ -63,6 +80,19 @@ def _up(settings: EmbeddedSettings, *, example: bool) -> int:
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(embedded.run(settings, deploy_example=example))
     return 0
+
+
+def _dlq(settings: EmbeddedSettings, args: argparse.Namespace) -> int:
+    from kubelambda.launch import dlq
+
+    function = FunctionKey(args.namespace, args.function)
+    try:
+        return asyncio.run(
+            dlq.run(settings, action=args.action, function=function, as_json=args.json)
+        )
+    except errors.LambdaError as exc:
+        print(f"kubelambda: {exc.message}", file=sys.stderr)
+        return 1
 
 
 def _env(settings: EmbeddedSettings) -> int:

@@ -2,9 +2,9 @@
 
 Called by ``kubelambda up``. Picks the embedded adapter for each port (SQLite store,
 code on the local disk, local-process instances, the autoscaler itself as the
-gateway's scale signals), hands them to the controller and gateway builders, serves
-the gateway with uvicorn, and on exit stops everything it started, instances
-included, in reverse order.
+gateway's scale signals, the event queue in SQLite or on Kafka), hands them to the
+controller, dispatcher and gateway builders, serves the gateway with uvicorn, and on
+exit stops everything it started, instances included, in reverse order.
 """
 
 from __future__ import annotations
@@ -22,11 +22,13 @@ from prometheus_client import CollectorRegistry
 
 from controller.backends.local import LocalProcessBackend
 from controller.metrics import ControllerMetrics
+from gateway.metrics import AsyncMetrics
 from gateway.services.invoke_settings import InvokeSettings
 from kubelambda import credentials, runtimes
-from kubelambda.launch import example
+from kubelambda.launch import example, queues
 from kubelambda.launch.controller import start_controller
-from kubelambda.launch.gateway import build_gateway
+from kubelambda.launch.dispatcher import start_dispatcher
+from kubelambda.launch.gateway import build_gateway, build_invoke_path
 from kubelambda.launch.settings import EmbeddedSettings
 from kubelambda.store.code import LocalCodeStore
 from kubelambda.store.sqlite import SqliteStore
@@ -53,6 +55,7 @@ async def run(settings: EmbeddedSettings, *, deploy_example: bool = False) -> No
         store = await stack.enter_async_context(
             SqliteStore.open(settings.home, region=settings.region)
         )
+        queue = (await stack.enter_async_context(queues.open_queue(settings))).queue
         code = LocalCodeStore(settings.home / "code")
         controller_metrics = ControllerMetrics(registry)
         backend = LocalProcessBackend(
@@ -67,21 +70,39 @@ async def run(settings: EmbeddedSettings, *, deploy_example: bool = False) -> No
             metrics=controller_metrics,
             package_grace_seconds=settings.package_grace_seconds,
         )
-        app = await build_gateway(
+        invoker = await build_invoke_path(
             stack,
-            store=store,
-            code=code,
+            catalog=store,
             endpoints=backend,
             signals=autoscaler,
             reporter=_REPORTER,
-            keyring=credentials.Keyring([keys]),
             registry=registry,
             region=settings.region,
-            runtimes=runtimes.available_runtimes(),
             invoke=InvokeSettings(
                 max_waiting_requests=settings.activator_max_waiting,
                 max_wait_seconds=settings.activator_max_wait_seconds,
             ),
+        )
+        async_metrics = AsyncMetrics(registry)
+        await start_dispatcher(
+            stack,
+            queue=queue,
+            invoker=invoker,
+            catalog=store,
+            metrics=async_metrics,
+            region=settings.region,
+            retry_delays=settings.async_retry_delays,
+        )
+        app = build_gateway(
+            store=store,
+            code=code,
+            invoker=invoker,
+            queue=queue,
+            async_metrics=async_metrics,
+            keyring=credentials.Keyring([keys]),
+            registry=registry,
+            region=settings.region,
+            runtimes=runtimes.available_runtimes(),
         )
         server = uvicorn.Server(
             uvicorn.Config(

@@ -35,11 +35,41 @@ class EmbeddedSettings(BaseSettings):
     package_grace_seconds: float = Field(
         default=3600.0, ge=0, description="How long an unused code package is kept"
     )
+    async_retry_delays: tuple[float, ...] = Field(
+        default=(60.0, 120.0),
+        description="Seconds before each retry of an Event invocation that failed (Lambda's)",
+    )
+    kafka_bootstrap: str | None = Field(
+        default=None, description="Kafka bootstrap servers; unset: the queue is in SQLite"
+    )
+    kafka_topic_prefix: str = Field(
+        default="kubelambda",
+        pattern=r"^[a-zA-Z0-9._-]{1,100}$",
+        description="Prefix of this installation's topics and consumer groups",
+    )
+    kafka_partitions: int = Field(default=6, ge=1, description="Partitions of created topics")
+    kafka_replication_factor: int = Field(
+        default=1, ge=1, description="Replication factor of created topics (3 in production)"
+    )
 
     @field_validator("home")
     @classmethod
     def _expand_home(cls, value: Path) -> Path:
         return value.expanduser().resolve()
+
+    @field_validator("async_retry_delays", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("async_retry_delays")
+    @classmethod
+    def _delays_are_positive(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if not value or any(delay < 0 for delay in value):
+            raise ValueError("give one or more delays in seconds, none negative: e.g. 60,120")
+        return value
 
     @field_validator("log_level")
     @classmethod

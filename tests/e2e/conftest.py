@@ -33,6 +33,8 @@ class Platform:
     home: Path
     env: Mapping[str, str]
     process: subprocess.Popen[bytes]
+    # The environment `kubelambda up` was started with (what `kubelambda dlq` needs too).
+    launch_env: Mapping[str, str]
 
     def lambda_client(self, *, read_timeout: int = 120) -> object:
         return boto3.client(
@@ -88,7 +90,13 @@ def start_platform(
     values = dict(
         shlex.split(line.removeprefix("export "))[0].split("=", 1) for line in exports.splitlines()
     )
-    return Platform(url=values["AWS_ENDPOINT_URL_LAMBDA"], home=home, env=values, process=process)
+    return Platform(
+        url=values["AWS_ENDPOINT_URL_LAMBDA"],
+        home=home,
+        env=values,
+        process=process,
+        launch_env=env,
+    )
 
 
 def log_text(home: Path) -> str:

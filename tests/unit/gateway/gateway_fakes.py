@@ -1,25 +1,28 @@
 """In-memory stand-ins for the ports and kits the invoke path programs against (unit
-tests only): endpoints the test sets, signals it reads back, and an agent it scripts;
-and ``invoke_path``, the real use case wired over them."""
+tests only): endpoints the test sets, signals it reads back, an agent it scripts and a
+queue that records; and ``invoke_path``, the real use case wired over them."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 from kubelambda_agent import protocol
 from prometheus_client import CollectorRegistry
 
 from gateway.kits.http_pool import RequestNotSent, Response
-from gateway.metrics import GatewayMetrics
+from gateway.metrics import AsyncMetrics, GatewayMetrics
 from gateway.services.activator import Activator
+from gateway.services.event_producer import EventProducer
 from gateway.services.invoke_settings import InvokeSettings
 from gateway.services.invoker import Invoker
 from gateway.services.metered_invoker import MeteredInvoker
+from kubelambda import errors
 from kubelambda.models import Target
 from kubelambda.ports.catalog import Catalog
 from kubelambda.ports.endpoints import Endpoint
+from kubelambda.ports.queue import Delivery, QueuedEvent, TopicMessage
 from tests import factories
 
 DEFAULT_TARGET = factories.target("f", "1")
@@ -144,6 +147,32 @@ class ScriptedPool:
 
 
 @dataclass
+class RecordingQueue:
+    """A queue that records what is published, or refuses with ``refuse``."""
+
+    published: list[QueuedEvent] = field(default_factory=list)
+    refuse: errors.LambdaError | None = None
+
+    async def publish(self, event: QueuedEvent) -> None:
+        if self.refuse is not None:
+            raise self.refuse
+        self.published.append(event)
+
+    async def consume(self) -> AsyncIterator[Delivery]:
+        raise AssertionError("the gateway only publishes")
+        yield
+
+    async def complete(
+        self,
+        delivery: Delivery,
+        *,
+        events: Sequence[QueuedEvent] = (),
+        messages: Sequence[tuple[str, TopicMessage]] = (),
+    ) -> None:
+        raise AssertionError("the gateway only publishes")
+
+
+@dataclass
 class InvokePath:
     """The invoke use case wired as the launcher wires it, over the fakes above."""
 
@@ -151,6 +180,8 @@ class InvokePath:
     metered: MeteredInvoker
     activator: Activator
     pool: ScriptedPool
+    queue: RecordingQueue
+    producer: EventProducer
 
 
 def invoke_path(
@@ -181,4 +212,9 @@ def invoke_path(
         region=region,
     )
     invoker.on_catalog(catalog)
-    return InvokePath(invoker, MeteredInvoker(invoker, metrics), activator, pool)
+    metered = MeteredInvoker(invoker, metrics)
+    queue = RecordingQueue()
+    producer = EventProducer(
+        queue=queue, invoker=metered, metrics=AsyncMetrics(registry), clock=lambda: 1000.0
+    )
+    return InvokePath(invoker, metered, activator, pool, queue, producer)

@@ -10,7 +10,7 @@ import pytest
 from kubelambda_agent import protocol
 from prometheus_client import CollectorRegistry
 
-from gateway.app import INVOKE_BODY_LIMIT, MANAGEMENT_BODY_LIMIT, Gateway
+from gateway.app import ASYNC_INVOKE_BODY_LIMIT, INVOKE_BODY_LIMIT, MANAGEMENT_BODY_LIMIT, Gateway
 from gateway.auth import Authenticator
 from gateway.auth.request import BODY_KEY, PRINCIPAL_KEY
 from kubelambda.credentials import Credentials, Keyring, Principal
@@ -184,3 +184,26 @@ async def test_management_answers_get_a_request_id():
     calls = []
     _, headers, _ = await call(gateway(calls), "GET", "/2015-03-31/functions", headers=AUTH)
     assert len(headers[b"x-amzn-requestid"]) == 36
+
+
+@pytest.mark.parametrize(
+    ("size", "status"), [(ASYNC_INVOKE_BODY_LIMIT, 200), (ASYNC_INVOKE_BODY_LIMIT + 1, 413)]
+)
+async def test_an_event_invocation_is_limited_to_one_megabyte(size, status):
+    calls = []
+    headers = [*AUTH, (b"x-amz-invocation-type", b"Event"), (b"content-length", str(size).encode())]
+    got, response_headers, _ = await call(
+        gateway(calls),
+        "POST",
+        "/2015-03-31/functions/f/invocations",
+        headers=headers,
+        chunks=(b"x" * size,),
+    )
+    assert got == status
+    if status == 413:
+        assert response_headers[b"x-amzn-errortype"] == b"RequestEntityTooLargeException"
+        assert calls == []
+
+
+def test_the_event_limit_is_lambdas_one_megabyte():
+    assert ASYNC_INVOKE_BODY_LIMIT == 1_048_576

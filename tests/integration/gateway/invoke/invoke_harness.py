@@ -26,10 +26,11 @@ from prometheus_client import CollectorRegistry
 
 from controller.backends.local import LocalProcessBackend
 from controller.packages.settler import PackageSettler
+from gateway.metrics import AsyncMetrics
 from gateway.services.invoke_settings import InvokeSettings
 from kubelambda import credentials, runtimes
 from kubelambda.credentials import Credentials, Keyring
-from kubelambda.launch.gateway import build_gateway
+from kubelambda.launch.gateway import build_gateway, build_invoke_path
 from kubelambda.models import (
     DEFAULT_NAMESPACE,
     Alias,
@@ -42,6 +43,7 @@ from kubelambda.models import (
     Target,
 )
 from kubelambda.store import LocalCodeStore, SqliteStore
+from kubelambda.store.queue import SqliteQueue
 from tests import factories
 
 HANDLERS = textwrap.dedent(
@@ -197,18 +199,27 @@ async def start_platform(tmp_path: Path, *, region: str = "us-east-1") -> AsyncI
         stack.push_async_callback(settler.aclose)
         await _create_functions(store, await code.put(handlers_zip()))
         scaler = PokeScaler(backend, await _until_active(store))
-        app = await build_gateway(
+        invoker = await build_invoke_path(
             stack,
-            store=store,
-            code=code,
+            catalog=store,
             endpoints=backend,
             signals=scaler,
             reporter=REPORTER,
+            registry=registry,
+            region=region,
+            invoke=InvokeSettings(max_waiting_requests=50, max_wait_seconds=20.0),
+        )
+        queue = await stack.enter_async_context(SqliteQueue.open(home))
+        app = build_gateway(
+            store=store,
+            code=code,
+            invoker=invoker,
+            queue=queue,
+            async_metrics=AsyncMetrics(registry),
             keyring=Keyring([keys]),
             registry=registry,
             region=region,
             runtimes=runtimes.available_runtimes(),
-            invoke=InvokeSettings(max_waiting_requests=50, max_wait_seconds=20.0),
         )
         port = await stack.enter_async_context(serve_uvicorn(app, lifespan="on"))
         yield Platform(port, keys, region, backend, scaler, registry)

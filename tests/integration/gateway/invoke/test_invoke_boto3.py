@@ -57,6 +57,16 @@ async def test_full_arn_is_accepted(platform: Platform) -> None:
     assert response["ExecutedVersion"] == "1"
 
 
+async def test_an_event_is_202_with_the_request_id_and_no_executed_version(
+    platform: Platform,
+) -> None:
+    response = await _invoke(platform, FunctionName="echo", InvocationType="Event", Payload=b"{}")
+    assert response["StatusCode"] == 202
+    assert response["ResponseMetadata"]["RequestId"]
+    assert "ExecutedVersion" not in response
+    assert response["Payload"] == b""
+
+
 async def test_dry_run_is_204(platform: Platform) -> None:
     response = await _invoke(platform, FunctionName="echo", InvocationType="DryRun")
     assert response["StatusCode"] == 204
@@ -68,9 +78,9 @@ async def test_dry_run_is_204(platform: Platform) -> None:
         ({"FunctionName": "missing"}, 404, "ResourceNotFoundException"),
         ({"FunctionName": "echo", "Payload": b"not json"}, 400, "InvalidRequestContentException"),
         (
-            {"FunctionName": "echo", "InvocationType": "Event"},
-            400,
-            "InvalidParameterValueException",
+            {"FunctionName": "missing", "InvocationType": "Event"},
+            404,
+            "ResourceNotFoundException",
         ),
     ],
 )

@@ -32,12 +32,14 @@ from controller.autoscaler.loop import Autoscaler
 from controller.backends.local import LocalProcessBackend
 from controller.metrics import ControllerMetrics
 from controller.packages.settler import PackageSettler
+from gateway.metrics import AsyncMetrics
 from gateway.services.invoke_settings import InvokeSettings
 from kubelambda import credentials
 from kubelambda.credentials import Credentials, Keyring
-from kubelambda.launch.gateway import build_gateway
+from kubelambda.launch.gateway import build_gateway, build_invoke_path
 from kubelambda.models import DEFAULT_NAMESPACE, FunctionKey
 from kubelambda.store import LocalCodeStore, SqliteStore
+from kubelambda.store.queue import SqliteQueue
 
 T = TypeVar("T")
 ROLE = "arn:aws:iam::123456789012:role/lambda-role"
@@ -115,18 +117,27 @@ def running_gateway(
             if autoscale:
                 await autoscaler.start()
                 stack.push_async_callback(autoscaler.aclose)
-            app = await build_gateway(
+            invoker = await build_invoke_path(
                 stack,
-                store=store,
-                code=code,
+                catalog=store,
                 endpoints=backend,
                 signals=autoscaler,
                 reporter="test-gateway",
+                registry=registry,
+                region=REGION,
+                invoke=InvokeSettings(max_waiting_requests=50, max_wait_seconds=20.0),
+            )
+            queue = await stack.enter_async_context(SqliteQueue.open(home))
+            app = build_gateway(
+                store=store,
+                code=code,
+                invoker=invoker,
+                queue=queue,
+                async_metrics=AsyncMetrics(registry),
                 keyring=Keyring([keys, *more_keys]),
                 registry=registry,
                 region=REGION,
                 runtimes=runtimes,
-                invoke=InvokeSettings(max_waiting_requests=50, max_wait_seconds=20.0),
             )
             config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")
             server = uvicorn.Server(config)

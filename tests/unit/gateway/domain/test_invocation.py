@@ -34,9 +34,8 @@ def test_invocation_type_unknown_is_validation_error() -> None:
         invocation.parse_invocation_type("Later")
 
 
-def test_invocation_type_event_is_refused_clearly() -> None:
-    with pytest.raises(errors.InvalidParameterValue, match="Event is not supported yet"):
-        invocation.parse_invocation_type("Event")
+def test_invocation_type_event_is_accepted() -> None:
+    assert invocation.parse_invocation_type("Event") is invocation.InvocationType.EVENT
 
 
 @pytest.mark.parametrize(("header", "tail"), [(None, False), ("None", False), ("Tail", True)])

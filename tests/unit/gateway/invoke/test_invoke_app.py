@@ -29,6 +29,7 @@ from prometheus_client import CollectorRegistry
 
 from gateway.auth.request import BODY_KEY, PRINCIPAL_KEY
 from gateway.invoke.app import InvokeApp, is_invoke_path
+from kubelambda import errors
 from kubelambda.credentials import ADMIN, Principal
 from kubelambda.models import DEFAULT_NAMESPACE, FunctionKey, FunctionSettings, State
 from kubelambda.ports.catalog import Catalog
@@ -60,7 +61,7 @@ def wired(
 
 @pytest.fixture
 def app(wired: InvokePath) -> InvokeApp:
-    return InvokeApp(wired.metered)
+    return InvokeApp(wired.metered, wired.producer)
 
 
 async def _call(
@@ -160,7 +161,7 @@ async def test_names_resolve_in_the_callers_namespace(app: InvokeApp) -> None:
     ("headers", "body", "code"),
     [
         ({}, b"{not json", "InvalidRequestContentException"),
-        ({"X-Amz-Invocation-Type": "Event"}, b"{}", "InvalidParameterValueException"),
+        ({"X-Amz-Invocation-Type": "Event"}, b"{not json", "InvalidRequestContentException"),
         ({"X-Amz-Invocation-Type": "Soon"}, b"{}", "ValidationException"),
         ({"X-Amz-Log-Type": "All"}, b"{}", "ValidationException"),
         ({"X-Amz-Client-Context": "%%%"}, b"{}", "InvalidRequestContentException"),
@@ -277,7 +278,7 @@ async def test_invoked_arn_carries_the_installations_region(
         CATALOG, endpoints=endpoints, signals=signals, registry=registry, region="eu-west-1"
     )
     _ready(endpoints)
-    await _call(InvokeApp(wired.metered), query=b"Qualifier=$LATEST")
+    await _call(InvokeApp(wired.metered, wired.producer), query=b"Qualifier=$LATEST")
     assert wired.pool.sent[0].headers[protocol.INVOKED_FUNCTION_ARN] == (
         "arn:aws:lambda:eu-west-1:000000000000:function:f:$LATEST"
     )
@@ -304,7 +305,7 @@ async def test_an_unexpected_crash_is_a_500_not_a_dropped_connection(
         CATALOG, endpoints=endpoints, signals=signals, registry=registry, pool=CrashingPool()
     )
     _ready(endpoints)
-    status, headers, _ = await _call(InvokeApp(wired.metered))
+    status, headers, _ = await _call(InvokeApp(wired.metered, wired.producer))
     assert (status, headers["x-amzn-errortype"]) == (500, "ServiceException")
 
 
@@ -321,3 +322,57 @@ async def test_an_unexpected_crash_is_a_500_not_a_dropped_connection(
 )
 def test_is_invoke_path(path: str, expected: bool) -> None:
     assert is_invoke_path(path) is expected
+
+
+async def test_an_event_invocation_is_202_once_published(wired: InvokePath) -> None:
+    app = InvokeApp(wired.metered, wired.producer)
+
+    status, headers, body = await _call(
+        app,
+        body=b'{"n": 1}',
+        query=b"Qualifier=$LATEST",
+        headers={"X-Amz-Invocation-Type": "Event", "X-Amz-Log-Type": "Tail"},
+    )
+
+    (event,) = wired.queue.published
+    assert (status, body) == (202, None)  # an empty body
+    assert headers["x-amzn-requestid"] == event.request_id
+    assert "x-amz-executed-version" not in headers and "x-amz-log-result" not in headers
+    assert (event.function, event.qualifier, event.payload) == (
+        FunctionKey(DEFAULT_NAMESPACE, "f"),
+        "$LATEST",
+        b'{"n": 1}',
+    )
+    assert (event.attempt, event.accepted_at) == (1, 1000.0)
+    assert wired.pool.sent == []
+
+
+async def test_an_event_the_queue_refuses_is_an_error_not_a_202(wired: InvokePath) -> None:
+    wired.queue.refuse = errors.ServiceError("The event queue is unavailable.")
+    app = InvokeApp(wired.metered, wired.producer)
+
+    status, headers, _ = await _call(app, headers={"X-Amz-Invocation-Type": "Event"})
+
+    assert (status, headers["x-amzn-errortype"]) == (500, "ServiceException")
+
+
+async def test_an_event_for_an_unknown_function_is_404_and_not_queued(wired: InvokePath) -> None:
+    app = InvokeApp(wired.metered, wired.producer)
+
+    status, _, _ = await _call(
+        app, "/2015-03-31/functions/nope/invocations", headers={"X-Amz-Invocation-Type": "Event"}
+    )
+
+    assert status == 404
+    assert wired.queue.published == []
+
+
+async def test_an_event_for_a_pending_version_is_409_as_a_sync_invoke(wired: InvokePath) -> None:
+    app = InvokeApp(wired.metered, wired.producer)
+
+    status, _, _ = await _call(
+        app, query=b"Qualifier=1", headers={"X-Amz-Invocation-Type": "Event"}
+    )
+
+    assert status == 409
+    assert wired.queue.published == []

@@ -1,0 +1,1 @@
+"""The asynchronous dispatcher: runs queued Event invocations (``dispatcher.Dispatcher``)."""

@@ -1,0 +1,53 @@
+"""Opens the event queue a process uses: on Kafka when a bootstrap is set, else SQLite.
+
+Called by ``embedded.run`` and by ``kubelambda dlq``. Yields the ``Queue`` and the
+``TopicLog`` over the same storage (one SQLite file, or one Kafka cluster under the
+installation's topic prefix), closed when the context exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from kubelambda.kafka.queue import KafkaQueue
+from kubelambda.kafka.settings import KafkaSettings
+from kubelambda.kafka.topic_log import KafkaTopicLog
+from kubelambda.launch.settings import EmbeddedSettings
+from kubelambda.ports.queue import Queue, TopicLog
+from kubelambda.store.queue import SqliteQueue
+
+__all__ = ["EventQueues", "open_queue"]
+
+
+@dataclass(frozen=True, slots=True)
+class EventQueues:
+    queue: Queue
+    topics: TopicLog
+
+
+@contextlib.asynccontextmanager
+async def open_queue(settings: EmbeddedSettings) -> AsyncIterator[EventQueues]:
+    if settings.kafka_bootstrap:
+        kafka = kafka_settings(settings, settings.kafka_bootstrap)
+        async with KafkaQueue(kafka) as queue:
+            yield EventQueues(queue, KafkaTopicLog(kafka))
+        return
+    async with SqliteQueue.open(settings.home) as local:
+        yield EventQueues(local, local)
+
+
+def kafka_settings(settings: EmbeddedSettings, bootstrap: str) -> KafkaSettings:
+    """One installation's topics and consumer groups, all under its topic prefix, so
+    several installations can share a cluster."""
+    prefix = settings.kafka_topic_prefix
+    return KafkaSettings(
+        bootstrap_servers=bootstrap,
+        client_id=prefix,
+        group_id=f"{prefix}-dispatcher",
+        topic_log_group_id=f"{prefix}-dlq-reader",
+        topic_prefix=prefix,
+        partitions=settings.kafka_partitions,
+        replication_factor=settings.kafka_replication_factor,
+    )
