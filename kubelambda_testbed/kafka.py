@@ -105,6 +105,13 @@ def env(state_dir: Path, cache_dir: Path) -> dict[str, str]:
     return {"KAFKA_BOOTSTRAP": _bootstrap(ports)}
 
 
+def stop(state_dir: Path) -> None:
+    """Stop the broker and keep its state, so ``up`` starts it again with its data (an
+    outage, for the tests that need one)."""
+    with process.locked(_lock(state_dir)):
+        _daemon(_home(state_dir)).stop(timeout=STOP_TIMEOUT_SECONDS)
+
+
 def down(state_dir: Path) -> None:
     """Stop the broker and remove its state (data, config, logs, ports)."""
     home = _home(state_dir)

@@ -8,12 +8,15 @@ request id. Retry delays are shortened to 1 s and 2 s (`KUBELAMBDA_ASYNC_RETRY_D
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import itertools
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,8 +24,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaConsumer
 from botocore.exceptions import ClientError
 from conftest import Platform, log_text, make_zip, start_platform, stop_platform
+
+from tests.integration.kafka.kafka_helpers import PrivateBroker
 
 ROLE = "arn:aws:iam::000000000000:role/kubelambda"
 KUBELAMBDA = str(Path(sys.executable).with_name("kubelambda"))
@@ -35,6 +41,8 @@ def handler(event, context):
             "event": event, "at": time.time()}
     with open(os.path.join(os.environ["OUT_DIR"], context.function_name + ".jsonl"), "a") as out:
         out.write(json.dumps(line) + "\\n")
+    if isinstance(event, dict) and event.get("crash"):
+        os._exit(3)
     if isinstance(event, dict) and event.get("fail") and not os.environ.get("FIXED"):
         raise ValueError("boom " + str(event.get("n")))
     return {"ok": event.get("n") if isinstance(event, dict) else None}
@@ -375,6 +383,72 @@ def test_an_event_throttled_past_its_maximum_age_is_dropped_as_too_old(
     assert calls(out_dir, name) == []
 
 
+def test_a_function_that_crashes_its_runtime_is_retried_then_dead_lettered(
+    platform: Platform, client: Any, out_dir: Path
+) -> None:
+    name = f"crash-{uuid.uuid4().hex[:8]}"
+    create(client, name, out_dir)
+    client.put_function_event_invoke_config(FunctionName=name, MaximumRetryAttempts=1)
+
+    request_id = send_event(client, name, {"crash": True})
+
+    wait_for(
+        lambda: dlq_ids(platform, name) == [request_id],
+        within=60,
+        what="the dead letter",
+        platform=platform,
+    )
+    assert [c["id"] for c in calls(out_dir, name)] == [request_id, request_id]
+    (letter,) = json.loads(dlq(platform, "list", name, "--json").stdout)
+    assert (letter["condition"], letter["attempts"]) == ("RetriesExhausted", 2)
+    # The next event gets a fresh runtime.
+    second = send_event(client, name, {"n": 1})
+    wait_for(lambda: second in {c["id"] for c in calls(out_dir, name)}, within=30, what="next")
+
+
+def test_dead_letters_are_on_a_kafka_topic_a_plain_consumer_reads(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    out_dir = tmp_path_factory.mktemp("dlq-topic-out")
+    out_dir.chmod(0o777)
+    environ = {**os.environ, **queue_environment("kafka")}
+    running = start_platform(tmp_path_factory.mktemp("dlq-topic") / "home", environ=environ)
+    try:
+        client = running.lambda_client()
+        name = f"topic-{uuid.uuid4().hex[:8]}"
+        create(client, name, out_dir)
+        client.put_function_event_invoke_config(FunctionName=name, MaximumRetryAttempts=0)
+        configuration = client.get_function_configuration(FunctionName=name)
+        topic = configuration["DeadLetterConfig"]["TargetArn"].rsplit("/", 1)[1]
+
+        request_id = send_event(client, name, {"fail": True, "n": 11})
+
+        wait_for(lambda: dlq_ids(running, name) == [request_id], within=30, what="the letter")
+    finally:
+        stop_platform(running.process)
+    (message,) = asyncio.run(read_topic(environ["KUBELAMBDA_KAFKA_BOOTSTRAP"], topic))
+    headers = {key: value.decode() for key, value in message.headers}
+    assert topic == f"kubelambda-dlq.{name}"
+    assert json.loads(message.value) == {"fail": True, "n": 11}
+    assert headers["RequestID"] == request_id
+    assert headers["ErrorCode"] == "200"
+    assert headers["ErrorMessage"] == "boom 11"
+    assert headers["Condition"] == "RetriesExhausted"
+
+
+async def read_topic(bootstrap: str, topic: str) -> list[Any]:
+    """Every record of ``topic``, with a plain consumer of no group."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+    )
+    await consumer.start()
+    try:
+        batches = await consumer.getmany(timeout_ms=10_000)
+        return [record for records in batches.values() for record in records]
+    finally:
+        await consumer.stop()
+
+
 @pytest.mark.parametrize("queue", QUEUES)
 def test_events_accepted_before_a_kill_9_all_run_after_the_restart(
     queue: str, tmp_path_factory: pytest.TempPathFactory
@@ -419,8 +493,6 @@ def test_events_accepted_before_a_kill_9_all_run_after_the_restart(
 def accept_events(platform: Platform, name: str, *, count: int) -> set[str]:
     """Send ``count`` events over a few keep-alive connections; the request ids of the
     202s (only those count as accepted)."""
-    import concurrent.futures
-
     clients = [platform.lambda_client() for _ in range(8)]
 
     def send(i: int) -> str | None:
@@ -434,3 +506,81 @@ def accept_events(platform: Platform, name: str, *, count: int) -> set[str]:
     accepted = {i for i in ids if i is not None}
     assert len(accepted) == count
     return accepted
+
+
+def test_a_kafka_outage_under_load_refuses_events_and_loses_none(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """The platform's broker stops for 10 s while events keep coming: invokes during the
+    outage get errors, never 202s, and every event that got a 202 runs."""
+    queue_environment("kafka")  # fails clearly when the test infrastructure is absent
+    broker = PrivateBroker(tmp_path_factory.mktemp("outage-kafka"))
+    out_dir = tmp_path_factory.mktemp("outage-out")
+    out_dir.chmod(0o777)
+    try:
+        bootstrap = broker.start()
+        environ = {
+            **os.environ,
+            "KUBELAMBDA_KAFKA_BOOTSTRAP": bootstrap,
+            "KUBELAMBDA_KAFKA_TOPIC_PREFIX": f"outage-{uuid.uuid4().hex[:8]}",
+        }
+        running = start_platform(tmp_path_factory.mktemp("outage") / "home", environ=environ)
+        try:
+            client = running.lambda_client()
+            create(client, "steady", out_dir)
+            accepted, refused = load_across_an_outage(running, broker, "steady")
+            wait_for(
+                lambda: accepted <= {c["id"] for c in calls(out_dir, "steady")},
+                within=180,
+                what="every accepted event ran after the outage",
+                platform=running,
+            )
+        finally:
+            stop_platform(running.process)
+    finally:
+        broker.remove()
+    ran = [c["id"] for c in calls(out_dir, "steady")]
+    print(
+        f"outage test accepted={len(accepted)} refused={refused} "
+        f"lost={len(accepted - set(ran))} duplicates={len(ran) - len(set(ran))}"
+    )
+    assert refused > 0
+    assert accepted - set(ran) == set()
+
+
+def load_across_an_outage(
+    platform: Platform, broker: PrivateBroker, name: str
+) -> tuple[set[str], int]:
+    """Events from 4 callers for ~25 s; the broker is down from 5 s to 15 s. The request
+    ids that got a 202, and how many calls got an error instead."""
+    accepted: set[str] = set()
+    refused = 0
+    lock = threading.Lock()
+    stop_at = time.monotonic() + 25
+
+    def caller(index: int) -> None:
+        nonlocal refused
+        client = platform.lambda_client()
+        n = 0
+        while time.monotonic() < stop_at:
+            n += 1
+            try:
+                request_id = send_event(client, name, {"caller": index, "n": n})
+            except ClientError as exc:
+                assert exc.response["ResponseMetadata"]["HTTPStatusCode"] >= 429
+                with lock:
+                    refused += 1
+                continue
+            with lock:
+                accepted.add(request_id)
+            time.sleep(0.02)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        callers = [pool.submit(caller, i) for i in range(4)]
+        time.sleep(5)
+        broker.stop_keeping_data()
+        time.sleep(10)
+        broker.start()
+        for future in callers:
+            future.result()
+    return accepted, refused

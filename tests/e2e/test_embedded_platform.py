@@ -224,14 +224,6 @@ def test_oversized_payload_is_refused_with_413(lambda_client: Any) -> None:
     assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 413
 
 
-def test_event_invocation_is_refused_until_async_lands(lambda_client: Any) -> None:
-    name = unique("event")
-    create_python_function(lambda_client, name)
-    with pytest.raises(ClientError) as caught:
-        lambda_client.invoke(FunctionName=name, InvocationType="Event", Payload=b"{}")
-    assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
-
-
 def test_bearer_api_key_and_missing_credentials(platform: Platform, lambda_client: Any) -> None:
     name = unique("bearer")
     create_python_function(lambda_client, name)

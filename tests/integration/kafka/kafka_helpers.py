@@ -1,13 +1,18 @@
-"""Helpers for the Kafka adapter's tests: unique names, bounded reads, committed offsets."""
+"""Helpers for the Kafka tests: unique names, bounded reads, committed offsets, and a
+private broker that a test may stop (the shared one is never touched)."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient
 
+import kubelambda_testbed
+import kubelambda_testbed.kafka
 from kubelambda.kafka import KafkaSettings
 from kubelambda.ports.queue import Delivery
 
@@ -54,3 +59,21 @@ async def delete_topics(bootstrap: str, *, prefix: str) -> None:
             await admin.delete_topics(doomed)
     finally:
         await admin.close()
+
+
+class PrivateBroker:
+    """A second single-node broker, from the testbed's own code, in a temporary state dir."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self.cache_dir = kubelambda_testbed.cache_dir(os.environ)
+
+    def start(self) -> str:
+        environment = kubelambda_testbed.kafka.up(self.state_dir, self.cache_dir)
+        return environment["KAFKA_BOOTSTRAP"]
+
+    def stop_keeping_data(self) -> None:
+        kubelambda_testbed.kafka.stop(self.state_dir)
+
+    def remove(self) -> None:
+        kubelambda_testbed.kafka.down(self.state_dir)

@@ -9,16 +9,13 @@ event that was acknowledged, before or after, is delivered.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
+from kafka_helpers import PrivateBroker
 
-import kubelambda_testbed
-import kubelambda_testbed.kafka
 from kubelambda import errors
 from kubelambda.kafka import KafkaQueue, KafkaSettings
 from kubelambda.ports.queue import QueuedEvent
@@ -27,25 +24,6 @@ pytestmark = pytest.mark.infra
 
 PRODUCE_TIMEOUT = 2.0
 RECOVERY_SECONDS = 60.0
-
-
-class PrivateBroker:
-    """A second single-node broker, from the testbed's own code, in a temporary state dir."""
-
-    def __init__(self, state_dir: Path) -> None:
-        self.state_dir = state_dir
-        self.cache_dir = kubelambda_testbed.cache_dir(os.environ)
-
-    def start(self) -> str:
-        environment = kubelambda_testbed.kafka.up(self.state_dir, self.cache_dir)
-        return environment["KAFKA_BOOTSTRAP"]
-
-    def stop_keeping_data(self) -> None:
-        home = self.state_dir / "kafka"
-        kubelambda_testbed.kafka._daemon(home).stop(timeout=30.0)
-
-    def remove(self) -> None:
-        kubelambda_testbed.kafka.down(self.state_dir)
 
 
 @pytest.fixture(scope="module")
