@@ -21,6 +21,7 @@ BENCHMARKS = {
     # Both start modes: fully cold, and with one agent started ahead of need (the default).
     "scale_from_zero_cold": ("scale_from_zero", ["--spare-agents", "0"], "scale_from_zero_spares0"),
     "scale_from_zero": ("scale_from_zero", ["--spare-agents", "1"], "scale_from_zero_spares1"),
+    "async_events": ("async_events", ["--queue", "sqlite"], "async_events_sqlite"),
 }
 
 

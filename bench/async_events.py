@@ -36,15 +36,18 @@ import boto3
 import matplotlib
 from botocore.config import Config
 
-from bench.invoke_overhead import cpu_seconds
 from gateway.kits.http_pool import ConnectionPool
 
 matplotlib.use("Agg")
 from matplotlib import pyplot  # after use(): the backend must be chosen first
 
+# Run as a script by `make bench`: the checkout (for bench.*) and the e2e helpers that
+# start `kubelambda up` as a user would.
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests" / "e2e"))
+sys.path[:0] = [str(REPO), str(REPO / "tests" / "e2e")]
 from conftest import make_zip, start_platform, stop_platform  # noqa: E402
+
+from bench.invoke_overhead import cpu_seconds  # noqa: E402
 
 HANDLER = """
 import json, os, time
