@@ -181,7 +181,8 @@ class Autoscaler:
         self._catalog = catalog
         self._specs = specs.scale_specs(catalog, self._policy)
         self._plans = specs.provisioned_plans(catalog)
-        self._versions.update(catalog.versions)
+        # Only runnable versions can have instances to retire later; a Pending one has none.
+        self._versions.update({t: catalog.versions[t] for t in self._specs})
         self._catalog_changed = True
         self._wake.set()
 

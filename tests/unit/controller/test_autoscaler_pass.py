@@ -22,6 +22,7 @@ from kubelambda.models import (
     FunctionVersion,
     ProvisionedConcurrency,
     ProvisionedStatus,
+    State,
     Target,
     frozen_mapping,
 )
@@ -349,3 +350,19 @@ async def test_aclose_ends_the_loop_even_when_a_wake_up_is_pending() -> None:
     store.publish(catalog(tags={IDLE_TIMEOUT_TAG: "5"}))  # wakes the loop...
     async with asyncio.timeout(2.0):
         await autoscaler.aclose()  # ...in the same turn as the cancellation
+
+
+async def test_a_pending_version_is_never_scaled_nor_retired() -> None:
+    backend, clock = Backend(), Clock()
+    pending = factories.function_version("f", "3", state=State.PENDING)
+    current = catalog()
+    store = Store(
+        Catalog(versions={**current.versions, pending.target: pending}, settings=current.settings)
+    )
+    autoscaler = await started(store, backend, clock)
+    try:
+        await autoscaler.run_once()
+    finally:
+        await autoscaler.aclose()
+
+    assert pending.target not in backend.asked
