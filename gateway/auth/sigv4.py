@@ -4,7 +4,8 @@ Called by ``gateway.auth.authenticator`` for ``Authorization: AWS4-HMAC-SHA256 .
 The expected signature is recomputed from what was on the wire: the raw path (an
 ARN's ``%3A`` is signed as ``%253A``, since the canonical URI encodes the wire path
 once more), the raw query, only the headers the client listed as signed, and our own
-SHA-256 of the body (a client-supplied body hash is never trusted). The timestamp must
+SHA-256 of the body (a client-supplied body hash is never trusted). Every ``x-amz-*``
+header present must be among the signed ones, as AWS requires. The timestamp must
 be within ``max_skew`` of ``now``, the scope's service must be ``lambda``; any region is
 accepted. Signatures are compared with ``hmac.compare_digest``.
 """
@@ -98,6 +99,7 @@ def verify(
     missing = [name for name in auth.signed_headers if not request.header_values(name)]
     if "host" not in auth.signed_headers or missing:
         raise errors.InvalidSignature(_MISMATCH)
+    _check_amz_headers_signed(request, auth)
     expected = sign(
         canonical_request(request, auth.signed_headers),
         secret_access_key=credentials.secret_access_key,
@@ -108,6 +110,24 @@ def verify(
     if not hmac.compare_digest(expected.encode(), auth.signature.encode()):
         raise errors.InvalidSignature(_MISMATCH)
     return credentials
+
+
+def _check_amz_headers_signed(request: RawRequest, auth: Authorization) -> None:
+    # x-amz-* headers change what a request does (X-Amz-Log-Type, X-Amz-Invocation-Type):
+    # AWS requires every one of them to be signed, so one added in transit cannot count.
+    signed = {name.lower() for name in auth.signed_headers}
+    unsigned = sorted(
+        {
+            name.decode("latin-1")
+            for name, _ in request.headers
+            if name.startswith(b"x-amz-") and name.decode("latin-1") not in signed
+        }
+    )
+    if unsigned:
+        raise errors.InvalidSignature(
+            f"There were headers present in the request which were not signed: "
+            f"{', '.join(unsigned)}"
+        )
 
 
 def canonical_request(request: RawRequest, signed_headers: tuple[str, ...]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -52,6 +53,51 @@ def test_body_tampered_after_signing_is_an_invalid_signature(gateway):
     with pytest.raises(botocore.exceptions.ClientError) as excinfo:
         create(client, wait=False, MemorySize=128)
     assert refusal(excinfo) == (403, "InvalidSignatureException")
+
+
+def test_boto3_signs_every_x_amz_header_it_sends(gateway):
+    client = gateway.client(aws_session_token="session-token")
+    create(client)
+    sent: list[str] = []
+
+    def record(request, **_):
+        sent.extend(name.lower() for name in request.headers if name.lower().startswith("x-amz-"))
+
+    client.meta.events.register_last("before-send.lambda.Invoke", record)
+    answer = client.invoke(
+        FunctionName="f",
+        InvocationType="DryRun",
+        LogType="Tail",
+        ClientContext=base64.b64encode(b'{"custom": {"a": 1}}').decode(),
+    )
+    assert answer["StatusCode"] == 204
+    assert {"x-amz-invocation-type", "x-amz-log-type", "x-amz-client-context"} <= set(sent)
+    assert {"x-amz-date", "x-amz-security-token"} <= set(sent)
+
+
+@pytest.mark.parametrize(
+    ("operation", "header", "value"),
+    [
+        ("ListFunctions", "X-Amz-Log-Type", "Tail"),
+        ("Invoke", "X-Amz-Log-Type", "Tail"),
+        ("Invoke", "X-Amz-Invocation-Type", "DryRun"),
+    ],
+)
+def test_an_x_amz_header_added_after_signing_is_refused(gateway, operation, header, value):
+    client = gateway.client()
+    create(client)
+
+    def tamper(request, **_):
+        request.headers[header] = value
+
+    client.meta.events.register_last(f"before-send.lambda.{operation}", tamper)
+    with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+        if operation == "Invoke":
+            client.invoke(FunctionName="f", Payload=b"{}")
+        else:
+            client.list_functions()
+    assert refusal(excinfo) == (403, "InvalidSignatureException")
+    assert header.lower() in excinfo.value.response["Error"]["Message"]
 
 
 def test_request_signed_too_long_ago_has_an_expired_signature(gateway, monkeypatch):
