@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import socket
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -98,6 +99,32 @@ def test_an_x_amz_header_added_after_signing_is_refused(gateway, operation, head
             client.list_functions()
     assert refusal(excinfo) == (403, "InvalidSignatureException")
     assert header.lower() in excinfo.value.response["Error"]["Message"]
+
+
+@pytest.mark.parametrize(
+    "credentials",
+    [b"", b"Authorization: Bearer not-a-key\r\n"],
+    ids=["no-credentials", "unknown-bearer"],
+)
+@pytest.mark.parametrize("path", ["/2015-03-31/functions", "/2015-03-31/functions/f/invocations"])
+def test_a_large_unauthenticated_body_is_refused_before_it_is_sent(gateway, credentials, path):
+    # Only the headers of a 60 MB POST go out: the 403 must come back without the body.
+    host, port = gateway.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        connection.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: {host}\r\n".encode()
+            + credentials
+            + b"Content-Type: application/json\r\nContent-Length: 60000000\r\n\r\n"
+        )
+        connection.settimeout(5)
+        response = b""
+        while b"\r\n\r\n" not in response:
+            chunk = connection.recv(65536)
+            assert chunk, "the gateway closed the connection without answering"
+            response += chunk
+    status_line, _, rest = response.partition(b"\r\n")
+    assert status_line.split()[1] == b"403"
+    assert b"connection: close" in rest.lower()
 
 
 def test_request_signed_too_long_ago_has_an_expired_signature(gateway, monkeypatch):
