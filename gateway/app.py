@@ -11,7 +11,9 @@ small ASGI callable looks at each request once:
     GET  /kubelambda/code/...                        open: presigned code links (FastAPI)
     anything else                                    headers authenticated -> body read
                                                      (<= ~70 MB) -> signature checked
-                                                     -> the FastAPI management app
+                                                     -> the FastAPI management app, the
+                                                     body labelled JSON whatever its
+                                                     Content-Type
 
 This is the one place request bodies are read, and only once the headers name a known
 caller with a current date (``Authenticator.screen``): a refusal from the headers costs no
@@ -116,6 +118,7 @@ class Gateway:
                 _with_request_id(send, str(uuid.uuid4())),
                 limit=MANAGEMENT_BODY_LIMIT,
                 operation="management",
+                json_body=True,
             )
 
     async def _authenticated(
@@ -127,6 +130,7 @@ class Gateway:
         *,
         limit: int,
         operation: str,
+        json_body: bool = False,
     ) -> None:
         request = RawRequest(
             method=scope["method"],
@@ -160,6 +164,8 @@ class Gateway:
         inner = dict(scope)
         inner[BODY_KEY] = body
         inner[PRINCIPAL_KEY] = principal
+        if json_body and body:
+            inner["headers"] = _as_json(scope["headers"])
         await app(inner, _replay(body, receive), send)
 
     async def _read_body(
@@ -243,6 +249,13 @@ def _invoke_body_limit(scope: Scope) -> int:
 
 class _Disconnected(Exception):
     """The client went away before its body was read."""
+
+
+def _as_json(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    # Lambda's management API is REST-JSON: a body is JSON whatever its Content-Type says
+    # (botocore always sends application/json; curl -d sends a form type, or none).
+    kept = [(name, value) for name, value in headers if name != b"content-type"]
+    return [*kept, (b"content-type", b"application/json")]
 
 
 def _may_have_body(scope: Scope) -> bool:
