@@ -4,21 +4,30 @@ Built by the launch package (``kubelambda.launch.gateway``) and served by uvicor
 small ASGI callable looks at each request once:
 
     GET  /healthz, GET /metrics                      open, answered here
-    POST /2015-03-31/functions/{Fn}/invocations     body read (<= 6 MiB, 1 MB for Event)
-                                                     -> authenticate
+    POST /2015-03-31/functions/{Fn}/invocations     headers authenticated
+                                                     -> body read (<= 6 MiB, 1 MB for Event)
+                                                     -> signature checked
                                                      -> ``invoke_app`` (no framework routing)
     GET  /kubelambda/code/...                        open: presigned code links (FastAPI)
-    anything else                                    body read (<= ~70 MB) -> authenticate
-                                                     -> the FastAPI management app
+    anything else                                    headers authenticated -> body read
+                                                     (<= ~70 MB) -> signature checked
+                                                     -> the FastAPI management app, the
+                                                     body labelled JSON whatever its
+                                                     Content-Type
 
-This is the one place request bodies are read: refused with 413 from ``Content-Length``
-before a byte is read, or as soon as a streamed body passes the limit; the read body is
+This is the one place request bodies are read, and only once the headers name a known
+caller with a current date (``Authenticator.screen``): a refusal from the headers costs no
+byte of the body, and closes the connection. Bodies are refused with 413 from
+``Content-Length`` before a byte is read, or as soon as a streamed body passes the limit;
+with 429 (unread) when the bytes of all bodies being read at once would pass the
+gateway's ``body_budget``. The read body is
 handed on in ``scope[BODY_KEY]`` and the caller in ``scope[PRINCIPAL_KEY]`` (keys of
 ``gateway.auth.request``). Lifespan events go to the management app.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
 
@@ -33,7 +42,13 @@ from gateway.invoke import app as invoke
 from gateway.services.code_links import CODE_PATH_PREFIX
 from kubelambda import errors
 
-__all__ = ["ASYNC_INVOKE_BODY_LIMIT", "INVOKE_BODY_LIMIT", "MANAGEMENT_BODY_LIMIT", "Gateway"]
+__all__ = [
+    "ASYNC_INVOKE_BODY_LIMIT",
+    "DEFAULT_BODY_BUDGET",
+    "INVOKE_BODY_LIMIT",
+    "MANAGEMENT_BODY_LIMIT",
+    "Gateway",
+]
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +61,9 @@ INVOKE_BODY_LIMIT = protocol.MAX_EVENT_BYTES
 ASYNC_INVOKE_BODY_LIMIT = invocation.MAX_ASYNC_PAYLOAD_BYTES
 # A 50 MB zip, base64-encoded inside CreateFunction's JSON, with room to spare.
 MANAGEMENT_BODY_LIMIT = 70_000_000
+# Bytes of bodies being read at once, all requests together: three uploads of the largest
+# size, or some forty full invoke payloads.
+DEFAULT_BODY_BUDGET = 256 * 1024 * 1024
 
 
 class Gateway:
@@ -58,11 +76,13 @@ class Gateway:
         invoke_app: ASGIApp,
         authenticator: Authenticator,
         registry: CollectorRegistry,
+        body_budget: int = DEFAULT_BODY_BUDGET,
     ) -> None:
         self._management = management
         self._invoke_app = invoke_app
         self._authenticator = authenticator
         self._registry = registry
+        self._budget = _BodyBudget(body_budget)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -98,6 +118,7 @@ class Gateway:
                 _with_request_id(send, str(uuid.uuid4())),
                 limit=MANAGEMENT_BODY_LIMIT,
                 operation="management",
+                json_body=True,
             )
 
     async def _authenticated(
@@ -109,18 +130,30 @@ class Gateway:
         *,
         limit: int,
         operation: str,
+        json_body: bool = False,
     ) -> None:
+        request = RawRequest(
+            method=scope["method"],
+            raw_path=scope.get("raw_path") or scope["path"].encode(),
+            query_string=scope.get("query_string", b""),
+            headers=scope["headers"],
+            body=b"",
+        )
         try:
-            body = await _read_body(scope, receive, limit=limit, operation=operation)
-            principal = self._authenticator.authenticate(
-                RawRequest(
-                    method=scope["method"],
-                    raw_path=scope.get("raw_path") or scope["path"].encode(),
-                    query_string=scope.get("query_string", b""),
-                    headers=scope["headers"],
-                    body=body,
-                )
+            # Headers first: a request they refuse costs no byte of its body.
+            screened = self._authenticator.screen(request)
+        except errors.LambdaError as exc:
+            await _respond_error(send, exc, close=_may_have_body(scope))
+            return
+        try:
+            body = await self._read_body(scope, receive, limit=limit, operation=operation)
+            principal = self._authenticator.confirm(
+                screened, dataclasses.replace(request, body=body)
             )
+        except _Unread as unread:
+            log.info("request refused code=%s path=%s", unread.error.code, scope["path"])
+            await _respond_error(send, unread.error, close=True)
+            return
         except errors.LambdaError as exc:
             if not isinstance(exc, errors.AccessDenied):  # the authenticator logged those
                 log.info("request refused code=%s path=%s", exc.code, scope["path"])
@@ -131,7 +164,79 @@ class Gateway:
         inner = dict(scope)
         inner[BODY_KEY] = body
         inner[PRINCIPAL_KEY] = principal
+        if json_body and body:
+            inner["headers"] = _as_json(scope["headers"])
         await app(inner, _replay(body, receive), send)
+
+    async def _read_body(
+        self, scope: Scope, receive: Receive, *, limit: int, operation: str
+    ) -> bytes:
+        too_large = errors.RequestTooLarge(
+            f"Request must be smaller than {limit} bytes for the {operation} operation"
+        )
+        declared = _content_length(scope)
+        if declared is not None and declared > limit:
+            await _discard(
+                receive, budget=_DISCARD_BUDGET if declared <= limit + _DISCARD_BUDGET else 0
+            )
+            raise too_large
+        # A declared body is counted whole before it is read, a streamed one as it comes.
+        reserved = 0
+        try:
+            if declared:
+                self._budget.take(declared)
+                reserved = declared
+            chunks: list[bytes] = []
+            size = 0
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise _Disconnected
+                chunk: bytes = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    await _discard(receive, budget=_DISCARD_BUDGET)
+                    raise too_large
+                if size > reserved:
+                    self._budget.take(size - reserved)
+                    reserved = size
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    return b"".join(chunks)
+        finally:
+            self._budget.give(reserved)
+
+
+class _Unread(Exception):
+    """A request refused with (part of) its body unread: its connection must close."""
+
+    def __init__(self, error: errors.LambdaError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+class _BodyBudget:
+    """Bytes of request bodies being read at once, gateway-wide. A body that would pass
+    the budget is refused (429, unread) rather than buffered: bodies are read before their
+    signature can be checked, so this is what bounds the memory a flood of large,
+    unauthenticated-yet POSTs can take. One event loop: no lock."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._used = 0
+
+    def take(self, size: int) -> None:
+        if self._used + size > self._limit:
+            raise _Unread(
+                errors.TooManyRequests(
+                    "Too many request bodies are being received at once. Retry the request.",
+                    reason="CallerRateLimitExceeded",
+                )
+            )
+        self._used += size
+
+    def give(self, size: int) -> None:
+        self._used -= size
 
 
 def _invoke_body_limit(scope: Scope) -> int:
@@ -146,30 +251,18 @@ class _Disconnected(Exception):
     """The client went away before its body was read."""
 
 
-async def _read_body(scope: Scope, receive: Receive, *, limit: int, operation: str) -> bytes:
-    too_large = errors.RequestTooLarge(
-        f"Request must be smaller than {limit} bytes for the {operation} operation"
-    )
-    declared = _content_length(scope)
-    if declared is not None and declared > limit:
-        await _discard(
-            receive, budget=_DISCARD_BUDGET if declared <= limit + _DISCARD_BUDGET else 0
-        )
-        raise too_large
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise _Disconnected
-        chunk: bytes = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            await _discard(receive, budget=_DISCARD_BUDGET)
-            raise too_large
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+def _as_json(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    # Lambda's management API is REST-JSON: a body is JSON whatever its Content-Type says
+    # (botocore always sends application/json; curl -d sends a form type, or none).
+    kept = [(name, value) for name, value in headers if name != b"content-type"]
+    return [*kept, (b"content-type", b"application/json")]
+
+
+def _may_have_body(scope: Scope) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"transfer-encoding" or (name == b"content-length" and value.strip() != b"0"):
+            return True
+    return False
 
 
 def _content_length(scope: Scope) -> int | None:
@@ -232,11 +325,14 @@ async def _respond(send: Send, status: int, body: bytes, content_type: str) -> N
     await send({"type": "http.response.body", "body": body})
 
 
-async def _respond_error(send: Send, error: errors.LambdaError) -> None:
+async def _respond_error(send: Send, error: errors.LambdaError, *, close: bool = False) -> None:
     status, headers, body = error.to_wire()
     encoded: list[tuple[bytes, bytes]] = [
         (name.lower().encode(), value.encode()) for name, value in headers.items()
     ]
     encoded.append((b"content-length", str(len(body)).encode()))
+    if close:
+        # The body was left unread: the server must not read it as the next request.
+        encoded.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": encoded})
     await send({"type": "http.response.body", "body": body})

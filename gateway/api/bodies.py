@@ -1,8 +1,9 @@
 """Request bodies of the management API, as pydantic models with Lambda's member names.
 
 Parsed by FastAPI in the routers (``gateway.api.functions``/``aliases``/``concurrency``/
-``tags``/``event_invoke_configs``); a body that breaks these types becomes a Lambda
-``ValidationException`` in ``gateway.api.errors``. Members kubelambda does not implement
+``tags``/``event_invoke_configs``), strictly: a member of the wrong JSON type becomes a
+Lambda ``InvalidParameterValueException``, a missing one a ``ValidationException`` (in
+``gateway.api.errors``). Members kubelambda does not implement
 (VPC, layers, tracing, ...) are ignored like unknown JSON members; those that would
 change behaviour (container images, S3 code, arm64) are refused by ``zip_package``.
 """
@@ -33,7 +34,8 @@ __all__ = [
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    # Strict: JSON types are not coerced ("Timeout": "10" is refused, as AWS does).
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
 
 
 class EnvironmentBody(_Body):

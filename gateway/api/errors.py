@@ -2,8 +2,9 @@
 
 Installed by ``gateway.api.create_management_app``. Every ``LambdaError`` goes out through
 ``LambdaError.to_wire`` (the one mapping); FastAPI's request validation errors become
-``ValidationException`` (or ``InvalidRequestContentException`` for a body that is not
-JSON), unknown routes ``UnknownOperationException``, and anything unexpected a logged
+``ValidationException``, ``InvalidParameterValueException`` for a body member of the
+wrong JSON type, or ``InvalidRequestContentException`` for a body that is not a JSON
+object, unknown routes ``UnknownOperationException``, and anything unexpected a logged
 ``ServiceException`` with no internals in the message.
 """
 
@@ -39,6 +40,17 @@ def validation_error(details: Sequence[Any]) -> errors.LambdaError:
             return errors.InvalidRequestContent(
                 f"Could not parse request body into json: {detail.get('ctx', {}).get('error', '')}"
             )
+        location = tuple(detail.get("loc", ()))
+        if location == ("body",) and detail.get("type") in _TYPE_NAMES:
+            return errors.InvalidRequestContent(
+                "Could not parse request body into json: the request body must be a JSON object"
+            )
+        if location[:1] == ("body",) and detail.get("type") in _TYPE_NAMES:
+            return errors.InvalidParameterValue(
+                f"Invalid type for parameter '{_member(location)}': expected "
+                f"{_TYPE_NAMES[detail['type']]}, got {_json_type(detail.get('input'))}"
+                f" ('{_shown(detail.get('input'), location)}')"
+            )
     problems = [
         f"Value '{_shown(detail.get('input'), detail.get('loc', ()))}' at "
         f"'{_member(detail.get('loc', ()))}' failed to satisfy constraint: "
@@ -48,6 +60,35 @@ def validation_error(details: Sequence[Any]) -> errors.LambdaError:
     count = len(problems)
     plural = "error" if count == 1 else "errors"
     return errors.Validation(f"{count} validation {plural} detected: {'; '.join(problems)}")
+
+
+# pydantic's type errors (strict bodies), by the JSON type that was expected.
+_TYPE_NAMES = {
+    "int_type": "an integer",
+    "float_type": "a number",
+    "bool_type": "a boolean",
+    "string_type": "a string",
+    "list_type": "an array",
+    "dict_type": "an object",
+    "model_type": "an object",
+    "model_attributes_type": "an object",
+}
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    for kind, name in (
+        (bool, "a boolean"),
+        (int, "an integer"),
+        (float, "a number"),
+        (str, "a string"),
+        (list, "an array"),
+        (dict, "an object"),
+    ):
+        if isinstance(value, kind):
+            return name
+    return "a value of another type"
 
 
 def install(app: FastAPI) -> None:

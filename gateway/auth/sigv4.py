@@ -4,9 +4,11 @@ Called by ``gateway.auth.authenticator`` for ``Authorization: AWS4-HMAC-SHA256 .
 The expected signature is recomputed from what was on the wire: the raw path (an
 ARN's ``%3A`` is signed as ``%253A``, since the canonical URI encodes the wire path
 once more), the raw query, only the headers the client listed as signed, and our own
-SHA-256 of the body (a client-supplied body hash is never trusted). The timestamp must
+SHA-256 of the body (a client-supplied body hash is never trusted). Every ``x-amz-*``
+header present must be among the signed ones, as AWS requires. The timestamp must
 be within ``max_skew`` of ``now``, the scope's service must be ``lambda``; any region is
-accepted. Signatures are compared with ``hmac.compare_digest``.
+accepted. Signatures are compared with ``hmac.compare_digest``. ``screen`` checks all
+that the headers alone can tell, before the body is read; ``check_signature`` the rest.
 """
 
 from __future__ import annotations
@@ -23,7 +25,16 @@ from gateway.auth.request import RawRequest
 from kubelambda import errors
 from kubelambda.credentials import Credentials, Keyring
 
-__all__ = ["ALGORITHM", "canonical_request", "parse_authorization", "sign", "verify"]
+__all__ = [
+    "ALGORITHM",
+    "Claim",
+    "canonical_request",
+    "check_signature",
+    "parse_authorization",
+    "screen",
+    "sign",
+    "verify",
+]
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 SERVICE = "lambda"
@@ -79,10 +90,27 @@ def parse_authorization(header: str) -> Authorization:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A SigV4 request whose headers passed ``screen``: the key set it claims, and what its
+    signature is checked with once the body is read."""
+
+    authorization: Authorization
+    credentials: Credentials
+    amz_date: str
+
+
 def verify(
     request: RawRequest, *, keyring: Keyring, now: datetime, max_skew: timedelta
 ) -> Credentials:
     """The key set that signed ``request``, or the 403 a client would get from AWS."""
+    return check_signature(request, screen(request, keyring=keyring, now=now, max_skew=max_skew))
+
+
+def screen(request: RawRequest, *, keyring: Keyring, now: datetime, max_skew: timedelta) -> Claim:
+    """Everything that can be checked from the headers alone (the body is not looked at):
+    the Authorization header's form, a known access key, the date and its skew, the
+    scope, and that the headers that must be signed are."""
     auth = parse_authorization(request.header("authorization") or "")
     credentials = keyring.by_access_key(auth.access_key_id)
     if credentials is None:
@@ -98,16 +126,41 @@ def verify(
     missing = [name for name in auth.signed_headers if not request.header_values(name)]
     if "host" not in auth.signed_headers or missing:
         raise errors.InvalidSignature(_MISMATCH)
+    _check_amz_headers_signed(request, auth)
+    return Claim(authorization=auth, credentials=credentials, amz_date=amz_date)
+
+
+def check_signature(request: RawRequest, claim: Claim) -> Credentials:
+    """The claimed key set if ``request`` (now with its body) carries its signature."""
+    auth = claim.authorization
     expected = sign(
         canonical_request(request, auth.signed_headers),
-        secret_access_key=credentials.secret_access_key,
-        amz_date=amz_date,
+        secret_access_key=claim.credentials.secret_access_key,
+        amz_date=claim.amz_date,
         region=auth.region,
         service=auth.service,
     )
     if not hmac.compare_digest(expected.encode(), auth.signature.encode()):
         raise errors.InvalidSignature(_MISMATCH)
-    return credentials
+    return claim.credentials
+
+
+def _check_amz_headers_signed(request: RawRequest, auth: Authorization) -> None:
+    # x-amz-* headers change what a request does (X-Amz-Log-Type, X-Amz-Invocation-Type):
+    # AWS requires every one of them to be signed, so one added in transit cannot count.
+    signed = {name.lower() for name in auth.signed_headers}
+    unsigned = sorted(
+        {
+            name.decode("latin-1")
+            for name, _ in request.headers
+            if name.startswith(b"x-amz-") and name.decode("latin-1") not in signed
+        }
+    )
+    if unsigned:
+        raise errors.InvalidSignature(
+            f"There were headers present in the request which were not signed: "
+            f"{', '.join(unsigned)}"
+        )
 
 
 def canonical_request(request: RawRequest, signed_headers: tuple[str, ...]) -> str:

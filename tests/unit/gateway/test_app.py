@@ -3,6 +3,7 @@ hand-off of body and caller, driven with in-memory ASGI messages."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -207,3 +208,125 @@ async def test_an_event_invocation_is_limited_to_one_megabyte(size, status):
 
 def test_the_event_limit_is_lambdas_one_megabyte():
     assert ASYNC_INVOKE_BODY_LIMIT == 1_048_576
+
+
+def counting(chunks: list[bytes]) -> tuple[list[int], Any]:
+    """A ``receive`` over ``chunks`` that counts its calls (in a one-item list)."""
+    received = [0]
+    messages = [
+        {"type": "http.request", "body": chunk, "more_body": i < len(chunks) - 1}
+        for i, chunk in enumerate(chunks)
+    ]
+
+    async def receive():
+        received[0] += 1
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    return received, receive
+
+
+async def answer(app, receive, headers, path="/2015-03-31/functions"):
+    sent: list[dict[str, Any]] = []
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "headers": list(headers),
+    }
+    await app(scope, receive, send)
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    return start["status"], dict(start["headers"])
+
+
+SIGV4_UNKNOWN_KEY = (
+    b"AWS4-HMAC-SHA256 Credential=AKIAUNKNOWNUNKNOWN00/20260102/us-east-1/lambda/aws4_request, "
+    b"SignedHeaders=host;x-amz-date, Signature=" + b"0" * 64
+)
+SIGV4_KNOWN_KEY = SIGV4_UNKNOWN_KEY.replace(b"AKIAUNKNOWNUNKNOWN00", KEYS.access_key_id.encode())
+
+
+@pytest.mark.parametrize(
+    ("headers", "code"),
+    [
+        ([], b"MissingAuthenticationTokenException"),
+        ([(b"authorization", b"Bearer nope")], b"UnrecognizedClientException"),
+        ([(b"authorization", b"AWS4-HMAC-SHA256 garbage")], b"InvalidSignatureException"),
+        (
+            [(b"authorization", SIGV4_UNKNOWN_KEY), (b"x-amz-date", b"20260102T030405Z")],
+            b"UnrecognizedClientException",
+        ),
+        ([(b"authorization", SIGV4_KNOWN_KEY)], b"InvalidSignatureException"),  # no date
+        (
+            [(b"authorization", SIGV4_KNOWN_KEY), (b"x-amz-date", b"20260102T030405Z")],
+            b"InvalidSignatureException",  # signed in January 2026: far too skewed
+        ),
+    ],
+    ids=["none", "bearer", "malformed", "unknown-key", "no-date", "skewed"],
+)
+@pytest.mark.parametrize("path", ["/2015-03-31/functions", "/2015-03-31/functions/f/invocations"])
+async def test_what_headers_refuse_is_refused_before_the_body_is_read(headers, code, path):
+    calls = []
+    received, receive = counting([b"x" * 1000, b"x" * 1000])
+    status, response_headers = await answer(
+        gateway(calls), receive, [*headers, (b"content-length", b"2000")], path
+    )
+    assert (status, response_headers[b"x-amzn-errortype"]) == (403, code)
+    assert received == [0]
+    # The body was never read: the connection cannot be reused for another request.
+    assert response_headers[b"connection"] == b"close"
+    assert calls == []
+
+
+def budgeted(calls, budget: int) -> Gateway:
+    return Gateway(
+        management=named_app("management", calls),
+        invoke_app=named_app("invoke", calls),
+        authenticator=Authenticator(Keyring([KEYS, TEAM_B])),
+        registry=CollectorRegistry(),
+        body_budget=budget,
+    )
+
+
+async def test_bodies_past_the_gateway_budget_are_refused_unread():
+    calls = []
+    app = budgeted(calls, 1000)
+    first_read = asyncio.Event()
+    release = asyncio.Event()
+
+    async def slow_receive():
+        first_read.set()
+        await release.wait()
+        return {"type": "http.request", "body": b"x" * 600, "more_body": False}
+
+    length = [(b"content-length", b"600")]
+    slow = asyncio.create_task(answer(app, slow_receive, AUTH + length))
+    await first_read.wait()
+    # 600 bytes are being read: another 600 would pass the budget of 1000.
+    received, receive = counting([b"x" * 600])
+    status, headers = await answer(app, receive, AUTH + length)
+    assert (status, headers[b"x-amzn-errortype"]) == (429, b"TooManyRequestsException")
+    assert received == [0]
+    # A body that fits the rest of the budget is read.
+    received, receive = counting([b"x" * 400])
+    status, _ = await answer(app, receive, [*AUTH, (b"content-length", b"400")])
+    assert status == 200
+    release.set()
+    assert (await slow)[0] == 200
+    # Once read, a body no longer counts: the budget is whole again.
+    received, receive = counting([b"x" * 1000])
+    status, _ = await answer(app, receive, [*AUTH, (b"content-length", b"1000")])
+    assert status == 200
+
+
+async def test_a_streamed_body_past_the_budget_is_refused():
+    calls = []
+    _, receive = counting([b"x" * 600, b"x" * 600])
+    status, headers = await answer(budgeted(calls, 1000), receive, AUTH)
+    assert (status, headers[b"x-amzn-errortype"]) == (429, b"TooManyRequestsException")
+    assert calls == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import stat
 import threading
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -16,7 +17,9 @@ from kubelambda import errors, zips
 def archive(entries: list[tuple[str, bytes, int]]) -> bytes:
     """A zip of (name, content, unix mode) entries."""
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as out:
+    with zipfile.ZipFile(buffer, "w") as out, warnings.catch_warnings():
+        # Hostile packages repeat names on purpose.
+        warnings.simplefilter("ignore", UserWarning)
         for name, content, mode in entries:
             info = zipfile.ZipInfo(name)
             info.external_attr = mode << 16
@@ -154,3 +157,78 @@ def test_remove_tree_removes_a_read_only_package(stored, target):
     unpacked = zips.unpack(stored(archive([("lib/app.py", b"x = 1\n", 0o644)])), target)
     zips.remove_tree(unpacked)
     assert not unpacked.exists()
+
+
+LINK = stat.S_IFLNK | 0o777
+
+# Hostile packages: each would write (or point) outside the package directory if links
+# were followed while unpacking. Names of the form (name, content, mode) as ``archive``.
+HOSTILE = {
+    "chained links": [
+        ("a/b", b"..", LINK),
+        ("a/b/c", b"..", LINK),
+        ("a/b/c/d", b"..", LINK),
+        ("a/b/c/d/escaped.txt", b"pwned", 0o644),
+    ],
+    "a file under a link": [("a", b".", LINK), ("a/escaped.txt", b"pwned", 0o644)],
+    "a loop": [("a", b"b", LINK), ("b", b"a", LINK)],
+    "a self loop": [("a", b"a", LINK)],
+    "a link to a link pointing out": [
+        ("up", b"..", LINK),
+        ("lib/x", b"../up/escaped.txt", LINK),
+    ],
+    "a link through a later link": [
+        ("x", b"a/b/../../escaped.txt", LINK),
+        ("a/b", b"..", LINK),
+    ],
+    "a link overwritten by a file": [
+        ("lib", b"..", LINK),
+        ("lib", b"pwned", 0o644),
+    ],
+    "a file overwritten by a link": [
+        ("escaped.txt", b"x", 0o644),
+        ("escaped.txt", b"../escaped.txt", LINK),
+    ],
+    "a directory through a link": [("a", b"..", LINK), ("a/escaped/", b"", 0o40755)],
+    "an absolute link": [("a", b"/tmp", LINK)],
+}
+
+
+@pytest.fixture
+def sentinel(tmp_path: Path) -> Path:
+    """A parent directory of the unpack target in which nothing may appear."""
+    return tmp_path / "sentinel"
+
+
+@pytest.mark.parametrize("entries", HOSTILE.values(), ids=HOSTILE.keys())
+def test_hostile_links_are_refused_at_inspect(entries):
+    with pytest.raises(errors.InvalidParameterValue, match="package"):
+        zips.inspect(archive(entries))
+
+
+@pytest.mark.parametrize("entries", HOSTILE.values(), ids=HOSTILE.keys())
+def test_hostile_links_write_nothing_outside_at_unpack(sentinel, entries):
+    sentinel.mkdir()
+    zip_path = sentinel.parent / "package.zip"
+    zip_path.write_bytes(archive(entries))
+    target = sentinel / "code" / "package"
+    with pytest.raises(zips.UnpackError):
+        zips.unpack(zip_path, target)
+    assert not target.exists()
+    left = [p for p in sentinel.rglob("*") if p.name != "code"]
+    assert left == []
+    assert not (sentinel.parent / "escaped.txt").exists()
+
+
+def test_links_inside_through_parent_directories_are_kept(stored, target):
+    # node_modules/.bin style: a link that climbs, then descends, staying inside.
+    entries = [
+        ("node_modules/pkg/bin/tool.js", b"tool", 0o755),
+        ("node_modules/.bin/tool", b"../pkg/bin/tool.js", LINK),
+        ("lib", b"node_modules/pkg", LINK),
+        ("tool2", b"lib/bin/tool.js", LINK),
+    ]
+    zips.inspect(archive(entries))
+    unpacked = zips.unpack(stored(archive(entries)), target)
+    assert (unpacked / "node_modules/.bin/tool").read_text() == "tool"
+    assert (unpacked / "tool2").read_text() == "tool"

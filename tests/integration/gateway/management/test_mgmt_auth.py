@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import socket
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -52,6 +54,77 @@ def test_body_tampered_after_signing_is_an_invalid_signature(gateway):
     with pytest.raises(botocore.exceptions.ClientError) as excinfo:
         create(client, wait=False, MemorySize=128)
     assert refusal(excinfo) == (403, "InvalidSignatureException")
+
+
+def test_boto3_signs_every_x_amz_header_it_sends(gateway):
+    client = gateway.client(aws_session_token="session-token")
+    create(client)
+    sent: list[str] = []
+
+    def record(request, **_):
+        sent.extend(name.lower() for name in request.headers if name.lower().startswith("x-amz-"))
+
+    client.meta.events.register_last("before-send.lambda.Invoke", record)
+    answer = client.invoke(
+        FunctionName="f",
+        InvocationType="DryRun",
+        LogType="Tail",
+        ClientContext=base64.b64encode(b'{"custom": {"a": 1}}').decode(),
+    )
+    assert answer["StatusCode"] == 204
+    assert {"x-amz-invocation-type", "x-amz-log-type", "x-amz-client-context"} <= set(sent)
+    assert {"x-amz-date", "x-amz-security-token"} <= set(sent)
+
+
+@pytest.mark.parametrize(
+    ("operation", "header", "value"),
+    [
+        ("ListFunctions", "X-Amz-Log-Type", "Tail"),
+        ("Invoke", "X-Amz-Log-Type", "Tail"),
+        ("Invoke", "X-Amz-Invocation-Type", "DryRun"),
+    ],
+)
+def test_an_x_amz_header_added_after_signing_is_refused(gateway, operation, header, value):
+    client = gateway.client()
+    create(client)
+
+    def tamper(request, **_):
+        request.headers[header] = value
+
+    client.meta.events.register_last(f"before-send.lambda.{operation}", tamper)
+    with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+        if operation == "Invoke":
+            client.invoke(FunctionName="f", Payload=b"{}")
+        else:
+            client.list_functions()
+    assert refusal(excinfo) == (403, "InvalidSignatureException")
+    assert header.lower() in excinfo.value.response["Error"]["Message"]
+
+
+@pytest.mark.parametrize(
+    "credentials",
+    [b"", b"Authorization: Bearer not-a-key\r\n"],
+    ids=["no-credentials", "unknown-bearer"],
+)
+@pytest.mark.parametrize("path", ["/2015-03-31/functions", "/2015-03-31/functions/f/invocations"])
+def test_a_large_unauthenticated_body_is_refused_before_it_is_sent(gateway, credentials, path):
+    # Only the headers of a 60 MB POST go out: the 403 must come back without the body.
+    host, port = gateway.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        connection.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: {host}\r\n".encode()
+            + credentials
+            + b"Content-Type: application/json\r\nContent-Length: 60000000\r\n\r\n"
+        )
+        connection.settimeout(5)
+        response = b""
+        while b"\r\n\r\n" not in response:
+            chunk = connection.recv(65536)
+            assert chunk, "the gateway closed the connection without answering"
+            response += chunk
+    status_line, _, rest = response.partition(b"\r\n")
+    assert status_line.split()[1] == b"403"
+    assert b"connection: close" in rest.lower()
 
 
 def test_request_signed_too_long_ago_has_an_expired_signature(gateway, monkeypatch):

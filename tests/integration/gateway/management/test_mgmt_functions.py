@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
+import stat
 import time
+import zipfile
 from pathlib import Path
 
 import botocore.exceptions
@@ -110,6 +113,32 @@ def test_create_refuses_a_zip_escaping_its_directory(gateway):
     package = make_zip({"../evil.py": "x = 1\n"})
     with pytest.raises(client.exceptions.InvalidParameterValueException):
         create(client, wait=False, Code={"ZipFile": package})
+
+
+def chained_links_zip() -> bytes:
+    """``a/b -> ..``, ``a/b/c -> ..``, ... and a file under the deepest link: followed
+    while unpacking, the file lands four directories above the package."""
+    link = (stat.S_IFLNK | 0o777) << 16
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("app.py", "def handler(event, context):\n    return 1\n")
+        name = "a"
+        for _ in range(5):
+            name += "/b"
+            info = zipfile.ZipInfo(name)
+            info.external_attr = link
+            archive.writestr(info, "..")
+        archive.writestr(f"{name}/escaped.txt", "pwned")
+    return buffer.getvalue()
+
+
+def test_create_refuses_a_zip_escaping_through_chained_links(gateway):
+    client = gateway.client()
+    with pytest.raises(botocore.exceptions.ClientError) as excinfo:
+        create(client, wait=False, Code={"ZipFile": chained_links_zip()})
+    assert error_of(excinfo) == (400, "InvalidParameterValueException")
+    assert "link" in excinfo.value.response["Error"]["Message"]
+    assert not list(gateway.home.parent.rglob("escaped.txt"))
 
 
 def test_unknown_function_is_not_found_with_its_arn(gateway):

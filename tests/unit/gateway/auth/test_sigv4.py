@@ -99,6 +99,11 @@ def unchanged(r: RawRequest) -> RawRequest:
         ({"secret": "x" * 40}, unchanged, "InvalidSignatureException"),
         ({"service": "s3"}, unchanged, "InvalidSignatureException"),
         ({}, with_header(b"authorization", b"Bearer nope"), "UnrecognizedClientException"),
+        # An x-amz-* header changes behaviour: AWS requires it to be signed.
+        ({}, with_header(b"x-amz-log-type", b"Tail"), "InvalidSignatureException"),
+        ({}, with_header(b"x-amz-invocation-type", b"DryRun"), "InvalidSignatureException"),
+        ({}, with_header(b"X-Amz-Client-Context".lower(), b"e30="), "InvalidSignatureException"),
+        ({}, with_header(b"x-amzn-trace-id", b"Root=1-x"), KEYS),  # botocore never signs it
     ],
 )
 def test_signature_verification(monkeypatch, signing, change, expected):
