@@ -103,6 +103,7 @@ async def run(settings: EmbeddedSettings, *, deploy_example: bool = False) -> No
             registry=registry,
             region=settings.region,
             runtimes=runtimes.available_runtimes(),
+            body_budget=settings.body_budget_bytes,
         )
         server = uvicorn.Server(
             uvicorn.Config(

@@ -98,6 +98,7 @@ def build_gateway(
     registry: CollectorRegistry,
     region: str,
     runtimes: Collection[str],
+    body_budget: int,
 ) -> Gateway:
     """The gateway's ASGI app: the invoke edge over ``invoker`` (and ``queue`` for Event
     invocations) and the management API over ``store`` and ``code``."""
@@ -119,4 +120,5 @@ def build_gateway(
             keyring, max_skew=_MAX_CLOCK_SKEW, clock=lambda: datetime.now(UTC)
         ),
         registry=registry,
+        body_budget=body_budget,
     )

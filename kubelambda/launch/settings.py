@@ -35,6 +35,11 @@ class EmbeddedSettings(BaseSettings):
     package_grace_seconds: float = Field(
         default=3600.0, ge=0, description="How long an unused code package is kept"
     )
+    body_budget_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        gt=0,
+        description="Request body bytes the gateway reads at once; past it, 429 unread",
+    )
     async_retry_delays: tuple[float, ...] = Field(
         default=(60.0, 120.0),
         description="Seconds before each retry of an Event invocation that failed (Lambda's)",

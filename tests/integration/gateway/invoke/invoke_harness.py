@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry
 
 from controller.backends.local import LocalProcessBackend
 from controller.packages.settler import PackageSettler
+from gateway.app import DEFAULT_BODY_BUDGET
 from gateway.metrics import AsyncMetrics
 from gateway.services.invoke_settings import InvokeSettings
 from kubelambda import credentials, runtimes
@@ -220,6 +221,7 @@ async def start_platform(tmp_path: Path, *, region: str = "us-east-1") -> AsyncI
             registry=registry,
             region=region,
             runtimes=runtimes.available_runtimes(),
+            body_budget=DEFAULT_BODY_BUDGET,
         )
         port = await stack.enter_async_context(serve_uvicorn(app, lifespan="on"))
         yield Platform(port, keys, region, backend, scaler, registry)

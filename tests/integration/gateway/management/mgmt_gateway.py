@@ -32,6 +32,7 @@ from controller.autoscaler.loop import Autoscaler
 from controller.backends.local import LocalProcessBackend
 from controller.metrics import ControllerMetrics
 from controller.packages.settler import PackageSettler
+from gateway.app import DEFAULT_BODY_BUDGET
 from gateway.metrics import AsyncMetrics
 from gateway.services.invoke_settings import InvokeSettings
 from kubelambda import credentials
@@ -138,6 +139,7 @@ def running_gateway(
                 registry=registry,
                 region=REGION,
                 runtimes=runtimes,
+                body_budget=DEFAULT_BODY_BUDGET,
             )
             config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")
             server = uvicorn.Server(config)
