@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import stat
 import threading
 import time
 import uuid
@@ -286,9 +287,11 @@ class LocalProcessBackend:
             return directory
         try:
             location = await self._code.location(package.sha256_hex)
-            return await asyncio.to_thread(
+            unpacked = await asyncio.to_thread(
                 zips.unpack, Path(location), directory, stop=self._stopping
             )
+            await asyncio.to_thread(_owner_only, unpacked)
+            return unpacked
         except PackageMissing as exc:
             raise PackageRejected(f"The deployment package is missing: {exc}") from exc
         except zips.UnpackError as exc:
@@ -423,3 +426,12 @@ class LocalProcessBackend:
         self._tasks.discard(task)
         if not task.cancelled() and (exc := task.exception()) is not None:
             logger.error("instance task failed task=%s", task.get_name(), exc_info=exc)
+
+
+def _owner_only(root: Path) -> None:
+    """Take group and other permissions off an unpacked package (the zip's modes gave
+    them); the owner's stay as they are, read-only included."""
+    for path in (root, *(Path(d, n) for d, ds, fs in os.walk(root) for n in (*ds, *fs))):
+        mode = path.lstat().st_mode
+        if not stat.S_ISLNK(mode):
+            path.chmod(stat.S_IMODE(mode) & ~0o077)
