@@ -180,6 +180,14 @@ class LocalProcessBackend:
             return None
         return StartFailure(failures.consecutive, failures.reason, failures.retriable)
 
+    @staticmethod
+    async def reap_leftovers(home: Path) -> None:
+        """Kill what instances a platform on ``home`` left running (it was killed
+        outright, or on a host without a parent-death signal); call before starting."""
+        killed = await local_process.reap_home(home)
+        if killed:
+            logger.warning("killed processes an earlier run left behind count=%d", killed)
+
     async def aclose(self) -> None:
         """Stop every instance (draining, then killing after the grace) and wait for all."""
         self._closed = True
@@ -301,6 +309,7 @@ class LocalProcessBackend:
 
     async def _prestart(self) -> local_process.Spare:
         return await local_process.prestart(
+            home=self._home,
             host_environ={
                 name: self._host_environ[name]
                 for name in local_env.INHERITED_VARIABLES

@@ -5,7 +5,8 @@ code on the local disk, local-process instances, the autoscaler itself as the
 gateway's scale signals, the event queue in SQLite or on Kafka), hands them to the
 controller, dispatcher and gateway builders, serves the gateway with uvicorn, and on
 exit stops everything it started, instances included, in reverse order. Before any of
-that it makes the home owner-only and locks it (one platform per home, see ``home``).
+that it makes the home owner-only, locks it (one platform per home, see ``home``) and
+reaps the instances a killed earlier run left behind.
 """
 
 from __future__ import annotations
@@ -49,8 +50,9 @@ async def run(settings: EmbeddedSettings, *, deploy_example: bool = False) -> No
     home.make_private(settings.home)
     async with contextlib.AsyncExitStack() as stack:
         stack.enter_context(home.lock(settings.home, url_file=settings.url_file))
-        # An earlier run that was killed outright may have left its URL (holding the
-        # lock, we know that run is gone).
+        # An earlier run that was killed outright may have left its instances behind,
+        # and its URL (holding the lock, we know that run is gone).
+        await LocalProcessBackend.reap_leftovers(settings.home)
         settings.url_file.unlink(missing_ok=True)
         keys = credentials.load_or_create(settings.home)
         registry = CollectorRegistry()

@@ -105,6 +105,38 @@ def home(tmp_path: Path) -> Iterator[Path]:
         os.kill(pid, signal.SIGKILL)
 
 
+def test_killing_the_platform_takes_its_agents_and_runtimes_along(home: Path) -> None:
+    platform = start_platform(home)
+    create_function(platform.lambda_client(), "plain", PLAIN_HANDLER)
+    assert invoke(platform.lambda_client(), "plain") == {"ok": True}
+    time.sleep(1.5)  # the spare agent is topped up a moment after the start
+    before = processes_of(home)
+    assert len(before) >= 3, "expected the instance's agent and runtime, and a spare agent"
+
+    kill_platform(platform)
+
+    assert wait_until_gone(before, home) == set()
+
+
+def test_a_restart_reaps_what_a_killed_platform_left(home: Path) -> None:
+    platform = start_platform(home)
+    create_function(platform.lambda_client(), "escaping", ESCAPING_HANDLER)
+    child = invoke(platform.lambda_client(), "escaping")["child"]
+    before = processes_of(home)
+    assert child in before
+    kill_platform(platform)
+    # start_platform waits for this file; the dead run's would pass for the new one's.
+    (home / "gateway.url").unlink()
+
+    restarted = start_platform(home)
+    try:
+        assert wait_until_gone(before, home) == set()
+        assert invoke(restarted.lambda_client(), "escaping")["child"] > 0
+    finally:
+        stop_platform(restarted.process)
+    assert wait_until_gone(processes_of(home), home) == set()
+
+
 def run_up(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [KUBELAMBDA, "up", *args],
