@@ -21,6 +21,7 @@ import subprocess
 import time
 import uuid
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped]
@@ -28,7 +29,7 @@ from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
 
 from kubelambda_testbed import process
 
-__all__ = ["down", "env", "install", "is_up", "up"]
+__all__ = ["cluster_id", "down", "env", "install", "is_up", "up"]
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +85,9 @@ def up(state_dir: Path, cache_dir: Path) -> dict[str, str]:
                 daemon=daemon,
                 timeout=START_TIMEOUT_SECONDS,
             )
-        except process.InfraError:
-            # A broker that never became ready is not left running half-started.
+        except BaseException:
+            # A broker that never became ready is not left running half-started, whatever
+            # ended the wait (Ctrl-C and an unexpected client error included).
             daemon.stop(timeout=STOP_TIMEOUT_SECONDS)
             raise
         log.info(
@@ -221,9 +223,17 @@ def _write_config(home: Path, ports: dict[str, int]) -> Path:
     return config
 
 
+def cluster_id(draw: Callable[[], bytes] = lambda: uuid.uuid4().bytes) -> str:
+    """A KRaft cluster id: 16 random bytes in unpadded URL-safe base64, as `random-uuid`
+    prints. Like Kafka's own ``Uuid.randomUuid``, a draw that starts with ``-`` (one in 64)
+    is drawn again: the storage tool would take it for an option and refuse to format."""
+    while (drawn := base64.urlsafe_b64encode(draw()).decode().rstrip("=")).startswith("-"):
+        pass
+    return drawn
+
+
 def _format_storage(classpath: str, config: Path) -> None:
-    # A KRaft cluster id is 16 random bytes in unpadded URL-safe base64 (as `random-uuid` prints).
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    cluster = cluster_id()
     result = subprocess.run(
         [
             _java(),
@@ -233,7 +243,7 @@ def _format_storage(classpath: str, config: Path) -> None:
             "kafka.tools.StorageTool",
             "format",
             "--cluster-id",
-            cluster_id,
+            cluster,
             "--config",
             str(config),
         ],
@@ -245,7 +255,7 @@ def _format_storage(classpath: str, config: Path) -> None:
         raise process.InfraError(
             f"formatting Kafka storage failed:\n{result.stdout}{result.stderr}"
         )
-    log.info("event=formatted component=kafka cluster_id=%s", cluster_id)
+    log.info("event=formatted component=kafka cluster_id=%s", cluster)
 
 
 def _broker_in_metadata(bootstrap: str) -> bool:

@@ -10,6 +10,8 @@ stderr at that log, replaces its environment, and runs the agent's ordinary entr
 (``kubelambda_agent.__main__.main``), so the agent cannot tell it was started early.
 
 End of stdin without an assignment (the backend is closing) ends the process quietly.
+On Linux the shim dies with the platform (the parent-death signal its first line asks
+for), whether spare or assigned, and its runtimes die with it.
 Only the standard library and the agent are imported here: this runs in the agent's
 process, not the platform's.
 """
@@ -24,14 +26,18 @@ import time
 # Imported now, while nobody waits: this is the time a spare saves.
 import kubelambda_agent.__main__ as agent_main
 import kubelambda_agent.agent  # noqa: F401  (imported lazily by main; warm it too)
+from kubelambda_agent import process as agent_process
 
 
 def main() -> int:
+    parent = os.environ.get("KUBELAMBDA_PLATFORM_PID")  # local_process.PARENT_PID_VARIABLE
+    if parent is not None:
+        agent_process.die_with_parent(int(parent))
     line = sys.stdin.buffer.readline()
     if not line:
         return 0
     assignment = json.loads(line)
-    log = os.open(assignment["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    log = os.open(assignment["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     os.dup2(log, 1)
     os.dup2(log, 2)
     os.close(log)

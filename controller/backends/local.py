@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import stat
 import threading
 import time
 import uuid
@@ -179,6 +180,14 @@ class LocalProcessBackend:
             return None
         return StartFailure(failures.consecutive, failures.reason, failures.retriable)
 
+    @staticmethod
+    async def reap_leftovers(home: Path) -> None:
+        """Kill what instances a platform on ``home`` left running (it was killed
+        outright, or on a host without a parent-death signal); call before starting."""
+        killed = await local_process.reap_home(home)
+        if killed:
+            logger.warning("killed processes an earlier run left behind count=%d", killed)
+
     async def aclose(self) -> None:
         """Stop every instance (draining, then killing after the grace) and wait for all."""
         self._closed = True
@@ -286,9 +295,11 @@ class LocalProcessBackend:
             return directory
         try:
             location = await self._code.location(package.sha256_hex)
-            return await asyncio.to_thread(
+            unpacked = await asyncio.to_thread(
                 zips.unpack, Path(location), directory, stop=self._stopping
             )
+            await asyncio.to_thread(_owner_only, unpacked)
+            return unpacked
         except PackageMissing as exc:
             raise PackageRejected(f"The deployment package is missing: {exc}") from exc
         except zips.UnpackError as exc:
@@ -298,6 +309,7 @@ class LocalProcessBackend:
 
     async def _prestart(self) -> local_process.Spare:
         return await local_process.prestart(
+            home=self._home,
             host_environ={
                 name: self._host_environ[name]
                 for name in local_env.INHERITED_VARIABLES
@@ -423,3 +435,12 @@ class LocalProcessBackend:
         self._tasks.discard(task)
         if not task.cancelled() and (exc := task.exception()) is not None:
             logger.error("instance task failed task=%s", task.get_name(), exc_info=exc)
+
+
+def _owner_only(root: Path) -> None:
+    """Take group and other permissions off an unpacked package (the zip's modes gave
+    them); the owner's stay as they are, read-only included."""
+    for path in (root, *(Path(d, n) for d, ds, fs in os.walk(root) for n in (*ds, *fs))):
+        mode = path.lstat().st_mode
+        if not stat.S_ISLNK(mode):
+            path.chmod(stat.S_IMODE(mode) & ~0o077)

@@ -18,6 +18,14 @@ are re-parented away from it, so neither the process group nor the process tree 
 them all: ``sweep`` finds every process of an instance by the one environment entry
 unique to it (its log stream name, which the agent passes on to its runtimes and they
 to their children) and kills those too.
+
+A platform killed outright (``kill -9``) cannot stop anything. On Linux every agent
+dies with the platform and every runtime with its agent (a parent-death signal: the
+shim asks for it, given the platform's pid in ``PARENT_PID_VARIABLE``). What escapes
+that (a process a function started in a session of its own, or a host without the
+signal) is found by ``reap_home`` when a platform next starts on the same home: agents
+carry the home in ``HOME_VARIABLE``, and everything below an agent carries a
+``LAMBDA_TASK_ROOT`` under the home's code directory.
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,12 +46,15 @@ from controller import errors
 from kubelambda.models import Target
 from kubelambda.ports.endpoints import Endpoint
 
-__all__ = ["AGENT_COMMAND", "LocalProcess", "Spare", "assign", "prestart"]
+__all__ = ["AGENT_COMMAND", "LocalProcess", "Spare", "assign", "prestart", "reap_home"]
 
 AGENT_COMMAND: tuple[str, ...] = (sys.executable, "-m", "controller.backends.agent_shim")
 READY_FD_VARIABLE = "KUBELAMBDA_AGENT_READY_FD"
 # Unique per instance (it holds the instance id) and inherited by every process in it.
 MARKER_VARIABLE = "AWS_LAMBDA_LOG_STREAM_NAME"
+# In a spare agent's own (initial) environment: the platform it belongs to.
+HOME_VARIABLE = "KUBELAMBDA_PLATFORM_HOME"
+PARENT_PID_VARIABLE = "KUBELAMBDA_PLATFORM_PID"
 
 _LOG_TAIL_BYTES = 2048
 _SWEEP_ROUNDS = 5
@@ -128,16 +139,8 @@ class LocalProcess:
         """SIGKILL the agent's group and every process that carries this instance's marker."""
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signal.SIGKILL)
-        # A runtime may fork while we look: repeat until a scan finds nobody.
-        for _ in range(_SWEEP_ROUNDS):
-            pids = await asyncio.to_thread(processes_with_environ, self.marker)
-            if not pids:
-                return
-            for pid in pids:
-                for kill in (os.killpg, os.kill):
-                    with contextlib.suppress(ProcessLookupError, PermissionError):
-                        kill(pid, signal.SIGKILL)
-            await asyncio.sleep(0)
+        marker = self.marker
+        await _kill_until_none(lambda entries: marker in entries)
 
     def log_tail(self) -> str:
         try:
@@ -154,17 +157,47 @@ class LocalProcess:
             self._pipe = None
 
 
-def processes_with_environ(entry: bytes) -> list[int]:
-    """Pids of the live processes whose initial environment holds ``entry`` (``NAME=value``)."""
+async def reap_home(home: Path) -> int:
+    """SIGKILL every agent and runtime (and their descendants) that a platform on
+    ``home`` started and nobody stopped; the number of processes killed."""
+    agent = f"{HOME_VARIABLE}={home}".encode()
+    task_root = f"LAMBDA_TASK_ROOT={home / 'code' / 'unpacked'}/".encode()
+
+    def of_home(entries: list[bytes]) -> bool:
+        return agent in entries or any(entry.startswith(task_root) for entry in entries)
+
+    return await _kill_until_none(of_home)
+
+
+async def _kill_until_none(matches: Callable[[list[bytes]], bool]) -> int:
+    """SIGKILL (with their groups) the processes whose environment ``matches``; a process
+    may fork while we look, so repeat until a scan finds nobody."""
+    killed = 0
+    for _ in range(_SWEEP_ROUNDS):
+        pids = await asyncio.to_thread(processes_with_environ, matches)
+        if not pids:
+            break
+        for pid in pids:
+            for kill in (os.killpg, os.kill):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    kill(pid, signal.SIGKILL)
+        killed += len(pids)
+        await asyncio.sleep(0)
+    return killed
+
+
+def processes_with_environ(matches: Callable[[list[bytes]], bool]) -> list[int]:
+    """Pids of the other live processes whose initial environment (its ``NAME=value``
+    entries) ``matches``."""
     found = []
     for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
             continue
         try:
             environ = (proc / "environ").read_bytes()
         except OSError:
             continue  # gone meanwhile, or not ours to read
-        if entry in environ.split(b"\0"):
+        if matches(environ.split(b"\0")):
             found.append(int(proc.name))
     return found
 
@@ -198,13 +231,14 @@ class Spare:
 
 async def prestart(
     *,
+    home: Path,
     host_environ: Mapping[str, str],
     log_path: Path,
     command: Sequence[str] = AGENT_COMMAND,
     cwd: Path | None = None,
 ) -> Spare:
-    """Start an agent that waits on its stdin for ``assign``; its own output (should it
-    fail before that) goes to ``log_path``."""
+    """Start an agent of the platform on ``home`` that waits on its stdin for ``assign``;
+    its own output (should it fail before that) goes to ``log_path``."""
     loop = asyncio.get_running_loop()
     read_fd, write_fd = os.pipe()
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -212,7 +246,11 @@ async def prestart(
         with log_path.open("ab") as log:
             process = await asyncio.create_subprocess_exec(
                 *command,
-                env=dict(host_environ),
+                env={
+                    **host_environ,
+                    HOME_VARIABLE: str(home),
+                    PARENT_PID_VARIABLE: str(os.getpid()),
+                },
                 stdin=subprocess.PIPE,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -70,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _up(settings: EmbeddedSettings, *, example: bool) -> int:
     from kubelambda.launch import embedded  # the platform's imports are only paid by `up`
+    from kubelambda.launch.errors import PlatformStartError
 
     logging.basicConfig(
         level=settings.log_level,
@@ -77,8 +78,12 @@ def _up(settings: EmbeddedSettings, *, example: bool) -> int:
         stream=sys.stderr,
     )
     # A Ctrl-C before serving starts ends the start; once serving, run() handles signals.
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(embedded.run(settings, deploy_example=example))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(embedded.run(settings, deploy_example=example))
+    except PlatformStartError as exc:
+        print(f"kubelambda: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -4,7 +4,9 @@ Called by ``kubelambda up``. Picks the embedded adapter for each port (SQLite st
 code on the local disk, local-process instances, the autoscaler itself as the
 gateway's scale signals, the event queue in SQLite or on Kafka), hands them to the
 controller, dispatcher and gateway builders, serves the gateway with uvicorn, and on
-exit stops everything it started, instances included, in reverse order.
+exit stops everything it started, instances included, in reverse order. Before any of
+that it makes the home owner-only, locks it (one platform per home, see ``home``) and
+reaps the instances a killed earlier run left behind.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import logging
 import signal
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 from types import FrameType
 
 import uvicorn
@@ -25,9 +28,10 @@ from controller.metrics import ControllerMetrics
 from gateway.metrics import AsyncMetrics
 from gateway.services.invoke_settings import InvokeSettings
 from kubelambda import credentials, runtimes
-from kubelambda.launch import example, queues
+from kubelambda.launch import example, home, queues
 from kubelambda.launch.controller import start_controller
 from kubelambda.launch.dispatcher import start_dispatcher
+from kubelambda.launch.errors import PlatformStartError
 from kubelambda.launch.gateway import build_gateway, build_invoke_path
 from kubelambda.launch.settings import EmbeddedSettings
 from kubelambda.store.code import LocalCodeStore
@@ -43,14 +47,18 @@ _REPORTER = "embedded"
 
 async def run(settings: EmbeddedSettings, *, deploy_example: bool = False) -> None:
     """Serve until SIGINT/SIGTERM, then stop every instance and close the store."""
-    settings.home.mkdir(parents=True, exist_ok=True)
-    keys = credentials.load_or_create(settings.home)
-    registry = CollectorRegistry()
-    listener = _bind(settings.host, settings.port)
-    host, port = listener.getsockname()[:2]
-    url = f"http://{host}:{port}"
-
+    home.make_private(settings.home)
     async with contextlib.AsyncExitStack() as stack:
+        stack.enter_context(home.lock(settings.home, url_file=settings.url_file))
+        # An earlier run that was killed outright may have left its instances behind,
+        # and its URL (holding the lock, we know that run is gone).
+        await LocalProcessBackend.reap_leftovers(settings.home)
+        settings.url_file.unlink(missing_ok=True)
+        keys = credentials.load_or_create(settings.home)
+        registry = CollectorRegistry()
+        listener = stack.enter_context(contextlib.closing(_bind(settings.host, settings.port)))
+        host, port = listener.getsockname()[:2]
+        url = f"http://{host}:{port}"
         stack.enter_context(_signals_end_serving_only())
         store = await stack.enter_async_context(
             SqliteStore.open(settings.home, region=settings.region)
@@ -126,7 +134,7 @@ async def run(settings: EmbeddedSettings, *, deploy_example: bool = False) -> No
             await serving  # raises the reason it could not start
             return
         settings.url_file.write_text(url + "\n")
-        stack.callback(settings.url_file.unlink, missing_ok=True)
+        stack.callback(_remove_url_file, settings.url_file, url)
         log.info("gateway listening url=%s home=%s", url, settings.home)
         if deploy_example:
             await asyncio.to_thread(example.deploy, host, port, keys.api_key)
@@ -151,13 +159,28 @@ def _signals_end_serving_only() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+def _remove_url_file(url_file: Path, url: str) -> None:
+    # Only our own: the home's lock should make another run's impossible, but a file
+    # someone else wrote meanwhile is not ours to delete.
+    with contextlib.suppress(FileNotFoundError):
+        if url_file.read_text().strip() == url:
+            url_file.unlink()
+
+
 def _bind(host: str, port: int) -> socket.socket:
     # IPPROTO_TCP (not 0) makes asyncio set TCP_NODELAY on accepted connections; without
     # it every keep-alive response waits ~40 ms for the client's delayed ACK.
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind((host, port))
+    try:
+        listener.bind((host, port))
+    except OSError as exc:
+        listener.close()
+        raise PlatformStartError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc} "
+            "(another program uses the port? choose another with --port)"
+        ) from exc
     listener.listen(1024)
     listener.setblocking(False)
     return listener

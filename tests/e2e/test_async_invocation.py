@@ -26,8 +26,8 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer
 from botocore.exceptions import ClientError
-from conftest import Platform, log_text, make_zip, start_platform, stop_platform
 
+from tests.e2e.conftest import Platform, log_text, make_zip, start_platform, stop_platform
 from tests.integration.kafka.kafka_helpers import PrivateBroker
 
 ROLE = "arn:aws:iam::000000000000:role/kubelambda"

@@ -6,6 +6,8 @@ kills runtimes. Each runtime gets its own session and so its own process group, 
 ``kill`` ends as a whole, children included. Its stdout and stderr share one pipe, so the
 agent sees its lines in the order they were written; ``exit_fd`` (a pidfd) becomes
 readable when it exits, which lets the event loop watch it without a thread or SIGCHLD.
+On Linux a runtime dies with the agent (a parent-death signal, ``die_with_parent``), so
+an agent killed outright leaves no runtime behind.
 """
 
 from __future__ import annotations
@@ -15,13 +17,16 @@ import math
 import os
 import signal
 import subprocess
+import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from kubelambda_agent.config import AgentConfig
 from kubelambda_agent.environment import runtime_environment
 
-__all__ = ["RuntimeProcess", "SpawnError", "spawn", "spawn_runtime"]
+__all__ = ["RuntimeProcess", "SpawnError", "die_with_parent", "spawn", "spawn_runtime"]
+
+_PR_SET_PDEATHSIG = 1
 
 
 class SpawnError(Exception):
@@ -94,8 +99,33 @@ class RuntimeProcess:
         return self.returncode
 
 
+def die_with_parent(parent_pid: int) -> None:
+    """Have Linux SIGKILL this process when ``parent_pid`` (its parent) dies, and die at
+    once if it is gone already (re-parented before it could ask). Elsewhere: nothing."""
+    _parent_death_signal(parent_pid)()
+
+
+def _parent_death_signal(parent_pid: int) -> Callable[[], None]:
+    """The call that asks for it, resolved now: as a ``preexec_fn`` it runs between fork
+    and exec, where loading a library is not safe."""
+    if not sys.platform.startswith("linux"):
+        return lambda: None
+    import ctypes  # only here: most of the agent's start never needs it
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+    def ask() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent_pid:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return ask
+
+
 def spawn(command: Sequence[str], *, env: Mapping[str, str], cwd: str) -> RuntimeProcess:
     read_fd, write_fd = os.pipe()
+    # The agent has no threads, so a preexec_fn is safe here.
+    die_with_agent = _parent_death_signal(os.getpid())
     # Init Duration counts from here, the moment Lambda would start the sandbox's runtime.
     started_at = time.monotonic()
     try:
@@ -107,6 +137,7 @@ def spawn(command: Sequence[str], *, env: Mapping[str, str], cwd: str) -> Runtim
             cwd=cwd,
             env=dict(env),
             start_new_session=True,
+            preexec_fn=die_with_agent,
         )
     except OSError as exc:
         os.close(read_fd)

@@ -1,0 +1,211 @@
+"""The platform's own processes and files (issue 10, items 5-7), through `kubelambda up`.
+
+A platform killed with SIGKILL takes its agents and runtimes along, and the next start on
+its home reaps whatever escaped; one home serves one platform at a time, and a refused
+start says why in one sentence; nothing under the home is readable by anyone else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import KUBELAMBDA, Platform, make_zip, start_platform, stop_platform
+
+ROLE = "arn:aws:iam::000000000000:role/kubelambda"
+GONE_WITHIN_SECONDS = 5.0
+
+# Starts a process in a session of its own that outlives the runtime (and so escapes
+# every parent-death signal): only a reap by the home's marker finds it.
+ESCAPING_HANDLER = """
+import subprocess
+
+def handler(event, context):
+    child = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    return {"child": child.pid}
+"""
+
+PLAIN_HANDLER = """
+def handler(event, context):
+    print("seen", event)
+    return {"ok": True}
+"""
+
+
+def processes_of(home: Path) -> set[int]:
+    """Live processes (other than this one) whose environment, command line or working
+    directory names ``home``: every agent, runtime and function process of its platform."""
+    needle = str(home).encode()
+    found = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            if (proc / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                continue  # dead, waiting for a parent that is not us to collect it
+            marks = (proc / "environ").read_bytes() + (proc / "cmdline").read_bytes()
+            cwd = os.readlink(proc / "cwd").encode()
+        except OSError:
+            continue
+        if needle in marks or cwd == needle or cwd.startswith(needle + b"/"):
+            found.add(int(proc.name))
+    return found
+
+
+def wait_until_gone(pids: set[int], home: Path) -> set[int]:
+    """Which of ``pids`` are still alive after a few seconds' wait."""
+    deadline = time.monotonic() + GONE_WITHIN_SECONDS
+    while (left := pids & processes_of(home)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
+
+
+def create_function(client: Any, name: str, source: str, **extra: Any) -> None:
+    client.create_function(
+        FunctionName=name,
+        Runtime="python3.11",
+        Role=ROLE,
+        Handler="app.handler",
+        Code={"ZipFile": make_zip({"app.py": source})},
+        Timeout=10,
+        **extra,
+    )
+    client.get_waiter("function_active_v2").wait(
+        FunctionName=name, WaiterConfig={"Delay": 0.1, "MaxAttempts": 100}
+    )
+
+
+def invoke(client: Any, name: str, **kwargs: Any) -> Any:
+    response = client.invoke(FunctionName=name, Payload=b"{}", **kwargs)
+    body = response["Payload"].read()
+    assert "FunctionError" not in response, body
+    return json.loads(body) if body else None
+
+
+def kill_platform(platform: Platform) -> None:
+    platform.process.send_signal(signal.SIGKILL)  # the platform alone, not its group
+    platform.process.wait()
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Iterator[Path]:
+    home = tmp_path / "home"
+    yield home
+    for pid in processes_of(home):  # whatever a failed test left
+        os.kill(pid, signal.SIGKILL)
+
+
+def test_killing_the_platform_takes_its_agents_and_runtimes_along(home: Path) -> None:
+    platform = start_platform(home)
+    create_function(platform.lambda_client(), "plain", PLAIN_HANDLER)
+    assert invoke(platform.lambda_client(), "plain") == {"ok": True}
+    time.sleep(1.5)  # the spare agent is topped up a moment after the start
+    before = processes_of(home)
+    assert len(before) >= 3, "expected the instance's agent and runtime, and a spare agent"
+
+    kill_platform(platform)
+
+    assert wait_until_gone(before, home) == set()
+
+
+def test_a_restart_reaps_what_a_killed_platform_left(home: Path) -> None:
+    platform = start_platform(home)
+    create_function(platform.lambda_client(), "escaping", ESCAPING_HANDLER)
+    child = invoke(platform.lambda_client(), "escaping")["child"]
+    before = processes_of(home)
+    assert child in before
+    kill_platform(platform)
+    # start_platform waits for this file; the dead run's would pass for the new one's.
+    (home / "gateway.url").unlink()
+
+    restarted = start_platform(home)
+    try:
+        assert wait_until_gone(before, home) == set()
+        assert invoke(restarted.lambda_client(), "escaping")["child"] > 0
+    finally:
+        stop_platform(restarted.process)
+    assert wait_until_gone(processes_of(home), home) == set()
+
+
+def run_up(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [KUBELAMBDA, "up", *args],
+        env={**os.environ, "KUBELAMBDA_HOME": str(home), "KUBELAMBDA_PORT": "0"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_a_second_platform_on_the_same_home_is_refused_naming_the_first(home: Path) -> None:
+    first = start_platform(home)
+    try:
+        second = run_up(home)
+        url = (home / "gateway.url").read_text().strip()
+        assert first.process.poll() is None
+    finally:
+        stop_platform(first.process)
+
+    assert second.returncode != 0
+    assert second.stdout == ""
+    message = second.stderr.strip()
+    assert "\n" not in message and "Traceback" not in message, second.stderr
+    assert f"pid {first.process.pid}" in message
+    assert url == first.url and url in message
+
+
+def test_a_taken_port_is_refused_in_one_sentence(home: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        refused = run_up(home, "--port", str(port))
+
+    assert refused.returncode != 0
+    message = refused.stderr.strip()
+    assert "\n" not in message and "Traceback" not in message, refused.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in message
+
+
+def test_everything_under_the_home_is_owner_only(home: Path) -> None:
+    # A home an earlier version left readable is repaired at start.
+    home.mkdir(mode=0o755)
+    (home / "logs").mkdir(mode=0o755)
+    (home / "logs" / "old.log").write_text("old\n")
+    (home / "logs" / "old.log").chmod(0o644)
+    platform = start_platform(home)
+    try:
+        client = platform.lambda_client()
+        create_function(
+            client, "secretive", PLAIN_HANDLER, Environment={"Variables": {"TOKEN": "s3cret"}}
+        )
+        assert invoke(client, "secretive") == {"ok": True}
+        assert (
+            client.invoke(FunctionName="secretive", InvocationType="Event", Payload=b"{}")[
+                "StatusCode"
+            ]
+            == 202
+        )
+        time.sleep(1)  # the dispatcher runs the event: the queue's WAL and the log grow
+        readable = {
+            str(path.relative_to(home)): oct(stat.S_IMODE(path.lstat().st_mode))
+            for path in [home, *home.rglob("*")]
+            if not path.is_symlink() and stat.S_IMODE(path.lstat().st_mode) & 0o077
+        }
+        names = {path.name for path in home.rglob("*")}
+    finally:
+        stop_platform(platform.process)
+
+    assert {"state.db", "queue.db", "credentials.json", "logs", "code"} <= names
+    assert any(name.endswith(".log") and name != "old.log" for name in names)
+    assert readable == {}
