@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 import threading
 import time
 import uuid
@@ -253,6 +254,7 @@ class LocalProcessBackend:
             region=self._region,
             started=datetime.now(UTC),
             host_environ=self._host_environ,
+            invoke_token=secrets.token_urlsafe(32),
         )
         try:
             return await self._spawn(version, instance_id, concurrency, provisioned, environ)
@@ -338,7 +340,14 @@ class LocalProcessBackend:
             return
         if instance.stopping:
             return
-        instance.endpoint = Endpoint(target, instance.instance_id, "127.0.0.1", port, concurrency)
+        instance.endpoint = Endpoint(
+            target,
+            instance.instance_id,
+            "127.0.0.1",
+            port,
+            concurrency,
+            token=instance.invoke_token,
+        )
         self._failures.pop(target, None)
         start_seconds = self._clock() - instance.spawned_at
         if self._metrics is not None:

@@ -20,6 +20,7 @@ from kubelambda.models import DEFAULT_NAMESPACE, FunctionVersion
 
 __all__ = [
     "INHERITED_VARIABLES",
+    "INVOKE_TOKEN_VARIABLE",
     "InitializationType",
     "instance_environment",
     "log_path",
@@ -33,6 +34,9 @@ class InitializationType(StrEnum):
     ON_DEMAND = "on-demand"
     PROVISIONED = "provisioned-concurrency"
 
+
+# ``kubelambda_agent.invoke_token.VARIABLE``; the controller does not import the agent.
+INVOKE_TOKEN_VARIABLE = "KUBELAMBDA_AGENT_INVOKE_TOKEN"
 
 # What a process needs from the host to find programs and decode text; nothing else.
 INHERITED_VARIABLES = ("PATH", "LANG", "LC_ALL", "SYSTEMROOT")
@@ -62,10 +66,13 @@ def instance_environment(
     region: str,
     started: datetime,
     host_environ: Mapping[str, str],
+    invoke_token: str,
 ) -> dict[str, str]:
     """The environment of one agent process (and, through it, of the runtime).
 
-    ``local_process.spawn`` adds ``KUBELAMBDA_AGENT_READY_FD`` once the pipe exists.
+    ``local_process.assign`` adds ``KUBELAMBDA_AGENT_READY_FD`` (the spare's pipe).
+    ``invoke_token`` is new for every instance and reaches the agent with its assignment,
+    so a spare agent has none until it is given a function.
 
     Raises ``RuntimeUnavailable`` when this host has no interpreter for the runtime.
     The function's own variables come first, so Lambda's reserved names always win
@@ -91,6 +98,8 @@ def instance_environment(
             "KUBELAMBDA_AGENT_CONCURRENCY": str(concurrency),
             "KUBELAMBDA_AGENT_RUNTIME": version.runtime,
             "KUBELAMBDA_AGENT_TIMEOUT_SECONDS": str(version.timeout),
+            # The agent takes it out of its environment before the function starts.
+            INVOKE_TOKEN_VARIABLE: invoke_token,
         }
     )
     if not runtimes.is_provided(version.runtime):

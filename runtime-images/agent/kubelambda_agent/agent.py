@@ -76,7 +76,7 @@ async def _serve(
         )
         for index, (listener, first) in enumerate(zip(api_listeners, first_runtimes, strict=True))
     ]
-    endpoint = InvokeEndpoint(slots)
+    endpoint = InvokeEndpoint(slots, token=config.invoke_token)
     connections: set[HttpProtocol] = set()
     server = await loop.create_server(
         lambda: HttpProtocol(
