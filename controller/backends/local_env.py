@@ -19,6 +19,7 @@ from kubelambda import runtimes
 from kubelambda.models import DEFAULT_NAMESPACE, FunctionVersion
 
 __all__ = [
+    "DEFAULT_LOG_MAX_BYTES",
     "INHERITED_VARIABLES",
     "INVOKE_TOKEN_VARIABLE",
     "InitializationType",
@@ -37,6 +38,10 @@ class InitializationType(StrEnum):
 
 # ``kubelambda_agent.invoke_token.VARIABLE``; the controller does not import the agent.
 INVOKE_TOKEN_VARIABLE = "KUBELAMBDA_AGENT_INVOKE_TOKEN"
+
+# Where an instance's log is rotated: at most this in ``<instance>.log`` and as much in
+# ``<instance>.log.1``, however much the function prints.
+DEFAULT_LOG_MAX_BYTES = 10 * 1024 * 1024
 
 # What a process needs from the host to find programs and decode text; nothing else.
 INHERITED_VARIABLES = ("PATH", "LANG", "LC_ALL", "SYSTEMROOT")
@@ -67,6 +72,8 @@ def instance_environment(
     started: datetime,
     host_environ: Mapping[str, str],
     invoke_token: str,
+    log_file: Path,
+    log_max_bytes: int = DEFAULT_LOG_MAX_BYTES,
 ) -> dict[str, str]:
     """The environment of one agent process (and, through it, of the runtime).
 
@@ -100,6 +107,9 @@ def instance_environment(
             "KUBELAMBDA_AGENT_TIMEOUT_SECONDS": str(version.timeout),
             # The agent takes it out of its environment before the function starts.
             INVOKE_TOKEN_VARIABLE: invoke_token,
+            # The agent rotates its log there, keeping one previous file (``<log>.1``).
+            "KUBELAMBDA_AGENT_LOG_FILE": str(log_file),
+            "KUBELAMBDA_AGENT_LOG_MAX_BYTES": str(log_max_bytes),
         }
     )
     if not runtimes.is_provided(version.runtime):

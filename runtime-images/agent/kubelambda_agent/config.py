@@ -28,6 +28,8 @@ MAX_TIMEOUT_SECONDS = 900.0
 MAX_CONCURRENCY = 256
 # An invoke token shorter than this is a mistake, not a secret (``invoke_token``).
 MIN_INVOKE_TOKEN_CHARS = 32
+# Where an instance log file is rotated (``log_file``), unless set otherwise.
+DEFAULT_LOG_MAX_BYTES = 10 * 1024 * 1024
 # The invoke endpoint's accept queue: a burst of new gateway connections must not be dropped.
 LISTEN_BACKLOG = 1024
 
@@ -52,6 +54,8 @@ class AgentConfig:
         "invoke_token",
         "listen_host",
         "listen_port",
+        "log_file",
+        "log_max_bytes",
         "memory_size_mb",
         "python",
         "ready_fd",
@@ -74,6 +78,8 @@ class AgentConfig:
         function_version: str,
         memory_size_mb: int,
         invoke_token: str,
+        log_file: str | None = None,
+        log_max_bytes: int = DEFAULT_LOG_MAX_BYTES,
     ) -> None:
         self.listen_host = listen_host
         self.listen_port = listen_port
@@ -86,6 +92,8 @@ class AgentConfig:
         self.function_version = function_version
         self.memory_size_mb = memory_size_mb
         self.invoke_token = invoke_token
+        self.log_file = log_file
+        self.log_max_bytes = log_max_bytes
 
     @property
     def runtime_command(self) -> list[str]:
@@ -133,6 +141,14 @@ def parse_config(environ: Mapping[str, str]) -> AgentConfig:
             environ, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", default=128, low=1, high=1 << 20
         ),
         invoke_token=_parse_invoke_token(environ.get("KUBELAMBDA_AGENT_INVOKE_TOKEN", "")),
+        log_file=environ.get("KUBELAMBDA_AGENT_LOG_FILE") or None,
+        log_max_bytes=_parse_int(
+            environ,
+            "KUBELAMBDA_AGENT_LOG_MAX_BYTES",
+            default=DEFAULT_LOG_MAX_BYTES,
+            low=64 * 1024,
+            high=1 << 40,
+        ),
     )
 
 

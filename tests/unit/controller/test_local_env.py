@@ -46,6 +46,7 @@ def environment(v: FunctionVersion, host: dict[str, str] | None = None) -> dict[
         started=STARTED,
         host_environ=host if host is not None else {"PATH": "/usr/bin"},
         invoke_token="secret-token",
+        log_file=Path("/home/logs/orders/7/i.log"),
     )
 
 
