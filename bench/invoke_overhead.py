@@ -45,6 +45,9 @@ from gateway.kits.http_pool import ConnectionPool
 
 CONCURRENCIES = (1, 16, 64)
 AGENT_RUNTIMES = max(CONCURRENCIES)
+# The agent's invoke token, known to both the benchmark's agent and gateway processes
+# (a fixed value is fine: the agent listens on loopback for the length of a benchmark).
+INVOKE_TOKEN = "kubelambda-benchmark-invoke-token-0001"
 FUNCTION = "bench"
 # The gateway child authenticates the load generator's bearer key, as in production.
 API_KEY = secrets.token_urlsafe(24)
@@ -83,7 +86,9 @@ def serve_gateway(agent_port: int, port_fd: int) -> None:
     from kubelambda.ports.endpoints import Endpoint
 
     target = Target(DEFAULT_NAMESPACE, FUNCTION, "$LATEST")
-    endpoint = Endpoint(target, "agent-0", "127.0.0.1", agent_port, AGENT_RUNTIMES)
+    endpoint = Endpoint(
+        target, "agent-0", "127.0.0.1", agent_port, AGENT_RUNTIMES, token=INVOKE_TOKEN
+    )
 
     class OneAgent:
         """The EndpointSource of a benchmark: one agent that is always there."""
@@ -218,6 +223,7 @@ def running_agent(code: Path) -> Iterator[int]:
         "KUBELAMBDA_AGENT_CONCURRENCY": str(AGENT_RUNTIMES),
         "KUBELAMBDA_AGENT_RUNTIME": "python3.11",
         "KUBELAMBDA_AGENT_TIMEOUT_SECONDS": "30",
+        "KUBELAMBDA_AGENT_INVOKE_TOKEN": INVOKE_TOKEN,
         "_HANDLER": "app.handler",
         "LAMBDA_TASK_ROOT": str(code),
         "AWS_LAMBDA_FUNCTION_NAME": FUNCTION,
@@ -313,7 +319,16 @@ async def measure(
     gateway_port, gateway_pid = gateway
     arn = f"arn:aws:lambda:us-east-1:000000000000:function:{FUNCTION}"
     paths = {
-        "direct": (agent_port, ("/invoke", [("Kubelambda-Invoked-Function-Arn", arn)])),
+        "direct": (
+            agent_port,
+            (
+                "/invoke",
+                [
+                    ("Kubelambda-Invoked-Function-Arn", arn),
+                    ("Kubelambda-Invoke-Token", INVOKE_TOKEN),
+                ],
+            ),
+        ),
         "gateway": (
             gateway_port,
             (

@@ -18,6 +18,7 @@ process, not the platform's.
 
 from __future__ import annotations
 
+import ctypes  # noqa: F401  (warmed too: invoke_token.conceal needs it before the runtimes)
 import json
 import os
 import sys

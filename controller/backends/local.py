@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 import stat
 import threading
 import time
@@ -67,7 +68,8 @@ class LocalProcessBackend:
     and counted as a failure. ``stop_grace_extra``: seconds past the function timeout a
     draining agent gets before SIGKILL. ``max_backoff``: the longest wait between starts
     of a target whose starts keep failing. ``spare_agents``: agents kept started ahead
-    of need (0 makes every start fully cold).
+    of need (0 makes every start fully cold). ``log_max_bytes``: where each instance's
+    log is rotated (one previous file is kept, ``<instance>.log.1``).
     """
 
     def __init__(
@@ -82,6 +84,7 @@ class LocalProcessBackend:
         spare_agents: int = 1,
         metrics: ControllerMetrics | None = None,
         command: Sequence[str] = local_process.AGENT_COMMAND,
+        log_max_bytes: int = local_env.DEFAULT_LOG_MAX_BYTES,
         host_environ: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -94,6 +97,7 @@ class LocalProcessBackend:
         self._max_backoff = max_backoff
         self._metrics = metrics
         self._command = tuple(command)
+        self._log_max_bytes = log_max_bytes
         self._host_environ = dict(os.environ if host_environ is None else host_environ)
         self._clock = clock
         self._instances: dict[Target, list[local_process.LocalProcess]] = {}
@@ -253,6 +257,7 @@ class LocalProcessBackend:
             task_root = await self._task_root(version.running_package)
         except PackageRejected as exc:
             raise errors.CodeUnavailable(str(exc)) from exc
+        log_path = local_env.log_path(self._home, version, instance_id)
         environ = local_env.instance_environment(
             version,
             task_root=task_root,
@@ -262,9 +267,14 @@ class LocalProcessBackend:
             region=self._region,
             started=datetime.now(UTC),
             host_environ=self._host_environ,
+            invoke_token=secrets.token_urlsafe(32),
+            log_file=log_path,
+            log_max_bytes=self._log_max_bytes,
         )
         try:
-            return await self._spawn(version, instance_id, concurrency, provisioned, environ)
+            return await self._spawn(
+                version, instance_id, concurrency, provisioned, environ, log_path
+            )
         except OSError as exc:
             raise errors.InstanceStartError(f"cannot spawn agent: {exc}") from exc
 
@@ -275,6 +285,7 @@ class LocalProcessBackend:
         concurrency: int,
         provisioned: bool,
         environ: Mapping[str, str],
+        log_path: Path,
     ) -> local_process.LocalProcess:
         spare = await self._spares.take()
         return local_process.assign(
@@ -284,7 +295,7 @@ class LocalProcessBackend:
             revision=(version.revision_id, concurrency),
             provisioned=provisioned,
             environ=environ,
-            log_path=local_env.log_path(self._home, version, instance_id),
+            log_path=log_path,
             assigned_at=self._clock(),
             stop_grace=version.timeout + self._stop_grace_extra,
         )
@@ -350,7 +361,14 @@ class LocalProcessBackend:
             return
         if instance.stopping:
             return
-        instance.endpoint = Endpoint(target, instance.instance_id, "127.0.0.1", port, concurrency)
+        instance.endpoint = Endpoint(
+            target,
+            instance.instance_id,
+            "127.0.0.1",
+            port,
+            concurrency,
+            token=instance.invoke_token,
+        )
         self._failures.pop(target, None)
         start_seconds = self._clock() - instance.spawned_at
         if self._metrics is not None:

@@ -19,7 +19,9 @@ from kubelambda import runtimes
 from kubelambda.models import DEFAULT_NAMESPACE, FunctionVersion
 
 __all__ = [
+    "DEFAULT_LOG_MAX_BYTES",
     "INHERITED_VARIABLES",
+    "INVOKE_TOKEN_VARIABLE",
     "InitializationType",
     "instance_environment",
     "log_path",
@@ -33,6 +35,13 @@ class InitializationType(StrEnum):
     ON_DEMAND = "on-demand"
     PROVISIONED = "provisioned-concurrency"
 
+
+# ``kubelambda_agent.invoke_token.VARIABLE``; the controller does not import the agent.
+INVOKE_TOKEN_VARIABLE = "KUBELAMBDA_AGENT_INVOKE_TOKEN"
+
+# Where an instance's log is rotated: at most this in ``<instance>.log`` and as much in
+# ``<instance>.log.1``, however much the function prints.
+DEFAULT_LOG_MAX_BYTES = 10 * 1024 * 1024
 
 # What a process needs from the host to find programs and decode text; nothing else.
 INHERITED_VARIABLES = ("PATH", "LANG", "LC_ALL", "SYSTEMROOT")
@@ -62,10 +71,15 @@ def instance_environment(
     region: str,
     started: datetime,
     host_environ: Mapping[str, str],
+    invoke_token: str,
+    log_file: Path,
+    log_max_bytes: int = DEFAULT_LOG_MAX_BYTES,
 ) -> dict[str, str]:
     """The environment of one agent process (and, through it, of the runtime).
 
-    ``local_process.spawn`` adds ``KUBELAMBDA_AGENT_READY_FD`` once the pipe exists.
+    ``local_process.assign`` adds ``KUBELAMBDA_AGENT_READY_FD`` (the spare's pipe).
+    ``invoke_token`` is new for every instance and reaches the agent with its assignment,
+    so a spare agent has none until it is given a function.
 
     Raises ``RuntimeUnavailable`` when this host has no interpreter for the runtime.
     The function's own variables come first, so Lambda's reserved names always win
@@ -91,6 +105,11 @@ def instance_environment(
             "KUBELAMBDA_AGENT_CONCURRENCY": str(concurrency),
             "KUBELAMBDA_AGENT_RUNTIME": version.runtime,
             "KUBELAMBDA_AGENT_TIMEOUT_SECONDS": str(version.timeout),
+            # The agent takes it out of its environment before the function starts.
+            INVOKE_TOKEN_VARIABLE: invoke_token,
+            # The agent rotates its log there, keeping one previous file (``<log>.1``).
+            "KUBELAMBDA_AGENT_LOG_FILE": str(log_file),
+            "KUBELAMBDA_AGENT_LOG_MAX_BYTES": str(log_max_bytes),
         }
     )
     if not runtimes.is_provided(version.runtime):

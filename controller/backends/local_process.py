@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from controller import errors
+from controller.backends import local_env
 from kubelambda.models import Target
 from kubelambda.ports.endpoints import Endpoint
 
@@ -77,6 +78,7 @@ class LocalProcess:
     stop_grace: float
     ready_reader: asyncio.StreamReader
     marker: bytes
+    invoke_token: str = field(repr=False)
     endpoint: Endpoint | None = None
     stopping: bool = False
     _pipe: asyncio.BaseTransport | None = field(default=None, repr=False)
@@ -284,7 +286,10 @@ def assign(
     assigned_at: float,
     stop_grace: float,
 ) -> LocalProcess:
-    """Give a spare its function: ``environ`` (plus its ready pipe) and its log file."""
+    """Give a spare its function: ``environ`` (plus its ready pipe) and its log file.
+
+    The invoke token is in ``environ``: it goes down the spare's stdin now, so an agent
+    started ahead of need never had one in its own (``/proc``-readable) environment."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     assignment = {
         "environ": {**environ, READY_FD_VARIABLE: str(spare.ready_fd)},
@@ -307,5 +312,6 @@ def assign(
         stop_grace=stop_grace,
         ready_reader=spare.ready_reader,
         marker=f"{MARKER_VARIABLE}={environ[MARKER_VARIABLE]}".encode(),
+        invoke_token=environ[local_env.INVOKE_TOKEN_VARIABLE],
         _pipe=spare.pipe,
     )

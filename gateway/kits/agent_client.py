@@ -2,7 +2,8 @@
 
 Called by the invoker with a slot the activator reserved. Speaks the agent's protocol
 (``kubelambda_agent.protocol``, which the agent owns) over the gateway's connection
-pool, and sorts every outcome into: it ran (``AgentOutcome``), nothing ran so another
+pool, presenting the instance's invoke token from its ``Endpoint``, and sorts every
+outcome into: it ran (``AgentOutcome``), nothing ran so another
 instance may take it (``AgentBusy``), or a Lambda service error.
 """
 
@@ -87,7 +88,7 @@ async def send(pool: http_pool.ConnectionPool, endpoint: Endpoint, call: AgentCa
             endpoint.port,
             method="POST",
             path=protocol.INVOKE_PATH,
-            headers=call.headers(),
+            headers=[(protocol.INVOKE_TOKEN, endpoint.token), *call.headers()],
             body=call.payload,
             read_timeout=call.read_timeout,
         )

@@ -8,7 +8,7 @@ backend (in the same process) and, in Kubernetes mode, the version's EndpointSli
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from kubelambda.models import Target
@@ -18,13 +18,18 @@ __all__ = ["Endpoint", "EndpointSource"]
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
-    """One ready instance of a target, able to run ``concurrency`` invocations at once."""
+    """One ready instance of a target, able to run ``concurrency`` invocations at once.
+
+    ``token`` is the instance's invoke token, which the gateway presents on every
+    invocation (``kubelambda_agent.invoke_token`` says who makes it and how it travels);
+    kept out of ``repr`` so that logging an endpoint never logs it."""
 
     target: Target
     instance_id: str
     host: str
     port: int
     concurrency: int
+    token: str = field(repr=False)
 
 
 class EndpointSource(Protocol):

@@ -13,7 +13,7 @@ import os
 import socket
 import sys
 
-from kubelambda_agent import process
+from kubelambda_agent import invoke_token, process
 from kubelambda_agent.config import LISTEN_BACKLOG, ConfigError, parse_config
 
 
@@ -29,6 +29,8 @@ def main() -> int:
     except ConfigError as exc:
         print(f"kubelambda-agent: invalid configuration: {exc}", file=sys.stderr)
         return 2
+    # Before any runtime exists: the function must never be able to read its token.
+    invoke_token.conceal(environ)
     try:
         invoke_listener = _listen(config.listen_host, config.listen_port)
     except OSError as exc:

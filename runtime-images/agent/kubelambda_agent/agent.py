@@ -21,6 +21,7 @@ from kubelambda_agent import process, protocol
 from kubelambda_agent.config import LISTEN_BACKLOG, AgentConfig
 from kubelambda_agent.http_server import HttpProtocol
 from kubelambda_agent.invoke_endpoint import InvokeEndpoint
+from kubelambda_agent.log_file import LogFile
 from kubelambda_agent.slot import Slot
 
 __all__ = ["run"]
@@ -61,6 +62,7 @@ async def _serve(
     first_runtimes: Sequence[process.RuntimeProcess | process.SpawnError],
 ) -> int:
     loop = asyncio.get_running_loop()
+    log_file = LogFile(config.log_file, config.log_max_bytes)
     stopping = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
@@ -72,11 +74,11 @@ async def _serve(
             environ=environ,
             listener=listener,
             first_runtime=first,
-            log_sink=_write_stdout,
+            log_sink=log_file.write,
         )
         for index, (listener, first) in enumerate(zip(api_listeners, first_runtimes, strict=True))
     ]
-    endpoint = InvokeEndpoint(slots)
+    endpoint = InvokeEndpoint(slots, token=config.invoke_token)
     connections: set[HttpProtocol] = set()
     server = await loop.create_server(
         lambda: HttpProtocol(
@@ -123,15 +125,3 @@ def _announce_ready(fd: int, port: int) -> None:
         log.warning("could not announce readiness fd=%d error=%s", fd, exc)
     finally:
         os.close(fd)
-
-
-def _write_stdout(data: bytes) -> None:
-    """Function logs go to the agent's stdout, unbuffered, as whole lines."""
-    view = memoryview(data)
-    while view:
-        try:
-            written = os.write(1, view)
-        except OSError:
-            # Nobody reads our stdout any more: the logs are lost, invocations go on.
-            return
-        view = view[written:]

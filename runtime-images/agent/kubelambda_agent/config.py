@@ -26,6 +26,10 @@ PROVIDED_RUNTIMES = frozenset({"provided", "provided.al2", "provided.al2023"})
 MAX_TIMEOUT_SECONDS = 900.0
 # A per-instance limit well above any sensible setting, so a typo cannot fork-bomb the node.
 MAX_CONCURRENCY = 256
+# An invoke token shorter than this is a mistake, not a secret (``invoke_token``).
+MIN_INVOKE_TOKEN_CHARS = 32
+# Where an instance log file is rotated (``log_file``), unless set otherwise.
+DEFAULT_LOG_MAX_BYTES = 10 * 1024 * 1024
 # The invoke endpoint's accept queue: a burst of new gateway connections must not be dropped.
 LISTEN_BACKLOG = 1024
 
@@ -47,8 +51,11 @@ class AgentConfig:
     __slots__ = (
         "concurrency",
         "function_version",
+        "invoke_token",
         "listen_host",
         "listen_port",
+        "log_file",
+        "log_max_bytes",
         "memory_size_mb",
         "python",
         "ready_fd",
@@ -70,6 +77,9 @@ class AgentConfig:
         task_root: str,
         function_version: str,
         memory_size_mb: int,
+        invoke_token: str,
+        log_file: str | None = None,
+        log_max_bytes: int = DEFAULT_LOG_MAX_BYTES,
     ) -> None:
         self.listen_host = listen_host
         self.listen_port = listen_port
@@ -81,6 +91,9 @@ class AgentConfig:
         self.task_root = task_root
         self.function_version = function_version
         self.memory_size_mb = memory_size_mb
+        self.invoke_token = invoke_token
+        self.log_file = log_file
+        self.log_max_bytes = log_max_bytes
 
     @property
     def runtime_command(self) -> list[str]:
@@ -97,7 +110,10 @@ class AgentConfig:
 
 
 def parse_config(environ: Mapping[str, str]) -> AgentConfig:
-    """Validate the ``KUBELAMBDA_AGENT_*`` variables (and the Lambda ones the agent reads)."""
+    """Validate the ``KUBELAMBDA_AGENT_*`` variables (and the Lambda ones the agent reads).
+
+    ``KUBELAMBDA_AGENT_INVOKE_TOKEN`` is required; ``invoke_token`` says who sets it and
+    how it is kept from the function."""
     host, port = _parse_listen(environ.get("KUBELAMBDA_AGENT_LISTEN", "0.0.0.0:8080"))
     runtime = environ.get("KUBELAMBDA_AGENT_RUNTIME", "")
     if runtime not in PYTHON_RUNTIMES | PROVIDED_RUNTIMES:
@@ -124,7 +140,26 @@ def parse_config(environ: Mapping[str, str]) -> AgentConfig:
         memory_size_mb=_parse_int(
             environ, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", default=128, low=1, high=1 << 20
         ),
+        invoke_token=_parse_invoke_token(environ.get("KUBELAMBDA_AGENT_INVOKE_TOKEN", "")),
+        log_file=environ.get("KUBELAMBDA_AGENT_LOG_FILE") or None,
+        log_max_bytes=_parse_int(
+            environ,
+            "KUBELAMBDA_AGENT_LOG_MAX_BYTES",
+            default=DEFAULT_LOG_MAX_BYTES,
+            low=64 * 1024,
+            high=1 << 40,
+        ),
     )
+
+
+def _parse_invoke_token(token: str) -> str:
+    # Required: an agent without one would run anything anyone on the network sends it.
+    if len(token) < MIN_INVOKE_TOKEN_CHARS or not token.isascii() or not token.isprintable():
+        raise ConfigError(
+            "KUBELAMBDA_AGENT_INVOKE_TOKEN must be set to at least "
+            f"{MIN_INVOKE_TOKEN_CHARS} printable ASCII characters"
+        )
+    return token
 
 
 def _parse_listen(value: str) -> tuple[str, int]:

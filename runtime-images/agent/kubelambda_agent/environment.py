@@ -2,7 +2,8 @@
 
 ``slot`` calls ``runtime_environment`` before every (re)start of a runtime. The launcher
 has already put the function's Lambda variables and the user's variables in the agent's
-own environment; this drops the agent's private settings and adds what only the agent
+own environment; this drops the agent's private settings (the invoke token among them:
+the function must not be able to read it, see ``invoke_token``) and adds what only the agent
 knows (the runtime's own Runtime API address) plus Lambda's defaults for anything missing.
 """
 

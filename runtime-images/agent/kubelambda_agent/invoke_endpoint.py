@@ -14,7 +14,7 @@ import os
 import time
 from collections.abc import Sequence
 
-from kubelambda_agent import protocol
+from kubelambda_agent import invoke_token, protocol
 from kubelambda_agent.http_server import Request, Responder
 from kubelambda_agent.invocation import Invocation, Outcome
 from kubelambda_agent.slot import Slot
@@ -36,14 +36,17 @@ _CLIENT_CONTEXT = protocol.CLIENT_CONTEXT.lower()
 _COGNITO_IDENTITY = protocol.COGNITO_IDENTITY.lower()
 _TRACE_ID = protocol.TRACE_ID.lower()
 _LOG_TYPE = protocol.LOG_TYPE.lower()
+_INVOKE_TOKEN = protocol.INVOKE_TOKEN.lower()
 
 _BUSY_BODY = _error("AgentBusy", "No idle runtime in this instance")
 _DRAINING_BODY = _error("AgentDraining", "This instance is shutting down")
+_FORBIDDEN_BODY = _error("AccessDenied", f"Missing or wrong {protocol.INVOKE_TOKEN}")
 
 
 class InvokeEndpoint:
-    def __init__(self, slots: Sequence[Slot]) -> None:
+    def __init__(self, slots: Sequence[Slot], *, token: str) -> None:
         self._slots = slots
+        self._token = token
         self.ready = False
         self.draining = False
         self._in_flight = 0
@@ -76,6 +79,10 @@ class InvokeEndpoint:
         responder.respond(200 if self.ready and not self.draining else 503, body, (_JSON,))
 
     def _invoke(self, request: Request, responder: Responder) -> None:
+        # First of all: whoever lacks the token learns nothing else about this instance.
+        if not invoke_token.matches(self._token, request.headers.get(_INVOKE_TOKEN)):
+            responder.respond(403, _FORBIDDEN_BODY, (_JSON,))
+            return
         if self.draining:
             responder.respond(503, _DRAINING_BODY, _BUSY_HEADERS)
             return

@@ -6,7 +6,8 @@ gateway's agent client imports it, so both sides read the same names:
     POST /invoke   event in the body (at most ``MAX_EVENT_BYTES``), the request headers
                    below in; 200 for every invocation that ran, with the outcome headers
                    below and the function's result or error body; 503 with
-                   ``Kubelambda-Agent-Busy`` when nothing ran (another instance may take it)
+                   ``Kubelambda-Agent-Busy`` when nothing ran (another instance may take it);
+                   403 when ``INVOKE_TOKEN`` is not the instance's token (nothing ran)
     GET  /ready    200 while the agent takes invocations, else 503;
                    body ``{"concurrency": n, "idle": k}``
 """
@@ -22,6 +23,7 @@ __all__ = [
     "INIT_DURATION_MS",
     "INVOKED_FUNCTION_ARN",
     "INVOKE_PATH",
+    "INVOKE_TOKEN",
     "LOG_RESULT",
     "LOG_TYPE",
     "MAX_EVENT_BYTES",
@@ -39,6 +41,10 @@ READY_PATH = "/ready"
 MAX_EVENT_BYTES = 6 * 1024 * 1024
 
 # Request headers (gateway -> agent).
+# The instance's secret (see ``kubelambda_agent.invoke_token``): without it the invoke
+# port is refused, so only the gateway, which authenticated the caller and counted the
+# invocation against the function's concurrency, can run the function.
+INVOKE_TOKEN = "Kubelambda-Invoke-Token"
 REQUEST_ID = "Kubelambda-Request-Id"
 INVOKED_FUNCTION_ARN = "Kubelambda-Invoked-Function-Arn"
 # The client context as the Runtime API passes it on: the decoded JSON object, on one

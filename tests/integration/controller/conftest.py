@@ -24,7 +24,7 @@ from controller.backends.local import LocalProcessBackend
 from kubelambda.models import CodePackage, FunctionVersion
 from kubelambda.ports.endpoints import Endpoint
 from kubelambda.store import LocalCodeStore
-from tests import factories
+from tests import checkout, factories
 
 Until = Callable[[Callable[[], bool]], Awaitable[None]]
 Invoke = Callable[[Endpoint, dict[str, object]], Coroutine[Any, Any, httpx.Response]]
@@ -74,7 +74,11 @@ async def new_backend(tmp_path: Path, code_store: LocalCodeStore) -> AsyncIterat
     built: list[LocalProcessBackend] = []
 
     def build(**options: Any) -> LocalProcessBackend:
-        defaults: dict[str, Any] = {"code": code_store, "region": REGION}
+        defaults: dict[str, Any] = {
+            "code": code_store,
+            "region": REGION,
+            "command": checkout.AGENT_COMMAND,
+        }
         local = LocalProcessBackend(tmp_path / "home", **(defaults | options))
         built.append(local)
         return local
@@ -165,6 +169,7 @@ async def invoke() -> AsyncIterator[Invoke]:
                 f"http://{endpoint.host}:{endpoint.port}/invoke",
                 json=event,
                 headers={
+                    "Kubelambda-Invoke-Token": endpoint.token,
                     "Kubelambda-Request-Id": str(uuid.uuid4()),
                     "Kubelambda-Invoked-Function-Arn": "arn:aws:lambda:us-east-1:000000000000:"
                     f"function:{endpoint.target.function_name}",

@@ -26,6 +26,8 @@ def handler(event, context):
         time.sleep(event["sleep"])
     if event.get("exit"):
         os._exit(3)
+    for _ in range(event.get("print_mib", 0) * 1024):
+        print("x" * 1023)
     return {
         "function": context.function_name,
         "version": context.function_version,

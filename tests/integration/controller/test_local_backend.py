@@ -279,3 +279,30 @@ async def test_a_spare_agent_is_kept_and_taken_by_the_next_start(
 
     assert {agent_pid(pids_of(second.function_name))} == spare
     assert answer.json()["function"] == second.function_name
+
+
+async def test_an_instance_log_is_rotated_at_its_bound(
+    new_backend: NewBackend,
+    make_version: MakeVersion,
+    until: Until,
+    invoke: Invoke,
+    tmp_path: Path,
+) -> None:
+    bound = 256 * 1024
+    backend = new_backend(log_max_bytes=bound)
+    version = make_version()
+    await backend.scale(version, replicas=1, concurrency=1)
+    await until(lambda: len(backend.endpoints(version.target)) == 1)
+    [endpoint] = backend.endpoints(version.target)
+
+    for _ in range(2):
+        assert (await invoke(endpoint, {"print_mib": 10})).status_code == 200
+
+    logs = sorted((tmp_path / "home" / "logs" / version.function_name).rglob("*"))
+    files = [p for p in logs if p.is_file()]
+    assert [p.name for p in files] == [
+        f"{endpoint.instance_id}.log",
+        f"{endpoint.instance_id}.log.1",
+    ]
+    assert all(p.stat().st_size <= bound for p in files)
+    assert "REPORT RequestId:" in files[0].read_text()

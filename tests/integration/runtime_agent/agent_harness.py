@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import secrets
 import select
 import signal
 import subprocess
@@ -29,7 +30,11 @@ import httpx
 import pytest
 
 READY_TIMEOUT_SECONDS = 20.0
+# The agent under test is this checkout's, whatever else an installed package points at.
+AGENT_SOURCE = Path(__file__).resolve().parents[3] / "runtime-images" / "agent"
 FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:echo:$LATEST"
+# The header the gateway presents the instance's secret in (``protocol.INVOKE_TOKEN``).
+INVOKE_TOKEN_HEADER = "Kubelambda-Invoke-Token"
 
 
 @dataclass
@@ -57,6 +62,7 @@ class Agent:
     process: subprocess.Popen[bytes]
     port: int
     stdout_path: Path
+    token: str
     client: httpx.Client = field(init=False)
 
     def __post_init__(self) -> None:
@@ -78,6 +84,7 @@ class Agent:
         sent = {
             "Kubelambda-Request-Id": request_id or str(uuid.uuid4()),
             "Kubelambda-Invoked-Function-Arn": FUNCTION_ARN,
+            INVOKE_TOKEN_HEADER: self.token,
         }
         if tail:
             sent["Kubelambda-Log-Type"] = "Tail"
@@ -151,6 +158,7 @@ def start_agent(tmp_path: Path) -> Iterator[StartAgent]:
         timeout: float = 3.0,
         python: str | None = None,
         env: Mapping[str, str] | None = None,
+        token: str | None = None,
     ) -> Agent:
         task_root = tmp_path / f"task{len(started)}"
         task_root.mkdir()
@@ -161,14 +169,17 @@ def start_agent(tmp_path: Path) -> Iterator[StartAgent]:
             if name == "bootstrap":
                 path.chmod(0o755)
         read_fd, write_fd = os.pipe()
+        token = token or secrets.token_urlsafe(32)
         environ = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "PYTHONPATH": str(AGENT_SOURCE),
             "KUBELAMBDA_AGENT_LISTEN": "127.0.0.1:0",
             "KUBELAMBDA_AGENT_RUNTIME": runtime,
             "KUBELAMBDA_AGENT_CONCURRENCY": str(concurrency),
             "KUBELAMBDA_AGENT_TIMEOUT_SECONDS": str(timeout),
             "KUBELAMBDA_AGENT_READY_FD": str(write_fd),
             "KUBELAMBDA_AGENT_PYTHON": python or sys.executable,
+            "KUBELAMBDA_AGENT_INVOKE_TOKEN": token,
             "LAMBDA_TASK_ROOT": str(task_root),
             "_HANDLER": handler,
             "AWS_LAMBDA_FUNCTION_NAME": "echo",
@@ -195,7 +206,7 @@ def start_agent(tmp_path: Path) -> Iterator[StartAgent]:
             raise
         finally:
             os.close(read_fd)
-        agent = Agent(process=process, port=announced["port"], stdout_path=stdout_path)
+        agent = Agent(process=process, port=announced["port"], stdout_path=stdout_path, token=token)
         started.append(agent)
         return agent
 

@@ -7,7 +7,7 @@ import json
 import time
 
 import httpx
-from agent_harness import FUNCTION_ARN, StartAgent
+from agent_harness import FUNCTION_ARN, INVOKE_TOKEN_HEADER, StartAgent
 
 
 async def _invoke(client: httpx.AsyncClient, request_id: str, event: object) -> httpx.Response:
@@ -27,7 +27,9 @@ async def test_four_runtimes_serve_four_invocations_at_once(
     agent = start_agent(echo_function, concurrency=4, timeout=10)
     sleep = {"action": "sleep", "seconds": 1.5}
 
-    async with httpx.AsyncClient(base_url=agent.url, timeout=30) as client:
+    async with httpx.AsyncClient(
+        base_url=agent.url, timeout=30, headers={INVOKE_TOKEN_HEADER: agent.token}
+    ) as client:
         began = time.monotonic()
         responses = await asyncio.gather(*(_invoke(client, f"r{i}", sleep) for i in range(4)))
         elapsed = time.monotonic() - began
@@ -43,7 +45,9 @@ async def test_fifth_concurrent_invocation_is_refused_as_busy(
     agent = start_agent(echo_function, concurrency=4, timeout=10)
     sleep = {"action": "sleep", "seconds": 1.5}
 
-    async with httpx.AsyncClient(base_url=agent.url, timeout=30) as client:
+    async with httpx.AsyncClient(
+        base_url=agent.url, timeout=30, headers={INVOKE_TOKEN_HEADER: agent.token}
+    ) as client:
         running = [asyncio.create_task(_invoke(client, f"r{i}", sleep)) for i in range(4)]
         # The agent is another process: poll its readiness until all four are taken.
         for _ in range(500):

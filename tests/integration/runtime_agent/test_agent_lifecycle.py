@@ -11,7 +11,7 @@ import time
 
 import httpx
 import pytest
-from agent_harness import FUNCTION_ARN, InvokeResult, StartAgent
+from agent_harness import AGENT_SOURCE, FUNCTION_ARN, INVOKE_TOKEN_HEADER, InvokeResult, StartAgent
 
 
 def test_ready_fd_announces_the_bound_port(
@@ -38,6 +38,7 @@ def test_invalid_configuration_exits_non_zero_with_a_message(
 ) -> None:
     env = {
         "PATH": os.environ.get("PATH", ""),
+        "PYTHONPATH": str(AGENT_SOURCE),
         "KUBELAMBDA_AGENT_RUNTIME": "python3.11",
         "KUBELAMBDA_AGENT_LISTEN": "127.0.0.1:0",
         variable: value,
@@ -56,7 +57,11 @@ def test_missing_required_header_is_a_bad_request(
     start_agent: StartAgent, echo_function: dict[str, str], missing: str
 ) -> None:
     agent = start_agent(echo_function)
-    headers = {"Kubelambda-Request-Id": "r1", "Kubelambda-Invoked-Function-Arn": FUNCTION_ARN}
+    headers = {
+        "Kubelambda-Request-Id": "r1",
+        "Kubelambda-Invoked-Function-Arn": FUNCTION_ARN,
+        INVOKE_TOKEN_HEADER: agent.token,
+    }
     del headers[missing]
 
     response = agent.client.post("/invoke", content=b"{}", headers=headers)
@@ -109,6 +114,7 @@ def test_sigterm_finishes_in_flight_work_refuses_new_and_exits_zero(
             headers={
                 "Kubelambda-Request-Id": "late",
                 "Kubelambda-Invoked-Function-Arn": FUNCTION_ARN,
+                INVOKE_TOKEN_HEADER: agent.token,
             },
         )
     in_flight.join(timeout=10)

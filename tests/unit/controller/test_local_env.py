@@ -45,6 +45,8 @@ def environment(v: FunctionVersion, host: dict[str, str] | None = None) -> dict[
         region="eu-west-1",
         started=STARTED,
         host_environ=host if host is not None else {"PATH": "/usr/bin"},
+        invoke_token="secret-token",
+        log_file=Path("/home/logs/orders/7/i.log"),
     )
 
 

@@ -31,7 +31,7 @@ DEFAULT_TARGET = factories.target("f", "1")
 def endpoint(
     instance_id: str, concurrency: int = 1, target: Target = DEFAULT_TARGET, port: int = 1
 ) -> Endpoint:
-    return Endpoint(target, instance_id, "127.0.0.1", port, concurrency)
+    return Endpoint(target, instance_id, "127.0.0.1", port, concurrency, token="t")
 
 
 class StaticEndpoints:

@@ -12,7 +12,11 @@ from kubelambda_agent.config import ConfigError, parse_config
 
 @pytest.fixture
 def base(tmp_path: Path) -> dict[str, str]:
-    return {"KUBELAMBDA_AGENT_RUNTIME": "python3.11", "LAMBDA_TASK_ROOT": str(tmp_path)}
+    return {
+        "KUBELAMBDA_AGENT_RUNTIME": "python3.11",
+        "LAMBDA_TASK_ROOT": str(tmp_path),
+        "KUBELAMBDA_AGENT_INVOKE_TOKEN": "k" * 32,
+    }
 
 
 def test_defaults(base: dict[str, str]) -> None:
@@ -75,6 +79,9 @@ def test_ipv6_listen_address_loses_its_brackets(base: dict[str, str]) -> None:
         ("KUBELAMBDA_AGENT_READY_FD", "x"),
         ("KUBELAMBDA_AGENT_READY_FD", "4095"),
         ("KUBELAMBDA_AGENT_PYTHON", "/no/such/python"),
+        ("KUBELAMBDA_AGENT_INVOKE_TOKEN", ""),
+        ("KUBELAMBDA_AGENT_INVOKE_TOKEN", "k" * 31),
+        ("KUBELAMBDA_AGENT_INVOKE_TOKEN", "k" * 31 + "\n"),
         ("LAMBDA_TASK_ROOT", "/no/such/dir"),
         ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "lots"),
     ],

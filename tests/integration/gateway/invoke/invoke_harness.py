@@ -45,7 +45,7 @@ from kubelambda.models import (
 )
 from kubelambda.store import LocalCodeStore, SqliteStore
 from kubelambda.store.queue import SqliteQueue
-from tests import factories
+from tests import checkout, factories
 
 HANDLERS = textwrap.dedent(
     """
@@ -193,7 +193,9 @@ async def start_platform(tmp_path: Path, *, region: str = "us-east-1") -> AsyncI
     async with contextlib.AsyncExitStack() as stack:
         store = await stack.enter_async_context(SqliteStore.open(home, region=region))
         code = LocalCodeStore(home / "code")
-        backend = LocalProcessBackend(home, code=code, region=region)
+        backend = LocalProcessBackend(
+            home, code=code, region=region, command=checkout.AGENT_COMMAND
+        )
         stack.push_async_callback(backend.aclose)
         settler = PackageSettler(store, code, backend, grace_seconds=3600)
         await settler.start()

@@ -62,7 +62,7 @@ async def serve() -> AsyncIterator[Callable[[Handler], Awaitable[Endpoint]]]:
         server = await asyncio.start_server(handler, "127.0.0.1", 0)
         servers.append(server)
         port = server.sockets[0].getsockname()[1]
-        return Endpoint(factories.target("f", "1"), "i-1", "127.0.0.1", port, 1)
+        return Endpoint(factories.target("f", "1"), "i-1", "127.0.0.1", port, 1, token="t")
 
     yield start
     for server in servers:
@@ -101,7 +101,8 @@ async def test_busy_answer_is_agent_busy(
 async def test_refused_connection_is_agent_busy(pool: ConnectionPool) -> None:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    endpoint = Endpoint(factories.target("f", "1"), "gone", "127.0.0.1", sock.getsockname()[1], 1)
+    port = sock.getsockname()[1]
+    endpoint = Endpoint(factories.target("f", "1"), "gone", "127.0.0.1", port, 1, token="t")
     sock.close()
     with pytest.raises(agent_client.AgentBusy):
         await agent_client.send(pool, endpoint, CALL)
@@ -145,6 +146,7 @@ async def test_request_carries_the_agent_protocol_headers(
     head = seen[0].decode()
     assert head.startswith("POST /invoke HTTP/1.1\r\n")
     for line in (
+        "Kubelambda-Invoke-Token: t",
         "Kubelambda-Request-Id: rid",
         "Kubelambda-Invoked-Function-Arn: arn",
         'Kubelambda-Client-Context: {"custom":{"k":"v"}}',

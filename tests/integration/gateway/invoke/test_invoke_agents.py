@@ -153,6 +153,7 @@ async def test_busy_instance_is_retried_until_it_is_free(
                 f"http://{instance.host}:{instance.port}{protocol.INVOKE_PATH}",
                 content=b'{"seconds": 0.5}',
                 headers={
+                    protocol.INVOKE_TOKEN: instance.token,
                     protocol.REQUEST_ID: "direct",
                     protocol.INVOKED_FUNCTION_ARN: f"{ARN}:sleep",
                 },

@@ -41,6 +41,7 @@ from kubelambda.launch.gateway import build_gateway, build_invoke_path
 from kubelambda.models import DEFAULT_NAMESPACE, FunctionKey
 from kubelambda.store import LocalCodeStore, SqliteStore
 from kubelambda.store.queue import SqliteQueue
+from tests import checkout
 
 T = TypeVar("T")
 ROLE = "arn:aws:iam::123456789012:role/lambda-role"
@@ -108,7 +109,11 @@ def running_gateway(
             code = LocalCodeStore(home / "code")
             controller_metrics = ControllerMetrics(registry)
             backend = LocalProcessBackend(
-                home, code=code, region=REGION, metrics=controller_metrics
+                home,
+                code=code,
+                region=REGION,
+                metrics=controller_metrics,
+                command=checkout.AGENT_COMMAND,
             )
             stack.push_async_callback(backend.aclose)
             settler = PackageSettler(store, code, backend, grace_seconds=package_grace_seconds)

@@ -100,6 +100,7 @@ async def test_the_agent_gets_the_request_and_a_timeout_past_the_functions(
     (sent,) = wired.pool.sent
     assert (sent.port, sent.path, sent.body) == (1001, protocol.INVOKE_PATH, b'{"x": 1}')
     assert sent.headers == {
+        protocol.INVOKE_TOKEN: "t",
         protocol.REQUEST_ID: "rid",
         protocol.INVOKED_FUNCTION_ARN: "arn:aws:lambda:eu-west-1:000000000000:function:f",
         protocol.CLIENT_CONTEXT: '{"a":1}',
