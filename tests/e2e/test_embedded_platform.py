@@ -216,6 +216,39 @@ def test_provisioned_concurrency_becomes_ready(lambda_client: Any) -> None:
     assert config["AllocatedProvisionedConcurrentExecutions"] == 2
 
 
+def test_a_provisioned_version_answers_without_a_cold_start(
+    platform: Platform, lambda_client: Any
+) -> None:
+    """Provisioned environments initialise ahead: the first invoke's REPORT carries no
+    Init Duration, and no init time is counted for the version."""
+    name = unique("prov")
+    create_python_function(lambda_client, name)
+    version = lambda_client.publish_version(FunctionName=name)["Version"]
+    lambda_client.put_provisioned_concurrency_config(
+        FunctionName=name, Qualifier=version, ProvisionedConcurrentExecutions=1
+    )
+    deadline = time.monotonic() + 30
+    while (
+        lambda_client.get_provisioned_concurrency_config(FunctionName=name, Qualifier=version)[
+            "Status"
+        ]
+        != "READY"
+    ):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+
+    response, _ = invoke_json(lambda_client, name, {}, Qualifier=version, LogType="Tail")
+
+    report = base64.b64decode(response["LogResult"]).decode().splitlines()[-1]
+    assert report.startswith("REPORT") and "Init Duration" not in report
+    assert (
+        metric_value(
+            platform, "kubelambda_init_duration_seconds_count", function=name, version=version
+        )
+        == 0
+    )
+
+
 def test_oversized_payload_is_refused_with_413(lambda_client: Any) -> None:
     name = unique("big")
     create_python_function(lambda_client, name)

@@ -51,6 +51,7 @@ class AgentConfig:
     __slots__ = (
         "concurrency",
         "function_version",
+        "initialized_ahead",
         "invoke_token",
         "listen_host",
         "listen_port",
@@ -80,6 +81,7 @@ class AgentConfig:
         invoke_token: str,
         log_file: str | None = None,
         log_max_bytes: int = DEFAULT_LOG_MAX_BYTES,
+        initialized_ahead: bool = False,
     ) -> None:
         self.listen_host = listen_host
         self.listen_port = listen_port
@@ -94,6 +96,9 @@ class AgentConfig:
         self.invoke_token = invoke_token
         self.log_file = log_file
         self.log_max_bytes = log_max_bytes
+        # Provisioned concurrency: runtimes initialise before any invocation is waiting,
+        # so no invocation reports their init (as on Lambda).
+        self.initialized_ahead = initialized_ahead
 
     @property
     def runtime_command(self) -> list[str]:
@@ -142,6 +147,9 @@ def parse_config(environ: Mapping[str, str]) -> AgentConfig:
         ),
         invoke_token=_parse_invoke_token(environ.get("KUBELAMBDA_AGENT_INVOKE_TOKEN", "")),
         log_file=environ.get("KUBELAMBDA_AGENT_LOG_FILE") or None,
+        initialized_ahead=(
+            environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "provisioned-concurrency"
+        ),
         log_max_bytes=_parse_int(
             environ,
             "KUBELAMBDA_AGENT_LOG_MAX_BYTES",

@@ -229,7 +229,8 @@ class Slot:
     def next_requested(self, responder: Responder) -> None:
         if self.state is SlotState.STARTING and self._proc is not None:
             self._cancel_timer()
-            self._init_duration_ms = (time.monotonic() - self._proc.started_at) * 1000
+            if not self._config.initialized_ahead:
+                self._init_duration_ms = (time.monotonic() - self._proc.started_at) * 1000
             self._become_idle()
         self._parked = responder
         self._deliver()

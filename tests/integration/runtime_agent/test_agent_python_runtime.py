@@ -139,6 +139,23 @@ def test_logging_uses_lambda_format_with_request_id(
     assert stamp.endswith("Z")
 
 
+def test_a_provisioned_instance_initialised_ahead_reports_no_init_duration(
+    start_agent: StartAgent, echo_function: dict[str, str]
+) -> None:
+    """Provisioned concurrency initialises before any invocation arrives: like Lambda,
+    no REPORT line of such an instance carries Init Duration, and the gateway counts no
+    cold start (the header it reads is absent)."""
+    agent = start_agent(
+        echo_function, env={"AWS_LAMBDA_INITIALIZATION_TYPE": "provisioned-concurrency"}
+    )
+
+    first = agent.invoke({"action": "env"}, tail=True)
+
+    assert "Kubelambda-Init-Duration-Ms" not in first.headers
+    assert "Init Duration" not in first.log_tail
+    assert "\tDuration: " in first.log_tail.splitlines()[-1]
+
+
 def test_first_invocation_reports_init_duration_and_later_ones_do_not(
     start_agent: StartAgent, echo_function: dict[str, str]
 ) -> None:
