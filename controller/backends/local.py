@@ -116,8 +116,10 @@ class LocalProcessBackend:
     ) -> None:
         """Run ``replicas`` instances of ``version``; returns without waiting for readiness.
 
-        Instances of an older revision of the version (``$LATEST`` after an update) or
-        with another concurrency are replaced: they leave at once, new ones start.
+        Instances of an older revision of the version (``$LATEST`` after an update),
+        running another package (an update that settled keeps its revision id but
+        changes the code that runs) or with another concurrency are replaced: they leave
+        at once, new ones start.
         """
         async with self._scaling:
             if not self._closed:
@@ -127,7 +129,7 @@ class LocalProcessBackend:
         self, version: FunctionVersion, replicas: int, concurrency: int, provisioned: int
     ) -> None:
         target = version.target
-        revision = (version.revision_id, concurrency)
+        revision = _revision(version, concurrency)
         live = self._instances.setdefault(target, [])
         for stale in [p for p in live if p.revision != revision]:
             self._begin_stop(stale, reason="revision changed")
@@ -292,7 +294,7 @@ class LocalProcessBackend:
             spare,
             target=version.target,
             instance_id=instance_id,
-            revision=(version.revision_id, concurrency),
+            revision=_revision(version, concurrency),
             provisioned=provisioned,
             environ=environ,
             log_path=log_path,
@@ -462,3 +464,9 @@ def _owner_only(root: Path) -> None:
         mode = path.lstat().st_mode
         if not stat.S_ISLNK(mode):
             path.chmod(stat.S_IMODE(mode) & ~0o077)
+
+
+def _revision(version: FunctionVersion, concurrency: int) -> tuple[str, str, int]:
+    """What an instance was started for: the version's revision, the package it runs and
+    the concurrency it serves; an instance whose revision differs is replaced."""
+    return (version.revision_id, version.running_package.sha256_hex, concurrency)

@@ -70,7 +70,7 @@ class LocalProcess:
 
     target: Target
     instance_id: str
-    revision: tuple[str, int]
+    revision: tuple[str, str, int]
     provisioned: bool
     process: asyncio.subprocess.Process
     log_path: Path
@@ -279,7 +279,7 @@ def assign(
     *,
     target: Target,
     instance_id: str,
-    revision: tuple[str, int],
+    revision: tuple[str, str, int],
     provisioned: bool,
     environ: Mapping[str, str],
     log_path: Path,

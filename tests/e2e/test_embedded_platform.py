@@ -352,3 +352,24 @@ def test_region_setting_reaches_the_function_context(tmp_path: Path) -> None:
     assert running.env["AWS_DEFAULT_REGION"] == "eu-west-1"
     assert created["FunctionArn"].startswith("arn:aws:lambda:eu-west-1:")
     assert body["arn"] == f"arn:aws:lambda:eu-west-1:000000000000:function:{name}:$LATEST"
+
+
+def test_latest_runs_the_new_code_once_an_update_reports_successful(lambda_client: Any) -> None:
+    """A warm $LATEST instance must not keep answering with the old code after
+    UpdateFunctionCode has reported Successful (as on Lambda)."""
+    name = unique("update")
+    create_python_function(lambda_client, name, mark="old")
+    _, before = invoke_json(lambda_client, name, {})
+    assert before["mark"] == "old"
+
+    lambda_client.update_function_code(
+        FunctionName=name,
+        ZipFile=make_zip({"app.py": VERSIONED_HANDLER.format(mark="new")}),
+    )
+    lambda_client.get_waiter("function_updated_v2").wait(
+        FunctionName=name, WaiterConfig={"Delay": 0.1, "MaxAttempts": 100}
+    )
+    lambda_client.publish_version(FunctionName=name)
+    _, after = invoke_json(lambda_client, name, {})
+
+    assert after["mark"] == "new"
