@@ -114,15 +114,15 @@ class AliasService:
         marker: str | None,
         max_items: int | None,
     ) -> paging.Page[Alias]:
-        limit = paging.limit(max_items)
-        after = paging.decode(marker, (str,))
-        items = await self._store.list_aliases(
-            function_key_only(namespace, function_name),
-            function_version=function_version,
-            after=str(after[0]) if after else "",
-            limit=limit + 1,
+        function = function_key_only(namespace, function_name)
+        return await paging.by_name(
+            lambda after, limit: self._store.list_aliases(
+                function, function_version=function_version, after=after, limit=limit
+            ),
+            lambda alias: alias.name,
+            marker=marker,
+            max_items=max_items,
         )
-        return paging.page(items, limit, lambda alias: [alias.name])
 
 
 def _version(version: str) -> str:

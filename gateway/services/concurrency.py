@@ -74,14 +74,13 @@ class ConcurrencyService:
     async def list_provisioned(
         self, namespace: str, function_name: str, *, marker: str | None, max_items: int | None
     ) -> paging.Page[ProvisionedConcurrency]:
-        limit = paging.limit(max_items)
-        after = paging.decode(marker, (str,))
-        items = await self._store.list_provisioned(
-            function_key_only(namespace, function_name),
-            after=str(after[0]) if after else "",
-            limit=limit + 1,
+        function = function_key_only(namespace, function_name)
+        return await paging.by_name(
+            lambda after, limit: self._store.list_provisioned(function, after=after, limit=limit),
+            lambda config: config.qualifier,
+            marker=marker,
+            max_items=max_items,
         )
-        return paging.page(items, limit, lambda config: [config.qualifier])
 
 
 def _qualified(

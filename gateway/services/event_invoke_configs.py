@@ -105,14 +105,15 @@ class EventInvokeConfigService:
     async def list_configs(
         self, namespace: str, function_name: str, *, marker: str | None, max_items: int | None
     ) -> paging.Page[EventInvokeConfig]:
-        limit = paging.limit(max_items)
-        after = paging.decode(marker, (str,))
-        items = await self._store.list_event_invoke_configs(
-            function_key_only(namespace, function_name),
-            after=str(after[0]) if after else "",
-            limit=limit + 1,
+        function = function_key_only(namespace, function_name)
+        return await paging.by_name(
+            lambda after, limit: self._store.list_event_invoke_configs(
+                function, after=after, limit=limit
+            ),
+            lambda config: config.qualifier,
+            marker=marker,
+            max_items=max_items,
         )
-        return paging.page(items, limit, lambda config: [config.qualifier])
 
 
 def _qualified(

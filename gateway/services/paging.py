@@ -10,12 +10,12 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from kubelambda import errors
 
-__all__ = ["DEFAULT_PAGE", "MAX_PAGE", "Page", "decode", "limit", "page"]
+__all__ = ["DEFAULT_PAGE", "MAX_PAGE", "Page", "by_name", "decode", "limit", "page"]
 
 T = TypeVar("T")
 DEFAULT_PAGE = 50
@@ -57,3 +57,18 @@ def limit(max_items: int | None) -> int:
     if not 1 <= max_items <= MAX_PAGE:
         raise errors.InvalidParameterValue(f"MaxItems must be between 1 and {MAX_PAGE}")
     return max_items
+
+
+async def by_name(
+    fetch: Callable[[str, int], Awaitable[Sequence[T]]],
+    name: Callable[[T], str],
+    *,
+    marker: str | None,
+    max_items: int | None,
+) -> Page[T]:
+    """A page of a listing ordered by one name (aliases, qualifiers): ``fetch(after,
+    limit)`` returns the items named after ``after``, at most ``limit`` of them."""
+    size = limit(max_items)
+    after = decode(marker, (str,))
+    items = await fetch(str(after[0]) if after else "", size + 1)
+    return page(items, size, lambda item: [name(item)])
