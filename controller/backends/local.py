@@ -37,7 +37,7 @@ from typing import Any
 from controller import errors
 from controller.backends import local_env, local_process, local_spares
 from controller.metrics import ControllerMetrics
-from kubelambda import zips
+from kubelambda import instance_environment, zips
 from kubelambda.models import CodePackage, FunctionVersion, Target
 from kubelambda.ports.code import CodeStore, PackageMissing
 from kubelambda.ports.endpoints import Endpoint
@@ -212,9 +212,9 @@ class LocalProcessBackend:
         target = version.target
         instance_id = uuid.uuid4().hex
         init_type = (
-            local_env.InitializationType.PROVISIONED
+            instance_environment.InitializationType.PROVISIONED
             if provisioned
-            else local_env.InitializationType.ON_DEMAND
+            else instance_environment.InitializationType.ON_DEMAND
         )
         try:
             instance = await self._launch(version, instance_id, concurrency, provisioned, init_type)
@@ -251,7 +251,7 @@ class LocalProcessBackend:
         instance_id: str,
         concurrency: int,
         provisioned: bool,
-        init_type: local_env.InitializationType,
+        init_type: instance_environment.InitializationType,
     ) -> local_process.LocalProcess:
         """Prepare the code and the environment, then spawn (or assign a spare) agent.
         Every way it can fail is an ``InstanceStartError``."""

@@ -1,8 +1,9 @@
-"""Pure builders for one local instance: its environment, log stream name and log path.
+"""Pure builders for one local instance: its environment and log path.
 
 ``controller.backends.local`` calls ``instance_environment`` before spawning an agent
-process. The variables are what Lambda gives a function (``_HANDLER``,
-``AWS_LAMBDA_*``, ...) plus the ``KUBELAMBDA_AGENT_*`` settings the runtime agent reads.
+process. The variables are what every instance gets
+(``kubelambda.instance_environment``: Lambda's and the agent's) plus what a process on
+this host needs: a listen address, an interpreter, a log file, the invoke token.
 Nothing of the platform's own environment is passed on except a short allow-list, so
 the platform's secrets never reach function code.
 """
@@ -11,11 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from enum import StrEnum
 from pathlib import Path
 
 from controller import errors
 from kubelambda import runtimes
+from kubelambda.instance_environment import (
+    INVOKE_TOKEN_VARIABLE,
+    InitializationType,
+    function_environment,
+    log_stream_name,
+)
 from kubelambda.models import DEFAULT_NAMESPACE, FunctionVersion
 
 __all__ = [
@@ -25,19 +31,8 @@ __all__ = [
     "InitializationType",
     "instance_environment",
     "log_path",
-    "log_stream_name",
 ]
 
-
-class InitializationType(StrEnum):
-    """``AWS_LAMBDA_INITIALIZATION_TYPE``: why the instance was started."""
-
-    ON_DEMAND = "on-demand"
-    PROVISIONED = "provisioned-concurrency"
-
-
-# ``kubelambda_agent.invoke_token.VARIABLE``; the controller does not import the agent.
-INVOKE_TOKEN_VARIABLE = "KUBELAMBDA_AGENT_INVOKE_TOKEN"
 
 # Where an instance's log is rotated: at most this in ``<instance>.log`` and as much in
 # ``<instance>.log.1``, however much the function prints.
@@ -45,11 +40,6 @@ DEFAULT_LOG_MAX_BYTES = 10 * 1024 * 1024
 
 # What a process needs from the host to find programs and decode text; nothing else.
 INHERITED_VARIABLES = ("PATH", "LANG", "LC_ALL", "SYSTEMROOT")
-
-
-def log_stream_name(version: str, instance_id: str, started: datetime) -> str:
-    """Lambda's form, ``2024/05/01/[$LATEST]0123abcd...``: UTC date, version, instance."""
-    return f"{started:%Y/%m/%d}/[{version}]{instance_id}"
 
 
 def log_path(home: Path, version: FunctionVersion, instance_id: str) -> Path:
@@ -82,29 +72,21 @@ def instance_environment(
     so a spare agent has none until it is given a function.
 
     Raises ``RuntimeUnavailable`` when this host has no interpreter for the runtime.
-    The function's own variables come first, so Lambda's reserved names always win
-    (the management API rejects them anyway; this keeps a bad record harmless).
     """
     env = {name: host_environ[name] for name in INHERITED_VARIABLES if name in host_environ}
-    env.update(version.environment)
+    env.update(
+        function_environment(
+            version,
+            task_root=str(task_root),
+            log_stream=log_stream_name(version.version, instance_id, started),
+            initialization_type=initialization_type,
+            concurrency=concurrency,
+            region=region,
+        )
+    )
     env.update(
         {
-            "_HANDLER": version.handler,
-            "LAMBDA_TASK_ROOT": str(task_root),
-            "AWS_LAMBDA_FUNCTION_NAME": version.function_name,
-            "AWS_LAMBDA_FUNCTION_VERSION": version.version,
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(version.memory_size),
-            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{version.function_name}",
-            "AWS_LAMBDA_LOG_STREAM_NAME": log_stream_name(version.version, instance_id, started),
-            "AWS_LAMBDA_INITIALIZATION_TYPE": initialization_type,
-            "AWS_REGION": region,
-            "AWS_DEFAULT_REGION": region,
-            "AWS_EXECUTION_ENV": f"AWS_Lambda_{version.runtime}",
-            "TZ": ":UTC",
             "KUBELAMBDA_AGENT_LISTEN": "127.0.0.1:0",
-            "KUBELAMBDA_AGENT_CONCURRENCY": str(concurrency),
-            "KUBELAMBDA_AGENT_RUNTIME": version.runtime,
-            "KUBELAMBDA_AGENT_TIMEOUT_SECONDS": str(version.timeout),
             # The agent takes it out of its environment before the function starts.
             INVOKE_TOKEN_VARIABLE: invoke_token,
             # The agent rotates its log there, keeping one previous file (``<log>.1``).

@@ -10,12 +10,8 @@ from typing import Any
 import pytest
 
 from controller import errors
-from controller.backends.local_env import (
-    InitializationType,
-    instance_environment,
-    log_path,
-    log_stream_name,
-)
+from controller.backends.local_env import instance_environment, log_path
+from kubelambda.instance_environment import InitializationType, log_stream_name
 from kubelambda.models import DEFAULT_NAMESPACE, FunctionVersion, frozen_mapping
 from tests import factories
 
