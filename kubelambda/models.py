@@ -13,13 +13,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
+from typing import Literal
 
 __all__ = [
     "DEFAULT_NAMESPACE",
     "LATEST",
+    "AccessRule",
     "Alias",
     "CodePackage",
+    "EnvironmentReference",
     "EventInvokeConfig",
+    "FunctionIdentity",
     "FunctionKey",
     "FunctionSettings",
     "FunctionVersion",
@@ -107,6 +111,17 @@ class CodePackage:
 
 
 @dataclass(frozen=True, slots=True)
+class EnvironmentReference:
+    """A variable whose value the cluster supplies from a Secret or ConfigMap key of the
+    function's namespace (Kubernetes mode); the API never shows the value."""
+
+    name: str
+    source: Literal["secret", "configMap"]
+    object_name: str
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
 class FunctionVersion:
     """Code + configuration of one version of a function: ``$LATEST`` or a published number.
 
@@ -142,6 +157,7 @@ class FunctionVersion:
     # (``names.default_dead_letter_topic``), ``""`` turns dead letters off (as on Lambda),
     # anything else is a topic ARN (``arn:aws:kafka:<region>:<account>:topic/<name>``).
     dead_letter_target_arn: str | None = None
+    environment_references: tuple[EnvironmentReference, ...] = ()
 
     @property
     def is_latest(self) -> bool:
@@ -197,6 +213,34 @@ class Alias:
 
 
 @dataclass(frozen=True, slots=True)
+class AccessRule:
+    """One namespaced RBAC rule a function's own identity is granted (Kubernetes mode)."""
+
+    api_groups: tuple[str, ...]
+    resources: tuple[str, ...]
+    verbs: tuple[str, ...]
+    resource_names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionIdentity:
+    """What a function's instances run as in Kubernetes mode: Lambda's execution role.
+
+    Each function gets a ServiceAccount of its own; ``annotations`` pass through to it
+    (cloud workload identity), its token is mounted only when ``mount_token`` (or when
+    ``rules`` grant something to use it for), and ``rules`` become a Role bound to it.
+    """
+
+    annotations: Mapping[str, str] = field(default_factory=frozen_mapping)
+    mount_token: bool = False
+    rules: tuple[AccessRule, ...] = ()
+
+    @property
+    def needs_token(self) -> bool:
+        return self.mount_token or bool(self.rules)
+
+
+@dataclass(frozen=True, slots=True)
 class FunctionSettings:
     """Function-wide settings that are not part of a version (Lambda keeps them apart too)."""
 
@@ -204,6 +248,7 @@ class FunctionSettings:
     function_name: str
     tags: Mapping[str, str] = field(default_factory=frozen_mapping)
     reserved_concurrency: int | None = None
+    identity: FunctionIdentity = field(default_factory=FunctionIdentity)
 
     @property
     def key(self) -> FunctionKey:

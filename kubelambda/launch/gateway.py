@@ -99,16 +99,18 @@ def build_gateway(
     region: str,
     runtimes: Collection[str],
     body_budget: int,
+    instance_key: bytes | None = None,
 ) -> Gateway:
     """The gateway's ASGI app: the invoke edge over ``invoker`` (and ``queue`` for Event
-    invocations) and the management API over ``store`` and ``code``."""
+    invocations) and the management API over ``store`` and ``code``. With
+    ``instance_key`` (Kubernetes mode) pods fetch their packages with code tokens."""
     services = ManagementServices(
         functions=FunctionService(store, code, runtimes=runtimes),
         aliases=AliasService(store),
         concurrency=ConcurrencyService(store),
         event_invoke_configs=EventInvokeConfigService(store),
         tags=TagService(store),
-        code_links=CodeLinks(clock=time.time),
+        code_links=CodeLinks(clock=time.time, instance_key=instance_key),
         code=code,
         region=region,
     )

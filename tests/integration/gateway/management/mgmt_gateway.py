@@ -95,9 +95,11 @@ def running_gateway(
     package_grace_seconds: float = 3600.0,
     autoscale: bool = False,
     more_keys: Sequence[Credentials] = (),
+    instance_key: bytes | None = None,
 ) -> Iterator[RunningGateway]:
     """Serve a gateway and its controller over ``home`` (store, code, keys) until the
-    block ends. ``more_keys`` are accepted besides the admin keys of ``home``."""
+    block ends. ``more_keys`` are accepted besides the admin keys of ``home``;
+    ``instance_key`` lets instances fetch code with code tokens (Kubernetes mode)."""
     keys = credentials.load_or_create(home)
     created = threading.Event()
     holder: dict[str, Any] = {}
@@ -145,6 +147,7 @@ def running_gateway(
                 region=REGION,
                 runtimes=runtimes,
                 body_budget=DEFAULT_BODY_BUDGET,
+                instance_key=instance_key,
             )
             config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")
             server = uvicorn.Server(config)

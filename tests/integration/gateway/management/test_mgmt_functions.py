@@ -15,7 +15,7 @@ import httpx
 import pytest
 from mgmt_gateway import ROLE, create, key, make_zip, running_gateway, slow_zip
 
-from kubelambda import runtimes
+from kubelambda import instance_tokens, runtimes
 
 
 def error_of(excinfo: pytest.ExceptionInfo[botocore.exceptions.ClientError]) -> tuple[int, str]:
@@ -175,6 +175,42 @@ def test_code_location_with_a_forged_signature_is_refused(gateway):
     location = client.get_function(FunctionName="f")["Code"]["Location"]
     forged = location[:-4] + ("0000" if not location.endswith("0000") else "1111")
     assert httpx.get(forged).status_code == 403
+
+
+def test_an_instance_fetches_its_package_with_its_code_token_only(tmp_path):
+    key = bytes(range(32))
+    with running_gateway(tmp_path, instance_key=key) as served:
+        client = served.client()
+        package = make_zip({"app.py": "def handler(e, c):\n    return 7\n"})
+        create(client, Code={"ZipFile": package})
+        other = make_zip({"app.py": "def handler(e, c):\n    return 8\n"})
+        create(client, "g", Code={"ZipFile": other})
+        digest = hashlib.sha256(package).hexdigest()
+        url = f"{served.url}/kubelambda/code/{digest}.zip"
+
+        def fetch(token: str) -> httpx.Response:
+            return httpx.get(url, headers={"Authorization": f"Bearer {token}"})
+
+        fetched = fetch(instance_tokens.code_token(key, digest))
+        assert fetched.status_code == 200
+        assert fetched.content == package
+        # Another package's token, a token from another key, and none are all refused.
+        other_digest = hashlib.sha256(other).hexdigest()
+        assert fetch(instance_tokens.code_token(key, other_digest)).status_code == 403
+        assert fetch(instance_tokens.code_token(bytes(32), digest)).status_code == 403
+        assert httpx.get(url).status_code == 403
+
+
+def test_code_tokens_are_refused_where_no_instance_fetches_code(gateway):
+    client = gateway.client()
+    package = make_zip()
+    create(client, Code={"ZipFile": package})
+    digest = hashlib.sha256(package).hexdigest()
+    token = instance_tokens.code_token(bytes(32), digest)
+    response = httpx.get(
+        f"{gateway.url}/kubelambda/code/{digest}.zip", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert response.status_code == 403
 
 
 def test_get_function_reports_tags_and_reserved_concurrency(gateway):
