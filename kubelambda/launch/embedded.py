@@ -14,13 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
-import socket
-from collections.abc import Iterator
-from pathlib import Path
-from types import FrameType
 
-import uvicorn
 from prometheus_client import CollectorRegistry
 
 from controller.backends.local import LocalProcessBackend
@@ -28,10 +22,9 @@ from controller.metrics import ControllerMetrics
 from gateway.metrics import AsyncMetrics
 from gateway.services.invoke_settings import InvokeSettings
 from kubelambda import credentials, runtimes
-from kubelambda.launch import example, home, queues
+from kubelambda.launch import example, home, queues, serving
 from kubelambda.launch.controller import start_controller
 from kubelambda.launch.dispatcher import start_dispatcher
-from kubelambda.launch.errors import PlatformStartError
 from kubelambda.launch.gateway import build_gateway, build_invoke_path
 from kubelambda.launch.settings import EmbeddedSettings
 from kubelambda.store.code import LocalCodeStore
@@ -56,10 +49,12 @@ async def run(settings: EmbeddedSettings, *, deploy_example: bool = False) -> No
         settings.url_file.unlink(missing_ok=True)
         keys = credentials.load_or_create(settings.home)
         registry = CollectorRegistry()
-        listener = stack.enter_context(contextlib.closing(_bind(settings.host, settings.port)))
+        listener = stack.enter_context(
+            contextlib.closing(serving.bind(settings.host, settings.port))
+        )
         host, port = listener.getsockname()[:2]
         url = f"http://{host}:{port}"
-        stack.enter_context(_signals_end_serving_only())
+        stack.enter_context(serving.signals_end_serving_only())
         store = await stack.enter_async_context(
             SqliteStore.open(settings.home, region=settings.region)
         )
@@ -113,93 +108,19 @@ async def run(settings: EmbeddedSettings, *, deploy_example: bool = False) -> No
             runtimes=runtimes.available_runtimes(),
             body_budget=settings.body_budget_bytes,
         )
-        server = uvicorn.Server(
-            uvicorn.Config(
-                app,
-                log_config=None,
-                access_log=False,
-                http="httptools",
-                lifespan="on",
-                timeout_graceful_shutdown=30,
-                proxy_headers=False,
-                server_header=False,
-                date_header=False,
-            )
+        await serving.serve(
+            app,
+            listener,
+            url=url,
+            url_file=settings.url_file,
+            stack=stack,
+            announce=lambda: _announce(
+                url, host, port, keys.api_key, deploy_example=deploy_example
+            ),
         )
-        serving = asyncio.create_task(server.serve(sockets=[listener]))
-        # uvicorn exposes readiness only as a flag, so it is polled (for milliseconds).
-        while not server.started and not serving.done():  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
-        if serving.done():
-            await serving  # raises the reason it could not start
-            return
-        settings.url_file.write_text(url + "\n")
-        stack.callback(_remove_url_file, settings.url_file, url)
-        log.info("gateway listening url=%s home=%s", url, settings.home)
-        if deploy_example:
-            await asyncio.to_thread(example.deploy, host, port, keys.api_key)
-        _print_banner(url, deploy_example=deploy_example)
-        await serving
 
 
-@contextlib.contextmanager
-def _signals_end_serving_only() -> Iterator[None]:
-    """uvicorn re-raises the SIGINT/SIGTERM that stopped it once it has shut down; with
-    the default handlers that would kill us before the instances are stopped. Under these
-    handlers the re-raised signal is only noted, and the shutdown runs to its end."""
-
-    def note(signum: int, _frame: FrameType | None) -> None:
-        log.info("shutting down signal=%s", signal.Signals(signum).name)
-
-    previous = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def _remove_url_file(url_file: Path, url: str) -> None:
-    # Only our own: the home's lock should make another run's impossible, but a file
-    # someone else wrote meanwhile is not ours to delete.
-    with contextlib.suppress(FileNotFoundError):
-        if url_file.read_text().strip() == url:
-            url_file.unlink()
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    # IPPROTO_TCP (not 0) makes asyncio set TCP_NODELAY on accepted connections; without
-    # it every keep-alive response waits ~40 ms for the client's delayed ACK.
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        listener.bind((host, port))
-    except OSError as exc:
-        listener.close()
-        raise PlatformStartError(
-            f"cannot listen on {host}:{port}: {exc.strerror or exc} "
-            "(another program uses the port? choose another with --port)"
-        ) from exc
-    listener.listen(1024)
-    listener.setblocking(False)
-    return listener
-
-
-def _print_banner(url: str, *, deploy_example: bool) -> None:
-    lines = [
-        f"kubelambda is up at {url}",
-        'Connect a shell: eval "$(.venv/bin/kubelambda env)"',
-    ]
+async def _announce(url: str, host: str, port: int, api_key: str, *, deploy_example: bool) -> None:
     if deploy_example:
-        lines += [
-            "Invoke the example function 'hello':",
-            '  aws lambda invoke --function-name hello --payload \'{"name":"you"}\' out.json'
-            "   # AWS CLI v2: add --cli-binary-format raw-in-base64-out",
-            f'  curl -s -H "Authorization: Bearer $KUBELAMBDA_API_KEY" -d \'{{"name":"you"}}\' '
-            f"{url}/2015-03-31/functions/hello/invocations",
-            '  python -c \'import boto3, json; r = boto3.client("lambda").invoke('
-            'FunctionName="hello", Payload=b"{}"); print(json.load(r["Payload"]))\'',
-        ]
-    lines.append("Stop with Ctrl-C.")
-    print("\n".join(lines), flush=True)
+        await asyncio.to_thread(example.deploy, host, port, api_key)
+    serving.print_banner(url, deploy_example=deploy_example)

@@ -1,0 +1,126 @@
+"""Serving the gateway: the listening socket, uvicorn, the URL file and the banner.
+
+Shared by both platforms (``embedded.run`` and ``kubernetes.run``): whatever adapters
+sit behind the gateway, it is served the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from types import FrameType
+
+import uvicorn
+from starlette.types import ASGIApp
+
+from kubelambda.launch.errors import PlatformStartError
+
+__all__ = ["bind", "print_banner", "serve", "signals_end_serving_only"]
+
+log = logging.getLogger(__name__)
+
+
+async def serve(
+    app: ASGIApp,
+    listener: socket.socket,
+    *,
+    url: str,
+    url_file: Path,
+    stack: contextlib.AsyncExitStack,
+    announce: Callable[[], Awaitable[None]],
+) -> None:
+    """Serve ``app`` on ``listener`` until uvicorn stops; once it serves, record ``url``
+    for ``kubelambda env`` and ``announce`` it."""
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            log_config=None,
+            access_log=False,
+            http="httptools",
+            lifespan="on",
+            timeout_graceful_shutdown=30,
+            proxy_headers=False,
+            server_header=False,
+            date_header=False,
+        )
+    )
+    serving = asyncio.create_task(server.serve(sockets=[listener]))
+    # uvicorn exposes readiness only as a flag, so it is polled (for milliseconds).
+    while not server.started and not serving.done():  # noqa: ASYNC110
+        await asyncio.sleep(0.01)
+    if serving.done():
+        await serving  # raises the reason it could not start
+        return
+    await asyncio.to_thread(url_file.write_text, url + "\n")
+    stack.callback(_remove_url_file, url_file, url)
+    log.info("gateway listening url=%s", url)
+    await announce()
+    await serving
+
+
+@contextlib.contextmanager
+def signals_end_serving_only() -> Iterator[None]:
+    """uvicorn re-raises the SIGINT/SIGTERM that stopped it once it has shut down; with
+    the default handlers that would kill us before the instances are stopped. Under these
+    handlers the re-raised signal is only noted, and the shutdown runs to its end."""
+
+    def note(signum: int, _frame: FrameType | None) -> None:
+        log.info("shutting down signal=%s", signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, note) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _remove_url_file(url_file: Path, url: str) -> None:
+    # Only our own: the home's lock should make another run's impossible, but a file
+    # someone else wrote meanwhile is not ours to delete.
+    with contextlib.suppress(FileNotFoundError):
+        if url_file.read_text().strip() == url:
+            url_file.unlink()
+
+
+def bind(host: str, port: int) -> socket.socket:
+    # IPPROTO_TCP (not 0) makes asyncio set TCP_NODELAY on accepted connections; without
+    # it every keep-alive response waits ~40 ms for the client's delayed ACK.
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+    except OSError as exc:
+        listener.close()
+        raise PlatformStartError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc} "
+            "(another program uses the port? choose another with --port)"
+        ) from exc
+    listener.listen(1024)
+    listener.setblocking(False)
+    return listener
+
+
+def print_banner(url: str, *, deploy_example: bool) -> None:
+    lines = [
+        f"kubelambda is up at {url}",
+        'Connect a shell: eval "$(.venv/bin/kubelambda env)"',
+    ]
+    if deploy_example:
+        lines += [
+            "Invoke the example function 'hello':",
+            '  aws lambda invoke --function-name hello --payload \'{"name":"you"}\' out.json'
+            "   # AWS CLI v2: add --cli-binary-format raw-in-base64-out",
+            f'  curl -s -H "Authorization: Bearer $KUBELAMBDA_API_KEY" -d \'{{"name":"you"}}\' '
+            f"{url}/2015-03-31/functions/hello/invocations",
+            '  python -c \'import boto3, json; r = boto3.client("lambda").invoke('
+            'FunctionName="hello", Payload=b"{}"); print(json.load(r["Payload"]))\'',
+        ]
+    lines.append("Stop with Ctrl-C.")
+    print("\n".join(lines), flush=True)
