@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from pydantic import ValidationError
 
 from kubelambda import credentials, errors
-from kubelambda.launch.settings import EmbeddedSettings
+from kubelambda.launch.settings import PlatformSettings
 from kubelambda.models import DEFAULT_NAMESPACE, FunctionKey
 
 __all__ = ["main"]
@@ -29,7 +29,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     args = _parser().parse_args(argv)
     env = os.environ if environ is None else environ
     try:
-        settings = EmbeddedSettings.from_environ(
+        settings = PlatformSettings.from_environ(
             env,
             home=args.home,
             port=getattr(args, "port", None),
@@ -68,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _up(settings: EmbeddedSettings, *, example: bool) -> int:
+def _up(settings: PlatformSettings, *, example: bool) -> int:
     from kubelambda.launch import embedded  # the platform's imports are only paid by `up`
     from kubelambda.launch.errors import PlatformStartError
 
@@ -87,7 +87,7 @@ def _up(settings: EmbeddedSettings, *, example: bool) -> int:
     return 0
 
 
-def _dlq(settings: EmbeddedSettings, args: argparse.Namespace) -> int:
+def _dlq(settings: PlatformSettings, args: argparse.Namespace) -> int:
     from kubelambda.launch import dlq
 
     function = FunctionKey(args.namespace, args.function)
@@ -100,7 +100,7 @@ def _dlq(settings: EmbeddedSettings, args: argparse.Namespace) -> int:
         return 1
 
 
-def _env(settings: EmbeddedSettings) -> int:
+def _env(settings: PlatformSettings) -> int:
     if not settings.url_file.exists():
         print(
             f"kubelambda: no running platform under {settings.home} (start it: kubelambda up)",

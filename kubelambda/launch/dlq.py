@@ -14,7 +14,7 @@ import time
 from kubelambda import dead_letter_queue, errors, names
 from kubelambda.destinations import DeadLetter
 from kubelambda.launch import queues
-from kubelambda.launch.settings import EmbeddedSettings
+from kubelambda.launch.settings import PlatformSettings
 from kubelambda.models import LATEST, FunctionKey
 from kubelambda.store.sqlite import SqliteStore
 
@@ -22,7 +22,7 @@ __all__ = ["run"]
 
 
 async def run(
-    settings: EmbeddedSettings, *, action: str, function: FunctionKey, as_json: bool
+    settings: PlatformSettings, *, action: str, function: FunctionKey, as_json: bool
 ) -> int:
     async with SqliteStore.open(settings.home, region=settings.region) as store:
         try:

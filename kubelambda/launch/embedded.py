@@ -26,7 +26,7 @@ from kubelambda.launch import example, home, queues, serving
 from kubelambda.launch.controller import start_controller
 from kubelambda.launch.dispatcher import start_dispatcher
 from kubelambda.launch.gateway import build_gateway, build_invoke_path
-from kubelambda.launch.settings import EmbeddedSettings
+from kubelambda.launch.settings import PlatformSettings
 from kubelambda.store.code import LocalCodeStore
 from kubelambda.store.sqlite import SqliteStore
 
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 _REPORTER = "embedded"
 
 
-async def run(settings: EmbeddedSettings, *, deploy_example: bool = False) -> None:
+async def run(settings: PlatformSettings, *, deploy_example: bool = False) -> None:
     """Serve until SIGINT/SIGTERM, then stop every instance and close the store."""
     home.make_private(settings.home)
     async with contextlib.AsyncExitStack() as stack:

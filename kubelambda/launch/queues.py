@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from kubelambda.kafka.queue import KafkaQueue
 from kubelambda.kafka.settings import KafkaSettings
 from kubelambda.kafka.topic_log import KafkaTopicLog
-from kubelambda.launch.settings import EmbeddedSettings
+from kubelambda.launch.settings import PlatformSettings
 from kubelambda.ports.queue import Queue, TopicLog
 from kubelambda.store.queue import SqliteQueue
 
@@ -28,7 +28,7 @@ class EventQueues:
 
 
 @contextlib.asynccontextmanager
-async def open_queue(settings: EmbeddedSettings) -> AsyncIterator[EventQueues]:
+async def open_queue(settings: PlatformSettings) -> AsyncIterator[EventQueues]:
     if settings.kafka_bootstrap:
         kafka = kafka_settings(settings, settings.kafka_bootstrap)
         async with KafkaQueue(kafka) as queue:
@@ -38,7 +38,7 @@ async def open_queue(settings: EmbeddedSettings) -> AsyncIterator[EventQueues]:
         yield EventQueues(local, local)
 
 
-def kafka_settings(settings: EmbeddedSettings, bootstrap: str) -> KafkaSettings:
+def kafka_settings(settings: PlatformSettings, bootstrap: str) -> KafkaSettings:
     """One installation's topics and consumer groups, all under its topic prefix, so
     several installations can share a cluster."""
     prefix = settings.kafka_topic_prefix

@@ -1,4 +1,4 @@
-"""Settings of the embedded platform, validated once at start: the one place they are set.
+"""Settings of the platform, validated once at start: the one place they are set.
 
 Read by the CLI (``kubelambda up``/``env``) from an environment mapping passed in, so
 tests build settings without touching ``os.environ``. Every variable is
@@ -15,13 +15,14 @@ from typing import Any, Self
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-__all__ = ["EmbeddedSettings"]
+__all__ = ["PlatformSettings"]
 
 ENV_PREFIX = "KUBELAMBDA_"
 
 
-class EmbeddedSettings(BaseSettings):
-    """Where state lives, where the gateway listens, and the invoke path's bounds."""
+class PlatformSettings(BaseSettings):
+    """Where state lives, where the gateway listens, the invoke path's bounds, and (with
+    ``kubernetes``) the cluster functions run on."""
 
     model_config = SettingsConfigDict(frozen=True, extra="ignore")
 
@@ -57,12 +58,37 @@ class EmbeddedSettings(BaseSettings):
         default=1, ge=1, description="Replication factor of created topics (3 in production)"
     )
 
+    kubernetes: bool = Field(
+        default=False, description="Run functions as pods (store: custom resources)"
+    )
+    kubeconfig: str | None = Field(
+        default=None, description="Cluster credentials (default $KUBECONFIG, or in cluster)"
+    )
+    namespaces: tuple[str, ...] = Field(
+        default=(), description="Namespaces whose functions this platform serves (empty: all)"
+    )
+    runtime_image: str = Field(
+        default="localhost/kubelambda/runtime:latest",
+        description="Image of function pods (the runtime agent; python3.11 and provided)",
+    )
+    code_url: str | None = Field(
+        default=None,
+        description="Base URL pods fetch code packages from (default: the gateway's URL)",
+    )
+    gateway_cidrs: tuple[str, ...] = Field(
+        default=(),
+        description="Addresses of a gateway outside the cluster, allowed to reach function pods",
+    )
+    lease_namespace: str = Field(
+        default="default", description="Namespace of the controller's leader-election Lease"
+    )
+
     @field_validator("home")
     @classmethod
     def _expand_home(cls, value: Path) -> Path:
         return value.expanduser().resolve()
 
-    @field_validator("async_retry_delays", mode="before")
+    @field_validator("async_retry_delays", "namespaces", "gateway_cidrs", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         if isinstance(value, str):

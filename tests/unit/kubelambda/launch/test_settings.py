@@ -5,11 +5,11 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from kubelambda.launch.settings import EmbeddedSettings
+from kubelambda.launch.settings import PlatformSettings
 
 
 def test_reads_prefixed_variables_and_ignores_the_rest(tmp_path: Path) -> None:
-    settings = EmbeddedSettings.from_environ(
+    settings = PlatformSettings.from_environ(
         {
             "KUBELAMBDA_HOME": str(tmp_path),
             "KUBELAMBDA_PORT": "0",
@@ -24,11 +24,11 @@ def test_reads_prefixed_variables_and_ignores_the_rest(tmp_path: Path) -> None:
 
 def test_process_environment_is_not_read(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KUBELAMBDA_PORT", "9999")
-    assert EmbeddedSettings.from_environ({}).port == 7070
+    assert PlatformSettings.from_environ({}).port == 7070
 
 
 def test_explicit_overrides_win_over_the_environment_and_none_is_ignored() -> None:
-    settings = EmbeddedSettings.from_environ({"KUBELAMBDA_PORT": "8000"}, port=9000, home=None)
+    settings = PlatformSettings.from_environ({"KUBELAMBDA_PORT": "8000"}, port=9000, home=None)
     assert settings.port == 9000
     assert settings.home == Path("~/.kubelambda").expanduser().resolve()
 
@@ -45,4 +45,4 @@ def test_explicit_overrides_win_over_the_environment_and_none_is_ignored() -> No
 )
 def test_bad_values_are_refused(environ: dict[str, str]) -> None:
     with pytest.raises(ValidationError):
-        EmbeddedSettings.from_environ(environ)
+        PlatformSettings.from_environ(environ)
