@@ -69,46 +69,73 @@ def kubectl(*args: str) -> str:
     return subprocess.run(["kubectl", *args], check=True, capture_output=True, text=True).stdout
 
 
-def function_zip() -> bytes:
+# A custom runtime: the package's own executable `bootstrap` (the exec bit must survive the
+# fetch, and the code volume must allow exec) polling the Runtime API itself.
+BOOTSTRAP = b"""\
+#!/bin/sh
+exec python3 -c '
+import json, os, urllib.request
+api = "http://" + os.environ["AWS_LAMBDA_RUNTIME_API"] + "/2018-06-01/runtime/invocation/"
+while True:
+    with urllib.request.urlopen(api + "next") as response:
+        request_id = response.headers["Lambda-Runtime-Aws-Request-Id"]
+        event = json.load(response)
+    print("handling", request_id, flush=True)
+    answer = json.dumps({"hello": event["name"], "uid": os.getuid()}).encode()
+    urllib.request.urlopen(api + request_id + "/response", data=answer).read()
+'
+"""
+PACKAGES = {
+    "python3.11": ("app.py", HANDLER, 0o644),
+    "provided.al2023": ("bootstrap", BOOTSTRAP, 0o755),
+}
+
+
+def function_zip(name: str, content: bytes, mode: int) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        info = zipfile.ZipInfo("app.py")
+        info = zipfile.ZipInfo(name)
         info.create_system = 3
-        info.external_attr = (stat.S_IFREG | 0o644) << 16
-        archive.writestr(info, HANDLER)
+        info.external_attr = (stat.S_IFREG | mode) << 16
+        archive.writestr(info, content)
     return buffer.getvalue()
 
 
 class CodeServer:
-    """Serves one zip at ``/code/<sha256>.zip`` to requests bearing ``token``, on the node's
+    """Serves zips at ``/code/<sha256>.zip`` to requests bearing ``token``, on the node's
     address (the platform's code server will serve packages the same way)."""
 
-    def __init__(self, body: bytes, token: str) -> None:
-        self.body, self.token = body, token
-        self.sha256 = hashlib.sha256(body).hexdigest()
+    def __init__(self, token: str) -> None:
+        self.token = token
+        self.packages: dict[str, bytes] = {}
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
+                body = server.packages.get(self.path.removeprefix("/code/").removesuffix(".zip"))
                 if self.headers.get("Authorization") != f"Bearer {server.token}":
                     self.send_error(401)
-                elif self.path != f"/code/{server.sha256}.zip":
+                elif body is None:
                     self.send_error(404)
                 else:
                     self.send_response(200)
-                    self.send_header("Content-Length", str(len(server.body)))
+                    self.send_header("Content-Length", str(len(body)))
                     self.end_headers()
-                    self.wfile.write(server.body)
+                    self.wfile.write(body)
 
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
         self.httpd = http.server.ThreadingHTTPServer((k8s_layout.NODE_IP, 0), Handler)
-        self.url = (
-            f"http://{k8s_layout.NODE_IP}:{self.httpd.server_address[1]}/code/{self.sha256}.zip"
-        )
         self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.1,), daemon=True)
         self.thread.start()
+
+    def add(self, body: bytes) -> tuple[str, str]:
+        """Serve ``body``: its URL and SHA-256."""
+        sha256 = hashlib.sha256(body).hexdigest()
+        self.packages[sha256] = body
+        port = self.httpd.server_address[1]
+        return f"http://{k8s_layout.NODE_IP}:{port}/code/{sha256}.zip", sha256
 
     def close(self) -> None:
         self.httpd.shutdown()
@@ -124,7 +151,7 @@ def api(kubeconfig: pathlib.Path) -> Iterator[client.ApiClient]:
 
 @pytest.fixture(scope="module")
 def code_server() -> Iterator[CodeServer]:
-    server = CodeServer(function_zip(), token=secrets.token_urlsafe(32))
+    server = CodeServer(token=secrets.token_urlsafe(32))
     yield server
     server.close()
 
@@ -152,7 +179,9 @@ def secret_env(name: str, key: str) -> dict[str, Any]:
     return {"name": name, "valueFrom": {"secretKeyRef": {"name": "instance", "key": key}}}
 
 
-def function_pod(name: str, *, image: str, code_url: str, sha256: str) -> dict[str, Any]:
+def function_pod(
+    name: str, *, image: str, runtime: str, code_url: str, sha256: str
+) -> dict[str, Any]:
     """The pod of one instance, as the controller's Deployment template will make it."""
     locked_down = {
         "readOnlyRootFilesystem": True,
@@ -170,11 +199,11 @@ def function_pod(name: str, *, image: str, code_url: str, sha256: str) -> dict[s
         "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
         "AWS_REGION": "us-east-1",
         "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_EXECUTION_ENV": "AWS_Lambda_python3.11",
+        "AWS_EXECUTION_ENV": f"AWS_Lambda_{runtime}",
         "TZ": ":UTC",
         "KUBELAMBDA_AGENT_LISTEN": f"0.0.0.0:{AGENT_PORT}",
         "KUBELAMBDA_AGENT_CONCURRENCY": "1",
-        "KUBELAMBDA_AGENT_RUNTIME": "python3.11",
+        "KUBELAMBDA_AGENT_RUNTIME": runtime,
         "KUBELAMBDA_AGENT_TIMEOUT_SECONDS": "3",
         "KUBELAMBDA_AGENT_PYTHON": "/usr/bin/python3",
     }
@@ -265,30 +294,39 @@ def invoke(ip: str, event: object, *, request_id: str, token: str) -> tuple[int,
         connection.close()
 
 
+@pytest.mark.parametrize("runtime", sorted(PACKAGES))
 def test_pod_fetches_its_code_and_serves_invokes(
-    api: client.ApiClient, namespace: str, code_server: CodeServer, runtime_image: str
+    api: client.ApiClient,
+    namespace: str,
+    code_server: CodeServer,
+    runtime_image: str,
+    runtime: str,
 ) -> None:
     core = client.CoreV1Api(api)
-    pod = function_pod(
-        "good", image=runtime_image, code_url=code_server.url, sha256=code_server.sha256
-    )
+    body = function_zip(*PACKAGES[runtime])
+    url, sha256 = code_server.add(body)
+    name = runtime.replace(".", "-")
+    pod = function_pod(name, image=runtime_image, runtime=runtime, code_url=url, sha256=sha256)
     core.create_namespaced_pod(namespace, pod)
-    ip = eventually("the function pod to become Ready", lambda: pod_ready(core, namespace, "good"))
+    ip = eventually("the function pod to become Ready", lambda: pod_ready(core, namespace, name))
     request_id = str(uuid.uuid4())
 
-    status, body = invoke(ip, {"name": "pod"}, request_id=request_id, token=INVOKE_TOKEN)
+    status, answer = invoke(ip, {"name": "pod"}, request_id=request_id, token=INVOKE_TOKEN)
     refused, _ = invoke(ip, {"name": "pod"}, request_id="x", token="not-" + INVOKE_TOKEN)
 
-    assert status == 200, body
-    assert json.loads(body) == {"hello": "pod", "uid": 10001, "task_root": "read-only"}
+    assert status == 200, answer
+    expected = {"hello": "pod", "uid": 10001}
+    if runtime == "python3.11":
+        expected["task_root"] = "read-only"
+    assert json.loads(answer) == expected
     assert refused == 403
-    fetched = kubectl("logs", "-n", namespace, "good", "-c", "fetch-code")
-    assert fetched.startswith(f"fetch-code: 1 files from {len(code_server.body)} bytes")
+    fetched = kubectl("logs", "-n", namespace, name, "-c", "fetch-code")
+    assert fetched.startswith(f"fetch-code: 1 files from {len(body)} bytes (sha256 {sha256})")
     assert code_server.token not in fetched
     log = eventually(
         "the REPORT line in the agent's log",
         lambda: (
-            (text := kubectl("logs", "-n", namespace, "good", "-c", "agent"))
+            (text := kubectl("logs", "-n", namespace, name, "-c", "agent"))
             and f"REPORT RequestId: {request_id}" in text
             and text
         ),
@@ -302,10 +340,10 @@ def test_pod_with_a_wrong_digest_never_becomes_ready(
     api: client.ApiClient, namespace: str, code_server: CodeServer, runtime_image: str
 ) -> None:
     core = client.CoreV1Api(api)
+    url, sha256 = code_server.add(function_zip(*PACKAGES["python3.11"]))
     wrong = hashlib.sha256(b"another package").hexdigest()
-    core.create_namespaced_pod(
-        namespace, function_pod("bad", image=runtime_image, code_url=code_server.url, sha256=wrong)
-    )
+    pod = function_pod("bad", image=runtime_image, runtime="python3.11", code_url=url, sha256=wrong)
+    core.create_namespaced_pod(namespace, pod)
 
     def failed_fetch() -> str | None:
         status = core.read_namespaced_pod("bad", namespace).status
@@ -325,9 +363,6 @@ def test_pod_with_a_wrong_digest_never_becomes_ready(
 
     log = eventually("the fetch-code init container to fail", failed_fetch)
 
-    assert log == (
-        f"fetch-code: SHA-256 mismatch for {code_server.url}: "
-        f"got {code_server.sha256}, expected {wrong}\n"
-    )
+    assert log == f"fetch-code: SHA-256 mismatch for {url}: got {sha256}, expected {wrong}\n"
     assert pod_ready(core, namespace, "bad") is None
     assert core.read_namespaced_pod("bad", namespace).status.phase == "Pending"

@@ -7,6 +7,7 @@ and at the one line the init container prints.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.server
 import io
@@ -77,7 +78,9 @@ def server() -> Iterator[CodeServer]:
             if state.send_length:
                 self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(body)
+            # The client may stop reading at its size limit, as it should.
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                self.wfile.write(body)
 
         def log_message(self, format: str, *args: object) -> None:
             pass
