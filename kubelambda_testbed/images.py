@@ -71,6 +71,8 @@ _CONTAINERFILE = "python/Containerfile"
 _REQUIREMENTS = "python/requirements.txt"
 # Bump when ensure_runtime_image builds differently, so the tag (and the cache) changes.
 _RUNTIME_BUILD = "buildah-r1"
+# Runtime image tarballs kept in the cache (about 70 MB each), the newest ones.
+_RUNTIME_ARCHIVES_KEPT = 4
 
 
 def ensure_all(layout: k8s_layout.Layout) -> dict[str, pathlib.Path]:
@@ -132,7 +134,7 @@ def runtime_image_ref(layout: k8s_layout.Layout) -> str:
 
 def ensure_runtime_image(layout: k8s_layout.Layout) -> pathlib.Path:
     """The runtime image tarball, built with buildah on the base archive when the cache
-    has none for this content (a few seconds); older ones are removed."""
+    has none for this content (a few seconds); only the newest few are kept."""
     ref = runtime_image_ref(layout)
     archive = layout.images_dir / f"runtime-{ref.rpartition(':')[2]}.tar"
     if archive.exists():
@@ -165,10 +167,17 @@ def ensure_runtime_image(layout: k8s_layout.Layout) -> pathlib.Path:
         )  # fmt: skip
         subprocess.run([*buildah, "push", "--quiet", ref, f"oci:{layout_dir}:{ref}"], check=True)
         _pack_oci_layout(layout_dir, archive=archive, name=ref)
-    for stale in layout.images_dir.glob("runtime-*.tar"):
-        if stale != archive:
-            stale.unlink()
+    _prune_runtime_archives(layout.images_dir)
     return archive
+
+
+def _prune_runtime_archives(images_dir: pathlib.Path) -> None:
+    # Several checkouts (worktrees, CI) share the cache, each with its own agent: keeping a
+    # few spares that one from rebuilding after another, and from losing its tarball
+    # between its build and its import.
+    archives = sorted(images_dir.glob("runtime-*.tar"), key=lambda p: p.stat().st_mtime)
+    for stale in archives[:-_RUNTIME_ARCHIVES_KEPT]:
+        stale.unlink(missing_ok=True)
 
 
 def _runtime_sources() -> dict[str, pathlib.Path]:
