@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test unit lint bench cluster-up cluster-env cluster-down clean
+.PHONY: run test unit lint bench cluster-up cluster-env cluster-down images clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ cluster-up: $(STAMP)
 
 cluster-env: $(STAMP)
 	@$(BIN)/python -m kubelambda_testbed env
+
+# The function runtime image (runtime-images/python/Containerfile, built with buildah) and
+# the node's other images, loaded into the running test cluster; prints nothing on stdout.
+images: $(STAMP)
+	$(BIN)/python -m kubelambda_testbed images
 
 cluster-down: $(STAMP)
 	$(BIN)/python -m kubelambda_testbed down

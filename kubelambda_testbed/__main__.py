@@ -1,10 +1,15 @@
-"""`python -m kubelambda_testbed up|env|down [--only kafka,prometheus,kubernetes]`.
+"""`python -m kubelambda_testbed up|env|down [--only kafka,prometheus,kubernetes]`, and
+`python -m kubelambda_testbed images` (`make images`).
 
 Called by the Makefile (`make cluster-up`, `make -s cluster-env`, `make cluster-down`,
 `make test`) and by developers. `up` starts what is not running yet (installing or building what
 is missing into the cache), `env` prints the `export` lines that point clients at it, `down`
 stops everything and leaves no process behind. Progress goes to stderr as key=value log lines;
 stdout carries only the export lines, so `eval "$(python -m kubelambda_testbed env)"` is safe.
+
+`images` builds the node's container images (the function runtime image of this checkout's
+agent among them) and loads those the running node lacks, without restarting anything; `up`
+does the same on a running cluster.
 
 Kubernetes is `kubelambda_testbed.k8s`, built separately; when it is requested but absent, the
 command fails and says so.
@@ -61,6 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     names: list[str] = args.only
     if args.command == "down":
         return _down(list(reversed(names)), state_dir)
+    if args.command == "images":
+        return _images(state_dir, cache_dir)
     environment: dict[str, str] = {}
     for name in names:
         try:
@@ -93,6 +100,18 @@ def _down(names: list[str], state_dir: Path) -> int:
             log.error("event=failed command=down component=%s error=%s", name, exc)
             status = 1
     return status
+
+
+def _images(state_dir: Path, cache_dir: Path) -> int:
+    try:
+        # Imported here, as `_load` does: the Kubernetes part is optional in a checkout.
+        from kubelambda_testbed import k8s
+
+        k8s.load_images(state_dir, cache_dir)
+    except process.InfraError as exc:
+        log.error("event=failed command=images error=%s", exc)
+        return 1
+    return 0
 
 
 def _load(name: str) -> Component:
@@ -133,7 +152,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="python -m kubelambda_testbed",
         description="Start, describe or stop the test infrastructure.",
     )
-    parser.add_argument("command", choices=["up", "env", "down"])
+    parser.add_argument("command", choices=["up", "env", "down", "images"])
     parser.add_argument(
         "--only",
         type=_components,

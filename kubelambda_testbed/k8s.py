@@ -28,11 +28,13 @@ from kubelambda_testbed import (
     process,
 )
 
-__all__ = ["BIN_DIR_VAR", "down", "env", "is_up", "up"]
+__all__ = ["BIN_DIR_VAR", "RUNTIME_IMAGE_VAR", "down", "env", "is_up", "load_images", "up"]
 
 _log = logging.getLogger(__name__)
 
 BIN_DIR_VAR = "TESTINFRA_BIN_DIR"
+# The function runtime image the node has loaded, for tests and a kubelambda install.
+RUNTIME_IMAGE_VAR = "KUBELAMBDA_RUNTIME_IMAGE"
 _NODE_READY_TIMEOUT = 120.0
 
 
@@ -41,6 +43,8 @@ def up(state_dir: pathlib.Path, cache_dir: pathlib.Path) -> dict[str, str]:
     layout = _layout(state_dir, cache_dir)
     with process.locked(_lock_file(state_dir)):
         if _all_running(layout):
+            # A changed agent means a new runtime image: the running node gets it too.
+            _load_images(layout)
             return env(state_dir, cache_dir)
         started = time.monotonic()
         try:
@@ -72,12 +76,32 @@ def up(state_dir: pathlib.Path, cache_dir: pathlib.Path) -> dict[str, str]:
 
 
 def env(state_dir: pathlib.Path, cache_dir: pathlib.Path) -> dict[str, str]:
-    """``KUBECONFIG`` (admin credentials) and ``TESTINFRA_BIN_DIR`` (kubectl, helm)."""
+    """``KUBECONFIG`` (admin credentials), ``TESTINFRA_BIN_DIR`` (kubectl, helm) and
+    ``KUBELAMBDA_RUNTIME_IMAGE`` (the runtime image this checkout's agent makes)."""
     layout = _layout(state_dir, cache_dir)
     return {
         "KUBECONFIG": str(layout.admin_kubeconfig),
         BIN_DIR_VAR: str(layout.client_bin_dir),
+        RUNTIME_IMAGE_VAR: images.runtime_image_ref(layout),
     }
+
+
+def load_images(state_dir: pathlib.Path, cache_dir: pathlib.Path) -> None:
+    """Build the node's images (the runtime image of this checkout's agent among them) and
+    import those the running node lacks; ``python -m kubelambda_testbed images``."""
+    layout = _layout(state_dir, cache_dir)
+    with process.locked(_lock_file(state_dir)):
+        if not _all_running(layout):
+            raise process.InfraError("kubernetes is not running: start it with `make cluster-up`")
+        _load_images(layout)
+
+
+def _load_images(layout: k8s_layout.Layout) -> None:
+    try:
+        process.ensure_debian_packages(node.DEBIAN_PACKAGES)
+        images.load_missing(layout)
+    except (subprocess.CalledProcessError, OSError) as exc:
+        raise process.InfraError(f"cannot build or load the images: {_describe(exc)}") from exc
 
 
 def down(state_dir: pathlib.Path) -> None:

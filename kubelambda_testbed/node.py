@@ -35,6 +35,8 @@ DEBIAN_PACKAGES = (
     "iproute2",
     "debootstrap",
     "umoci",
+    # Builds the runtime image from its Containerfile (``images.ensure_runtime_image``).
+    "buildah",
 )
 _CGROUP_ROOT = pathlib.Path("/sys/fs/cgroup")
 # containerd 1.6 always makes these for shim sockets and fifos, whatever its state dir.
@@ -81,9 +83,7 @@ def start(layout: k8s_layout.Layout) -> None:
         daemon=containerd,
         timeout=30,
     )
-    loaded = set(_ctr(layout, "images", "ls", "-q").stdout.split())
-    archives = images.ensure_all(layout)
-    images.import_images(layout, [a for name, a in archives.items() if name not in loaded])
+    images.load_missing(layout)
 
     if not kubelet.is_running():
         k8s_control.launch(

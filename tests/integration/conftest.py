@@ -27,7 +27,7 @@ import kubelambda_testbed.kafka
 import kubelambda_testbed.prometheus
 
 SKIP_ENV = "KUBELAMBDA_SKIP_INFRA"
-INFRA_FIXTURES = frozenset({"kafka_bootstrap", "prometheus", "kubeconfig"})
+INFRA_FIXTURES = frozenset({"kafka_bootstrap", "prometheus", "kubeconfig", "runtime_image"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -83,6 +83,18 @@ def kubeconfig() -> Iterator[Path]:
             yield Path(environment["KUBECONFIG"])
         finally:
             os.environ["PATH"] = saved_path
+
+
+@pytest.fixture(scope="session")
+def runtime_image(kubeconfig: Path) -> str:
+    """The function runtime image of this checkout's agent, loaded into the test node
+    (built first when the cache lacks it, as `make images` does): its reference."""
+    k8s = importlib.import_module("kubelambda_testbed.k8s")
+    state_dir = kubelambda_testbed.state_dir(os.environ)
+    cache_dir = kubelambda_testbed.cache_dir(os.environ)
+    k8s.load_images(state_dir, cache_dir)
+    reference: str = k8s.env(state_dir, cache_dir)[k8s.RUNTIME_IMAGE_VAR]
+    return reference
 
 
 @contextlib.contextmanager

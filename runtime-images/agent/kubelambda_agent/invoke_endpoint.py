@@ -60,7 +60,7 @@ class InvokeEndpoint:
                 responder.respond(405, _error("MethodNotAllowed", "POST /invoke"), (_JSON,))
         elif request.path == protocol.READY_PATH:
             if request.method == "GET":
-                self._ready(responder)
+                self._ready(request, responder)
             else:
                 responder.respond(405, _error("MethodNotAllowed", "GET /ready"), (_JSON,))
         else:
@@ -73,10 +73,16 @@ class InvokeEndpoint:
             self._drained = asyncio.get_running_loop().create_future()
             await self._drained
 
-    def _ready(self, responder: Responder) -> None:
+    def _ready(self, request: Request, responder: Responder) -> None:
+        status = 200 if self.ready and not self.draining else 503
+        # Unauthenticated, it is the kubelet's readiness probe: the status alone. How busy
+        # the instance is would tell any pod in the cluster when the function runs.
+        if not invoke_token.matches(self._token, request.headers.get(_INVOKE_TOKEN)):
+            responder.respond(status, b"{}", (_JSON,))
+            return
         idle = sum(1 for slot in self._slots if slot.available)
         body = json.dumps({"concurrency": len(self._slots), "idle": idle}).encode()
-        responder.respond(200 if self.ready and not self.draining else 503, body, (_JSON,))
+        responder.respond(status, body, (_JSON,))
 
     def _invoke(self, request: Request, responder: Responder) -> None:
         # First of all: whoever lacks the token learns nothing else about this instance.

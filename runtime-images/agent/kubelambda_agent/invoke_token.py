@@ -4,8 +4,9 @@ The invoke port listens on an address other processes can reach (any local user 
 embedded mode, any pod in the cluster). The gateway authenticates callers and enforces
 reserved concurrency; a request straight to the port would skip both. So every instance
 gets a random secret and ``POST /invoke`` is refused (403, nothing runs) unless the
-request carries it in ``protocol.INVOKE_TOKEN``. ``GET /ready`` stays open: it runs
-nothing and reveals nothing.
+request carries it in ``protocol.INVOKE_TOKEN``. ``GET /ready`` stays open (it is the
+pod's readiness probe): it runs nothing, and without the token it answers only its
+status, not how many runtimes are busy.
 
 Who sets it, and how it stays secret from the function:
 

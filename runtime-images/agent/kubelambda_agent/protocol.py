@@ -8,8 +8,9 @@ gateway's agent client imports it, so both sides read the same names:
                    below and the function's result or error body; 503 with
                    ``Kubelambda-Agent-Busy`` when nothing ran (another instance may take it);
                    403 when ``INVOKE_TOKEN`` is not the instance's token (nothing ran)
-    GET  /ready    200 while the agent takes invocations, else 503;
-                   body ``{"concurrency": n, "idle": k}``
+    GET  /ready    200 while the agent takes invocations, else 503 (the pod's readiness
+                   probe, so no token is needed); body ``{"concurrency": n, "idle": k}``
+                   with ``INVOKE_TOKEN``, ``{}`` without it
 """
 
 from __future__ import annotations

@@ -94,7 +94,8 @@ class Agent:
         return InvokeResult(response.status_code, response.headers, response.content)
 
     def ready(self) -> httpx.Response:
-        return self.client.get("/ready")
+        """The readiness report the gateway sees (with the token: runtimes and idle)."""
+        return self.client.get("/ready", headers={INVOKE_TOKEN_HEADER: self.token})
 
     def wait_idle(self, idle: int = 1, timeout: float = 20.0) -> None:
         """Wait until ``idle`` runtimes are ready again (after a restart, say)."""

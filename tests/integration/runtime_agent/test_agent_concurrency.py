@@ -71,3 +71,16 @@ def test_ready_reports_concurrency_and_idle_runtimes(
 
     assert response.status_code == 200
     assert response.json() == {"concurrency": 3, "idle": 3}
+
+
+def test_ready_without_the_token_tells_only_its_status(
+    start_agent: StartAgent, echo_function: dict[str, str]
+) -> None:
+    # The kubelet's readiness probe carries no token; other pods must not learn how busy
+    # the function is from it.
+    agent = start_agent(echo_function, concurrency=3)
+
+    response = httpx.get(f"{agent.url}/ready")
+
+    assert response.status_code == 200
+    assert response.content == b"{}"

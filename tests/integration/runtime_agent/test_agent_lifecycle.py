@@ -103,7 +103,9 @@ def test_sigterm_finishes_in_flight_work_refuses_new_and_exits_zero(
     agent.wait_idle_exactly(1)
 
     agent.process.send_signal(signal.SIGTERM)
-    with httpx.Client(base_url=agent.url) as late_client:
+    with httpx.Client(
+        base_url=agent.url, headers={INVOKE_TOKEN_HEADER: agent.token}
+    ) as late_client:
         deadline = time.monotonic() + 5
         while late_client.get("/ready").status_code == 200 and time.monotonic() < deadline:
             time.sleep(0.01)

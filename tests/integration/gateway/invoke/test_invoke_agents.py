@@ -161,7 +161,8 @@ async def test_busy_instance_is_retried_until_it_is_free(
         )
         # The agent's readiness report says when its only runtime is taken.
         ready = f"http://{instance.host}:{instance.port}{protocol.READY_PATH}"
-        while (await direct.get(ready)).json()["idle"] > 0:  # noqa: ASYNC110
+        token = {protocol.INVOKE_TOKEN: instance.token}
+        while (await direct.get(ready, headers=token)).json()["idle"] > 0:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
         response = await _invoke(platform, "sleep", {"seconds": 0})
         assert (await occupied).status_code == 200
