@@ -2,7 +2,7 @@
 
 Both instance backends build on ``function_environment``: the local one
 (``controller.backends.local_env``) adds a listen address, an interpreter and a log file
-on this host; the Kubernetes one (``kubelambda.kubernetes.manifests``) puts the same
+on this host; the Kubernetes one (``kubelambda.kubernetes.workloads``) puts the same
 variables into a pod template. The function's own variables come first, so Lambda's
 reserved names always win (the management API rejects them anyway; this keeps a bad
 record harmless).

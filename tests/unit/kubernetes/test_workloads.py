@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from kubelambda.instance_environment import InitializationType
-from kubelambda.kubernetes import manifests
-from kubelambda.kubernetes.manifests import Owner, PodSettings
+from kubelambda.kubernetes import workloads
+from kubelambda.kubernetes.workloads import Owner, PodSettings
 from kubelambda.models import (
     AccessRule,
     CodePackage,
@@ -32,7 +32,7 @@ READ_CONFIGMAPS = AccessRule(api_groups=("",), resources=("configmaps",), verbs=
 
 def build(identity: FunctionIdentity = NO_IDENTITY, **changes: object) -> dict[str, Any]:
     version = factories.function_version("Hello_World", namespace="team-a", **changes)
-    return manifests.deployment(
+    return workloads.deployment(
         "hello",
         version,
         owner=OWNER,
@@ -57,7 +57,7 @@ def env_of(container: dict[str, Any]) -> dict[str, Any]:
     [("$LATEST", "hello-latest"), ("1", "hello-v1"), ("12", "hello-v12")],
 )
 def test_a_version_is_named_by_its_function_and_slug(version: str, name: str) -> None:
-    assert manifests.instance_name("hello", version) == name
+    assert workloads.instance_name("hello", version) == name
 
 
 def test_every_container_runs_restricted() -> None:
@@ -84,28 +84,28 @@ def test_the_token_is_mounted_only_when_asked_or_granted_rules(
     identity: FunctionIdentity, mounted: bool
 ) -> None:
     assert pod_spec(build(identity))["automountServiceAccountToken"] is mounted
-    account = manifests.service_account("hello", namespace="team-a", identity=identity, owner=OWNER)
+    account = workloads.service_account("hello", namespace="team-a", identity=identity, owner=OWNER)
     assert account["automountServiceAccountToken"] is mounted
 
 
 def test_rules_become_a_role_bound_to_the_functions_own_account() -> None:
     identity = FunctionIdentity(rules=(READ_CONFIGMAPS,))
-    role = manifests.role("hello", namespace="team-a", identity=identity, owner=OWNER)
+    role = workloads.role("hello", namespace="team-a", identity=identity, owner=OWNER)
     assert role is not None
     assert role["rules"] == [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]
-    binding = manifests.role_binding("hello", namespace="team-a", owner=OWNER)
+    binding = workloads.role_binding("hello", namespace="team-a", owner=OWNER)
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "hello", "namespace": "team-a"}
     ]
     assert (
-        manifests.role("hello", namespace="team-a", identity=FunctionIdentity(), owner=OWNER)
+        workloads.role("hello", namespace="team-a", identity=FunctionIdentity(), owner=OWNER)
         is None
     )
 
 
 def test_service_account_annotations_pass_through() -> None:
     identity = FunctionIdentity(annotations=frozen_mapping({"iam.gke.io/gsa": "x@y"}))
-    account = manifests.service_account("hello", namespace="team-a", identity=identity, owner=OWNER)
+    account = workloads.service_account("hello", namespace="team-a", identity=identity, owner=OWNER)
     assert account["metadata"]["annotations"] == {"iam.gke.io/gsa": "x@y"}
 
 
@@ -113,9 +113,9 @@ def test_every_object_is_owned_by_its_resource() -> None:
     version = factories.function_version("hello", namespace="team-a")
     objects = [
         build(),
-        manifests.service("hello", version, owner=OWNER),
-        manifests.secret("hello", version, owner=OWNER, invoke_token="i", code_token="c"),
-        manifests.network_policy("hello", namespace="team-a", owner=OWNER, settings=SETTINGS),
+        workloads.service("hello", version, owner=OWNER),
+        workloads.secret("hello", version, owner=OWNER, invoke_token="i", code_token="c"),
+        workloads.network_policy("hello", namespace="team-a", owner=OWNER, settings=SETTINGS),
     ]
     for made in objects:
         assert made["metadata"]["ownerReferences"] == [OWNER.reference()]
@@ -123,9 +123,9 @@ def test_every_object_is_owned_by_its_resource() -> None:
 
 
 def test_only_the_gateway_may_reach_the_pods() -> None:
-    policy = manifests.network_policy("hello", namespace="team-a", owner=OWNER, settings=SETTINGS)
+    policy = workloads.network_policy("hello", namespace="team-a", owner=OWNER, settings=SETTINGS)
     (rule,) = policy["spec"]["ingress"]
-    assert rule["ports"] == [{"protocol": "TCP", "port": manifests.AGENT_PORT}]
+    assert rule["ports"] == [{"protocol": "TCP", "port": workloads.AGENT_PORT}]
     assert {"ipBlock": {"cidr": "10.244.0.1/32"}} in rule["from"]
     assert policy["spec"]["policyTypes"] == ["Ingress"]
 
@@ -143,7 +143,7 @@ def test_the_agent_gets_lambdas_variables_and_its_token_from_the_secret() -> Non
     assert env["KUBELAMBDA_AGENT_INVOKE_TOKEN"] == {
         "secretKeyRef": {"name": "hello-latest", "key": "invoke-token"}
     }
-    assert agent["resources"]["limits"]["memory"] == f"{512 + manifests.AGENT_MEMORY_MIB}Mi"
+    assert agent["resources"]["limits"]["memory"] == f"{512 + workloads.AGENT_MEMORY_MIB}Mi"
     assert "cpu" not in agent["resources"]["limits"]
     assert pod_spec(deployment)["terminationGracePeriodSeconds"] >= 30
 
@@ -170,19 +170,19 @@ def test_the_init_container_fetches_the_running_package_with_its_code_token() ->
         "secretKeyRef": {"name": "hello-latest", "key": "code-token"}
     }
     labels = deployment["spec"]["template"]["metadata"]["labels"]
-    assert labels[manifests.LABEL_PACKAGE] == manifests.package_label("cd" * 32)
+    assert labels[workloads.LABEL_PACKAGE] == workloads.package_label("cd" * 32)
 
 
 def test_the_spec_hash_follows_the_template_not_the_replicas() -> None:
     two = build()
     three = dict(two, spec=dict(two["spec"], replicas=3))
-    assert manifests.spec_hash(two) == manifests.spec_hash(three)
-    assert manifests.spec_hash(two) != manifests.spec_hash(build(memory_size=256))
+    assert workloads.spec_hash(two) == workloads.spec_hash(three)
+    assert workloads.spec_hash(two) != workloads.spec_hash(build(memory_size=256))
 
 
 def test_provisioned_pods_say_so_to_the_function() -> None:
     version = factories.function_version("hello")
-    deployment = manifests.deployment(
+    deployment = workloads.deployment(
         "hello",
         version,
         owner=OWNER,
@@ -198,6 +198,6 @@ def test_provisioned_pods_say_so_to_the_function() -> None:
 
 def test_a_pods_target_comes_from_its_annotations() -> None:
     metadata = build()["spec"]["template"]["metadata"]
-    target = manifests.target_of(metadata, "team-a")
+    target = workloads.target_of(metadata, "team-a")
     assert target == Target("team-a", "Hello_World", "$LATEST")
-    assert manifests.target_of({}, "team-a") is None
+    assert workloads.target_of({}, "team-a") is None
