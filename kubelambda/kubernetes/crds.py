@@ -74,7 +74,7 @@ async def _established(api: client.ApiClient, name: str, *, deadline: float) -> 
     path = rest.resource_path(_GROUP, _VERSION, _PLURAL, name=name)
     while True:
         current = await rest.request(api, "GET", path)
-        conditions = current.get("status", {}).get("conditions", [])
+        conditions = (current.get("status") or {}).get("conditions") or []
         if any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
             return
         if time.monotonic() > deadline:
