@@ -13,12 +13,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
+from typing import Literal
 
 __all__ = [
     "DEFAULT_NAMESPACE",
     "LATEST",
     "Alias",
     "CodePackage",
+    "EnvironmentReference",
     "EventInvokeConfig",
     "FunctionKey",
     "FunctionSettings",
@@ -107,6 +109,18 @@ class CodePackage:
 
 
 @dataclass(frozen=True, slots=True)
+class EnvironmentReference:
+    """An environment variable whose value an instance reads from a Kubernetes Secret or
+    ConfigMap key (``spec.environment.valueFrom`` of a Function). The Kubernetes backend
+    passes it to pods as ``env[].valueFrom``; the API never shows it, nor the value."""
+
+    name: str
+    source: Literal["secret", "configMap"]
+    object_name: str
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
 class FunctionVersion:
     """Code + configuration of one version of a function: ``$LATEST`` or a published number.
 
@@ -142,6 +156,8 @@ class FunctionVersion:
     # (``names.default_dead_letter_topic``), ``""`` turns dead letters off (as on Lambda),
     # anything else is a topic ARN (``arn:aws:kafka:<region>:<account>:topic/<name>``).
     dead_letter_target_arn: str | None = None
+    # Variables set from Secrets and ConfigMaps (Kubernetes mode only; see the class).
+    environment_references: tuple[EnvironmentReference, ...] = ()
 
     @property
     def is_latest(self) -> bool:
@@ -172,8 +188,28 @@ class FunctionVersion:
             self.state is State.PENDING or self.last_update_status is LastUpdateStatus.IN_PROGRESS
         )
 
+    def runs_like(self, other: FunctionVersion) -> bool:
+        """Whether the two behave the same when invoked (descriptions and ids do not
+        count): publishing ``$LATEST`` makes a new version only when it does not."""
+        return _runnable_config(self) == _runnable_config(other)
+
     def with_changes(self, **changes: object) -> FunctionVersion:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _runnable_config(version: FunctionVersion) -> tuple[object, ...]:
+    return (
+        version.code_sha256,
+        version.runtime,
+        version.handler,
+        version.role,
+        version.memory_size,
+        version.timeout,
+        dict(version.environment),
+        version.environment_references,
+        version.package_type,
+        version.dead_letter_target_arn,
+    )
 
 
 @dataclass(frozen=True, slots=True)
