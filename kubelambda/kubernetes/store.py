@@ -7,10 +7,11 @@ gateway (management API and invoke path) and for the controller (which alone pas
 the function-wide settings), a published version a FunctionVersion, an alias an Alias;
 ``resources`` maps them to the models. Reads come from the informers' caches
 (``cache``): the catalog is rebuilt on every change they see and handed to subscribers,
-so invokes make no apiserver call. Writes go to the apiserver under the object's
-resourceVersion: a writer that raced another is answered 409, re-reads, re-checks (an
-expected RevisionId that no longer matches is then PreconditionFailed) and tries again.
-Every write returns once the informer has seen it, so the caller reads its own writes.
+so invokes make no apiserver call. Writes (``writer``, of objects ``manifests`` builds)
+go to the apiserver under the object's resourceVersion: a writer that raced another is
+answered 409, re-reads, re-checks (an expected RevisionId that no longer matches is then
+PreconditionFailed) and tries again. Every write returns once the informer has seen it,
+so the caller reads its own writes.
 
 With a ``code_store``, a hand-written Function's inline zip (``spec.code.zipBase64``)
 is checked (``zips.inspect``) and put into it before the catalog shows the function; a
@@ -30,9 +31,10 @@ from typing import Any
 from kubernetes_asyncio import client
 
 from kubelambda import errors, names, zips
-from kubelambda.kubernetes import object_names, resources, rest
+from kubelambda.kubernetes import manifests, object_names, resources, rest
 from kubelambda.kubernetes.cache import ALIASES, FUNCTION_VERSIONS, FUNCTIONS, ResourceCache
 from kubelambda.kubernetes.informer import Resource
+from kubelambda.kubernetes.writer import Gone, ObjectWriter, object_path
 from kubelambda.models import (
     LATEST,
     Alias,
@@ -55,9 +57,6 @@ __all__ = ["KubernetesStore"]
 log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
-Mutation = Callable[[Obj], bool]
-# Writers racing on one object each get a turn; past this many 409s something is wrong.
-_ATTEMPTS = 10
 _PRECONDITION = (
     "The Revision Id provided does not match the latest Revision Id. "
     "Call the GetFunction/GetAlias API to retrieve the latest Revision Id"
@@ -89,6 +88,7 @@ class KubernetesStore:
             package_of=resources.spec_package,
             prepare=self._import_inline_code if code_store is not None else None,
         )
+        self._writer = ObjectWriter(api, self._cache)
 
     @classmethod
     @asynccontextmanager
@@ -127,14 +127,14 @@ class KubernetesStore:
         snapshot = await self._cache.current()
         if function not in snapshot.index.functions:
             return False
-        now = self._now()
+        moment = self._clock()
 
         def settle_latest(obj: Obj) -> bool:
             package = resources.spec_package(obj)
             latest = resources.latest_from_function(obj, package=package)
             if latest.code_sha256 != code_sha256 or not latest.awaits_package:
                 return False
-            _settle_status(obj, package, error=error, now=now)
+            manifests.settle_status(obj, package, error=error, now=moment)
             return True
 
         changed = await self._update(FUNCTIONS, function, settle_latest, status=True) is not None
@@ -198,30 +198,12 @@ class KubernetesStore:
         self._require_served(key.namespace)
         if key in (await self._cache.current()).index.functions:
             raise errors.ResourceConflict(f"Function already exist: {key.name}")
-        spec: Obj = {
-            **resources.version_fields(latest),
-            "code": resources.package_fields(latest.package),
-        }
-        if object_names.function_object_name(key.name) != key.name:
-            spec["functionName"] = key.name
         try:
-            resources.write_settings(spec, settings.tags)
+            manifest = manifests.function_manifest(latest, settings, now=self._clock())
         except ValueError as exc:
             raise errors.InvalidParameterValue(str(exc)) from exc
-        if settings.reserved_concurrency is not None:
-            spec["reservedConcurrency"] = settings.reserved_concurrency
-        manifest = {
-            "apiVersion": resources.API_VERSION,
-            "kind": "Function",
-            "metadata": {
-                "name": object_names.function_object_name(key.name),
-                "namespace": key.namespace,
-                "annotations": {resources.LAST_MODIFIED: self._now()},
-            },
-            "spec": spec,
-        }
         try:
-            await self._create(FUNCTIONS, manifest)
+            await self._writer.create(FUNCTIONS, manifest)
         except rest.ApiError as exc:
             if exc.status == 409:
                 raise errors.ResourceConflict(f"Function already exist: {key.name}") from exc
@@ -283,7 +265,7 @@ class KubernetesStore:
         *,
         expected_revision_id: str | None,
     ) -> FunctionVersion:
-        now = self._now()
+        moment = self._clock()
 
         def update(obj: Obj) -> bool:
             current = self._latest(obj)
@@ -292,7 +274,7 @@ class KubernetesStore:
             obj["spec"].update(resources.version_fields(updated))
             if updated.dead_letter_target_arn is None:
                 obj["spec"].pop("deadLetterTargetArn", None)
-            _stamp(obj, now)
+            manifests.stamp(obj, moment)
             return True
 
         await self._update(FUNCTIONS, function, update)
@@ -307,12 +289,12 @@ class KubernetesStore:
         expected_revision_id: str | None,
         publish: bool,
     ) -> FunctionVersion:
-        now = self._now()
+        moment = self._clock()
 
         def update(obj: Obj) -> bool:
             self._require_updatable(self._latest(obj), expected_revision_id)
             obj["spec"]["code"] = resources.package_fields(package)
-            _stamp(obj, now)
+            manifests.stamp(obj, moment)
             return True
 
         await self._update(FUNCTIONS, function, update)
@@ -340,19 +322,14 @@ class KubernetesStore:
 
     async def delete_function(self, function: FunctionKey) -> None:
         obj = await self._object(FUNCTIONS, function)
-        deleted = await self._delete(FUNCTIONS, obj)
+        await self._writer.delete(FUNCTIONS, obj)
         # The garbage collector would remove them too, but later: a function created
         # again under this name must not meet its predecessor's version objects.
         selector = f"{object_names.FUNCTION_LABEL}={obj['metadata']['name']}"
         for resource in (FUNCTION_VERSIONS, ALIASES):
-            path = rest.resource_path(
-                resource.group,
-                resource.version,
-                resource.plural,
-                namespace=obj["metadata"]["namespace"],
+            await self._writer.delete_all(
+                resource, namespace=obj["metadata"]["namespace"], selector=selector
             )
-            await self._call("DELETE", path, query=[("labelSelector", selector)])
-        await self._cache.gone(FUNCTIONS, deleted)
         await self._cache.rebuild()
 
     async def delete_version(self, function: FunctionKey, version: str) -> None:
@@ -382,7 +359,7 @@ class KubernetesStore:
             FUNCTION_VERSIONS, snapshot.index.versions[_target(function, version)]
         )
         if obj is not None:
-            await self._cache.gone(FUNCTION_VERSIONS, await self._delete(FUNCTION_VERSIONS, obj))
+            await self._writer.delete(FUNCTION_VERSIONS, obj)
         await self._forget_qualifier(function, version)
         await self._cache.rebuild()
 
@@ -400,13 +377,13 @@ class KubernetesStore:
         if function is None:
             raise self._not_found(alias.key)
         for hashed in (False, True):
-            manifest = self._alias_manifest(alias, function, hashed=hashed)
+            manifest = manifests.alias_manifest(alias, function, hashed=hashed)
             try:
-                created = await self._create(ALIASES, manifest)
+                created = await self._writer.create(ALIASES, manifest)
             except rest.ApiError as exc:
                 if exc.status != 409:
                     raise
-                taken = await self._call("GET", _path(ALIASES, manifest))
+                taken = await self._writer.call("GET", object_path(ALIASES, manifest))
                 if resources.alias_from_object(taken).key == alias.key and (
                     taken["spec"]["name"] == alias.name
                 ):
@@ -449,7 +426,7 @@ class KubernetesStore:
             resources.write_alias(obj["spec"], updated)
             return True
 
-        written = await self._replace(ALIASES, object_key, update)
+        written = await self._writer.replace(ALIASES, object_key, update)
         await self._cache.rebuild()
         return (
             resources.alias_from_object(written)
@@ -462,7 +439,7 @@ class KubernetesStore:
         snapshot = await self._cache.current()
         obj = self._cache.get(ALIASES, snapshot.index.aliases[(function, name)])
         if obj is not None:
-            await self._cache.gone(ALIASES, await self._delete(ALIASES, obj))
+            await self._writer.delete(ALIASES, obj)
         # Provisioned instances kept warm for this alias have nothing to serve any more,
         # and no event can be invoked through it any more.
         await self._forget_qualifier(function, name)
@@ -575,7 +552,9 @@ class KubernetesStore:
 
     async def delete_provisioned(self, function: FunctionKey, qualifier: str) -> None:
         await self.get_provisioned(function, qualifier)
-        await self._update(FUNCTIONS, function, _without("provisionedConcurrency", qualifier))
+        await self._update(
+            FUNCTIONS, function, manifests.without("provisionedConcurrency", qualifier)
+        )
         await self._cache.rebuild()
 
     async def list_provisioned(
@@ -630,7 +609,7 @@ class KubernetesStore:
 
     async def delete_event_invoke_config(self, function: FunctionKey, qualifier: str) -> None:
         await self.get_event_invoke_config(function, qualifier)
-        await self._update(FUNCTIONS, function, _without("eventInvokeConfigs", qualifier))
+        await self._update(FUNCTIONS, function, manifests.without("eventInvokeConfigs", qualifier))
         await self._cache.rebuild()
 
     async def list_event_invoke_configs(
@@ -673,10 +652,14 @@ class KubernetesStore:
 
         function_obj = await self._update(FUNCTIONS, function, count)
         assert function_obj is not None  # count always writes
-        manifest = self._version_manifest(
-            latest, function_obj, version=str(number), description=description
+        manifest = manifests.version_manifest(
+            latest,
+            function_obj,
+            version=str(number),
+            description=description,
+            now=self._clock(),
         )
-        created = await self._create(FUNCTION_VERSIONS, manifest)
+        created = await self._writer.create(FUNCTION_VERSIONS, manifest)
         # A version published from a package not settled yet waits for it, Pending; it
         # never runs the package $LATEST serves meanwhile (that is not its code).
         if latest.last_update_status is not LastUpdateStatus.IN_PROGRESS:
@@ -689,52 +672,6 @@ class KubernetesStore:
         await self._cache.rebuild()
         return await self.get_version(function, str(number))
 
-    def _version_manifest(
-        self,
-        latest: FunctionVersion,
-        function: Obj,
-        *,
-        version: str,
-        description: str | None,
-    ) -> Obj:
-        metadata = function["metadata"]
-        fields = resources.version_fields(
-            latest if description is None else latest.with_changes(description=description)
-        )
-        return {
-            "apiVersion": resources.API_VERSION,
-            "kind": "FunctionVersion",
-            "metadata": {
-                "name": object_names.version_object_name(metadata["name"], version),
-                "namespace": metadata["namespace"],
-                "labels": {object_names.FUNCTION_LABEL: metadata["name"]},
-                "annotations": {resources.LAST_MODIFIED: self._now()},
-                "ownerReferences": [_owner(function)],
-            },
-            "spec": {
-                **fields,
-                "functionName": latest.function_name,
-                "version": version,
-                "code": resources.package_fields(latest.package),
-            },
-        }
-
-    def _alias_manifest(self, alias: Alias, function: Mapping[str, Any], *, hashed: bool) -> Obj:
-        metadata = function["metadata"]
-        spec: Obj = {}
-        resources.write_alias(spec, alias)
-        return {
-            "apiVersion": resources.API_VERSION,
-            "kind": "Alias",
-            "metadata": {
-                "name": object_names.alias_object_name(metadata["name"], alias.name, hashed=hashed),
-                "namespace": metadata["namespace"],
-                "labels": {object_names.FUNCTION_LABEL: metadata["name"]},
-                "ownerReferences": [_owner(function)],
-            },
-            "spec": spec,
-        }
-
     async def _write_version_status(
         self, object_key: tuple[str, str], state: State, *, reason: str
     ) -> Obj | None:
@@ -746,11 +683,13 @@ class KubernetesStore:
                 state=state.value,
                 stateReason=reason,
                 observedGeneration=obj["metadata"].get("generation", 1),
-                conditions=[_ready(state is State.ACTIVE, reason, obj, now=self._clock())],
+                conditions=[
+                    manifests.ready_condition(state is State.ACTIVE, reason, obj, now=self._clock())
+                ],
             )
             return True
 
-        return await self._replace(FUNCTION_VERSIONS, object_key, settle, status=True)
+        return await self._writer.replace(FUNCTION_VERSIONS, object_key, settle, status=True)
 
     async def _count_versions(self, function: FunctionKey) -> None:
         """Keep ``status.versions`` (kubectl's Versions column) right; best effort."""
@@ -803,7 +742,7 @@ class KubernetesStore:
     async def _refuse_inline(
         self, function: Mapping[str, Any], package: CodePackage, reason: str
     ) -> None:
-        now = self._now()
+        moment = self._clock()
         log.warning(
             "event=inline_code_refused function=%s/%s reason=%s",
             function["metadata"]["namespace"],
@@ -814,11 +753,11 @@ class KubernetesStore:
         def refuse(obj: Obj) -> bool:
             if resources.spec_package(obj) != package:
                 return False
-            _settle_status(obj, package, error=reason, now=now)
+            manifests.settle_status(obj, package, error=reason, now=moment)
             return True
 
         object_key = (function["metadata"]["namespace"], function["metadata"]["name"])
-        await self._replace(FUNCTIONS, object_key, refuse, status=True, wait=False)
+        await self._writer.replace(FUNCTIONS, object_key, refuse, status=True, wait=False)
 
     # -- writes -------------------------------------------------------------------------
 
@@ -838,8 +777,8 @@ class KubernetesStore:
         """Drop the provisioned and event invoke configs of a deleted version or alias."""
 
         def update(obj: Obj) -> bool:
-            changed = _without("provisionedConcurrency", qualifier)(obj)
-            return _without("eventInvokeConfigs", qualifier)(obj) or changed
+            changed = manifests.without("provisionedConcurrency", qualifier)(obj)
+            return manifests.without("eventInvokeConfigs", qualifier)(obj) or changed
 
         await self._update(FUNCTIONS, function, update)
 
@@ -851,98 +790,20 @@ class KubernetesStore:
         return copy.deepcopy(dict(obj))
 
     async def _update(
-        self, resource: Resource, function: FunctionKey, mutate: Mutation, *, status: bool = False
+        self,
+        resource: Resource,
+        function: FunctionKey,
+        mutate: manifests.Mutation,
+        *,
+        status: bool = False,
     ) -> Obj | None:
         """``_replace`` on the Function of ``function``."""
         obj = await self._object(resource, function)
         key = (obj["metadata"]["namespace"], obj["metadata"]["name"])
         try:
-            return await self._replace(resource, key, mutate, status=status)
-        except _Gone as exc:
+            return await self._writer.replace(resource, key, mutate, status=status)
+        except Gone as exc:
             raise self._not_found(function) from exc
-
-    async def _replace(
-        self,
-        resource: Resource,
-        object_key: tuple[str, str],
-        mutate: Mutation,
-        *,
-        status: bool = False,
-        wait: bool = True,
-    ) -> Obj | None:
-        """Apply ``mutate`` to the object and write it (its status subresource when
-        ``status``) under its resourceVersion; on a 409, re-read and apply again.
-        ``None`` when ``mutate`` found nothing to change. Raises ``_Gone``."""
-        cached = self._cache.get(resource, object_key)
-        if cached is None:
-            raise _Gone(object_key)
-        obj = copy.deepcopy(dict(cached))
-        for _ in range(_ATTEMPTS):
-            if not mutate(obj):
-                return None
-            path = _path(resource, obj) + ("/status" if status else "")
-            try:
-                written = await self._call("PUT", path, body=obj)
-            except rest.ApiError as exc:
-                if exc.status == 404:
-                    raise _Gone(object_key) from exc
-                if exc.status != 409:
-                    raise
-                try:
-                    obj = await self._call("GET", _path(resource, obj))
-                except rest.ApiError as again:
-                    if again.status == 404:
-                        raise _Gone(object_key) from again
-                    raise
-                continue
-            if wait:
-                await self._cache.seen(resource, written)
-            return written
-        raise errors.ResourceConflict(
-            "The operation cannot be performed at this time: the resource kept changing."
-        )
-
-    async def _create(self, resource: Resource, manifest: Obj) -> Obj:
-        collection = rest.resource_path(
-            resource.group,
-            resource.version,
-            resource.plural,
-            namespace=manifest["metadata"]["namespace"],
-        )
-        created = await self._call("POST", collection, body=manifest)
-        await self._cache.seen(resource, created)
-        return created
-
-    async def _delete(self, resource: Resource, obj: Mapping[str, Any]) -> Obj:
-        """Delete the object (only that one: a precondition on its uid)."""
-        body = {"preconditions": {"uid": obj["metadata"]["uid"]}}
-        try:
-            await self._call("DELETE", _path(resource, obj), body=body)
-        except rest.ApiError as exc:
-            if exc.status not in (404, 409):
-                raise
-        return dict(obj)
-
-    async def _call(
-        self,
-        method: str,
-        path: str,
-        *,
-        query: list[tuple[str, str]] | None = None,
-        body: Mapping[str, Any] | None = None,
-    ) -> Obj:
-        """One apiserver call; its refusals of bad values become InvalidParameterValue,
-        and what is not the caller's fault a (retriable) ServiceError."""
-        try:
-            return await rest.request(self._api, method, path, query=query or (), body=body)
-        except rest.ApiError as exc:
-            if exc.status in (404, 409):
-                raise
-            if exc.status == 422:
-                raise errors.InvalidParameterValue(exc.message) from exc
-            raise errors.ServiceError(f"The Kubernetes API refused the change: {exc}") from exc
-        except (OSError, TimeoutError) as exc:
-            raise errors.ServiceError(f"The Kubernetes API is unreachable: {exc!r}") from exc
 
     # -- checks -------------------------------------------------------------------------
 
@@ -989,90 +850,7 @@ class KubernetesStore:
 
     def _now(self) -> str:
         """The current time in Lambda's ``LastModified`` form, from the injected clock."""
-        moment = self._clock()
-        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}+0000"
-
-
-class _Gone(LookupError):
-    """The object was deleted while the store was writing it."""
-
-
-def _settle_status(obj: Obj, package: CodePackage, *, error: str | None, now: str) -> None:
-    """The controller's outcome for the Function's package, in its status."""
-    status = obj.setdefault("status", {})
-    fields = resources.package_fields(package)
-    if error is None:
-        status.pop("failedPackage", None)
-        status.update(
-            settledPackage=fields,
-            state=State.ACTIVE.value,
-            stateReason="",
-            lastUpdateStatus=LastUpdateStatus.SUCCESSFUL.value,
-            lastUpdateStatusReason="",
-        )
-    else:
-        never_settled = not status.get("settledPackage")
-        status.update(
-            failedPackage=fields,
-            state=(State.FAILED if never_settled else State.ACTIVE).value,
-            stateReason=error if never_settled else "",
-            lastUpdateStatus=LastUpdateStatus.FAILED.value,
-            lastUpdateStatusReason=error,
-        )
-    serving = bool(status.get("settledPackage"))
-    status.update(
-        observedGeneration=obj["metadata"].get("generation", 1),
-        lastModified=now,
-        conditions=[_ready(serving, error or "", obj, now=datetime.now(UTC))],
-    )
-
-
-def _ready(ready: bool, reason: str, obj: Obj, *, now: datetime) -> dict[str, Any]:
-    """The standard ``Ready`` condition: True once a package is live."""
-    return {
-        "type": "Ready",
-        "status": "True" if ready else "False",
-        "observedGeneration": obj["metadata"].get("generation", 1),
-        "lastTransitionTime": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "reason": "PackageSettled" if ready else ("PackageFailed" if reason else "Pending"),
-        "message": reason[:32768],
-    }
-
-
-def _without(field: str, qualifier: str) -> Mutation:
-    def drop(obj: Obj) -> bool:
-        entries = obj["spec"].get(field) or []
-        kept = [entry for entry in entries if entry["qualifier"] != qualifier]
-        if len(kept) == len(entries):
-            return False
-        obj["spec"][field] = kept
-        return True
-
-    return drop
-
-
-def _stamp(obj: Obj, now: str) -> None:
-    obj["metadata"].setdefault("annotations", {})[resources.LAST_MODIFIED] = now
-
-
-def _owner(function: Mapping[str, Any]) -> dict[str, Any]:
-    return {
-        "apiVersion": resources.API_VERSION,
-        "kind": "Function",
-        "name": function["metadata"]["name"],
-        "uid": function["metadata"]["uid"],
-        "blockOwnerDeletion": False,
-    }
-
-
-def _path(resource: Resource, obj: Mapping[str, Any]) -> str:
-    return rest.resource_path(
-        resource.group,
-        resource.version,
-        resource.plural,
-        namespace=obj["metadata"]["namespace"],
-        name=obj["metadata"]["name"],
-    )
+        return manifests.lambda_timestamp(self._clock())
 
 
 def _target(function: FunctionKey, version: str) -> Target:
