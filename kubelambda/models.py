@@ -112,8 +112,9 @@ class CodePackage:
 
 @dataclass(frozen=True, slots=True)
 class EnvironmentReference:
-    """A variable whose value the cluster supplies from a Secret or ConfigMap key of the
-    function's namespace (Kubernetes mode); the API never shows the value."""
+    """An environment variable whose value an instance reads from a Kubernetes Secret or
+    ConfigMap key (``spec.environment.valueFrom`` of a Function). The Kubernetes backend
+    passes it to pods as ``env[].valueFrom``; the API never shows it, nor the value."""
 
     name: str
     source: Literal["secret", "configMap"]
@@ -157,6 +158,7 @@ class FunctionVersion:
     # (``names.default_dead_letter_topic``), ``""`` turns dead letters off (as on Lambda),
     # anything else is a topic ARN (``arn:aws:kafka:<region>:<account>:topic/<name>``).
     dead_letter_target_arn: str | None = None
+    # Variables set from Secrets and ConfigMaps (Kubernetes mode only; see the class).
     environment_references: tuple[EnvironmentReference, ...] = ()
 
     @property
@@ -188,8 +190,28 @@ class FunctionVersion:
             self.state is State.PENDING or self.last_update_status is LastUpdateStatus.IN_PROGRESS
         )
 
+    def runs_like(self, other: FunctionVersion) -> bool:
+        """Whether the two behave the same when invoked (descriptions and ids do not
+        count): publishing ``$LATEST`` makes a new version only when it does not."""
+        return _runnable_config(self) == _runnable_config(other)
+
     def with_changes(self, **changes: object) -> FunctionVersion:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _runnable_config(version: FunctionVersion) -> tuple[object, ...]:
+    return (
+        version.code_sha256,
+        version.runtime,
+        version.handler,
+        version.role,
+        version.memory_size,
+        version.timeout,
+        dict(version.environment),
+        version.environment_references,
+        version.package_type,
+        version.dead_letter_target_arn,
+    )
 
 
 @dataclass(frozen=True, slots=True)

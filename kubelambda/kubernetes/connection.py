@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from kubernetes_asyncio import client, config
 
-__all__ = ["connect"]
+__all__ = ["connect", "connected"]
+
+# aiohttp finishes closing TLS connections (close_notify) after close() returns; an event
+# loop closed before then leaks their sockets. The apiserver answers within milliseconds.
+_TLS_SHUTDOWN_SECONDS = 0.1
 
 ApiClient = client.ApiClient
 
@@ -20,3 +27,14 @@ async def connect(kubeconfig: str | None = None) -> ApiClient:
         config.load_incluster_config(client_configuration=configuration)
         return client.ApiClient(configuration)
     return await config.new_client_from_config(config_file=kubeconfig)
+
+
+@asynccontextmanager
+async def connected(kubeconfig: str | None = None) -> AsyncIterator[ApiClient]:
+    """``connect``, closed on exit once its connections are really closed."""
+    api = await connect(kubeconfig)
+    try:
+        yield api
+    finally:
+        await api.close()
+        await asyncio.sleep(_TLS_SHUTDOWN_SECONDS)

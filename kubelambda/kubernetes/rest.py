@@ -1,122 +1,140 @@
-"""Raw JSON calls to the kube-apiserver: paths in, dicts out, one error type.
+"""Raw JSON calls to the kube-apiserver through a ``kubernetes_asyncio`` client.
 
-The adapters here speak to the apiserver in its own JSON (manifests are dicts built by
-``manifests``), so the generated model classes of ``kubernetes_asyncio`` are skipped:
-this module sends a request through its ``ApiClient`` (which holds the credentials
-and the connection pool) and returns the decoded body.
+The informer, the store and the CRD installer speak to the apiserver with plain dicts:
+the generated models cannot represent custom resources, and deserialising every watched
+object into them would cost more than the cache it feeds. ``request`` answers a dict or
+raises ``ApiError``; ``stream`` opens a streaming response (a watch) for the caller to
+read line by line and close. ``resource_path`` names a resource collection or object.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from kubernetes_asyncio.client import ApiClient
-from kubernetes_asyncio.client.exceptions import ApiException
+import aiohttp
+from kubernetes_asyncio import client
 
-__all__ = ["FIELD_MANAGER", "ApiError", "Kind", "apply", "delete", "request"]
+__all__ = ["ApiError", "request", "resource_path", "status_error", "stream"]
 
-FIELD_MANAGER = "kubelambda"
+_AUTH = ["BearerToken"]
 
 
 class ApiError(Exception):
-    """The apiserver refused a request (or could not be reached: ``status`` 0)."""
+    """The apiserver refused a call: its HTTP status, its ``reason`` (``NotFound``,
+    ``Conflict``, ``AlreadyExists``, ``Expired``, ``Invalid``...) and its message."""
 
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(f"{status} {reason}")
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(f"{status} {reason}: {message}")
         self.status = status
         self.reason = reason
-
-    @property
-    def not_found(self) -> bool:
-        return self.status == 404
-
-    @property
-    def conflict(self) -> bool:
-        return self.status == 409
+        self.message = message
 
 
-@dataclass(frozen=True, slots=True)
-class Kind:
-    """Where a namespaced kind lives: ``Kind("apps", "v1", "deployments")``."""
-
-    group: str
-    version: str
-    plural: str
-
-    def path(self, namespace: str, name: str | None = None) -> str:
-        prefix = f"/api/{self.version}" if not self.group else f"/apis/{self.group}/{self.version}"
-        path = f"{prefix}/namespaces/{namespace}/{self.plural}"
-        return path if name is None else f"{path}/{name}"
+def resource_path(
+    group: str,
+    version: str,
+    plural: str,
+    *,
+    namespace: str | None = None,
+    name: str | None = None,
+    subresource: str | None = None,
+) -> str:
+    """``/api/v1/...`` for the core group, ``/apis/<group>/<version>/...`` otherwise;
+    all namespaces when ``namespace`` is ``None``."""
+    path = f"/apis/{group}/{version}" if group else f"/api/{version}"
+    if namespace is not None:
+        path += f"/namespaces/{namespace}"
+    path += f"/{plural}"
+    if name is not None:
+        path += f"/{name}"
+        if subresource is not None:
+            path += f"/{subresource}"
+    return path
 
 
 async def request(
-    api: ApiClient,
+    api: client.ApiClient,
     method: str,
     path: str,
     *,
-    query: Mapping[str, str] | None = None,
-    body: Any = None,
+    query: Sequence[tuple[str, str]] = (),
+    body: Mapping[str, Any] | None = None,
     content_type: str = "application/json",
+    request_timeout: float = 30.0,
 ) -> dict[str, Any]:
-    try:
-        result = await api.call_api(
-            path,
-            method,
-            query_params=list((query or {}).items()),
-            header_params={"Accept": "application/json", "Content-Type": content_type},
-            body=body,
-            response_types_map={200: "object", 201: "object", 202: "object"},
-            auth_settings=["BearerToken"],
-            _return_http_data_only=True,
-        )
-    except ApiException as exc:
-        raise ApiError(exc.status or 0, _reason(exc)) from exc
-    except OSError as exc:
-        raise ApiError(0, str(exc)) from exc
-    return result if isinstance(result, dict) else {}
-
-
-async def apply(api: ApiClient, kind: Kind, manifest: Mapping[str, Any]) -> dict[str, Any]:
-    """Server-side apply ``manifest`` as kubelambda's field manager (create or update)."""
-    metadata = manifest["metadata"]
-    return await request(
+    """One call; the decoded JSON answer. Raises ``ApiError`` on any non-2xx status."""
+    response = await _call(
         api,
-        "PATCH",
-        kind.path(metadata["namespace"], metadata["name"]),
-        query={"fieldManager": FIELD_MANAGER, "force": "true"},
-        body=manifest,
-        content_type="application/apply-patch+yaml",
+        method,
+        path,
+        query=query,
+        body=body,
+        content_type=content_type,
+        request_timeout=request_timeout,
+    )
+    async with response:
+        text = await response.text()
+        if not 200 <= response.status <= 299:
+            raise _error(response.status, text)
+    answer: dict[str, Any] = json.loads(text) if text else {}
+    return answer
+
+
+async def stream(
+    api: client.ApiClient,
+    path: str,
+    *,
+    query: Sequence[tuple[str, str]],
+    request_timeout: aiohttp.ClientTimeout,
+) -> aiohttp.ClientResponse:
+    """Open a streaming GET (a watch); the caller reads ``.content`` and closes it.
+    Raises ``ApiError`` when the apiserver refuses it outright."""
+    response = await _call(
+        api, "GET", path, query=query, body=None, request_timeout=request_timeout
+    )
+    if not 200 <= response.status <= 299:
+        async with response:
+            raise _error(response.status, await response.text())
+    return response
+
+
+def status_error(status: Mapping[str, Any]) -> ApiError:
+    """The ``ApiError`` a ``Status`` object describes (a watch's ERROR event carries one)."""
+    return ApiError(
+        int(status.get("code") or 500), str(status.get("reason", "")), str(status.get("message"))
     )
 
 
-async def delete(api: ApiClient, kind: Kind, namespace: str, name: str) -> bool:
-    """Delete in the background (dependents follow); ``False`` if it was gone already."""
+async def _call(
+    api: client.ApiClient,
+    method: str,
+    path: str,
+    *,
+    query: Sequence[tuple[str, str]],
+    body: Mapping[str, Any] | None,
+    content_type: str = "application/json",
+    request_timeout: float | aiohttp.ClientTimeout,
+) -> aiohttp.ClientResponse:
+    response: aiohttp.ClientResponse = await api.call_api(
+        path,
+        method,
+        query_params=list(query),
+        header_params={"Accept": "application/json", "Content-Type": content_type},
+        body=dict(body) if body is not None else None,
+        auth_settings=_AUTH,
+        _preload_content=False,
+        _request_timeout=request_timeout,
+    )
+    return response
+
+
+def _error(status: int, text: str) -> ApiError:
     try:
-        await request(
-            api,
-            "DELETE",
-            kind.path(namespace, name),
-            body={"propagationPolicy": "Background"},
-        )
-    except ApiError as exc:
-        if exc.not_found:
-            return False
-        raise
-    return True
-
-
-def _reason(exc: ApiException) -> str:
-    """The apiserver's own message (a Status object's ``message``) when there is one."""
-    raw = exc.body
-    body = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw or "")
-    if body.startswith("{"):
-        try:
-            message = json.loads(body).get("message")
-        except ValueError:
-            message = None
-        if isinstance(message, str):
-            return message
-    return str(exc.reason or body)
+        decoded = json.loads(text)
+    except ValueError:
+        return ApiError(status, "", text[:500])
+    if isinstance(decoded, dict) and decoded.get("kind") == "Status":
+        return ApiError(status, str(decoded.get("reason", "")), str(decoded.get("message", "")))
+    return ApiError(status, "", text[:500])

@@ -348,7 +348,7 @@ def _publish_if_changed(
     ).fetchone()
     if row is not None:
         last = rows.version_from_row(row)
-        if _runnable_config(last) == _runnable_config(latest):
+        if last.runs_like(latest):
             return last
     return _publish_copy(connection, latest, description=description, now=now)
 
@@ -373,21 +373,6 @@ def _publish_copy(
     )
     _insert_version(connection, published)
     return published
-
-
-def _runnable_config(version: FunctionVersion) -> tuple[object, ...]:
-    """What makes two versions behave the same; descriptions and ids do not count."""
-    return (
-        version.code_sha256,
-        version.runtime,
-        version.handler,
-        version.role,
-        version.memory_size,
-        version.timeout,
-        dict(version.environment),
-        version.package_type,
-        version.dead_letter_target_arn,
-    )
 
 
 def _insert_version(connection: sqlite3.Connection, version: FunctionVersion) -> None:

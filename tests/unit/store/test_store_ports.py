@@ -1,4 +1,4 @@
-"""The embedded adapters offer every method of the ports they implement, as declared."""
+"""The store adapters offer every method of the ports they implement, as declared."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import inspect
 
 import pytest
 
+from kubelambda.kubernetes.store import KubernetesStore
 from kubelambda.ports.catalog import CatalogSource
 from kubelambda.ports.code import CodeStore
 from kubelambda.ports.control import ControllerStore
@@ -36,6 +37,8 @@ def shape(function) -> tuple[list[tuple[str, object]], bool]:
     [
         (SqliteStore, ManagementStore),
         (SqliteStore, ControllerStore),
+        (KubernetesStore, ManagementStore),
+        (KubernetesStore, ControllerStore),
         (LocalCodeStore, CodeStore),
         (SqliteQueue, Queue),
         (SqliteQueue, TopicLog),
