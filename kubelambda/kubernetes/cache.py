@@ -93,6 +93,11 @@ class ResourceCache:
                 return found
         return None
 
+    @property
+    def latest(self) -> snapshot.Snapshot:
+        """The last snapshot built (what subscribers were last handed)."""
+        return self._snapshot
+
     async def current(self) -> snapshot.Snapshot:
         """The snapshot of what the informers hold now."""
         if self._stale:

@@ -32,10 +32,12 @@ from kubelambda.models import (
     IDLE_TIMEOUT_TAG,
     INSTANCE_CONCURRENCY_TAG,
     LATEST,
+    AccessRule,
     Alias,
     CodePackage,
     EnvironmentReference,
     EventInvokeConfig,
+    FunctionIdentity,
     FunctionKey,
     FunctionSettings,
     FunctionVersion,
@@ -54,6 +56,7 @@ __all__ = [
     "alias_from_object",
     "event_invoke_configs_from_function",
     "function_key",
+    "identity_from_spec",
     "inline_zip",
     "last_modified",
     "latest_from_function",
@@ -283,6 +286,24 @@ def settings_from_function(function: Obj) -> FunctionSettings:
         function_name=key.name,
         tags=frozen_mapping(tags),
         reserved_concurrency=spec.get("reservedConcurrency"),
+        identity=identity_from_spec(spec.get("serviceAccount") or {}),
+    )
+
+
+def identity_from_spec(account: Mapping[str, Any]) -> FunctionIdentity:
+    """``spec.serviceAccount``: annotations, whether to mount the token, RBAC rules."""
+    return FunctionIdentity(
+        annotations=frozen_mapping(account.get("annotations") or {}),
+        mount_token=bool(account.get("automountToken", False)),
+        rules=tuple(
+            AccessRule(
+                api_groups=tuple(rule.get("apiGroups") or ()),
+                resources=tuple(rule.get("resources") or ()),
+                verbs=tuple(rule.get("verbs") or ()),
+                resource_names=tuple(rule.get("resourceNames") or ()),
+            )
+            for rule in account.get("rules") or ()
+        ),
     )
 
 

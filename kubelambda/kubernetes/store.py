@@ -34,6 +34,7 @@ from kubelambda import errors, names, zips
 from kubelambda.kubernetes import manifests, object_names, resources, rest
 from kubelambda.kubernetes.cache import ALIASES, FUNCTION_VERSIONS, FUNCTIONS, ResourceCache
 from kubelambda.kubernetes.informer import Resource
+from kubelambda.kubernetes.workloads import Owner
 from kubelambda.kubernetes.writer import Gone, ObjectWriter, object_path
 from kubelambda.models import (
     LATEST,
@@ -116,6 +117,25 @@ class KubernetesStore:
 
     def subscribe(self, listener: CatalogListener) -> Callable[[], None]:
         return self._cache.subscribe(listener)
+
+    # -- the objects behind the catalog (``instances.OwnerLookup``) ----------------------
+
+    def function_owner(self, function: FunctionKey) -> Owner | None:
+        """The Function resource of ``function``: what its ServiceAccount belongs to."""
+        key = self._cache.latest.index.functions.get(function)
+        return None if key is None else _owner("Function", self._cache.get(FUNCTIONS, key))
+
+    def version_owner(self, target: Target) -> Owner | None:
+        """What a version's Deployment belongs to: the Function for ``$LATEST``, else the
+        FunctionVersion (so deleting a version deletes its pods)."""
+        if target.version == LATEST:
+            return self.function_owner(target.function)
+        key = self._cache.latest.index.versions.get(target)
+        found = None if key is None else self._cache.get(FUNCTION_VERSIONS, key)
+        return _owner("FunctionVersion", found)
+
+    def settings_of(self, function: FunctionKey) -> FunctionSettings | None:
+        return self._cache.latest.catalog.settings.get(function)
 
     # -- ControllerStore ----------------------------------------------------------------
 
@@ -859,3 +879,16 @@ def _target(function: FunctionKey, version: str) -> Target:
 
 def _number(version: str) -> int:
     return 0 if version == LATEST else int(version)
+
+
+def _owner(kind: str, obj: Mapping[str, Any] | None) -> Owner | None:
+    # Items of a list carry no kind or apiVersion, so both are named here.
+    if obj is None:
+        return None
+    metadata = obj["metadata"]
+    return Owner(
+        api_version=resources.API_VERSION,
+        kind=kind,
+        name=metadata["name"],
+        uid=metadata["uid"],
+    )

@@ -1,6 +1,7 @@
-"""The ``kubelambda`` command: ``up`` runs the embedded platform, ``env`` prints how to reach it.
+"""The ``kubelambda`` command: ``up`` runs the platform, ``env`` prints how to reach it.
 
-kubelambda up [--example] [--port N] [--home DIR] [--kafka-bootstrap HOST:PORT]
+kubelambda up [--example] [--host ADDR] [--port N] [--home DIR] [--kafka-bootstrap HOST:PORT]
+kubelambda up --kubernetes [--namespace NS]... [--host ADDR]   # functions as pods, $KUBECONFIG
 eval "$(kubelambda env)"     # AWS_ENDPOINT_URL_LAMBDA, AWS keys, region, KUBELAMBDA_API_KEY
 kubelambda dlq list|redrive FUNCTION [--namespace NS] [--json]
 """
@@ -33,6 +34,9 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             env,
             home=args.home,
             port=getattr(args, "port", None),
+            host=getattr(args, "host", None),
+            kubernetes=getattr(args, "kubernetes", None) or None,
+            namespaces=tuple(getattr(args, "namespace", None) or ()) or None,
             kafka_bootstrap=args.kafka_bootstrap,
         )
     except ValidationError as exc:
@@ -56,8 +60,19 @@ def _parser() -> argparse.ArgumentParser:
         "unset: in SQLite under the home)",
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    up = commands.add_parser("up", help="run the embedded platform in the foreground")
+    up = commands.add_parser("up", help="run the platform in the foreground")
     up.add_argument("--port", type=int, help="gateway port (default $KUBELAMBDA_PORT or 7070)")
+    up.add_argument("--host", help="gateway address (default $KUBELAMBDA_HOST or 127.0.0.1)")
+    up.add_argument(
+        "--kubernetes",
+        action="store_true",
+        help="run functions as pods on the cluster in $KUBECONFIG (store: custom resources)",
+    )
+    up.add_argument(
+        "--namespace",
+        action="append",
+        help="with --kubernetes: serve this namespace's functions (repeat; default all)",
+    )
     up.add_argument("--example", action="store_true", help="deploy the example function 'hello'")
     commands.add_parser("env", help="print export lines for the AWS CLI, boto3 and curl")
     dlq = commands.add_parser("dlq", help="a function's dead letters (failed async events)")
@@ -69,7 +84,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _up(settings: PlatformSettings, *, example: bool) -> int:
-    from kubelambda.launch import embedded  # the platform's imports are only paid by `up`
+    # The platform's imports are only paid by `up`.
+    from kubelambda.launch import embedded, kubernetes
     from kubelambda.launch.errors import PlatformStartError
 
     logging.basicConfig(
@@ -80,7 +96,10 @@ def _up(settings: PlatformSettings, *, example: bool) -> int:
     # A Ctrl-C before serving starts ends the start; once serving, run() handles signals.
     try:
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(embedded.run(settings, deploy_example=example))
+            if settings.kubernetes:
+                asyncio.run(kubernetes.run(settings))
+            else:
+                asyncio.run(embedded.run(settings, deploy_example=example))
     except PlatformStartError as exc:
         print(f"kubelambda: {exc}", file=sys.stderr)
         return 1

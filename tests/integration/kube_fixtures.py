@@ -18,7 +18,7 @@ from kubelambda.kubernetes import connection
 from kubelambda.kubernetes import crds as crd_install
 
 # Test namespaces carry this prefix, so leftovers of an interrupted run are easy to find.
-NAMESPACE_PREFIX = "wt-store-"
+NAMESPACE_PREFIX = "kl-test-"
 
 Kubectl = Callable[..., subprocess.CompletedProcess[str]]
 
