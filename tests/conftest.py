@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import os
 
+# The real infrastructure's fixtures (Kafka, Prometheus, Kubernetes), for every suite.
+pytest_plugins = ["tests.infra_fixtures"]
+
 INFRA_VARIABLES = ("KAFKA_BOOTSTRAP", "PROMETHEUS_URL", "KUBECONFIG", "KUBELAMBDA_TESTINFRA_STATE")
 
 

@@ -1,5 +1,7 @@
 """Session fixtures for the real test infrastructure: Kafka, Prometheus, Kubernetes.
 
+Loaded as a plugin by ``tests/conftest.py``, so integration and e2e tests share them.
+
 Each fixture reuses what `python -m kubelambda_testbed up` started when the variables printed
 by `python -m kubelambda_testbed env` are set (as `make test` does), and otherwise starts the part
 itself through the same kubelambda_testbed modules, stopping it again at the end of the session.

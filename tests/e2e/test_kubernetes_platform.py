@@ -1,0 +1,347 @@
+"""Kubernetes mode end to end: `kubelambda up --kubernetes` against the real test cluster.
+
+Functions run as pods on the real kubelet (containerd + runc); the test drives the
+platform with boto3 and kubectl as users do, and checks what the cluster holds with
+kubectl: per-function ServiceAccounts and NetworkPolicies, per-version Deployments at
+the replicas the autoscaler chose, and nothing left after a delete.
+"""
+
+from __future__ import annotations
+
+import base64
+import concurrent.futures
+import json
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import botocore.exceptions
+import pytest
+
+from tests.e2e.conftest import Platform, log_text, make_zip, start_platform, stop_platform
+
+pytestmark = pytest.mark.infra
+
+T = TypeVar("T")
+
+ROLE = "arn:aws:iam::000000000000:role/function"
+# The node's bridge address: where pods reach this host (and so the gateway's code route).
+NODE_ADDRESS = "10.244.0.1"
+HANDLER_ECHO = "def handler(event, context):\n    return {'answer': event.get('n'), 'v': 1}\n"
+
+
+class Cluster:
+    """kubectl against the test cluster, in the test's namespace."""
+
+    def __init__(self, kubeconfig: Path, namespace: str) -> None:
+        self.kubeconfig = kubeconfig
+        self.namespace = namespace
+
+    def kubectl(self, *args: str, stdin: str | None = None) -> str:
+        completed = subprocess.run(
+            ["kubectl", f"--kubeconfig={self.kubeconfig}", *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        if completed.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed: {completed.stderr}")
+        return completed.stdout
+
+    def get(self, *args: str) -> Any:
+        return json.loads(self.kubectl("get", *args, "-n", self.namespace, "-o", "json"))
+
+    def apply(self, manifest: dict[str, Any]) -> None:
+        self.kubectl("apply", "-f", "-", stdin=json.dumps(manifest))
+
+    def replicas(self, deployment: str) -> int | None:
+        for item in self.get("deployments")["items"]:
+            if item["metadata"]["name"] == deployment:
+                return int(item["spec"].get("replicas", 0))
+        return None
+
+    def pods_of(self, function_object: str) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = self.get(
+            "pods", "-l", f"kubelambda.io/function={function_object}"
+        )["items"]
+        return items
+
+
+def eventually(what: str, probe: Callable[[], T | None], *, timeout: float = 90.0) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        result = probe()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def cluster(kubeconfig: Path) -> Iterator[Cluster]:
+    """A fresh namespace for the module's functions."""
+    made = Cluster(kubeconfig, f"e2e-{uuid.uuid4().hex[:8]}")
+    made.kubectl("create", "namespace", made.namespace)
+    yield made
+    made.kubectl("delete", "namespace", made.namespace, "--wait=false")
+
+
+@pytest.fixture(scope="module")
+def platform(
+    tmp_path_factory: pytest.TempPathFactory, kubeconfig: Path, runtime_image: str, cluster: Cluster
+) -> Iterator[Platform]:
+    home = tmp_path_factory.mktemp("k8s-platform") / "home"
+    running = start_platform(
+        home,
+        "--kubernetes",
+        "--host",
+        NODE_ADDRESS,
+        "--namespace",
+        cluster.namespace,
+        environ={
+            **os.environ,
+            "KUBECONFIG": str(kubeconfig),
+            "KUBELAMBDA_RUNTIME_IMAGE": runtime_image,
+        },
+    )
+    yield running
+    stop_platform(running.process)
+    assert running.process.returncode == 0, log_text(running.home)
+
+
+@pytest.fixture(scope="module")
+def client(platform: Platform) -> Any:
+    return platform.lambda_client()
+
+
+def create(client: Any, name: str, *, code: str = HANDLER_ECHO, **extra: Any) -> dict[str, Any]:
+    created: dict[str, Any] = client.create_function(
+        FunctionName=name,
+        Runtime="python3.11",
+        Role=ROLE,
+        Handler="app.handler",
+        Code={"ZipFile": make_zip({"app.py": code})},
+        **extra,
+    )
+    client.get_waiter("function_active_v2").wait(
+        FunctionName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
+    )
+    return created
+
+
+def invoke(client: Any, name: str, payload: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    response = client.invoke(FunctionName=name, Payload=json.dumps(payload).encode(), **extra)
+    body: dict[str, Any] = json.loads(response["Payload"].read())
+    assert "FunctionError" not in response, body
+    body["_executed_version"] = response["ExecutedVersion"]
+    return body
+
+
+def test_create_and_invoke_runs_a_pod_under_the_functions_own_account(
+    client: Any, cluster: Cluster
+) -> None:
+    create(client, "hello")
+    assert invoke(client, "hello", {"n": 1}) == {
+        "answer": 1,
+        "v": 1,
+        "_executed_version": "$LATEST",
+    }
+    (pod,) = [p for p in cluster.pods_of("hello") if p["status"].get("phase") == "Running"]
+    spec = pod["spec"]
+    assert spec["serviceAccountName"] == "hello"
+    assert spec["automountServiceAccountToken"] is False
+    (agent,) = spec["containers"]
+    assert agent["securityContext"]["readOnlyRootFilesystem"] is True
+    account = cluster.get("serviceaccount", "hello")
+    assert account["automountServiceAccountToken"] is False
+    cluster.get("networkpolicy", "hello")
+    listed = cluster.kubectl("get", "functions", "-n", cluster.namespace)
+    assert "hello" in listed and "python3.11" in listed
+
+
+def test_a_function_applied_with_kubectl_is_listed_and_invokable(
+    client: Any, cluster: Cluster
+) -> None:
+    code = "def handler(event, context):\n    return 'applied by hand'\n"
+    manifest = {
+        "apiVersion": "kubelambda.io/v1alpha1",
+        "kind": "Function",
+        "metadata": {"name": "by-hand", "namespace": cluster.namespace},
+        "spec": {
+            "runtime": "python3.11",
+            "handler": "app.handler",
+            "code": {"zipBase64": base64.b64encode(make_zip({"app.py": code})).decode()},
+        },
+    }
+    cluster.apply(manifest)
+    client.get_waiter("function_active_v2").wait(
+        FunctionName="by-hand", WaiterConfig={"Delay": 1, "MaxAttempts": 60}
+    )
+    names = [f["FunctionName"] for f in client.list_functions()["Functions"]]
+    assert "by-hand" in names
+    response = client.invoke(FunctionName="by-hand", Payload=b"{}")
+    assert json.loads(response["Payload"].read()) == "applied by hand"
+
+
+def test_once_an_update_is_successful_no_invoke_reaches_the_old_code(client: Any) -> None:
+    create(client, "rolling")
+    assert invoke(client, "rolling", {"n": 1})["v"] == 1
+    new_code = HANDLER_ECHO.replace("'v': 1", "'v': 2")
+    client.update_function_code(FunctionName="rolling", ZipFile=make_zip({"app.py": new_code}))
+    client.get_waiter("function_updated_v2").wait(
+        FunctionName="rolling", WaiterConfig={"Delay": 1, "MaxAttempts": 60}
+    )
+    answers = {invoke(client, "rolling", {"n": i})["v"] for i in range(10)}
+    assert answers == {2}
+
+
+def test_a_weighted_alias_splits_between_two_published_versions(client: Any) -> None:
+    create(client, "canary")
+    first = client.publish_version(FunctionName="canary")["Version"]
+    client.update_function_code(
+        FunctionName="canary",
+        ZipFile=make_zip({"app.py": HANDLER_ECHO.replace("'v': 1", "'v': 2")}),
+    )
+    client.get_waiter("function_updated_v2").wait(FunctionName="canary")
+    second = client.publish_version(FunctionName="canary")["Version"]
+    client.create_alias(
+        FunctionName="canary",
+        Name="live",
+        FunctionVersion=first,
+        RoutingConfig={"AdditionalVersionWeights": {second: 0.3}},
+    )
+    executed = [
+        invoke(client, "canary", {"n": i}, Qualifier="live")["_executed_version"]
+        for i in range(100)
+    ]
+    share = executed.count(second) / len(executed)
+    assert 0.15 <= share <= 0.45, executed
+    assert set(executed) == {first, second}
+
+
+def test_idle_versions_scale_to_zero_pods_and_start_again(client: Any, cluster: Cluster) -> None:
+    create(client, "idle", Tags={"kubelambda.io/idle-timeout-seconds": "3"})
+    assert invoke(client, "idle", {"n": 1})["answer"] == 1
+    eventually("a Deployment at zero", lambda: cluster.replicas("idle-latest") == 0)
+    eventually("no pods", lambda: not cluster.pods_of("idle"), timeout=120)
+    assert invoke(client, "idle", {"n": 2})["answer"] == 2
+
+
+def test_reserved_concurrency_zero_throttles(client: Any) -> None:
+    create(client, "throttled")
+    client.put_function_concurrency(FunctionName="throttled", ReservedConcurrentExecutions=0)
+    with pytest.raises(botocore.exceptions.ClientError) as raised:
+        client.invoke(FunctionName="throttled", Payload=b"{}")
+    assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 429
+
+
+def test_provisioned_concurrency_keeps_a_ready_pod_without_traffic(
+    client: Any, cluster: Cluster
+) -> None:
+    create(client, "warm")
+    version = client.publish_version(FunctionName="warm")["Version"]
+    client.put_provisioned_concurrency_config(
+        FunctionName="warm", Qualifier=version, ProvisionedConcurrentExecutions=1
+    )
+
+    def ready() -> bool:
+        config = client.get_provisioned_concurrency_config(FunctionName="warm", Qualifier=version)
+        return bool(config["Status"] == "READY")
+
+    eventually("provisioned concurrency READY", ready, timeout=120)
+    running = [
+        p
+        for p in cluster.pods_of("warm")
+        if any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"]["conditions"])
+    ]
+    assert len(running) >= 1
+
+
+def test_a_burst_at_zero_pods_is_answered_in_full(client: Any, platform: Platform) -> None:
+    create(client, "burst", Tags={"kubelambda.io/instance-concurrency": "8"})
+    burst_client = platform.lambda_client(read_timeout=120)
+
+    def call(i: int) -> int:
+        response = burst_client.invoke(FunctionName="burst", Payload=json.dumps({"n": i}).encode())
+        body = json.loads(response["Payload"].read())
+        assert body["answer"] == i
+        return int(response["StatusCode"])
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=50) as pool:
+        statuses = list(pool.map(call, range(200)))
+    assert statuses.count(200) == 200
+
+
+def test_a_functions_rules_grant_its_own_token_and_nothing_more(
+    client: Any, cluster: Cluster
+) -> None:
+    cluster.kubectl(
+        "create", "configmap", "settings", "-n", cluster.namespace, "--from-literal=mode=blue"
+    )
+    code = (
+        "import json, ssl, urllib.request, urllib.error\n"
+        "TOKEN = '/var/run/secrets/kubernetes.io/serviceaccount'\n"
+        "def get(path):\n"
+        "    token = open(TOKEN + '/token').read()\n"
+        "    context = ssl.create_default_context(cafile=TOKEN + '/ca.crt')\n"
+        "    request = urllib.request.Request('https://10.96.0.1' + path,\n"
+        "        headers={'Authorization': 'Bearer ' + token})\n"
+        "    try:\n"
+        "        with urllib.request.urlopen(request, context=context, timeout=10) as r:\n"
+        "            return r.status, json.load(r)\n"
+        "    except urllib.error.HTTPError as e:\n"
+        "        return e.code, None\n"
+        "def handler(event, context):\n"
+        f"    status, body = get('/api/v1/namespaces/{cluster.namespace}/configmaps/settings')\n"
+        f"    secrets, _ = get('/api/v1/namespaces/{cluster.namespace}/secrets')\n"
+        "    return {'configmap': status, 'mode': body['data']['mode'], 'secrets': secrets}\n"
+    )
+    manifest = {
+        "apiVersion": "kubelambda.io/v1alpha1",
+        "kind": "Function",
+        "metadata": {"name": "reader", "namespace": cluster.namespace},
+        "spec": {
+            "runtime": "python3.11",
+            "handler": "app.handler",
+            "timeout": 30,
+            "code": {"zipBase64": base64.b64encode(make_zip({"app.py": code})).decode()},
+            "serviceAccount": {
+                "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]
+            },
+        },
+    }
+    cluster.apply(manifest)
+    client.get_waiter("function_active_v2").wait(FunctionName="reader")
+    response = client.invoke(FunctionName="reader", Payload=b"{}")
+    assert json.loads(response["Payload"].read()) == {
+        "configmap": 200,
+        "mode": "blue",
+        "secrets": 403,
+    }
+    no_token = (
+        "import os\n"
+        "def handler(event, context):\n"
+        "    return os.path.exists('/var/run/secrets/kubernetes.io/serviceaccount/token')\n"
+    )
+    create(client, "tokenless", code=no_token)
+    response = client.invoke(FunctionName="tokenless", Payload=b"{}")
+    assert json.loads(response["Payload"].read()) is False
+
+
+def test_delete_removes_everything_the_function_made(client: Any, cluster: Cluster) -> None:
+    create(client, "doomed")
+    invoke(client, "doomed", {"n": 1})
+    client.delete_function(FunctionName="doomed")
+    selector = "kubelambda.io/function=doomed"
+
+    def gone() -> bool:
+        kinds = "serviceaccounts,deployments,services,networkpolicies,roles,secrets,pods"
+        return not cluster.get(kinds, "-l", selector)["items"]
+
+    eventually("every object of the function gone", gone, timeout=120)
