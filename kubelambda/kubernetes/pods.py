@@ -9,10 +9,19 @@ reaches a pod of the old code, though Kubernetes is still rolling it away.
 
 The gateway watches pods rather than EndpointSlices because a pod carries its package,
 its instance concurrency and its function's Lambda name; a slice carries none of them.
+
+A starting pod is probed here too, as Knative's activator does: from the moment it has an
+address, ``GET /ready`` on its agent every ``probe_interval`` until it answers. The
+kubelet probes at most once a second and reports through the apiserver, which adds up
+to a second to every cold start; a pod that answered here is an endpoint at once. Once
+the kubelet has called a pod Ready, its word is final (a pod it later calls unready
+leaves, whatever it answered here before).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -29,6 +38,8 @@ __all__ = ["PodWatch", "pod_failure"]
 
 log = logging.getLogger(__name__)
 
+# One probe's wait for an answer; a starting agent refuses connections rather than hangs.
+_PROBE_TIMEOUT = 0.5
 # Waiting reasons that no retry cures: the image is not on the node (nothing is pulled).
 _PERMANENT_REASONS = frozenset(
     {"ErrImageNeverPull", "InvalidImageName", "ErrImagePull", "ImagePullBackOff"}
@@ -72,28 +83,66 @@ def pod_failure(pod: Mapping[str, Any]) -> StartFailure | None:
     return None
 
 
-def _is_ready(pod: Mapping[str, Any]) -> bool:
+def _condition(pod: Mapping[str, Any], kind: str) -> str | None:
+    """The status of the pod's condition ``kind`` ("True", "False"), if it has one."""
+    for condition in (pod.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == kind:
+            return str(condition.get("status"))
+    return None
+
+
+def _address(pod: Mapping[str, Any]) -> str | None:
+    """Where a live pod's agent listens (``None`` before it has an address, or once it
+    is being deleted)."""
     if pod.get("metadata", {}).get("deletionTimestamp"):
-        return False
+        return None
     status = pod.get("status") or {}
-    if not status.get("podIP"):
+    if status.get("phase") not in (None, "Pending", "Running"):
+        return None
+    address = status.get("podIP")
+    return address if isinstance(address, str) and address else None
+
+
+async def answers_ready(host: str, port: int) -> bool:
+    """Whether the agent at ``host:port`` answers ``GET /ready`` with 200 (the caller
+    bounds the wait)."""
+    try:
+        reader, writer = await asyncio.open_connection(host, port)
+    except OSError:
         return False
-    return any(
-        condition.get("type") == "Ready" and condition.get("status") == "True"
-        for condition in status.get("conditions") or []
-    )
+    try:
+        writer.write(b"GET /ready HTTP/1.1\r\nHost: agent\r\nConnection: close\r\n\r\n")
+        status_line = await reader.readline()
+    except OSError:
+        return False
+    finally:
+        writer.close()
+    return status_line.startswith(b"HTTP/1.1 200 ")
 
 
 class PodWatch:
-    def __init__(self, pods: Sequence[Informer], catalog: CatalogSource, *, key: bytes) -> None:
+    def __init__(
+        self,
+        pods: Sequence[Informer],
+        catalog: CatalogSource,
+        *,
+        key: bytes,
+        probe_interval: float = 0.02,
+    ) -> None:
         self._pods = pods
         self._catalog_source = catalog
         self._key = key
+        self._probe_interval = probe_interval
         self._catalog = Catalog()
         self._endpoints: dict[Target, list[Endpoint]] = {}
         self._failures: dict[Target, StartFailure] = {}
         self._listeners: list[Callable[[Target], None]] = []
         self._unsubscribe: list[Callable[[], None]] = []
+        # Pods (by uid) that answered our probe, that the kubelet has called Ready, and
+        # the probes running now.
+        self._answered: set[str] = set()
+        self._kubelet_ready: set[str] = set()
+        self._probes: dict[str, asyncio.Task[None]] = {}
 
     async def start(self) -> None:
         """Returns once the first list of pods is in."""
@@ -110,6 +159,10 @@ class PodWatch:
         self._unsubscribe.clear()
         for informer in self._pods:
             await informer.aclose()
+        probes = list(self._probes.values())
+        for probe in probes:
+            probe.cancel()
+        await asyncio.gather(*probes, return_exceptions=True)
 
     def endpoints(self, target: Target) -> list[Endpoint]:
         return list(self._endpoints.get(target, ()))
@@ -141,12 +194,13 @@ class PodWatch:
             running = workloads.package_label(version.running_package.sha256_hex)
             if labels.get(workloads.LABEL_PACKAGE) != running:
                 continue
-            if _is_ready(pod):
+            if self._serves(pod):
                 endpoints.setdefault(target, []).append(self._endpoint(target, pod))
             elif (failure := pod_failure(pod)) is not None:
                 known = failures.get(target)
                 if known is None or failure.consecutive > known.consecutive:
                     failures[target] = failure
+        self._forget_gone(pods)
         changed = _changed_targets(self._endpoints, endpoints)
         self._endpoints = endpoints
         # A target with a ready pod has no current start failure (the port's contract).
@@ -154,6 +208,47 @@ class PodWatch:
         for target in changed:
             for listener in list(self._listeners):
                 listener(target)
+
+    def _serves(self, pod: Mapping[str, Any]) -> bool:
+        """Ready by the kubelet's word, or (before the kubelet has a word) by our probe;
+        a pod still starting gets a probe."""
+        address = _address(pod)
+        if address is None:
+            return False
+        uid = pod["metadata"]["uid"]
+        if _condition(pod, "Ready") == "True":
+            self._kubelet_ready.add(uid)
+            return True
+        if uid in self._kubelet_ready:
+            return False  # the kubelet found it unready after all: final
+        if uid in self._answered:
+            return True
+        if uid not in self._probes:
+            self._probes[uid] = asyncio.get_running_loop().create_task(
+                self._probe(uid, address), name=f"probe-{pod['metadata']['name']}"
+            )
+        return False
+
+    async def _probe(self, uid: str, address: str) -> None:
+        try:
+            # Polling a remote process: nothing here could set an event when it is up.
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(_PROBE_TIMEOUT):
+                        if await answers_ready(address, workloads.AGENT_PORT):
+                            break
+                await asyncio.sleep(self._probe_interval)
+            self._answered.add(uid)
+        finally:
+            self._probes.pop(uid, None)
+        self._refresh()
+
+    def _forget_gone(self, pods: Iterable[tuple[tuple[str, str], Mapping[str, Any]]]) -> None:
+        live = {pod["metadata"]["uid"] for _key, pod in pods if _address(pod) is not None}
+        self._answered &= live
+        self._kubelet_ready &= live
+        for uid in [uid for uid in self._probes if uid not in live]:
+            self._probes.pop(uid).cancel()
 
     def _endpoint(self, target: Target, pod: Mapping[str, Any]) -> Endpoint:
         annotations = pod["metadata"].get("annotations") or {}

@@ -234,7 +234,7 @@ class KubernetesStore:
         return await self.get_version(key, LATEST)
 
     async def get_version(self, function: FunctionKey, version: str) -> FunctionVersion:
-        catalog = (await self._cache.current()).catalog
+        catalog = await self._catalog_with(function)
         if function not in catalog.settings:
             raise self._not_found(function)
         found = catalog.versions.get(_target(function, version))
@@ -243,7 +243,7 @@ class KubernetesStore:
         return found
 
     async def get_settings(self, function: FunctionKey) -> FunctionSettings:
-        settings = (await self._cache.current()).catalog.settings.get(function)
+        settings = (await self._catalog_with(function)).settings.get(function)
         if settings is None:
             raise self._not_found(function)
         return settings
@@ -801,6 +801,31 @@ class KubernetesStore:
             return manifests.without("eventInvokeConfigs", qualifier)(obj) or changed
 
         await self._update(FUNCTIONS, function, update)
+
+    async def _catalog_with(self, function: FunctionKey) -> Catalog:
+        """The catalog, caught up with ``function`` if the apiserver has it but the watch
+        has yet to deliver it: a Function applied with kubectl a moment ago is there for
+        ``aws lambda get-function`` (and its waiters) at once, as on Lambda."""
+        catalog = (await self._cache.current()).catalog
+        if function in catalog.settings or (
+            self._namespaces is not None and function.namespace not in self._namespaces
+        ):
+            return catalog
+        path = rest.resource_path(
+            FUNCTIONS.group,
+            FUNCTIONS.version,
+            FUNCTIONS.plural,
+            namespace=function.namespace,
+            name=object_names.function_object_name(function.name),
+        )
+        try:
+            obj = await rest.request(self._api, "GET", path)
+        except rest.ApiError as exc:
+            if exc.status != 404:
+                log.warning("function lookup failed function=%s error=%s", function, exc)
+            return catalog
+        await self._cache.seen(FUNCTIONS, obj)
+        return (await self._cache.current()).catalog
 
     async def _object(self, resource: Resource, function: FunctionKey) -> Obj:
         object_key = (await self._cache.current()).index.functions.get(function)

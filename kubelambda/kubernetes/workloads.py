@@ -9,8 +9,9 @@ replicas the autoscaler sets, and a headless Service naming the pods.
 
 Every pod runs the runtime agent under the "restricted" pod security standard: non-root,
 read-only root filesystem, no privilege escalation, no capabilities, seccomp
-RuntimeDefault. An init container fetches the version's package into an emptyDir and
-checks its SHA-256, so no image registry is needed and nothing writes the image.
+RuntimeDefault. The agent's first step fetches the version's package into an emptyDir
+and checks its SHA-256 (``kubelambda_agent.fetch_code``), so no image registry is needed
+and nothing writes the image.
 """
 
 from __future__ import annotations
@@ -333,29 +334,6 @@ def _pod_spec(
         "capabilities": {"drop": ["ALL"]},
         "seccompProfile": {"type": "RuntimeDefault"},
     }
-    fetch = {
-        "name": "fetch-code",
-        "image": settings.runtime_image,
-        "imagePullPolicy": settings.image_pull_policy,
-        "command": ["python3", "-m", "kubelambda_agent.fetch_code"],
-        "env": [
-            {
-                "name": "KUBELAMBDA_CODE_URL",
-                "value": code_url,
-            },
-            {"name": "KUBELAMBDA_CODE_SHA256", "value": package.sha256_hex},
-            _secret_variable("KUBELAMBDA_CODE_TOKEN", secret_name, CODE_TOKEN_KEY),
-            {"name": "KUBELAMBDA_CODE_DIR", "value": TASK_ROOT},
-        ],
-        "securityContext": restricted,
-        # Its one line of stderr becomes the reason a version's instances cannot start.
-        "terminationMessagePolicy": "FallbackToLogsOnError",
-        "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "128Mi"}},
-        "volumeMounts": [
-            {"name": "code", "mountPath": TASK_ROOT},
-            {"name": "tmp", "mountPath": "/tmp"},
-        ],
-    }
     memory = f"{version.memory_size + AGENT_MEMORY_MIB}Mi"
     cpu = f"{math.ceil(version.memory_size * 1000 / MB_PER_VCPU)}m"
     agent = {
@@ -363,13 +341,19 @@ def _pod_spec(
         "image": settings.runtime_image,
         "imagePullPolicy": settings.image_pull_policy,
         "command": ["python3", "-m", "kubelambda_agent"],
-        "env": _agent_environment(
-            version,
-            secret_name=secret_name,
-            concurrency=concurrency,
-            settings=settings,
-            initialization_type=initialization_type,
-        ),
+        "env": [
+            {"name": "KUBELAMBDA_CODE_URL", "value": code_url},
+            {"name": "KUBELAMBDA_CODE_SHA256", "value": package.sha256_hex},
+            _secret_variable("KUBELAMBDA_CODE_TOKEN", secret_name, CODE_TOKEN_KEY),
+            {"name": "KUBELAMBDA_CODE_DIR", "value": TASK_ROOT},
+            *_agent_environment(
+                version,
+                secret_name=secret_name,
+                concurrency=concurrency,
+                settings=settings,
+                initialization_type=initialization_type,
+            ),
+        ],
         "ports": [{"name": "invoke", "containerPort": AGENT_PORT, "protocol": "TCP"}],
         "readinessProbe": {
             "httpGet": {"path": "/ready", "port": AGENT_PORT},
@@ -383,9 +367,10 @@ def _pod_spec(
             "limits": {"memory": memory},
         },
         "securityContext": restricted,
+        # Its last line (a failed fetch, say) becomes the reason the version cannot start.
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "volumeMounts": [
-            {"name": "code", "mountPath": TASK_ROOT, "readOnly": True},
+            {"name": "code", "mountPath": TASK_ROOT},
             {"name": "tmp", "mountPath": "/tmp"},
         ],
     }
@@ -400,7 +385,6 @@ def _pod_spec(
             "runAsUser": RUNTIME_USER,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "initContainers": [fetch],
         "containers": [agent],
         "volumes": [
             {"name": "code", "emptyDir": {"sizeLimit": CODE_SIZE}},

@@ -10,5 +10,5 @@ Map: ``__main__`` (start-up) → ``agent`` (lifecycle, readiness, drain) → ``i
 → ``runtime_api`` (the Runtime API routes) over ``http_server``; ``python_bootstrap`` is
 the script the python runtimes run. ``protocol`` is the gateway↔agent wire (paths,
 headers, the event size limit): the gateway imports it, so both sides share one copy.
-``fetch_code`` is apart: a pod's init container that fetches the function's zip.
+``fetch_code`` runs first in a pod: it fetches the function's zip into the task root.
 """

@@ -13,7 +13,7 @@ import os
 import socket
 import sys
 
-from kubelambda_agent import invoke_token, process
+from kubelambda_agent import fetch_code, invoke_token, process
 from kubelambda_agent.config import LISTEN_BACKLOG, ConfigError, parse_config
 
 
@@ -24,6 +24,15 @@ def _listen(host: str, port: int) -> socket.socket:
 
 def main() -> int:
     environ = dict(os.environ)
+    if fetch_code.URL_VARIABLE in environ:
+        # In a pod the package comes first (nothing can run without it), and where it
+        # came from, with the token to fetch it, is none of the function's business.
+        status = fetch_code.main(environ)
+        if status != 0:
+            return status
+        for name in fetch_code.VARIABLES:
+            environ.pop(name, None)
+            os.environ.pop(name, None)
     try:
         config = parse_config(environ)
     except ConfigError as exc:

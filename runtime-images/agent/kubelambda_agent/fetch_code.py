@@ -1,7 +1,7 @@
-"""Fetch a function's code package into its task root: the ``fetch-code`` init container.
+"""Fetch a function's code package into its task root, before anything else starts.
 
-In Kubernetes mode every function pod starts with ``python3 -m kubelambda_agent.fetch_code``
-(same image as the agent), which reads
+In Kubernetes mode the agent's first step in a pod (``__main__``, when the variables
+below are set) is ``main``, which reads
 
     KUBELAMBDA_CODE_URL     http(s) URL the platform serves the zip at
     KUBELAMBDA_CODE_SHA256  the package's SHA-256, hex
@@ -17,9 +17,12 @@ the unpacked size is capped at Lambda's 250 MB whatever the archive claims, and 
 keep their executable bit but lose every write bit. Whatever is already in the code
 directory (a previous attempt of this init container) is removed first.
 
-Every failure exits 1 with one line on stderr (the init container's log, which is what
-``kubectl logs -c fetch-code`` and the pod's events point at); a bad setting exits 2.
-Standard library only, like the rest of the agent.
+Every failure makes the agent exit 1 with one line on stderr (the container's last log
+line, which the pod's status and ``kubectl logs`` show); a bad setting exits 2. It runs
+in the agent's container rather than an init container of its own because a pod's next
+container starts only at the kubelet's next relist (up to a second later), on every cold
+start; the files it writes lose every write bit. Standard library only, like the rest of
+the agent.
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ from typing import BinaryIO
 __all__ = [
     "MAX_UNZIPPED_BYTES",
     "MAX_ZIPPED_BYTES",
+    "URL_VARIABLE",
+    "VARIABLES",
     "CodeSource",
     "FetchError",
     "download",
@@ -51,6 +56,10 @@ __all__ = [
     "parse_environment",
     "unpack",
 ]
+
+URL_VARIABLE = "KUBELAMBDA_CODE_URL"
+# Everything this step reads, which the agent removes from the function's environment.
+VARIABLES = (URL_VARIABLE, "KUBELAMBDA_CODE_SHA256", "KUBELAMBDA_CODE_TOKEN", "KUBELAMBDA_CODE_DIR")
 
 # Lambda's limits: a directly uploaded zip, and a function's unzipped size.
 MAX_ZIPPED_BYTES = 50 * 1024 * 1024
@@ -67,7 +76,7 @@ _PREFIX = "fetch-code:"
 
 
 class FetchError(Exception):
-    """The package cannot be had; the message is the one line the init container prints.
+    """The package cannot be had; the message is the one line the agent prints.
 
     ``retriable``: the same request may succeed later (connection refused, 5xx)."""
 
@@ -101,7 +110,7 @@ class CodeSource:
 def parse_environment(environ: Mapping[str, str]) -> tuple[CodeSource, str]:
     """The package's source and the directory to unpack it in; ``ValueError`` names the
     variable that is missing or wrong (never its value, for the token)."""
-    url = environ.get("KUBELAMBDA_CODE_URL", "")
+    url = environ.get(URL_VARIABLE, "")
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"KUBELAMBDA_CODE_URL={url!r} is not an http(s) URL")
@@ -346,7 +355,3 @@ def main(environ: Mapping[str, str]) -> int:
         print(f"{_PREFIX} {exc}", file=sys.stderr)
         return 1
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(os.environ))

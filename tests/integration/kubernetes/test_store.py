@@ -222,3 +222,21 @@ async def test_the_catalog_follows_a_kubectl_edit_within_a_second(
     assert patched.returncode == 0, patched.stderr
     heard_at = await asyncio.wait_for(changed, timeout=5)
     assert heard_at - accepted < 1.0
+
+
+async def test_a_function_just_applied_is_found_before_the_watch_delivers_it(
+    gateway_store, kubectl, namespace
+):
+    data = zipped({"app.py": "def handler(event, context):\n    return event\n"})
+    body = json.loads(manifest({"zipBase64": base64.b64encode(data).decode()}))
+    body["metadata"]["name"] = "quick"
+    del body["spec"]["functionName"]
+    # kubectl blocks this event loop: the informer cannot have seen the object when the
+    # store is asked, so only the store's lookup on a miss can find it.
+    applied = kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(body))
+    assert applied.returncode == 0, applied.stderr
+    function = FunctionKey(namespace, "quick")
+    latest = await gateway_store.get_version(function, LATEST)
+    assert latest.state is State.PENDING
+    with pytest.raises(errors.ResourceNotFound):
+        await gateway_store.get_version(FunctionKey(namespace, "never-applied"), LATEST)

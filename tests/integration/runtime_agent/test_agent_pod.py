@@ -1,11 +1,12 @@
-"""The runtime image in a real pod, laid out as Kubernetes mode will run every function.
+"""The runtime image in a real pod, exactly as Kubernetes mode runs every function.
 
-The pod is the one the controller is to build: a ``fetch-code`` init container fetches
-the zip from an authenticated HTTP server this test runs on the node's address (pods reach
-the host there) into the ``code`` emptyDir, then the ``agent`` container serves invokes on
-8080 under the restricted security context (non-root 10001, read-only root filesystem, no
-capabilities, RuntimeDefault seccomp). The test invokes it at the pod's IP as the
-gateway does, and reads the function log with ``kubectl logs``.
+The pod is the one the controller builds (``kubelambda.kubernetes.workloads``, owner
+references left out since nothing owns it here): the agent first fetches the zip from an
+authenticated HTTP server this test runs on the node's address (pods reach the host
+there) into the ``code`` emptyDir, then serves invokes on 8080 under the restricted
+security context (non-root 10001, read-only root filesystem, no capabilities,
+RuntimeDefault seccomp). The test invokes it at the pod's IP as the gateway does, and
+reads the function log with ``kubectl logs``.
 """
 
 from __future__ import annotations
@@ -24,12 +25,15 @@ import time
 import uuid
 import zipfile
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import pytest
 from kubelambda_agent import protocol
-from kubernetes import client, config
+from kubernetes import client, config, utils
 
+from kubelambda import instance_tokens
+from kubelambda.kubernetes import workloads
+from kubelambda.models import LATEST, CodePackage, FunctionIdentity, FunctionVersion
 from kubelambda_testbed import k8s_layout
 
 T = TypeVar("T")
@@ -38,7 +42,8 @@ TIMEOUT = 90.0
 AGENT_PORT = 8080
 FUNCTION = "hello"
 ARN = f"arn:aws:lambda:us-east-1:123456789012:function:{FUNCTION}"
-INVOKE_TOKEN = secrets.token_urlsafe(32)
+# The platform's key, from which the pods' tokens are derived.
+KEY = secrets.token_bytes(32)
 HANDLER = b"""\
 import os
 
@@ -46,11 +51,11 @@ import os
 def handler(event, context):
     print("handling", context.aws_request_id)
     try:
-        open("/var/task/scribble", "w").close()
-        task_root = "writable"
+        open("/var/task/app.py", "a").close()
+        code = "writable"
     except OSError:
-        task_root = "read-only"
-    return {"hello": event["name"], "uid": os.getuid(), "task_root": task_root}
+        code = "read-only"
+    return {"hello": event["name"], "uid": os.getuid(), "code": code}
 """
 
 
@@ -102,18 +107,19 @@ def function_zip(name: str, content: bytes, mode: int) -> bytes:
 
 
 class CodeServer:
-    """Serves zips at ``/code/<sha256>.zip`` to requests bearing ``token``, on the node's
-    address (the platform's code server will serve packages the same way)."""
+    """Serves zips at ``/kubelambda/code/<sha256>.zip`` to requests bearing that package's
+    code token, on the node's address, as the gateway serves them to pods."""
 
-    def __init__(self, token: str) -> None:
-        self.token = token
+    def __init__(self) -> None:
         self.packages: dict[str, bytes] = {}
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                body = server.packages.get(self.path.removeprefix("/code/").removesuffix(".zip"))
-                if self.headers.get("Authorization") != f"Bearer {server.token}":
+                digest = self.path.removeprefix("/kubelambda/code/").removesuffix(".zip")
+                body = server.packages.get(digest)
+                token = instance_tokens.code_token(KEY, digest)
+                if self.headers.get("Authorization") != f"Bearer {token}":
                     self.send_error(401)
                 elif body is None:
                     self.send_error(404)
@@ -130,12 +136,15 @@ class CodeServer:
         self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.1,), daemon=True)
         self.thread.start()
 
-    def add(self, body: bytes) -> tuple[str, str]:
-        """Serve ``body``: its URL and SHA-256."""
-        sha256 = hashlib.sha256(body).hexdigest()
-        self.packages[sha256] = body
-        port = self.httpd.server_address[1]
-        return f"http://{k8s_layout.NODE_IP}:{port}/code/{sha256}.zip", sha256
+    @property
+    def url(self) -> str:
+        return f"http://{k8s_layout.NODE_IP}:{self.httpd.server_address[1]}"
+
+    def add(self, body: bytes, *, digest: str | None = None) -> CodePackage:
+        """Serve ``body`` under its digest (or under ``digest``, to serve a wrong one)."""
+        package = CodePackage(digest or hashlib.sha256(body).hexdigest(), len(body))
+        self.packages[package.sha256_hex] = body
+        return package
 
     def close(self) -> None:
         self.httpd.shutdown()
@@ -151,120 +160,86 @@ def api(kubeconfig: pathlib.Path) -> Iterator[client.ApiClient]:
 
 @pytest.fixture(scope="module")
 def code_server() -> Iterator[CodeServer]:
-    server = CodeServer(token=secrets.token_urlsafe(32))
+    server = CodeServer()
     yield server
     server.close()
 
 
 @pytest.fixture(scope="module")
-def namespace(api: client.ApiClient, code_server: CodeServer) -> Iterator[str]:
-    """A namespace holding the Secret with both tokens, deleted with everything in it."""
-    name = f"wt-image-agent-{uuid.uuid4().hex[:8]}"
+def namespace(api: client.ApiClient) -> Iterator[str]:
+    """A namespace for the pods, deleted with everything in it."""
+    name = f"kl-agent-pod-{uuid.uuid4().hex[:8]}"
     core = client.CoreV1Api(api)
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    core.create_namespaced_secret(
-        name,
-        {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "metadata": {"name": "instance"},
-            "stringData": {"code-token": code_server.token, "invoke-token": INVOKE_TOKEN},
-        },
-    )
     yield name
     core.delete_namespace(name)
 
 
-def secret_env(name: str, key: str) -> dict[str, Any]:
-    return {"name": name, "valueFrom": {"secretKeyRef": {"name": "instance", "key": key}}}
-
-
-def function_pod(
-    name: str, *, image: str, runtime: str, code_url: str, sha256: str
-) -> dict[str, Any]:
-    """The pod of one instance, as the controller's Deployment template will make it."""
-    locked_down = {
-        "readOnlyRootFilesystem": True,
-        "allowPrivilegeEscalation": False,
-        "capabilities": {"drop": ["ALL"]},
-    }
-    agent_env = {
-        "_HANDLER": "app.handler",
-        "LAMBDA_TASK_ROOT": "/var/task",
-        "AWS_LAMBDA_FUNCTION_NAME": FUNCTION,
-        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128",
-        "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{FUNCTION}",
-        "AWS_LAMBDA_LOG_STREAM_NAME": f"2026/01/01/[$LATEST]{name}",
-        "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
-        "AWS_REGION": "us-east-1",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_EXECUTION_ENV": f"AWS_Lambda_{runtime}",
-        "TZ": ":UTC",
-        "KUBELAMBDA_AGENT_LISTEN": f"0.0.0.0:{AGENT_PORT}",
-        "KUBELAMBDA_AGENT_CONCURRENCY": "1",
-        "KUBELAMBDA_AGENT_RUNTIME": runtime,
-        "KUBELAMBDA_AGENT_TIMEOUT_SECONDS": "3",
-        "KUBELAMBDA_AGENT_PYTHON": "/usr/bin/python3",
-    }
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "labels": {"app": FUNCTION}},
-        "spec": {
-            "automountServiceAccountToken": False,
-            "enableServiceLinks": False,
-            "terminationGracePeriodSeconds": 5,
-            "securityContext": {
-                "runAsNonRoot": True,
-                "runAsUser": 10001,
-                "runAsGroup": 10001,
-                "seccompProfile": {"type": "RuntimeDefault"},
-            },
-            "volumes": [{"name": "code", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}],
-            "initContainers": [
-                {
-                    "name": "fetch-code",
-                    "image": image,
-                    "imagePullPolicy": "Never",
-                    "command": ["python3", "-m", "kubelambda_agent.fetch_code"],
-                    "env": [
-                        {"name": "KUBELAMBDA_CODE_URL", "value": code_url},
-                        {"name": "KUBELAMBDA_CODE_SHA256", "value": sha256},
-                        secret_env("KUBELAMBDA_CODE_TOKEN", "code-token"),
-                        {"name": "KUBELAMBDA_CODE_DIR", "value": "/var/task"},
-                    ],
-                    "securityContext": locked_down,
-                    "volumeMounts": [
-                        {"name": "code", "mountPath": "/var/task"},
-                        {"name": "tmp", "mountPath": "/tmp"},
-                    ],
-                }
-            ],
-            "containers": [
-                {
-                    "name": "agent",
-                    "image": image,
-                    "imagePullPolicy": "Never",
-                    "command": ["python3", "-m", "kubelambda_agent"],
-                    "env": [
-                        *({"name": k, "value": v} for k, v in agent_env.items()),
-                        secret_env("KUBELAMBDA_AGENT_INVOKE_TOKEN", "invoke-token"),
-                    ],
-                    "ports": [{"name": "invoke", "containerPort": AGENT_PORT}],
-                    "readinessProbe": {
-                        "httpGet": {"path": protocol.READY_PATH, "port": AGENT_PORT},
-                        "periodSeconds": 1,
-                    },
-                    "securityContext": locked_down,
-                    "volumeMounts": [
-                        {"name": "code", "mountPath": "/var/task", "readOnly": True},
-                        {"name": "tmp", "mountPath": "/tmp"},
-                    ],
-                }
-            ],
-        },
-    }
+def run_function_pod(
+    core: client.CoreV1Api,
+    namespace: str,
+    name: str,
+    *,
+    image: str,
+    runtime: str,
+    package: CodePackage,
+    code_url: str,
+) -> str:
+    """Create the ServiceAccount, Secret and pod the controller makes for one instance of
+    function ``name``; the invoke token the gateway would present."""
+    version = FunctionVersion(
+        namespace=namespace,
+        function_name=FUNCTION,
+        version=LATEST,
+        runtime=runtime,
+        handler="app.handler",
+        role="arn:aws:iam::123456789012:role/r",
+        code_sha256=package.code_sha256,
+        code_size=package.size,
+        revision_id="r",
+        last_modified="t",
+    )
+    owner = workloads.Owner("kubelambda.io/v1alpha1", "Function", name, "unowned")
+    settings = workloads.PodSettings(
+        runtime_image=image, code_url=code_url, region="us-east-1", image_pull_policy="Never"
+    )
+    identity = FunctionIdentity()
+    invoke_token = instance_tokens.invoke_token(KEY, version.target)
+    made = [
+        workloads.service_account(name, namespace=namespace, identity=identity, owner=owner),
+        workloads.secret(
+            name,
+            version,
+            owner=owner,
+            invoke_token=invoke_token,
+            code_token=instance_tokens.code_token(KEY, package.sha256_hex),
+        ),
+    ]
+    deployment = workloads.deployment(
+        name,
+        version,
+        owner=owner,
+        replicas=1,
+        concurrency=1,
+        identity=identity,
+        settings=settings,
+    )
+    template = deployment["spec"]["template"]
+    made.append(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, **template["metadata"]},
+            "spec": template["spec"],
+        }
+    )
+    for manifest in made:
+        manifest["metadata"].pop("ownerReferences", None)
+        manifest["metadata"]["namespace"] = namespace
+    utils.create_from_dict(core.api_client, made[0])
+    core.create_namespaced_secret(namespace, made[1])
+    core.create_namespaced_pod(namespace, made[2])
+    return invoke_token
 
 
 def pod_ready(core: client.CoreV1Api, namespace: str, name: str) -> str | None:
@@ -304,34 +279,41 @@ def test_pod_fetches_its_code_and_serves_invokes(
 ) -> None:
     core = client.CoreV1Api(api)
     body = function_zip(*PACKAGES[runtime])
-    url, sha256 = code_server.add(body)
+    package = code_server.add(body)
     name = runtime.replace(".", "-")
-    pod = function_pod(name, image=runtime_image, runtime=runtime, code_url=url, sha256=sha256)
-    core.create_namespaced_pod(namespace, pod)
+    token = run_function_pod(
+        core,
+        namespace,
+        name,
+        image=runtime_image,
+        runtime=runtime,
+        package=package,
+        code_url=code_server.url,
+    )
     ip = eventually("the function pod to become Ready", lambda: pod_ready(core, namespace, name))
     request_id = str(uuid.uuid4())
 
-    status, answer = invoke(ip, {"name": "pod"}, request_id=request_id, token=INVOKE_TOKEN)
-    refused, _ = invoke(ip, {"name": "pod"}, request_id="x", token="not-" + INVOKE_TOKEN)
+    status, answer = invoke(ip, {"name": "pod"}, request_id=request_id, token=token)
+    refused, _ = invoke(ip, {"name": "pod"}, request_id="x", token="not-" + token)
 
     assert status == 200, answer
     expected = {"hello": "pod", "uid": 10001}
     if runtime == "python3.11":
-        expected["task_root"] = "read-only"
+        expected["code"] = "read-only"
     assert json.loads(answer) == expected
     assert refused == 403
-    fetched = kubectl("logs", "-n", namespace, name, "-c", "fetch-code")
-    assert fetched.startswith(f"fetch-code: 1 files from {len(body)} bytes (sha256 {sha256})")
-    assert code_server.token not in fetched
     log = eventually(
         "the REPORT line in the agent's log",
         lambda: (
-            (text := kubectl("logs", "-n", namespace, name, "-c", "agent"))
+            (text := kubectl("logs", "-n", namespace, name))
             and f"REPORT RequestId: {request_id}" in text
             and text
         ),
         timeout=10,
     )
+    fetched = f"fetch-code: 1 files from {len(body)} bytes (sha256 {package.sha256_hex})"
+    assert log.startswith(fetched)
+    assert instance_tokens.code_token(KEY, package.sha256_hex) not in log
     assert f"START RequestId: {request_id}" in log
     assert f"handling {request_id}" in log
 
@@ -340,29 +322,36 @@ def test_pod_with_a_wrong_digest_never_becomes_ready(
     api: client.ApiClient, namespace: str, code_server: CodeServer, runtime_image: str
 ) -> None:
     core = client.CoreV1Api(api)
-    url, sha256 = code_server.add(function_zip(*PACKAGES["python3.11"]))
-    wrong = hashlib.sha256(b"another package").hexdigest()
-    pod = function_pod("bad", image=runtime_image, runtime="python3.11", code_url=url, sha256=wrong)
-    core.create_namespaced_pod(namespace, pod)
+    body = function_zip(*PACKAGES["python3.11"])
+    wrong = code_server.add(body, digest=hashlib.sha256(b"another package").hexdigest())
+    run_function_pod(
+        core,
+        namespace,
+        "bad",
+        image=runtime_image,
+        runtime="python3.11",
+        package=wrong,
+        code_url=code_server.url,
+    )
 
     def failed_fetch() -> str | None:
-        status = core.read_namespaced_pod("bad", namespace).status
-        for init in status.init_container_statuses or []:
-            terminated = init.state.terminated or init.last_state.terminated
-            if terminated and terminated.exit_code != 0:
-                # The failed attempt's log: the current one, or the one before a restart.
-                for previous in ("false", "true"):
-                    result = subprocess.run(
-                        ["kubectl", "logs", "-n", namespace, "bad", "-c", "fetch-code",
-                         f"--previous={previous}"],
-                        capture_output=True, text=True, check=False,
-                    )  # fmt: skip
-                    if "mismatch" in result.stdout:
-                        return result.stdout
+        # The failed attempt's log: the current one, or the one before a restart.
+        for previous in ("false", "true"):
+            result = subprocess.run(
+                ["kubectl", "logs", "-n", namespace, "bad", f"--previous={previous}"],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if "mismatch" in result.stdout or "mismatch" in result.stderr:
+                return result.stdout + result.stderr
         return None
 
-    log = eventually("the fetch-code init container to fail", failed_fetch)
+    log = eventually("the agent to refuse the package", failed_fetch)
 
-    assert log == f"fetch-code: SHA-256 mismatch for {url}: got {sha256}, expected {wrong}\n"
+    url = f"{code_server.url}/kubelambda/code/{wrong.sha256_hex}.zip"
+    actual = hashlib.sha256(body).hexdigest()
+    assert (
+        f"fetch-code: SHA-256 mismatch for {url}: got {actual}, expected {wrong.sha256_hex}" in log
+    )
     assert pod_ready(core, namespace, "bad") is None
-    assert core.read_namespaced_pod("bad", namespace).status.phase == "Pending"

@@ -63,7 +63,8 @@ def test_a_version_is_named_by_its_function_and_slug(version: str, name: str) ->
 def test_every_container_runs_restricted() -> None:
     spec = pod_spec(build())
     assert spec["securityContext"]["runAsNonRoot"] is True
-    for container in [*spec["initContainers"], *spec["containers"]]:
+    assert "initContainers" not in spec
+    for container in spec["containers"]:
         context = container["securityContext"]
         assert context["allowPrivilegeEscalation"] is False
         assert context["readOnlyRootFilesystem"] is True
@@ -159,11 +160,11 @@ def test_environment_references_become_value_from() -> None:
     assert env["MODE"] == {"configMapKeyRef": {"name": "settings", "key": "mode"}}
 
 
-def test_the_init_container_fetches_the_running_package_with_its_code_token() -> None:
+def test_the_agent_fetches_the_running_package_with_its_code_token() -> None:
     serving = CodePackage("cd" * 32, 10)
     deployment = build(serving_package=serving)
-    (fetch,) = pod_spec(deployment)["initContainers"]
-    env = env_of(fetch)
+    (agent,) = pod_spec(deployment)["containers"]
+    env = env_of(agent)
     assert env["KUBELAMBDA_CODE_URL"] == f"http://10.244.0.1:7070/kubelambda/code/{'cd' * 32}.zip"
     assert env["KUBELAMBDA_CODE_SHA256"] == "cd" * 32
     assert env["KUBELAMBDA_CODE_TOKEN"] == {

@@ -1,0 +1,241 @@
+"""Kubernetes mode on the real node: cold start from zero pods, and warm invokes to pods.
+
+Starts ``kubelambda up --kubernetes`` (as a user does, against ``$KUBECONFIG`` and the
+runtime image in ``$KUBELAMBDA_RUNTIME_IMAGE``; both printed by
+``python -m kubelambda_testbed env``) in a fresh namespace. Each cold trial creates a
+function (python3.11, no dependencies), waits until it is Active with no pod, and times
+one invoke from the request to the first byte of the answer: the Deployment scaled from
+zero, the pod scheduled, its sandbox and init container (the package fetched), the
+agent started and probed Ready, the invocation. Warm: one function with a Ready pod,
+invoked back to back by 1 and by 16 callers for ``--seconds`` each.
+
+    eval "$(.venv/bin/python -m kubelambda_testbed env)"
+    .venv/bin/python bench/kubernetes_invoke.py [--trials 10] [--seconds 10] [--out DIR]
+
+Prints JSON (p50/p95/max per measure) and saves it and a PNG in DIR.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import os
+import shlex
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import boto3
+import httpx
+import matplotlib
+from botocore.config import Config
+
+matplotlib.use("Agg")
+from matplotlib import pyplot  # after use(): the backend must be chosen first
+
+KUBELAMBDA = str(Path(sys.executable).with_name("kubelambda"))
+NODE_ADDRESS = "10.244.0.1"
+HANDLER = "def handler(event, context):\n    return event\n"
+ROLE = "arn:aws:iam::000000000000:role/bench"
+
+
+def _zip() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("app.py", HANDLER)
+    return buffer.getvalue()
+
+
+def _percentiles(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    return {
+        "p50": round(statistics.median(ordered), 1),
+        "p95": round(ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], 1),
+        "max": round(ordered[-1], 1),
+        "n": len(ordered),
+    }
+
+
+def _kubectl_json(*args: str) -> Any:
+    completed = subprocess.run(
+        ["kubectl", *args, "-o", "json"], check=True, capture_output=True, text=True
+    )
+    return json.loads(completed.stdout)
+
+
+def _pods(namespace: str, function_object: str) -> list[Any]:
+    selector = f"kubelambda.io/function={function_object}"
+    return list(_kubectl_json("get", "pods", "-n", namespace, "-l", selector)["items"])
+
+
+class Platform:
+    def __init__(self, home: Path, namespace: str) -> None:
+        env = {**os.environ, "KUBELAMBDA_HOME": str(home), "KUBELAMBDA_PORT": "0"}
+        self.log = (home.parent / "platform.log").open("wb")
+        self.process = subprocess.Popen(
+            [KUBELAMBDA, "up", "--kubernetes", "--host", NODE_ADDRESS, "--namespace", namespace],
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 60
+        while not (home / "gateway.url").exists():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("kubelambda up --kubernetes did not start")
+            time.sleep(0.1)
+        exports = subprocess.run(
+            [KUBELAMBDA, "env"], env=env, check=True, capture_output=True, text=True
+        ).stdout
+        self.env = dict(
+            shlex.split(line.removeprefix("export "))[0].split("=", 1)
+            for line in exports.splitlines()
+        )
+        self.url = self.env["AWS_ENDPOINT_URL_LAMBDA"]
+        self.lambda_client = boto3.client(
+            "lambda",
+            endpoint_url=self.url,
+            region_name=self.env["AWS_DEFAULT_REGION"],
+            aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"],
+            config=Config(retries={"max_attempts": 0}, read_timeout=120),
+        )
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(60)
+        self.log.close()
+
+    def create(self, name: str) -> None:
+        self.lambda_client.create_function(
+            FunctionName=name,
+            Runtime="python3.11",
+            Role=ROLE,
+            Handler="app.handler",
+            Code={"ZipFile": _zip()},
+        )
+        self.lambda_client.get_waiter("function_active_v2").wait(
+            FunctionName=name, WaiterConfig={"Delay": 0.2, "MaxAttempts": 300}
+        )
+
+    def invocations(self, name: str) -> str:
+        return f"{self.url}/2015-03-31/functions/{name}/invocations"
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.env['KUBELAMBDA_API_KEY']}"}
+
+
+def cold_trial(platform: Platform, namespace: str, index: int) -> float:
+    name = f"cold-{index}"
+    platform.create(name)
+    # As after an idle timeout: the version's Deployment exists, at zero replicas.
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        found = _kubectl_json("get", "deployments", "-n", namespace)["items"]
+        if any(d["metadata"]["name"] == f"{name}-latest" for d in found):
+            break
+        time.sleep(0.2)
+    with httpx.Client(timeout=120) as client:
+        started = time.perf_counter()
+        with client.stream(
+            "POST", platform.invocations(name), headers=platform.headers(), content=b'{"n":1}'
+        ) as response:
+            first_byte_ms = (time.perf_counter() - started) * 1000
+            body = response.read()
+    if response.status_code != 200 or json.loads(body) != {"n": 1}:
+        raise RuntimeError(f"cold invoke failed: {response.status_code} {body[:200]!r}")
+    platform.lambda_client.delete_function(FunctionName=name)
+    deadline = time.monotonic() + 120
+    while _pods(namespace, name) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return first_byte_ms
+
+
+async def warm_run(
+    platform: Platform, name: str, *, callers: int, seconds: float
+) -> dict[str, Any]:
+    latencies: list[float] = []
+    stop_at = time.perf_counter() + seconds
+    limits = httpx.Limits(max_connections=callers, max_keepalive_connections=callers)
+    async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+
+        async def caller() -> None:
+            while time.perf_counter() < stop_at:
+                started = time.perf_counter()
+                response = await client.post(
+                    platform.invocations(name), headers=platform.headers(), content=b'{"n":1}'
+                )
+                if response.status_code != 200:
+                    raise RuntimeError(f"warm invoke failed: {response.status_code}")
+                latencies.append((time.perf_counter() - started) * 1000)
+
+        begun = time.perf_counter()
+        await asyncio.gather(*(caller() for _ in range(callers)))
+        elapsed = time.perf_counter() - begun
+    return {
+        "callers": callers,
+        "requests_per_second": round(len(latencies) / elapsed, 1),
+        "latency_ms": _percentiles(latencies),
+        "samples": latencies,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=10)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    args = parser.parse_args()
+    if not os.environ.get("KUBECONFIG") or not os.environ.get("KUBELAMBDA_RUNTIME_IMAGE"):
+        print('run eval "$(.venv/bin/python -m kubelambda_testbed env)" first', file=sys.stderr)
+        return 2
+    namespace = f"bench-{uuid.uuid4().hex[:6]}"
+    subprocess.run(["kubectl", "create", "namespace", namespace], check=True, capture_output=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        platform = Platform(Path(scratch) / "home", namespace)
+        try:
+            cold = [cold_trial(platform, namespace, i) for i in range(args.trials)]
+            platform.create("warm")
+            warm = [
+                asyncio.run(warm_run(platform, "warm", callers=n, seconds=args.seconds))
+                for n in (1, 16)
+            ]
+        finally:
+            platform.stop()
+            subprocess.run(
+                ["kubectl", "delete", "namespace", namespace, "--wait=false"], capture_output=True
+            )
+    result = {
+        "cold_start_first_byte_ms": _percentiles(cold),
+        "cold_start_trials_ms": [round(value, 1) for value in cold],
+        "warm": [{k: v for k, v in run.items() if k != "samples"} for run in warm],
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "kubernetes_invoke.json").write_text(json.dumps(result, indent=2) + "\n")
+    figure, (left, right) = pyplot.subplots(1, 2, figsize=(11, 4))
+    left.plot(range(1, len(cold) + 1), cold, marker="o")
+    left.set_title("cold start: invoke at 0 pods → first byte")
+    left.set_xlabel("trial")
+    left.set_ylabel("ms")
+    for run in warm:
+        right.hist(run["samples"], bins=50, alpha=0.6, label=f"{run['callers']} caller(s)")
+    right.set_title("warm invoke latency through the gateway")
+    right.set_xlabel("ms")
+    right.legend()
+    figure.tight_layout()
+    figure.savefig(args.out / "kubernetes_invoke.png", dpi=100)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
