@@ -127,11 +127,14 @@ async def test_a_function_applied_with_kubectl_is_in_the_catalog_with_its_code_i
     # The controller's store imported the zip before its catalog showed the function.
     assert b"".join([chunk async for chunk in code_store.open(package.sha256_hex)]) == data
     assert await store.finish_package(latest.key, latest.code_sha256, error=None)
-    settled = await gateway_store.get_version(latest.key, LATEST)
-    assert (settled.state, settled.last_update_status) == (
-        State.ACTIVE,
-        LastUpdateStatus.SUCCESSFUL,
-    )
+
+    async def settled():
+        # Another process's store: it sees the controller's report once its watch does.
+        found = await gateway_store.get_version(latest.key, LATEST)
+        return found if found.state is State.ACTIVE else None
+
+    settled_version = await eventually("the gateway's store to see it settled", settled)
+    assert settled_version.last_update_status is LastUpdateStatus.SUCCESSFUL
     shown = json.loads(kubectl("get", "-n", namespace, "klfn", "hello", "-o", "json").stdout)
     assert shown["status"]["state"] == "Active"
     assert shown["status"]["conditions"][0]["type"] == "Ready"
