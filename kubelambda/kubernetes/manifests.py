@@ -124,6 +124,8 @@ def settle_status(obj: Obj, package: CodePackage, *, error: str | None, now: dat
     """The controller's outcome for the Function's package, in its status: settled (it
     serves now) or refused (the settled one, if any, keeps serving)."""
     status = obj.setdefault("status", {})
+    # A hand-written Function has no count yet (the printer column would be blank).
+    status.setdefault("versions", 0)
     fields = resources.package_fields(package)
     if error is None:
         status.pop("failedPackage", None)

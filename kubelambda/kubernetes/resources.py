@@ -107,12 +107,13 @@ def last_modified(obj: Obj) -> str:
 
 def inline_zip(function: Obj) -> bytes | None:
     """The zip a hand-written Function carries inline, or ``None``. Raises ``ValueError``
-    when it is not base64."""
+    when it is not base64. Whitespace is ignored, as ``base64 -d`` does: YAML's folded
+    and literal blocks put spaces or newlines between the lines of a long value."""
     encoded = function["spec"]["code"].get("zipBase64")
     if encoded is None:
         return None
     try:
-        return base64.b64decode(encoded, validate=True)
+        return base64.b64decode("".join(encoded.split()), validate=True)
     except binascii.Error as exc:
         raise ValueError("spec.code.zipBase64 is not base64") from exc
 

@@ -31,6 +31,7 @@ T = TypeVar("T")
 ROLE = "arn:aws:iam::000000000000:role/function"
 # The node's bridge address: where pods reach this host (and so the gateway's code route).
 NODE_ADDRESS = "10.244.0.1"
+EXAMPLE = Path(__file__).parents[2] / "examples" / "kubernetes" / "hello.yaml"
 HANDLER_ECHO = "def handler(event, context):\n    return {'answer': event.get('n'), 'v': 1}\n"
 
 
@@ -165,28 +166,23 @@ def test_create_and_invoke_runs_a_pod_under_the_functions_own_account(
     assert "hello" in listed and "python3.11" in listed
 
 
-def test_a_function_applied_with_kubectl_is_listed_and_invokable(
+def test_the_example_applied_with_kubectl_is_listed_and_invokable(
     client: Any, cluster: Cluster
 ) -> None:
-    code = "def handler(event, context):\n    return 'applied by hand'\n"
-    manifest = {
-        "apiVersion": "kubelambda.io/v1alpha1",
-        "kind": "Function",
-        "metadata": {"name": "by-hand", "namespace": cluster.namespace},
-        "spec": {
-            "runtime": "python3.11",
-            "handler": "app.handler",
-            "code": {"zipBase64": base64.b64encode(make_zip({"app.py": code})).decode()},
-        },
-    }
-    cluster.apply(manifest)
+    cluster.kubectl("apply", "-n", cluster.namespace, "-f", str(EXAMPLE))
     client.get_waiter("function_active_v2").wait(
-        FunctionName="by-hand", WaiterConfig={"Delay": 1, "MaxAttempts": 60}
+        FunctionName="hello-gitops", WaiterConfig={"Delay": 1, "MaxAttempts": 60}
     )
     names = [f["FunctionName"] for f in client.list_functions()["Functions"]]
-    assert "by-hand" in names
-    response = client.invoke(FunctionName="by-hand", Payload=b"{}")
-    assert json.loads(response["Payload"].read()) == "applied by hand"
+    assert "hello-gitops" in names
+    response = client.invoke(FunctionName="hello-gitops", Payload=b'{"name": "kubectl"}')
+    assert json.loads(response["Payload"].read()) == {
+        "greeting": "Hello, kubectl!",
+        "color": "blue",
+    }
+    listed = cluster.kubectl("get", "functions", "-n", cluster.namespace, "hello-gitops")
+    assert listed.split() == ["NAME", "RUNTIME", "STATE", "VERSIONS", "AGE", *listed.split()[5:]]
+    assert listed.split()[5:9] == ["hello-gitops", "python3.11", "Active", "0"]
 
 
 def test_once_an_update_is_successful_no_invoke_reaches_the_old_code(client: Any) -> None:

@@ -136,6 +136,14 @@ def test_an_inline_zip_is_named_by_its_digest():
     assert resources.spec_package(obj) == CodePackage(hashlib.sha256(data).hexdigest(), len(data))
 
 
+@pytest.mark.parametrize("separator", [" ", "\n", "\r\n"])
+def test_inline_code_split_over_yaml_lines_is_one_zip(separator):
+    data = bytes(range(256)) * 3
+    encoded = base64.b64encode(data).decode()
+    split = separator.join(encoded[i : i + 76] for i in range(0, len(encoded), 76))
+    assert resources.inline_zip(function({"code": {"zipBase64": split}})) == data
+
+
 def test_inline_code_that_is_not_base64_is_refused():
     obj = function({"code": {"zipBase64": "not base64!"}})
     with pytest.raises(ValueError, match="not base64"):
