@@ -9,6 +9,9 @@ small ASGI callable looks at each request once:
                                                      -> signature checked
                                                      -> ``invoke_app`` (no framework routing)
     GET  /kubelambda/code/...                        open: presigned code links (FastAPI)
+    POST /kubelambda/instances/ready                 open: a pod's agent announcing itself
+                                                     (Kubernetes mode; the proof is checked
+                                                     by ``announcements``), 202
     anything else                                    headers authenticated -> body read
                                                      (<= ~70 MB) -> signature checked
                                                      -> the FastAPI management app, the
@@ -28,6 +31,7 @@ handed on in ``scope[BODY_KEY]`` and the caller in ``scope[PRINCIPAL_KEY]`` (key
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import uuid
 
@@ -41,6 +45,7 @@ from gateway.domain import invocation
 from gateway.invoke import app as invoke
 from gateway.services.code_links import CODE_PATH_PREFIX
 from kubelambda import errors
+from kubelambda.ports.endpoints import InstanceAnnouncements
 
 __all__ = [
     "ASYNC_INVOKE_BODY_LIMIT",
@@ -61,6 +66,8 @@ INVOKE_BODY_LIMIT = protocol.MAX_EVENT_BYTES
 ASYNC_INVOKE_BODY_LIMIT = invocation.MAX_ASYNC_PAYLOAD_BYTES
 # A 50 MB zip, base64-encoded inside CreateFunction's JSON, with room to spare.
 MANAGEMENT_BODY_LIMIT = 70_000_000
+# An announcement is four short strings.
+_ANNOUNCEMENT_LIMIT = 4096
 # Bytes of bodies being read at once, all requests together: three uploads of the largest
 # size, or some forty full invoke payloads.
 DEFAULT_BODY_BUDGET = 256 * 1024 * 1024
@@ -77,8 +84,10 @@ class Gateway:
         authenticator: Authenticator,
         registry: CollectorRegistry,
         body_budget: int = DEFAULT_BODY_BUDGET,
+        announcements: InstanceAnnouncements | None = None,
     ) -> None:
         self._management = management
+        self._announcements = announcements
         self._invoke_app = invoke_app
         self._authenticator = authenticator
         self._registry = registry
@@ -108,6 +117,8 @@ class Gateway:
             await _respond(send, 200, generate_latest(self._registry), CONTENT_TYPE_LATEST)
         elif path.startswith(CODE_PATH_PREFIX):
             await self._management(scope, receive, send)
+        elif method == "POST" and path == protocol.ANNOUNCE_PATH and self._announcements:
+            await self._announce(self._announcements, scope, receive, send)
         else:
             # The invoke app names its own request ids; management answers get one here,
             # which botocore reports as ResponseMetadata.RequestId.
@@ -120,6 +131,33 @@ class Gateway:
                 operation="management",
                 json_body=True,
             )
+
+    async def _announce(
+        self, announcements: InstanceAnnouncements, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        try:
+            body = await self._read_body(
+                scope, receive, limit=_ANNOUNCEMENT_LIMIT, operation="announcement"
+            )
+            fields = json.loads(body)
+            announcement = {name: fields[name] for name in ("namespace", "pod", "ip", "proof")}
+            if not all(isinstance(value, str) for value in announcement.values()):
+                raise ValueError("every field is a string")
+        except _Disconnected:
+            return
+        except _Unread as unread:
+            await _respond_error(send, unread.error, close=True)
+            return
+        except errors.LambdaError as exc:
+            await _respond_error(send, exc)
+            return
+        except (ValueError, KeyError, TypeError):
+            message = "An announcement is a JSON object of namespace, pod, ip and proof"
+            await _respond_error(send, errors.InvalidRequestContent(message))
+            return
+        announcements.announced(**announcement)
+        # The same answer whatever the proof: nothing here tells a caller what is valid.
+        await _respond(send, 202, b"{}", "application/json")
 
     async def _authenticated(
         self,

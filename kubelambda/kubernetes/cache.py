@@ -60,6 +60,7 @@ class ResourceCache:
         self._snapshot = snapshot.Snapshot(Catalog(), snapshot.Index())
         self._stale = True
         self._lock = asyncio.Lock()
+        self._rebuilder: asyncio.Task[Any] | None = None
         self._listeners: list[CatalogListener] = []
         self._waiters: list[asyncio.Future[None]] = []
         self._rebuild: asyncio.Task[None] | None = None
@@ -99,26 +100,34 @@ class ResourceCache:
         return self._snapshot
 
     async def current(self) -> snapshot.Snapshot:
-        """The snapshot of what the informers hold now."""
-        if self._stale:
+        """The snapshot of what the informers hold now. A rebuild under way (which has
+        cleared the stale flag but not yet published) is waited for: its snapshot, not
+        the one before it, is what the informers hold."""
+        # ...unless asked from inside that rebuild (``prepare`` writing a status), which
+        # would wait for itself.
+        if asyncio.current_task() is not self._rebuilder:
             await self.rebuild()
         return self._snapshot
 
     async def rebuild(self) -> None:
         """Rebuild while stale, then notify; one rebuild at a time."""
         async with self._lock:
-            while self._stale:
-                self._stale = False
-                if self._prepare is not None:
-                    await self._prepare()
-                self._snapshot = snapshot.build(
-                    self.objects(FUNCTIONS),
-                    self.objects(FUNCTION_VERSIONS),
-                    self.objects(ALIASES),
-                    memo=self._memo,
-                    package_of=self._package_of,
-                )
-                self._notify(self._snapshot.catalog)
+            self._rebuilder = asyncio.current_task()
+            try:
+                while self._stale:
+                    self._stale = False
+                    if self._prepare is not None:
+                        await self._prepare()
+                    self._snapshot = snapshot.build(
+                        self.objects(FUNCTIONS),
+                        self.objects(FUNCTION_VERSIONS),
+                        self.objects(ALIASES),
+                        memo=self._memo,
+                        package_of=self._package_of,
+                    )
+                    self._notify(self._snapshot.catalog)
+            finally:
+                self._rebuilder = None
 
     def subscribe(self, listener: CatalogListener) -> Callable[[], None]:
         self._listeners.append(listener)

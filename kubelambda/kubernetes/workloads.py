@@ -66,6 +66,9 @@ INVOKE_TOKEN_KEY = "invoke-token"
 CODE_TOKEN_KEY = "code-token"
 TASK_ROOT = "/var/task"
 RUNTIME_USER = 10001
+# Where a pod's agent announces it serves (``kubelambda_agent.protocol.ANNOUNCE_PATH``;
+# nothing below the launch package imports the agent).
+ANNOUNCE_PATH = "/kubelambda/instances/ready"
 # Lambda gives one vCPU at 1,769 MB and CPU in proportion below and above it.
 MB_PER_VCPU = 1769
 # The agent and the runtime's own interpreter, on top of what the function may use.
@@ -412,8 +415,11 @@ def _agent_environment(
     )
     values["KUBELAMBDA_AGENT_LISTEN"] = f"0.0.0.0:{AGENT_PORT}"
     values["KUBELAMBDA_AGENT_PYTHON"] = "/usr/bin/python3"
+    values["KUBELAMBDA_AGENT_ANNOUNCE_URL"] = f"{settings.code_url.rstrip('/')}{ANNOUNCE_PATH}"
     env: list[dict[str, Any]] = [
-        {"name": "KUBELAMBDA_POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}
+        _field_variable("KUBELAMBDA_POD_NAME", "metadata.name"),
+        _field_variable("KUBELAMBDA_POD_NAMESPACE", "metadata.namespace"),
+        _field_variable("KUBELAMBDA_POD_IP", "status.podIP"),
     ]
     env.extend({"name": name, "value": value} for name, value in values.items())
     env.extend(
@@ -429,6 +435,10 @@ def _agent_environment(
         _secret_variable(instance_environment.INVOKE_TOKEN_VARIABLE, secret_name, INVOKE_TOKEN_KEY)
     )
     return env
+
+
+def _field_variable(name: str, path: str) -> dict[str, Any]:
+    return {"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}
 
 
 def _secret_variable(name: str, secret_name: str, key: str) -> dict[str, Any]:

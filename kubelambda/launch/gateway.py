@@ -37,7 +37,7 @@ from gateway.services.tags import TagService
 from kubelambda.credentials import Keyring
 from kubelambda.ports.catalog import CatalogSource
 from kubelambda.ports.code import CodeStore
-from kubelambda.ports.endpoints import EndpointSource
+from kubelambda.ports.endpoints import EndpointSource, InstanceAnnouncements
 from kubelambda.ports.management import ManagementStore
 from kubelambda.ports.queue import Queue
 from kubelambda.ports.signals import ScaleSignals
@@ -100,10 +100,12 @@ def build_gateway(
     runtimes: Collection[str],
     body_budget: int,
     instance_key: bytes | None = None,
+    announcements: InstanceAnnouncements | None = None,
 ) -> Gateway:
     """The gateway's ASGI app: the invoke edge over ``invoker`` (and ``queue`` for Event
-    invocations) and the management API over ``store`` and ``code``. With
-    ``instance_key`` (Kubernetes mode) pods fetch their packages with code tokens."""
+    invocations) and the management API over ``store`` and ``code``. In Kubernetes mode
+    pods fetch their packages with code tokens derived from ``instance_key`` and announce
+    that they serve to ``announcements``."""
     services = ManagementServices(
         functions=FunctionService(store, code, runtimes=runtimes),
         aliases=AliasService(store),
@@ -123,4 +125,5 @@ def build_gateway(
         ),
         registry=registry,
         body_budget=body_budget,
+        announcements=announcements,
     )

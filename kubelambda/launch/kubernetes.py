@@ -180,6 +180,7 @@ async def run(settings: PlatformSettings) -> None:
             runtimes=IMAGE_RUNTIMES,
             body_budget=settings.body_budget_bytes,
             instance_key=instance_key,
+            announcements=pods,
         )
 
         async def announce() -> None:

@@ -13,7 +13,7 @@ from typing import Protocol
 
 from kubelambda.models import Target
 
-__all__ = ["Endpoint", "EndpointSource"]
+__all__ = ["Endpoint", "EndpointSource", "InstanceAnnouncements"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,3 +41,11 @@ class EndpointSource(Protocol):
         """Call ``listener`` whenever the ready endpoints of a target change.
         Returns a function that unsubscribes."""
         ...
+
+
+class InstanceAnnouncements(Protocol):
+    """Where the gateway hands an instance's "I serve now" (Kubernetes mode: a pod's agent
+    announces itself before the kubelet reports its address; see
+    ``kubelambda_agent.protocol``). Untrusted input: the adapter checks ``proof``."""
+
+    def announced(self, *, namespace: str, pod: str, ip: str, proof: str) -> None: ...

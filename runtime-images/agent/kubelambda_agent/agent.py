@@ -104,6 +104,11 @@ async def _serve(
         )
         if config.ready_fd is not None:
             _announce_ready(config.ready_fd, port)
+        if config.announcement is not None:
+            # Imported only here: embedded instances never announce.
+            from kubelambda_agent import announce
+
+            announce.announce_in_background(config.announcement, token=config.invoke_token)
     await stop_wait
 
     log.info("draining")

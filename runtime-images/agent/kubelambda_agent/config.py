@@ -15,6 +15,7 @@ __all__ = [
     "PROVIDED_RUNTIMES",
     "PYTHON_RUNTIMES",
     "AgentConfig",
+    "Announcement",
     "ConfigError",
     "parse_config",
 ]
@@ -40,6 +41,18 @@ class ConfigError(Exception):
     """The environment does not describe a runnable agent; the message says which variable."""
 
 
+class Announcement:
+    """Where and as what a pod's agent announces that it is ready (Kubernetes mode)."""
+
+    __slots__ = ("ip", "namespace", "pod", "url")
+
+    def __init__(self, *, url: str, namespace: str, pod: str, ip: str) -> None:
+        self.url = url
+        self.namespace = namespace
+        self.pod = pod
+        self.ip = ip
+
+
 class AgentConfig:
     """The validated settings; nothing changes them after ``parse_config``.
 
@@ -49,6 +62,7 @@ class AgentConfig:
     """
 
     __slots__ = (
+        "announcement",
         "concurrency",
         "function_version",
         "initialized_ahead",
@@ -82,6 +96,7 @@ class AgentConfig:
         log_file: str | None = None,
         log_max_bytes: int = DEFAULT_LOG_MAX_BYTES,
         initialized_ahead: bool = False,
+        announcement: Announcement | None = None,
     ) -> None:
         self.listen_host = listen_host
         self.listen_port = listen_port
@@ -99,6 +114,7 @@ class AgentConfig:
         # Provisioned concurrency: runtimes initialise before any invocation is waiting,
         # so no invocation reports their init (as on Lambda).
         self.initialized_ahead = initialized_ahead
+        self.announcement = announcement
 
     @property
     def runtime_command(self) -> list[str]:
@@ -157,7 +173,26 @@ def parse_config(environ: Mapping[str, str]) -> AgentConfig:
             low=64 * 1024,
             high=1 << 40,
         ),
+        announcement=_parse_announcement(environ),
     )
+
+
+def _parse_announcement(environ: Mapping[str, str]) -> Announcement | None:
+    url = environ.get("KUBELAMBDA_AGENT_ANNOUNCE_URL", "")
+    if not url:
+        return None
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(f"KUBELAMBDA_AGENT_ANNOUNCE_URL={url!r} is not an http(s) URL")
+    values = {}
+    for field, name in (
+        ("namespace", "KUBELAMBDA_POD_NAMESPACE"),
+        ("pod", "KUBELAMBDA_POD_NAME"),
+        ("ip", "KUBELAMBDA_POD_IP"),
+    ):
+        values[field] = environ.get(name, "")
+        if not values[field]:
+            raise ConfigError(f"{name} must be set with KUBELAMBDA_AGENT_ANNOUNCE_URL")
+    return Announcement(url=url, **values)
 
 
 def _parse_invoke_token(token: str) -> str:

@@ -11,12 +11,21 @@ gateway's agent client imports it, so both sides read the same names:
     GET  /ready    200 while the agent takes invocations, else 503 (the pod's readiness
                    probe, so no token is needed); body ``{"concurrency": n, "idle": k}``
                    with ``INVOKE_TOKEN``, ``{}`` without it
+
+And the other way, in Kubernetes mode, once, when the agent has become ready:
+
+    POST <gateway>/kubelambda/instances/ready   ``{"namespace", "pod", "ip", "proof"}``:
+                   this pod serves at ``ip`` now. The kubelet reports a new pod's address
+                   only at its next relist (up to a second later); this tells the gateway
+                   at once. ``proof`` (``announcement_proof``) is made with the invoke
+                   token, so only an agent holding the version's token can announce.
 """
 
 from __future__ import annotations
 
 __all__ = [
     "AGENT_BUSY",
+    "ANNOUNCE_PATH",
     "CLIENT_CONTEXT",
     "COGNITO_IDENTITY",
     "DURATION_MS",
@@ -32,6 +41,7 @@ __all__ = [
     "READY_PATH",
     "REQUEST_ID",
     "TRACE_ID",
+    "announcement_proof",
 ]
 
 INVOKE_PATH = "/invoke"
@@ -64,3 +74,14 @@ DURATION_MS = "Kubelambda-Duration-Ms"
 INIT_DURATION_MS = "Kubelambda-Init-Duration-Ms"
 MAX_MEMORY_USED_MB = "Kubelambda-Max-Memory-Used-Mb"
 AGENT_BUSY = "Kubelambda-Agent-Busy"
+
+ANNOUNCE_PATH = "/kubelambda/instances/ready"
+
+
+def announcement_proof(token: str, *, namespace: str, pod: str, ip: str) -> str:
+    """HMAC-SHA256 of the announcement under the instance's invoke token (hex)."""
+    import hashlib  # not at module level: the agent imports this module on every start
+    import hmac
+
+    message = f"{namespace}\0{pod}\0{ip}".encode()
+    return hmac.new(token.encode(), message, hashlib.sha256).hexdigest()

@@ -330,3 +330,57 @@ async def test_a_streamed_body_past_the_budget_is_refused():
     status, headers = await answer(budgeted(calls, 1000), receive, AUTH)
     assert (status, headers[b"x-amzn-errortype"]) == (429, b"TooManyRequestsException")
     assert calls == []
+
+
+class Announcements:
+    def __init__(self) -> None:
+        self.heard: list[dict[str, str]] = []
+
+    def announced(self, **fields: str) -> None:
+        self.heard.append(fields)
+
+
+ANNOUNCEMENT = {"namespace": "ns", "pod": "p", "ip": "10.244.0.9", "proof": "ab" * 32}
+
+
+async def test_a_pods_announcement_needs_no_credentials_and_reaches_its_listener():
+    calls = []
+    announcements = Announcements()
+    app = Gateway(
+        management=named_app("management", calls),
+        invoke_app=named_app("invoke", calls),
+        authenticator=Authenticator(Keyring([KEYS])),
+        registry=CollectorRegistry(),
+        announcements=announcements,
+    )
+    body = json.dumps(ANNOUNCEMENT).encode()
+    status, _, answer = await call(app, "POST", "/kubelambda/instances/ready", chunks=(body,))
+    assert (status, answer) == (202, b"{}")
+    assert announcements.heard == [ANNOUNCEMENT]
+    assert calls == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"not json", b"[]", json.dumps({**ANNOUNCEMENT, "ip": 7}).encode(), b'{"pod": "p"}'],
+)
+async def test_a_malformed_announcement_is_refused(body):
+    announcements = Announcements()
+    app = Gateway(
+        management=named_app("management", []),
+        invoke_app=named_app("invoke", []),
+        authenticator=Authenticator(Keyring([KEYS])),
+        registry=CollectorRegistry(),
+        announcements=announcements,
+    )
+    status, _, answer = await call(app, "POST", "/kubelambda/instances/ready", chunks=(body,))
+    assert status == 400
+    assert json.loads(answer)["Type"] == "User"
+    assert announcements.heard == []
+
+
+async def test_where_no_pod_announces_the_route_is_not_open():
+    calls = []
+    status, _, _ = await call(gateway(calls), "POST", "/kubelambda/instances/ready")
+    assert status == 403
+    assert calls == []

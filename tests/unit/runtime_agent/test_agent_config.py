@@ -112,3 +112,38 @@ def test_provided_runtimes_do_not_need_a_python(base: dict[str, str]) -> None:
     )
 
     assert config.runtime == "provided"
+
+
+ANNOUNCING = {
+    "KUBELAMBDA_AGENT_ANNOUNCE_URL": "http://10.244.0.1:7070/kubelambda/instances/ready",
+    "KUBELAMBDA_POD_NAMESPACE": "team-a",
+    "KUBELAMBDA_POD_NAME": "hello-latest-abc12",
+    "KUBELAMBDA_POD_IP": "10.244.0.9",
+}
+
+
+def test_a_pod_agent_announces_as_its_pod(base: dict[str, str]) -> None:
+    announcement = parse_config({**base, **ANNOUNCING}).announcement
+    assert announcement is not None
+    assert (announcement.url, announcement.namespace, announcement.pod, announcement.ip) == (
+        ANNOUNCING["KUBELAMBDA_AGENT_ANNOUNCE_URL"],
+        "team-a",
+        "hello-latest-abc12",
+        "10.244.0.9",
+    )
+    assert parse_config(base).announcement is None
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("KUBELAMBDA_AGENT_ANNOUNCE_URL", "ftp://x/y", "is not an http"),
+        ("KUBELAMBDA_POD_IP", "", "KUBELAMBDA_POD_IP must be set"),
+        ("KUBELAMBDA_POD_NAME", "", "KUBELAMBDA_POD_NAME must be set"),
+    ],
+)
+def test_an_incomplete_announcement_is_refused(
+    base: dict[str, str], variable: str, value: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config({**base, **ANNOUNCING, variable: value})
