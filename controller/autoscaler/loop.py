@@ -205,7 +205,7 @@ class Autoscaler:
         for counts in reports:
             counts.peak_in_flight = counts.in_flight
             counts.peak_demand = counts.in_flight + counts.waiting
-        stats = self._stats.get(target) or decide.ScaleStats(window=spec.stable_window)
+        stats = self._stats.get(target) or _first_stats(spec, ready=sample.ready, now=now)
         stats = stats.with_sample(sample)
         decision = decide.decide(stats, spec, now)
         previous = stats.replicas
@@ -297,3 +297,12 @@ class Autoscaler:
             if t in self._specs
         )
         return (ProvisionedStatus.READY, "") if ready else (ProvisionedStatus.IN_PROGRESS, "")
+
+
+def _first_stats(spec: decide.ScaleSpec, *, ready: int, now: float) -> decide.ScaleStats:
+    """What a target starts with when this autoscaler first sees it. Instances already
+    running (started by a controller that led before, or by this one before a restart)
+    count as busy just now: they are kept for an idle timeout, not dropped at once."""
+    if not ready:
+        return decide.ScaleStats(window=spec.stable_window)
+    return decide.ScaleStats(window=spec.stable_window, replicas=ready, last_busy_at=now)

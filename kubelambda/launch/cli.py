@@ -97,7 +97,7 @@ def _up(settings: PlatformSettings, *, example: bool) -> int:
     try:
         with contextlib.suppress(KeyboardInterrupt):
             if settings.kubernetes:
-                asyncio.run(kubernetes.run(settings))
+                asyncio.run(kubernetes.run(settings, deploy_example=example))
             else:
                 asyncio.run(embedded.run(settings, deploy_example=example))
     except PlatformStartError as exc:

@@ -36,7 +36,7 @@ from kubelambda.kubernetes.instances import KubernetesBackend
 from kubelambda.kubernetes.leader import LeaderElector
 from kubelambda.kubernetes.pods import PodWatch
 from kubelambda.kubernetes.store import KubernetesStore
-from kubelambda.launch import home, queues, serving
+from kubelambda.launch import example, home, queues, serving
 from kubelambda.launch.controller import start_controller
 from kubelambda.launch.dispatcher import start_dispatcher
 from kubelambda.launch.errors import PlatformStartError
@@ -74,7 +74,7 @@ class _LeaderSignals:
             self.autoscaler.poke(target)
 
 
-async def run(settings: PlatformSettings) -> None:
+async def run(settings: PlatformSettings, *, deploy_example: bool = False) -> None:
     """Serve until SIGINT/SIGTERM; function pods keep running after."""
     home.make_private(settings.home)
     async with contextlib.AsyncExitStack() as stack:
@@ -184,7 +184,9 @@ async def run(settings: PlatformSettings) -> None:
         )
 
         async def announce() -> None:
-            serving.print_banner(url, deploy_example=False)
+            if deploy_example:
+                await asyncio.to_thread(example.deploy, host, port, keys.api_key)
+            serving.print_banner(url, deploy_example=deploy_example)
 
         await serving.serve(
             app, listener, url=url, url_file=settings.url_file, stack=stack, announce=announce

@@ -366,3 +366,19 @@ async def test_a_pending_version_is_never_scaled_nor_retired() -> None:
         await autoscaler.aclose()
 
     assert pending.target not in backend.asked
+
+
+async def test_a_version_running_before_this_autoscaler_keeps_running_for_an_idle_timeout() -> None:
+    # A controller taking over (or restarted) finds two idle instances of V1 running: it
+    # scales to what the (absent) demand needs, but not to zero before an idle timeout.
+    backend, clock = Backend(ready={V1: 2}), Clock()
+    autoscaler = await started(Store(catalog(tags={IDLE_TIMEOUT_TAG: "10"})), backend, clock)
+    try:
+        await autoscaler.run_once()
+        kept = backend.asked[V1][0]
+        clock.now += 11.0
+        await autoscaler.run_once()
+    finally:
+        await autoscaler.aclose()
+
+    assert (kept, backend.asked[V1][0], backend.asked[V2][0]) == (1, 0, 0)
