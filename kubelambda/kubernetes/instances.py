@@ -20,14 +20,16 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Collection, Mapping, Sequence
+import time
+from collections.abc import Callable, Collection, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from kubernetes_asyncio.client import ApiClient
 
 from kubelambda import instance_tokens
 from kubelambda.instance_environment import InitializationType
-from kubelambda.kubernetes import objects, workloads
+from kubelambda.kubernetes import events, objects, workloads
 from kubelambda.kubernetes.informer import Informer, Resource
 from kubelambda.kubernetes.pods import PodWatch
 from kubelambda.kubernetes.workloads import Owner, PodSettings
@@ -64,6 +66,10 @@ class OwnerLookup(Protocol):
 
     def settings_of(self, function: FunctionKey) -> FunctionSettings | None: ...
 
+    def is_routed(self, target: Target) -> bool:
+        """Whether an alias points at ``target`` or it has provisioned concurrency."""
+        ...
+
 
 class KubernetesBackend:
     def __init__(
@@ -76,8 +82,18 @@ class KubernetesBackend:
         code: CodeStore,
         settings: PodSettings,
         key: bytes,
+        version_grace_seconds: float = 3600.0,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._api = api
+        self._clock = clock
+        self._monotonic = monotonic
+        self._version_grace_seconds = version_grace_seconds
+        # Published versions at zero that nothing routes to: since when, and those whose
+        # objects are collected.
+        self._idle_since: dict[Target, float] = {}
+        self._gone: set[Target] = set()
         self._pods = pods
         self._deployments = deployments
         self._owners = owners
@@ -101,6 +117,8 @@ class KubernetesBackend:
             # Not (or no longer) in the cluster: its objects go with its resource.
             return
         function_object = function_owner.name
+        if await self._collected(function_object, version, replicas=replicas):
+            return
         await self._ensure_function(function_object, version.namespace, settings, function_owner)
         await self._ensure_version(
             function_object,
@@ -115,6 +133,37 @@ class KubernetesBackend:
                 InitializationType.PROVISIONED if provisioned else InitializationType.ON_DEMAND
             ),
         )
+
+    async def _collected(
+        self, function_object: str, version: FunctionVersion, *, replicas: int
+    ) -> bool:
+        """Whether ``version``'s objects are (now) collected: a published version at zero
+        pods that nothing routes to (no alias, no provisioned concurrency) keeps its
+        Deployment, Service and Secret for ``version_grace_seconds``, then loses them
+        until it is invoked again by its number (which makes them anew)."""
+        target = version.target
+        if replicas or version.is_latest or self._owners.is_routed(target):
+            self._idle_since.pop(target, None)
+            self._gone.discard(target)
+            return False
+        if target in self._gone:
+            return True
+        now = self._monotonic()
+        since = self._idle_since.setdefault(target, now)
+        if now - since < self._version_grace_seconds:
+            return False
+        name = workloads.instance_name(function_object, version.version)
+        for resource in (DEPLOYMENTS, SERVICES, SECRETS):
+            await objects.delete(self._api, resource, version.namespace, name)
+            self._applied.pop(_object_key(resource, version.namespace, name), None)
+        self._gone.add(target)
+        log.info(
+            "collected namespace=%s function=%s version=%s reason=unrouted-and-idle",
+            version.namespace,
+            version.function_name,
+            version.version,
+        )
+        return True
 
     async def prepare(self, package: CodePackage) -> None:
         try:
@@ -207,13 +256,51 @@ class KubernetesBackend:
             self._applied.pop(_object_key(DEPLOYMENTS, version.namespace, name), None)
         await self._apply(DEPLOYMENTS, desired)
         if drifted and seen is not None:
+            before = seen.get("spec", {}).get("replicas")
             log.info(
                 "deployment namespace=%s function=%s version=%s replicas=%s->%d",
                 version.namespace,
                 version.function_name,
                 version.version,
-                seen.get("spec", {}).get("replicas"),
+                before,
                 replicas,
+            )
+            await self._record(owner, version, before=seen, replicas=replicas, desired=desired)
+
+    async def _record(
+        self,
+        owner: Owner,
+        version: FunctionVersion,
+        *,
+        before: Mapping[str, Any],
+        replicas: int,
+        desired: Mapping[str, Any],
+    ) -> None:
+        """Events for what changed: the pods' code or configuration, their number."""
+        now = self._clock()
+        if workloads.spec_hash(before) != workloads.spec_hash(desired):
+            message = (
+                f"Rolling version {version.version} to package "
+                f"{version.running_package.code_sha256} and its configuration"
+            )
+            await events.record(
+                self._api,
+                events.event(
+                    owner, namespace=version.namespace, reason="Updated", message=message, now=now
+                ),
+            )
+        previous = int(before.get("spec", {}).get("replicas") or 0)
+        if previous != replicas:
+            message = f"Scaled version {version.version} from {previous} to {replicas} pod(s)"
+            await events.record(
+                self._api,
+                events.event(
+                    owner,
+                    namespace=version.namespace,
+                    reason="ScaledUp" if replicas > previous else "ScaledDown",
+                    message=message,
+                    now=now,
+                ),
             )
 
     async def _apply(self, kind: Resource, manifest: Mapping[str, Any]) -> None:

@@ -137,6 +137,16 @@ class KubernetesStore:
     def settings_of(self, function: FunctionKey) -> FunctionSettings | None:
         return self._cache.latest.catalog.settings.get(function)
 
+    def is_routed(self, target: Target) -> bool:
+        catalog = self._cache.latest.catalog
+        for (function, _name), alias in catalog.aliases.items():
+            if function == target.function and (
+                alias.function_version == target.version
+                or target.version in alias.additional_version_weights
+            ):
+                return True
+        return (target.function, target.version) in catalog.provisioned
+
     # -- ControllerStore ----------------------------------------------------------------
 
     async def finish_package(

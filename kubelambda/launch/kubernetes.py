@@ -119,6 +119,7 @@ async def run(settings: PlatformSettings, *, deploy_example: bool = False) -> No
                 gateway_cidrs=settings.gateway_cidrs,
             ),
             key=instance_key,
+            version_grace_seconds=settings.version_grace_seconds,
         )
         await backend.start()
         stack.push_async_callback(backend.aclose)

@@ -79,6 +79,12 @@ class PlatformSettings(BaseSettings):
         default=(),
         description="Addresses of a gateway outside the cluster, allowed to reach function pods",
     )
+    version_grace_seconds: float = Field(
+        default=3600.0,
+        ge=0,
+        description="How long an idle published version no alias routes to keeps its pods' "
+        "Deployment, Service and Secret (Kubernetes mode)",
+    )
     lease_namespace: str = Field(
         default="default", description="Namespace of the controller's leader-election Lease"
     )

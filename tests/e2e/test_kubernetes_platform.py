@@ -109,6 +109,7 @@ def platform(
             **os.environ,
             "KUBECONFIG": str(kubeconfig),
             "KUBELAMBDA_RUNTIME_IMAGE": runtime_image,
+            "KUBELAMBDA_VERSION_GRACE_SECONDS": "4",
         },
     )
     yield running
@@ -229,6 +230,26 @@ def test_idle_versions_scale_to_zero_pods_and_start_again(client: Any, cluster: 
     eventually("a Deployment at zero", lambda: cluster.replicas("idle-latest") == 0)
     eventually("no pods", lambda: not cluster.pods_of("idle"), timeout=120)
     assert invoke(client, "idle", {"n": 2})["answer"] == 2
+    recorded = [
+        (event["reason"], event["involvedObject"]["kind"])
+        for event in cluster.get("events")["items"]
+        if event["involvedObject"]["name"] == "idle"
+    ]
+    assert ("ScaledDown", "Function") in recorded
+    assert ("ScaledUp", "Function") in recorded
+
+
+def test_an_idle_version_nothing_routes_to_loses_its_objects_until_invoked(
+    client: Any, cluster: Cluster
+) -> None:
+    create(client, "aging", Tags={"kubelambda.io/idle-timeout-seconds": "2"})
+    version = client.publish_version(FunctionName="aging")["Version"]
+    assert invoke(client, "aging", {"n": 1}, Qualifier=version)["answer"] == 1
+    name = f"aging-v{version}"
+    eventually("the version's Deployment collected", lambda: cluster.replicas(name) is None)
+    assert cluster.replicas("aging-latest") is not None  # $LATEST keeps its objects
+    assert invoke(client, "aging", {"n": 2}, Qualifier=version)["answer"] == 2
+    assert cluster.replicas(name) is not None
 
 
 def test_reserved_concurrency_zero_throttles(client: Any) -> None:
