@@ -39,6 +39,7 @@ from controller.backends import local_env, local_process, local_spares
 from controller.metrics import ControllerMetrics
 from kubelambda import instance_environment, zips
 from kubelambda.models import CodePackage, FunctionVersion, Target
+from kubelambda.ports.catalog import Catalog, CatalogSource
 from kubelambda.ports.code import CodeStore, PackageMissing
 from kubelambda.ports.endpoints import Endpoint
 from kubelambda.ports.instances import BackendClosed, PackageRejected, StartFailure
@@ -103,6 +104,8 @@ class LocalProcessBackend:
         self._instances: dict[Target, list[local_process.LocalProcess]] = {}
         self._failures: dict[Target, _Failures] = {}
         self._listeners: list[Callable[[Target], None]] = []
+        # The package each version runs now, once ``follow`` is given the catalog.
+        self._running: dict[Target, str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._spares = local_spares.SparePool(spare_agents, self._prestart)
         self._closed = False
@@ -165,8 +168,36 @@ class LocalProcessBackend:
         for sha256_hex in sha256_hexes:
             await asyncio.to_thread(zips.remove_tree, self._unpacked / sha256_hex)
 
+    def follow(self, catalog: CatalogSource) -> Callable[[], None]:
+        """Route only to instances running the package each version runs *now*, from
+        the moment the store publishes it: a ``$LATEST`` update reported Successful
+        reaches no instance of the old code, though the next scale pass replaces them.
+        Returns a function that stops following."""
+
+        def on_catalog(snapshot: Catalog) -> None:
+            running = {
+                target: version.running_package.sha256_hex
+                for target, version in snapshot.versions.items()
+            }
+            changed = {
+                target
+                for target in set(running) | set(self._running)
+                if running.get(target) != self._running.get(target)
+            }
+            self._running = running
+            for target in changed & set(self._instances):
+                self._changed(target)
+
+        return catalog.subscribe(on_catalog)
+
     def endpoints(self, target: Target) -> list[Endpoint]:
-        return [p.endpoint for p in self._instances.get(target, ()) if p.endpoint is not None]
+        running = self._running.get(target)
+        return [
+            p.endpoint
+            for p in self._instances.get(target, ())
+            # ``revision`` names the package an instance runs (see ``_revision``).
+            if p.endpoint is not None and (running is None or p.revision[1] == running)
+        ]
 
     def ready_instances(self, target: Target) -> int:
         return len(self.endpoints(target))

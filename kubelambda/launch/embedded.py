@@ -65,6 +65,7 @@ async def run(settings: PlatformSettings, *, deploy_example: bool = False) -> No
             settings.home, code=code, region=settings.region, metrics=controller_metrics
         )
         stack.push_async_callback(backend.aclose)
+        stack.callback(backend.follow(store))
         autoscaler = await start_controller(
             stack,
             store=store,

@@ -16,6 +16,7 @@ from controller_testkit import HANDLER, REGION, make_zip, zip_with_entry
 
 from controller.backends.local import LocalProcessBackend
 from kubelambda.models import CodePackage, FunctionVersion
+from kubelambda.ports.catalog import Catalog
 from kubelambda.ports.endpoints import Endpoint
 from kubelambda.ports.instances import PackageRejected
 from kubelambda.store import LocalCodeStore
@@ -203,3 +204,52 @@ def test_the_zip_helper_keeps_an_escaping_name_as_given(name: str) -> None:
     # The escaping cases above prove something only if the entry is really there.
     with zipfile.ZipFile(io.BytesIO(zip_with_entry(name))) as archive:
         assert archive.namelist() == ["app.py", name]
+
+
+class Published:
+    """The store's catalog as the backend follows it: snapshots published by the test."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.current = catalog
+        self.listeners: list[Callable[[Catalog], None]] = []
+
+    async def catalog(self) -> Catalog:
+        return self.current
+
+    def subscribe(self, listener: Callable[[Catalog], None]) -> Callable[[], None]:
+        self.listeners.append(listener)
+        listener(self.current)
+        return lambda: self.listeners.remove(listener)
+
+    def publish(self, catalog: Catalog) -> None:
+        self.current = catalog
+        for listener in list(self.listeners):
+            listener(catalog)
+
+
+async def test_once_a_new_package_is_published_no_endpoint_runs_the_old_one(
+    backend: LocalProcessBackend,
+    code_store: LocalCodeStore,
+    make_version: MakeVersion,
+    until: Until,
+) -> None:
+    old = make_version(version="$LATEST")
+    catalog = Published(Catalog(versions={old.target: old}))
+    stop_following = backend.follow(catalog)
+    changed: list[object] = []
+    backend.subscribe(changed.append)
+    await backend.scale(old, replicas=1, concurrency=1)
+    await until(lambda: bool(backend.endpoints(old.target)))
+    newer = await code_store.put(make_zip({"app.py": HANDLER, "extra.txt": "new"}))
+    settled = old.with_changes(code_sha256=newer.code_sha256, code_size=newer.size)
+    changed.clear()
+
+    # The update settles: the store publishes it before anyone is told it is Successful.
+    catalog.publish(Catalog(versions={old.target: settled}))
+
+    assert backend.endpoints(old.target) == []
+    assert backend.ready_instances(old.target) == 0
+    assert changed == [old.target]
+    await backend.scale(settled, replicas=1, concurrency=1)
+    await until(lambda: bool(backend.endpoints(old.target)))
+    stop_following()

@@ -118,6 +118,7 @@ def running_gateway(
                 command=checkout.AGENT_COMMAND,
             )
             stack.push_async_callback(backend.aclose)
+            stack.callback(backend.follow(store))
             settler = PackageSettler(store, code, backend, grace_seconds=package_grace_seconds)
             await settler.start()
             stack.push_async_callback(settler.aclose)
