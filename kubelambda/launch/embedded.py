@@ -118,6 +118,8 @@ async def run(settings: PlatformSettings, *, deploy_example: bool = False) -> No
             announce=lambda: _announce(
                 url, host, port, keys.api_key, deploy_example=deploy_example
             ),
+            header_timeout=settings.header_timeout_seconds,
+            body_idle_timeout=settings.body_idle_timeout_seconds,
         )
 
 

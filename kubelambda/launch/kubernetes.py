@@ -190,7 +190,14 @@ async def run(settings: PlatformSettings, *, deploy_example: bool = False) -> No
             serving.print_banner(url, deploy_example=deploy_example)
 
         await serving.serve(
-            app, listener, url=url, url_file=settings.url_file, stack=stack, announce=announce
+            app,
+            listener,
+            url=url,
+            url_file=settings.url_file,
+            stack=stack,
+            announce=announce,
+            header_timeout=settings.header_timeout_seconds,
+            body_idle_timeout=settings.body_idle_timeout_seconds,
         )
 
 

@@ -18,6 +18,7 @@ from types import FrameType
 import uvicorn
 from starlette.types import ASGIApp
 
+from kubelambda.launch import read_timeouts
 from kubelambda.launch.errors import PlatformStartError
 
 __all__ = ["bind", "print_banner", "serve", "signals_end_serving_only"]
@@ -33,15 +34,21 @@ async def serve(
     url_file: Path,
     stack: contextlib.AsyncExitStack,
     announce: Callable[[], Awaitable[None]],
+    header_timeout: float,
+    body_idle_timeout: float,
 ) -> None:
     """Serve ``app`` on ``listener`` until uvicorn stops; once it serves, record ``url``
-    for ``kubelambda env`` and ``announce`` it."""
+    for ``kubelambda env`` and ``announce`` it. A request's headers must arrive within
+    ``header_timeout`` and its body may pause ``body_idle_timeout`` at most
+    (``read_timeouts``)."""
     server = uvicorn.Server(
         uvicorn.Config(
             app,
             log_config=None,
             access_log=False,
-            http="httptools",
+            http=read_timeouts.timed_protocol(
+                header_seconds=header_timeout, body_idle_seconds=body_idle_timeout
+            ),
             lifespan="on",
             timeout_graceful_shutdown=30,
             proxy_headers=False,

@@ -41,6 +41,12 @@ class PlatformSettings(BaseSettings):
         gt=0,
         description="Request body bytes the gateway reads at once; past it, 429 unread",
     )
+    header_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="How long a request's line and headers may take"
+    )
+    body_idle_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="The longest pause in a request body's arrival"
+    )
     async_retry_delays: tuple[float, ...] = Field(
         default=(60.0, 120.0),
         description="Seconds before each retry of an Event invocation that failed (Lambda's)",

@@ -209,3 +209,39 @@ def test_everything_under_the_home_is_owner_only(home: Path) -> None:
     assert {"state.db", "queue.db", "credentials.json", "logs", "code"} <= names
     assert any(name.endswith(".log") and name != "old.log" for name in names)
     assert readable == {}
+
+
+def test_slow_clients_cannot_hold_the_gateways_connections(home: Path) -> None:
+    environ = {
+        **os.environ,
+        "KUBELAMBDA_HEADER_TIMEOUT_SECONDS": "1",
+        "KUBELAMBDA_BODY_IDLE_TIMEOUT_SECONDS": "1",
+    }
+    platform = start_platform(home, environ=environ)
+    try:
+        host, port = platform.url.removeprefix("http://").split(":")
+        # slowloris: 20 connections sending their headers a byte every half second.
+        connections = [socket.create_connection((host, int(port))) for _ in range(20)]
+        request = b"POST /2015-03-31/functions/f/invocations HTTP/1.1\r\nHost: x\r\n"
+        started = time.monotonic()
+        open_ones = list(connections)
+        for byte in request:
+            for connection in list(open_ones):
+                try:
+                    connection.send(bytes([byte]))
+                except OSError:
+                    open_ones.remove(connection)
+            if not open_ones or time.monotonic() - started > 10:
+                break
+            time.sleep(0.5)
+        for connection in connections:
+            connection.settimeout(5)
+            assert connection.recv(1024) == b""  # closed by the gateway
+            connection.close()
+        assert time.monotonic() - started < 5
+        # Meanwhile and after, a prompt client is served.
+        with socket.create_connection((host, int(port))) as prompt:
+            prompt.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert prompt.recv(1024).startswith(b"HTTP/1.1 200")
+    finally:
+        stop_platform(platform.process)
