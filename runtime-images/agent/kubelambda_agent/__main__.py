@@ -46,6 +46,8 @@ def main() -> int:
         address = f"{config.listen_host}:{config.listen_port}"
         print(f"kubelambda-agent: cannot listen on {address}: {exc}", file=sys.stderr)
         return 2
+    # Before any runtime exists: whatever a runtime abandons is re-parented to us.
+    process.adopt_orphans()
     api_listeners = [_listen("127.0.0.1", 0) for _ in range(config.concurrency)]
     first_runtimes = [
         process.spawn_runtime(config, environ, api_address=f"127.0.0.1:{sock.getsockname()[1]}")

@@ -115,6 +115,9 @@ async def _serve(
     await endpoint.drain()
     for slot in slots:
         slot.stop()
+    # Background processes the function left (a child in its own session, a double
+    # fork): none outlives the instance.
+    process.end_descendants()
     server.close()
     for conn in list(connections):
         conn.close()

@@ -19,7 +19,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from kubelambda_agent.config import AgentConfig
 from kubelambda_agent.environment import runtime_environment
@@ -27,6 +27,7 @@ from kubelambda_agent.environment import runtime_environment
 __all__ = ["RuntimeProcess", "SpawnError", "die_with_parent", "spawn", "spawn_runtime"]
 
 _PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
 
 
 class SpawnError(Exception):
@@ -81,9 +82,13 @@ class RuntimeProcess:
         return math.ceil(int(status[start + 6 : status.index(b"kB", start)]) / 1024)
 
     def kill(self) -> None:
-        """SIGKILL the whole process group (the runtime and anything it started)."""
+        """SIGKILL the runtime and everything it started: its process group, and every
+        descendant that left the group (a child in a new session, say), found while the
+        runtime is still their ancestor."""
+        below = descendants(self.popen.pid) if self.returncode is None else []
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.popen.pid, signal.SIGKILL)
+        _kill_all(below)
 
     def reap(self) -> int:
         """Collect the exit status once ``exit_fd`` is readable, and release the pidfd.
@@ -97,6 +102,59 @@ class RuntimeProcess:
             os.close(self.exit_fd)
             os.close(self.status_fd)
         return self.returncode
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process below ``pid``, by the parent links in /proc (empty elsewhere)."""
+    children: dict[int, list[int]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as stat_file:
+                stat = stat_file.read()
+        except OSError:
+            continue  # gone meanwhile
+        # The command name may hold spaces and parentheses: the fields follow the last ")".
+        parent = int(stat[stat.rindex(b")") + 2 :].split()[1])
+        children.setdefault(parent, []).append(int(entry))
+    found: list[int] = []
+    pending = list(children.get(pid, ()))
+    while pending:
+        child = pending.pop()
+        found.append(child)
+        pending.extend(children.get(child, ()))
+    return found
+
+
+def adopt_orphans() -> None:
+    """Become the reaper of orphaned descendants (Linux ``PR_SET_CHILD_SUBREAPER``): a
+    process a runtime started and then abandoned (a double fork) is re-parented to the
+    agent instead of init, so ``end_descendants`` can still end it."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def end_descendants() -> None:
+    """SIGKILL every process below the agent and collect the agent's children: nothing an
+    instance started outlives it. Called last, when the agent stops."""
+    below = descendants(os.getpid())
+    _kill_all(below)
+    for pid in below:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)  # ours only if it was adopted; others are reaped elsewhere
+
+
+def _kill_all(pids: Iterable[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def die_with_parent(parent_pid: int) -> None:

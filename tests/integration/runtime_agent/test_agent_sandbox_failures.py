@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from pathlib import Path
 
 from agent_harness import StartAgent
 
@@ -175,3 +176,57 @@ except OSError:
         "errorType": "Runtime.ExitError",
         "errorMessage": "RequestId: req-gave-up Error: Runtime exited with error: exit status 5",
     }
+
+
+BACKGROUND_FUNCTION = {
+    "app.py": (
+        "import os, subprocess, time\n"
+        "def handler(event, context):\n"
+        "    if event['how'] == 'new-session':\n"
+        "        child = subprocess.Popen(['sleep', '1000'], start_new_session=True)\n"
+        "        pid = child.pid\n"
+        "    else:  # a double fork: the grandchild is abandoned by its parent at once\n"
+        "        read, write = os.pipe()\n"
+        "        if os.fork() == 0:\n"
+        "            os.setsid()\n"
+        "            grandchild = subprocess.Popen(['sleep', '1000'])\n"
+        "            os.write(write, str(grandchild.pid).encode())\n"
+        "            os._exit(0)\n"
+        "        pid = int(os.read(read, 32))\n"
+        "    if event.get('then') == 'hang':\n"
+        "        print('started', pid, flush=True)\n"
+        "        time.sleep(60)\n"
+        "    return pid\n"
+    )
+}
+
+
+def _gone_within(pid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+        except FileNotFoundError:
+            return True
+        if state == "Z":  # killed, waiting for its parent to collect it
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_a_child_in_its_own_session_dies_with_the_timed_out_invocation(
+    start_agent: StartAgent,
+) -> None:
+    agent = start_agent(BACKGROUND_FUNCTION, timeout=1)
+    result = agent.invoke({"how": "new-session", "then": "hang"}, tail=True)
+    assert result.json["errorType"] == "Sandbox.Timedout"
+    pid = int(result.log_tail.split("started ")[1].split()[0])
+    assert _gone_within(pid, 5)
+
+
+def test_nothing_the_function_started_outlives_its_instance(start_agent: StartAgent) -> None:
+    agent = start_agent(BACKGROUND_FUNCTION, timeout=5)
+    pids = [agent.invoke({"how": how}).json for how in ("new-session", "double-fork")]
+    assert all(isinstance(pid, int) and os.path.exists(f"/proc/{pid}") for pid in pids)
+    agent.terminate()
+    assert all(_gone_within(pid, 5) for pid in pids)
