@@ -54,6 +54,14 @@ def timed_out(request_id: str, timeout_seconds: float) -> bytes:
     )
 
 
+def out_of_memory(request_id: str) -> bytes:
+    """The runtime used more than the function's MemorySize and was killed (Lambda's)."""
+    return _body(
+        "Runtime.OutOfMemory",
+        f"RequestId: {request_id} Error: Runtime exited with error: signal: killed",
+    )
+
+
 def exit_description(returncode: int) -> str:
     """Lambda's wording of a process exit: ``exit status 1`` or ``signal: killed``."""
     if returncode >= 0:

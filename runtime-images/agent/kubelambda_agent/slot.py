@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 
 # Lambda gives a runtime's init phase 10 seconds before it gives up on the sandbox.
 INIT_TIMEOUT_SECONDS = 10.0
+# How often a running invocation's memory is compared with MemorySize (``_check_memory``).
+MEMORY_CHECK_SECONDS = 0.05
 _READ_SIZE = 64 * 1024
 
 
@@ -88,6 +90,7 @@ class Slot:
         # Invocations the current runtime process completed.
         self._served = 0
         self._timer: asyncio.TimerHandle | None = None
+        self._memory_timer: asyncio.TimerHandle | None = None
         # Resolved once the first runtime finished init, either way: the agent's readiness.
         self.settled: asyncio.Future[None] = self._loop.create_future()
 
@@ -158,6 +161,9 @@ class Slot:
         self._timer = self._loop.call_later(
             self._config.timeout_seconds, self._on_timeout, invocation
         )
+        self._memory_timer = self._loop.call_later(
+            MEMORY_CHECK_SECONDS, self._check_memory, invocation
+        )
         self._deliver()
 
     def _deliver(self) -> None:
@@ -179,6 +185,31 @@ class Slot:
             invocation, error_bodies.timed_out(invocation.request_id, timeout), notice=notice
         )
         self._restart("timeout", request_id=invocation.request_id)
+
+    def _check_memory(self, invocation: Invocation) -> None:
+        """MemorySize is a limit, as on Lambda: a runtime whose peak resident memory
+        passed it is killed and the invocation fails with ``Runtime.OutOfMemory`` (the
+        next one gets a fresh runtime). Checked every ``MEMORY_CHECK_SECONDS``; the peak
+        (``VmHWM``) catches a spike between two checks, though not before it happens."""
+        self._memory_timer = None
+        proc = self._proc
+        if self._current is not invocation or proc is None:
+            return
+        used = proc.max_memory_used_mb()
+        if used is None or used <= self._config.memory_size_mb:
+            self._memory_timer = self._loop.call_later(
+                MEMORY_CHECK_SECONDS, self._check_memory, invocation
+            )
+            return
+        log.warning(
+            "runtime out of memory slot=%d request_id=%s used_mb=%d limit_mb=%d",
+            self.index,
+            invocation.request_id,
+            used,
+            self._config.memory_size_mb,
+        )
+        self._finish(invocation, error_bodies.out_of_memory(invocation.request_id))
+        self._restart("out of memory", request_id=invocation.request_id)
 
     def _finish(
         self,
@@ -413,6 +444,9 @@ class Slot:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._memory_timer is not None:
+            self._memory_timer.cancel()
+            self._memory_timer = None
 
     def _emit(self, invocation: Invocation | None, data: bytes) -> None:
         if invocation is not None and self._start_line:

@@ -230,3 +230,34 @@ def test_nothing_the_function_started_outlives_its_instance(start_agent: StartAg
     assert all(isinstance(pid, int) and os.path.exists(f"/proc/{pid}") for pid in pids)
     agent.terminate()
     assert all(_gone_within(pid, 5) for pid in pids)
+
+
+MEMORY_FUNCTION = {
+    "app.py": (
+        "import os\n"
+        "def handler(event, context):\n"
+        "    held = bytearray(event['mb'] * 1024 * 1024)\n"
+        "    return {'held': len(held) // (1024 * 1024), 'pid': os.getpid()}\n"
+    )
+}
+
+
+def test_memory_past_memory_size_ends_the_invocation_as_lambda_does(
+    start_agent: StartAgent,
+) -> None:
+    agent = start_agent(MEMORY_FUNCTION, env={"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "128"})
+    within = agent.invoke({"mb": 40})
+    assert within.json["held"] == 40
+
+    over = agent.invoke({"mb": 1024}, request_id="req-oom", tail=True)
+
+    assert over.function_error == "Unhandled"
+    assert over.json == {
+        "errorType": "Runtime.OutOfMemory",
+        "errorMessage": "RequestId: req-oom Error: Runtime exited with error: signal: killed",
+    }
+    assert "REPORT RequestId: req-oom" in over.log_tail
+    agent.wait_idle()
+    # A fresh runtime serves the next invocation.
+    after = agent.invoke({"mb": 1})
+    assert after.json["pid"] != within.json["pid"]
