@@ -3,7 +3,7 @@
 Called by ``kubelambda up``. Picks the embedded adapter for each port (SQLite store,
 code on the local disk, local-process instances, the autoscaler itself as the
 gateway's scale signals, the event queue in SQLite or on Kafka), hands them to the
-controller, dispatcher and gateway builders, serves the gateway with uvicorn, and on
+controller and to ``front`` (invoke path, dispatcher, gateway, served by uvicorn), and on
 exit stops everything it started, instances included, in reverse order. Before any of
 that it makes the home owner-only, locks it (one platform per home, see ``home``) and
 reaps the instances a killed earlier run left behind.
@@ -11,7 +11,6 @@ reaps the instances a killed earlier run left behind.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 
@@ -19,13 +18,9 @@ from prometheus_client import CollectorRegistry
 
 from controller.backends.local import LocalProcessBackend
 from controller.metrics import ControllerMetrics
-from gateway.metrics import AsyncMetrics
-from gateway.services.invoke_settings import InvokeSettings
 from kubelambda import credentials, runtimes
-from kubelambda.launch import example, home, queues, serving
+from kubelambda.launch import front, home, queues, serving
 from kubelambda.launch.controller import start_controller
-from kubelambda.launch.dispatcher import start_dispatcher
-from kubelambda.launch.gateway import build_gateway, build_invoke_path
 from kubelambda.launch.settings import PlatformSettings
 from kubelambda.store.code import LocalCodeStore
 from kubelambda.store.sqlite import SqliteStore
@@ -52,8 +47,6 @@ async def run(settings: PlatformSettings, *, deploy_example: bool = False) -> No
         listener = stack.enter_context(
             contextlib.closing(serving.bind(settings.host, settings.port))
         )
-        host, port = listener.getsockname()[:2]
-        url = f"http://{host}:{port}"
         stack.enter_context(serving.signals_end_serving_only())
         store = await stack.enter_async_context(
             SqliteStore.open(settings.home, region=settings.region)
@@ -74,56 +67,18 @@ async def run(settings: PlatformSettings, *, deploy_example: bool = False) -> No
             metrics=controller_metrics,
             package_grace_seconds=settings.package_grace_seconds,
         )
-        invoker = await build_invoke_path(
+        await front.serve_front(
             stack,
-            catalog=store,
+            settings,
+            listener=listener,
+            store=store,
+            code=code,
+            queue=queue,
             endpoints=backend,
             signals=autoscaler,
             reporter=_REPORTER,
             registry=registry,
-            region=settings.region,
-            invoke=InvokeSettings(
-                max_waiting_requests=settings.activator_max_waiting,
-                max_wait_seconds=settings.activator_max_wait_seconds,
-            ),
-        )
-        async_metrics = AsyncMetrics(registry)
-        await start_dispatcher(
-            stack,
-            queue=queue,
-            invoker=invoker,
-            catalog=store,
-            metrics=async_metrics,
-            region=settings.region,
-            retry_delays=settings.async_retry_delays,
-        )
-        app = build_gateway(
-            store=store,
-            code=code,
-            invoker=invoker,
-            queue=queue,
-            async_metrics=async_metrics,
-            keyring=credentials.Keyring([keys]),
-            registry=registry,
-            region=settings.region,
+            keys=keys,
             runtimes=runtimes.available_runtimes(),
-            body_budget=settings.body_budget_bytes,
+            deploy_example=deploy_example,
         )
-        await serving.serve(
-            app,
-            listener,
-            url=url,
-            url_file=settings.url_file,
-            stack=stack,
-            announce=lambda: _announce(
-                url, host, port, keys.api_key, deploy_example=deploy_example
-            ),
-            header_timeout=settings.header_timeout_seconds,
-            body_idle_timeout=settings.body_idle_timeout_seconds,
-        )
-
-
-async def _announce(url: str, host: str, port: int, api_key: str, *, deploy_example: bool) -> None:
-    if deploy_example:
-        await asyncio.to_thread(example.deploy, host, port, api_key)
-    serving.print_banner(url, deploy_example=deploy_example)

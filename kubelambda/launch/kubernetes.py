@@ -26,8 +26,6 @@ from prometheus_client import CollectorRegistry
 
 from controller.autoscaler.loop import Autoscaler
 from controller.metrics import ControllerMetrics
-from gateway.metrics import AsyncMetrics
-from gateway.services.invoke_settings import InvokeSettings
 from kubelambda import credentials, instance_tokens, runtimes
 from kubelambda.kubernetes import crds, workloads
 from kubelambda.kubernetes.connection import ApiClient, connected
@@ -36,11 +34,9 @@ from kubelambda.kubernetes.instances import KubernetesBackend
 from kubelambda.kubernetes.leader import LeaderElector
 from kubelambda.kubernetes.pods import PodWatch
 from kubelambda.kubernetes.store import KubernetesStore
-from kubelambda.launch import example, home, queues, serving
+from kubelambda.launch import front, home, queues, serving
 from kubelambda.launch.controller import start_controller
-from kubelambda.launch.dispatcher import start_dispatcher
 from kubelambda.launch.errors import PlatformStartError
-from kubelambda.launch.gateway import build_gateway, build_invoke_path
 from kubelambda.launch.settings import PlatformSettings
 from kubelambda.models import DEFAULT_NAMESPACE, Target
 from kubelambda.store.code import LocalCodeStore
@@ -146,58 +142,22 @@ async def run(settings: PlatformSettings, *, deploy_example: bool = False) -> No
         )
         controller = asyncio.create_task(elector.run(lead), name="controller")
         stack.push_async_callback(_cancel, controller)
-        invoker = await build_invoke_path(
+        await front.serve_front(
             stack,
-            catalog=store,
+            settings,
+            listener=listener,
+            store=store,
+            code=code,
+            queue=queue,
             endpoints=pods,
             signals=signals,
             reporter=f"gateway-{socket.gethostname()}-{os.getpid()}",
             registry=registry,
-            region=settings.region,
-            invoke=InvokeSettings(
-                max_waiting_requests=settings.activator_max_waiting,
-                max_wait_seconds=settings.activator_max_wait_seconds,
-            ),
-        )
-        async_metrics = AsyncMetrics(registry)
-        await start_dispatcher(
-            stack,
-            queue=queue,
-            invoker=invoker,
-            catalog=store,
-            metrics=async_metrics,
-            region=settings.region,
-            retry_delays=settings.async_retry_delays,
-        )
-        app = build_gateway(
-            store=store,
-            code=code,
-            invoker=invoker,
-            queue=queue,
-            async_metrics=async_metrics,
-            keyring=credentials.Keyring([_bound_to(keys, settings.namespaces)]),
-            registry=registry,
-            region=settings.region,
+            keys=_bound_to(keys, settings.namespaces),
             runtimes=IMAGE_RUNTIMES,
-            body_budget=settings.body_budget_bytes,
+            deploy_example=deploy_example,
             instance_key=instance_key,
             announcements=pods,
-        )
-
-        async def announce() -> None:
-            if deploy_example:
-                await asyncio.to_thread(example.deploy, host, port, keys.api_key)
-            serving.print_banner(url, deploy_example=deploy_example)
-
-        await serving.serve(
-            app,
-            listener,
-            url=url,
-            url_file=settings.url_file,
-            stack=stack,
-            announce=announce,
-            header_timeout=settings.header_timeout_seconds,
-            body_idle_timeout=settings.body_idle_timeout_seconds,
         )
 
 

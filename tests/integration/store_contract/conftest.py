@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from contract_helpers import CLOCK, REGION
 
 from kubelambda.kubernetes import connection
 from kubelambda.kubernetes.store import KubernetesStore
 from kubelambda.models import DEFAULT_NAMESPACE, FunctionKey
 from kubelambda.store import SqliteStore
 from tests.integration.kube_fixtures import crds, kubectl, new_namespace
+from tests.store_testkit import CLOCK, REGION
 
 __all__ = ["crds", "kubectl"]
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from contract_helpers import REGION, STAMP, add_function, publish
 
 from kubelambda import errors
 from kubelambda.models import LATEST, Alias, EventInvokeConfig, FunctionKey
+from tests.store_testkit import REGION, STAMP, add_function, publish
 
 ON_FAILURE = "arn:aws:lambda:eu-central-1:000000000000:function:on-fail"
 TOPIC = "arn:aws:kafka:eu-central-1:000000000000:topic/failures"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from contract_helpers import STAMP, add_function, package, publish
 
 from kubelambda import errors
 from kubelambda.models import (
@@ -15,6 +14,7 @@ from kubelambda.models import (
     State,
     Target,
 )
+from tests.store_testkit import STAMP, add_function, package, publish
 
 
 def keep(version):

@@ -6,9 +6,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from store_helpers import CLOCK, REGION
 
 from kubelambda.store import SqliteStore
+from tests.store_testkit import CLOCK, REGION
 
 
 @pytest.fixture

@@ -5,17 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from store_helpers import add_function, key, package, publish
 
 from kubelambda import errors
-from kubelambda.models import DEFAULT_NAMESPACE, LATEST, Alias
+from kubelambda.models import DEFAULT_NAMESPACE, LATEST, Alias, FunctionKey
 from kubelambda.store import SqliteStore
+from tests.store_testkit import add_function, package, publish
 
-F = key()
+F = FunctionKey(DEFAULT_NAMESPACE, "f")
 
 
 async def missing_function(store):
-    await store.get_version(key("missing"), LATEST)
+    await store.get_version(FunctionKey(DEFAULT_NAMESPACE, "missing"), LATEST)
 
 
 async def missing_version(store):
@@ -52,7 +52,7 @@ async def test_error_messages_name_the_configured_region(
     tmp_path: Path, region, operation, error, message
 ):
     async with SqliteStore.open(tmp_path, region=region) as store:
-        await add_function(store)
+        await add_function(store, F)
         with pytest.raises(error) as raised:
             await operation(store)
     arn = f"arn:aws:lambda:{region}:000000000000:function"
