@@ -364,3 +364,43 @@ def test_delete_removes_everything_the_function_made(client: Any, cluster: Clust
         return not cluster.get(kinds, "-l", selector)["items"]
 
     eventually("every object of the function gone", gone, timeout=120)
+
+
+def test_a_function_can_neither_read_its_tokens_nor_invoke_another_functions_pod(
+    client: Any, cluster: Cluster
+) -> None:
+    create(client, "victim")
+    invoke(client, "victim", {"n": 1})
+    # The pod answered through its announcement; the kubelet reports its address later.
+    victim_ip = eventually(
+        "the victim pod's address",
+        lambda: next((p["status"].get("podIP") for p in cluster.pods_of("victim")), None),
+    )
+    snoop = (
+        "import json, os, urllib.request, urllib.error\n"
+        "def handler(event, context):\n"
+        "    try:\n"
+        "        agent_environ = open('/proc/1/environ', 'rb').read().decode(errors='replace')\n"
+        "    except OSError as exc:\n"
+        "        agent_environ = type(exc).__name__\n"
+        "    request = urllib.request.Request(\n"
+        "        'http://' + event['ip'] + ':8080/invoke', data=b'{}',\n"
+        "        headers={'Kubelambda-Request-Id': 'x', 'Kubelambda-Invoked-Function-Arn': 'a'})\n"
+        "    try:\n"
+        "        status = urllib.request.urlopen(request, timeout=5).status\n"
+        "    except urllib.error.HTTPError as exc:\n"
+        "        status = exc.code\n"
+        "    mine = ' '.join(f'{k}={v}' for k, v in os.environ.items())\n"
+        "    return {'agent_environ': agent_environ, 'own_environ': mine, 'victim': status}\n"
+    )
+    create(client, "snoop", code=snoop)
+    answer = invoke(client, "snoop", {"ip": victim_ip})
+    secret = cluster.get("secret", "victim-latest")["data"]
+    tokens = [base64.b64decode(value).decode() for value in secret.values()]
+    own = cluster.get("secret", "snoop-latest")["data"]
+    tokens += [base64.b64decode(value).decode() for value in own.values()]
+    for token in tokens:
+        assert token not in answer["agent_environ"]
+        assert token not in answer["own_environ"]
+    assert "KUBELAMBDA_CODE_TOKEN" not in answer["own_environ"]
+    assert answer["victim"] == 403
