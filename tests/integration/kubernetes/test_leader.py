@@ -8,6 +8,7 @@ with the sync client to check what the replicas wrote.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 import uuid
@@ -86,11 +87,11 @@ async def replicas(
     """Builds started replicas, each with its own client; ``api_host`` routes one through
     a relay. Whatever still runs is stopped at the end."""
     started: list[Replica] = []
-    apis = []
+    clients = contextlib.AsyncExitStack()
 
     async def start(identity: str, *, api_host: str | None = None) -> Replica:
-        api = await connection.connect(str(kubeconfig))
-        apis.append(api)
+        # connected(): closed only once its TLS connections really are (no leaked socket).
+        api = await clients.enter_async_context(connection.connected(str(kubeconfig)))
         if api_host is not None:
             api.configuration.host = api_host
         replica = Replica(
@@ -112,8 +113,7 @@ async def replicas(
     for replica in started:
         if replica.task is not None and not replica.task.done():
             await replica.stop()
-    for api in apis:
-        await api.close()
+    await clients.aclose()
 
 
 async def next_leader(*candidates: Replica) -> Replica:
@@ -233,8 +233,7 @@ async def test_a_lead_that_ends_by_itself_ends_the_run_and_releases_the_lease(
     async def lead() -> None:
         ran.set()
 
-    api = await connection.connect(str(kubeconfig))
-    try:
+    async with connection.connected(str(kubeconfig)) as api:
         elector = LeaderElector(
             api,
             namespace=namespace,
@@ -244,17 +243,12 @@ async def test_a_lead_that_ends_by_itself_ends_the_run_and_releases_the_lease(
             renew_seconds=RENEW_SECONDS,
         )
         await asyncio.wait_for(elector.run(lead), WAIT_SECONDS)
-    finally:
-        await api.close()
     assert ran.is_set() and not elector.is_leader
     spec = await read_lease(leases, namespace)
     assert spec.holder_identity in ("", None)  # released: free for the next replica at once
 
 
 async def _apiserver_url(kubeconfig: Path) -> str:
-    api = await connection.connect(str(kubeconfig))
-    try:
+    async with connection.connected(str(kubeconfig)) as api:
         host: str = api.configuration.host
         return host
-    finally:
-        await api.close()
