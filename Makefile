@@ -37,8 +37,9 @@ cluster-up: $(STAMP)
 cluster-env: $(STAMP)
 	@$(BIN)/python -m kubelambda_testbed env
 
-# The function runtime image (runtime-images/python/Containerfile, built with buildah) and
-# the node's other images, loaded into the running test cluster; prints nothing on stdout.
+# The function runtime image (runtime-images/python/Containerfile), the platform image
+# (platform-image/Containerfile: gateway, controller, dispatcher), both built with buildah,
+# and the node's other images, loaded into the running test cluster; prints nothing on stdout.
 images: $(STAMP)
 	$(BIN)/python -m kubelambda_testbed images
 

@@ -12,6 +12,10 @@ these machines, so the images are made here and cached as OCI-layout tarballs:
   buildah from ``runtime-images/python/Containerfile`` on the base archive (no daemon, no
   pull), and tagged by a digest of the agent's sources and the recipe, so changing the
   agent makes a new image. ``k8s.env`` prints it as ``KUBELAMBDA_RUNTIME_IMAGE``.
+* ``localhost/kubelambda/platform:<12 hex>`` - the gateway, controller and dispatcher,
+  built by buildah from ``platform-image/Containerfile`` on the base archive with the
+  checkout's wheel and its dependencies' wheels, tagged by a digest of the sources that go
+  into the wheel and the recipe. ``k8s.env`` prints it as ``KUBELAMBDA_PLATFORM_IMAGE``.
 
 ``load_missing`` builds what the cache lacks and imports into containerd what it does
 not have yet: ``node.start`` calls it, and so do ``k8s.up`` on a running cluster and
@@ -23,6 +27,7 @@ Pods must use ``imagePullPolicy: IfNotPresent`` or ``Never`` with these images.
 from __future__ import annotations
 
 import collections.abc
+import contextlib
 import hashlib
 import json
 import logging
@@ -35,19 +40,23 @@ import sys
 import tarfile
 import tempfile
 import time
+import tomllib
 
 from kubelambda_testbed import k8s_build, k8s_layout
 
 __all__ = [
     "BASE_IMAGE",
+    "PLATFORM_REPOSITORY",
     "RUNTIME_REPOSITORY",
     "debian_mirror",
     "ensure_all",
     "ensure_base_image",
     "ensure_pause_image",
+    "ensure_platform_image",
     "ensure_runtime_image",
     "import_images",
     "load_missing",
+    "platform_image_ref",
     "runtime_image_ref",
 ]
 
@@ -65,14 +74,25 @@ Populate = collections.abc.Callable[[pathlib.Path], None]
 
 _PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
+_CHECKOUT = pathlib.Path(__file__).resolve().parents[1]
+
 RUNTIME_REPOSITORY = "localhost/kubelambda/runtime"
-_RUNTIME_IMAGES = pathlib.Path(__file__).resolve().parents[1] / "runtime-images"
+_RUNTIME_IMAGES = _CHECKOUT / "runtime-images"
 _CONTAINERFILE = "python/Containerfile"
 _REQUIREMENTS = "python/requirements.txt"
 # Bump when ensure_runtime_image builds differently, so the tag (and the cache) changes.
 _RUNTIME_BUILD = "buildah-r1"
 # Runtime image tarballs kept in the cache (about 70 MB each), the newest ones.
 _RUNTIME_ARCHIVES_KEPT = 4
+
+PLATFORM_REPOSITORY = "localhost/kubelambda/platform"
+_PLATFORM_CONTAINERFILE = "platform-image/Containerfile"
+# Bump when ensure_platform_image builds differently, so the tag (and the cache) changes.
+_PLATFORM_BUILD = "buildah-r1"
+# Platform image tarballs kept in the cache, the newest ones (as for the runtime image);
+# dependency wheel sets kept, the newest ones (one per dependency list).
+_PLATFORM_ARCHIVES_KEPT = 4
+_DEPENDENCY_SETS_KEPT = 2
 
 
 def ensure_all(layout: k8s_layout.Layout) -> dict[str, pathlib.Path]:
@@ -81,6 +101,7 @@ def ensure_all(layout: k8s_layout.Layout) -> dict[str, pathlib.Path]:
         k8s_layout.PAUSE_IMAGE: ensure_pause_image(layout),
         BASE_IMAGE: ensure_base_image(layout),
         runtime_image_ref(layout): ensure_runtime_image(layout),
+        platform_image_ref(layout): ensure_platform_image(layout),
     }
 
 
@@ -124,12 +145,8 @@ def ensure_base_image(layout: k8s_layout.Layout) -> pathlib.Path:
 def runtime_image_ref(layout: k8s_layout.Layout) -> str:
     """``localhost/kubelambda/runtime:<12 hex>``: a digest of everything the image is made
     of (the agent's sources, the Containerfile, the pinned wheels, the base, this build)."""
-    digest = hashlib.sha256(f"{_RUNTIME_BUILD}\0{_base_archive(layout).name}\0".encode())
-    for name, path in _runtime_sources().items():
-        content = path.read_bytes()
-        digest.update(f"{name}\0{len(content)}\0".encode())
-        digest.update(content)
-    return f"{RUNTIME_REPOSITORY}:{digest.hexdigest()[:12]}"
+    digest = _content_digest(_RUNTIME_BUILD, _base_archive(layout), _runtime_sources())
+    return f"{RUNTIME_REPOSITORY}:{digest}"
 
 
 def ensure_runtime_image(layout: k8s_layout.Layout) -> pathlib.Path:
@@ -142,42 +159,37 @@ def ensure_runtime_image(layout: k8s_layout.Layout) -> pathlib.Path:
     base = ensure_base_image(layout)
     archive.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="kubelambda-runtime-", dir=archive.parent) as tmp:
-        context, layout_dir = pathlib.Path(tmp, "context"), pathlib.Path(tmp, "oci")
+        context = pathlib.Path(tmp, "context")
         # Exactly the files the tag was made of: no __pycache__ or stray files of the checkout.
-        for name, path in _runtime_sources().items():
-            (context / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(path, context / name)
+        _copy_files(_runtime_sources(), context)
         subprocess.run(
             [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-             "--only-binary=:all:", "--implementation", "cp",
-             "--python-version", _SUITE_PYTHON, *_wheel_platforms(),
-             "--requirement", str(context / _REQUIREMENTS),
+             *_wheel_selection(), "--requirement", str(context / _REQUIREMENTS),
              "--dest", str(context / "python" / "wheels")],
             check=True,
         )  # fmt: skip
-        # Storage of its own, deleted with the temporary directory: the tarball is the cache.
-        buildah = ["buildah", "--root", f"{tmp}/storage", "--runroot", f"{tmp}/run",
-                   "--storage-driver", "vfs"]  # fmt: skip
-        subprocess.run(
-            [*buildah, "build", "--quiet", "--isolation", "oci",
-             "--ulimit", "nofile=10000:10000", "--ulimit", "nproc=10000:10000",
-             "--build-arg", f"BASE_IMAGE=oci-archive:{base}",
-             "--tag", ref, "--file", str(context / _CONTAINERFILE), str(context)],
-            check=True, stdout=subprocess.DEVNULL,
-        )  # fmt: skip
-        subprocess.run([*buildah, "push", "--quiet", ref, f"oci:{layout_dir}:{ref}"], check=True)
-        _pack_oci_layout(layout_dir, archive=archive, name=ref)
-    _prune_runtime_archives(layout.images_dir)
+        _buildah_archive(
+            pathlib.Path(tmp),
+            context=context,
+            containerfile=context / _CONTAINERFILE,
+            ref=ref,
+            base=base,
+            archive=archive,
+        )
+    _prune(layout.images_dir, "runtime-*.tar", keep=_RUNTIME_ARCHIVES_KEPT)
     return archive
 
 
-def _prune_runtime_archives(images_dir: pathlib.Path) -> None:
-    # Several checkouts (worktrees, CI) share the cache, each with its own agent: keeping a
+def _prune(directory: pathlib.Path, pattern: str, *, keep: int) -> None:
+    # Several checkouts (worktrees, CI) share the cache, each with its own sources: keeping a
     # few spares that one from rebuilding after another, and from losing its tarball
     # between its build and its import.
-    archives = sorted(images_dir.glob("runtime-*.tar"), key=lambda p: p.stat().st_mtime)
-    for stale in archives[:-_RUNTIME_ARCHIVES_KEPT]:
-        stale.unlink(missing_ok=True)
+    entries = sorted(directory.glob(pattern), key=lambda p: p.stat().st_mtime)
+    for stale in entries[:-keep]:
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
 
 
 def _runtime_sources() -> dict[str, pathlib.Path]:
@@ -189,11 +201,155 @@ def _runtime_sources() -> dict[str, pathlib.Path]:
     return files
 
 
-def _wheel_platforms() -> list[str]:
-    """``--platform`` options for every manylinux tag bookworm's glibc (2.36) runs: pip
-    takes only the tags it is given, not the older ones a newer glibc implies."""
+def platform_image_ref(layout: k8s_layout.Layout) -> str:
+    """``localhost/kubelambda/platform:<12 hex>``: a digest of everything the image is made
+    of (the sources of the checkout's wheel, the Containerfile, the base, this build). The
+    dependencies enter through pyproject.toml's list, not through the wheels it resolves to."""
+    digest = _content_digest(_PLATFORM_BUILD, _base_archive(layout), _platform_sources())
+    return f"{PLATFORM_REPOSITORY}:{digest}"
+
+
+def ensure_platform_image(layout: k8s_layout.Layout) -> pathlib.Path:
+    """The platform image tarball, built with buildah on the base archive when the cache
+    has none for this content: the checkout's wheel (built by pip from a copy of exactly
+    the tagged sources) and the cached dependency wheels, installed without network inside
+    the build. Only the newest few are kept."""
+    ref = platform_image_ref(layout)
+    archive = layout.images_dir / f"platform-{ref.rpartition(':')[2]}.tar"
+    if archive.exists():
+        return archive
+    base = ensure_base_image(layout)
+    dependencies = _dependency_wheels(layout)
+    archive.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="kubelambda-platform-", dir=archive.parent) as tmp:
+        source, context = pathlib.Path(tmp, "source"), pathlib.Path(tmp, "context")
+        _copy_files(_platform_sources(), source)
+        wheels = context / "wheels"
+        subprocess.run(
+            [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
+             "--wheel-dir", str(wheels), str(source)],
+            check=True,
+        )  # fmt: skip
+        for wheel in dependencies.glob("*.whl"):
+            shutil.copy2(wheel, wheels / wheel.name)
+        _buildah_archive(
+            pathlib.Path(tmp),
+            context=context,
+            containerfile=source / _PLATFORM_CONTAINERFILE,
+            ref=ref,
+            base=base,
+            archive=archive,
+        )
+    _prune(layout.images_dir, "platform-*.tar", keep=_PLATFORM_ARCHIVES_KEPT)
+    return archive
+
+
+def _platform_sources() -> dict[str, pathlib.Path]:
+    """The files of the checkout the platform image is made of, by their path in it:
+    pyproject.toml and the readme (the wheel's metadata), every file in the folders of the
+    packages pyproject lists for the wheel, and the Containerfile."""
+    pyproject = tomllib.loads((_CHECKOUT / "pyproject.toml").read_text())
+    setuptools = pyproject["tool"]["setuptools"]
+    names = ["pyproject.toml", pyproject["project"]["readme"], _PLATFORM_CONTAINERFILE]
+    files = {name: _CHECKOUT / name for name in names}
+    for package in setuptools["packages"]:
+        folder = _CHECKOUT / _package_folder(package, setuptools.get("package-dir", {}))
+        for path in sorted(folder.rglob("*")):
+            relative = path.relative_to(_CHECKOUT)
+            # Byte code and dot-folders (caches, a local run's state) are not sources.
+            skipped = any(part == "__pycache__" or part.startswith(".") for part in relative.parts)
+            if path.is_file() and not skipped and path.suffix != ".pyc":
+                files[relative.as_posix()] = path
+    return files
+
+
+def _package_folder(package: str, package_dir: dict[str, str]) -> str:
+    """Where setuptools finds ``package``: under its nearest ancestor in ``package-dir``
+    (the root package being ``""``), else at its dotted path."""
+    parts = package.split(".")
+    for cut in range(len(parts), -1, -1):
+        mapped = package_dir.get(".".join(parts[:cut]))
+        if mapped is not None:
+            return "/".join(part for part in (mapped, *parts[cut:]) if part)
+    return "/".join(parts)
+
+
+def _dependency_wheels(layout: k8s_layout.Layout) -> pathlib.Path:
+    """A folder of the wheels of the checkout's runtime dependencies (not the dev extras)
+    and pip's own, for bookworm's python3: downloaded once per dependency list, so warm
+    builds use no network."""
+    pyproject = tomllib.loads((_CHECKOUT / "pyproject.toml").read_text())
+    requirements = [*pyproject["project"]["dependencies"], "pip"]
+    key = hashlib.sha256("\0".join([*requirements, *_wheel_selection()]).encode())
+    folder = layout.cache_dir / f"platform-wheels-{key.hexdigest()[:12]}"
+    if not folder.exists():
+        layout.cache_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix="platform-wheels-", dir=layout.cache_dir) as tmp:
+            partial = pathlib.Path(tmp, "wheels")
+            subprocess.run(
+                [sys.executable, "-m", "pip", "download", "--quiet", *_wheel_selection(),
+                 "--dest", str(partial), *requirements],
+                check=True,
+            )  # fmt: skip
+            # A concurrent build may have made it meanwhile: the same list, the same wheels.
+            with contextlib.suppress(OSError):
+                partial.rename(folder)
+    # The prune below goes by age: a set in use is the newest.
+    folder.touch()
+    _prune(layout.cache_dir, "platform-wheels-*", keep=_DEPENDENCY_SETS_KEPT)
+    return folder
+
+
+def _content_digest(build: str, base: pathlib.Path, sources: dict[str, pathlib.Path]) -> str:
+    """12 hex of a SHA-256 over the build's name, the base archive's name and each source's
+    name and content."""
+    digest = hashlib.sha256(f"{build}\0{base.name}\0".encode())
+    for name, path in sources.items():
+        content = path.read_bytes()
+        digest.update(f"{name}\0{len(content)}\0".encode())
+        digest.update(content)
+    return digest.hexdigest()[:12]
+
+
+def _copy_files(files: dict[str, pathlib.Path], destination: pathlib.Path) -> None:
+    """Copy each file to its name under ``destination``."""
+    for name, path in files.items():
+        (destination / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, destination / name)
+
+
+def _buildah_archive(
+    tmp: pathlib.Path,
+    *,
+    context: pathlib.Path,
+    containerfile: pathlib.Path,
+    ref: str,
+    base: pathlib.Path,
+    archive: pathlib.Path,
+) -> None:
+    """Build ``containerfile`` on the base archive with buildah (no daemon, no pull) and
+    tar the image into the cache as ``archive``, named ``ref``."""
+    # Storage of its own, deleted with the temporary directory: the tarball is the cache.
+    buildah = ["buildah", "--root", f"{tmp}/storage", "--runroot", f"{tmp}/run",
+               "--storage-driver", "vfs"]  # fmt: skip
+    subprocess.run(
+        [*buildah, "build", "--quiet", "--isolation", "oci",
+         "--ulimit", "nofile=10000:10000", "--ulimit", "nproc=10000:10000",
+         "--build-arg", f"BASE_IMAGE=oci-archive:{base}",
+         "--tag", ref, "--file", str(containerfile), str(context)],
+        check=True, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    layout_dir = tmp / "oci"
+    subprocess.run([*buildah, "push", "--quiet", ref, f"oci:{layout_dir}:{ref}"], check=True)
+    _pack_oci_layout(layout_dir, archive=archive, name=ref)
+
+
+def _wheel_selection() -> list[str]:
+    """``pip download`` options for binary wheels bookworm's python3 runs: CPython 3.11 and
+    every manylinux tag its glibc (2.36) runs, since pip takes only the tags it is given,
+    not the older ones a newer glibc implies."""
     arch = platform.machine()
-    options = []
+    options = ["--only-binary=:all:", "--implementation", "cp", "--python-version", _SUITE_PYTHON]
     for minor in range(36, 4, -1):
         options += ["--platform", f"manylinux_2_{minor}_{arch}"]
     return options

@@ -28,13 +28,24 @@ from kubelambda_testbed import (
     process,
 )
 
-__all__ = ["BIN_DIR_VAR", "RUNTIME_IMAGE_VAR", "down", "env", "is_up", "load_images", "up"]
+__all__ = [
+    "BIN_DIR_VAR",
+    "PLATFORM_IMAGE_VAR",
+    "RUNTIME_IMAGE_VAR",
+    "down",
+    "env",
+    "is_up",
+    "load_images",
+    "up",
+]
 
 _log = logging.getLogger(__name__)
 
 BIN_DIR_VAR = "TESTINFRA_BIN_DIR"
 # The function runtime image the node has loaded, for tests and a kubelambda install.
 RUNTIME_IMAGE_VAR = "KUBELAMBDA_RUNTIME_IMAGE"
+# The gateway/controller/dispatcher image of this checkout the node has loaded, for the chart.
+PLATFORM_IMAGE_VAR = "KUBELAMBDA_PLATFORM_IMAGE"
 _NODE_READY_TIMEOUT = 120.0
 
 
@@ -43,7 +54,7 @@ def up(state_dir: pathlib.Path, cache_dir: pathlib.Path) -> dict[str, str]:
     layout = _layout(state_dir, cache_dir)
     with process.locked(_lock_file(state_dir)):
         if _all_running(layout):
-            # A changed agent means a new runtime image: the running node gets it too.
+            # A changed agent or platform means a new image: the running node gets it too.
             _load_images(layout)
             return env(state_dir, cache_dir)
         started = time.monotonic()
@@ -76,18 +87,20 @@ def up(state_dir: pathlib.Path, cache_dir: pathlib.Path) -> dict[str, str]:
 
 
 def env(state_dir: pathlib.Path, cache_dir: pathlib.Path) -> dict[str, str]:
-    """``KUBECONFIG`` (admin credentials), ``TESTINFRA_BIN_DIR`` (kubectl, helm) and
-    ``KUBELAMBDA_RUNTIME_IMAGE`` (the runtime image this checkout's agent makes)."""
+    """``KUBECONFIG`` (admin credentials), ``TESTINFRA_BIN_DIR`` (kubectl, helm),
+    ``KUBELAMBDA_RUNTIME_IMAGE`` (the runtime image this checkout's agent makes) and
+    ``KUBELAMBDA_PLATFORM_IMAGE`` (the platform image this checkout makes)."""
     layout = _layout(state_dir, cache_dir)
     return {
         "KUBECONFIG": str(layout.admin_kubeconfig),
         BIN_DIR_VAR: str(layout.client_bin_dir),
         RUNTIME_IMAGE_VAR: images.runtime_image_ref(layout),
+        PLATFORM_IMAGE_VAR: images.platform_image_ref(layout),
     }
 
 
 def load_images(state_dir: pathlib.Path, cache_dir: pathlib.Path) -> None:
-    """Build the node's images (the runtime image of this checkout's agent among them) and
+    """Build the node's images (this checkout's runtime and platform images among them) and
     import those the running node lacks; ``python -m kubelambda_testbed images``."""
     layout = _layout(state_dir, cache_dir)
     with process.locked(_lock_file(state_dir)):

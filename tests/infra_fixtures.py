@@ -29,7 +29,9 @@ import kubelambda_testbed.kafka
 import kubelambda_testbed.prometheus
 
 SKIP_ENV = "KUBELAMBDA_SKIP_INFRA"
-INFRA_FIXTURES = frozenset({"kafka_bootstrap", "prometheus", "kubeconfig", "runtime_image"})
+INFRA_FIXTURES = frozenset(
+    {"kafka_bootstrap", "prometheus", "kubeconfig", "runtime_image", "platform_image"}
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -91,12 +93,25 @@ def kubeconfig() -> Iterator[Path]:
 def runtime_image(kubeconfig: Path) -> str:
     """The function runtime image of this checkout's agent, loaded into the test node
     (built first when the cache lacks it, as `make images` does): its reference."""
+    return _loaded_images()["KUBELAMBDA_RUNTIME_IMAGE"]
+
+
+@pytest.fixture(scope="session")
+def platform_image(kubeconfig: Path) -> str:
+    """The gateway/controller/dispatcher image of this checkout, loaded into the test node
+    (built first when the cache lacks it, as `make images` does): its reference."""
+    return _loaded_images()["KUBELAMBDA_PLATFORM_IMAGE"]
+
+
+def _loaded_images() -> dict[str, str]:
+    """Load the node's images (building what the cache lacks); the cluster's variables,
+    the images' references among them."""
     k8s = importlib.import_module("kubelambda_testbed.k8s")
     state_dir = kubelambda_testbed.state_dir(os.environ)
     cache_dir = kubelambda_testbed.cache_dir(os.environ)
     k8s.load_images(state_dir, cache_dir)
-    reference: str = k8s.env(state_dir, cache_dir)[k8s.RUNTIME_IMAGE_VAR]
-    return reference
+    environment: dict[str, str] = k8s.env(state_dir, cache_dir)
+    return environment
 
 
 @contextlib.contextmanager
