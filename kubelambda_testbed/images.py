@@ -211,9 +211,9 @@ def platform_image_ref(layout: k8s_layout.Layout) -> str:
 
 def ensure_platform_image(layout: k8s_layout.Layout) -> pathlib.Path:
     """The platform image tarball, built with buildah on the base archive when the cache
-    has none for this content: the checkout's wheel (built by pip from a copy of exactly
-    the tagged sources) and the cached dependency wheels, installed without network inside
-    the build. Only the newest few are kept."""
+    has none for this content (about 20 s): the checkout's wheel (built by pip from a copy
+    of exactly the tagged sources) and the cached dependency wheels, installed without
+    network inside the build. Only the newest few are kept."""
     ref = platform_image_ref(layout)
     archive = layout.images_dir / f"platform-{ref.rpartition(':')[2]}.tar"
     if archive.exists():
@@ -225,8 +225,10 @@ def ensure_platform_image(layout: k8s_layout.Layout) -> pathlib.Path:
         source, context = pathlib.Path(tmp, "source"), pathlib.Path(tmp, "context")
         _copy_files(_platform_sources(), source)
         wheels = context / "wheels"
+        # The build's own requirements come from the cached folder too: no index needed.
         subprocess.run(
             [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
+             "--no-index", "--find-links", str(dependencies),
              "--wheel-dir", str(wheels), str(source)],
             check=True,
         )  # fmt: skip
@@ -275,16 +277,20 @@ def _package_folder(package: str, package_dir: dict[str, str]) -> str:
 
 
 def _dependency_wheels(layout: k8s_layout.Layout) -> pathlib.Path:
-    """A folder of the wheels of the checkout's runtime dependencies (not the dev extras)
-    and pip's own, for bookworm's python3: downloaded once per dependency list, so warm
-    builds use no network."""
+    """A folder of the wheels of the checkout's runtime dependencies (not the dev extras),
+    pip's own and the wheel build's (setuptools), for bookworm's python3: downloaded once
+    per list of requirements, so warm builds use no network."""
     pyproject = tomllib.loads((_CHECKOUT / "pyproject.toml").read_text())
-    requirements = [*pyproject["project"]["dependencies"], "pip"]
+    requirements = [
+        *pyproject["project"]["dependencies"],
+        "pip",
+        *pyproject["build-system"]["requires"],
+    ]
     key = hashlib.sha256("\0".join([*requirements, *_wheel_selection()]).encode())
     folder = layout.cache_dir / f"platform-wheels-{key.hexdigest()[:12]}"
     if not folder.exists():
         layout.cache_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix="platform-wheels-", dir=layout.cache_dir) as tmp:
+        with tempfile.TemporaryDirectory(prefix="kubelambda-wheels-", dir=layout.cache_dir) as tmp:
             partial = pathlib.Path(tmp, "wheels")
             subprocess.run(
                 [sys.executable, "-m", "pip", "download", "--quiet", *_wheel_selection(),
