@@ -51,7 +51,8 @@ __all__ = ["DEFAULT_CACHE_BYTES", "KubernetesCodeStore"]
 
 log = logging.getLogger(__name__)
 
-# Room for the largest package (50 MB zipped) and then some.
+# Room for the largest package: the gateway's 70 MB limit on a management request body
+# holds a zip of about 52 MB in base64.
 DEFAULT_CACHE_BYTES = 64 * 1024 * 1024
 # Puts racing each other or a collection get this many turns; past it something is wrong.
 _ATTEMPTS = 10
