@@ -16,9 +16,12 @@ from typing import Any
 import aiohttp
 from kubernetes_asyncio import client
 
-__all__ = ["ApiError", "request", "resource_path", "status_error", "stream"]
+__all__ = ["METADATA_ONLY", "ApiError", "request", "resource_path", "status_error", "stream"]
 
 _AUTH = ["BearerToken"]
+# Lists answered with each object's metadata only (``PartialObjectMetadataList``): what a
+# caller needs to find Secrets by label without downloading their data.
+METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 
 
 class ApiError(Exception):
@@ -62,9 +65,11 @@ async def request(
     query: Sequence[tuple[str, str]] = (),
     body: Mapping[str, Any] | None = None,
     content_type: str = "application/json",
+    accept: str = "application/json",
     request_timeout: float = 30.0,
 ) -> dict[str, Any]:
-    """One call; the decoded JSON answer. Raises ``ApiError`` on any non-2xx status."""
+    """One call; the decoded JSON answer. Raises ``ApiError`` on any non-2xx status.
+    ``accept`` may ask for another representation (``METADATA_ONLY``)."""
     response = await _call(
         api,
         method,
@@ -72,6 +77,7 @@ async def request(
         query=query,
         body=body,
         content_type=content_type,
+        accept=accept,
         request_timeout=request_timeout,
     )
     async with response:
@@ -115,13 +121,14 @@ async def _call(
     query: Sequence[tuple[str, str]],
     body: Mapping[str, Any] | None,
     content_type: str = "application/json",
+    accept: str = "application/json",
     request_timeout: float | aiohttp.ClientTimeout,
 ) -> aiohttp.ClientResponse:
     response: aiohttp.ClientResponse = await api.call_api(
         path,
         method,
         query_params=list(query),
-        header_params={"Accept": "application/json", "Content-Type": content_type},
+        header_params={"Accept": accept, "Content-Type": content_type},
         body=dict(body) if body is not None else None,
         auth_settings=_AUTH,
         _preload_content=False,
