@@ -18,19 +18,26 @@ from pathlib import Path
 
 from kubelambda.models import Target
 
-__all__ = ["KEY_BYTES", "code_token", "invoke_token", "load_or_create_key", "valid_code_token"]
+__all__ = [
+    "KEY_BYTES",
+    "code_token",
+    "derive",
+    "invoke_token",
+    "load_or_create_key",
+    "valid_code_token",
+]
 
 KEY_BYTES = 32
 
 
 def invoke_token(key: bytes, target: Target) -> str:
     """What the gateway presents to every instance of ``target``."""
-    return _derive(key, f"invoke\0{target.namespace}\0{target.function_name}\0{target.version}")
+    return derive(key, f"invoke\0{target.namespace}\0{target.function_name}\0{target.version}")
 
 
 def code_token(key: bytes, sha256_hex: str) -> str:
     """What a pod presents to fetch the package ``sha256_hex``."""
-    return _derive(key, f"code\0{sha256_hex}")
+    return derive(key, f"code\0{sha256_hex}")
 
 
 def valid_code_token(key: bytes, sha256_hex: str, presented: str) -> bool:
@@ -51,5 +58,6 @@ def load_or_create_key(path: Path) -> bytes:
     return bytes.fromhex(path.read_text().strip())
 
 
-def _derive(key: bytes, message: str) -> str:
+def derive(key: bytes, message: str) -> str:
+    """A token for ``message`` that reveals neither the key nor any other token."""
     return hmac.new(key, message.encode(), hashlib.sha256).hexdigest()

@@ -4,8 +4,10 @@ Called by `python -m kubelambda_testbed` and by the `prometheus` fixture. `up` i
 `prometheus` package when the binary is missing (the package's own service is not used: there is
 no systemd here, and the tests need their own config), then runs `/usr/bin/prometheus` with a
 1 s scrape interval and the lifecycle API on. `scrape(...)` points a job at targets by rewriting
-the config and POSTing /-/reload; `query(...)` runs an instant PromQL query. `promtool` (for rule
-checks) is exported as PROMTOOL.
+the config and POSTing /-/reload (`scrape_with(...)` takes a whole scrape config instead, e.g.
+Kubernetes service discovery); `load_rules(...)` adds or removes a rule file, whose alerts
+Prometheus then evaluates every second; `query(...)` runs an instant PromQL query. `promtool`
+(for rule checks) is exported as PROMTOOL.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +33,9 @@ __all__ = [
     "env",
     "install",
     "is_up",
+    "load_rules",
     "scrape",
+    "scrape_with",
     "up",
 ]
 
@@ -54,6 +59,12 @@ class Prometheus:
 
     def scrape(self, targets: list[str], job: str) -> None:
         scrape(self.state_dir, targets, job)
+
+    def scrape_with(self, job: str, config: dict[str, Any] | None) -> None:
+        scrape_with(self.state_dir, job, config)
+
+    def load_rules(self, name: str, rules: str | None) -> None:
+        load_rules(self.state_dir, name, rules)
 
     def query(self, promql: str) -> list[dict[str, Any]]:
         return query(self.url, promql)
@@ -128,19 +139,52 @@ def scrape(state_dir: Path, targets: list[str], job: str) -> None:
     Returns after Prometheus has loaded the new config: /-/reload answers only then, and with
     an error status if the config was rejected.
     """
+    scrape_with(
+        state_dir, job, {"static_configs": [{"targets": list(targets)}]} if targets else None
+    )
+    log.info("event=scrape component=prometheus job=%s targets=%s", job, ",".join(targets))
+
+
+def scrape_with(state_dir: Path, job: str, config: dict[str, Any] | None) -> None:
+    """Make `job` scrape as `config` says (a scrape config without its job_name); `None`
+    removes the job. Returns once Prometheus has loaded it, like `scrape`."""
     home = _home(state_dir)
     with process.locked(_lock(state_dir)):
         jobs = _jobs(home)
-        if targets:
-            jobs[job] = list(targets)
+        if config:
+            jobs[job] = config
         else:
             jobs.pop(job, None)
         (home / "jobs.json").write_text(json.dumps(jobs, indent=2) + "\n")
-        _write_config(home, jobs)
-        response = httpx.post(f"{_running_url(home)}/-/reload", timeout=HTTP_TIMEOUT_SECONDS)
-        if response.status_code != httpx.codes.OK:
-            raise process.InfraError(f"prometheus rejected its new config: {response.text}")
-    log.info("event=scrape component=prometheus job=%s targets=%s", job, ",".join(targets))
+        _reload(home, jobs)
+
+
+def load_rules(state_dir: Path, name: str, rules: str | None) -> None:
+    """Evaluate the rule file `rules` (YAML, checked by promtool first) under `name`;
+    `None` removes it. Returns once Prometheus has loaded it."""
+    home = _home(state_dir)
+    path = _rules_dir(home) / f"{name}.yml"
+    with process.locked(_lock(state_dir)):
+        if rules is None:
+            path.unlink(missing_ok=True)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(rules)
+            checked = subprocess.run(
+                [str(PROMTOOL), "check", "rules", str(path)], capture_output=True, text=True
+            )
+            if checked.returncode != 0:
+                path.unlink()
+                raise process.InfraError(f"promtool refused the rules {name}: {checked.stdout}")
+        _reload(home, _jobs(home))
+    log.info("event=rules component=prometheus name=%s loaded=%s", name, rules is not None)
+
+
+def _reload(home: Path, jobs: dict[str, dict[str, Any]]) -> None:
+    _write_config(home, jobs)
+    response = httpx.post(f"{_running_url(home)}/-/reload", timeout=HTTP_TIMEOUT_SECONDS)
+    if response.status_code != httpx.codes.OK:
+        raise process.InfraError(f"prometheus rejected its new config: {response.text}")
 
 
 def query(url: str, promql: str) -> list[dict[str, Any]]:
@@ -189,28 +233,34 @@ def _env(url: str) -> dict[str, str]:
     return {"PROMETHEUS_URL": url, "PROMTOOL": str(PROMTOOL)}
 
 
-def _jobs(home: Path) -> dict[str, list[str]]:
+def _jobs(home: Path) -> dict[str, dict[str, Any]]:
     try:
-        jobs: dict[str, list[str]] = json.loads((home / "jobs.json").read_text())
+        jobs: dict[str, Any] = json.loads((home / "jobs.json").read_text())
     except FileNotFoundError:
         return {}
-    return jobs
+    # Jobs saved before whole configs were kept are lists of static targets.
+    return {
+        job: {"static_configs": [{"targets": config}]} if isinstance(config, list) else config
+        for job, config in jobs.items()
+    }
 
 
-def _write_config(home: Path, jobs: dict[str, list[str]]) -> Path:
+def _rules_dir(home: Path) -> Path:
+    return home / "rules"
+
+
+def _write_config(home: Path, jobs: dict[str, dict[str, Any]]) -> Path:
     # JSON is YAML, so the config needs no YAML library. Prometheus scrapes itself as well,
     # which keeps the config valid (and the server observable) when no test job is set.
     scrape_configs = [{"job_name": "prometheus", "static_configs": [{"targets": [_self(home)]}]}]
-    scrape_configs += [
-        {"job_name": job, "static_configs": [{"targets": targets}]}
-        for job, targets in sorted(jobs.items())
-    ]
+    scrape_configs += [{"job_name": job, **config} for job, config in sorted(jobs.items())]
     config = {
         "global": {
             "scrape_interval": INTERVAL,
             "scrape_timeout": INTERVAL,
             "evaluation_interval": INTERVAL,
         },
+        "rule_files": [str(_rules_dir(home) / "*.yml")],
         "scrape_configs": scrape_configs,
     }
     path = home / "prometheus.yml"

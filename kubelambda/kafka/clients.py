@@ -32,6 +32,7 @@ def consumer(settings: KafkaSettings, *, group_id: str) -> AIOKafkaConsumer:
         auto_offset_reset="earliest",
         partition_assignment_strategy=(StickyPartitionAssignor,),
         max_partition_fetch_bytes=settings.max_message_bytes,
+        **settings.security.client_options(),
     )
 
 

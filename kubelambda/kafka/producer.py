@@ -105,6 +105,7 @@ class Publisher:
                     request_timeout_ms=int(settings.produce_timeout * 1000),
                     max_request_size=settings.max_message_bytes,
                     max_batch_size=settings.batch_bytes,
+                    **settings.security.client_options(),
                 )
                 try:
                     await producer.start()

@@ -8,13 +8,42 @@ cluster) keep apart; dead-letter topics are named by ``kubelambda.names`` instea
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
-__all__ = ["DEFAULT_DELAY_TIERS", "KafkaSettings"]
+from aiokafka.helpers import create_ssl_context
+
+__all__ = ["DEFAULT_DELAY_TIERS", "KafkaSecurity", "KafkaSettings"]
 
 # Seconds. Retries wait 60 and 120 s by default and backoff grows to 5 min: each of those
 # is one tier, and any other delay is a short chain of hops down the tiers (90 s = 60 + 30).
 DEFAULT_DELAY_TIERS = (1, 2, 5, 10, 30, 60, 120, 300)
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaSecurity:
+    """How every client of the adapter connects: plaintext, TLS, SASL, or SASL over TLS.
+    ``ssl_cafile`` is the CA the broker's certificate must chain to (the system's CAs
+    when unset)."""
+
+    protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: str | None = field(default=None, repr=False)
+    ssl_cafile: str | None = None
+
+    def client_options(self) -> dict[str, Any]:
+        """Keyword arguments for aiokafka's producer, consumer and admin client."""
+        options: dict[str, Any] = {"security_protocol": self.protocol}
+        if self.protocol in ("SSL", "SASL_SSL"):
+            options["ssl_context"] = create_ssl_context(cafile=self.ssl_cafile)
+        if self.protocol.startswith("SASL_"):
+            options.update(
+                sasl_mechanism=self.sasl_mechanism,
+                sasl_plain_username=self.sasl_username,
+                sasl_plain_password=self.sasl_password,
+            )
+        return options
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +74,7 @@ class KafkaSettings:
     max_message_bytes: int = 2 * 1024 * 1024
     batch_bytes: int = 256 * 1024
     delay_tiers: tuple[int, ...] = DEFAULT_DELAY_TIERS
+    security: KafkaSecurity = KafkaSecurity()
 
     def __post_init__(self) -> None:
         if not self.bootstrap_servers:

@@ -66,7 +66,9 @@ class KafkaTopicLog:
         become ``ServiceError``."""
         settings = self._settings
         admin = AIOKafkaAdminClient(
-            bootstrap_servers=settings.bootstrap_servers, client_id=f"{settings.client_id}-admin"
+            bootstrap_servers=settings.bootstrap_servers,
+            client_id=f"{settings.client_id}-admin",
+            **settings.security.client_options(),
         )
         consumer = clients.consumer(settings, group_id=settings.topic_log_group_id)
         try:

@@ -64,6 +64,7 @@ class TopicCreator:
                 bootstrap_servers=self._settings.bootstrap_servers,
                 client_id=f"{self._settings.client_id}-admin",
                 request_timeout_ms=int(self._settings.produce_timeout * 1000),
+                **self._settings.security.client_options(),
             )
             try:
                 await admin.start()

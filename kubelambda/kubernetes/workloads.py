@@ -32,6 +32,7 @@ __all__ = [
     "ANNOTATION_FUNCTION_NAME",
     "ANNOTATION_INSTANCE_CONCURRENCY",
     "ANNOTATION_VERSION",
+    "INVOKER_LABEL",
     "LABEL_FUNCTION",
     "LABEL_MANAGED_BY",
     "LABEL_PACKAGE",
@@ -62,6 +63,8 @@ ANNOTATION_VERSION = "kubelambda.io/lambda-version"
 ANNOTATION_INSTANCE_CONCURRENCY = "kubelambda.io/instance-concurrency"
 ANNOTATION_SPEC_HASH = "kubelambda.io/spec-hash"
 
+# On the platform's gateway and dispatcher pods (the Helm chart sets it).
+INVOKER_LABEL = "kubelambda.io/invoker"
 INVOKE_TOKEN_KEY = "invoke-token"
 CODE_TOKEN_KEY = "code-token"
 TASK_ROOT = "/var/task"
@@ -107,6 +110,7 @@ class PodSettings:
     runtime_image: str
     code_url: str
     region: str
+    platform_namespace: str = "default"
     gateway_cidrs: tuple[str, ...] = ()
     image_pull_policy: str = "IfNotPresent"
 
@@ -197,12 +201,16 @@ def role_binding(function_object: str, *, namespace: str, owner: Owner) -> dict[
 def network_policy(
     function_object: str, *, namespace: str, owner: Owner, settings: PodSettings
 ) -> dict[str, Any]:
-    """Only the gateway reaches the function's pods: its pods (in cluster) or its
-    addresses (``gateway_cidrs``, for a gateway outside the cluster)."""
+    """Only the platform's invokers reach the function's pods: its gateway and dispatcher
+    pods (labelled ``INVOKER_LABEL``, in the platform's namespace only: a tenant cannot
+    label its way in) or its addresses (``gateway_cidrs``, for a gateway outside the
+    cluster)."""
     sources: list[dict[str, Any]] = [
         {
-            "namespaceSelector": {},
-            "podSelector": {"matchLabels": {"app.kubernetes.io/component": "gateway"}},
+            "namespaceSelector": {
+                "matchLabels": {"kubernetes.io/metadata.name": settings.platform_namespace}
+            },
+            "podSelector": {"matchLabels": {INVOKER_LABEL: "true"}},
         }
     ]
     sources.extend({"ipBlock": {"cidr": cidr}} for cidr in settings.gateway_cidrs)

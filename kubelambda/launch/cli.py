@@ -2,7 +2,9 @@
 
 kubelambda up [--example] [--host ADDR] [--port N] [--home DIR] [--kafka-bootstrap HOST:PORT]
 kubelambda up --kubernetes [--namespace NS]... [--host ADDR]   # functions as pods, $KUBECONFIG
+kubelambda gateway|controller|dispatcher   # one role in a cluster (the Helm chart's pods)
 eval "$(kubelambda env)"     # AWS_ENDPOINT_URL_LAMBDA, AWS keys, region, KUBELAMBDA_API_KEY
+eval "$(kubelambda env --kubernetes -n NS)"   # the same for a Helm release in namespace NS
 kubelambda dlq list|redrive FUNCTION [--namespace NS] [--json]
 """
 
@@ -15,7 +17,8 @@ import logging
 import os
 import shlex
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -24,6 +27,12 @@ from kubelambda.launch.settings import PlatformSettings
 from kubelambda.models import DEFAULT_NAMESPACE, FunctionKey
 
 __all__ = ["main"]
+
+ROLES = {
+    "gateway": "gateway (Lambda and management APIs)",
+    "controller": "controller (leader-elected autoscaler and pod backend)",
+    "dispatcher": "dispatcher of Event invocations from Kafka",
+}
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
@@ -35,7 +44,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
             home=args.home,
             port=getattr(args, "port", None),
             host=getattr(args, "host", None),
-            kubernetes=getattr(args, "kubernetes", None) or None,
+            kubernetes=(getattr(args, "kubernetes", None) and args.command == "up") or None,
             namespaces=tuple(getattr(args, "namespace", None) or ()) or None,
             kafka_bootstrap=args.kafka_bootstrap,
         )
@@ -44,8 +53,12 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return 2
     if args.command == "up":
         return _up(settings, example=args.example)
+    if args.command in ROLES:
+        return _role(settings, args.command)
     if args.command == "dlq":
         return _dlq(settings, args)
+    if args.kubernetes:
+        return _cluster_env(settings, namespace=args.namespace, release=args.release)
     return _env(settings)
 
 
@@ -74,7 +87,16 @@ def _parser() -> argparse.ArgumentParser:
         help="with --kubernetes: serve this namespace's functions (repeat; default all)",
     )
     up.add_argument("--example", action="store_true", help="deploy the example function 'hello'")
-    commands.add_parser("env", help="print export lines for the AWS CLI, boto3 and curl")
+    for role, what in ROLES.items():
+        commands.add_parser(role, help=f"in a cluster: run the {what} (settings from the env)")
+    env = commands.add_parser("env", help="print export lines for the AWS CLI, boto3 and curl")
+    env.add_argument(
+        "--kubernetes",
+        action="store_true",
+        help="for a Helm release in the cluster of $KUBECONFIG (its Service and Secret)",
+    )
+    env.add_argument("-n", "--namespace", default="kubelambda", help="the release's namespace")
+    env.add_argument("--release", help="the release's name, when the namespace has several")
     dlq = commands.add_parser("dlq", help="a function's dead letters (failed async events)")
     dlq.add_argument("action", choices=("list", "redrive"), help="show them, or re-enqueue them")
     dlq.add_argument("function", help="the function's name")
@@ -84,8 +106,26 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _up(settings: PlatformSettings, *, example: bool) -> int:
-    # The platform's imports are only paid by `up`.
+    # The platform's imports are only paid by the commands that run it.
     from kubelambda.launch import embedded, kubernetes
+
+    if settings.kubernetes:
+        return _serve(settings, kubernetes.run(settings, deploy_example=example))
+    return _serve(settings, embedded.run(settings, deploy_example=example))
+
+
+def _role(settings: PlatformSettings, role: str) -> int:
+    from kubelambda.launch import cluster
+
+    runs = {
+        "gateway": cluster.run_gateway,
+        "controller": cluster.run_controller,
+        "dispatcher": cluster.run_dispatcher,
+    }
+    return _serve(settings, runs[role](settings))
+
+
+def _serve(settings: PlatformSettings, run: Coroutine[Any, Any, None]) -> int:
     from kubelambda.launch.errors import PlatformStartError
 
     logging.basicConfig(
@@ -96,10 +136,7 @@ def _up(settings: PlatformSettings, *, example: bool) -> int:
     # A Ctrl-C before serving starts ends the start; once serving, run() handles signals.
     try:
         with contextlib.suppress(KeyboardInterrupt):
-            if settings.kubernetes:
-                asyncio.run(kubernetes.run(settings, deploy_example=example))
-            else:
-                asyncio.run(embedded.run(settings, deploy_example=example))
+            asyncio.run(run)
     except PlatformStartError as exc:
         print(f"kubelambda: {exc}", file=sys.stderr)
         return 1
@@ -134,6 +171,35 @@ def _env(settings: PlatformSettings) -> int:
         "AWS_DEFAULT_REGION": settings.region,
         "KUBELAMBDA_API_KEY": keys.api_key,
     }
+    _print_exports(values)
+    return 0
+
+
+def _cluster_env(settings: PlatformSettings, *, namespace: str, release: str | None) -> int:
+    from kubelambda.kubernetes.connection import connected
+    from kubelambda.kubernetes.installation import InstallationNotFound, find_installation
+
+    async def find() -> Any:
+        async with connected(settings.kubeconfig) as api:
+            return await find_installation(api, namespace=namespace, release=release)
+
+    try:
+        installation = asyncio.run(find())
+    except InstallationNotFound as exc:
+        print(f"kubelambda: {exc}", file=sys.stderr)
+        return 1
+    _print_exports(
+        {
+            "AWS_ENDPOINT_URL_LAMBDA": installation.endpoint,
+            "AWS_ACCESS_KEY_ID": installation.keys.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": installation.keys.secret_access_key,
+            "AWS_DEFAULT_REGION": installation.region,
+            "KUBELAMBDA_API_KEY": installation.keys.api_key,
+        }
+    )
+    return 0
+
+
+def _print_exports(values: Mapping[str, str]) -> None:
     for name, value in values.items():
         print(f"export {name}={shlex.quote(value)}")
-    return 0

@@ -81,4 +81,5 @@ async def run(settings: PlatformSettings, *, deploy_example: bool = False) -> No
             keys=keys,
             runtimes=runtimes.available_runtimes(),
             deploy_example=deploy_example,
+            url_file=settings.url_file,
         )

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import Collection
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
@@ -49,9 +50,13 @@ async def serve_front(
     deploy_example: bool,
     instance_key: bytes | None = None,
     announcements: InstanceAnnouncements | None = None,
+    dispatch_events: bool = True,
+    url_file: Path | None = None,
 ) -> None:
     """Serve until uvicorn stops (SIGINT/SIGTERM). ``keys`` is the admin key set the
-    gateway accepts; the example, if asked for, is deployed with its API key."""
+    gateway accepts; the example, if asked for, is deployed with its API key. Event
+    invocations are dispatched here too unless ``dispatch_events`` is off (in cluster,
+    the dispatcher runs in processes of its own); ``url_file`` is recorded once serving."""
     invoker = await build_invoke_path(
         stack,
         catalog=store,
@@ -66,15 +71,16 @@ async def serve_front(
         ),
     )
     async_metrics = AsyncMetrics(registry)
-    await start_dispatcher(
-        stack,
-        queue=queue,
-        invoker=invoker,
-        catalog=store,
-        metrics=async_metrics,
-        region=settings.region,
-        retry_delays=settings.async_retry_delays,
-    )
+    if dispatch_events:
+        await start_dispatcher(
+            stack,
+            queue=queue,
+            invoker=invoker,
+            catalog=store,
+            metrics=async_metrics,
+            region=settings.region,
+            retry_delays=settings.async_retry_delays,
+        )
     app = build_gateway(
         store=store,
         code=code,
@@ -101,7 +107,7 @@ async def serve_front(
         app,
         listener,
         url=url,
-        url_file=settings.url_file,
+        url_file=url_file,
         stack=stack,
         announce=announce,
         header_timeout=settings.header_timeout_seconds,

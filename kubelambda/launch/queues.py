@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from kubelambda.kafka.queue import KafkaQueue
-from kubelambda.kafka.settings import KafkaSettings
+from kubelambda.kafka.settings import KafkaSecurity, KafkaSettings
 from kubelambda.kafka.topic_log import KafkaTopicLog
 from kubelambda.launch.settings import PlatformSettings
 from kubelambda.ports.queue import Queue, TopicLog
@@ -50,4 +50,15 @@ def kafka_settings(settings: PlatformSettings, bootstrap: str) -> KafkaSettings:
         topic_prefix=prefix,
         partitions=settings.kafka_partitions,
         replication_factor=settings.kafka_replication_factor,
+        security=KafkaSecurity(
+            protocol=settings.kafka_security_protocol,
+            sasl_mechanism=settings.kafka_sasl_mechanism,
+            sasl_username=settings.kafka_sasl_username,
+            sasl_password=(
+                settings.kafka_sasl_password.get_secret_value()
+                if settings.kafka_sasl_password
+                else None
+            ),
+            ssl_cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None,
+        ),
     )

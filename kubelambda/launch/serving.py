@@ -31,16 +31,16 @@ async def serve(
     listener: socket.socket,
     *,
     url: str,
-    url_file: Path,
+    url_file: Path | None,
     stack: contextlib.AsyncExitStack,
     announce: Callable[[], Awaitable[None]],
     header_timeout: float,
     body_idle_timeout: float,
 ) -> None:
     """Serve ``app`` on ``listener`` until uvicorn stops; once it serves, record ``url``
-    for ``kubelambda env`` and ``announce`` it. A request's headers must arrive within
-    ``header_timeout`` and its body may pause ``body_idle_timeout`` at most
-    (``read_timeouts``)."""
+    in ``url_file`` (for ``kubelambda env``; in cluster there is none) and ``announce``
+    it. A request's headers must arrive within ``header_timeout`` and its body may pause
+    ``body_idle_timeout`` at most (``read_timeouts``)."""
     server = uvicorn.Server(
         uvicorn.Config(
             app,
@@ -63,8 +63,9 @@ async def serve(
     if serving.done():
         await serving  # raises the reason it could not start
         return
-    await asyncio.to_thread(url_file.write_text, url + "\n")
-    stack.callback(_remove_url_file, url_file, url)
+    if url_file is not None:
+        await asyncio.to_thread(url_file.write_text, url + "\n")
+        stack.callback(_remove_url_file, url_file, url)
     log.info("gateway listening url=%s", url)
     await announce()
     await serving

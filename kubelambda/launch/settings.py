@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Literal, Self
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 __all__ = ["PlatformSettings"]
@@ -91,8 +91,27 @@ class PlatformSettings(BaseSettings):
         description="How long an idle published version no alias routes to keeps its pods' "
         "Deployment, Service and Secret (Kubernetes mode)",
     )
-    lease_namespace: str = Field(
-        default="default", description="Namespace of the controller's leader-election Lease"
+    platform_namespace: str = Field(
+        default="default",
+        description="The platform's own namespace: its controller Lease and code packages, "
+        "and (in cluster) the gateway and dispatcher pods, the only pods admitted to functions",
+    )
+    secrets_dir: Path | None = Field(
+        default=None,
+        description="In cluster: the mounted Secret with access-key-id, secret-access-key, "
+        "api-key and instance-key (default: generated under the home)",
+    )
+    controller_url: str | None = Field(
+        default=None,
+        description="In cluster: the controller Service gateways and dispatchers post scale "
+        "signals to",
+    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = Field(
+        default=None, description="CA bundle the broker's certificate is checked against"
     )
 
     @field_validator("home")
@@ -121,6 +140,17 @@ class PlatformSettings(BaseSettings):
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ValueError(f"unknown log level {value!r}")
         return level
+
+    @model_validator(mode="after")
+    def _sasl_is_complete(self) -> Self:
+        uses_sasl = self.kafka_security_protocol.startswith("SASL_")
+        given = (self.kafka_sasl_mechanism, self.kafka_sasl_username, self.kafka_sasl_password)
+        if uses_sasl and None in given:
+            raise ValueError(
+                f"KUBELAMBDA_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs "
+                "KUBELAMBDA_KAFKA_SASL_MECHANISM, _USERNAME and _PASSWORD"
+            )
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -16,6 +16,7 @@ from pathlib import Path
 import prometheus_client
 import pytest
 
+from kubelambda_testbed.process import InfraError
 from kubelambda_testbed.prometheus import Prometheus
 
 pytestmark = pytest.mark.infra
@@ -96,3 +97,35 @@ def test_promtool_rejects_broken_rules(prometheus: Prometheus, tmp_path: Path, t
     )
 
     assert result.returncode != 0, result.stdout
+
+
+def test_a_loaded_rule_fires_on_scraped_values(
+    prometheus: Prometheus, metrics_target: tuple[str, str]
+) -> None:
+    target, job = metrics_target
+    rules = VALID_RULES.replace("SmokeValueHigh", f"SmokeValue_{job.replace('-', '_')}")
+    rules = rules.replace(
+        "kubelambda_testinfra_smoke_value > 100",
+        f'kubelambda_testinfra_smoke_value{{job="{job}"}} > 40',
+    )
+    rules = rules.replace("for: 1m", "for: 0s")
+    prometheus.scrape([target], job=job)
+    prometheus.load_rules(job, rules)
+    try:
+        query = f'ALERTS{{alertname="SmokeValue_{job.replace("-", "_")}", alertstate="firing"}}'
+        deadline = time.monotonic() + DEADLINE_SECONDS
+        firing = prometheus.query(query)
+        while not firing and time.monotonic() < deadline:
+            time.sleep(0.5)
+            firing = prometheus.query(query)
+    finally:
+        prometheus.load_rules(job, None)
+        prometheus.scrape([], job=job)
+
+    assert [sample["metric"]["severity"] for sample in firing] == ["warning"]
+
+
+def test_rules_promtool_refuses_are_not_loaded(prometheus: Prometheus) -> None:
+    with pytest.raises(InfraError, match="promtool refused"):
+        prometheus.load_rules("broken", BROKEN_RULES["bad PromQL"])
+    assert prometheus.query("up") != []  # still serving its last good config

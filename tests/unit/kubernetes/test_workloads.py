@@ -24,6 +24,7 @@ SETTINGS = PodSettings(
     runtime_image="localhost/kubelambda/runtime:abc",
     code_url="http://10.244.0.1:7070/",
     region="eu-west-1",
+    platform_namespace="kubelambda",
     gateway_cidrs=("10.244.0.1/32",),
 )
 NO_IDENTITY = FunctionIdentity()
@@ -127,7 +128,13 @@ def test_only_the_gateway_may_reach_the_pods() -> None:
     policy = workloads.network_policy("hello", namespace="team-a", owner=OWNER, settings=SETTINGS)
     (rule,) = policy["spec"]["ingress"]
     assert rule["ports"] == [{"protocol": "TCP", "port": workloads.AGENT_PORT}]
-    assert {"ipBlock": {"cidr": "10.244.0.1/32"}} in rule["from"]
+    assert rule["from"] == [
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kubelambda"}},
+            "podSelector": {"matchLabels": {"kubelambda.io/invoker": "true"}},
+        },
+        {"ipBlock": {"cidr": "10.244.0.1/32"}},
+    ]
     assert policy["spec"]["policyTypes"] == ["Ingress"]
 
 

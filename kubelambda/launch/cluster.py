@@ -1,0 +1,245 @@
+"""The platform's processes inside a cluster, as the Helm chart runs them: one image,
+three roles (``kubelambda gateway|controller|dispatcher``).
+
+- **gateway** (any number of replicas): the Lambda and management APIs and the invoke
+  path; publishes Event invocations to Kafka; posts its scale signals to the controller.
+- **controller** (leader-elected): package settler, autoscaler and pod backend while it
+  holds the controller Lease; its HTTP port takes the gateways' and dispatchers' scale
+  signals (only the leader is Ready, so only it receives them).
+- **dispatcher** (any number of replicas): consumes Kafka and invokes, through the same
+  invoke path as a gateway.
+
+Nothing is shared on disk: the store is the cluster's custom resources, code packages
+are Secrets in the platform namespace, async events are on Kafka, secrets come from the
+chart's Secret (``KUBELAMBDA_SECRETS_DIR``). CRDs are the chart's, not installed here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry
+from starlette.types import ASGIApp
+
+from controller.metrics import ControllerMetrics
+from gateway.metrics import AsyncMetrics
+from gateway.services.invoke_settings import InvokeSettings
+from kubelambda.kubernetes.connection import connected
+from kubelambda.launch import cluster_adapters, front, home, platform_secrets, queues, serving
+from kubelambda.launch.controller import start_controller
+from kubelambda.launch.dispatcher import start_dispatcher
+from kubelambda.launch.errors import PlatformStartError
+from kubelambda.launch.gateway import build_invoke_path
+from kubelambda.launch.ops_app import ops_app
+from kubelambda.launch.settings import PlatformSettings
+from kubelambda.signals.receiver import SignalReceiver
+from kubelambda.signals.sender import SignalSender
+
+__all__ = ["run_controller", "run_dispatcher", "run_gateway"]
+
+log = logging.getLogger(__name__)
+
+# How often the leader forgets reporters that stopped posting.
+_EXPIRY_SECONDS = 1.0
+
+
+async def run_gateway(settings: PlatformSettings) -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        secrets = _secrets(settings)
+        controller_url = _required(settings.controller_url, "KUBELAMBDA_CONTROLLER_URL")
+        _required(settings.kafka_bootstrap, "KUBELAMBDA_KAFKA_BOOTSTRAP")
+        listener = stack.enter_context(
+            contextlib.closing(serving.bind(settings.host, settings.port))
+        )
+        stack.enter_context(serving.signals_end_serving_only())
+        api = await stack.enter_async_context(connected(settings.kubeconfig))
+        code = cluster_adapters.code_store(api, settings)
+        store = await cluster_adapters.open_store(stack, api, settings, code=code)
+        queue = (await stack.enter_async_context(queues.open_queue(settings))).queue
+        pods = await cluster_adapters.start_pod_watch(
+            stack, api, settings, store=store, instance_key=secrets.instance_key
+        )
+        reporter = cluster_adapters.process_identity("gateway")
+        signals = await _start_sender(stack, controller_url, secrets, reporter)
+        await front.serve_front(
+            stack,
+            settings,
+            listener=listener,
+            store=store,
+            code=code,
+            queue=queue,
+            endpoints=pods,
+            signals=signals,
+            reporter=reporter,
+            registry=CollectorRegistry(),
+            keys=cluster_adapters.bound_to(secrets.keys, settings.namespaces),
+            runtimes=cluster_adapters.IMAGE_RUNTIMES,
+            deploy_example=False,
+            instance_key=secrets.instance_key,
+            announcements=pods,
+            dispatch_events=False,
+        )
+
+
+async def run_dispatcher(settings: PlatformSettings) -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        secrets = _secrets(settings)
+        controller_url = _required(settings.controller_url, "KUBELAMBDA_CONTROLLER_URL")
+        _required(settings.kafka_bootstrap, "KUBELAMBDA_KAFKA_BOOTSTRAP")
+        listener = stack.enter_context(
+            contextlib.closing(serving.bind(settings.host, settings.port))
+        )
+        stack.enter_context(serving.signals_end_serving_only())
+        api = await stack.enter_async_context(connected(settings.kubeconfig))
+        code = cluster_adapters.code_store(api, settings)
+        store = await cluster_adapters.open_store(stack, api, settings, code=code)
+        queue = (await stack.enter_async_context(queues.open_queue(settings))).queue
+        pods = await cluster_adapters.start_pod_watch(
+            stack, api, settings, store=store, instance_key=secrets.instance_key
+        )
+        reporter = cluster_adapters.process_identity("dispatcher")
+        signals = await _start_sender(stack, controller_url, secrets, reporter)
+        registry = CollectorRegistry()
+        invoker = await build_invoke_path(
+            stack,
+            catalog=store,
+            endpoints=pods,
+            signals=signals,
+            reporter=reporter,
+            registry=registry,
+            region=settings.region,
+            invoke=InvokeSettings(
+                max_waiting_requests=settings.activator_max_waiting,
+                max_wait_seconds=settings.activator_max_wait_seconds,
+            ),
+        )
+        await start_dispatcher(
+            stack,
+            queue=queue,
+            invoker=invoker,
+            catalog=store,
+            metrics=AsyncMetrics(registry),
+            region=settings.region,
+            retry_delays=settings.async_retry_delays,
+        )
+        await _serve_ops(stack, settings, listener, ops_app(registry=registry, ready=lambda: True))
+
+
+@dataclass(slots=True)
+class _Leadership:
+    """The signal receiver while this replica leads, ``None`` while it stands by."""
+
+    receiver: SignalReceiver | None = None
+
+
+async def run_controller(settings: PlatformSettings) -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        secrets = _secrets(settings)
+        code_url = _required(settings.code_url, "KUBELAMBDA_CODE_URL")
+        listener = stack.enter_context(
+            contextlib.closing(serving.bind(settings.host, settings.port))
+        )
+        stack.enter_context(serving.signals_end_serving_only())
+        api = await stack.enter_async_context(connected(settings.kubeconfig))
+        code = cluster_adapters.code_store(api, settings)
+        store = await cluster_adapters.open_store(stack, api, settings, code=code)
+        pods = await cluster_adapters.start_pod_watch(
+            stack, api, settings, store=store, instance_key=secrets.instance_key
+        )
+        registry = CollectorRegistry()
+        metrics = ControllerMetrics(registry)
+        backend = await cluster_adapters.start_backend(
+            stack,
+            api,
+            settings,
+            pods=pods,
+            store=store,
+            code=code,
+            instance_key=secrets.instance_key,
+            code_url=code_url,
+        )
+        leadership = _Leadership()
+
+        async def lead() -> None:
+            async with contextlib.AsyncExitStack() as leading:
+                autoscaler = await start_controller(
+                    leading,
+                    store=store,
+                    code=code,
+                    backend=backend,
+                    metrics=metrics,
+                    package_grace_seconds=settings.package_grace_seconds,
+                )
+                leadership.receiver = receiver = SignalReceiver(autoscaler)
+                leading.callback(setattr, leadership, "receiver", None)
+                while True:
+                    await asyncio.sleep(_EXPIRY_SECONDS)
+                    receiver.expire(now=time.monotonic())
+
+        cluster_adapters.start_leading(
+            stack,
+            api,
+            settings,
+            identity=cluster_adapters.process_identity("controller"),
+            lead=lead,
+        )
+        app = ops_app(
+            registry=registry,
+            ready=lambda: leadership.receiver is not None,
+            signals=lambda: leadership.receiver,
+            instance_key=secrets.instance_key,
+        )
+        await _serve_ops(stack, settings, listener, app)
+
+
+def _secrets(settings: PlatformSettings) -> platform_secrets.PlatformSecrets:
+    if settings.secrets_dir is not None:
+        return platform_secrets.from_dir(settings.secrets_dir)
+    home.make_private(settings.home)
+    return platform_secrets.from_home(settings.home)
+
+
+def _required(value: str | None, variable: str) -> str:
+    if not value:
+        raise PlatformStartError(f"{variable} must be set for this role in a cluster")
+    return value
+
+
+async def _start_sender(
+    stack: contextlib.AsyncExitStack,
+    controller_url: str,
+    secrets: platform_secrets.PlatformSecrets,
+    reporter: str,
+) -> SignalSender:
+    sender = SignalSender(controller_url, key=secrets.instance_key, reporter=reporter)
+    await sender.start()
+    stack.push_async_callback(sender.aclose)
+    return sender
+
+
+async def _serve_ops(
+    stack: contextlib.AsyncExitStack,
+    settings: PlatformSettings,
+    listener: socket.socket,
+    app: ASGIApp,
+) -> None:
+    host, port = listener.getsockname()[:2]
+
+    async def nothing_to_announce() -> None:
+        return None
+
+    await serving.serve(
+        app,
+        listener,
+        url=f"http://{host}:{port}",
+        url_file=None,
+        stack=stack,
+        announce=nothing_to_announce,
+        header_timeout=settings.header_timeout_seconds,
+        body_idle_timeout=settings.body_idle_timeout_seconds,
+    )
