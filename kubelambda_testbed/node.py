@@ -6,8 +6,8 @@ path under the state dir, loads the locally built images, starts the kubelet
 (cgroupfs driver, cgroup v1) and then kube-proxy (iptables mode), which routes Service
 ClusterIPs once the kubelet has registered the node it looks up. ``stop`` leaves nothing
 behind: kube-proxy's iptables chains (``kube-proxy --cleanup``), pod containers and
-their shims, network namespaces, mounts under the state dir, the kubelet's cgroups,
-the bridge and its iptables rules.
+their shims, network namespaces, mounts under the state dir, the kubelet's cgroups and
+iptables chains, the bridge and its iptables rules.
 """
 
 from __future__ import annotations
@@ -45,6 +45,15 @@ _CGROUP_ROOT = pathlib.Path("/sys/fs/cgroup")
 # Set to the time of kube-proxy's last successful sync; absent until the first one.
 _SYNCED_METRIC = re.compile(
     r"^kubeproxy_sync_proxy_rules_last_timestamp_seconds\{[^}]*\} [1-9]", re.MULTILINE
+)
+# iptables chains the kubelet makes and no --cleanup removes (kube-proxy makes KUBE-FIREWALL
+# too, also for IPv6, but leaves it to the kubelet): (table, chain, built-in chains jumping to it).
+_KUBELET_CHAINS = (
+    ("filter", "KUBE-FIREWALL", ("INPUT", "OUTPUT")),
+    ("filter", "KUBE-KUBELET-CANARY", ()),
+    ("nat", "KUBE-KUBELET-CANARY", ()),
+    ("mangle", "KUBE-KUBELET-CANARY", ()),
+    ("mangle", "KUBE-IPTABLES-HINT", ()),
 )
 # containerd 1.6 always makes these for shim sockets and fifos, whatever its state dir.
 _CONTAINERD_RUN_DIRS = tuple(
@@ -171,6 +180,7 @@ def stop(layout: k8s_layout.Layout) -> None:
         node_network.remove_pod_namespaces,
         unmount_state,
         _remove_kubelet_cgroups,
+        _remove_kubelet_chains,
         node_network.teardown,
     ]
     run_all(steps)
@@ -289,6 +299,21 @@ def _remove_kubelet_cgroups() -> None:
                     directory.rmdir()
         with contextlib.suppress(OSError):
             top.rmdir()
+
+
+def _remove_kubelet_chains() -> None:
+    for command in ("iptables", "ip6tables"):
+        for table, chain, callers in _KUBELET_CHAINS:
+            base = [command, "-w", "-t", table]
+            for caller in callers:
+                while _returncode([*base, "-D", caller, "-j", chain]) == 0:
+                    pass
+            if _returncode([*base, "-F", chain]) == 0:
+                subprocess.run([*base, "-X", chain], capture_output=True, check=True)
+
+
+def _returncode(argv: list[str]) -> int:
+    return subprocess.run(argv, capture_output=True, check=False).returncode
 
 
 def _share_root_mount() -> None:
