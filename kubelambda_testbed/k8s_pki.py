@@ -89,6 +89,8 @@ def cluster_certificates(
         Certificate(
             "front-proxy-client", "front-proxy-client", client=True, issuer="front-proxy-ca"
         ),
+        # The apiserver binds this user to the bootstrap ClusterRole system:node-proxier.
+        Certificate("kube-proxy", "system:kube-proxy", client=True),
         # The Node authorizer recognises a kubelet only by this exact CN and group.
         Certificate(
             "kubelet-client", f"system:node:{node_name}", organization="system:nodes", client=True

@@ -1,11 +1,17 @@
 """Apache Kafka for the integration tests: single-node KRaft on 127.0.0.1, from Maven Central jars.
 
-Called by `python -m kubelambda_testbed` and by the `kafka_bootstrap` fixture. `up` downloads the
-broker's jars with `mvn dependency:copy-dependencies` on `kubelambda_testbed/kafka/pom.xml` into the
-cache (once per Kafka version and pom), formats the storage, starts `java … kafka.Kafka
-server.properties` and returns once a real client (aiokafka's admin client) sees the broker in the
-cluster metadata. It also installs Debian's `kcat`, the command-line client the acceptance checks
-use.
+Called by `python -m kubelambda_testbed`, by the `kafka_bootstrap` fixtures and, for its pods
+listener, by `kubelambda_testbed.k8s`. `up` downloads the broker's jars with `mvn
+dependency:copy-dependencies` on `kubelambda_testbed/kafka/pom.xml` into the cache (once per Kafka
+version and pom), formats the storage, starts `java … kafka.Kafka server.properties` and returns
+once a real client (aiokafka's admin client) sees the broker in the cluster metadata. It also
+installs Debian's `kcat`, the command-line client the acceptance checks use.
+
+Two listeners, both bound to 127.0.0.1: `KAFKA_BOOTSTRAP` for the host, and `KAFKA_BOOTSTRAP_PODS`
+for pods, advertised at the node address (10.244.0.1) that pods can reach. A DNAT on the node's
+bridge (`node_network.publish_loopback_port`, the way pods reach the apiserver) carries it to
+loopback; it is added here when the node is up, and by `kubelambda_testbed.k8s` when the node
+comes up after the broker.
 """
 
 from __future__ import annotations
@@ -27,9 +33,9 @@ from pathlib import Path
 from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped]
 from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
 
-from kubelambda_testbed import process
+from kubelambda_testbed import k8s_layout, node_network, process
 
-__all__ = ["cluster_id", "down", "env", "install", "is_up", "up"]
+__all__ = ["cluster_id", "down", "env", "install", "is_up", "publish_pods_listener", "up"]
 
 log = logging.getLogger(__name__)
 
@@ -41,19 +47,30 @@ JAVA_OPTIONS = ("-Xms256m", "-Xmx512m", "-XX:+UseG1GC", "-Djava.awt.headless=tru
 START_TIMEOUT_SECONDS = 120.0
 STOP_TIMEOUT_SECONDS = 30.0
 KCAT_PACKAGE = "kcat"
+PORT_NAMES = ("broker", "controller", "pods")
 
 
 def up(state_dir: Path, cache_dir: Path) -> dict[str, str]:
-    """Start the broker unless it is running; return its environment (KAFKA_BOOTSTRAP)."""
+    """Start the broker unless it is running as configured; return its environment.
+
+    A broker started from an older ``server.properties`` (one without a listener added
+    since) is restarted on its data, keeping its ports.
+    """
     libs = install(cache_dir)
     home = _home(state_dir)
     with process.locked(_lock(state_dir)):
         daemon = _daemon(home)
+        ports = _ports(home)
+        config = home / "server.properties"
+        text = _config_text(home, ports)
         if daemon.is_running():
-            log.info("event=already-running component=kafka pid=%s", daemon.pid())
-            return env(state_dir, cache_dir)
-        ports = process.persistent_ports(home / "ports.json", ["broker", "controller"])
-        config = _write_config(home, ports)
+            if config.read_text() == text:
+                log.info("event=already-running component=kafka pid=%s", daemon.pid())
+                _publish(ports)
+                return _environment(ports)
+            log.info("event=restart component=kafka reason=config-changed pid=%s", daemon.pid())
+            daemon.stop(timeout=STOP_TIMEOUT_SECONDS)
+        config.write_text(text)
         classpath = f"{libs}/*"
         if not (home / "data" / "meta.properties").exists():
             _format_storage(classpath, config)
@@ -95,16 +112,26 @@ def up(state_dir: Path, cache_dir: Path) -> dict[str, str]:
             bootstrap,
             time.monotonic() - started,
         )
-        return {"KAFKA_BOOTSTRAP": bootstrap}
+        _publish(ports)
+        return _environment(ports)
 
 
 def env(state_dir: Path, cache_dir: Path) -> dict[str, str]:
-    """The environment of the running broker; InfraError if it is not running."""
+    """The environment of the running broker (KAFKA_BOOTSTRAP, KAFKA_BOOTSTRAP_PODS);
+    InfraError if it is not running."""
     home = _home(state_dir)
     if not _daemon(home).is_running():
         raise process.InfraError(f"kafka is not running (state in {home}); run `make cluster-up`")
-    ports = process.persistent_ports(home / "ports.json", ["broker", "controller"])
-    return {"KAFKA_BOOTSTRAP": _bootstrap(ports)}
+    return _environment(_ports(home))
+
+
+def publish_pods_listener(state_dir: Path) -> None:
+    """Make the running broker's pods listener reachable from pods (the node has just come up);
+    nothing to do when the broker is not running."""
+    home = _home(state_dir)
+    with process.locked(_lock(state_dir)):
+        if _daemon(home).is_running():
+            _publish(_ports(home))
 
 
 def stop(state_dir: Path) -> None:
@@ -115,12 +142,18 @@ def stop(state_dir: Path) -> None:
 
 
 def down(state_dir: Path) -> None:
-    """Stop the broker and remove its state (data, config, logs, ports)."""
+    """Stop the broker, withdraw its pods listener from the node, remove its state (data,
+    config, logs, ports)."""
     home = _home(state_dir)
     if not home.exists():
         return
     with process.locked(_lock(state_dir)):
         _daemon(home).stop(timeout=STOP_TIMEOUT_SECONDS)
+        if (home / "ports.json").exists():
+            try:
+                node_network.unpublish_loopback_port(_ports(home)["pods"])
+            except (subprocess.CalledProcessError, OSError) as exc:
+                raise process.InfraError(f"cannot withdraw Kafka's pods listener: {exc}") from exc
         shutil.rmtree(home)
 
 
@@ -187,8 +220,26 @@ def _daemon(home: Path) -> process.Daemon:
     )
 
 
+def _ports(home: Path) -> dict[str, int]:
+    return process.persistent_ports(home / "ports.json", PORT_NAMES)
+
+
 def _bootstrap(ports: dict[str, int]) -> str:
     return f"127.0.0.1:{ports['broker']}"
+
+
+def _environment(ports: dict[str, int]) -> dict[str, str]:
+    return {
+        "KAFKA_BOOTSTRAP": _bootstrap(ports),
+        "KAFKA_BOOTSTRAP_PODS": f"{k8s_layout.NODE_IP}:{ports['pods']}",
+    }
+
+
+def _publish(ports: dict[str, int]) -> None:
+    try:
+        node_network.publish_loopback_port(ports["pods"])
+    except (subprocess.CalledProcessError, OSError) as exc:
+        raise process.InfraError(f"cannot publish Kafka's pods listener: {exc}") from exc
 
 
 def _kafka_version() -> str:
@@ -212,15 +263,14 @@ def _java() -> str:
     return java
 
 
-def _write_config(home: Path, ports: dict[str, int]) -> Path:
-    config = home / "server.properties"
-    text = string.Template(SERVER_PROPERTIES.read_text()).substitute(
+def _config_text(home: Path, ports: dict[str, int]) -> str:
+    return string.Template(SERVER_PROPERTIES.read_text()).substitute(
         broker_port=ports["broker"],
         controller_port=ports["controller"],
+        pods_port=ports["pods"],
+        node_ip=k8s_layout.NODE_IP,
         data_dir=home / "data",
     )
-    config.write_text(text)
-    return config
 
 
 def cluster_id(draw: Callable[[], bytes] = lambda: uuid.uuid4().bytes) -> str:

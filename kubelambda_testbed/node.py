@@ -1,11 +1,13 @@
-"""The node: containerd + runc + CNI bridge under a real kubelet, and its full teardown.
+"""The node: containerd + runc + CNI bridge under a real kubelet, kube-proxy, and their teardown.
 
 Called by ``kubelambda_testbed.k8s`` after the control plane is healthy. ``start`` prepares
 the host (shared mount propagation, the pod network), starts containerd with every
-path under the state dir, loads the locally built images and starts the kubelet
-(cgroupfs driver, cgroup v1). ``stop`` leaves nothing behind: pod containers and
-their shims, network namespaces, mounts under the state dir, the kubelet's
-cgroups, the bridge and its iptables rules.
+path under the state dir, loads the locally built images, starts the kubelet
+(cgroupfs driver, cgroup v1) and then kube-proxy (iptables mode), which routes Service
+ClusterIPs once the kubelet has registered the node it looks up. ``stop`` leaves nothing
+behind: kube-proxy's iptables chains (``kube-proxy --cleanup``), pod containers and
+their shims, network namespaces, mounts under the state dir, the kubelet's cgroups and
+iptables chains, the bridge and its iptables rules.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import json
 import logging
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import urllib.error
@@ -39,6 +42,19 @@ DEBIAN_PACKAGES = (
     "buildah",
 )
 _CGROUP_ROOT = pathlib.Path("/sys/fs/cgroup")
+# Set to the time of kube-proxy's last successful sync; absent until the first one.
+_SYNCED_METRIC = re.compile(
+    r"^kubeproxy_sync_proxy_rules_last_timestamp_seconds\{[^}]*\} [1-9]", re.MULTILINE
+)
+# iptables chains the kubelet makes and no --cleanup removes (kube-proxy makes KUBE-FIREWALL
+# too, also for IPv6, but leaves it to the kubelet): (table, chain, built-in chains jumping to it).
+_KUBELET_CHAINS = (
+    ("filter", "KUBE-FIREWALL", ("INPUT", "OUTPUT")),
+    ("filter", "KUBE-KUBELET-CANARY", ()),
+    ("nat", "KUBE-KUBELET-CANARY", ()),
+    ("mangle", "KUBE-KUBELET-CANARY", ()),
+    ("mangle", "KUBE-IPTABLES-HINT", ()),
+)
 # containerd 1.6 always makes these for shim sockets and fifos, whatever its state dir.
 _CONTAINERD_RUN_DIRS = tuple(
     pathlib.Path("/run/containerd", sub) for sub in ("s", "fifo", "runc/k8s.io", "runc", "")
@@ -46,8 +62,12 @@ _CONTAINERD_RUN_DIRS = tuple(
 
 
 def daemons(layout: k8s_layout.Layout) -> dict[str, process.Daemon]:
-    """containerd then the kubelet, each recognised by its config file path."""
-    config = {"containerd": "containerd.toml", "kubelet": "kubelet.json"}
+    """containerd, the kubelet and kube-proxy, in start order, each known by its config file."""
+    config = {
+        "containerd": "containerd.toml",
+        "kubelet": "kubelet.json",
+        "kube-proxy": "kube-proxy.json",
+    }
     return {
         name: process.Daemon(
             name=name,
@@ -69,8 +89,9 @@ def start(layout: k8s_layout.Layout) -> None:
         layout.cni_conf_dir / "10-kubelambda.conflist", k8s_config.cni_conflist(layout)
     )
     k8s_config.write_json(cfg / "kubelet.json", k8s_config.kubelet_config(layout))
+    k8s_config.write_json(cfg / "kube-proxy.json", k8s_config.kube_proxy_config(layout))
 
-    containerd, kubelet = daemons(layout).values()
+    containerd, kubelet, kube_proxy = daemons(layout).values()
     if not containerd.is_running():
         k8s_control.launch(
             containerd,
@@ -102,6 +123,22 @@ def start(layout: k8s_layout.Layout) -> None:
         )
     process.wait_until(_kubelet_healthy, what="kubelet /healthz", daemon=kubelet, timeout=60)
 
+    if not kube_proxy.is_running():
+        k8s_control.launch(
+            kube_proxy,
+            [
+                str(layout.k8s_bin_dir / "kube-proxy"),
+                f"--config={cfg / 'kube-proxy.json'}",
+                "--v=1",
+            ],
+            cwd=layout.state_dir,
+        )
+    # Its first sync prepends its jumps to the built-in chains, above ours: put ours back.
+    process.wait_until(
+        _kube_proxy_synced, what="kube-proxy's first sync", daemon=kube_proxy, timeout=60
+    )
+    node_network.keep_rules_first()
+
 
 def is_ready(layout: k8s_layout.Layout) -> bool:
     """Whether the apiserver reports our node's Ready condition as True."""
@@ -122,7 +159,7 @@ def stop(layout: k8s_layout.Layout) -> None:
     Every step runs even when an earlier one fails, so one stuck piece does not
     leave the rest behind; the first failure is raised at the end.
     """
-    containerd, kubelet = daemons(layout).values()
+    containerd, kubelet, kube_proxy = daemons(layout).values()
 
     def remove_containers() -> None:
         if containerd.is_running():
@@ -133,6 +170,8 @@ def stop(layout: k8s_layout.Layout) -> None:
             _unmount(mount_point)
 
     steps: list[collections.abc.Callable[[], None]] = [
+        lambda: kube_proxy.stop(timeout=15),
+        lambda: _clean_kube_proxy_rules(layout),
         lambda: kubelet.stop(timeout=15),
         remove_containers,
         lambda: containerd.stop(timeout=15),
@@ -141,6 +180,7 @@ def stop(layout: k8s_layout.Layout) -> None:
         node_network.remove_pod_namespaces,
         unmount_state,
         _remove_kubelet_cgroups,
+        _remove_kubelet_chains,
         node_network.teardown,
     ]
     run_all(steps)
@@ -157,6 +197,16 @@ def run_all(steps: collections.abc.Sequence[collections.abc.Callable[[], None]])
             failures.append(exc)
     if failures:
         raise process.InfraError(f"teardown failed: {failures[0]}") from failures[0]
+
+
+def _clean_kube_proxy_rules(layout: k8s_layout.Layout) -> None:
+    """Remove every iptables chain and jump of kube-proxy, as its own ``--cleanup`` knows them."""
+    binary = layout.k8s_bin_dir / "kube-proxy"
+    if not binary.exists():
+        # Built with the other binaries: without it, no kube-proxy of this cache ever ran.
+        _log.info("event=kube-proxy-cleanup-skipped missing=%s", binary)
+        return
+    subprocess.run([str(binary), "--cleanup", "--v=0"], capture_output=True, check=True)
 
 
 def _remove_containers(layout: k8s_layout.Layout) -> None:
@@ -251,6 +301,21 @@ def _remove_kubelet_cgroups() -> None:
             top.rmdir()
 
 
+def _remove_kubelet_chains() -> None:
+    for command in ("iptables", "ip6tables"):
+        for table, chain, callers in _KUBELET_CHAINS:
+            base = [command, "-w", "-t", table]
+            for caller in callers:
+                while _returncode([*base, "-D", caller, "-j", chain]) == 0:
+                    pass
+            if _returncode([*base, "-F", chain]) == 0:
+                subprocess.run([*base, "-X", chain], capture_output=True, check=True)
+
+
+def _returncode(argv: list[str]) -> int:
+    return subprocess.run(argv, capture_output=True, check=False).returncode
+
+
 def _share_root_mount() -> None:
     # Volume mounts the kubelet makes must propagate into containers (and back).
     result = subprocess.run(
@@ -267,6 +332,17 @@ def _kubelet_healthy() -> bool:
             return bool(response.status == 200)
     except (urllib.error.URLError, OSError):
         return False
+
+
+def _kube_proxy_synced() -> bool:
+    """Whether kube-proxy has written its rules once (its /healthz is fine even before)."""
+    url = f"http://127.0.0.1:{k8s_layout.KUBE_PROXY_METRICS_PORT}/metrics"
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            metrics = response.read().decode()
+    except (urllib.error.URLError, OSError):
+        return False
+    return _SYNCED_METRIC.search(metrics) is not None
 
 
 def _ctr(

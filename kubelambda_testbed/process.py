@@ -181,21 +181,29 @@ def persistent_ports(path: Path, names: Sequence[str]) -> dict[str, int]:
 
     Saved so that `up`, `env` and the test fixtures agree on them for as long as the state dir
     lives; probing instead of fixed numbers lets several checkouts run their stacks side by side.
+    A name the file lacks (one added since it was written) gets a new port and the others keep
+    theirs, so clients already pointed at them stay right.
     """
+    saved: dict[str, int] = {}
     with contextlib.suppress(FileNotFoundError, ValueError):
-        saved = json.loads(path.read_text())
-        if isinstance(saved, dict) and all(isinstance(saved.get(n), int) for n in names):
-            return {n: int(saved[n]) for n in names}
-    # All sockets stay open until every port is chosen, so the kernel hands out distinct ones.
+        loaded = json.loads(path.read_text())
+        if isinstance(loaded, dict):
+            saved = {n: loaded[n] for n in names if isinstance(loaded.get(n), int)}
+    if len(saved) == len(names):
+        return saved
+    # All sockets stay open until every port is chosen, so the kernel hands out distinct ones;
+    # a saved port whose daemon is stopped is free, so a probe may return it: probe again.
     with contextlib.ExitStack() as stack:
-        ports: dict[str, int] = {}
+        ports = dict(saved)
         for name in names:
-            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            sock.bind(("127.0.0.1", 0))
-            ports[name] = sock.getsockname()[1]
+            while name not in ports:
+                sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+                sock.bind(("127.0.0.1", 0))
+                if (port := sock.getsockname()[1]) not in ports.values():
+                    ports[name] = port
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(ports) + "\n")
-    return ports
+    return {n: ports[n] for n in names}
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:

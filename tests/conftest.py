@@ -12,7 +12,13 @@ import os
 # The real infrastructure's fixtures (Kafka, Prometheus, Kubernetes), for every suite.
 pytest_plugins = ["tests.infra_fixtures"]
 
-INFRA_VARIABLES = ("KAFKA_BOOTSTRAP", "PROMETHEUS_URL", "KUBECONFIG", "KUBELAMBDA_TESTINFRA_STATE")
+INFRA_VARIABLES = (
+    "KAFKA_BOOTSTRAP",
+    "KAFKA_BOOTSTRAP_PODS",
+    "PROMETHEUS_URL",
+    "KUBECONFIG",
+    "KUBELAMBDA_TESTINFRA_STATE",
+)
 
 
 def pytest_report_header() -> list[str]:

@@ -30,7 +30,14 @@ import kubelambda_testbed.prometheus
 
 SKIP_ENV = "KUBELAMBDA_SKIP_INFRA"
 INFRA_FIXTURES = frozenset(
-    {"kafka_bootstrap", "prometheus", "kubeconfig", "runtime_image", "platform_image"}
+    {
+        "kafka_bootstrap",
+        "kafka_bootstrap_pods",
+        "prometheus",
+        "kubeconfig",
+        "runtime_image",
+        "platform_image",
+    }
 )
 
 
@@ -48,6 +55,17 @@ def kafka_bootstrap() -> Iterator[str]:
         return
     with _started("Kafka", kubelambda_testbed.kafka) as environment:
         yield environment["KAFKA_BOOTSTRAP"]
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap_pods(kafka_bootstrap: str) -> str:
+    """host:port at which pods of the test cluster reach the same broker (its pods listener)."""
+    if bootstrap := os.environ.get("KAFKA_BOOTSTRAP_PODS"):
+        return bootstrap
+    environment = kubelambda_testbed.kafka.env(
+        kubelambda_testbed.state_dir(os.environ), kubelambda_testbed.cache_dir(os.environ)
+    )
+    return environment["KAFKA_BOOTSTRAP_PODS"]
 
 
 @pytest.fixture(scope="session")

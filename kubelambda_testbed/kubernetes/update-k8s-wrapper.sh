@@ -42,7 +42,7 @@ go_directive=$(awk '$1 == "go" {print $2; exit}' "$upstream_mod")
   echo "go $go_directive"
   echo
   echo "tool ("
-  for cmd in kube-apiserver kube-controller-manager kube-scheduler kubelet; do
+  for cmd in kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy; do
     echo "	k8s.io/kubernetes/cmd/$cmd"
   done
   echo ")"

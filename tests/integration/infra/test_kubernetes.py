@@ -3,10 +3,12 @@
 They prove that the control plane answers, the node is Ready and really runs pods
 (containerd + runc on a CNI bridge) from the locally built base image, also locked
 down as kubelambda runs functions; that pods are reachable from the host at their
-IPs and listed in their Service's EndpointSlice; that logs and exec work through the
-apiserver; that pods reach the apiserver with in-cluster credentials; and that
-namespace deletion cascades. Failures in later Kubernetes-backed tests then point at
-our code, not at the cluster.
+IPs and listed in their Service's EndpointSlice; that kube-proxy routes the Service's
+ClusterIP to them from the host and from another pod; that logs and exec work through
+the apiserver; that pods reach the apiserver with in-cluster credentials and the
+host's Kafka at ``KAFKA_BOOTSTRAP_PODS``; that the pod network stays fenced in, our
+rules ahead of kube-proxy's; and that namespace deletion cascades. Failures in later
+Kubernetes-backed tests then point at our code, not at the cluster.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import http.client
 import json
 import pathlib
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -30,6 +33,7 @@ pytestmark = pytest.mark.infra
 T = TypeVar("T")
 
 HTTP_PORT = 8080
+SERVICE_PORT = 80
 REPLICAS = 2
 TIMEOUT = 120.0
 
@@ -112,7 +116,10 @@ def web(api: client.ApiClient) -> Iterator[tuple[str, list[str]]]:
             "apiVersion": "v1",
             "kind": "Service",
             "metadata": {"name": "web"},
-            "spec": {"selector": labels, "ports": [{"port": 80, "targetPort": HTTP_PORT}]},
+            "spec": {
+                "selector": labels,
+                "ports": [{"port": SERVICE_PORT, "targetPort": HTTP_PORT}],
+            },
         },
     )
 
@@ -128,8 +135,27 @@ def web(api: client.ApiClient) -> Iterator[tuple[str, list[str]]]:
     core.delete_namespace(ns)
 
 
-def http_get(ip: str, path: str = "/") -> int:
-    conn = http.client.HTTPConnection(ip, HTTP_PORT, timeout=5)
+@pytest.fixture(scope="module")
+def client_pod(api: client.ApiClient, web: tuple[str, list[str]]) -> tuple[str, str]:
+    """A pod beside the web pods but outside their Service, to make requests from: (name, IP)."""
+    ns, _ = web
+    core = client.CoreV1Api(api)
+    core.create_namespaced_pod(
+        ns,
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "client"},
+         "spec": http_server_pod_spec()},
+    )  # fmt: skip
+
+    def ready_ip() -> str | None:
+        pod = core.read_namespaced_pod("client", ns)
+        ready = any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+        return str(pod.status.pod_ip) if ready else None
+
+    return "client", eventually("the client pod to become ready", ready_ip)
+
+
+def http_get(ip: str, path: str = "/", port: int = HTTP_PORT) -> int:
+    conn = http.client.HTTPConnection(ip, port, timeout=5)
     try:
         conn.request("GET", path)
         return conn.getresponse().status
@@ -193,6 +219,107 @@ def test_service_endpointslice_lists_the_ready_pod_ips(
         return ready if ready == ips else None
 
     assert eventually("the EndpointSlice to list both pods", listed, timeout=30) == ips
+
+
+def cluster_ip(api: client.ApiClient, ns: str) -> str:
+    return str(client.CoreV1Api(api).read_namespaced_service("web", ns).spec.cluster_ip)
+
+
+def test_service_cluster_ip_routes_to_the_pods_from_the_host(
+    api: client.ApiClient, web: tuple[str, list[str]]
+) -> None:
+    ns, _ = web
+    ip = cluster_ip(api, ns)
+
+    def answered() -> int | None:
+        try:
+            return http_get(ip, port=SERVICE_PORT)
+        except OSError:  # kube-proxy has not written the Service's rules yet
+            return None
+
+    assert eventually("the ClusterIP to answer", answered, timeout=30) == 200
+
+
+CLUSTER_IP_GET_SCRIPT = """
+import sys, urllib.request
+print(urllib.request.urlopen(f"http://{sys.argv[1]}:{sys.argv[2]}/", timeout=5).status)
+"""
+
+
+def test_service_cluster_ip_routes_to_the_pods_from_a_pod(
+    api: client.ApiClient, web: tuple[str, list[str]], client_pod: tuple[str, str]
+) -> None:
+    ns, _ = web
+    name, _ = client_pod
+    argv = ["kubectl", "exec", "-n", ns, name, "--", "python3", "-c", CLUSTER_IP_GET_SCRIPT,
+            cluster_ip(api, ns), str(SERVICE_PORT)]  # fmt: skip
+
+    def answered() -> str | None:
+        result = subprocess.run(argv, capture_output=True, text=True, check=False)
+        return result.stdout.strip() if result.returncode == 0 else None
+
+    assert eventually("the ClusterIP to answer the pod", answered, timeout=30) == "200"
+
+
+def pod_netns(ip: str) -> str:
+    """The network namespace (named by the CNI plugin, under /run/netns) holding pod IP ``ip``."""
+    names = subprocess.run(["ip", "netns", "list"], check=True, capture_output=True, text=True)
+    for name in (line.split()[0] for line in names.stdout.splitlines()):
+        addresses = subprocess.run(["ip", "-n", name, "-4", "-o", "addr", "show"],
+                                   capture_output=True, text=True, check=False)  # fmt: skip
+        if f" {ip}/" in addresses.stdout:
+            return name
+    raise AssertionError(f"no network namespace holds {ip}")
+
+
+# Run with this interpreter (it has aiokafka) inside a pod's network namespace: prints the
+# message read back and the broker address the cluster metadata advertised.
+KAFKA_ROUND_TRIP_SCRIPT = """
+import asyncio, sys
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+async def main(bootstrap, topic):
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, 1, replication_factor=1)])
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+        await producer.start()
+        try:
+            await producer.send_and_wait(topic, b"from-a-pod")
+        finally:
+            await producer.stop()
+        consumer = AIOKafkaConsumer(
+            topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=topic
+        )
+        await consumer.start()
+        try:
+            message = await asyncio.wait_for(consumer.getone(), 30)
+        finally:
+            await consumer.stop()
+        brokers = (await admin.describe_cluster())["brokers"]
+        print(message.value.decode(), *(f"{b['host']}:{b['port']}" for b in brokers))
+    finally:
+        await admin.delete_topics([topic])
+        await admin.close()
+
+asyncio.run(main(sys.argv[1], sys.argv[2]))
+"""
+
+
+def test_pods_produce_and_consume_through_kafka_bootstrap_pods(
+    client_pod: tuple[str, str], kafka_bootstrap_pods: str
+) -> None:
+    _, ip = client_pod
+    topic = f"smoke-pods-{uuid.uuid4().hex[:12]}"
+    result = subprocess.run(
+        ["ip", "netns", "exec", pod_netns(ip),
+         sys.executable, "-c", KAFKA_ROUND_TRIP_SCRIPT, kafka_bootstrap_pods, topic],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["from-a-pod", kafka_bootstrap_pods]
 
 
 def test_kubectl_logs_shows_the_requests_a_pod_served(web: tuple[str, list[str]]) -> None:
@@ -316,3 +443,20 @@ def test_pod_network_is_fenced_to_the_bridge(kubeconfig: pathlib.Path) -> None:
     for jump in jumps:
         check = subprocess.run(["iptables", "-w", "-C", *jump], capture_output=True, check=False)
         assert check.returncode == 0, f"missing iptables rule {' '.join(jump)}"
+
+
+@pytest.mark.parametrize(
+    ("table", "chain"), [("filter", "OUTPUT"), ("filter", "FORWARD"), ("nat", "PREROUTING")]
+)
+def test_our_jumps_come_before_kube_proxys(
+    kubeconfig: pathlib.Path, table: str, chain: str
+) -> None:
+    # Below the isolation jumps, kube-proxy's ACCEPT of packets it masquerades cannot carry
+    # pod traffic off the bridge; its jump to KUBE-SERVICES shows it has synced.
+    listing = subprocess.run(["iptables", "-w", "-t", table, "-S", chain],
+                             check=True, capture_output=True, text=True).stdout  # fmt: skip
+    targets = [line.split()[-1] for line in listing.splitlines() if line.startswith("-A ")]
+    ours = [target for target in targets if target.startswith("KUBELAMBDA-")]
+    assert ours, targets
+    assert targets[: len(ours)] == ours, targets
+    assert "KUBE-SERVICES" in targets, targets
