@@ -39,6 +39,11 @@ namespace.
 - apiGroups: [kubelambda.io]
   resources: [functions/status, functionversions/status, aliases/status]
   verbs: [get, update, patch]
+# Its objects' owner references block their owner's deletion, which clusters running the
+# OwnerReferencesPermissionEnforcement admission plugin allow only with this.
+- apiGroups: [kubelambda.io]
+  resources: [functions/finalizers, functionversions/finalizers]
+  verbs: [update]
 - apiGroups: [""]
   resources: [pods]
   verbs: [get, list, watch]

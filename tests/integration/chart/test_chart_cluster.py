@@ -1,7 +1,9 @@
-"""The chart against the real test apiserver, without installing anything: the rendered
-manifests pass a server-side dry run (under the "restricted" pod security warnings), and
+"""The chart against the real test apiserver, installing no platform: the rendered
+manifests pass a server-side dry run (under the "restricted" pod security warnings);
 `helm install --dry-run=server` reuses the credentials a release already has (lookup) and
-prints NOTES that say how to reach the platform but never a credential."""
+prints NOTES that say how to reach the platform but never a credential; and the RBAC,
+applied in a test namespace, lets each component do its job and nothing more, as
+`kubectl auth can-i` answers."""
 
 from __future__ import annotations
 
@@ -43,7 +45,7 @@ def _restricted(kubectl: Kubectl, namespace: str) -> None:
     assert labelled.returncode == 0, labelled.stderr
 
 
-def _rendered(helm: Helm, namespace: str, values: str) -> list[Manifest]:
+def _rendered(helm: Helm, namespace: str, values: str, *more: str) -> list[Manifest]:
     arguments = (
         DEFAULT_VALUES
         if values == "default"
@@ -51,8 +53,9 @@ def _rendered(helm: Helm, namespace: str, values: str) -> list[Manifest]:
         else ("-f", str(FULL_VALUES), "--set", f"functionNamespaces={{{namespace}}}")
     )
     rendered = helm(
-        "template", RELEASE, str(chart_files.CHART), "-n", namespace, "--include-crds", *arguments
-    )
+        "template", RELEASE, str(chart_files.CHART), "-n", namespace, "--include-crds",
+        *arguments, *more,
+    )  # fmt: skip
     assert rendered.returncode == 0, rendered.stderr
     return [doc for doc in yaml.safe_load_all(rendered.stdout) if doc]
 
@@ -160,3 +163,78 @@ def test_notes_say_how_to_reach_the_platform_and_never_print_a_credential(
     for key, value in _credentials(manifests).items():
         assert value not in notes, key
         assert base64.b64encode(value.encode()).decode() not in notes, key
+
+
+# (component, verb, resource, allowed) in a function namespace that is also the release
+# namespace, as `kubectl auth can-i` answers for the component's ServiceAccount. A resource
+# is "<kind>[/<name>][ --subresource=<sub>]".
+PERMISSIONS = [
+    ("gateway", "create", "functions.kubelambda.io", True),
+    ("gateway", "deletecollection", "functionversions.kubelambda.io", True),
+    ("gateway", "watch", "pods", True),
+    ("gateway", "create", "secrets", True),
+    ("gateway", "create", "deployments.apps", False),
+    ("gateway", "delete", "pods", False),
+    ("gateway", "update", "leases.coordination.k8s.io", False),
+    ("controller", "create", "functions.kubelambda.io", False),
+    ("controller", "patch", "functions.kubelambda.io --subresource=status", True),
+    ("controller", "update", "functionversions.kubelambda.io --subresource=finalizers", True),
+    ("gateway", "update", "functions.kubelambda.io --subresource=finalizers", False),
+    ("controller", "create", "deployments.apps", True),
+    ("controller", "create", "networkpolicies.networking.k8s.io", True),
+    ("controller", "create", "rolebindings.rbac.authorization.k8s.io", True),
+    ("controller", "escalate", "roles.rbac.authorization.k8s.io", False),
+    ("controller", "create", "events", True),
+    ("controller", "update", "leases.coordination.k8s.io/kubelambda-controller", True),
+    ("controller", "update", "leases.coordination.k8s.io/another-lease", False),
+    ("controller", "create", "pods", False),
+    ("controller", "get", "configmaps", False),
+    ("dispatcher", "watch", "functions.kubelambda.io", True),
+    ("dispatcher", "update", "functions.kubelambda.io", False),
+    ("dispatcher", "get", "secrets", False),
+    ("dispatcher", "watch", "pods", True),
+]
+
+
+def _apply_rbac(helm: Helm, kubectl: Kubectl, namespace: str, *values: str) -> None:
+    """The chart's ServiceAccounts and Roles, really applied, with this namespace as both
+    release and function namespace: namespaced objects only, gone with the namespace."""
+    documents = _rendered(
+        helm, namespace, "default", "--set", f"functionNamespaces={{{namespace}}}", *values
+    )
+    rbac = [d for d in documents if d["kind"] in {"ServiceAccount", "Role", "RoleBinding"}]
+    assert not [d for d in documents if d["kind"].startswith("Cluster")]
+    applied = kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump_all(rbac))
+    assert applied.returncode == 0, applied.stderr
+
+
+def _can(kubectl: Kubectl, namespace: str, component: str, verb: str, resource: str) -> bool:
+    account = f"system:serviceaccount:{namespace}:kl-kubelambda-{component}"
+    answer = kubectl(
+        "auth", "can-i", verb, *resource.split(), "-n", namespace, f"--as={account}"
+    )  # fmt: skip
+    assert answer.stdout.strip() in {"yes", "no"}, answer.stderr
+    return answer.stdout.strip() == "yes"
+
+
+def test_each_component_may_do_its_job_and_nothing_more(
+    helm: Helm, kubectl: Kubectl, namespace: str
+) -> None:
+    _apply_rbac(helm, kubectl, namespace)
+    answers = {
+        (component, verb, resource): _can(kubectl, namespace, component, verb, resource)
+        for component, verb, resource, _ in PERMISSIONS
+    }
+    expected = {
+        (component, verb, resource): allowed for component, verb, resource, allowed in PERMISSIONS
+    }
+    assert answers == expected
+
+
+def test_function_roles_let_the_controller_grant_what_it_lacks(
+    helm: Helm, kubectl: Kubectl, namespace: str
+) -> None:
+    _apply_rbac(helm, kubectl, namespace, "--set", "controller.allowFunctionRoles=true")
+    assert _can(kubectl, namespace, "controller", "escalate", "roles.rbac.authorization.k8s.io")
+    assert _can(kubectl, namespace, "controller", "bind", "roles.rbac.authorization.k8s.io")
+    assert not _can(kubectl, namespace, "gateway", "escalate", "roles.rbac.authorization.k8s.io")
