@@ -1,6 +1,6 @@
 """The Helm chart's files against the platform they package: the CRDs are the platform's
 own, alerts and dashboard query only series the platform exports, every alert has promtool
-tests both ways, and values.yaml and values.schema.json document the same keys."""
+tests both ways, and values.yaml, values.schema.json and the README document the same keys."""
 
 from __future__ import annotations
 
@@ -187,3 +187,24 @@ def test_schema_closes_every_object_it_names_keys_of() -> None:
 
     everything = [schema, *schema["definitions"].values()]
     assert [path for node in everything for path in open_objects(node, "")] == []
+
+
+def test_readme_lists_every_value_with_its_default() -> None:
+    values = yaml.safe_load((chart_files.CHART / "values.yaml").read_text())
+    readme = (chart_files.CHART / "README.md").read_text()
+
+    def documented(node: dict[str, Any], prefix: str) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for name, value in node.items():
+            if isinstance(value, dict) and value and name != "resources":
+                found |= documented(value, f"{prefix}{name}.")
+            else:
+                found[f"{prefix}{name}"] = value
+        return found
+
+    missing = [
+        key
+        for key, value in documented(values, "").items()
+        if f"| `{key}` | `{json.dumps(value, separators=(', ', ': '))}` |" not in readme
+    ]
+    assert missing == [], "add or correct these rows of the values table in the chart README"
