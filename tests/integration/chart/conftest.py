@@ -2,7 +2,8 @@
 dry runs), the chart rendered with its default values and with every option set.
 
 helm is on PATH once the `kubeconfig` fixture has the test cluster (kubelambda_testbed
-puts its client binaries there); rendering needs no cluster, dry runs and lookups do.
+puts its client binaries there); rendering needs no cluster, dry runs and lookups do, and
+`kubectl auth can-i` on kubelambda.io resources needs the CRDs installed (`crds`).
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from tests.integration.chart.chart_testkit import (
     Manifest,
     render,
 )
-from tests.integration.kube_fixtures import kubectl, namespace
+from tests.integration.kube_fixtures import crds, kubectl, namespace
 
-__all__ = ["default_manifests", "full_manifests", "helm", "kubectl", "namespace"]
+__all__ = ["crds", "default_manifests", "full_manifests", "helm", "kubectl", "namespace"]
 
 
 @pytest.fixture(scope="session")
