@@ -58,6 +58,7 @@ __all__ = [
     "load_missing",
     "platform_image_ref",
     "runtime_image_ref",
+    "tag",
 ]
 
 _log = logging.getLogger(__name__)
@@ -395,6 +396,11 @@ def import_images(layout: k8s_layout.Layout, archives: list[pathlib.Path]) -> No
         )  # fmt: skip
         seconds = time.monotonic() - started
         _log.info("event=image-imported archive=%s seconds=%.1f", archive.name, seconds)
+
+
+def tag(layout: k8s_layout.Layout, *, source: str, target: str) -> None:
+    """Name the loaded image ``source`` also ``target`` (replacing an older ``target``)."""
+    _ctr(layout, "images", "tag", "--force", source, target)
 
 
 def _ctr(layout: k8s_layout.Layout, *args: str) -> str:

@@ -40,6 +40,7 @@ __all__ = [
     "env",
     "is_up",
     "load_images",
+    "tag_image",
     "up",
 ]
 
@@ -121,6 +122,15 @@ def _load_images(layout: k8s_layout.Layout) -> None:
         images.load_missing(layout)
     except (subprocess.CalledProcessError, OSError) as exc:
         raise process.InfraError(f"cannot build or load the images: {_describe(exc)}") from exc
+
+
+def tag_image(
+    state_dir: pathlib.Path, cache_dir: pathlib.Path, *, source: str, target: str
+) -> None:
+    """Give the node's image ``source`` the further name ``target`` (as a registry push of
+    a new tag would): tests upgrade a release to a new image tag with it."""
+    layout = _layout(state_dir, cache_dir)
+    images.tag(layout, source=source, target=target)
 
 
 def down(state_dir: pathlib.Path) -> None:

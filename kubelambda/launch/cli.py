@@ -176,8 +176,9 @@ def _env(settings: PlatformSettings) -> int:
 
 
 def _cluster_env(settings: PlatformSettings, *, namespace: str, release: str | None) -> int:
-    from kubelambda.kubernetes.connection import connected
+    from kubelambda.kubernetes.connection import NoCluster, connected
     from kubelambda.kubernetes.installation import InstallationNotFound, find_installation
+    from kubelambda.kubernetes.rest import ApiError
 
     async def find() -> Any:
         async with connected(settings.kubeconfig) as api:
@@ -185,8 +186,11 @@ def _cluster_env(settings: PlatformSettings, *, namespace: str, release: str | N
 
     try:
         installation = asyncio.run(find())
-    except InstallationNotFound as exc:
+    except (InstallationNotFound, NoCluster) as exc:
         print(f"kubelambda: {exc}", file=sys.stderr)
+        return 1
+    except ApiError as exc:
+        print(f"kubelambda: the cluster refused: {exc.status} {exc.message}", file=sys.stderr)
         return 1
     _print_exports(
         {

@@ -29,7 +29,6 @@ from starlette.types import ASGIApp
 from controller.metrics import ControllerMetrics
 from gateway.metrics import AsyncMetrics
 from gateway.services.invoke_settings import InvokeSettings
-from kubelambda.kubernetes.connection import connected
 from kubelambda.launch import cluster_adapters, front, home, platform_secrets, queues, serving
 from kubelambda.launch.controller import start_controller
 from kubelambda.launch.dispatcher import start_dispatcher
@@ -57,9 +56,11 @@ async def run_gateway(settings: PlatformSettings) -> None:
             contextlib.closing(serving.bind(settings.host, settings.port))
         )
         stack.enter_context(serving.signals_end_serving_only())
-        api = await stack.enter_async_context(connected(settings.kubeconfig))
+        api = await cluster_adapters.connect(stack, settings)
         code = cluster_adapters.code_store(api, settings)
-        store = await cluster_adapters.open_store(stack, api, settings, code=code)
+        store = await cluster_adapters.open_store(
+            stack, api, settings, imports_inline_code_into=None
+        )
         queue = (await stack.enter_async_context(queues.open_queue(settings))).queue
         pods = await cluster_adapters.start_pod_watch(
             stack, api, settings, store=store, instance_key=secrets.instance_key
@@ -95,9 +96,10 @@ async def run_dispatcher(settings: PlatformSettings) -> None:
             contextlib.closing(serving.bind(settings.host, settings.port))
         )
         stack.enter_context(serving.signals_end_serving_only())
-        api = await stack.enter_async_context(connected(settings.kubeconfig))
-        code = cluster_adapters.code_store(api, settings)
-        store = await cluster_adapters.open_store(stack, api, settings, code=code)
+        api = await cluster_adapters.connect(stack, settings)
+        store = await cluster_adapters.open_store(
+            stack, api, settings, imports_inline_code_into=None
+        )
         queue = (await stack.enter_async_context(queues.open_queue(settings))).queue
         pods = await cluster_adapters.start_pod_watch(
             stack, api, settings, store=store, instance_key=secrets.instance_key
@@ -145,9 +147,11 @@ async def run_controller(settings: PlatformSettings) -> None:
             contextlib.closing(serving.bind(settings.host, settings.port))
         )
         stack.enter_context(serving.signals_end_serving_only())
-        api = await stack.enter_async_context(connected(settings.kubeconfig))
+        api = await cluster_adapters.connect(stack, settings)
         code = cluster_adapters.code_store(api, settings)
-        store = await cluster_adapters.open_store(stack, api, settings, code=code)
+        store = await cluster_adapters.open_store(
+            stack, api, settings, imports_inline_code_into=code
+        )
         pods = await cluster_adapters.start_pod_watch(
             stack, api, settings, store=store, instance_key=secrets.instance_key
         )

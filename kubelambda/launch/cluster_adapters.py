@@ -19,12 +19,13 @@ from collections.abc import Awaitable, Callable
 from kubelambda import credentials, runtimes
 from kubelambda.kubernetes import workloads
 from kubelambda.kubernetes.code_store import KubernetesCodeStore
-from kubelambda.kubernetes.connection import ApiClient
+from kubelambda.kubernetes.connection import ApiClient, NoCluster, connected
 from kubelambda.kubernetes.informer import Informer, Resource
 from kubelambda.kubernetes.instances import KubernetesBackend
 from kubelambda.kubernetes.leader import LeaderElector
 from kubelambda.kubernetes.pods import PodWatch
 from kubelambda.kubernetes.store import KubernetesStore
+from kubelambda.launch.errors import PlatformStartError
 from kubelambda.launch.settings import PlatformSettings
 from kubelambda.models import DEFAULT_NAMESPACE
 from kubelambda.ports.code import CodeStore
@@ -34,6 +35,7 @@ __all__ = [
     "LEASE_NAME",
     "bound_to",
     "code_store",
+    "connect",
     "open_store",
     "process_identity",
     "start_backend",
@@ -54,6 +56,14 @@ def process_identity(role: str) -> str:
     return f"{role}-{socket.gethostname()}-{os.getpid()}"
 
 
+async def connect(stack: contextlib.AsyncExitStack, settings: PlatformSettings) -> ApiClient:
+    """The apiserver client for the process's life; no credentials stop the start."""
+    try:
+        return await stack.enter_async_context(connected(settings.kubeconfig))
+    except NoCluster as exc:
+        raise PlatformStartError(str(exc)) from exc
+
+
 def code_store(api: ApiClient, settings: PlatformSettings) -> KubernetesCodeStore:
     """Code packages as Secrets in the platform namespace: every replica sees them."""
     return KubernetesCodeStore(api, namespace=settings.platform_namespace)
@@ -64,14 +74,16 @@ async def open_store(
     api: ApiClient,
     settings: PlatformSettings,
     *,
-    code: CodeStore,
+    imports_inline_code_into: CodeStore | None,
 ) -> KubernetesStore:
+    """The store; the controller's imports hand-written Functions' inline zips into the
+    code store (one process does it, not every replica)."""
     return await stack.enter_async_context(
         KubernetesStore.open(
             api,
             region=settings.region,
             namespaces=settings.namespaces or None,
-            code_store=code,
+            code_store=imports_inline_code_into,
         )
     )
 

@@ -23,7 +23,6 @@ from prometheus_client import CollectorRegistry
 from controller.autoscaler.loop import Autoscaler
 from controller.metrics import ControllerMetrics
 from kubelambda.kubernetes import crds
-from kubelambda.kubernetes.connection import connected
 from kubelambda.launch import cluster_adapters, front, home, platform_secrets, queues, serving
 from kubelambda.launch.controller import start_controller
 from kubelambda.launch.errors import PlatformStartError
@@ -64,10 +63,12 @@ async def run(settings: PlatformSettings, *, deploy_example: bool = False) -> No
         url = f"http://{host}:{port}"
         code_url = settings.code_url or _reachable_code_url(host, url)
         stack.enter_context(serving.signals_end_serving_only())
-        api = await stack.enter_async_context(connected(settings.kubeconfig))
+        api = await cluster_adapters.connect(stack, settings)
         await crds.install_crds(api)
         code = cluster_adapters.code_store(api, settings)
-        store = await cluster_adapters.open_store(stack, api, settings, code=code)
+        store = await cluster_adapters.open_store(
+            stack, api, settings, imports_inline_code_into=code
+        )
         queue = (await stack.enter_async_context(queues.open_queue(settings))).queue
         pods = await cluster_adapters.start_pod_watch(
             stack, api, settings, store=store, instance_key=secrets.instance_key

@@ -103,8 +103,6 @@ spec:
               value: {{ $root.Values.region | quote }}
             - name: KUBELAMBDA_LOG_LEVEL
               value: {{ $root.Values.logLevel | quote }}
-            - name: KUBELAMBDA_LEASE_NAMESPACE
-              value: {{ $root.Release.Namespace | quote }}
             {{- if .kafka }}
             - name: KUBELAMBDA_CONTROLLER_URL
               value: {{ include "kubelambda.controllerURL" $root | quote }}

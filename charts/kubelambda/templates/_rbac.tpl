@@ -23,13 +23,11 @@ namespace.
 {{- end -}}
 
 {{- define "kubelambda.rules.gateway.platform" -}}
-# Code packages are Secrets in the release namespace.
+# Code packages are Secrets in the release namespace: uploads store them, pods fetch them
+# through the gateway (a corrupt chunk is patched back to "writing", a stale one replaced).
 - apiGroups: [""]
   resources: [secrets]
-  verbs: [get, list, watch, create, update, patch, delete]
-- apiGroups: [""]
-  resources: [services]
-  verbs: [get]
+  verbs: [get, list, create, patch, delete]
 {{- end -}}
 
 {{- define "kubelambda.rules.controller.functions" -}}
@@ -77,18 +75,16 @@ namespace.
 {{- end -}}
 
 {{- define "kubelambda.rules.controller.platform" -}}
-# Leader election: a Lease cannot be limited by name on create, only on reading and renewing.
-- apiGroups: [coordination.k8s.io]
-  resources: [leases]
-  verbs: [create]
+# Leader election on the release's own Lease (templates/lease.yaml), and no other.
 - apiGroups: [coordination.k8s.io]
   resources: [leases]
   resourceNames: [kubelambda-controller]
   verbs: [get, update]
-# The code store's collection: packages no version uses any more.
+# The code store: inline zips of hand-written Functions are stored, packages no version
+# uses any more are collected.
 - apiGroups: [""]
   resources: [secrets]
-  verbs: [get, list, watch, delete]
+  verbs: [get, list, create, patch, delete]
 {{- end -}}
 
 {{- define "kubelambda.rules.dispatcher.functions" -}}

@@ -187,6 +187,7 @@ PERMISSIONS = [
     ("controller", "create", "events", True),
     ("controller", "update", "leases.coordination.k8s.io/kubelambda-controller", True),
     ("controller", "update", "leases.coordination.k8s.io/another-lease", False),
+    ("controller", "create", "leases.coordination.k8s.io", False),
     ("controller", "create", "pods", False),
     ("controller", "get", "configmaps", False),
     ("dispatcher", "watch", "functions.kubelambda.io", True),

@@ -107,6 +107,7 @@ def test_chart_makes_the_platform_objects(default_manifests: list[Manifest]) -> 
         "ClusterRole",
         "ClusterRoleBinding",
         "Deployment",
+        "Lease",
         "NetworkPolicy",
         "PodDisruptionBudget",
         "Role",
@@ -213,7 +214,6 @@ def test_every_component_gets_the_platform_variables(default_manifests: list[Man
         assert env["KUBELAMBDA_NAMESPACES"] == ""
         assert env["KUBELAMBDA_REGION"] == "us-east-1"
         assert env["KUBELAMBDA_LOG_LEVEL"] == "INFO"
-        assert env["KUBELAMBDA_LEASE_NAMESPACE"] == "kubelambda"
 
 
 def test_gateway_and_dispatcher_reach_kafka_and_the_controller(
@@ -400,10 +400,11 @@ def test_each_component_gets_only_its_own_permissions(default_manifests: list[Ma
 
 
 def test_controller_lease_is_limited_by_name(default_manifests: list[Manifest]) -> None:
+    lease = named(default_manifests, "Lease", "kubelambda-controller")
+    assert lease["spec"] == {}
     role = named(default_manifests, "Role", "kl-kubelambda-controller-platform")
     leases = [r for r in role["rules"] if r["resources"] == ["leases"]]
     assert leases == [
-        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
         {
             "apiGroups": ["coordination.k8s.io"],
             "resources": ["leases"],
