@@ -53,6 +53,13 @@ class ControllerMetrics:
             buckets=_START_BUCKETS,
             registry=registry,
         )
+        self.reconcile_errors = Counter(
+            "kubelambda_reconcile_errors_total",
+            "Controller work that failed and will be retried, by reconciler "
+            "(autoscaler, packages).",
+            ("reconciler",),
+            registry=registry,
+        )
         self.instance_failures = Counter(
             "kubelambda_instance_failures_total",
             "Instances that failed to start or exited unexpectedly, by reason.",
@@ -77,6 +84,9 @@ class ControllerMetrics:
 
     def failed(self, target: Target, *, reason: str) -> None:
         self.instance_failures.labels(*_labels(target), reason).inc()
+
+    def reconcile_failed(self, reconciler: str) -> None:
+        self.reconcile_errors.labels(reconciler).inc()
 
     def forget(self, target: Target) -> None:
         """Drop the gauges of a target that left the catalog; counters keep their totals."""

@@ -150,6 +150,8 @@ class Autoscaler:
                 await self._scale(target, now, poked=target in poked)
             except Exception:
                 # One target's backend error must not stop the others from scaling.
+                if self._metrics is not None:
+                    self._metrics.reconcile_failed("autoscaler")
                 logger.exception(
                     "scaling failed namespace=%s function=%s version=%s",
                     target.namespace,
@@ -173,6 +175,8 @@ class Autoscaler:
                 await self.run_once(None if full else set(self._poked))
             except Exception:
                 # A failed pass (the store refusing a report, say) must not end the loop.
+                if self._metrics is not None:
+                    self._metrics.reconcile_failed("autoscaler")
                 logger.exception("autoscaler pass failed")
             if full:
                 next_tick = self._clock() + self._tick_seconds

@@ -20,6 +20,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from controller.metrics import ControllerMetrics
 from kubelambda import errors
 from kubelambda.models import CodePackage, FunctionKey
 from kubelambda.ports.catalog import Catalog
@@ -58,9 +59,11 @@ class PackageSettler:
         backend: InstanceBackend,
         *,
         grace_seconds: float,
+        metrics: ControllerMetrics | None = None,
         collect_every: float = 300.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self._metrics = metrics
         self._store = store
         self._code = code
         self._backend = backend
@@ -149,6 +152,7 @@ class PackageSettler:
             raise
         except Exception:
             # Never leave the version Pending forever: whatever broke, it failed.
+            self._failed()
             log.exception(
                 "package failed namespace=%s function=%s code_sha256=%s",
                 function.namespace,
@@ -158,11 +162,16 @@ class PackageSettler:
             return "Could not unpack the deployment package."
         return None
 
+    def _failed(self) -> None:
+        if self._metrics is not None:
+            self._metrics.reconcile_failed("packages")
+
     async def _collect_loop(self) -> None:
         while True:
             try:
                 await self.collect()
             except Exception:
+                self._failed()
                 log.exception("package collection failed")
             try:
                 async with asyncio.timeout(self._collect_every):

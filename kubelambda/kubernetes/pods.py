@@ -19,6 +19,9 @@ leaves, whatever it answered here before). Faster still, a pod's agent announces
 when ready (``announced``; the kubelet reports a new pod's address only at its next
 relist, up to a second later): an announcement whose proof the version's invoke token
 confirms makes the pod an endpoint at the address it gives.
+
+In the controller's process a ``PodLifecycle`` sees every refresh too, and turns pods
+into instance events (starts, readiness, failures) for the controller's metrics.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from kubelambda_agent import protocol
 from kubelambda import instance_tokens
 from kubelambda.kubernetes import workloads
 from kubelambda.kubernetes.informer import Informer
+from kubelambda.kubernetes.pod_lifecycle import PodLifecycle
 from kubelambda.models import Target
 from kubelambda.ports.catalog import Catalog, CatalogSource
 from kubelambda.ports.endpoints import Endpoint
@@ -138,8 +142,10 @@ class PodWatch:
         *,
         key: bytes,
         probe_interval: float = 0.02,
+        lifecycle: PodLifecycle | None = None,
     ) -> None:
         self._pods = pods
+        self._lifecycle = lifecycle
         self._catalog_source = catalog
         self._key = key
         self._probe_interval = probe_interval
@@ -220,6 +226,7 @@ class PodWatch:
     def _refresh(self) -> None:
         endpoints: dict[Target, list[Endpoint]] = {}
         failures: dict[Target, StartFailure] = {}
+        observed: list[tuple[Target, Mapping[str, Any], bool]] = []
         pods = [item for informer in self._pods for item in informer.objects().items()]
         for (namespace, _name), pod in pods:
             target = workloads.target_of(pod.get("metadata") or {}, namespace)
@@ -230,13 +237,17 @@ class PodWatch:
             running = workloads.package_label(version.running_package.sha256_hex)
             if labels.get(workloads.LABEL_PACKAGE) != running:
                 continue
-            if self._serves(pod):
+            serving = self._serves(pod)
+            observed.append((target, pod, serving))
+            if serving:
                 endpoints.setdefault(target, []).append(self._endpoint(target, pod))
             elif (failure := pod_failure(pod)) is not None:
                 known = failures.get(target)
                 if known is None or failure.consecutive > known.consecutive:
                     failures[target] = failure
         self._forget_gone(pods)
+        if self._lifecycle is not None:
+            self._lifecycle.observe(observed)
         changed = _changed_targets(self._endpoints, endpoints)
         self._endpoints = endpoints
         # A target with a ready pod has no current start failure (the port's contract).

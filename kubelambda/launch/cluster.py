@@ -152,11 +152,11 @@ async def run_controller(settings: PlatformSettings) -> None:
         store = await cluster_adapters.open_store(
             stack, api, settings, imports_inline_code_into=code
         )
-        pods = await cluster_adapters.start_pod_watch(
-            stack, api, settings, store=store, instance_key=secrets.instance_key
-        )
         registry = CollectorRegistry()
         metrics = ControllerMetrics(registry)
+        pods = await cluster_adapters.start_pod_watch(
+            stack, api, settings, store=store, instance_key=secrets.instance_key, events=metrics
+        )
         backend = await cluster_adapters.start_backend(
             stack,
             api,

@@ -23,12 +23,14 @@ from kubelambda.kubernetes.connection import ApiClient, NoCluster, connected
 from kubelambda.kubernetes.informer import Informer, Resource
 from kubelambda.kubernetes.instances import KubernetesBackend
 from kubelambda.kubernetes.leader import LeaderElector
+from kubelambda.kubernetes.pod_lifecycle import PodLifecycle
 from kubelambda.kubernetes.pods import PodWatch
 from kubelambda.kubernetes.store import KubernetesStore
 from kubelambda.launch.errors import PlatformStartError
 from kubelambda.launch.settings import PlatformSettings
 from kubelambda.models import DEFAULT_NAMESPACE
 from kubelambda.ports.code import CodeStore
+from kubelambda.ports.instances import InstanceEvents
 
 __all__ = [
     "IMAGE_RUNTIMES",
@@ -95,8 +97,16 @@ async def start_pod_watch(
     *,
     store: KubernetesStore,
     instance_key: bytes,
+    events: InstanceEvents | None = None,
 ) -> PodWatch:
-    pods = PodWatch(_informers(api, PODS, settings.namespaces), store, key=instance_key)
+    """The pods of functions; ``events`` (the controller's metrics, in the controller's
+    process) hears of their starts, readiness and failures."""
+    pods = PodWatch(
+        _informers(api, PODS, settings.namespaces),
+        store,
+        key=instance_key,
+        lifecycle=PodLifecycle(events) if events is not None else None,
+    )
     await pods.start()
     stack.push_async_callback(pods.aclose)
     return pods

@@ -29,7 +29,9 @@ async def start_controller(
     metrics: ControllerMetrics,
     package_grace_seconds: float,
 ) -> Autoscaler:
-    settler = PackageSettler(store, code, backend, grace_seconds=package_grace_seconds)
+    settler = PackageSettler(
+        store, code, backend, grace_seconds=package_grace_seconds, metrics=metrics
+    )
     await settler.start()
     stack.push_async_callback(settler.aclose)
     autoscaler = Autoscaler(store, backend, metrics=metrics)

@@ -70,11 +70,16 @@ async def run(settings: PlatformSettings, *, deploy_example: bool = False) -> No
             stack, api, settings, imports_inline_code_into=code
         )
         queue = (await stack.enter_async_context(queues.open_queue(settings))).queue
-        pods = await cluster_adapters.start_pod_watch(
-            stack, api, settings, store=store, instance_key=secrets.instance_key
-        )
         registry = CollectorRegistry()
         controller_metrics = ControllerMetrics(registry)
+        pods = await cluster_adapters.start_pod_watch(
+            stack,
+            api,
+            settings,
+            store=store,
+            instance_key=secrets.instance_key,
+            events=controller_metrics,
+        )
         backend = await cluster_adapters.start_backend(
             stack,
             api,

@@ -15,7 +15,13 @@ from typing import Protocol
 
 from kubelambda.models import CodePackage, FunctionVersion, Target
 
-__all__ = ["BackendClosed", "InstanceBackend", "PackageRejected", "StartFailure"]
+__all__ = [
+    "BackendClosed",
+    "InstanceBackend",
+    "InstanceEvents",
+    "PackageRejected",
+    "StartFailure",
+]
 
 
 class BackendClosed(Exception):
@@ -62,3 +68,16 @@ class InstanceBackend(Protocol):
     async def aclose(self) -> None:
         """Stop every instance."""
         ...
+
+
+class InstanceEvents(Protocol):
+    """What a backend reports about its instances as they come and go (the controller's
+    metrics implement it)."""
+
+    def started(self, target: Target, *, initialization_type: str) -> None: ...
+
+    def became_ready(self, target: Target, *, seconds: float) -> None: ...
+
+    def ready_count(self, target: Target, count: int) -> None: ...
+
+    def failed(self, target: Target, *, reason: str) -> None: ...

@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 import boto3
 import pytest
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 import kubelambda_testbed
 from kubelambda_testbed import k8s
@@ -56,6 +57,15 @@ def run(*argv: str, timeout: float = 300) -> str:
     if completed.returncode != 0:
         raise AssertionError(f"{' '.join(argv)} failed:\n{completed.stdout}\n{completed.stderr}")
     return completed.stdout
+
+
+def sample(exposition: str, name: str, **labels: str) -> float | None:
+    """The value of ``name`` with exactly ``labels`` in a Prometheus exposition."""
+    for family in text_string_to_metric_families(exposition):
+        for found in family.samples:
+            if found.name == name and found.labels == labels:
+                return float(found.value)
+    return None
 
 
 def eventually(what: str, probe: Callable[[], T | None], *, timeout: float = 120.0) -> T:
@@ -246,13 +256,30 @@ def test_boto3_through_the_gateway_service(release: Release) -> None:
 
     def dispatched() -> bool:
         metrics = run("curl", "-s", f"http://{dispatcher['status']['podIP']}:8082/metrics")
-        line = (
-            f'kubelambda_invocations_total{{function="echo",namespace="{release.functions}",'
-            f'outcome="success",version="$LATEST"}} 1.0'
+        succeeded = sample(
+            metrics,
+            "kubelambda_invocations_total",
+            namespace=release.functions,
+            function="echo",
+            version="$LATEST",
+            outcome="success",
         )
-        return line in metrics
+        return succeeded == 1.0
 
     eventually("the dispatcher to run the Event invocation", dispatched)
+
+    (controller,) = release.ready("controller")
+    echo = {"namespace": release.functions, "function": "echo", "version": "$LATEST"}
+
+    def counted_by_the_controller() -> bool:
+        metrics = run("curl", "-s", f"http://{controller['status']['podIP']}:8081/metrics")
+        starts = sample(
+            metrics, "kubelambda_instance_starts_total", initialization_type="on-demand", **echo
+        )
+        ready = sample(metrics, "kubelambda_instances_ready", **echo)
+        return bool(starts and ready)
+
+    eventually("the controller's instance metrics", counted_by_the_controller)
 
     version = client.publish_version(FunctionName="echo")["Version"]
     client.create_alias(FunctionName="echo", Name="live", FunctionVersion=version)
