@@ -107,10 +107,14 @@ def ensure_all(layout: k8s_layout.Layout) -> dict[str, pathlib.Path]:
 
 
 def load_missing(layout: k8s_layout.Layout) -> None:
-    """Build the images the cache lacks, import those containerd does not have (by name)."""
+    """Build the images the cache lacks, import those containerd does not have (by name),
+    and name this checkout's runtime and platform images ``:latest`` too: the defaults of
+    ``KUBELAMBDA_RUNTIME_IMAGE`` and of the Helm chart's ``image.tag``."""
     loaded = set(_ctr(layout, "images", "ls", "-q").split())
     archives = ensure_all(layout)
     import_images(layout, [a for name, a in archives.items() if name not in loaded])
+    for ref in (runtime_image_ref(layout), platform_image_ref(layout)):
+        tag(layout, source=ref, target=f"{ref.rpartition(':')[0]}:latest")
 
 
 def ensure_base_image(layout: k8s_layout.Layout) -> pathlib.Path:
