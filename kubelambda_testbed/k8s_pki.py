@@ -1,6 +1,7 @@
 """Certificate authority, component certificates and the service-account key pair.
 
-Called by ``kubelambda_testbed.k8s.up`` before any daemon starts. The cluster gets what a
+Called by ``kubelambda_testbed.k8s.up`` before any daemon starts, and (``ensure_certificates``
+alone) by ``kubelambda_testbed.kafka`` for its TLS listener. The cluster gets what a
 kubeadm cluster has: a cluster CA (and a separate one for the aggregation layer's
 front proxy), a serving certificate per listening component, client
 certificates whose CN/O the apiserver maps to users/groups for RBAC and the Node
@@ -16,7 +17,7 @@ import pathlib
 import secrets
 import subprocess
 
-__all__ = ["Certificate", "cluster_certificates", "ensure_pki"]
+__all__ = ["Certificate", "cluster_certificates", "ensure_certificates", "ensure_pki"]
 
 _DAYS = "365"
 
@@ -108,14 +109,20 @@ def cluster_certificates(
 
 def ensure_pki(pki_dir: pathlib.Path, certificates: tuple[Certificate, ...]) -> None:
     """Create the CAs, the service-account key pair and any missing leaf certificate."""
-    pki_dir.mkdir(parents=True, exist_ok=True)
-    pki_dir.chmod(0o700)
-    for issuer in sorted({"ca", *(cert.issuer for cert in certificates)}):
-        _ensure_ca(pki_dir, issuer)
+    ensure_certificates(pki_dir, certificates)
     sa_key, sa_pub = pki_dir / "sa.key", pki_dir / "sa.pub"
     if not sa_pub.exists():
         _new_key(sa_key)
         _openssl("pkey", "-in", str(sa_key), "-pubout", "-out", str(sa_pub))
+
+
+def ensure_certificates(pki_dir: pathlib.Path, certificates: tuple[Certificate, ...]) -> None:
+    """Create the CAs the certificates name as issuers, then any missing leaf certificate
+    (``<name>.key`` and ``<name>.crt`` in ``pki_dir``)."""
+    pki_dir.mkdir(parents=True, exist_ok=True)
+    pki_dir.chmod(0o700)
+    for issuer in sorted({cert.issuer for cert in certificates}):
+        _ensure_ca(pki_dir, issuer)
     for cert in certificates:
         if not (pki_dir / f"{cert.name}.crt").exists():
             _issue(

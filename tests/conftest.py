@@ -15,6 +15,7 @@ pytest_plugins = ["tests.infra_fixtures"]
 INFRA_VARIABLES = (
     "KAFKA_BOOTSTRAP",
     "KAFKA_BOOTSTRAP_PODS",
+    "KAFKA_BOOTSTRAP_SECURE",
     "PROMETHEUS_URL",
     "KUBECONFIG",
     "KUBELAMBDA_TESTINFRA_STATE",

@@ -33,6 +33,7 @@ INFRA_FIXTURES = frozenset(
     {
         "kafka_bootstrap",
         "kafka_bootstrap_pods",
+        "kafka_secure",
         "prometheus",
         "kubeconfig",
         "runtime_image",
@@ -66,6 +67,18 @@ def kafka_bootstrap_pods(kafka_bootstrap: str) -> str:
         kubelambda_testbed.state_dir(os.environ), kubelambda_testbed.cache_dir(os.environ)
     )
     return environment["KAFKA_BOOTSTRAP_PODS"]
+
+
+@pytest.fixture(scope="session")
+def kafka_secure(kafka_bootstrap: str) -> kubelambda_testbed.kafka.SecureListener:
+    """The same broker's SASL_SSL listener: bootstrap, CA file, and the user's name and
+    password (SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN)."""
+    if os.environ.get("KAFKA_BOOTSTRAP_SECURE"):
+        return kubelambda_testbed.kafka.SecureListener.from_environment(os.environ)
+    environment = kubelambda_testbed.kafka.env(
+        kubelambda_testbed.state_dir(os.environ), kubelambda_testbed.cache_dir(os.environ)
+    )
+    return kubelambda_testbed.kafka.SecureListener.from_environment(environment)
 
 
 @pytest.fixture(scope="session")

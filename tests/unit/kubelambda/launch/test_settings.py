@@ -46,3 +46,49 @@ def test_explicit_overrides_win_over_the_environment_and_none_is_ignored() -> No
 def test_bad_values_are_refused(environ: dict[str, str]) -> None:
     with pytest.raises(ValidationError):
         PlatformSettings.from_environ(environ)
+
+
+SASL_SSL = {
+    "KUBELAMBDA_KAFKA_BOOTSTRAP": "kafka.example:9093",
+    "KUBELAMBDA_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+    "KUBELAMBDA_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+    "KUBELAMBDA_KAFKA_SASL_USERNAME": "kubelambda",
+    "KUBELAMBDA_KAFKA_SASL_PASSWORD": "pa55-w0rd",
+}
+
+
+def test_complete_sasl_ssl_settings_are_taken_and_the_password_is_not_shown(
+    tmp_path: Path,
+) -> None:
+    cafile = tmp_path / "ca.crt"
+    cafile.write_text("-----BEGIN CERTIFICATE-----\n")
+    settings = PlatformSettings.from_environ(
+        {**SASL_SSL, "KUBELAMBDA_KAFKA_SSL_CAFILE": str(cafile)}
+    )
+    assert (settings.kafka_security_protocol, settings.kafka_sasl_mechanism) == (
+        "SASL_SSL",
+        "SCRAM-SHA-512",
+    )
+    assert settings.kafka_ssl_cafile == cafile
+    assert "pa55-w0rd" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    "missing",
+    [
+        "KUBELAMBDA_KAFKA_SASL_MECHANISM",
+        "KUBELAMBDA_KAFKA_SASL_USERNAME",
+        "KUBELAMBDA_KAFKA_SASL_PASSWORD",
+    ],
+)
+def test_a_sasl_protocol_without_mechanism_username_or_password_is_refused(missing: str) -> None:
+    environ = {key: value for key, value in SASL_SSL.items() if key != missing}
+    with pytest.raises(ValidationError, match="needs KUBELAMBDA_KAFKA_SASL_MECHANISM"):
+        PlatformSettings.from_environ(environ)
+
+
+def test_a_kafka_ca_file_that_does_not_exist_is_refused_at_start(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="kafka_ssl_cafile"):
+        PlatformSettings.from_environ(
+            {**SASL_SSL, "KUBELAMBDA_KAFKA_SSL_CAFILE": str(tmp_path / "missing.crt")}
+        )
