@@ -306,9 +306,12 @@ def test_prometheus_scrapes_the_gateways_and_an_error_alert_fires(
             "Prometheus to scrape both gateways",
             lambda: len(prometheus.query(f'up{{job="{job}", instance=~"{instances}"}} == 1')) == 2,
         )
+        # Spread over several scrapes: a rate needs a counter seen rising, and each
+        # gateway's series is born at its first invocation.
         for n in range(20):
             answer = client.invoke(FunctionName="failing", Payload=json.dumps({"n": n}).encode())
             assert answer["FunctionError"] == "Unhandled"
+            time.sleep(0.25)
         firing = eventually(
             "KubelambdaFunctionErrorRateHigh to fire",
             lambda: prometheus.query(
