@@ -12,6 +12,10 @@ long a round that starts the pods they need.
 
     eval "$(.venv/bin/python -m kubelambda_testbed env)"
     .venv/bin/python bench/kubernetes_invoke.py [--trials 10] [--seconds 10] [--out DIR]
+    .venv/bin/python bench/kubernetes_invoke.py --release kubelambda --functions-namespace team-a
+
+With ``--release`` it drives a Helm-installed platform instead (through its gateway
+Service, found by ``kubelambda env --kubernetes``), in the namespace its key manages.
 
 Prints JSON (p50/p95/max per measure) and saves it and a PNG in DIR.
 """
@@ -82,24 +86,11 @@ def _pods(namespace: str, function_object: str) -> list[Any]:
 
 
 class Platform:
-    def __init__(self, home: Path, namespace: str) -> None:
-        env = {**os.environ, "KUBELAMBDA_HOME": str(home), "KUBELAMBDA_PORT": "0"}
-        self.log = (home.parent / "platform.log").open("wb")
-        self.process = subprocess.Popen(
-            [KUBELAMBDA, "up", "--kubernetes", "--host", NODE_ADDRESS, "--namespace", namespace],
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 60
-        while not (home / "gateway.url").exists():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("kubelambda up --kubernetes did not start")
-            time.sleep(0.1)
-        exports = subprocess.run(
-            [KUBELAMBDA, "env"], env=env, check=True, capture_output=True, text=True
-        ).stdout
+    """The gateway the benchmark drives: a ``kubelambda up --kubernetes`` it starts, or a
+    Helm release already installed (``--release``)."""
+
+    def __init__(self, exports: str, process: subprocess.Popen[bytes] | None = None) -> None:
+        self.process = process
         self.env = dict(
             shlex.split(line.removeprefix("export "))[0].split("=", 1)
             for line in exports.splitlines()
@@ -114,10 +105,43 @@ class Platform:
             config=Config(retries={"max_attempts": 0}, read_timeout=120),
         )
 
+    @classmethod
+    def started(cls, home: Path, namespace: str) -> Platform:
+        env = {**os.environ, "KUBELAMBDA_HOME": str(home), "KUBELAMBDA_PORT": "0"}
+        home.mkdir(parents=True, exist_ok=True)
+        log = (home.parent / "platform.log").open("wb")
+        process = subprocess.Popen(
+            [KUBELAMBDA, "up", "--kubernetes", "--host", NODE_ADDRESS, "--namespace", namespace],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        deadline = time.monotonic() + 60
+        while not (home / "gateway.url").exists():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("kubelambda up --kubernetes did not start")
+            time.sleep(0.1)
+        exports = subprocess.run(
+            [KUBELAMBDA, "env"], env=env, check=True, capture_output=True, text=True
+        ).stdout
+        return cls(exports, process)
+
+    @classmethod
+    def of_release(cls, release_namespace: str) -> Platform:
+        exports = subprocess.run(
+            [KUBELAMBDA, "env", "--kubernetes", "-n", release_namespace],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+        return cls(exports)
+
     def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
-        self.process.wait(60)
-        self.log.close()
+        if self.process is not None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(60)
 
     def create(self, name: str) -> None:
         self.lambda_client.create_function(
@@ -207,14 +231,31 @@ def main() -> int:
     parser.add_argument("--trials", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument(
+        "--release",
+        metavar="NAMESPACE",
+        help="drive the Helm release in NAMESPACE instead of starting kubelambda up "
+        "(functions go to the namespace its admin key manages: --functions-namespace)",
+    )
+    parser.add_argument("--functions-namespace", help="with --release: its functions' namespace")
     args = parser.parse_args()
     if not os.environ.get("KUBECONFIG") or not os.environ.get("KUBELAMBDA_RUNTIME_IMAGE"):
         print('run eval "$(.venv/bin/python -m kubelambda_testbed env)" first', file=sys.stderr)
         return 2
-    namespace = f"bench-{uuid.uuid4().hex[:6]}"
-    subprocess.run(["kubectl", "create", "namespace", namespace], check=True, capture_output=True)
+    if bool(args.release) != bool(args.functions_namespace):
+        print("--release and --functions-namespace go together", file=sys.stderr)
+        return 2
+    namespace = args.functions_namespace or f"bench-{uuid.uuid4().hex[:6]}"
+    if not args.release:
+        subprocess.run(
+            ["kubectl", "create", "namespace", namespace], check=True, capture_output=True
+        )
     with tempfile.TemporaryDirectory() as scratch:
-        platform = Platform(Path(scratch) / "home", namespace)
+        platform = (
+            Platform.of_release(args.release)
+            if args.release
+            else Platform.started(Path(scratch) / "home", namespace)
+        )
         try:
             cold = [cold_trial(platform, namespace, i) for i in range(args.trials)]
             platform.create("warm")
@@ -227,16 +268,19 @@ def main() -> int:
                 )
         finally:
             platform.stop()
-            subprocess.run(
-                ["kubectl", "delete", "namespace", namespace, "--wait=false"], capture_output=True
-            )
+            if not args.release:
+                subprocess.run(
+                    ["kubectl", "delete", "namespace", namespace, "--wait=false"],
+                    capture_output=True,
+                )
     result = {
         "cold_start_first_byte_ms": _percentiles(cold),
         "cold_start_trials_ms": [round(value, 1) for value in cold],
         "warm": [{k: v for k, v in run.items() if k != "samples"} for run in warm],
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "kubernetes_invoke.json").write_text(json.dumps(result, indent=2) + "\n")
+    name = "kubernetes_invoke_helm" if args.release else "kubernetes_invoke"
+    (args.out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     figure, (left, right) = pyplot.subplots(1, 2, figsize=(11, 4))
     left.plot(range(1, len(cold) + 1), cold, marker="o")
     left.set_title("cold start: invoke at 0 pods → first byte")
@@ -248,7 +292,7 @@ def main() -> int:
     right.set_xlabel("ms")
     right.legend()
     figure.tight_layout()
-    figure.savefig(args.out / "kubernetes_invoke.png", dpi=100)
+    figure.savefig(args.out / f"{name}.png", dpi=100)
     print(json.dumps(result, indent=2))
     return 0
 

@@ -1,7 +1,7 @@
 {{/*
 One platform Deployment: the image's `kubelambda <component>` entry point under the
 "restricted" pod security standard, with the credentials Secret, a writable home and /tmp
-(the root filesystem is read-only). Called by the three *-deployment.yaml templates with
+(the root filesystem is read-only). Called by gateway.yaml, controller.yaml and dispatcher.yaml with
 (dict "root" $ "component" "gateway" "port" 8080 "values" .Values.gateway
       "readinessPath" "/healthz" "strategy" (dict ...) "invoker" true "kafka" true
       "env" (include "..." $) "preStop" "5" "grace" 60).
