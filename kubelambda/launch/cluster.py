@@ -29,6 +29,8 @@ from starlette.types import ASGIApp
 from controller.metrics import ControllerMetrics
 from gateway.metrics import AsyncMetrics
 from gateway.services.invoke_settings import InvokeSettings
+from kubelambda.kubernetes import service_address
+from kubelambda.kubernetes.connection import ApiClient
 from kubelambda.launch import cluster_adapters, front, home, platform_secrets, queues, serving
 from kubelambda.launch.controller import start_controller
 from kubelambda.launch.dispatcher import start_dispatcher
@@ -66,6 +68,7 @@ async def run_gateway(settings: PlatformSettings) -> None:
             stack, api, settings, store=store, instance_key=secrets.instance_key
         )
         reporter = cluster_adapters.process_identity("gateway")
+        controller_url = await _reachable(api, controller_url)
         signals = await _start_sender(stack, controller_url, secrets, reporter)
         await front.serve_front(
             stack,
@@ -105,6 +108,7 @@ async def run_dispatcher(settings: PlatformSettings) -> None:
             stack, api, settings, store=store, instance_key=secrets.instance_key
         )
         reporter = cluster_adapters.process_identity("dispatcher")
+        controller_url = await _reachable(api, controller_url)
         signals = await _start_sender(stack, controller_url, secrets, reporter)
         registry = CollectorRegistry()
         invoker = await build_invoke_path(
@@ -165,7 +169,7 @@ async def run_controller(settings: PlatformSettings) -> None:
             store=store,
             code=code,
             instance_key=secrets.instance_key,
-            code_url=code_url,
+            code_url=await _reachable(api, code_url),
         )
         leadership = _Leadership()
 
@@ -206,6 +210,14 @@ def _secrets(settings: PlatformSettings) -> platform_secrets.PlatformSecrets:
         return platform_secrets.from_dir(settings.secrets_dir)
     home.make_private(settings.home)
     return platform_secrets.from_home(settings.home)
+
+
+async def _reachable(api: ApiClient, url: str) -> str:
+    """``url``, with a Service name replaced by its ClusterIP where the cluster has no DNS."""
+    try:
+        return await service_address.reachable_url(api, url)
+    except service_address.ServiceNotFound as exc:
+        raise PlatformStartError(str(exc)) from exc
 
 
 def _required(value: str | None, variable: str) -> str:

@@ -8,15 +8,14 @@ alerts fires when provoked → `helm upgrade` (a replica more, a new image tag) 
 `helm rollback`, while a caller invokes throughout and no invocation fails and no
 function pod is replaced → `helm uninstall` leaves nothing of the platform but its CRDs.
 
-The test cluster has no DNS, so the values pin the two Services' ClusterIPs and give the
-platform those addresses; kube-proxy routes them as in any cluster.
+The test cluster has no DNS: the platform reads its Services' ClusterIPs from the
+apiserver where their names do not resolve, and kube-proxy routes them as in any cluster.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import random
 import subprocess
 import sys
 import threading
@@ -157,25 +156,14 @@ def release(
     kafka_bootstrap_pods: str,
 ) -> Iterator[Release]:
     suffix = uuid.uuid4().hex[:8]
-    # Two free-looking addresses of the Service range (10.96.0.0/12), away from the
-    # allocator's usual picks near its start.
-    subnet = random.randrange(100, 110)
-    host = random.randrange(2, 250)
-    gateway_ip, controller_ip = f"10.{subnet}.{host}.10", f"10.{subnet}.{host}.11"
     repository, _, tag = platform_image.rpartition(":")
+    # The chart's defaults otherwise: the platform finds its Services' ClusterIPs itself,
+    # since the test cluster has no DNS.
     values = {
         "image": {"repository": repository, "tag": tag},
         "runtime": {"image": runtime_image},
         "functionNamespaces": [f"helm-fn-{suffix}"],
         "kafka": {"bootstrapServers": kafka_bootstrap_pods, "topicPrefix": f"helm-{suffix}"},
-        "gateway": {
-            "service": {"clusterIP": gateway_ip},
-            "urlForFunctions": f"http://{gateway_ip}:8080",
-        },
-        "controller": {
-            "service": {"clusterIP": controller_ip},
-            "url": f"http://{controller_ip}:8081",
-        },
     }
     values_file = tmp_path_factory.mktemp("helm") / "values.yaml"
     values_file.write_text(yaml.safe_dump(values))

@@ -28,6 +28,12 @@ namespace.
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get, list, create, patch, delete]
+# Where the cluster has no DNS, the platform reads its own Services' ClusterIPs (the
+# controller Service's address).
+- apiGroups: [""]
+  resources: [services]
+  resourceNames: [{{ include "kubelambda.fullname" . }}-controller]
+  verbs: [get]
 {{- end -}}
 
 {{- define "kubelambda.rules.controller.functions" -}}
@@ -85,6 +91,12 @@ namespace.
 - apiGroups: [""]
   resources: [secrets]
   verbs: [get, list, create, patch, delete]
+# Where the cluster has no DNS, the platform reads its own Services' ClusterIPs (the
+# gateway Service's address).
+- apiGroups: [""]
+  resources: [services]
+  resourceNames: [{{ include "kubelambda.fullname" . }}-gateway]
+  verbs: [get]
 {{- end -}}
 
 {{- define "kubelambda.rules.dispatcher.functions" -}}
@@ -98,5 +110,10 @@ namespace.
 {{- end -}}
 
 {{- define "kubelambda.rules.dispatcher.platform" -}}
-{{- /* Nothing: the dispatcher never reads code packages, it only invokes. */ -}}
+# Where the cluster has no DNS, the platform reads its own Services' ClusterIPs (the
+# controller Service's address).
+- apiGroups: [""]
+  resources: [services]
+  resourceNames: [{{ include "kubelambda.fullname" . }}-controller]
+  verbs: [get]
 {{- end -}}

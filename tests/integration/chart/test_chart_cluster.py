@@ -193,6 +193,10 @@ PERMISSIONS = [
     ("dispatcher", "watch", "functions.kubelambda.io", True),
     ("dispatcher", "update", "functions.kubelambda.io", False),
     ("dispatcher", "get", "secrets", False),
+    ("dispatcher", "get", "services/kl-kubelambda-controller", True),
+    ("dispatcher", "get", "services/kl-kubelambda-gateway", False),
+    ("gateway", "get", "services/kl-kubelambda-controller", True),
+    ("controller", "get", "services/kl-kubelambda-gateway", True),
     ("dispatcher", "watch", "pods", True),
 ]
 

@@ -393,10 +393,17 @@ def test_each_component_gets_only_its_own_permissions(default_manifests: list[Ma
     for component in COMPONENTS:
         account = f"kubelambda-kl-kubelambda-{component}"
         assert _verbs(default_manifests, account, "", "pods") == {"get", "list", "watch"}
-    # The dispatcher has nothing in the release namespace: it never reads code packages.
-    assert "kl-kubelambda-dispatcher-platform" not in {
-        r["metadata"]["name"] for r in of_kind(default_manifests, "Role")
-    }
+    # In the release namespace the dispatcher reads the controller Service's address, and
+    # nothing else (no code packages: it only invokes).
+    dispatcher_role = named(default_manifests, "Role", "kl-kubelambda-dispatcher-platform")
+    assert dispatcher_role["rules"] == [
+        {
+            "apiGroups": [""],
+            "resources": ["services"],
+            "resourceNames": ["kl-kubelambda-controller"],
+            "verbs": ["get"],
+        }
+    ]
 
 
 def test_controller_lease_is_limited_by_name(default_manifests: list[Manifest]) -> None:
