@@ -129,7 +129,7 @@ def lambda_client(platform: Platform) -> object:
     return platform.lambda_client()
 
 
-def make_zip(files: Mapping[str, str], *, executable: tuple[str, ...] = ()) -> bytes:
+def make_zip(files: Mapping[str, str | bytes], *, executable: tuple[str, ...] = ()) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         for name, text in files.items():
