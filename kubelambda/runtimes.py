@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 __all__ = [
@@ -32,40 +32,61 @@ def is_provided(runtime: str) -> bool:
     return runtime in PROVIDED_RUNTIMES
 
 
-def find_python(runtime: str, environ: Mapping[str, str] | None = None) -> str | None:
+def find_python(
+    runtime: str,
+    environ: Mapping[str, str] | None = None,
+    *,
+    usable: Callable[[str], bool] | None = None,
+) -> str | None:
     """The interpreter for a ``python3.X`` runtime, or ``None`` when this host lacks it.
 
-    ``KUBELAMBDA_PYTHON_3_12=/path/python`` (etc.) overrides the search.
+    ``KUBELAMBDA_PYTHON_3_12=/path/python`` (etc.) overrides the search. ``usable``
+    narrows it to interpreters the functions' processes can run (when they run as other
+    users than the platform, see ``controller.backends.local_users``): the first
+    candidate it accepts is taken.
     """
     if runtime not in PYTHON_RUNTIMES:
         return None
     env = os.environ if environ is None else environ
+    accepts = usable or (lambda _: True)
     version = runtime.removeprefix("python")
     override = env.get(f"KUBELAMBDA_PYTHON_{version.replace('.', '_')}")
     if override:
-        return override if os.access(override, os.X_OK) else None
-    if f"{sys.version_info.major}.{sys.version_info.minor}" == version:
-        return sys.executable
-    found = shutil.which(f"python{version}")
-    # pyenv puts shims on PATH for every version, which fail for the inactive ones.
-    if found and "/shims/" not in found:
-        return found
-    for candidate in _candidates(version):
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return str(candidate)
+        return override if os.access(override, os.X_OK) and accepts(override) else None
+    for candidate in _candidates(version, env):
+        if accepts(candidate):
+            return candidate
     return None
 
 
-def _candidates(version: str) -> list[Path]:
-    found: list[Path] = []
+def _candidates(version: str, environ: Mapping[str, str]) -> Iterator[str]:
+    """The platform's own interpreter if it is that version, the one on ``PATH``, then
+    the usual places, in that order."""
+    if f"{sys.version_info.major}.{sys.version_info.minor}" == version:
+        yield sys.executable
+    found = shutil.which(f"python{version}", path=environ.get("PATH"))
+    # pyenv puts shims on PATH for every version, which fail for the inactive ones.
+    if found and "/shims/" not in found:
+        yield found
     for root in _SEARCH_ROOTS:
         if root.name == "versions":
-            found += sorted(root.glob(f"{version}.*/bin/python{version}"), reverse=True)
+            try:
+                paths = sorted(root.glob(f"{version}.*/bin/python{version}"), reverse=True)
+            except PermissionError:
+                continue  # another user's pyenv (root's, under /root)
         else:
-            found.append(root / f"python{version}")
-    return found
+            paths = [root / f"python{version}"]
+        for path in paths:
+            if path.is_file() and os.access(path, os.X_OK):
+                yield str(path)
 
 
-def available_runtimes(environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
-    pythons = tuple(r for r in PYTHON_RUNTIMES if find_python(r, environ) is not None)
+def available_runtimes(
+    environ: Mapping[str, str] | None = None, *, usable: Callable[[str], bool] | None = None
+) -> tuple[str, ...]:
+    """Every runtime this host can run: the python ones it has an interpreter for (that
+    ``usable`` accepts, see ``find_python``), and the ``provided`` ones."""
+    pythons = tuple(
+        r for r in PYTHON_RUNTIMES if find_python(r, environ, usable=usable) is not None
+    )
     return pythons + PROVIDED_RUNTIMES

@@ -5,13 +5,18 @@
 A spare has already paid for the interpreter's start and the agent's imports (asyncio
 among them), which otherwise sit on the scale-from-zero path before the agent can even
 start its runtimes. When an instance is needed the backend writes one JSON line on the
-spare's stdin: the instance's environment and log file. The shim points stdout and
-stderr at that log, replaces its environment, and runs the agent's ordinary entry point
-(``kubelambda_agent.__main__.main``), so the agent cannot tell it was started early.
+spare's stdin: the instance's environment, its log file and, when the platform runs as
+root, the user it runs as (``local_users``). The shim enters the log's directory, becomes
+that user (no supplementary groups; nothing of root is kept), points stdout and stderr
+at the log, replaces its environment, and runs the agent's ordinary entry point
+(``kubelambda_agent.__main__.main``), so the agent cannot tell it was started early. The
+agent then reaches its log by name (``KUBELAMBDA_AGENT_LOG_FILE``), from its working
+directory: as another user it could not walk the path from ``/`` to it (``local_files``).
 
 End of stdin without an assignment (the backend is closing) ends the process quietly.
 On Linux the shim dies with the platform (the parent-death signal its first line asks
-for), whether spare or assigned, and its runtimes die with it.
+for, and asks for again after a change of user, which clears it), whether spare or
+assigned, and its runtimes die with it.
 Only the standard library and the agent are imported here: this runs in the agent's
 process, not the platform's.
 """
@@ -38,14 +43,31 @@ def main() -> int:
     if not line:
         return 0
     assignment = json.loads(line)
-    log = os.open(assignment["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    log_directory, log_name = os.path.split(assignment["log"])
+    os.chdir(log_directory)
+    user = assignment.get("user")
+    if user is not None:
+        become(uid=user["uid"], gid=user["gid"])
+        if parent is not None:
+            agent_process.die_with_parent(int(parent))
+    log = os.open(log_name, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     os.dup2(log, 1)
     os.dup2(log, 2)
     os.close(log)
     os.environ.clear()
     os.environ.update(assignment["environ"])
+    os.environ["KUBELAMBDA_AGENT_LOG_FILE"] = log_name
     time.tzset()  # TZ came with the assignment; the agent's log timestamps follow it
     return agent_main.main()
+
+
+def become(*, uid: int, gid: int) -> None:
+    """Run as ``uid``/``gid`` from now on, real, effective and saved alike (no way back),
+    in no supplementary group. The kernel also makes the process non-dumpable, which
+    closes its ``/proc`` entries to the user's other processes."""
+    os.setgroups([])
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
 
 
 if __name__ == "__main__":

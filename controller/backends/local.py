@@ -13,6 +13,13 @@ endpoint always leaves ``endpoints()`` (and subscribers hear of it) before its p
 is told to stop, so the gateway never sends work to a draining instance. New instances
 take a spare agent (``local_spares``) when one is waiting.
 
+Given ``users`` (the platform runs as root), every instance runs as its function's user
+(``local_users``), which cannot enter the home: it runs a copy of its package made for
+its function, has a private ``TMPDIR`` removed when it goes (both under the platform's
+instance files, ``local_files``), and writes its log in a directory its function's group
+may write to. Without ``users`` instances run as the platform's user, from the unpacked
+package itself.
+
 Memory: ``MemorySize`` is passed to the function as ``AWS_LAMBDA_FUNCTION_MEMORY_SIZE``
 but not enforced in local mode; processes share the host's memory (Kubernetes mode
 sets container limits).
@@ -35,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from controller import errors
-from controller.backends import local_env, local_process, local_spares
+from controller.backends import local_env, local_files, local_process, local_spares, local_users
 from controller.metrics import ControllerMetrics
 from kubelambda import instance_environment, zips
 from kubelambda.models import CodePackage, FunctionVersion, Target
@@ -70,7 +77,8 @@ class LocalProcessBackend:
     draining agent gets before SIGKILL. ``max_backoff``: the longest wait between starts
     of a target whose starts keep failing. ``spare_agents``: agents kept started ahead
     of need (0 makes every start fully cold). ``log_max_bytes``: where each instance's
-    log is rotated (one previous file is kept, ``<instance>.log.1``).
+    log is rotated (one previous file is kept, ``<instance>.log.1``). ``users``: run
+    every instance as its function's user (see the module's docstring).
     """
 
     def __init__(
@@ -87,6 +95,7 @@ class LocalProcessBackend:
         command: Sequence[str] = local_process.AGENT_COMMAND,
         log_max_bytes: int = local_env.DEFAULT_LOG_MAX_BYTES,
         host_environ: Mapping[str, str] | None = None,
+        users: local_users.InstanceUsers | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._home = home
@@ -101,6 +110,8 @@ class LocalProcessBackend:
         self._log_max_bytes = log_max_bytes
         self._host_environ = dict(os.environ if host_environ is None else host_environ)
         self._clock = clock
+        self._users = users
+        self._files = None if users is None else local_files.InstanceFiles(home)
         self._instances: dict[Target, list[local_process.LocalProcess]] = {}
         self._failures: dict[Target, _Failures] = {}
         self._listeners: list[Callable[[Target], None]] = []
@@ -167,6 +178,8 @@ class LocalProcessBackend:
         """Remove the unpacked directories of packages the code store collected."""
         for sha256_hex in sha256_hexes:
             await asyncio.to_thread(zips.remove_tree, self._unpacked / sha256_hex)
+            if self._files is not None:
+                await asyncio.to_thread(self._files.discard_code, sha256_hex)
 
     def follow(self, catalog: CatalogSource) -> Callable[[], None]:
         """Route only to instances running the package each version runs *now*, from
@@ -220,10 +233,13 @@ class LocalProcessBackend:
     @staticmethod
     async def reap_leftovers(home: Path) -> None:
         """Kill what instances a platform on ``home`` left running (it was killed
-        outright, or on a host without a parent-death signal); call before starting."""
-        killed = await local_process.reap_home(home)
+        outright, or on a host without a parent-death signal), and the files of its
+        instances; call before starting."""
+        instance_files = local_files.recorded(home)
+        killed = await local_process.reap_home(home, instance_files=instance_files)
         if killed:
             logger.warning("killed processes an earlier run left behind count=%d", killed)
+        await asyncio.to_thread(local_files.remove_leftovers, home)
 
     async def aclose(self) -> None:
         """Stop every instance (draining, then killing after the grace) and wait for all."""
@@ -236,6 +252,8 @@ class LocalProcessBackend:
             # wait, not gather: a cancelled aclose must not cancel the stops themselves.
             await asyncio.wait(set(self._tasks))
         await self._spares.aclose()
+        if self._files is not None:
+            await asyncio.to_thread(self._files.remove)
 
     async def _start(
         self, version: FunctionVersion, *, concurrency: int, provisioned: bool
@@ -250,8 +268,10 @@ class LocalProcessBackend:
         try:
             instance = await self._launch(version, instance_id, concurrency, provisioned, init_type)
         except BackendClosed:
+            await self._release(instance_id)
             return
         except errors.InstanceStartError as exc:
+            await self._release(instance_id)
             self._record_failure(target, exc)
             logger.error(
                 "cannot start instance namespace=%s function=%s version=%s error=%s",
@@ -284,32 +304,70 @@ class LocalProcessBackend:
         provisioned: bool,
         init_type: instance_environment.InitializationType,
     ) -> local_process.LocalProcess:
-        """Prepare the code and the environment, then spawn (or assign a spare) agent.
-        Every way it can fail is an ``InstanceStartError``."""
+        """Prepare the code, the files and the environment, then spawn (or assign a
+        spare) agent. Every way it can fail is an ``InstanceStartError``."""
+        target = version.target
+        user = (
+            None
+            if self._users is None
+            else self._users.user_for(target.namespace, target.function_name)
+        )
         try:
             task_root = await self._task_root(version.running_package)
         except PackageRejected as exc:
             raise errors.CodeUnavailable(str(exc)) from exc
         log_path = local_env.log_path(self._home, version, instance_id)
-        environ = local_env.instance_environment(
-            version,
-            task_root=task_root,
-            instance_id=instance_id,
-            concurrency=concurrency,
-            initialization_type=init_type,
-            region=self._region,
-            started=datetime.now(UTC),
-            host_environ=self._host_environ,
-            invoke_token=secrets.token_urlsafe(32),
-            log_file=log_path,
-            log_max_bytes=self._log_max_bytes,
-        )
         try:
+            task_root, private, runtime = await asyncio.to_thread(
+                self._instance_files, task_root, version, instance_id, log_path.parent, user
+            )
+        except OSError as exc:
+            raise errors.InstanceStartError(f"cannot prepare the instance's files: {exc}") from exc
+        try:
+            environ = local_env.instance_environment(
+                version,
+                task_root=task_root,
+                instance_id=instance_id,
+                concurrency=concurrency,
+                initialization_type=init_type,
+                region=self._region,
+                started=datetime.now(UTC),
+                host_environ=self._host_environ,
+                invoke_token=secrets.token_urlsafe(32),
+                log_max_bytes=self._log_max_bytes,
+                private_directory=private,
+                runtime_directory=runtime,
+                usable=None if self._users is None else self._users.can_run,
+            )
             return await self._spawn(
-                version, instance_id, concurrency, provisioned, environ, log_path
+                version, instance_id, concurrency, provisioned, environ, log_path, user
             )
         except OSError as exc:
             raise errors.InstanceStartError(f"cannot spawn agent: {exc}") from exc
+
+    def _instance_files(
+        self,
+        task_root: Path,
+        version: FunctionVersion,
+        instance_id: str,
+        log_directory: Path,
+        user: local_users.InstanceUser | None,
+    ) -> tuple[Path, Path | None, Path | None]:
+        """The instance's task root, private directory and runtime directory (the last
+        two none when it runs as the platform's user); its log directory exists,
+        writable by its user."""
+        log_directory.mkdir(parents=True, exist_ok=True)
+        if self._files is None or user is None:
+            return task_root, None, None
+        local_files.share_log_directory(log_directory, user)
+        code = self._files.code(task_root, sha256_hex=version.running_package.sha256_hex, user=user)
+        private = self._files.private_directory(instance_id, user)
+        return code, private, self._files.runtime
+
+    async def _release(self, instance_id: str) -> None:
+        """Remove what the instance had on disk of its own (its processes are gone)."""
+        if self._files is not None:
+            await asyncio.to_thread(self._files.release, instance_id)
 
     async def _spawn(
         self,
@@ -319,6 +377,7 @@ class LocalProcessBackend:
         provisioned: bool,
         environ: Mapping[str, str],
         log_path: Path,
+        user: local_users.InstanceUser | None,
     ) -> local_process.LocalProcess:
         spare = await self._spares.take()
         return local_process.assign(
@@ -331,6 +390,7 @@ class LocalProcessBackend:
             log_path=log_path,
             assigned_at=self._clock(),
             stop_grace=version.timeout + self._stop_grace_extra,
+            user=user,
         )
 
     async def _task_root(self, package: CodePackage) -> Path:
@@ -390,6 +450,7 @@ class LocalProcessBackend:
                     exc,
                     instance.log_tail(),
                 )
+            await self._release(instance.instance_id)
             self._maybe_refill()
             return
         if instance.stopping:
@@ -424,6 +485,7 @@ class LocalProcessBackend:
         self._forget(instance)
         self._changed(target)
         await instance.sweep()
+        await self._release(instance.instance_id)
         if self._metrics is not None:
             self._metrics.failed(target, reason="exited")
         logger.warning(
@@ -451,7 +513,11 @@ class LocalProcessBackend:
             instance.instance_id,
             reason,
         )
-        self._track(instance.stop())
+        self._track(self._stop(instance))
+
+    async def _stop(self, instance: local_process.LocalProcess) -> None:
+        await instance.stop()
+        await self._release(instance.instance_id)
 
     def _forget(self, instance: local_process.LocalProcess) -> None:
         instances = self._instances.get(instance.target, [])

@@ -3,14 +3,15 @@
 ``controller.backends.local`` calls ``instance_environment`` before spawning an agent
 process. The variables are what every instance gets
 (``kubelambda.instance_environment``: Lambda's and the agent's) plus what a process on
-this host needs: a listen address, an interpreter, a log file, the invoke token.
-Nothing of the platform's own environment is passed on except a short allow-list, so
-the platform's secrets never reach function code.
+this host needs: a listen address, an interpreter, the log's bound, the invoke token,
+and, for an instance running as a user of its own, its private ``TMPDIR`` (its ``HOME``
+too). Nothing of the platform's own environment is passed on except a short allow-list,
+so the platform's secrets never reach function code. ``agent_shim`` names the log file.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 
@@ -62,14 +63,18 @@ def instance_environment(
     started: datetime,
     host_environ: Mapping[str, str],
     invoke_token: str,
-    log_file: Path,
     log_max_bytes: int = DEFAULT_LOG_MAX_BYTES,
+    private_directory: Path | None = None,
+    runtime_directory: Path | None = None,
+    usable: Callable[[str], bool] | None = None,
 ) -> dict[str, str]:
     """The environment of one agent process (and, through it, of the runtime).
 
     ``local_process.assign`` adds ``KUBELAMBDA_AGENT_READY_FD`` (the spare's pipe).
     ``invoke_token`` is new for every instance and reaches the agent with its assignment,
-    so a spare agent has none until it is given a function.
+    so a spare agent has none until it is given a function. ``usable`` says whether the
+    instance's user can run an interpreter (see ``runtimes.find_python``), and
+    ``runtime_directory`` holds a bootstrap it can read (default: the agent's own).
 
     Raises ``RuntimeUnavailable`` when this host has no interpreter for the runtime.
     """
@@ -89,13 +94,16 @@ def instance_environment(
             "KUBELAMBDA_AGENT_LISTEN": "127.0.0.1:0",
             # The agent takes it out of its environment before the function starts.
             INVOKE_TOKEN_VARIABLE: invoke_token,
-            # The agent rotates its log there, keeping one previous file (``<log>.1``).
-            "KUBELAMBDA_AGENT_LOG_FILE": str(log_file),
+            # Where the agent rotates its log, keeping one previous file (``<log>.1``).
             "KUBELAMBDA_AGENT_LOG_MAX_BYTES": str(log_max_bytes),
         }
     )
+    if private_directory is not None:
+        env["TMPDIR"] = env["HOME"] = str(private_directory)
+    if runtime_directory is not None:
+        env["KUBELAMBDA_AGENT_RUNTIME_DIR"] = str(runtime_directory)
     if not runtimes.is_provided(version.runtime):
-        python = runtimes.find_python(version.runtime, host_environ)
+        python = runtimes.find_python(version.runtime, host_environ, usable=usable)
         if python is None:
             raise errors.RuntimeUnavailable(version.runtime)
         env["KUBELAMBDA_AGENT_PYTHON"] = python

@@ -25,7 +25,11 @@ shim asks for it, given the platform's pid in ``PARENT_PID_VARIABLE``). What esc
 that (a process a function started in a session of its own, or a host without the
 signal) is found by ``reap_home`` when a platform next starts on the same home: agents
 carry the home in ``HOME_VARIABLE``, and everything below an agent carries a
-``LAMBDA_TASK_ROOT`` under the home's code directory.
+``LAMBDA_TASK_ROOT`` under the home's code directory (or, for instances that ran as
+users of their own, under the platform's instance files, see ``local_files``).
+
+An instance may run as a user of its own (``assign``'s ``user``): the agent switches to it
+before it starts. The platform, root then, still signals and reads every process.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from pathlib import Path
 
 from controller import errors
 from controller.backends import local_env
+from controller.backends.local_users import InstanceUser
 from kubelambda.models import Target
 from kubelambda.ports.endpoints import Endpoint
 
@@ -159,14 +164,18 @@ class LocalProcess:
             self._pipe = None
 
 
-async def reap_home(home: Path) -> int:
+async def reap_home(home: Path, *, instance_files: Path | None = None) -> int:
     """SIGKILL every agent and runtime (and their descendants) that a platform on
-    ``home`` started and nobody stopped; the number of processes killed."""
+    ``home`` started and nobody stopped; the number of processes killed. Instances that
+    ran as users of their own had their code in ``instance_files`` (``local_files``)."""
     agent = f"{HOME_VARIABLE}={home}".encode()
-    task_root = f"LAMBDA_TASK_ROOT={home / 'code' / 'unpacked'}/".encode()
+    code = [home / "code" / "unpacked"]
+    if instance_files is not None:
+        code.append(instance_files / "code")
+    task_roots = tuple(f"LAMBDA_TASK_ROOT={directory}/".encode() for directory in code)
 
     def of_home(entries: list[bytes]) -> bool:
-        return agent in entries or any(entry.startswith(task_root) for entry in entries)
+        return agent in entries or any(entry.startswith(task_roots) for entry in entries)
 
     return await _kill_until_none(of_home)
 
@@ -285,16 +294,19 @@ def assign(
     log_path: Path,
     assigned_at: float,
     stop_grace: float,
+    user: InstanceUser | None = None,
 ) -> LocalProcess:
-    """Give a spare its function: ``environ`` (plus its ready pipe) and its log file.
+    """Give a spare its function: ``environ`` (plus its ready pipe), its log file (whose
+    directory must exist) and the user it runs as (``None``: the platform's).
 
     The invoke token is in ``environ``: it goes down the spare's stdin now, so an agent
     started ahead of need never had one in its own (``/proc``-readable) environment."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    assignment = {
+    assignment: dict[str, object] = {
         "environ": {**environ, READY_FD_VARIABLE: str(spare.ready_fd)},
         "log": str(log_path),
     }
+    if user is not None:
+        assignment["user"] = {"uid": user.uid, "gid": user.gid}
     stdin = spare.process.stdin
     if stdin is not None:
         # A spare that died meanwhile shows up as EOF on its ready pipe, in wait_ready.

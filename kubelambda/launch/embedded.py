@@ -6,7 +6,9 @@ gateway's scale signals, the event queue in SQLite or on Kafka), hands them to t
 controller and to ``front`` (invoke path, dispatcher, gateway, served by uvicorn), and on
 exit stops everything it started, instances included, in reverse order. Before any of
 that it makes the home owner-only, locks it (one platform per home, see ``home``) and
-reaps the instances a killed earlier run left behind.
+reaps the instances a killed earlier run left behind. Run as root, it has every function's
+instances run as a user of that function's own (``controller.backends.local_users``) and
+offers only the runtimes such users can start.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import logging
 
 from prometheus_client import CollectorRegistry
 
+from controller.backends import local_users
 from controller.backends.local import LocalProcessBackend
 from controller.metrics import ControllerMetrics
 from kubelambda import credentials, runtimes
@@ -54,10 +57,21 @@ async def run(settings: PlatformSettings, *, deploy_example: bool = False) -> No
         queue = (await stack.enter_async_context(queues.open_queue(settings))).queue
         code = LocalCodeStore(settings.home / "code")
         controller_metrics = ControllerMetrics(registry)
+        users = local_users.for_platform(settings.instance_uid_base)
         backend = LocalProcessBackend(
-            settings.home, code=code, region=settings.region, metrics=controller_metrics
+            settings.home,
+            code=code,
+            region=settings.region,
+            metrics=controller_metrics,
+            users=users,
         )
         stack.push_async_callback(backend.aclose)
+        offered = runtimes.available_runtimes(usable=None if users is None else users.can_run)
+        log.info(
+            "function instances run as %s runtimes=%s",
+            "users of their own" if users is not None else "this platform's user",
+            ",".join(offered),
+        )
         stack.callback(backend.follow(store))
         autoscaler = await start_controller(
             stack,
@@ -79,7 +93,7 @@ async def run(settings: PlatformSettings, *, deploy_example: bool = False) -> No
             reporter=_REPORTER,
             registry=registry,
             keys=keys,
-            runtimes=runtimes.available_runtimes(),
+            runtimes=offered,
             deploy_example=deploy_example,
             url_file=settings.url_file,
         )

@@ -63,6 +63,13 @@ class PlatformSettings(BaseSettings):
     kafka_replication_factor: int = Field(
         default=1, ge=1, description="Replication factor of created topics (3 in production)"
     )
+    instance_uid_base: int = Field(
+        default=1_999_000_000,
+        ge=65_536,
+        le=2_000_000_000,
+        description="Run as root, the embedded platform runs each function's instances as "
+        "a user (and group) of its own from the million uids from this one on",
+    )
 
     kubernetes: bool = Field(
         default=False, description="Run functions as pods (store: custom resources)"

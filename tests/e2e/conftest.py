@@ -10,12 +10,14 @@ from __future__ import annotations
 import io
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,6 +118,24 @@ def stop_platform(
             raise
 
 
+@pytest.fixture
+def writable_dir() -> Iterator[Callable[[str], Path]]:
+    """Makes directories that functions may write in (and tests read), removed after the
+    test: under the system's temporary directory, not pytest's (0700, and a platform run
+    as root runs its functions as users of their own)."""
+    made: list[Path] = []
+
+    def make(prefix: str) -> Path:
+        directory = Path(tempfile.mkdtemp(prefix=f"kubelambda-{prefix}-"))
+        directory.chmod(0o777)
+        made.append(directory)
+        return directory
+
+    yield make
+    for directory in made:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     running = start_platform(tmp_path_factory.mktemp("platform") / "home")
@@ -129,7 +149,7 @@ def lambda_client(platform: Platform) -> object:
     return platform.lambda_client()
 
 
-def make_zip(files: Mapping[str, str], *, executable: tuple[str, ...] = ()) -> bytes:
+def make_zip(files: Mapping[str, str | bytes], *, executable: tuple[str, ...] = ()) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         for name, text in files.items():

@@ -88,9 +88,8 @@ def client(platform: Platform) -> Any:
 
 
 @pytest.fixture
-def out_dir(tmp_path: Path) -> Path:
-    tmp_path.chmod(0o777)
-    return tmp_path
+def out_dir(writable_dir: Callable[[str], Path]) -> Path:
+    return writable_dir("out")
 
 
 def create(client: Any, name: str, out_dir: Path, **extra: Any) -> None:
@@ -407,10 +406,8 @@ def test_a_function_that_crashes_its_runtime_is_retried_then_dead_lettered(
 
 
 def test_dead_letters_are_on_a_kafka_topic_a_plain_consumer_reads(
-    tmp_path_factory: pytest.TempPathFactory,
+    tmp_path_factory: pytest.TempPathFactory, out_dir: Path
 ) -> None:
-    out_dir = tmp_path_factory.mktemp("dlq-topic-out")
-    out_dir.chmod(0o777)
     environ = {**os.environ, **queue_environment("kafka")}
     running = start_platform(tmp_path_factory.mktemp("dlq-topic") / "home", environ=environ)
     try:
@@ -451,13 +448,11 @@ async def read_topic(bootstrap: str, topic: str) -> list[Any]:
 
 @pytest.mark.parametrize("queue", QUEUES)
 def test_events_accepted_before_a_kill_9_all_run_after_the_restart(
-    queue: str, tmp_path_factory: pytest.TempPathFactory
+    queue: str, tmp_path_factory: pytest.TempPathFactory, out_dir: Path
 ) -> None:
     """kill -9 of the whole platform right after 1,000 events were accepted: every
     accepted event runs at least once after the restart (counted by request id)."""
     home = tmp_path_factory.mktemp(f"crash-{queue}") / "home"
-    out_dir = tmp_path_factory.mktemp(f"crash-out-{queue}")
-    out_dir.chmod(0o777)
     environ = {**os.environ, **queue_environment(queue)}
     first = start_platform(home, environ=environ)
     try:
@@ -509,14 +504,12 @@ def accept_events(platform: Platform, name: str, *, count: int) -> set[str]:
 
 
 def test_a_kafka_outage_under_load_refuses_events_and_loses_none(
-    tmp_path_factory: pytest.TempPathFactory,
+    tmp_path_factory: pytest.TempPathFactory, out_dir: Path
 ) -> None:
     """The platform's broker stops for 10 s while events keep coming: invokes during the
     outage get errors, never 202s, and every event that got a 202 runs."""
     queue_environment("kafka")  # fails clearly when the test infrastructure is absent
     broker = PrivateBroker(tmp_path_factory.mktemp("outage-kafka"))
-    out_dir = tmp_path_factory.mktemp("outage-out")
-    out_dir.chmod(0o777)
     try:
         bootstrap = broker.start()
         environ = {

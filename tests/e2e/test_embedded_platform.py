@@ -6,6 +6,7 @@ Each test drives the `kubelambda up` subprocess only through public interfaces.
 from __future__ import annotations
 
 import base64
+import importlib.metadata
 import json
 import os
 import subprocess
@@ -20,6 +21,9 @@ import httpx
 import pytest
 from botocore.exceptions import ClientError
 
+from controller.backends import local_users
+from kubelambda import runtimes
+from kubelambda.launch.settings import PlatformSettings
 from tests.e2e.conftest import Platform, make_zip, start_platform, stop_platform
 
 ROLE = "arn:aws:iam::000000000000:role/kubelambda"
@@ -301,9 +305,33 @@ def test_aws_cli_invokes_a_function(platform: Platform, lambda_client: Any, tmp_
     assert json.loads(out.read_text())["event"] == {"from": "cli"}
 
 
+def function_python() -> str:
+    """An interpreter of this one's version that function code may start: this one, or
+    (the platform runs as root, its functions as other users) the one the platform
+    would pick for a python runtime, if those users cannot reach this one."""
+    runtime = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    users = local_users.for_platform(PlatformSettings.from_environ({}).instance_uid_base)
+    python = runtimes.find_python(runtime, usable=None if users is None else users.can_run)
+    assert python is not None, f"no {runtime} that function code may start on this host"
+    return python
+
+
+def installed_files(*distributions: str) -> dict[str, bytes]:
+    """The files of installed distributions, by their path in site-packages: what
+    ``pip install --target`` would put in a package."""
+    files = {}
+    for name in distributions:
+        for path in importlib.metadata.files(name) or ():
+            if "__pycache__" not in path.parts and ".dist-info" not in str(path.parent):
+                files[str(path)] = path.locate().read_bytes()
+    return files
+
+
 def test_provided_runtime_runs_awslambdaric_unchanged(lambda_client: Any) -> None:
     name = unique("ric")
-    bootstrap = f"#!/bin/sh\nexec {sys.executable} -m awslambdaric app.handler\n"
+    # Shipped in the package, as it is to Lambda: the interpreter may not be this one.
+    vendored = installed_files("awslambdaric", "simplejson", "snapshot-restore-py")
+    bootstrap = f"#!/bin/sh\nexec {function_python()} -m awslambdaric app.handler\n"
     code = "def handler(event, context):\n    return {'ric': True, 'id': context.aws_request_id}\n"
     lambda_client.create_function(
         FunctionName=name,
@@ -311,7 +339,9 @@ def test_provided_runtime_runs_awslambdaric_unchanged(lambda_client: Any) -> Non
         Role=ROLE,
         Handler="app.handler",
         Code={
-            "ZipFile": make_zip({"bootstrap": bootstrap, "app.py": code}, executable=("bootstrap",))
+            "ZipFile": make_zip(
+                {**vendored, "bootstrap": bootstrap, "app.py": code}, executable=("bootstrap",)
+            )
         },
     )
     lambda_client.get_waiter("function_active_v2").wait(

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Mapping
 
 __all__ = [
+    "BOOTSTRAP_SCRIPT",
     "PROVIDED_RUNTIMES",
     "PYTHON_RUNTIMES",
     "AgentConfig",
@@ -34,7 +35,9 @@ DEFAULT_LOG_MAX_BYTES = 10 * 1024 * 1024
 # The invoke endpoint's accept queue: a burst of new gateway connections must not be dropped.
 LISTEN_BACKLOG = 1024
 
-_BOOTSTRAP_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "python_bootstrap.py")
+BOOTSTRAP_SCRIPT = "python_bootstrap.py"
+# Where the python runtimes' bootstrap is, unless KUBELAMBDA_AGENT_RUNTIME_DIR says otherwise.
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
 class ConfigError(Exception):
@@ -75,6 +78,7 @@ class AgentConfig:
         "python",
         "ready_fd",
         "runtime",
+        "runtime_dir",
         "task_root",
         "timeout_seconds",
     )
@@ -97,6 +101,7 @@ class AgentConfig:
         log_max_bytes: int = DEFAULT_LOG_MAX_BYTES,
         initialized_ahead: bool = False,
         announcement: Announcement | None = None,
+        runtime_dir: str = _PACKAGE_DIR,
     ) -> None:
         self.listen_host = listen_host
         self.listen_port = listen_port
@@ -115,19 +120,16 @@ class AgentConfig:
         # so no invocation reports their init (as on Lambda).
         self.initialized_ahead = initialized_ahead
         self.announcement = announcement
+        # ``LAMBDA_RUNTIME_DIR``: where the runtime's own files (our bootstrap) live.
+        self.runtime_dir = runtime_dir
 
     @property
     def runtime_command(self) -> list[str]:
         """The command that starts one runtime process (run with cwd = task root)."""
         if self.runtime in PYTHON_RUNTIMES:
             # -u: print() must reach the log at once, not when a buffer fills.
-            return [self.python, "-u", _BOOTSTRAP_SCRIPT]
+            return [self.python, "-u", os.path.join(self.runtime_dir, BOOTSTRAP_SCRIPT)]
         return [os.path.join(self.task_root, "bootstrap")]
-
-    @property
-    def runtime_dir(self) -> str:
-        """``LAMBDA_RUNTIME_DIR``: where the runtime's own files live (our bootstrap's folder)."""
-        return os.path.dirname(_BOOTSTRAP_SCRIPT)
 
 
 def parse_config(environ: Mapping[str, str]) -> AgentConfig:
@@ -174,7 +176,19 @@ def parse_config(environ: Mapping[str, str]) -> AgentConfig:
             high=1 << 40,
         ),
         announcement=_parse_announcement(environ),
+        runtime_dir=_parse_runtime_dir(environ.get("KUBELAMBDA_AGENT_RUNTIME_DIR", "")),
     )
+
+
+def _parse_runtime_dir(directory: str) -> str:
+    # A copy of the bootstrap the function's user can read, when that user cannot reach
+    # the agent's own package (embedded mode as root: the platform's install may be
+    # under /root).
+    if not directory:
+        return _PACKAGE_DIR
+    if not os.path.isfile(os.path.join(directory, BOOTSTRAP_SCRIPT)):
+        raise ConfigError(f"KUBELAMBDA_AGENT_RUNTIME_DIR={directory!r} holds no {BOOTSTRAP_SCRIPT}")
+    return directory
 
 
 def _parse_announcement(environ: Mapping[str, str]) -> Announcement | None:

@@ -31,7 +31,9 @@ def version(runtime: str = "python3.11", **changes: object) -> FunctionVersion:
     return factories.function_version(**fields)
 
 
-def environment(v: FunctionVersion, host: dict[str, str] | None = None) -> dict[str, str]:
+def environment(
+    v: FunctionVersion, host: dict[str, str] | None = None, **options: Any
+) -> dict[str, str]:
     return instance_environment(
         v,
         task_root=TASK_ROOT,
@@ -42,7 +44,7 @@ def environment(v: FunctionVersion, host: dict[str, str] | None = None) -> dict[
         started=STARTED,
         host_environ=host if host is not None else {"PATH": "/usr/bin"},
         invoke_token="secret-token",
-        log_file=Path("/home/logs/orders/7/i.log"),
+        **options,
     )
 
 
@@ -111,3 +113,27 @@ def test_python_runtime_missing_on_host_is_refused() -> None:
 
     with pytest.raises(errors.RuntimeUnavailable):
         environment(version(runtime="python3.13"), host=host)
+
+
+def test_an_instance_of_its_own_user_gets_its_private_directory_as_tmpdir_and_home() -> None:
+    env = environment(version(), private_directory=Path("/run/k/tmp/0123"))
+
+    assert (env["TMPDIR"], env["HOME"]) == ("/run/k/tmp/0123", "/run/k/tmp/0123")
+
+
+def test_an_instance_of_the_platforms_user_gets_neither_tmpdir_nor_home() -> None:
+    env = environment(version(), host={"PATH": "/bin", "HOME": "/root", "TMPDIR": "/x"})
+
+    assert "TMPDIR" not in env and "HOME" not in env
+
+
+def test_the_interpreter_is_one_the_instances_user_can_run() -> None:
+    refused: list[str] = []
+
+    def usable(python: str) -> bool:
+        refused.append(python)
+        return False
+
+    with pytest.raises(errors.RuntimeUnavailable):
+        environment(version(), usable=usable)
+    assert sys.executable in refused

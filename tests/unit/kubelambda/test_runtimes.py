@@ -12,12 +12,31 @@ def test_the_running_interpreter_serves_its_own_runtime() -> None:
     assert own in runtimes.available_runtimes({})
 
 
+def test_the_first_interpreter_found_usable_is_taken(tmp_path: Path) -> None:
+    own = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    other = tmp_path / own
+    other.write_text("#!/bin/sh\n")
+    other.chmod(0o755)
+    environ = {"PATH": str(tmp_path)}
+    asked: list[str] = []
+
+    def usable(python: str) -> bool:
+        asked.append(python)
+        return python != sys.executable
+
+    assert runtimes.find_python(own, environ, usable=usable) == str(other)
+    assert asked == [sys.executable, str(other)]
+    assert own not in runtimes.available_runtimes(environ, usable=lambda _: False)
+
+
 def test_an_override_must_be_executable(tmp_path: Path) -> None:
     fake = tmp_path / "python3.12"
     fake.write_text("#!/bin/sh\n")
     assert runtimes.find_python("python3.12", {"KUBELAMBDA_PYTHON_3_12": str(fake)}) is None
     fake.chmod(0o755)
     assert runtimes.find_python("python3.12", {"KUBELAMBDA_PYTHON_3_12": str(fake)}) == str(fake)
+    override = {"KUBELAMBDA_PYTHON_3_12": str(fake)}
+    assert runtimes.find_python("python3.12", override, usable=lambda _: False) is None
 
 
 def test_unknown_and_provided_runtimes_have_no_interpreter() -> None:

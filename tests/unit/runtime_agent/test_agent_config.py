@@ -83,6 +83,7 @@ def test_ipv6_listen_address_loses_its_brackets(base: dict[str, str]) -> None:
         ("KUBELAMBDA_AGENT_INVOKE_TOKEN", "k" * 31),
         ("KUBELAMBDA_AGENT_INVOKE_TOKEN", "k" * 31 + "\n"),
         ("LAMBDA_TASK_ROOT", "/no/such/dir"),
+        ("KUBELAMBDA_AGENT_RUNTIME_DIR", "/no/such/dir"),
         ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "lots"),
     ],
 )
@@ -98,6 +99,14 @@ def test_python_runtimes_run_the_built_in_bootstrap_unbuffered(base: dict[str, s
 
     assert command[:2] == [sys.executable, "-u"]
     assert command[2].endswith("kubelambda_agent/python_bootstrap.py")
+
+
+def test_the_bootstrap_may_come_from_elsewhere(base: dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / "python_bootstrap.py").write_text("")
+    config = parse_config({**base, "KUBELAMBDA_AGENT_RUNTIME_DIR": str(tmp_path)})
+
+    assert config.runtime_command[2] == str(tmp_path / "python_bootstrap.py")
+    assert config.runtime_dir == str(tmp_path)
 
 
 def test_provided_runtimes_run_the_package_bootstrap(base: dict[str, str], tmp_path: Path) -> None:
