@@ -3,9 +3,10 @@
 Run as root, the platform starts every instance as an unprivileged user of its function's
 own: a handler reads none of the platform's files (the admin keys, the state, the other
 functions' code and logs), neither the platform's environment nor another function's
-agent's, and cannot signal that agent; its own code, a private temporary directory and
-its environment work. The home sits under a world-traversable directory here, so only
-the platform's own permissions keep the function out.
+agent's, cannot signal that agent nor take its events from its Runtime API; its own code,
+a private temporary directory and its environment work. The home sits under a
+world-traversable directory here, so only the platform's own permissions keep the
+function out.
 """
 
 from __future__ import annotations
@@ -37,12 +38,26 @@ import os
 
 def handler(event, context):
     return {"task_root": os.environ["LAMBDA_TASK_ROOT"], "agent": os.getppid(),
-            "uid": os.getuid()}
+            "uid": os.getuid(), "runtime_api": os.environ["AWS_LAMBDA_RUNTIME_API"]}
 """
 
 HOSTILE_HANDLER = """
 import os
+import socket
 import tempfile
+
+def take_events(address):
+    # What a runtime does to get its next event: here against another function's agent.
+    host, port = address.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=2) as connection:
+        try:
+            connection.sendall(b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\\r\\n"
+                               b"Host: x\\r\\n\\r\\n")
+            return "answered" if connection.recv(1024) else "closed"
+        except ConnectionResetError:
+            return "closed"
+        except TimeoutError:
+            return "waited"
 
 def attempt(action):
     try:
@@ -67,6 +82,7 @@ def handler(event, context):
     tried = {name: attempt(lambda path=path: read(path)) for name, path in targets.items()}
     tried["listing the home"] = attempt(lambda: os.listdir(home))
     tried["signalling the other agent"] = attempt(lambda: os.kill(event["other_agent"], 0))
+    runtime_api = take_events(event["other_runtime_api"])
 
     with open(os.path.join(os.environ["LAMBDA_TASK_ROOT"], "app.py")) as source:
         own_code = "def handler" in source.read()
@@ -78,6 +94,7 @@ def handler(event, context):
     tmp = tempfile.gettempdir()
     return {
         "tried": tried,
+        "runtime_api": runtime_api,
         "own_code": own_code,
         "tmp": tmp,
         "tmp_works": tmp_works,
@@ -139,6 +156,7 @@ def attack(platform: Platform) -> tuple[dict[str, Any], dict[str, Any]]:
             "other_code": os.path.join(victim["task_root"], "app.py"),
             "platform_pid": platform.process.pid,
             "other_agent": victim["agent"],
+            "other_runtime_api": victim["runtime_api"],
         },
     )
     return victim, hostile
@@ -155,6 +173,8 @@ def test_a_function_reaches_nothing_of_the_platform_or_of_other_functions(home: 
     assert {"credentials.json", "state.db"} <= set(tried)
     assert any(name.startswith("logs/victim/") for name in tried)
     assert {name: outcome for name, outcome in tried.items() if outcome != "PermissionError"} == {}
+    # Another function's Runtime API hangs up on it rather than hand it the next event.
+    assert hostile["runtime_api"] == "closed"
     assert 0 not in (victim["uid"], hostile["uid"], hostile["gid"])
     assert victim["uid"] != hostile["uid"]
     assert set(hostile["groups"]) <= {hostile["gid"]}

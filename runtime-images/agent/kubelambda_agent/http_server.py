@@ -78,12 +78,19 @@ Handler = Callable[[Request, Responder], None]
 
 
 class HttpProtocol(asyncio.BufferedProtocol):
-    """One server connection. ``connections`` lets the owner close them all at once."""
+    """One server connection. ``connections`` lets the owner close them all at once;
+    ``admit`` may refuse a connection as it is made (it is then closed unread)."""
 
     def __init__(
-        self, handler: Handler, *, max_body: int, connections: set[HttpProtocol] | None = None
+        self,
+        handler: Handler,
+        *,
+        max_body: int,
+        connections: set[HttpProtocol] | None = None,
+        admit: Callable[[asyncio.Transport], bool] | None = None,
     ) -> None:
         self._handler = handler
+        self._admit = admit
         self._max_body = max_body
         self._connections = connections
         self._parser = httptools.HttpRequestParser(self)
@@ -106,6 +113,11 @@ class HttpProtocol(asyncio.BufferedProtocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
+        if self._admit is not None and not self._admit(transport):
+            # Refused before a byte is read: nothing it sends is ever handled.
+            self.closed = True
+            transport.abort()
+            return
         self._transport = transport
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):

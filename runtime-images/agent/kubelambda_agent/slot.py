@@ -29,7 +29,7 @@ import socket
 import time
 from collections.abc import Callable, Mapping
 
-from kubelambda_agent import error_bodies, log_lines, process, runtime_api
+from kubelambda_agent import error_bodies, log_lines, peer_uid, process, runtime_api
 from kubelambda_agent.config import AgentConfig
 from kubelambda_agent.http_server import HttpProtocol, Request, Responder
 from kubelambda_agent.invocation import Invocation, Outcome
@@ -110,6 +110,7 @@ class Slot:
                 self._handle_api_request,
                 max_body=error_bodies.MAX_RESPONSE_BYTES,
                 connections=self._connections,
+                admit=_from_own_user,
             ),
             sock=self._listener,
             # A runtime opens one connection (two while it also posts an init error).
@@ -457,3 +458,14 @@ class Slot:
         elif self.state is SlotState.STARTING:
             self._init_output += data
             del self._init_output[: -log_lines.TAIL_BYTES]
+
+
+def _from_own_user(transport: asyncio.Transport) -> bool:
+    """Only processes of the agent's own user (its runtimes) may use the Runtime API:
+    another local user's process could otherwise take this function's events."""
+    peer, local = transport.get_extra_info("peername"), transport.get_extra_info("sockname")
+    owner = peer_uid.loopback_peer_uid(peer[:2], local[:2]) if peer and local else None
+    if owner == os.getuid():
+        return True
+    log.warning("event=runtime_api_refused peer=%s peer_uid=%s", peer, owner)
+    return False
