@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import socket
 import time
 from dataclasses import dataclass
@@ -42,8 +41,6 @@ from kubelambda.signals.receiver import SignalReceiver
 from kubelambda.signals.sender import SignalSender
 
 __all__ = ["run_controller", "run_dispatcher", "run_gateway"]
-
-log = logging.getLogger(__name__)
 
 # How often the leader forgets reporters that stopped posting.
 _EXPIRY_SECONDS = 1.0

@@ -144,7 +144,10 @@ class SignalSender:
             self._note_failure(exc)
             return False
         if self._failing_since is not None:
-            log.info("event=signals_delivered_again url=%s", self._endpoint)
+            log.info(
+                "event=signals_delivered_again url=%s after_seconds=%.1f",
+                self._endpoint, time.monotonic() - self._failing_since,
+            )  # fmt: skip
             self._failing_since = None
         self._pokes -= sent_pokes
         for target, counts in sent.items():
@@ -161,9 +164,9 @@ class SignalSender:
         return True
 
     def _note_failure(self, exc: BaseException) -> None:
-        now = time.monotonic()
+        # Logged once per outage (a post is retried every retry_seconds meanwhile).
         if self._failing_since is None:
-            self._failing_since = now
+            self._failing_since = time.monotonic()
             log.warning(
                 "event=signals_undelivered url=%s error=%r pending_pokes=%d",
                 self._endpoint, exc, len(self._pokes),
