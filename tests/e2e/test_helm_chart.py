@@ -397,6 +397,12 @@ def test_uninstall_leaves_only_the_crds(release: Release) -> None:
         "functionversions.kubelambda.io",
         "aliases.kubelambda.io",
     } <= names
-    # The functions remain (Helm leaves CRDs and their objects), as NOTES said they would.
+    # The functions remain (Helm leaves CRDs and their objects) with their code, ready for
+    # a reinstall, as NOTES said they would.
     functions = release.get("functions.kubelambda.io", "-n", release.functions)["items"]
     assert {f["metadata"]["name"] for f in functions} == {"echo", "failing"}
+    packages = release.get(
+        "secrets", "-n", release.namespace, "-l", "app.kubernetes.io/component=code-package"
+    )["items"]
+    assert len(packages) == 2
+    assert "kubectl -n " + release.namespace + " delete secrets" in release.notes
