@@ -27,16 +27,16 @@ from starlette.types import ASGIApp
 
 from controller.metrics import ControllerMetrics
 from gateway.metrics import AsyncMetrics
-from gateway.services.invoke_settings import InvokeSettings
 from kubelambda.kubernetes import service_address
 from kubelambda.kubernetes.connection import ApiClient
+from kubelambda.kubernetes.pods import PodWatch
+from kubelambda.kubernetes.store import KubernetesStore
 from kubelambda.launch import cluster_adapters, front, home, platform_secrets, queues, serving
 from kubelambda.launch.controller import start_controller
-from kubelambda.launch.dispatcher import start_dispatcher
 from kubelambda.launch.errors import PlatformStartError
-from kubelambda.launch.gateway import build_invoke_path
 from kubelambda.launch.ops_app import ops_app
 from kubelambda.launch.settings import PlatformSettings
+from kubelambda.ports.queue import Queue
 from kubelambda.signals.receiver import SignalReceiver
 from kubelambda.signals.sender import SignalSender
 
@@ -46,91 +46,74 @@ __all__ = ["run_controller", "run_dispatcher", "run_gateway"]
 _EXPIRY_SECONDS = 1.0
 
 
+@dataclass(frozen=True, slots=True)
+class _Process:
+    """What every role starts with: its secrets, its bound port, the apiserver."""
+
+    secrets: platform_secrets.PlatformSecrets
+    listener: socket.socket
+    api: ApiClient
+
+
+@dataclass(frozen=True, slots=True)
+class _Invoking:
+    """What the roles that invoke functions (gateway, dispatcher) share."""
+
+    store: KubernetesStore
+    queue: Queue
+    pods: PodWatch
+    reporter: str
+    signals: SignalSender
+
+
 async def run_gateway(settings: PlatformSettings) -> None:
     async with contextlib.AsyncExitStack() as stack:
-        secrets = _secrets(settings)
-        controller_url = _required(settings.controller_url, "KUBELAMBDA_CONTROLLER_URL")
-        _required(settings.kafka_bootstrap, "KUBELAMBDA_KAFKA_BOOTSTRAP")
-        listener = stack.enter_context(
-            contextlib.closing(serving.bind(settings.host, settings.port))
-        )
-        stack.enter_context(serving.signals_end_serving_only())
-        api = await cluster_adapters.connect(stack, settings)
-        code = cluster_adapters.code_store(api, settings)
-        store = await cluster_adapters.open_store(
-            stack, api, settings, imports_inline_code_into=None
-        )
-        queue = (await stack.enter_async_context(queues.open_queue(settings))).queue
-        pods = await cluster_adapters.start_pod_watch(
-            stack, api, settings, store=store, instance_key=secrets.instance_key
-        )
-        reporter = cluster_adapters.process_identity("gateway")
-        controller_url = await _reachable(api, controller_url)
-        signals = await _start_sender(stack, controller_url, secrets, reporter)
+        process = await _start_process(stack, settings)
+        invoking = await _start_invoking(stack, settings, process, role="gateway")
         await front.serve_front(
             stack,
             settings,
-            listener=listener,
-            store=store,
-            code=code,
-            queue=queue,
-            endpoints=pods,
-            signals=signals,
-            reporter=reporter,
+            listener=process.listener,
+            store=invoking.store,
+            code=cluster_adapters.code_store(process.api, settings),
+            queue=invoking.queue,
+            endpoints=invoking.pods,
+            signals=invoking.signals,
+            reporter=invoking.reporter,
             registry=CollectorRegistry(),
-            keys=cluster_adapters.bound_to(secrets.keys, settings.namespaces),
+            keys=cluster_adapters.bound_to(process.secrets.keys, settings.namespaces),
             runtimes=cluster_adapters.IMAGE_RUNTIMES,
             deploy_example=False,
-            instance_key=secrets.instance_key,
-            announcements=pods,
+            instance_key=process.secrets.instance_key,
+            announcements=invoking.pods,
             dispatch_events=False,
         )
 
 
 async def run_dispatcher(settings: PlatformSettings) -> None:
     async with contextlib.AsyncExitStack() as stack:
-        secrets = _secrets(settings)
-        controller_url = _required(settings.controller_url, "KUBELAMBDA_CONTROLLER_URL")
-        _required(settings.kafka_bootstrap, "KUBELAMBDA_KAFKA_BOOTSTRAP")
-        listener = stack.enter_context(
-            contextlib.closing(serving.bind(settings.host, settings.port))
-        )
-        stack.enter_context(serving.signals_end_serving_only())
-        api = await cluster_adapters.connect(stack, settings)
-        store = await cluster_adapters.open_store(
-            stack, api, settings, imports_inline_code_into=None
-        )
-        queue = (await stack.enter_async_context(queues.open_queue(settings))).queue
-        pods = await cluster_adapters.start_pod_watch(
-            stack, api, settings, store=store, instance_key=secrets.instance_key
-        )
-        reporter = cluster_adapters.process_identity("dispatcher")
-        controller_url = await _reachable(api, controller_url)
-        signals = await _start_sender(stack, controller_url, secrets, reporter)
+        process = await _start_process(stack, settings)
+        invoking = await _start_invoking(stack, settings, process, role="dispatcher")
         registry = CollectorRegistry()
-        invoker = await build_invoke_path(
+        invoker = await front.invoke_path(
             stack,
-            catalog=store,
-            endpoints=pods,
-            signals=signals,
-            reporter=reporter,
+            settings,
+            catalog=invoking.store,
+            endpoints=invoking.pods,
+            signals=invoking.signals,
+            reporter=invoking.reporter,
             registry=registry,
-            region=settings.region,
-            invoke=InvokeSettings(
-                max_waiting_requests=settings.activator_max_waiting,
-                max_wait_seconds=settings.activator_max_wait_seconds,
-            ),
         )
-        await start_dispatcher(
+        await front.dispatch(
             stack,
-            queue=queue,
+            settings,
+            queue=invoking.queue,
             invoker=invoker,
-            catalog=store,
+            catalog=invoking.store,
             metrics=AsyncMetrics(registry),
-            region=settings.region,
-            retry_delays=settings.async_retry_delays,
         )
-        await _serve_ops(stack, settings, listener, ops_app(registry=registry, ready=lambda: True))
+        app = ops_app(registry=registry, ready=lambda: True)
+        await _serve_ops(stack, settings, process.listener, app)
 
 
 @dataclass(slots=True)
@@ -142,13 +125,9 @@ class _Leadership:
 
 async def run_controller(settings: PlatformSettings) -> None:
     async with contextlib.AsyncExitStack() as stack:
-        secrets = _secrets(settings)
         code_url = _required(settings.code_url, "KUBELAMBDA_CODE_URL")
-        listener = stack.enter_context(
-            contextlib.closing(serving.bind(settings.host, settings.port))
-        )
-        stack.enter_context(serving.signals_end_serving_only())
-        api = await cluster_adapters.connect(stack, settings)
+        process = await _start_process(stack, settings)
+        secrets, api = process.secrets, process.api
         code = cluster_adapters.code_store(api, settings)
         store = await cluster_adapters.open_store(
             stack, api, settings, imports_inline_code_into=code
@@ -199,7 +178,37 @@ async def run_controller(settings: PlatformSettings) -> None:
             signals=lambda: leadership.receiver,
             instance_key=secrets.instance_key,
         )
-        await _serve_ops(stack, settings, listener, app)
+        await _serve_ops(stack, settings, process.listener, app)
+
+
+async def _start_process(stack: contextlib.AsyncExitStack, settings: PlatformSettings) -> _Process:
+    secrets = _secrets(settings)
+    listener = stack.enter_context(contextlib.closing(serving.bind(settings.host, settings.port)))
+    stack.enter_context(serving.signals_end_serving_only())
+    api = await cluster_adapters.connect(stack, settings)
+    return _Process(secrets, listener, api)
+
+
+async def _start_invoking(
+    stack: contextlib.AsyncExitStack, settings: PlatformSettings, process: _Process, *, role: str
+) -> _Invoking:
+    """The catalog (importing no inline code: the controller does), Kafka, the pod watch,
+    and the scale signals to the controller."""
+    controller_url = _required(settings.controller_url, "KUBELAMBDA_CONTROLLER_URL")
+    _required(settings.kafka_bootstrap, "KUBELAMBDA_KAFKA_BOOTSTRAP")
+    api = process.api
+    store = await cluster_adapters.open_store(stack, api, settings, imports_inline_code_into=None)
+    queue = (await stack.enter_async_context(queues.open_queue(settings))).queue
+    pods = await cluster_adapters.start_pod_watch(
+        stack, api, settings, store=store, instance_key=process.secrets.instance_key
+    )
+    reporter = cluster_adapters.process_identity(role)
+    signals = SignalSender(
+        await _reachable(api, controller_url), key=process.secrets.instance_key, reporter=reporter
+    )
+    await signals.start()
+    stack.push_async_callback(signals.aclose)
+    return _Invoking(store, queue, pods, reporter, signals)
 
 
 def _secrets(settings: PlatformSettings) -> platform_secrets.PlatformSecrets:
@@ -221,18 +230,6 @@ def _required(value: str | None, variable: str) -> str:
     if not value:
         raise PlatformStartError(f"{variable} must be set for this role in a cluster")
     return value
-
-
-async def _start_sender(
-    stack: contextlib.AsyncExitStack,
-    controller_url: str,
-    secrets: platform_secrets.PlatformSecrets,
-    reporter: str,
-) -> SignalSender:
-    sender = SignalSender(controller_url, key=secrets.instance_key, reporter=reporter)
-    await sender.start()
-    stack.push_async_callback(sender.aclose)
-    return sender
 
 
 async def _serve_ops(

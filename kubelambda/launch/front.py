@@ -19,18 +19,20 @@ from prometheus_client import CollectorRegistry
 
 from gateway.metrics import AsyncMetrics
 from gateway.services.invoke_settings import InvokeSettings
+from gateway.services.metered_invoker import MeteredInvoker
 from kubelambda import credentials
 from kubelambda.launch import example, serving
 from kubelambda.launch.dispatcher import start_dispatcher
 from kubelambda.launch.gateway import build_gateway, build_invoke_path
 from kubelambda.launch.settings import PlatformSettings
+from kubelambda.ports.catalog import CatalogSource
 from kubelambda.ports.code import CodeStore
 from kubelambda.ports.endpoints import EndpointSource, InstanceAnnouncements
 from kubelambda.ports.management import ManagementStore
 from kubelambda.ports.queue import Queue
 from kubelambda.ports.signals import ScaleSignals
 
-__all__ = ["serve_front"]
+__all__ = ["dispatch", "invoke_path", "serve_front"]
 
 
 async def serve_front(
@@ -57,29 +59,19 @@ async def serve_front(
     gateway accepts; the example, if asked for, is deployed with its API key. Event
     invocations are dispatched here too unless ``dispatch_events`` is off (in cluster,
     the dispatcher runs in processes of its own); ``url_file`` is recorded once serving."""
-    invoker = await build_invoke_path(
+    invoker = await invoke_path(
         stack,
+        settings,
         catalog=store,
         endpoints=endpoints,
         signals=signals,
         reporter=reporter,
         registry=registry,
-        region=settings.region,
-        invoke=InvokeSettings(
-            max_waiting_requests=settings.activator_max_waiting,
-            max_wait_seconds=settings.activator_max_wait_seconds,
-        ),
     )
     async_metrics = AsyncMetrics(registry)
     if dispatch_events:
-        await start_dispatcher(
-            stack,
-            queue=queue,
-            invoker=invoker,
-            catalog=store,
-            metrics=async_metrics,
-            region=settings.region,
-            retry_delays=settings.async_retry_delays,
+        await dispatch(
+            stack, settings, queue=queue, invoker=invoker, catalog=store, metrics=async_metrics
         )
     app = build_gateway(
         store=store,
@@ -112,4 +104,52 @@ async def serve_front(
         announce=announce,
         header_timeout=settings.header_timeout_seconds,
         body_idle_timeout=settings.body_idle_timeout_seconds,
+    )
+
+
+async def invoke_path(
+    stack: contextlib.AsyncExitStack,
+    settings: PlatformSettings,
+    *,
+    catalog: CatalogSource,
+    endpoints: EndpointSource,
+    signals: ScaleSignals,
+    reporter: str,
+    registry: CollectorRegistry,
+) -> MeteredInvoker:
+    """The invoke path with the activator's bounds from ``settings`` (a gateway's, or an
+    in-cluster dispatcher's own)."""
+    return await build_invoke_path(
+        stack,
+        catalog=catalog,
+        endpoints=endpoints,
+        signals=signals,
+        reporter=reporter,
+        registry=registry,
+        region=settings.region,
+        invoke=InvokeSettings(
+            max_waiting_requests=settings.activator_max_waiting,
+            max_wait_seconds=settings.activator_max_wait_seconds,
+        ),
+    )
+
+
+async def dispatch(
+    stack: contextlib.AsyncExitStack,
+    settings: PlatformSettings,
+    *,
+    queue: Queue,
+    invoker: MeteredInvoker,
+    catalog: CatalogSource,
+    metrics: AsyncMetrics,
+) -> None:
+    """Run Event invocations off ``queue`` with the retry delays from ``settings``."""
+    await start_dispatcher(
+        stack,
+        queue=queue,
+        invoker=invoker,
+        catalog=catalog,
+        metrics=metrics,
+        region=settings.region,
+        retry_delays=settings.async_retry_delays,
     )

@@ -20,6 +20,7 @@ import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import boto3
 import pytest
@@ -27,6 +28,8 @@ from botocore.config import Config
 
 KUBELAMBDA = str(Path(sys.executable).with_name("kubelambda"))
 START_TIMEOUT_SECONDS = 60
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -157,3 +160,31 @@ def make_zip(files: Mapping[str, str | bytes], *, executable: tuple[str, ...] = 
             info.external_attr = (0o755 if name in executable else 0o644) << 16
             archive.writestr(info, text)
     return buffer.getvalue()
+
+
+def eventually(what: str, probe: Callable[[], T | None], *, timeout: float = 90.0) -> T:
+    """``probe()`` once it is truthy, polled every half second; fails naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = probe()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.5)
+
+
+def create_function(client: Any, name: str, source: str, **extra: Any) -> None:
+    """A python3.11 function whose app.py is ``source``, once it is Active."""
+    client.create_function(
+        FunctionName=name,
+        Runtime="python3.11",
+        Role="arn:aws:iam::000000000000:role/kubelambda",
+        Handler="app.handler",
+        Code={"ZipFile": make_zip({"app.py": source})},
+        Timeout=10,
+        **extra,
+    )
+    client.get_waiter("function_active_v2").wait(
+        FunctionName=name, WaiterConfig={"Delay": 0.1, "MaxAttempts": 100}
+    )

@@ -21,10 +21,10 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import boto3
 import pytest
@@ -35,14 +35,11 @@ import kubelambda_testbed
 from kubelambda_testbed import k8s
 from kubelambda_testbed.prometheus import Prometheus
 from tests.chart_files import ALERTS, CHART
-from tests.e2e.conftest import make_zip
+from tests.e2e.conftest import create_function, eventually
 
 pytestmark = [pytest.mark.infra, pytest.mark.timeout(900)]
 
-T = TypeVar("T")
-
 RELEASE = "kl"
-ROLE = "arn:aws:iam::000000000000:role/function"
 ECHO = "def handler(event, context):\n    return {'echo': event}\n"
 FAILING = "def handler(event, context):\n    raise ValueError('always')\n"
 PLATFORM_KINDS = (
@@ -65,17 +62,6 @@ def sample(exposition: str, name: str, **labels: str) -> float | None:
             if found.name == name and found.labels == labels:
                 return float(found.value)
     return None
-
-
-def eventually(what: str, probe: Callable[[], T | None], *, timeout: float = 120.0) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = probe()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.5)
 
 
 @dataclass
@@ -192,19 +178,6 @@ def release(
             made.kubectl("delete", "namespace", namespace, "--wait=false", "--ignore-not-found")
 
 
-def create(client: Any, name: str, code: str) -> None:
-    client.create_function(
-        FunctionName=name,
-        Runtime="python3.11",
-        Role=ROLE,
-        Handler="app.handler",
-        Code={"ZipFile": make_zip({"app.py": code})},
-    )
-    client.get_waiter("function_active_v2").wait(
-        FunctionName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
-    )
-
-
 def invoke(client: Any, name: str, payload: Any, **extra: Any) -> Any:
     answer = client.invoke(FunctionName=name, Payload=json.dumps(payload).encode(), **extra)
     assert answer["StatusCode"] == 200, answer
@@ -235,7 +208,7 @@ def test_boto3_through_the_gateway_service(release: Release) -> None:
         f"http://{gateway_service['spec']['clusterIP']}:8080"
     )
     client = release.lambda_client()
-    create(client, "echo", ECHO)
+    create_function(client, "echo", ECHO)
     assert invoke(client, "echo", {"n": 1}) == {"echo": {"n": 1}}
 
     accepted = client.invoke(FunctionName="echo", Payload=b'{"n": 2}', InvocationType="Event")
@@ -280,7 +253,7 @@ def test_prometheus_scrapes_the_gateways_and_an_error_alert_fires(
     release: Release, prometheus: Prometheus
 ) -> None:
     client = release.lambda_client()
-    create(client, "failing", FAILING)
+    create_function(client, "failing", FAILING)
     targets = [f"{pod['status']['podIP']}:8080" for pod in release.ready("gateway")]
     # The ServiceMonitor's job name, which the alerts select on; `for` shortened to 0s:
     # the expressions are under test here, not the hold times.

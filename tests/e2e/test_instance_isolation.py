@@ -23,15 +23,13 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Platform, make_zip, start_platform, stop_platform
+from tests.e2e.conftest import Platform, create_function, start_platform, stop_platform
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0,
     reason="instances run as users of their own only when the platform runs as root; "
     "run this suite as root to check that isolation",
 )
-
-ROLE = "arn:aws:iam::000000000000:role/kubelambda"
 
 VICTIM_HANDLER = """
 import os
@@ -116,20 +114,6 @@ def home() -> Iterator[Path]:
     parent.chmod(0o755)
     yield parent / "home"
     shutil.rmtree(parent, ignore_errors=True)
-
-
-def create_function(client: Any, name: str, source: str) -> None:
-    client.create_function(
-        FunctionName=name,
-        Runtime="python3.11",
-        Role=ROLE,
-        Handler="app.handler",
-        Code={"ZipFile": make_zip({"app.py": source})},
-        Timeout=10,
-    )
-    client.get_waiter("function_active_v2").wait(
-        FunctionName=name, WaiterConfig={"Delay": 0.1, "MaxAttempts": 100}
-    )
 
 
 def invoke(client: Any, name: str, event: object) -> Any:

@@ -13,20 +13,24 @@ import concurrent.futures
 import json
 import os
 import subprocess
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import botocore.exceptions
 import pytest
 
-from tests.e2e.conftest import Platform, log_text, make_zip, start_platform, stop_platform
+from tests.e2e.conftest import (
+    Platform,
+    eventually,
+    log_text,
+    make_zip,
+    start_platform,
+    stop_platform,
+)
 
 pytestmark = pytest.mark.infra
-
-T = TypeVar("T")
 
 ROLE = "arn:aws:iam::000000000000:role/function"
 # The node's bridge address: where pods reach this host (and so the gateway's code route).
@@ -71,17 +75,6 @@ class Cluster:
             "pods", "-l", f"kubelambda.io/function={function_object}"
         )["items"]
         return items
-
-
-def eventually(what: str, probe: Callable[[], T | None], *, timeout: float = 90.0) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = probe()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.5)
 
 
 @pytest.fixture(scope="module")

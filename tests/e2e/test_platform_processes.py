@@ -22,9 +22,14 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import KUBELAMBDA, Platform, make_zip, start_platform, stop_platform
+from tests.e2e.conftest import (
+    KUBELAMBDA,
+    Platform,
+    create_function,
+    start_platform,
+    stop_platform,
+)
 
-ROLE = "arn:aws:iam::000000000000:role/kubelambda"
 GONE_WITHIN_SECONDS = 5.0
 
 # Starts a process in a session of its own that outlives the runtime (and so escapes
@@ -83,21 +88,6 @@ def wait_until_gone(pids: set[int]) -> set[int]:
     ):
         time.sleep(0.05)
     return left
-
-
-def create_function(client: Any, name: str, source: str, **extra: Any) -> None:
-    client.create_function(
-        FunctionName=name,
-        Runtime="python3.11",
-        Role=ROLE,
-        Handler="app.handler",
-        Code={"ZipFile": make_zip({"app.py": source})},
-        Timeout=10,
-        **extra,
-    )
-    client.get_waiter("function_active_v2").wait(
-        FunctionName=name, WaiterConfig={"Delay": 0.1, "MaxAttempts": 100}
-    )
 
 
 def invoke(client: Any, name: str, **kwargs: Any) -> Any:
