@@ -18,6 +18,7 @@ from starlette.types import ASGIApp
 from kubelambda.launch import serving
 from kubelambda.launch.ops_app import ops_app
 from kubelambda.models import Target
+from kubelambda.signals import wire
 from kubelambda.signals.receiver import SignalReceiver
 from kubelambda.signals.sender import SignalSender
 from tests.recorded_signals import RecordedSignals
@@ -139,3 +140,25 @@ async def test_the_probes_say_whether_this_replica_leads(leads: bool) -> None:
         metrics = await client.get("/metrics")
         assert metrics.status_code == 200
         assert metrics.headers["content-type"].startswith("text/plain")
+
+
+async def test_an_oversized_batch_is_refused_unread() -> None:
+    recorded = RecordedSignals()
+    listener = serving.bind("127.0.0.1", 0)
+    async with (
+        served(controller_app(lambda: SignalReceiver(recorded)), listener) as url,
+        httpx.AsyncClient() as client,
+    ):
+        answer = await client.post(
+            f"{url}/kubelambda/signals",
+            content=b"x" * (5 * 1024 * 1024),
+            headers={"Authorization": f"Bearer {wire.token(KEY)}"},
+        )
+        malformed = await client.post(
+            f"{url}/kubelambda/signals",
+            content=b'{"reporter": 1}',
+            headers={"Authorization": f"Bearer {wire.token(KEY)}"},
+        )
+    assert answer.status_code == 413
+    assert malformed.status_code == 400
+    assert recorded.reports == [] and recorded.pokes == []

@@ -10,7 +10,10 @@ import asyncio
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from prometheus_client import CollectorRegistry
+
 from controller.autoscaler.loop import Autoscaler
+from controller.metrics import ControllerMetrics
 from kubelambda.models import (
     DEFAULT_NAMESPACE,
     IDLE_TIMEOUT_TAG,
@@ -382,3 +385,28 @@ async def test_a_version_running_before_this_autoscaler_keeps_running_for_an_idl
         await autoscaler.aclose()
 
     assert (kept, backend.asked[V1][0], backend.asked[V2][0]) == (1, 0, 0)
+
+
+class FailingBackend(Backend):
+    async def scale(
+        self, version: FunctionVersion, *, replicas: int, concurrency: int, provisioned: int = 0
+    ) -> None:
+        raise RuntimeError("the apiserver refused")
+
+
+async def test_a_failed_scale_counts_as_a_reconcile_error_and_the_pass_goes_on() -> None:
+    registry = CollectorRegistry()
+    autoscaler = Autoscaler(
+        Store(catalog()), FailingBackend(), clock=Clock(), metrics=ControllerMetrics(registry)
+    )
+    await autoscaler.load()
+    try:
+        autoscaler.poke(V1)
+        await autoscaler.run_once({V1})
+    finally:
+        await autoscaler.aclose()
+
+    errors_total = registry.get_sample_value(
+        "kubelambda_reconcile_errors_total", {"reconciler": "autoscaler"}
+    )
+    assert errors_total == 1.0

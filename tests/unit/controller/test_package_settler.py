@@ -11,7 +11,9 @@ from collections.abc import AsyncIterator, Callable, Collection
 from dataclasses import dataclass, field
 
 import pytest
+from prometheus_client import CollectorRegistry
 
+from controller.metrics import ControllerMetrics
 from controller.packages.settler import PackageSettler
 from kubelambda import errors
 from kubelambda.models import (
@@ -408,3 +410,23 @@ async def test_a_prepare_cut_short_by_a_shutdown_reports_nothing() -> None:
         await running.aclose()
 
     assert store.finished == []
+
+
+async def test_an_unexpected_error_counts_as_a_reconcile_error() -> None:
+    registry = CollectorRegistry()
+    metrics = ControllerMetrics(registry)
+    store = Store(catalog(pending(package=NEW)))
+    failing = Backend(failures={NEW.sha256_hex: RuntimeError("disk on fire")})
+    running = PackageSettler(
+        store, Code(), failing, grace_seconds=GRACE, metrics=metrics, collect_every=3600.0
+    )
+    await running.start()
+    try:
+        await eventually(lambda: bool(store.finished))
+    finally:
+        await running.aclose()
+
+    errors_total = registry.get_sample_value(
+        "kubelambda_reconcile_errors_total", {"reconciler": "packages"}
+    )
+    assert errors_total == 1.0

@@ -38,3 +38,15 @@ def test_env_without_a_running_platform_fails_clearly(
 def test_invalid_settings_exit_with_usage_status(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["env"], environ={"KUBELAMBDA_PORT": "nope"}) == 2
     assert "invalid settings" in capsys.readouterr().err
+
+
+def test_env_for_a_cluster_without_credentials_fails_in_one_sentence(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "no-kubeconfig"
+    environ = {"KUBELAMBDA_KUBECONFIG": str(missing)}
+    assert cli.main(["env", "--kubernetes", "-n", "kubelambda"], environ=environ) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith(f"kubelambda: no usable cluster credentials in {missing}")
+    assert "Traceback" not in captured.err
