@@ -22,6 +22,8 @@ BENCHMARKS = {
     "scale_from_zero_cold": ("scale_from_zero", ["--spare-agents", "0"], "scale_from_zero_spares0"),
     "scale_from_zero": ("scale_from_zero", ["--spare-agents", "1"], "scale_from_zero_spares1"),
     "async_events": ("async_events", ["--queue", "sqlite"], "async_events_sqlite"),
+    # kubelambda's own figures; run it by hand with --peer URL for the side-by-side ratios.
+    "peer_compare": ("peer_compare", [], "peer_compare"),
 }
 
 

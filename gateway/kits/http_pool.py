@@ -26,6 +26,7 @@ import asyncio
 import collections
 import select
 import socket
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -83,7 +84,8 @@ class _Connection(asyncio.Protocol):
     # asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # uvloop's transports are not asyncio.Transport subclasses, only alike.
+        transport = typing.cast(asyncio.Transport, transport)
         self._transport = transport
         sock = transport.get_extra_info("socket")
         # Without it, a request written in two segments waits for the peer's delayed ACK.

@@ -135,12 +135,20 @@ def _serve(settings: PlatformSettings, run: Coroutine[Any, Any, None]) -> int:
     )
     # A Ctrl-C before serving starts ends the start; once serving, run() handles signals.
     try:
-        with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(run)
+        with contextlib.suppress(KeyboardInterrupt), _event_loop() as runner:
+            runner.run(run)
     except PlatformStartError as exc:
         print(f"kubelambda: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _event_loop() -> asyncio.Runner:
+    """The platform's event loop: uvloop, which takes about a fifth less CPU per
+    invocation on the gateway's path than asyncio's own (issue 11's measurements)."""
+    import uvloop
+
+    return asyncio.Runner(loop_factory=uvloop.new_event_loop)
 
 
 def _dlq(settings: PlatformSettings, args: argparse.Namespace) -> int:

@@ -17,6 +17,8 @@ import socket
 import sys
 from collections.abc import Mapping, Sequence
 
+import uvloop
+
 from kubelambda_agent import process, protocol
 from kubelambda_agent.config import LISTEN_BACKLOG, AgentConfig
 from kubelambda_agent.http_server import HttpProtocol
@@ -42,15 +44,19 @@ def run(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
-    return asyncio.run(
-        _serve(
-            config,
-            environ,
-            invoke_listener=invoke_listener,
-            api_listeners=api_listeners,
-            first_runtimes=first_runtimes,
+    # uvloop: about a fifth less CPU per invocation than asyncio's own loop (issue 11).
+    # Imported with this module, before a spare agent gives up root (agent_shim): an
+    # interpreter under /root could not load it afterwards.
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(
+            _serve(
+                config,
+                environ,
+                invoke_listener=invoke_listener,
+                api_listeners=api_listeners,
+                first_runtimes=first_runtimes,
+            )
         )
-    )
 
 
 async def _serve(

@@ -14,6 +14,7 @@ import asyncio
 import collections
 import logging
 import socket
+import typing
 from collections.abc import Callable, Sequence
 from http import HTTPStatus
 
@@ -112,7 +113,8 @@ class HttpProtocol(asyncio.BufferedProtocol):
     # asyncio.BufferedProtocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # uvloop's transports are not asyncio.Transport subclasses, only alike.
+        transport = typing.cast(asyncio.Transport, transport)
         if self._admit is not None and not self._admit(transport):
             # Refused before a byte is read: nothing it sends is ever handled.
             self.closed = True

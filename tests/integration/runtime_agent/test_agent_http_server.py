@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Protocol
+from typing import Any, Protocol
 
 import pytest
+import uvloop
 from kubelambda_agent.http_server import Handler, HttpProtocol, Request, Responder
 
 
@@ -69,6 +70,32 @@ async def test_keep_alive_serves_several_requests_on_one_connection(connect: Con
         (b"HTTP/1.1 200 OK", "a", b"GET /x 0 False"),
         (b"HTTP/1.1 200 OK", "b", b"GET /x 0 False"),
     ]
+
+
+def test_keep_alive_serves_several_requests_under_uvloop() -> None:
+    """The agent serves on uvloop, whose transports are not ``asyncio.Transport``
+    subclasses: the protocol must take them as they are."""
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(lambda: HttpProtocol(echo, max_body=1000), "127.0.0.1", 0)
+        connections: list[asyncio.StreamWriter] = []
+        try:
+
+            async def connect(handler: Handler = echo, max_body: int = 1000) -> Any:
+                port = server.sockets[0].getsockname()[1]
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                connections.append(writer)
+                return reader, writer
+
+            await test_keep_alive_serves_several_requests_on_one_connection(connect)
+        finally:
+            for writer in connections:
+                writer.close()
+            server.close()
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(scenario())
 
 
 async def test_pipelined_requests_are_answered_in_order(connect: Connect) -> None:

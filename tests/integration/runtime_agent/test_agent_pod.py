@@ -74,6 +74,15 @@ def kubectl(*args: str) -> str:
     return subprocess.run(["kubectl", *args], check=True, capture_output=True, text=True).stdout
 
 
+def pod_log(namespace: str, name: str) -> str:
+    """The pod's log, or "" while the kubelet cannot serve it yet (it refuses for a
+    moment after a container starts)."""
+    done = subprocess.run(
+        ["kubectl", "logs", "-n", namespace, name], capture_output=True, text=True
+    )
+    return done.stdout if done.returncode == 0 else ""
+
+
 # A custom runtime: the package's own executable `bootstrap` (the exec bit must survive the
 # fetch, and the code volume must allow exec) polling the Runtime API itself.
 BOOTSTRAP = b"""\
@@ -305,7 +314,7 @@ def test_pod_fetches_its_code_and_serves_invokes(
     log = eventually(
         "the REPORT line in the agent's log",
         lambda: (
-            (text := kubectl("logs", "-n", namespace, name))
+            (text := pod_log(namespace, name))
             and f"REPORT RequestId: {request_id}" in text
             and text
         ),

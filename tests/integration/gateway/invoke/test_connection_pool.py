@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import pytest
+import uvloop
 from invoke_servers import canned_server, serve_uvicorn
 
 from gateway.kits.http_pool import ConnectionPool, ReadTimeout, RequestNotSent, ResponseFailed
@@ -64,6 +65,14 @@ async def test_keep_alive_connection_is_reused() -> None:
         second = await _post(pool, port)
         await pool.aclose()
     assert first.headers["x-client-port"] == second.headers["x-client-port"]
+
+
+def test_keep_alive_connection_is_reused_under_uvloop() -> None:
+    """The gateway runs on uvloop, whose transports are not ``asyncio.Transport``
+    subclasses: a type check on them once failed every pooled connection there, which
+    callers saw as read timeouts."""
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(test_keep_alive_connection_is_reused())
 
 
 async def test_connection_closed_by_server_while_idle_is_replaced_without_resending() -> None:

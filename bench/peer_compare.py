@@ -1,0 +1,347 @@
+"""Side-by-side warm invoke throughput: kubelambda's embedded platform against a peer URL.
+
+Run: ``.venv/bin/python bench/peer_compare.py [--peer http://127.0.0.1:8081/function/echo]
+[--seconds 5] [--rounds 2] [--out DIR]`` (results go to ``bench/results/`` by default).
+
+It starts ``kubelambda up`` (the whole embedded platform: gateway, controller, local
+instances) in a fresh home with two echo functions, ``def handler(e, c): return e``: one
+with Lambda's default instance concurrency 1 and one tagged
+``kubelambda.io/instance-concurrency=16``. Then, for every number of callers (1, 16, 64),
+it drives each function and the peer with the same load generator, wrk (``apt-get
+install wrk``; one thread, a 100-byte JSON POST, one keep-alive connection per caller),
+in alternating slices of ``--seconds``, so load from anything else on the machine falls
+on all of them alike. Each function first gets a warm-up slice at that concurrency: the
+figures are of warm instances, not of scaling up.
+
+It prints JSON (per target and callers: req/s, p50, p99, non-2xx answers, as the median
+over rounds; kubelambda's CPU time per request split into gateway, agents and runtimes;
+and the ratio of each kubelambda configuration to the peer) and saves a PNG beside it.
+Without ``--peer`` it reports kubelambda's own figures. The peer is whatever URL answers
+a POST with the body echoed (the issue's reference: OpenFaaS gateway → of-watchdog in
+http mode → a raw-ASGI uvicorn echo, built outside this repository).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import io
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+import matplotlib
+
+matplotlib.use("Agg")
+from matplotlib import pyplot  # after use(): the backend must be chosen first
+
+CALLERS = (1, 16, 64)
+PAYLOAD = (
+    '{"id":12345,"name":"benchmark","payload":"abcdefghijklmnopqrstuvwxyzabcdefghijklmn","ok":1}'
+)
+# name → instance concurrency (the tag); 1 is Lambda's default.
+FUNCTIONS = {"echo": 1, "echo-c16": 16}
+CONCURRENCY_TAG = "kubelambda.io/instance-concurrency"
+# wrk's Lua hooks: the request, and one JSON line of the slice's figures at the end.
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.body = '%(payload)s'
+wrk.headers["Content-Type"] = "application/json"
+%(auth)s
+done = function(summary, latency, requests)
+  local failed = summary.errors.status + summary.errors.connect + summary.errors.read
+    + summary.errors.write + summary.errors.timeout
+  io.write(string.format('WRK {"requests": %%d, "seconds": %%f, "failed": %%d, ' ..
+    '"p50_ms": %%f, "p99_ms": %%f}\\n', summary.requests, summary.duration / 1e6, failed,
+    latency:percentile(50) / 1000, latency:percentile(99) / 1000))
+end
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Slice:
+    """One wrk run against one URL."""
+
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    failed: int
+    cpu_us_per_request: dict[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class Platform:
+    """The running ``kubelambda up``: its process, invoke URLs and bearer key."""
+
+    process: subprocess.Popen[str]
+    urls: dict[str, str]
+    api_key: str
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--peer", help="a URL that echoes a POSTed body (e.g. OpenFaaS)")
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of each slice")
+    parser.add_argument("--rounds", type=int, default=2, help="slices per target and callers")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("peer_compare: needs wrk on PATH (apt-get install wrk)", file=sys.stderr)
+        return 2
+    with (
+        tempfile.TemporaryDirectory(prefix="kl-peer-bench-") as scratch,
+        _platform(Path(scratch)) as platform,
+    ):
+        results = _measure(
+            platform, Path(scratch), peer=args.peer, seconds=args.seconds, rounds=args.rounds
+        )
+    report = {
+        "benchmark": "peer_compare",
+        "at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "host": {"cpus": os.cpu_count(), "load_generator": "wrk -t1"},
+        "peer": args.peer,
+        "seconds_per_slice": args.seconds,
+        "rounds": args.rounds,
+        "results": results,
+        "ratios": _ratios(results) if args.peer else {},
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "peer_compare.json").write_text(json.dumps(report, indent=2) + "\n")
+    _plot(report, args.out / "peer_compare.png")
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+@contextlib.contextmanager
+def _platform(scratch: Path) -> Iterator[Platform]:
+    """``kubelambda up`` on a free port in a fresh home, with the echo functions Active."""
+    port = _free_port()
+    environ = {
+        **os.environ,
+        "KUBELAMBDA_HOME": str(scratch / "home"),
+        "KUBELAMBDA_PORT": str(port),
+        "KUBELAMBDA_LOG_LEVEL": "WARNING",
+    }
+    kubelambda = str(Path(sys.executable).with_name("kubelambda"))
+    process = subprocess.Popen(
+        [kubelambda, "up"], env=environ, stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if line.startswith("kubelambda is up at "):
+                break
+        else:
+            raise RuntimeError("kubelambda up exited before serving")
+        exports = subprocess.run(
+            [kubelambda, "env"], env=environ, capture_output=True, text=True, check=True
+        ).stdout
+        shell = dict(
+            line.removeprefix("export ").split("=", 1)
+            for line in exports.splitlines()
+            if line.startswith("export ")
+        )
+        base = f"http://127.0.0.1:{port}"
+        _create_functions(base, shell)
+        urls = {name: f"{base}/2015-03-31/functions/{name}/invocations" for name in FUNCTIONS}
+        yield Platform(process, urls, shell["KUBELAMBDA_API_KEY"])
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def _create_functions(base: str, shell: dict[str, str]) -> None:
+    client = boto3.client(
+        "lambda",
+        endpoint_url=base,
+        region_name=shell["AWS_DEFAULT_REGION"],
+        aws_access_key_id=shell["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=shell["AWS_SECRET_ACCESS_KEY"],
+    )
+    package = io.BytesIO()
+    with zipfile.ZipFile(package, "w") as archive:
+        archive.writestr("echo.py", "def handler(event, context):\n    return event\n")
+    for name, concurrency in FUNCTIONS.items():
+        client.create_function(
+            FunctionName=name,
+            Runtime="python3.11",
+            Role="arn:aws:iam::123456789012:role/bench",
+            Handler="echo.handler",
+            Code={"ZipFile": package.getvalue()},
+            Tags={CONCURRENCY_TAG: str(concurrency)} if concurrency != 1 else {},
+        )
+        client.get_waiter("function_active_v2").wait(FunctionName=name)
+
+
+def _measure(
+    platform: Platform, scratch: Path, *, peer: str | None, seconds: float, rounds: int
+) -> dict[str, dict[str, dict[str, float]]]:
+    scripts = {
+        "kubelambda": _script(
+            scratch, f'wrk.headers["Authorization"] = "Bearer {platform.api_key}"'
+        ),
+        "peer": _script(scratch, ""),
+    }
+    targets = {
+        f"kubelambda:{name}": (url, scripts["kubelambda"]) for name, url in platform.urls.items()
+    }
+    if peer:
+        targets["peer"] = (peer, scripts["peer"])
+    slices: dict[str, dict[int, list[Slice]]] = {name: {c: [] for c in CALLERS} for name in targets}
+    for callers in CALLERS:
+        for url, script in targets.values():
+            # Warm-up at this concurrency: the autoscaler settles, caches fill.
+            _wrk(url, script, callers=callers, seconds=min(seconds, 3.0), platform=None)
+        for _ in range(rounds):
+            for name, (url, script) in targets.items():
+                owner = platform if name.startswith("kubelambda") else None
+                slices[name][callers].append(
+                    _wrk(url, script, callers=callers, seconds=seconds, platform=owner)
+                )
+            print(f"peer_compare: callers={callers} round done", file=sys.stderr, flush=True)
+    return {
+        name: {str(callers): _summary(runs) for callers, runs in by_callers.items()}
+        for name, by_callers in slices.items()
+    }
+
+
+def _script(scratch: Path, auth: str) -> Path:
+    path = scratch / f"wrk-{len(auth)}.lua"
+    path.write_text(WRK_SCRIPT % {"payload": PAYLOAD, "auth": auth})
+    return path
+
+
+def _wrk(
+    url: str, script: Path, *, callers: int, seconds: float, platform: Platform | None
+) -> Slice:
+    before = _cpu_seconds(platform.process.pid) if platform else {}
+    done = subprocess.run(
+        ["wrk", "-t1", f"-c{callers}", f"-d{seconds:g}s", "--latency", "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    after = _cpu_seconds(platform.process.pid) if platform else {}
+    line = next(x for x in done.stdout.splitlines() if x.startswith("WRK "))
+    figures = json.loads(line.removeprefix("WRK "))
+    requests = max(1, figures["requests"])
+    cpu = {role: round((after[role] - before.get(role, 0.0)) / requests * 1e6, 1) for role in after}
+    return Slice(
+        rps=figures["requests"] / figures["seconds"],
+        p50_ms=figures["p50_ms"],
+        p99_ms=figures["p99_ms"],
+        failed=figures["failed"],
+        cpu_us_per_request=cpu,
+    )
+
+
+def _cpu_seconds(root: int) -> dict[str, float]:
+    """CPU seconds so far of the platform process and its descendants, by role. An
+    instance that exited in between is missing from ``after``: its share is lost, which
+    only under-counts (warm slices start none)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    children: dict[int, list[int]] = {}
+    stats: dict[int, tuple[str, float]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            raw = Path(f"/proc/{entry}/stat").read_text()
+            command = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        fields = raw.rsplit(")", 1)[1].split()
+        children.setdefault(int(fields[1]), []).append(int(entry))
+        stats[int(entry)] = (command, (int(fields[11]) + int(fields[12])) / tick)
+    totals = {"gateway": 0.0, "agents": 0.0, "runtimes": 0.0}
+    pending = [root]
+    while pending:
+        pid = pending.pop()
+        pending.extend(children.get(pid, ()))
+        command, cpu = stats.get(pid, ("", 0.0))
+        if pid == root:
+            totals["gateway"] += cpu
+        elif "python_bootstrap" in command:
+            totals["runtimes"] += cpu
+        elif "agent_shim" in command or "kubelambda_agent" in command:
+            totals["agents"] += cpu
+        else:
+            totals["runtimes"] += cpu  # a custom runtime's own process
+    return totals
+
+
+def _summary(runs: list[Slice]) -> dict[str, float]:
+    summary = {
+        "rps": round(statistics.median(r.rps for r in runs), 1),
+        "p50_ms": round(statistics.median(r.p50_ms for r in runs), 2),
+        "p99_ms": round(statistics.median(r.p99_ms for r in runs), 2),
+        "failed": sum(r.failed for r in runs),
+        "rps_min": round(min(r.rps for r in runs), 1),
+        "rps_max": round(max(r.rps for r in runs), 1),
+    }
+    roles = runs[0].cpu_us_per_request
+    for role in roles:
+        summary[f"cpu_us_per_request_{role}"] = round(
+            statistics.median(r.cpu_us_per_request[role] for r in runs), 1
+        )
+    return summary
+
+
+def _ratios(results: dict[str, dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
+    peer = results["peer"]
+    return {
+        name: {
+            callers: round(figures["rps"] / peer[callers]["rps"], 2)
+            for callers, figures in by_callers.items()
+        }
+        for name, by_callers in results.items()
+        if name != "peer"
+    }
+
+
+def _plot(report: dict[str, object], path: Path) -> None:
+    results = report["results"]
+    assert isinstance(results, dict)
+    names = list(results)
+    figure, (rps_axis, p99_axis) = pyplot.subplots(1, 2, figsize=(11, 4.2))
+    width = 0.8 / len(names)
+    for index, name in enumerate(names):
+        xs = [i + index * width for i in range(len(CALLERS))]
+        by_callers = results[name]
+        rps_axis.bar(xs, [by_callers[str(c)]["rps"] for c in CALLERS], width, label=name)
+        p99_axis.bar(xs, [by_callers[str(c)]["p99_ms"] for c in CALLERS], width, label=name)
+    for axis, title in ((rps_axis, "warm invokes per second"), (p99_axis, "p99 latency (ms)")):
+        axis.set_xticks([i + width * (len(names) - 1) / 2 for i in range(len(CALLERS))])
+        axis.set_xticklabels([f"{c} callers" for c in CALLERS])
+        axis.set_title(title)
+        axis.grid(axis="y", alpha=0.3)
+    rps_axis.legend(fontsize=8)
+    figure.suptitle(
+        f"kubelambda vs {report['peer'] or 'no peer'} (wrk -t1, {report['rounds']} rounds)"
+    )
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
