@@ -234,7 +234,10 @@ class Autoscaler:
             counts.peak_demand = counts.in_flight + counts.waiting
         stats = self._stats.get(target) or _first_stats(spec, ready=sample.ready, now=now)
         stats = stats.with_sample(sample)
-        decision = decide.decide(stats, spec, now, pressure=self._backend.starts_deferred())
+        # Only others' deferred starts are pressure: a target's own (a stable window
+        # that still wants more) must not reclaim the instance it would start beside.
+        pressure = bool(set(self._backend.starts_deferred()) - {target})
+        decision = decide.decide(stats, spec, now, pressure=pressure)
         previous = stats.replicas
         self._stats[target] = stats.with_decision(decision)
         if decision.reason is decide.Reason.RECLAIMED:

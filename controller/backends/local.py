@@ -52,6 +52,7 @@ from typing import Any
 
 from controller import errors
 from controller.backends import (
+    local_admission,
     local_capacity,
     local_env,
     local_files,
@@ -84,17 +85,6 @@ class _Failures:
     reason: str
     retriable: bool
     retry_at: float
-
-
-@dataclass(slots=True)
-class _Want:
-    """The latest scale call of a target, and since when it has been short of it."""
-
-    version: FunctionVersion
-    replicas: int
-    concurrency: int
-    provisioned: int
-    since: float | None = None
 
 
 class LocalProcessBackend:
@@ -143,11 +133,11 @@ class LocalProcessBackend:
         self._users = users
         self._files = None if users is None else local_files.InstanceFiles(home)
         self._instances: dict[Target, list[local_process.LocalProcess]] = {}
-        self._budget = budget or local_capacity.Budget.for_host(
-            local_host.read_host(), local_capacity.Limits()
+        self._admission = local_admission.Admission(
+            budget
+            or local_capacity.Budget.for_host(local_host.read_host(), local_capacity.Limits()),
+            metrics=metrics,
         )
-        self._wants: dict[Target, _Want] = {}
-        self._deferred: dict[Target, int] = {}
         # Told to stop, not gone yet: they still hold their memory and a process.
         self._draining: set[local_process.LocalProcess] = set()
         self._admitting = False
@@ -197,12 +187,12 @@ class LocalProcessBackend:
             # Nothing left to run: forget the target, or deleted versions pile up here.
             self._instances.pop(target, None)
             self._failures.pop(target, None)
-            self._wants.pop(target, None)
-            self._set_deferred(target, 0)
+            self._admission.forget(target)
             return
-        if replicas > len(live) and not self._budget.fits_at_all(version.memory_size):
+        budget = self._admission.budget
+        if replicas > len(live) and not budget.fits_at_all(version.memory_size):
             if not self._backing_off(target):
-                exc = errors.CapacityExceeded(version.memory_size, self._budget.memory_mb)
+                exc = errors.CapacityExceeded(version.memory_size, budget.memory_mb)
                 self._record_failure(target, exc)
                 logger.error(
                     "cannot start instance namespace=%s function=%s version=%s error=%s",
@@ -211,13 +201,11 @@ class LocalProcessBackend:
                     target.version,
                     exc,
                 )
-            self._wants.pop(target, None)
-            self._set_deferred(target, 0)
+            self._admission.forget(target)
             return
-        previous = self._wants.get(target)
-        since = previous.since if previous is not None else None
-        # The latest call wins: fewer replicas than before cancel deferred starts.
-        self._wants[target] = _Want(version, replicas, concurrency, provisioned, since)
+        self._admission.want(
+            version, replicas=replicas, concurrency=concurrency, provisioned=provisioned
+        )
         await self._admit()
 
     async def prepare(self, package: CodePackage) -> None:
@@ -265,8 +253,8 @@ class LocalProcessBackend:
     def ready_instances(self, target: Target) -> int:
         return len(self.endpoints(target))
 
-    def starts_deferred(self) -> bool:
-        return any(self._deferred.values())
+    def starts_deferred(self) -> Collection[Target]:
+        return self._admission.deferred()
 
     def subscribe(self, listener: Callable[[Target], None]) -> Callable[[], None]:
         self._listeners.append(listener)
@@ -488,7 +476,7 @@ class LocalProcessBackend:
             not self._closed
             and not usage.starting
             and not self.starts_deferred()
-            and usage.live < self._budget.max_live
+            and usage.live < self._admission.budget.max_live
         ):
             self._spares.top_up(after=_SPARE_DELAY_SECONDS)
 
@@ -596,49 +584,27 @@ class LocalProcessBackend:
     async def _admit(self) -> None:
         """Start what the budget admits of every target's missing instances; the rest
         stays deferred. Called with the scaling lock held."""
-        now = self._clock()
-        wants: list[local_capacity.Want[Target]] = []
-        for target, want in self._wants.items():
-            live = self._instances.get(target, [])
-            missing = want.replicas - len(live)
-            if missing <= 0:
-                want.since = None
-                self._set_deferred(target, 0)
-                continue
-            if want.since is None:
-                want.since = now
-            if self._backing_off(target):
-                # Waiting out a failure, not capacity: it holds no place in the queue.
-                self._set_deferred(target, 0)
-                continue
+        running = {
+            target: local_admission.Running(len(live), sum(p.provisioned for p in live))
+            for target, live in self._instances.items()
+        }
+        grants = self._admission.grants(
+            self._usage(), running, now=self._clock(), backing_off=self._backing_off
+        )
+        for want, count in grants:
+            live = self._instances.get(want.version.target, [])
             warm = sum(p.provisioned for p in live)
-            wants.append(
-                local_capacity.Want(
-                    key=target,
-                    memory_mb=want.version.memory_size,
-                    missing=missing,
-                    since=want.since,
-                    provisioned=max(0, want.provisioned - warm),
-                )
-            )
-        grants = local_capacity.plan(self._budget, self._usage(), wants)
-        for short in wants:
-            self._set_deferred(short.key, short.missing - grants.get(short.key, 0))
-        for short in wants:
-            target = short.key
-            want = self._wants[target]
-            warm = sum(p.provisioned for p in self._instances.get(target, []))
-            for _ in range(grants.get(target, 0)):
+            for _ in range(count):
                 await self._start(
                     want.version, concurrency=want.concurrency, provisioned=warm < want.provisioned
                 )
                 warm += 1
-        self._report_capacity()
+        self._admission.report(self._usage())
         self._maybe_refill()
 
     def _capacity_freed(self) -> None:
         """An instance became ready, failed or is gone: admit deferred starts now."""
-        self._report_capacity()
+        self._admission.report(self._usage())
         if self._closed or self._admitting or not self.starts_deferred():
             return
         self._admitting = True
@@ -659,43 +625,6 @@ class LocalProcessBackend:
             memory_mb=sum(p.memory_mb for p in instances),
             starting=sum(p.endpoint is None and not p.stopping for p in instances),
             live=len(instances) + self._spares.count,
-        )
-
-    def _set_deferred(self, target: Target, count: int) -> None:
-        before = self._deferred.get(target, 0)
-        if count == before:
-            return
-        if count:
-            self._deferred[target] = count
-        else:
-            self._deferred.pop(target, None)
-        if count > before:
-            logger.info(
-                "instance starts deferred namespace=%s function=%s version=%s deferred=%d "
-                "reason=host-capacity",
-                target.namespace,
-                target.function_name,
-                target.version,
-                count,
-            )
-        if self._metrics is not None:
-            self._metrics.deferred_count(target, count)
-
-    def _report_capacity(self) -> None:
-        if self._metrics is None:
-            return
-        usage = self._usage()
-        self._metrics.capacity(
-            limits={
-                "memory_megabytes": self._budget.memory_mb,
-                "starting_instances": self._budget.max_starting,
-                "live_instances": self._budget.max_live,
-            },
-            in_use={
-                "memory_megabytes": usage.memory_mb,
-                "starting_instances": usage.starting,
-                "live_instances": usage.live,
-            },
         )
 
     def _backing_off(self, target: Target) -> bool:

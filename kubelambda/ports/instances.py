@@ -63,9 +63,9 @@ class InstanceBackend(Protocol):
 
     def ready_instances(self, target: Target) -> int: ...
 
-    def starts_deferred(self) -> bool:
-        """Whether some instance waits to start for capacity this backend lacks now (the
-        autoscaler then reclaims idle instances of other targets to make room)."""
+    def starts_deferred(self) -> Collection[Target]:
+        """The targets with instances that wait to start for capacity this backend
+        lacks now (the autoscaler then reclaims idle instances of the others)."""
         ...
 
     def start_failure(self, target: Target) -> StartFailure | None: ...

@@ -110,7 +110,7 @@ class Backend:
     ready: dict[Target, int] = field(default_factory=dict)
     failures: dict[Target, StartFailure] = field(default_factory=dict)
     asked: dict[Target, tuple[int, int, int]] = field(default_factory=dict)
-    deferring: bool = False
+    deferring: set[Target] = field(default_factory=set)
 
     async def scale(
         self, version: FunctionVersion, *, replicas: int, concurrency: int, provisioned: int = 0
@@ -126,7 +126,7 @@ class Backend:
     def ready_instances(self, target: Target) -> int:
         return self.ready.get(target, 0)
 
-    def starts_deferred(self) -> bool:
+    def starts_deferred(self) -> Collection[Target]:
         return self.deferring
 
     def start_failure(self, target: Target) -> StartFailure | None:

@@ -150,8 +150,8 @@ class Backend:
     def ready_instances(self, target: Target) -> int:
         return 0
 
-    def starts_deferred(self) -> bool:
-        return False
+    def starts_deferred(self) -> Collection[Target]:
+        return ()
 
     def start_failure(self, target: Target) -> StartFailure | None:
         return None
