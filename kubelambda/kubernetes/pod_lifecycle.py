@@ -113,7 +113,9 @@ class PodLifecycle:
 def _unschedulable(pod: Mapping[str, Any]) -> bool:
     for condition in (pod.get("status") or {}).get("conditions") or []:
         if condition.get("type") == "PodScheduled":
-            return condition.get("status") == "False" and condition.get("reason") == "Unschedulable"
+            return bool(
+                condition.get("status") == "False" and condition.get("reason") == "Unschedulable"
+            )
     return False
 
 
