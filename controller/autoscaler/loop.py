@@ -241,15 +241,17 @@ class Autoscaler:
         previous = stats.replicas
         self._stats[target] = stats.with_decision(decision)
         if decision.reason is decide.Reason.RECLAIMED:
+            # Ready instances stopped; the rest of ``previous`` were starts not made yet.
+            stopped = max(0, sample.ready - decision.replicas)
             logger.info(
                 "reclaimed under pressure namespace=%s function=%s version=%s instances=%d",
                 target.namespace,
                 target.function_name,
                 target.version,
-                previous - decision.replicas,
+                stopped,
             )
-            if self._metrics is not None:
-                self._metrics.reclaimed(target, count=previous - decision.replicas)
+            if self._metrics is not None and stopped:
+                self._metrics.reclaimed(target, count=stopped)
         if decision.replicas != previous:
             logger.info(
                 "scale namespace=%s function=%s version=%s from=%d to=%d reason=%s demand=%d "

@@ -430,6 +430,7 @@ async def test_a_start_deferred_for_one_target_reclaims_an_idle_other_at_once() 
         clock.now += 1
         await autoscaler.run_once()  # V2 was busy since the last pass: kept
         kept = backend.asked[V2][0]
+        backend.ready[V2] = 1
         backend.deferring = {V1}
         clock.now += 0.1
         autoscaler.poke(V1)
