@@ -95,9 +95,7 @@ async def test_deferred_starts_go_as_starts_finish_without_another_scale_call(
 async def test_memory_freed_by_a_stop_goes_to_the_oldest_deferred_start(
     new_backend: NewBackend, make_version: MakeVersion, until: Until, function_name: str
 ) -> None:
-    backend = new_backend(
-        budget=Budget(memory_mb=256, max_starting=4, max_live=10), spare_agents=0
-    )
+    backend = new_backend(budget=Budget(memory_mb=256, max_starting=4, max_live=10), spare_agents=0)
     first = make_version(memory_size=128)
     older = make_version(name=f"{function_name}-b", memory_size=128)
     newer = make_version(name=f"{function_name}-c", memory_size=128)
