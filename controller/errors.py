@@ -4,6 +4,7 @@
     └── InstanceStartError        an instance did not become ready (retriable, with backoff)
         ├── RuntimeUnavailable    this host has no interpreter for the runtime (permanent)
         ├── CodeUnavailable       the version's package cannot be unpacked (permanent)
+        ├── CapacityExceeded      one instance needs more than the host's budget (permanent)
         ├── InstanceExited        the agent exited before it was ready
         └── InstanceNotReady      the agent was not ready within the bound and was killed
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 __all__ = [
+    "CapacityExceeded",
     "CodeUnavailable",
     "ControllerError",
     "InstanceExited",
@@ -47,6 +49,21 @@ class RuntimeUnavailable(InstanceStartError):
 class CodeUnavailable(InstanceStartError):
     retriable = False
     reason = "code-unavailable"
+
+
+class CapacityExceeded(InstanceStartError):
+    """Not a wait: no amount of stopping other instances would make room for one."""
+
+    retriable = False
+    reason = "exceeds-host-capacity"
+
+    def __init__(self, memory_mb: int, budget_mb: int) -> None:
+        super().__init__(
+            f"MemorySize {memory_mb} MB is more than this host's whole budget for "
+            f"instances ({budget_mb} MB)"
+        )
+        self.memory_mb = memory_mb
+        self.budget_mb = budget_mb
 
 
 class InstanceExited(InstanceStartError):

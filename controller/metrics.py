@@ -1,18 +1,26 @@
 """Prometheus metrics of the controller: instances wanted and ready, starts, failures.
 
-The autoscaler loop records decisions and desired counts; instance backends record
-starts (spawn to ready), readiness and failures. Labels are namespace, function and
+The autoscaler loop records decisions, desired counts and instances it reclaimed under
+pressure; instance backends record starts (spawn to ready), readiness, failures and
+starts deferred for want of capacity (the local backend: the host's budget; Kubernetes:
+pods the scheduler cannot place). The local backend also shows its budget and what is
+in use of it, by resource. Labels are namespace, function and
 version only (plus a small fixed set of enum values), and ``forget`` removes a target's series when
 it leaves the catalog, so the label space stays as small as the catalog.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from kubelambda.models import Target
 
-__all__ = ["ControllerMetrics"]
+__all__ = ["CAPACITY_RESOURCES", "ControllerMetrics"]
+
+#: The ``resource`` label of the capacity gauges.
+CAPACITY_RESOURCES = ("memory_megabytes", "starting_instances", "live_instances")
 
 # Cold starts run from a few tens of milliseconds (python, no dependencies) to tens of
 # seconds (large packages, slow init code).
@@ -67,6 +75,35 @@ class ControllerMetrics:
             registry=registry,
         )
 
+        self.instance_starts_deferred = Gauge(
+            "kubelambda_instance_starts_deferred",
+            "Instances a version should run that wait for capacity: the host's budget in "
+            "embedded mode, pods Pending as Unschedulable in Kubernetes mode. Not failures.",
+            labels,
+            registry=registry,
+        )
+        self.instances_reclaimed = Counter(
+            "kubelambda_instances_reclaimed_total",
+            "Idle instances stopped before their idle timeout to make room for starts "
+            "that were deferred.",
+            labels,
+            registry=registry,
+        )
+        self.capacity_limit = Gauge(
+            "kubelambda_capacity_limit",
+            "The embedded host's budget for instances, by resource (memory_megabytes, "
+            "starting_instances, live_instances).",
+            ("resource",),
+            registry=registry,
+        )
+        self.capacity_in_use = Gauge(
+            "kubelambda_capacity_in_use",
+            "What instances (and spare agents, for live_instances) take of the embedded "
+            "host's budget, by resource.",
+            ("resource",),
+            registry=registry,
+        )
+
     def decided(self, target: Target, *, previous: int, replicas: int) -> None:
         self.instances_desired.labels(*_labels(target)).set(replicas)
         if replicas != previous:
@@ -85,12 +122,28 @@ class ControllerMetrics:
     def failed(self, target: Target, *, reason: str) -> None:
         self.instance_failures.labels(*_labels(target), reason).inc()
 
+    def deferred_count(self, target: Target, count: int) -> None:
+        self.instance_starts_deferred.labels(*_labels(target)).set(count)
+
+    def reclaimed(self, target: Target, *, count: int) -> None:
+        self.instances_reclaimed.labels(*_labels(target)).inc(count)
+
+    def capacity(self, *, limits: Mapping[str, int], in_use: Mapping[str, int]) -> None:
+        """The budget and its use, keyed by the names in ``CAPACITY_RESOURCES``."""
+        for resource in CAPACITY_RESOURCES:
+            self.capacity_limit.labels(resource).set(limits[resource])
+            self.capacity_in_use.labels(resource).set(in_use[resource])
+
     def reconcile_failed(self, reconciler: str) -> None:
         self.reconcile_errors.labels(reconciler).inc()
 
     def forget(self, target: Target) -> None:
         """Drop the gauges of a target that left the catalog; counters keep their totals."""
-        for gauge in (self.instances_desired, self.instances_ready):
+        for gauge in (
+            self.instances_desired,
+            self.instances_ready,
+            self.instance_starts_deferred,
+        ):
             try:
                 gauge.remove(*_labels(target))
             except KeyError:

@@ -17,6 +17,11 @@ The rules are Knative's KPA, with Lambda's idle timeout for scale to zero:
   ``max_instances``; at least ``min_instances`` (provisioned concurrency).
 - Zero only after ``idle_timeout`` seconds in which no sample saw anything in flight or
   waiting; before that a target that was busy keeps at least one instance.
+- Under ``pressure`` (the backend defers starts for want of capacity), a target whose
+  latest sample saw nothing in flight or waiting goes down to ``min_instances`` at once,
+  as Lambda reclaims idle execution environments: idle instances do not hold capacity
+  that requests of another function wait for. It then counts as idle past its timeout,
+  so it stays there until demand returns.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ class Reason(StrEnum):
     IDLE = "idle"
     MIN = "provisioned-minimum"
     MAX = "capped"
+    RECLAIMED = "reclaimed-under-pressure"
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,11 +124,15 @@ class ScaleStats:
         return dataclasses.replace(self, samples=(*kept, sample), last_busy_at=busy_at)
 
     def with_decision(self, decision: ScaleDecision) -> ScaleStats:
+        # Reclaimed: forget the busy spell, or the next calm pass would hold an instance
+        # again for the rest of the idle timeout, undoing the reclaim.
+        busy_at = None if decision.reason is Reason.RECLAIMED else self.last_busy_at
         return dataclasses.replace(
             self,
             replicas=decision.replicas,
             panic_until=decision.panic_until,
             panic_peak=decision.panic_peak,
+            last_busy_at=busy_at,
         )
 
     def average_demand(self, now: float, span: float) -> float:
@@ -142,8 +152,11 @@ def _instances_for(demand: float, per_instance: float) -> int:
     return max(0, math.ceil(demand / per_instance - _EPSILON))
 
 
-def decide(stats: ScaleStats, spec: ScaleSpec, now: float) -> ScaleDecision:
-    """The number of instances ``spec``'s target should run at ``now``.
+def decide(
+    stats: ScaleStats, spec: ScaleSpec, now: float, *, pressure: bool = False
+) -> ScaleDecision:
+    """The number of instances ``spec``'s target should run at ``now`` (``pressure``:
+    starts of some target wait for capacity).
 
     Worked example, instance concurrency 10, utilization 0.7 (7 requests per instance),
     2 ready instances: the last minute averaged 12 requests, the last 6 s 40.
@@ -159,6 +172,10 @@ def decide(stats: ScaleStats, spec: ScaleSpec, now: float) -> ScaleDecision:
     busy_now = latest is not None and latest.demand > 0
     idle_for = math.inf if stats.last_busy_at is None else now - stats.last_busy_at
 
+    if not busy_now and pressure and stats.replicas > floor:
+        return ScaleDecision(
+            replicas=floor, reason=Reason.RECLAIMED, stable_desired=stable, panic_desired=panic
+        )
     if not busy_now and idle_for >= spec.idle_timeout:
         # Idle long enough: down to the provisioned floor, even out of a panic, since a
         # target that saw nothing for the whole timeout is not in a burst any more.

@@ -5,7 +5,9 @@ The launch package builds one ``Autoscaler`` and hands it to the gateway as its
 waits on a decision); each gateway reports under its own reporter id, and a target's
 demand is the sum over reporters. Every tick (1 s) the loop samples every target in the latest
 catalog, asks the pure ``decide`` for a replica count, and calls the backend's
-declarative ``scale``; a poke runs the same pass for one target at once. The same pass
+declarative ``scale``; a poke runs the same pass for one target at once. While the
+backend defers starts for want of capacity, every pass also looks at the idle targets,
+which ``decide`` then reclaims down to their provisioned floor. The same pass
 reports provisioned-concurrency configs READY (or FAILED) to the store, and scales a
 version that left the catalog to zero.
 
@@ -145,20 +147,41 @@ class Autoscaler:
             targets = set(self._specs) | poked
         for gone in [t for t in self._versions if t not in self._specs]:
             await self._retire(gone)
-        for target in sorted(targets & set(self._specs), key=str):
-            try:
-                await self._scale(target, now, poked=target in poked)
-            except Exception:
-                # One target's backend error must not stop the others from scaling.
-                if self._metrics is not None:
-                    self._metrics.reconcile_failed("autoscaler")
-                logger.exception(
-                    "scaling failed namespace=%s function=%s version=%s",
-                    target.namespace,
-                    target.function_name,
-                    target.version,
-                )
+        chosen = targets & set(self._specs)
+        for target in sorted(chosen, key=str):
+            await self._scale_one(target, now, poked=target in poked)
+        if self._backend.starts_deferred():
+            # A poke's start waits for capacity: idle instances of the other targets
+            # make room now rather than at the next tick.
+            for target in sorted(set(self._specs) - chosen, key=str):
+                if self._reclaimable(target):
+                    await self._scale_one(target, now, poked=False)
         await self._report_provisioned()
+
+    async def _scale_one(self, target: Target, now: float, *, poked: bool) -> None:
+        try:
+            await self._scale(target, now, poked=poked)
+        except Exception:
+            # One target's backend error must not stop the others from scaling.
+            if self._metrics is not None:
+                self._metrics.reconcile_failed("autoscaler")
+            logger.exception(
+                "scaling failed namespace=%s function=%s version=%s",
+                target.namespace,
+                target.function_name,
+                target.version,
+            )
+
+    def _reclaimable(self, target: Target) -> bool:
+        """Whether ``target`` runs more than its floor and nothing of it has been in
+        flight or waiting since its last sample (what ``decide`` reclaims)."""
+        stats = self._stats.get(target)
+        reports = self._counts.get(target, {}).values()
+        return (
+            stats is not None
+            and stats.replicas > self._specs[target].min_instances
+            and not any(c.peak_demand for c in reports)
+        )
 
     async def _run(self) -> None:
         next_tick = self._clock()
@@ -211,9 +234,24 @@ class Autoscaler:
             counts.peak_demand = counts.in_flight + counts.waiting
         stats = self._stats.get(target) or _first_stats(spec, ready=sample.ready, now=now)
         stats = stats.with_sample(sample)
-        decision = decide.decide(stats, spec, now)
+        # Only others' deferred starts are pressure: a target's own (a stable window
+        # that still wants more) must not reclaim the instance it would start beside.
+        pressure = bool(set(self._backend.starts_deferred()) - {target})
+        decision = decide.decide(stats, spec, now, pressure=pressure)
         previous = stats.replicas
         self._stats[target] = stats.with_decision(decision)
+        if decision.reason is decide.Reason.RECLAIMED:
+            # Ready instances stopped; the rest of ``previous`` were starts not made yet.
+            stopped = max(0, sample.ready - decision.replicas)
+            logger.info(
+                "reclaimed under pressure namespace=%s function=%s version=%s instances=%d",
+                target.namespace,
+                target.function_name,
+                target.version,
+                stopped,
+            )
+            if self._metrics is not None and stopped:
+                self._metrics.reclaimed(target, count=stopped)
         if decision.replicas != previous:
             logger.info(
                 "scale namespace=%s function=%s version=%s from=%d to=%d reason=%s demand=%d "

@@ -13,6 +13,15 @@ endpoint always leaves ``endpoints()`` (and subscribers hear of it) before its p
 is told to stop, so the gateway never sends work to a draining instance. New instances
 take a spare agent (``local_spares``) when one is waiting.
 
+Starts are admitted within the host's budget (``local_capacity``: memory, starts at
+once, live processes). What a scale call wants beyond it is deferred, not dropped: the
+latest wanted count of every target is kept, and deferred starts go, provisioned ones
+first and then oldest want first, as soon as capacity frees (an instance became ready,
+failed, or stopped), without waiting for the autoscaler's next call. Meanwhile the
+requests wait in the gateway's activator, and ``starts_deferred`` tells the autoscaler
+to reclaim idle instances of other targets. An instance larger than the whole budget is
+a permanent start failure (``CapacityExceeded``), not a wait.
+
 Given ``users`` (the platform runs as root), every instance runs as its function's user
 (``local_users``), which cannot enter the home: it runs a copy of its package made for
 its function, has a private ``TMPDIR`` removed when it goes (both under the platform's
@@ -21,8 +30,8 @@ may write to. Without ``users`` instances run as the platform's user, from the u
 package itself.
 
 Memory: ``MemorySize`` is passed to the function as ``AWS_LAMBDA_FUNCTION_MEMORY_SIZE``
-but not enforced in local mode; processes share the host's memory (Kubernetes mode
-sets container limits).
+and counted against the budget, but not enforced per process in local mode; processes
+share the host's memory (Kubernetes mode sets container limits).
 """
 
 from __future__ import annotations
@@ -42,7 +51,16 @@ from pathlib import Path
 from typing import Any
 
 from controller import errors
-from controller.backends import local_env, local_files, local_process, local_spares, local_users
+from controller.backends import (
+    local_admission,
+    local_capacity,
+    local_env,
+    local_files,
+    local_host,
+    local_process,
+    local_spares,
+    local_users,
+)
 from controller.metrics import ControllerMetrics
 from kubelambda import instance_environment, zips
 from kubelambda.models import CodePackage, FunctionVersion, Target
@@ -78,7 +96,8 @@ class LocalProcessBackend:
     of a target whose starts keep failing. ``spare_agents``: agents kept started ahead
     of need (0 makes every start fully cold). ``log_max_bytes``: where each instance's
     log is rotated (one previous file is kept, ``<instance>.log.1``). ``users``: run
-    every instance as its function's user (see the module's docstring).
+    every instance as its function's user (see the module's docstring). ``budget``:
+    what instances may take of the host (default: the host's, with default limits).
     """
 
     def __init__(
@@ -96,6 +115,7 @@ class LocalProcessBackend:
         log_max_bytes: int = local_env.DEFAULT_LOG_MAX_BYTES,
         host_environ: Mapping[str, str] | None = None,
         users: local_users.InstanceUsers | None = None,
+        budget: local_capacity.Budget | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._home = home
@@ -113,6 +133,14 @@ class LocalProcessBackend:
         self._users = users
         self._files = None if users is None else local_files.InstanceFiles(home)
         self._instances: dict[Target, list[local_process.LocalProcess]] = {}
+        self._admission = local_admission.Admission(
+            budget
+            or local_capacity.Budget.for_host(local_host.read_host(), local_capacity.Limits()),
+            metrics=metrics,
+        )
+        # Told to stop, not gone yet: they still hold their memory and a process.
+        self._draining: set[local_process.LocalProcess] = set()
+        self._admitting = False
         self._failures: dict[Target, _Failures] = {}
         self._listeners: list[Callable[[Target], None]] = []
         # The package each version runs now, once ``follow`` is given the catalog.
@@ -159,16 +187,26 @@ class LocalProcessBackend:
             # Nothing left to run: forget the target, or deleted versions pile up here.
             self._instances.pop(target, None)
             self._failures.pop(target, None)
+            self._admission.forget(target)
             return
-        missing = replicas - len(live)
-        failures = self._failures.get(target)
-        if missing > 0 and failures is not None and self._clock() < failures.retry_at:
+        budget = self._admission.budget
+        if replicas > len(live) and not budget.fits_at_all(version.memory_size):
+            if not self._backing_off(target):
+                exc = errors.CapacityExceeded(version.memory_size, budget.memory_mb)
+                self._record_failure(target, exc)
+                logger.error(
+                    "cannot start instance namespace=%s function=%s version=%s error=%s",
+                    target.namespace,
+                    target.function_name,
+                    target.version,
+                    exc,
+                )
+            self._admission.forget(target)
             return
-        warm = sum(p.provisioned for p in live)
-        for _ in range(missing):
-            await self._start(version, concurrency=concurrency, provisioned=warm < provisioned)
-            warm += 1
-        self._maybe_refill()
+        self._admission.want(
+            version, replicas=replicas, concurrency=concurrency, provisioned=provisioned
+        )
+        await self._admit()
 
     async def prepare(self, package: CodePackage) -> None:
         """Unpack ``package`` (once per digest) where instances will run it."""
@@ -214,6 +252,9 @@ class LocalProcessBackend:
 
     def ready_instances(self, target: Target) -> int:
         return len(self.endpoints(target))
+
+    def starts_deferred(self) -> Collection[Target]:
+        return self._admission.deferred()
 
     def subscribe(self, listener: Callable[[Target], None]) -> Callable[[], None]:
         self._listeners.append(listener)
@@ -390,6 +431,7 @@ class LocalProcessBackend:
             log_path=log_path,
             assigned_at=self._clock(),
             stop_grace=version.timeout + self._stop_grace_extra,
+            memory_mb=version.memory_size,
             user=user,
         )
 
@@ -427,9 +469,15 @@ class LocalProcessBackend:
     def _maybe_refill(self) -> None:
         """Top up the spare agents, but not while instances start, and only a moment
         after the last became ready: on a small host a spare's start would slow down
-        the cold start, and then the first invocation, that someone is waiting for."""
-        starting = any(p.endpoint is None for ps in self._instances.values() for p in ps)
-        if not self._closed and not starting:
+        the cold start, and then the first invocation, that someone is waiting for.
+        Spares are processes of the live budget: none while starts are deferred."""
+        usage = self._usage()
+        if (
+            not self._closed
+            and not usage.starting
+            and not self.starts_deferred()
+            and usage.live < self._admission.budget.max_live
+        ):
             self._spares.top_up(after=_SPARE_DELAY_SECONDS)
 
     async def _supervise(self, instance: local_process.LocalProcess, concurrency: int) -> None:
@@ -451,6 +499,7 @@ class LocalProcessBackend:
                     instance.log_tail(),
                 )
             await self._release(instance.instance_id)
+            self._capacity_freed()
             self._maybe_refill()
             return
         if instance.stopping:
@@ -477,6 +526,8 @@ class LocalProcessBackend:
             start_seconds * 1000,
         )
         self._changed(target)
+        # A start slot is free: a deferred start may take it.
+        self._capacity_freed()
         self._maybe_refill()
         returncode = await instance.process.wait()
         if instance.stopping:
@@ -486,6 +537,7 @@ class LocalProcessBackend:
         self._changed(target)
         await instance.sweep()
         await self._release(instance.instance_id)
+        self._capacity_freed()
         if self._metrics is not None:
             self._metrics.failed(target, reason="exited")
         logger.warning(
@@ -513,16 +565,71 @@ class LocalProcessBackend:
             instance.instance_id,
             reason,
         )
+        self._draining.add(instance)
         self._track(self._stop(instance))
 
     async def _stop(self, instance: local_process.LocalProcess) -> None:
-        await instance.stop()
+        try:
+            await instance.stop()
+        finally:
+            self._draining.discard(instance)
         await self._release(instance.instance_id)
+        self._capacity_freed()
 
     def _forget(self, instance: local_process.LocalProcess) -> None:
         instances = self._instances.get(instance.target, [])
         if instance in instances:
             instances.remove(instance)
+
+    async def _admit(self) -> None:
+        """Start what the budget admits of every target's missing instances; the rest
+        stays deferred. Called with the scaling lock held."""
+        running = {
+            target: local_admission.Running(len(live), sum(p.provisioned for p in live))
+            for target, live in self._instances.items()
+        }
+        grants = self._admission.grants(
+            self._usage(), running, now=self._clock(), backing_off=self._backing_off
+        )
+        for want, count in grants:
+            live = self._instances.get(want.version.target, [])
+            warm = sum(p.provisioned for p in live)
+            for _ in range(count):
+                await self._start(
+                    want.version, concurrency=want.concurrency, provisioned=warm < want.provisioned
+                )
+                warm += 1
+        self._admission.report(self._usage())
+        self._maybe_refill()
+
+    def _capacity_freed(self) -> None:
+        """An instance became ready, failed or is gone: admit deferred starts now."""
+        self._admission.report(self._usage())
+        if self._closed or self._admitting or not self.starts_deferred():
+            return
+        self._admitting = True
+        self._track(self._admit_deferred())
+
+    async def _admit_deferred(self) -> None:
+        async with self._scaling:
+            # Cleared first: capacity that frees while this pass starts instances needs
+            # a pass of its own.
+            self._admitting = False
+            if not self._closed:
+                await self._admit()
+
+    def _usage(self) -> local_capacity.Usage:
+        instances = [p for ps in self._instances.values() for p in ps]
+        instances += self._draining
+        return local_capacity.Usage(
+            memory_mb=sum(p.memory_mb for p in instances),
+            starting=sum(p.endpoint is None and not p.stopping for p in instances),
+            live=len(instances) + self._spares.count,
+        )
+
+    def _backing_off(self, target: Target) -> bool:
+        failures = self._failures.get(target)
+        return failures is not None and self._clock() < failures.retry_at
 
     def _record_failure(self, target: Target, exc: errors.InstanceStartError) -> None:
         previous = self._failures.get(target)

@@ -83,6 +83,8 @@ class LocalProcess:
     stop_grace: float
     ready_reader: asyncio.StreamReader
     marker: bytes
+    #: Its function's MemorySize: what it takes of the host's budget.
+    memory_mb: int
     invoke_token: str = field(repr=False)
     endpoint: Endpoint | None = None
     stopping: bool = False
@@ -294,6 +296,7 @@ def assign(
     log_path: Path,
     assigned_at: float,
     stop_grace: float,
+    memory_mb: int,
     user: InstanceUser | None = None,
 ) -> LocalProcess:
     """Give a spare its function: ``environ`` (plus its ready pipe), its log file (whose
@@ -324,6 +327,7 @@ def assign(
         stop_grace=stop_grace,
         ready_reader=spare.ready_reader,
         marker=f"{MARKER_VARIABLE}={environ[MARKER_VARIABLE]}".encode(),
+        memory_mb=memory_mb,
         invoke_token=environ[local_env.INVOKE_TOKEN_VARIABLE],
         _pipe=spare.pipe,
     )

@@ -28,6 +28,11 @@ class SparePool:
         self._spawning = False
         self._closed = False
 
+    @property
+    def count(self) -> int:
+        """Spare agents alive or being started: processes of the host's live budget."""
+        return len(self._spares) + int(self._spawning)
+
     async def take(self) -> Spare:
         """A live spare if there is one, else an agent started now (a fully cold start)."""
         if not self._spares and self._refill is not None and self._spawning:

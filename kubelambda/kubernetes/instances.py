@@ -177,6 +177,11 @@ class KubernetesBackend:
     def ready_instances(self, target: Target) -> int:
         return self._pods.ready_instances(target)
 
+    def starts_deferred(self) -> Collection[Target]:
+        # The scheduler is the budget here: a pod it cannot place stays Pending (counted
+        # by ``PodLifecycle``), and nothing of another function is stopped for it.
+        return ()
+
     def start_failure(self, target: Target) -> StartFailure | None:
         return self._pods.start_failure(target)
 

@@ -7,6 +7,12 @@ process began watching (an older one was counted by the process that saw it star
 it counts as ready once, with the time from its creation; a container restart, or a
 pod stuck on a reason that will not pass (a missing image, a bad config), counts as a
 failure with the kubelet's reason.
+
+A pod the scheduler cannot place (Pending, condition PodScheduled False for the reason
+Unschedulable) is not a failure: the cluster has no room for it now, as the embedded
+host's budget defers a start. Such pods are counted per version as deferred starts
+while they wait; the gateway's activator holds their requests and answers 429 after its
+bounded wait, as it does for any start that takes too long.
 """
 
 from __future__ import annotations
@@ -54,12 +60,14 @@ class PodLifecycle:
         self._since = clock().replace(microsecond=0)
         self._pods: dict[str, _Seen] = {}
         self._reported: set[Target] = set()
+        self._unschedulable: set[Target] = set()
 
     def observe(self, pods: Iterable[tuple[Target, Mapping[str, Any], bool]]) -> None:
         """The current pods of catalog versions, each with whether it serves now."""
         now = self._clock()
         live: set[str] = set()
         ready: dict[Target, int] = {}
+        unschedulable: dict[Target, int] = {}
         for target, pod, serving in pods:
             uid = pod["metadata"]["uid"]
             live.add(uid)
@@ -77,11 +85,16 @@ class PodLifecycle:
                         seconds = max(0.0, (now - created).total_seconds())
                         self._events.became_ready(target, seconds=seconds)
             self._failures(seen, pod)
+            if not serving and _unschedulable(pod):
+                unschedulable[target] = unschedulable.get(target, 0) + 1
         for uid in [uid for uid in self._pods if uid not in live]:
             del self._pods[uid]
         for target in self._reported | ready.keys():
             self._events.ready_count(target, ready.get(target, 0))
         self._reported = set(ready)
+        for target in self._unschedulable | unschedulable.keys():
+            self._events.deferred_count(target, unschedulable.get(target, 0))
+        self._unschedulable = set(unschedulable)
 
     def _failures(self, seen: _Seen, pod: Mapping[str, Any]) -> None:
         for container in (pod.get("status") or {}).get("containerStatuses") or []:
@@ -95,6 +108,15 @@ class PodLifecycle:
             if waiting in _STUCK_REASONS and not seen.stuck:
                 seen.stuck = True
                 self._events.failed(seen.target, reason=str(waiting))
+
+
+def _unschedulable(pod: Mapping[str, Any]) -> bool:
+    for condition in (pod.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "PodScheduled":
+            return bool(
+                condition.get("status") == "False" and condition.get("reason") == "Unschedulable"
+            )
+    return False
 
 
 def _created(pod: Mapping[str, Any]) -> datetime | None:

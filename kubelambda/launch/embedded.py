@@ -6,9 +6,10 @@ gateway's scale signals, the event queue in SQLite or on Kafka), hands them to t
 controller and to ``front`` (invoke path, dispatcher, gateway, served by uvicorn), and on
 exit stops everything it started, instances included, in reverse order. Before any of
 that it makes the home owner-only, locks it (one platform per home, see ``home``) and
-reaps the instances a killed earlier run left behind. Run as root, it has every function's
-instances run as a user of that function's own (``controller.backends.local_users``) and
-offers only the runtimes such users can start.
+reaps the instances a killed earlier run left behind. The local backend gets the host's
+budget for instances (memory, starts at once, live processes) from the settings' shares.
+Run as root, it has every function's instances run as a user of that function's own
+(``controller.backends.local_users``) and offers only the runtimes such users can start.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import logging
 
 from prometheus_client import CollectorRegistry
 
-from controller.backends import local_users
+from controller.backends import local_capacity, local_host, local_users
 from controller.backends.local import LocalProcessBackend
 from controller.metrics import ControllerMetrics
 from kubelambda import credentials, runtimes
@@ -58,12 +59,30 @@ async def run(settings: PlatformSettings, *, deploy_example: bool = False) -> No
         code = LocalCodeStore(settings.home / "code")
         controller_metrics = ControllerMetrics(registry)
         users = local_users.for_platform(settings.instance_uid_base)
+        host = local_host.read_host()
+        budget = local_capacity.Budget.for_host(
+            host,
+            local_capacity.Limits(
+                memory_share=settings.capacity_memory_share,
+                starting_at_once=settings.capacity_starting_at_once,
+                live_per_core=settings.capacity_live_per_core,
+            ),
+        )
+        log.info(
+            "instance budget memory_mb=%d of %d starting=%d live=%d cores=%d",
+            budget.memory_mb,
+            host.memory_mb,
+            budget.max_starting,
+            budget.max_live,
+            host.cores,
+        )
         backend = LocalProcessBackend(
             settings.home,
             code=code,
             region=settings.region,
             metrics=controller_metrics,
             users=users,
+            budget=budget,
         )
         stack.push_async_callback(backend.aclose)
         offered = runtimes.available_runtimes(usable=None if users is None else users.can_run)

@@ -63,6 +63,19 @@ class PlatformSettings(BaseSettings):
     kafka_replication_factor: int = Field(
         default=1, ge=1, description="Replication factor of created topics (3 in production)"
     )
+    capacity_memory_share: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="Embedded: the share of the host's memory (or its container's limit) "
+        "that the MemorySize of all instances may sum to",
+    )
+    capacity_starting_at_once: int = Field(
+        default=0, ge=0, description="Embedded: instances starting at once (0: one a core)"
+    )
+    capacity_live_per_core: int = Field(
+        default=8, ge=1, description="Embedded: agent processes alive per core, spares included"
+    )
     instance_uid_base: int = Field(
         default=1_999_000_000,
         ge=65_536,

@@ -63,6 +63,11 @@ class InstanceBackend(Protocol):
 
     def ready_instances(self, target: Target) -> int: ...
 
+    def starts_deferred(self) -> Collection[Target]:
+        """The targets with instances that wait to start for capacity this backend
+        lacks now (the autoscaler then reclaims idle instances of the others)."""
+        ...
+
     def start_failure(self, target: Target) -> StartFailure | None: ...
 
     async def aclose(self) -> None:
@@ -81,3 +86,7 @@ class InstanceEvents(Protocol):
     def ready_count(self, target: Target, count: int) -> None: ...
 
     def failed(self, target: Target, *, reason: str) -> None: ...
+
+    def deferred_count(self, target: Target, count: int) -> None:
+        """Instances of ``target`` waiting for capacity (not failures)."""
+        ...

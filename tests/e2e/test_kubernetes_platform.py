@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import botocore.exceptions
+import httpx
 import pytest
 
 from tests.e2e.conftest import (
@@ -273,6 +274,54 @@ def test_provisioned_concurrency_keeps_a_ready_pod_without_traffic(
         if any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"]["conditions"])
     ]
     assert len(running) >= 1
+
+
+def test_a_pod_the_node_cannot_fit_is_a_deferred_start_and_its_invoke_a_429(
+    client: Any, platform: Platform, cluster: Cluster
+) -> None:
+    # 10,240 MB asks for ceil(10,240 x 1,000 / 1,769) = 5,789m of CPU: more than the
+    # test node's 2 cores, so the scheduler leaves the pod Pending, Unschedulable.
+    create(client, "huge", MemorySize=10240)
+    labels = {"function": "huge", "version": "$LATEST"}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        answer = pool.submit(client.invoke, FunctionName="huge", Payload=b"{}")
+
+        def unschedulable() -> bool:
+            return any(
+                c.get("reason") == "Unschedulable"
+                for pod in cluster.pods_of("huge")
+                for c in pod["status"].get("conditions") or []
+            )
+
+        eventually("an Unschedulable pod", unschedulable, timeout=20)
+        deferred = eventually(
+            "the deferred start in the metrics",
+            lambda: metric(platform, "kubelambda_instance_starts_deferred", **labels),
+            timeout=20,
+        )
+        with pytest.raises(botocore.exceptions.ClientError) as raised:
+            answer.result(timeout=60)
+
+    assert deferred == 1
+    assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 429
+    assert raised.value.response["Reason"] == "ConcurrentInvocationLimitExceeded"
+    assert metric(platform, "kubelambda_instance_failures_total", **labels) == 0
+    assert [p["status"]["phase"] for p in cluster.pods_of("huge")] == ["Pending"]
+    client.delete_function(FunctionName="huge")
+
+
+def metric(platform: Platform, name: str, **labels: str) -> float:
+    """The sum of ``name``'s series with ``labels`` on the platform's /metrics."""
+    text = httpx.get(f"{platform.url}/metrics").text
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name + "{"):
+            continue
+        label_text = line[len(name) + 1 : line.index("}")]
+        found = dict(part.split("=", 1) for part in label_text.split(",") if part)
+        if all(found.get(key) == f'"{value}"' for key, value in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
 
 
 def test_a_burst_at_zero_pods_is_answered_in_full(client: Any, platform: Platform) -> None:

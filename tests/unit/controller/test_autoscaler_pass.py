@@ -110,6 +110,7 @@ class Backend:
     ready: dict[Target, int] = field(default_factory=dict)
     failures: dict[Target, StartFailure] = field(default_factory=dict)
     asked: dict[Target, tuple[int, int, int]] = field(default_factory=dict)
+    deferring: set[Target] = field(default_factory=set)
 
     async def scale(
         self, version: FunctionVersion, *, replicas: int, concurrency: int, provisioned: int = 0
@@ -124,6 +125,9 @@ class Backend:
 
     def ready_instances(self, target: Target) -> int:
         return self.ready.get(target, 0)
+
+    def starts_deferred(self) -> Collection[Target]:
+        return self.deferring
 
     def start_failure(self, target: Target) -> StartFailure | None:
         return self.failures.get(target)
@@ -410,3 +414,51 @@ async def test_a_failed_scale_counts_as_a_reconcile_error_and_the_pass_goes_on()
         "kubelambda_reconcile_errors_total", {"reconciler": "autoscaler"}
     )
     assert errors_total == 1.0
+
+
+async def test_a_start_deferred_for_one_target_reclaims_an_idle_other_at_once() -> None:
+    registry = CollectorRegistry()
+    backend, clock = Backend(), Clock()
+    autoscaler = Autoscaler(
+        Store(catalog()), backend, clock=clock, metrics=ControllerMetrics(registry)
+    )
+    await autoscaler.load()
+    try:
+        autoscaler.report(GATEWAY_A, V2, in_flight=1, waiting=0)
+        await autoscaler.run_once()
+        autoscaler.report(GATEWAY_A, V2, in_flight=0, waiting=0)
+        clock.now += 1
+        await autoscaler.run_once()  # V2 was busy since the last pass: kept
+        kept = backend.asked[V2][0]
+        backend.ready[V2] = 1
+        backend.deferring = {V1}
+        clock.now += 0.1
+        autoscaler.poke(V1)
+        await autoscaler.run_once({V1})  # a poke's pass, not a tick
+        reclaimed = backend.asked[V2][0]
+        backend.deferring = set()
+        clock.now += 1
+        await autoscaler.run_once()
+    finally:
+        await autoscaler.aclose()
+
+    assert (kept, reclaimed, backend.asked[V2][0]) == (1, 0, 0)
+    labels = {"namespace": NS, "function": "f", "version": "2"}
+    assert registry.get_sample_value("kubelambda_instances_reclaimed_total", labels) == 1
+
+
+async def test_a_target_is_not_reclaimed_for_its_own_deferred_starts() -> None:
+    backend, clock = Backend(deferring={V1}), Clock()
+    autoscaler = await started(Store(catalog()), backend, clock)
+    try:
+        autoscaler.report(GATEWAY_A, V1, in_flight=2, waiting=0)
+        await autoscaler.run_once()
+        autoscaler.report(GATEWAY_A, V1, in_flight=0, waiting=0)
+        clock.now += 1
+        await autoscaler.run_once()
+        clock.now += 1
+        await autoscaler.run_once()
+    finally:
+        await autoscaler.aclose()
+
+    assert backend.asked[V1][0] == 2

@@ -221,3 +221,39 @@ def test_idle_timeout_ends_a_panic() -> None:
         stats = stats.with_sample(Sample(at=t, in_flight=0, waiting=0, ready=8))
 
     assert (stats.panic_until, decide(stats, spec, 5.0).replicas) == (62.0, 0)
+
+
+def test_under_pressure_an_idle_target_goes_to_zero_before_its_idle_timeout() -> None:
+    stats = history(3, 3, 0, ready=3)
+    stats = stats.with_decision(decide(stats, ScaleSpec(), 1.0))
+
+    decision = decide(stats, ScaleSpec(), 2.0, pressure=True)
+
+    assert (decision.replicas, decision.reason) == (0, Reason.RECLAIMED)
+
+
+def test_under_pressure_a_busy_target_keeps_its_instances() -> None:
+    stats = history(3, 3, 1, ready=3)
+    stats = stats.with_decision(decide(stats, ScaleSpec(), 1.0))
+
+    assert decide(stats, ScaleSpec(), 2.0, pressure=True).reason is not Reason.RECLAIMED
+
+
+def test_reclaiming_never_goes_below_the_provisioned_floor() -> None:
+    spec = ScaleSpec(min_instances=1)
+    stats = history(3, 3, 0, ready=3)
+    stats = stats.with_decision(decide(stats, spec, 1.0))
+
+    decision = decide(stats, spec, 2.0, pressure=True)
+
+    assert (decision.replicas, decision.reason) == (1, Reason.RECLAIMED)
+
+
+def test_a_reclaimed_target_stays_down_once_the_pressure_is_gone() -> None:
+    # Without forgetting its busy spell it would hold one instance for the idle timeout.
+    stats = history(3, 3, 0, ready=3)
+    stats = stats.with_decision(decide(stats, ScaleSpec(), 1.0))
+    stats = stats.with_decision(decide(stats, ScaleSpec(), 2.0, pressure=True))
+    stats = stats.with_sample(Sample(at=3.0, in_flight=0, waiting=0, ready=0))
+
+    assert decide(stats, ScaleSpec(), 3.0).replicas == 0

@@ -150,6 +150,9 @@ class Backend:
     def ready_instances(self, target: Target) -> int:
         return 0
 
+    def starts_deferred(self) -> Collection[Target]:
+        return ()
+
     def start_failure(self, target: Target) -> StartFailure | None:
         return None
 

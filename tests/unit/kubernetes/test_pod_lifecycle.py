@@ -29,6 +29,9 @@ class Events:
     def failed(self, target: Target, *, reason: str) -> None:
         self.log.append(("failed", target, reason))
 
+    def deferred_count(self, target: Target, count: int) -> None:
+        self.log.append(("deferred", target, count))
+
 
 class Clock:
     def __init__(self) -> None:
@@ -105,4 +108,39 @@ def test_restarts_and_a_stuck_pod_are_failures_once_each() -> None:
         ("failed", HELLO, "OOMKilled"),
         ("failed", HELLO, "OOMKilled"),
         ("failed", HELLO, "ImagePullBackOff"),
+    ]
+
+
+def unschedulable(uid: str, *, created: datetime) -> dict[str, Any]:
+    """A pod as the scheduler leaves one it cannot place: Pending, no container statuses."""
+    return {
+        "metadata": {"uid": uid, "creationTimestamp": created.isoformat().replace("+00:00", "Z")},
+        "spec": {"containers": [{}]},
+        "status": {
+            "phase": "Pending",
+            "conditions": [
+                {
+                    "type": "PodScheduled",
+                    "status": "False",
+                    "reason": "Unschedulable",
+                    "message": "0/1 nodes are available: 1 Insufficient memory.",
+                }
+            ],
+        },
+    }
+
+
+def test_an_unschedulable_pod_is_a_deferred_start_not_a_failure() -> None:
+    events, clock = Events(), Clock()
+    lifecycle = PodLifecycle(events, clock=clock)
+    waiting = unschedulable("a", created=START)
+    lifecycle.observe([(HELLO, waiting, False)])
+    lifecycle.observe([(HELLO, waiting, False)])
+    lifecycle.observe([])
+
+    assert events.log == [
+        ("started", HELLO, "on-demand"),
+        ("deferred", HELLO, 1),
+        ("deferred", HELLO, 1),
+        ("deferred", HELLO, 0),
     ]

@@ -1,0 +1,121 @@
+"""The host's capacity budget for local instances, and which deferred starts it admits.
+
+Pure arithmetic: ``LocalProcessBackend`` (``controller.backends.local``) reads the host
+once (``local_host``), builds a ``Budget`` from it and the platform's settings, and on
+every scale call and every time capacity frees asks ``plan`` how many of the instances
+it still misses may start now. What ``plan`` does not grant stays deferred in the
+backend, and the requests for it wait in the gateway's activator.
+
+Three limits, as a 2-core host taught us (64 instances of a concurrency-1 function are
+128 Python processes, and every one of them slows the start of the others):
+
+- memory: the ``MemorySize`` of every instance alive (starting, ready or draining) sums
+  to at most ``memory_share`` of the host's memory (the lower of MemTotal and our
+  cgroup's limit);
+- starts: at most ``max_starting`` instances are starting at once (default one a core);
+- live: at most ``live_per_core`` x cores agent processes, spare agents included.
+
+Worked example, 2 cores, 4,096 MB, share 0.5, 8 a core: 2,048 MB, 2 starting, 16 live.
+With 10 instances of 128 MB ready (1,280 MB) and none starting, a want of 20 more gets
+``min(20, 2 starting, 16 - 10 live, (2,048 - 1,280) // 128 = 6 by memory) = 2``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+__all__ = ["Budget", "HostResources", "Limits", "Usage", "Want", "plan"]
+
+K = TypeVar("K", bound=Hashable)
+
+
+@dataclass(frozen=True, slots=True)
+class HostResources:
+    """What this host (or the container the platform runs in) has."""
+
+    memory_mb: int
+    cores: int
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The settable shares of the host: ``starting_at_once`` 0 means one a core."""
+
+    memory_share: float = 0.5
+    starting_at_once: int = 0
+    live_per_core: int = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    memory_mb: int
+    max_starting: int
+    max_live: int
+
+    @classmethod
+    def for_host(cls, host: HostResources, limits: Limits) -> Budget:
+        cores = max(1, host.cores)
+        return cls(
+            memory_mb=int(host.memory_mb * limits.memory_share),
+            max_starting=limits.starting_at_once or cores,
+            max_live=limits.live_per_core * cores,
+        )
+
+    def fits_at_all(self, memory_mb: int) -> bool:
+        """Whether one instance of ``memory_mb`` could ever run here, all else stopped."""
+        return memory_mb <= self.memory_mb and self.max_live > 0 and self.max_starting > 0
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What is taken now: ``live`` agent processes (spares and draining ones included),
+    ``starting`` of them not ready yet, and the ``memory_mb`` of the instances."""
+
+    memory_mb: int = 0
+    starting: int = 0
+    live: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Want(Generic[K]):
+    """Instances of one target that should run and do not: ``missing`` in all, the
+    first ``provisioned`` of them for provisioned concurrency, short since ``since``."""
+
+    key: K
+    memory_mb: int
+    missing: int
+    since: float
+    provisioned: int = 0
+
+
+def plan(budget: Budget, usage: Usage, wants: Sequence[Want[K]]) -> dict[K, int]:
+    """How many instances of each want may start now, by key (wants granted none are left out).
+
+    Provisioned instances go first, then the rest, each group oldest want first. The
+    order is strict: once a want cannot start all it misses, nobody behind it starts,
+    so a large function is not starved by a stream of small ones (the idle instances
+    the autoscaler reclaims under pressure make its room).
+    """
+    free_starting = budget.max_starting - usage.starting
+    free_live = budget.max_live - usage.live
+    free_memory = budget.memory_mb - usage.memory_mb
+    by_age = sorted(wants, key=lambda w: w.since)
+    parts = [(w, min(w.provisioned, w.missing)) for w in by_age] + [
+        (w, w.missing - min(w.provisioned, w.missing)) for w in by_age
+    ]
+    grants: dict[K, int] = {}
+    for want, count in parts:
+        if count <= 0:
+            continue
+        by_memory = free_memory // max(1, want.memory_mb)
+        fit = max(0, min(count, free_starting, free_live, by_memory))
+        if fit:
+            grants[want.key] = grants.get(want.key, 0) + fit
+            free_starting -= fit
+            free_live -= fit
+            free_memory -= fit * want.memory_mb
+        if fit < count:
+            break
+    return grants

@@ -1,0 +1,130 @@
+"""The local backend within a host budget, with real agent processes: starts beyond it
+wait, deferred starts go as capacity frees (oldest want first), fewer replicas cancel
+them, and a function larger than the whole budget fails instead of waiting."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from prometheus_client import CollectorRegistry
+
+from controller.backends.local import LocalProcessBackend
+from controller.backends.local_capacity import Budget
+from controller.metrics import ControllerMetrics
+from kubelambda.models import FunctionVersion
+
+PidsOf = Callable[[str], list[int]]
+Until = Callable[[Callable[[], bool]], Awaitable[None]]
+MakeVersion = Callable[..., FunctionVersion]
+NewBackend = Callable[..., LocalProcessBackend]
+
+ROOMY_MEMORY = 100_000
+
+
+def agents(pids: list[int]) -> int:
+    """How many of ``pids`` are agents (each instance has one, and a runtime below it)."""
+    count = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                count += b"agent_shim" in cmdline.read()
+        except OSError:
+            continue
+    return count
+
+
+async def test_instances_beyond_the_live_budget_are_not_started(
+    new_backend: NewBackend, make_version: MakeVersion, until: Until, pids_of: PidsOf
+) -> None:
+    registry = CollectorRegistry()
+    backend = new_backend(
+        budget=Budget(memory_mb=ROOMY_MEMORY, max_starting=4, max_live=2),
+        spare_agents=0,
+        metrics=ControllerMetrics(registry),
+    )
+    version = make_version()
+    labels = {"namespace": "default", "function": version.function_name, "version": "1"}
+
+    await backend.scale(version, replicas=4, concurrency=1)
+    await until(lambda: backend.ready_instances(version.target) == 2)
+    await asyncio.sleep(0.5)  # time enough for a third to show up, were it started
+
+    assert agents(pids_of(version.function_name)) == 2
+    assert set(backend.starts_deferred()) == {version.target}
+    assert registry.get_sample_value("kubelambda_instance_starts_deferred", labels) == 2
+    assert [
+        registry.get_sample_value("kubelambda_capacity_in_use", {"resource": r})
+        for r in ("live_instances", "memory_megabytes")
+    ] == [2, 2 * version.memory_size]
+
+
+async def test_fewer_replicas_cancel_the_deferred_starts(
+    new_backend: NewBackend, make_version: MakeVersion, until: Until, pids_of: PidsOf
+) -> None:
+    backend = new_backend(
+        budget=Budget(memory_mb=ROOMY_MEMORY, max_starting=4, max_live=2), spare_agents=0
+    )
+    version = make_version()
+
+    await backend.scale(version, replicas=4, concurrency=1)
+    await backend.scale(version, replicas=2, concurrency=1)
+    await until(lambda: backend.ready_instances(version.target) == 2)
+    await asyncio.sleep(0.5)
+
+    assert list(backend.starts_deferred()) == []
+    assert agents(pids_of(version.function_name)) == 2
+
+
+async def test_deferred_starts_go_as_starts_finish_without_another_scale_call(
+    new_backend: NewBackend, make_version: MakeVersion, until: Until
+) -> None:
+    backend = new_backend(
+        budget=Budget(memory_mb=ROOMY_MEMORY, max_starting=1, max_live=10), spare_agents=0
+    )
+    version = make_version()
+
+    await backend.scale(version, replicas=3, concurrency=1)
+    deferred_at_first = set(backend.starts_deferred())
+    await until(lambda: backend.ready_instances(version.target) == 3)
+
+    assert deferred_at_first == {version.target}
+    assert list(backend.starts_deferred()) == []
+
+
+async def test_memory_freed_by_a_stop_goes_to_the_oldest_deferred_start(
+    new_backend: NewBackend, make_version: MakeVersion, until: Until, function_name: str
+) -> None:
+    backend = new_backend(budget=Budget(memory_mb=256, max_starting=4, max_live=10), spare_agents=0)
+    first = make_version(memory_size=128)
+    older = make_version(name=f"{function_name}-b", memory_size=128)
+    newer = make_version(name=f"{function_name}-c", memory_size=128)
+
+    await backend.scale(first, replicas=2, concurrency=1)
+    await until(lambda: backend.ready_instances(first.target) == 2)
+    await backend.scale(older, replicas=1, concurrency=1)
+    await backend.scale(newer, replicas=1, concurrency=1)
+    both_deferred = set(backend.starts_deferred())
+    await backend.scale(first, replicas=1, concurrency=1)
+    await until(lambda: backend.ready_instances(older.target) == 1)
+    await asyncio.sleep(0.3)
+
+    assert both_deferred == {older.target, newer.target}
+    assert (backend.ready_instances(first.target), backend.ready_instances(newer.target)) == (1, 0)
+    assert set(backend.starts_deferred()) == {newer.target}
+
+
+async def test_a_function_larger_than_the_whole_budget_fails_instead_of_waiting(
+    new_backend: NewBackend, make_version: MakeVersion, pids_of: PidsOf
+) -> None:
+    backend = new_backend(budget=Budget(memory_mb=256, max_starting=4, max_live=10))
+    version = make_version(memory_size=512)
+
+    await backend.scale(version, replicas=1, concurrency=1)
+    failure = backend.start_failure(version.target)
+
+    assert failure is not None
+    assert not failure.retriable
+    assert "MemorySize 512 MB" in failure.reason
+    assert list(backend.starts_deferred()) == []
+    assert pids_of(version.function_name) == []

@@ -1,0 +1,92 @@
+"""The host budget's arithmetic and the order in which deferred starts are admitted."""
+
+from __future__ import annotations
+
+import pytest
+
+from controller.backends.local_capacity import Budget, HostResources, Limits, Usage, Want, plan
+
+ROOMY = Budget(memory_mb=100_000, max_starting=100, max_live=100)
+
+
+@pytest.mark.parametrize(
+    ("host", "limits", "budget"),
+    [
+        (HostResources(4096, 2), Limits(), Budget(2048, 2, 16)),
+        (HostResources(4096, 2), Limits(memory_share=0.25), Budget(1024, 2, 16)),
+        (HostResources(4096, 4), Limits(starting_at_once=1), Budget(2048, 1, 32)),
+        (HostResources(4096, 2), Limits(live_per_core=3), Budget(2048, 2, 6)),
+        # A host that reports no cores still gets one.
+        (HostResources(1000, 0), Limits(), Budget(500, 1, 8)),
+    ],
+    ids=["defaults", "memory share", "starting cap", "live per core", "no cores"],
+)
+def test_budget_for_host(host: HostResources, limits: Limits, budget: Budget) -> None:
+    assert Budget.for_host(host, limits) == budget
+
+
+def test_an_instance_larger_than_the_whole_memory_budget_never_fits() -> None:
+    budget = Budget(memory_mb=1024, max_starting=2, max_live=16)
+
+    assert (budget.fits_at_all(1024), budget.fits_at_all(1025)) == (True, False)
+
+
+def test_the_worked_example_of_the_module() -> None:
+    budget = Budget(memory_mb=2048, max_starting=2, max_live=16)
+    usage = Usage(memory_mb=1280, starting=0, live=10)
+
+    assert plan(budget, usage, [Want("f", memory_mb=128, missing=20, since=0.0)]) == {"f": 2}
+
+
+@pytest.mark.parametrize(
+    ("budget", "usage", "granted"),
+    [
+        (Budget(memory_mb=1000, max_starting=10, max_live=10), Usage(600, 0, 3), 3),
+        (Budget(memory_mb=10_000, max_starting=3, max_live=10), Usage(0, 2, 2), 1),
+        (Budget(memory_mb=10_000, max_starting=10, max_live=4), Usage(0, 0, 2), 2),
+        (Budget(memory_mb=10_000, max_starting=10, max_live=4), Usage(0, 0, 5), 0),
+    ],
+    ids=["memory", "starting", "live (spares included)", "over the cap already"],
+)
+def test_each_limit_bounds_the_starts(budget: Budget, usage: Usage, granted: int) -> None:
+    grants = plan(budget, usage, [Want("f", memory_mb=128, missing=6, since=0.0)])
+
+    assert grants.get("f", 0) == granted
+
+
+def test_the_oldest_want_goes_first_whatever_the_order_given() -> None:
+    budget = Budget(memory_mb=10_000, max_starting=3, max_live=100)
+    wants = [
+        Want("new", memory_mb=128, missing=2, since=30.0),
+        Want("old", memory_mb=128, missing=2, since=10.0),
+        Want("mid", memory_mb=128, missing=2, since=20.0),
+    ]
+
+    assert plan(budget, Usage(), wants) == {"old": 2, "mid": 1}
+
+
+def test_nobody_overtakes_a_want_that_waits_for_memory() -> None:
+    budget = Budget(memory_mb=1024, max_starting=10, max_live=100)
+    wants = [
+        Want("large", memory_mb=1024, missing=1, since=1.0),
+        Want("small", memory_mb=128, missing=1, since=2.0),
+    ]
+
+    assert plan(budget, Usage(memory_mb=512), wants) == {}
+
+
+def test_provisioned_instances_go_before_older_on_demand_ones() -> None:
+    budget = Budget(memory_mb=10_000, max_starting=2, max_live=100)
+    wants = [
+        Want("on-demand", memory_mb=128, missing=3, since=1.0),
+        Want("warm", memory_mb=128, missing=3, since=5.0, provisioned=1),
+    ]
+
+    assert plan(budget, Usage(), wants) == {"warm": 1, "on-demand": 1}
+
+
+def test_a_want_granted_nothing_is_left_out() -> None:
+    budget = Budget(memory_mb=10_000, max_starting=1, max_live=100)
+    wants = [Want("a", 128, 1, 1.0), Want("b", 128, 1, 2.0)]
+
+    assert plan(budget, Usage(), wants) == {"a": 1}
