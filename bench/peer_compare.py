@@ -131,11 +131,16 @@ def _platform(scratch: Path) -> Iterator[Platform]:
         **os.environ,
         "KUBELAMBDA_HOME": str(scratch / "home"),
         "KUBELAMBDA_PORT": str(port),
-        "KUBELAMBDA_LOG_LEVEL": "WARNING",
     }
+    log = (scratch / "platform.log").open("w")
     kubelambda = str(Path(sys.executable).with_name("kubelambda"))
     process = subprocess.Popen(
-        [kubelambda, "up"], env=environ, stdout=subprocess.PIPE, text=True, start_new_session=True
+        [kubelambda, "up"],
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=log,
+        text=True,
+        start_new_session=True,
     )
     try:
         assert process.stdout is not None
@@ -162,6 +167,10 @@ def _platform(scratch: Path) -> Iterator[Platform]:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
+        log.close()
+        throttled = (scratch / "platform.log").read_text().count("activator throttled")
+        if throttled:
+            print(f"peer_compare: the gateway throttled {throttled} times", file=sys.stderr)
 
 
 def _create_functions(base: str, shell: dict[str, str]) -> None:
@@ -190,33 +199,33 @@ def _create_functions(base: str, shell: dict[str, str]) -> None:
 def _measure(
     platform: Platform, scratch: Path, *, peer: str | None, seconds: float, rounds: int
 ) -> dict[str, dict[str, dict[str, float]]]:
-    scripts = {
-        "kubelambda": _script(
-            scratch, f'wrk.headers["Authorization"] = "Bearer {platform.api_key}"'
-        ),
-        "peer": _script(scratch, ""),
-    }
-    targets = {
-        f"kubelambda:{name}": (url, scripts["kubelambda"]) for name, url in platform.urls.items()
-    }
-    if peer:
-        targets["peer"] = (peer, scripts["peer"])
-    slices: dict[str, dict[int, list[Slice]]] = {name: {c: [] for c in CALLERS} for name in targets}
-    for callers in CALLERS:
-        for url, script in targets.values():
-            # Warm-up at this concurrency: the autoscaler settles, caches fill.
-            _wrk(url, script, callers=callers, seconds=min(seconds, 3.0), platform=None)
-        for _ in range(rounds):
-            for name, (url, script) in targets.items():
-                owner = platform if name.startswith("kubelambda") else None
-                slices[name][callers].append(
-                    _wrk(url, script, callers=callers, seconds=seconds, platform=owner)
-                )
-            print(f"peer_compare: callers={callers} round done", file=sys.stderr, flush=True)
-    return {
-        name: {str(callers): _summary(runs) for callers, runs in by_callers.items()}
-        for name, by_callers in slices.items()
-    }
+    """One phase per function (each alone on the host's budget, as a user would run
+    it), its slices alternating with the peer's."""
+    kubelambda_script = _script(
+        scratch, f'wrk.headers["Authorization"] = "Bearer {platform.api_key}"'
+    )
+    peer_script = _script(scratch, "")
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    for name, url in platform.urls.items():
+        targets: dict[str, tuple[str, Path, Platform | None]] = {
+            f"kubelambda:{name}": (url, kubelambda_script, platform)
+        }
+        if peer:
+            targets[f"peer:{name}"] = (peer, peer_script, None)
+        for callers in CALLERS:
+            for target_url, script, _ in targets.values():
+                # Warm-up at this concurrency: the autoscaler settles, caches fill.
+                _wrk(target_url, script, callers=callers, seconds=min(seconds, 3.0), owner=None)
+            runs: dict[str, list[Slice]] = {target: [] for target in targets}
+            for _ in range(rounds):
+                for target, (target_url, script, owner) in targets.items():
+                    runs[target].append(
+                        _wrk(target_url, script, callers=callers, seconds=seconds, owner=owner)
+                    )
+            for target, slices in runs.items():
+                results.setdefault(target, {})[str(callers)] = _summary(slices)
+            print(f"peer_compare: {name} callers={callers} done", file=sys.stderr, flush=True)
+    return results
 
 
 def _script(scratch: Path, auth: str) -> Path:
@@ -225,17 +234,16 @@ def _script(scratch: Path, auth: str) -> Path:
     return path
 
 
-def _wrk(
-    url: str, script: Path, *, callers: int, seconds: float, platform: Platform | None
-) -> Slice:
-    before = _cpu_seconds(platform.process.pid) if platform else {}
+def _wrk(url: str, script: Path, *, callers: int, seconds: float, owner: Platform | None) -> Slice:
+    """One slice; with ``owner``, also the platform's CPU time per request by role."""
+    before = _cpu_seconds(owner.process.pid) if owner else {}
     done = subprocess.run(
         ["wrk", "-t1", f"-c{callers}", f"-d{seconds:g}s", "--latency", "-s", str(script), url],
         capture_output=True,
         text=True,
         check=True,
     )
-    after = _cpu_seconds(platform.process.pid) if platform else {}
+    after = _cpu_seconds(owner.process.pid) if owner else {}
     line = next(x for x in done.stdout.splitlines() if x.startswith("WRK "))
     figures = json.loads(line.removeprefix("WRK "))
     requests = max(1, figures["requests"])
@@ -302,15 +310,12 @@ def _summary(runs: list[Slice]) -> dict[str, float]:
 
 
 def _ratios(results: dict[str, dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
-    peer = results["peer"]
-    return {
-        name: {
-            callers: round(figures["rps"] / peer[callers]["rps"], 2)
-            for callers, figures in by_callers.items()
-        }
-        for name, by_callers in results.items()
-        if name != "peer"
-    }
+    """kubelambda's req/s over the peer's in the same phase, per number of callers."""
+    ratios = {}
+    for name in FUNCTIONS:
+        ours, peer = results[f"kubelambda:{name}"], results[f"peer:{name}"]
+        ratios[name] = {c: round(ours[c]["rps"] / peer[c]["rps"], 2) for c in ours}
+    return ratios
 
 
 def _plot(report: dict[str, object], path: Path) -> None:

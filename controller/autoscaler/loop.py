@@ -150,7 +150,7 @@ class Autoscaler:
         chosen = targets & set(self._specs)
         for target in sorted(chosen, key=str):
             await self._scale_one(target, now, poked=target in poked)
-        if self._backend.starts_deferred():
+        if self._starved():
             # A poke's start waits for capacity: idle instances of the other targets
             # make room now rather than at the next tick.
             for target in sorted(set(self._specs) - chosen, key=str):
@@ -171,6 +171,16 @@ class Autoscaler:
                 target.function_name,
                 target.version,
             )
+
+    def _starved(self) -> set[Target]:
+        """Targets whose starts the backend defers *and* that have requests waiting.
+        A deferral alone is no pressure: a stable window still wanting the instances of
+        a burst that has passed would otherwise reclaim every other idle function."""
+        return {
+            target
+            for target in self._backend.starts_deferred()
+            if any(c.waiting for c in self._counts.get(target, {}).values())
+        }
 
     def _reclaimable(self, target: Target) -> bool:
         """Whether ``target`` runs more than its floor and nothing of it has been in
@@ -236,7 +246,7 @@ class Autoscaler:
         stats = stats.with_sample(sample)
         # Only others' deferred starts are pressure: a target's own (a stable window
         # that still wants more) must not reclaim the instance it would start beside.
-        pressure = bool(set(self._backend.starts_deferred()) - {target})
+        pressure = bool(self._starved() - {target})
         decision = decide.decide(stats, spec, now, pressure=pressure)
         previous = stats.replicas
         self._stats[target] = stats.with_decision(decision)

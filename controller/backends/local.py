@@ -76,7 +76,7 @@ logger = logging.getLogger(__name__)
 # A target whose instances keep failing waits this long before the next try, doubling
 # per failure (0.5 s, 1 s, 2 s, ...) up to the cap, like a crash-looping pod.
 _FIRST_BACKOFF_SECONDS = 0.5
-_SPARE_DELAY_SECONDS = 1.0
+_SPARE_DELAY_SECONDS = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +109,7 @@ class LocalProcessBackend:
         ready_timeout: float = 30.0,
         stop_grace_extra: float = 3.0,
         max_backoff: float = 10.0,
-        spare_agents: int = 1,
+        spare_agents: int = 2,
         metrics: ControllerMetrics | None = None,
         command: Sequence[str] = local_process.AGENT_COMMAND,
         log_max_bytes: int = local_env.DEFAULT_LOG_MAX_BYTES,
@@ -218,6 +218,11 @@ class LocalProcessBackend:
             await asyncio.to_thread(zips.remove_tree, self._unpacked / sha256_hex)
             if self._files is not None:
                 await asyncio.to_thread(self._files.discard_code, sha256_hex)
+
+    def start_spares(self) -> None:
+        """Start the spare agents now, at the platform's start: the first cold start
+        after it would otherwise pay for a fully cold agent."""
+        self._maybe_refill()
 
     def follow(self, catalog: CatalogSource) -> Callable[[], None]:
         """Route only to instances running the package each version runs *now*, from

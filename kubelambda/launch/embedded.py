@@ -92,6 +92,7 @@ async def run(settings: PlatformSettings, *, deploy_example: bool = False) -> No
             ",".join(offered),
         )
         stack.callback(backend.follow(store))
+        backend.start_spares()
         autoscaler = await start_controller(
             stack,
             store=store,

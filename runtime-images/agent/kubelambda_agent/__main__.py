@@ -13,8 +13,8 @@ import os
 import socket
 import sys
 
-from kubelambda_agent import fetch_code, invoke_token, process
-from kubelambda_agent.config import LISTEN_BACKLOG, ConfigError, parse_config
+from kubelambda_agent import invoke_token, process
+from kubelambda_agent.config import CODE_URL_VARIABLE, LISTEN_BACKLOG, ConfigError, parse_config
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -24,9 +24,11 @@ def _listen(host: str, port: int) -> socket.socket:
 
 def main() -> int:
     environ = dict(os.environ)
-    if fetch_code.URL_VARIABLE in environ:
+    if CODE_URL_VARIABLE in environ:
         # In a pod the package comes first (nothing can run without it), and where it
         # came from, with the token to fetch it, is none of the function's business.
+        from kubelambda_agent import fetch_code
+
         status = fetch_code.main(environ)
         if status != 0:
             return status

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 
 __all__ = [
     "BOOTSTRAP_SCRIPT",
+    "CODE_URL_VARIABLE",
     "PROVIDED_RUNTIMES",
     "PYTHON_RUNTIMES",
     "AgentConfig",
@@ -34,6 +35,10 @@ MIN_INVOKE_TOKEN_CHARS = 32
 DEFAULT_LOG_MAX_BYTES = 10 * 1024 * 1024
 # The invoke endpoint's accept queue: a burst of new gateway connections must not be dropped.
 LISTEN_BACKLOG = 1024
+
+# Set in pods only: the package to fetch first (``fetch_code``, imported only then: its
+# HTTP and TLS modules would cost every spare agent's start ~30 ms in embedded mode).
+CODE_URL_VARIABLE = "KUBELAMBDA_CODE_URL"
 
 BOOTSTRAP_SCRIPT = "python_bootstrap.py"
 # Where the python runtimes' bootstrap is, unless KUBELAMBDA_AGENT_RUNTIME_DIR says otherwise.

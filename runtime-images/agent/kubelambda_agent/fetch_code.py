@@ -43,6 +43,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from kubelambda_agent.config import CODE_URL_VARIABLE as URL_VARIABLE
+
 __all__ = [
     "MAX_UNZIPPED_BYTES",
     "MAX_ZIPPED_BYTES",
@@ -57,7 +59,6 @@ __all__ = [
     "unpack",
 ]
 
-URL_VARIABLE = "KUBELAMBDA_CODE_URL"
 # Everything this step reads, which the agent removes from the function's environment.
 VARIABLES = (URL_VARIABLE, "KUBELAMBDA_CODE_SHA256", "KUBELAMBDA_CODE_TOKEN", "KUBELAMBDA_CODE_DIR")
 

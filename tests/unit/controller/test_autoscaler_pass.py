@@ -433,6 +433,7 @@ async def test_a_start_deferred_for_one_target_reclaims_an_idle_other_at_once() 
         backend.ready[V2] = 1
         backend.deferring = {V1}
         clock.now += 0.1
+        autoscaler.report(GATEWAY_A, V1, in_flight=0, waiting=1)
         autoscaler.poke(V1)
         await autoscaler.run_once({V1})  # a poke's pass, not a tick
         reclaimed = backend.asked[V2][0]
@@ -445,6 +446,27 @@ async def test_a_start_deferred_for_one_target_reclaims_an_idle_other_at_once() 
     assert (kept, reclaimed, backend.asked[V2][0]) == (1, 0, 0)
     labels = {"namespace": NS, "function": "f", "version": "2"}
     assert registry.get_sample_value("kubelambda_instances_reclaimed_total", labels) == 1
+
+
+async def test_deferred_starts_with_no_request_waiting_reclaim_nothing() -> None:
+    # V1's stable window still wants the instances of a burst that has passed: its
+    # deferred starts serve nobody now, so V2's idle instance stays.
+    backend, clock = Backend(), Clock()
+    autoscaler = await started(Store(catalog()), backend, clock)
+    try:
+        autoscaler.report(GATEWAY_A, V2, in_flight=1, waiting=0)
+        await autoscaler.run_once()
+        autoscaler.report(GATEWAY_A, V2, in_flight=0, waiting=0)
+        backend.ready[V2] = 1
+        backend.deferring = {V1}
+        autoscaler.report(GATEWAY_A, V1, in_flight=3, waiting=0)
+        for _ in range(3):
+            clock.now += 1
+            await autoscaler.run_once()
+    finally:
+        await autoscaler.aclose()
+
+    assert backend.asked[V2][0] == 1
 
 
 async def test_a_target_is_not_reclaimed_for_its_own_deferred_starts() -> None:
