@@ -13,6 +13,7 @@ from collections.abc import Mapping
 
 __all__ = [
     "BOOTSTRAP_SCRIPT",
+    "CHANNEL_FD_VARIABLE",
     "CODE_URL_VARIABLE",
     "PROVIDED_RUNTIMES",
     "PYTHON_RUNTIMES",
@@ -41,6 +42,9 @@ LISTEN_BACKLOG = 1024
 CODE_URL_VARIABLE = "KUBELAMBDA_CODE_URL"
 
 BOOTSTRAP_SCRIPT = "python_bootstrap.py"
+# Where a python runtime finds its channel to the agent (``runtime_channel``). The
+# bootstrap, which imports nothing of the agent, spells it too (a test keeps them equal).
+CHANNEL_FD_VARIABLE = "_KUBELAMBDA_RUNTIME_CHANNEL_FD"
 # Where the python runtimes' bootstrap is, unless KUBELAMBDA_AGENT_RUNTIME_DIR says otherwise.
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 

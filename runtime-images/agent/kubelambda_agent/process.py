@@ -16,12 +16,13 @@ import contextlib
 import math
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
-from kubelambda_agent.config import AgentConfig
+from kubelambda_agent.config import CHANNEL_FD_VARIABLE, PYTHON_RUNTIMES, AgentConfig
 from kubelambda_agent.environment import runtime_environment
 
 __all__ = ["RuntimeProcess", "SpawnError", "die_with_parent", "spawn", "spawn_runtime"]
@@ -45,7 +46,15 @@ class RuntimeProcess:
     (A plain class, not a dataclass, for the reason given on ``config.AgentConfig``.)
     """
 
-    __slots__ = ("exit_fd", "output_fd", "popen", "returncode", "started_at", "status_fd")
+    __slots__ = (
+        "channel",
+        "exit_fd",
+        "output_fd",
+        "popen",
+        "returncode",
+        "started_at",
+        "status_fd",
+    )
 
     def __init__(
         self,
@@ -55,8 +64,12 @@ class RuntimeProcess:
         exit_fd: int,
         status_fd: int,
         started_at: float,
+        channel: socket.socket | None = None,
     ) -> None:
         self.popen = popen
+        # The agent's end of the python bootstrap's channel (``runtime_channel``), until
+        # the slot serves it.
+        self.channel = channel
         self.output_fd = output_fd
         self.exit_fd = exit_fd
         # /proc/<pid>/status, kept open: re-read with pread for every REPORT line.
@@ -180,8 +193,15 @@ def _parent_death_signal(parent_pid: int) -> Callable[[], None]:
     return ask
 
 
-def spawn(command: Sequence[str], *, env: Mapping[str, str], cwd: str) -> RuntimeProcess:
+def spawn(
+    command: Sequence[str], *, env: Mapping[str, str], cwd: str, channel: bool = False
+) -> RuntimeProcess:
+    """Start ``command``; with ``channel``, hand it one end of a Unix socket pair, its
+    number in ``config.CHANNEL_FD_VARIABLE``."""
     read_fd, write_fd = os.pipe()
+    ours, theirs = socket.socketpair() if channel else (None, None)
+    if theirs is not None:
+        env = {**env, CHANNEL_FD_VARIABLE: str(theirs.fileno())}
     # The agent has no threads, so a preexec_fn is safe here.
     die_with_agent = _parent_death_signal(os.getpid())
     # Init Duration counts from here, the moment Lambda would start the sandbox's runtime.
@@ -196,13 +216,18 @@ def spawn(command: Sequence[str], *, env: Mapping[str, str], cwd: str) -> Runtim
             env=dict(env),
             start_new_session=True,
             preexec_fn=die_with_agent,
+            pass_fds=() if theirs is None else (theirs.fileno(),),
         )
     except OSError as exc:
         os.close(read_fd)
+        if ours is not None:
+            ours.close()
         path = command[0] if exc.filename in (None, command[0]) else str(exc.filename)
         raise SpawnError(path, (exc.strerror or str(exc)).lower()) from exc
     finally:
         os.close(write_fd)
+        if theirs is not None:
+            theirs.close()
     os.set_blocking(read_fd, False)
     return RuntimeProcess(
         popen=popen,
@@ -210,6 +235,7 @@ def spawn(command: Sequence[str], *, env: Mapping[str, str], cwd: str) -> Runtim
         exit_fd=os.pidfd_open(popen.pid),
         status_fd=os.open(f"/proc/{popen.pid}/status", os.O_RDONLY | os.O_CLOEXEC),
         started_at=started_at,
+        channel=ours,
     )
 
 
@@ -225,6 +251,12 @@ def spawn_runtime(
         environ, runtime=config.runtime, api_address=api_address, runtime_dir=config.runtime_dir
     )
     try:
-        return spawn(config.runtime_command, env=env, cwd=config.task_root)
+        # The built-in python bootstrap takes its events on a channel of its own.
+        return spawn(
+            config.runtime_command,
+            env=env,
+            cwd=config.task_root,
+            channel=config.runtime in PYTHON_RUNTIMES,
+        )
     except SpawnError as exc:
         return exc

@@ -1,13 +1,14 @@
-"""The python runtimes' Lambda Runtime API client; the agent runs this file as a script.
+"""The python runtimes' bootstrap; the agent runs this file as a script.
 
 ``slot`` starts it as ``<python3.X> -u python_bootstrap.py`` with cwd = LAMBDA_TASK_ROOT.
 It runs under whichever interpreter the function's runtime names, which has none of our
 packages installed, so it is one file of standard library only, and imports nothing of
 the agent. It imports ``_HANDLER`` (``module.function``; packages as dotted paths),
-reports an init failure to ``/runtime/init/error`` and exits, or else loops: ``/next``,
-call the handler with the JSON event and a Lambda context, post the JSON result or the
-error, over one keep-alive connection. Error bodies and messages follow Lambda's python
-runtime (awslambdaric), so a function behaves the same under either.
+reports an init failure and exits, or else loops: take the next event, call the handler
+with the JSON event and a Lambda context, answer with the JSON result or the error. It
+speaks the Runtime API's calls on the agent's channel (``runtime_channel``), not HTTP.
+Error bodies and messages follow Lambda's python runtime (awslambdaric), so a function
+behaves the same under either.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import json
 import logging
 import os
 import socket
+import struct
 import sys
 import time
 
@@ -28,8 +30,9 @@ if TYPE_CHECKING:
 
     Handler: TypeAlias = Callable[[Any, "LambdaContext"], Any]
 
-API_PATH = "/2018-06-01/runtime"
-ERROR_TYPE_HEADER = "Lambda-Runtime-Function-Error-Type"
+# The agent's config.CHANNEL_FD_VARIABLE, and its runtime_channel frame head.
+CHANNEL_FD_VARIABLE = "_KUBELAMBDA_RUNTIME_CHANNEL_FD"
+_HEAD = struct.Struct(">cII")
 
 
 class InitError(Exception):
@@ -202,76 +205,65 @@ def _json_default(value: Any) -> Any:
 
 
 class RuntimeClient:
-    """The Runtime API over one keep-alive HTTP/1.1 connection on a plain socket.
+    """The agent's channel (``kubelambda_agent.runtime_channel`` says why and the frames):
+    the Runtime API's calls, one message each way per invocation, on the Unix socket the
+    agent handed this process at spawn. Header names come back lower-cased."""
 
-    Not ``http.client``: importing it (email parsing, ssl) took ~50 ms of every cold
-    start here, and the agent's answers are simple (status line, headers, Content-Length
-    body). Header names come back lower-cased.
-    """
+    def __init__(self, fd: int) -> None:
+        self._sock = socket.socket(fileno=fd)
+        # The function's own subprocesses must not inherit it.
+        self._sock.set_inheritable(False)
+        self._buffer = bytearray()
 
-    def __init__(self, address: str) -> None:
-        host, _, port = address.rpartition(":")
-        self._address = (host, int(port))
-        self._host = address
-        self._sock: socket.socket | None = None
-        self._buffer = b""
-
-    def next(self) -> tuple[bytes, dict[str, str]]:
-        status, headers, body = self._exchange("GET", "invocation/next", b"", {})
-        if status != 200:
-            raise RuntimeError(f"/invocation/next answered {status}: {body!r}")
+    def next(self, answer: tuple[bytes, str, bytes] | None = None) -> tuple[bytes, dict[str, str]]:
+        """The next event and its headers, sending ``answer`` (kind, meta, body: the
+        previous invocation's result) in the same message."""
+        frames = [] if answer is None else [_frame(*answer)]
+        frames.append(_frame(b"n", "", b""))
+        self._sock.sendall(b"".join(frames))
+        kind, meta, body = self._receive()
+        if kind != b"v":
+            raise RuntimeError(f"the agent sent {kind!r} for an invocation")
+        headers = {}
+        for line in meta.split("\n"):
+            name, _, value = line.partition(": ")
+            if name:
+                headers[name] = value
         return body, headers
 
-    def post(self, path: str, body: bytes, headers: dict[str, str] | None = None) -> int:
-        extra = {"Content-Type": "application/json", **(headers or {})}
-        return self._exchange("POST", path, body, extra)[0]
-
-    def _exchange(
-        self, method: str, path: str, body: bytes, headers: dict[str, str]
-    ) -> tuple[int, dict[str, str], bytes]:
-        if self._sock is None:
-            self._sock = socket.create_connection(self._address)
-            self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        lines = [f"{method} {API_PATH}/{path} HTTP/1.1", f"Host: {self._host}"]
-        lines += [f"{name}: {value}" for name, value in headers.items()]
-        lines.append(f"Content-Length: {len(body)}")
-        self._sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
-        return self._read_response()
-
-    def _read_response(self) -> tuple[int, dict[str, str], bytes]:
-        while b"\r\n\r\n" not in self._buffer:
-            self._receive()
-        head, _, self._buffer = self._buffer.partition(b"\r\n\r\n")
-        status_line, *header_lines = head.decode("latin-1").split("\r\n")
-        status = int(status_line.split(" ", 2)[1])
-        headers = {}
-        for line in header_lines:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        length = int(headers.get("content-length", "0"))
-        while len(self._buffer) < length:
-            self._receive()
-        body, self._buffer = self._buffer[:length], self._buffer[length:]
-        if headers.get("connection", "").lower() == "close":
-            self.close()
-        return status, headers, body
-
-    def _receive(self) -> None:
-        assert self._sock is not None
-        chunk = self._sock.recv(65536)
-        if not chunk:
-            self.close()
-            raise ConnectionError("the Runtime API closed the connection")
-        self._buffer += chunk
+    def init_error(self, error_type: str, body: bytes) -> None:
+        """Report an init failure, and wait until the agent has recorded it."""
+        self._sock.sendall(_frame(b"i", error_type, body))
+        self._receive()
 
     def close(self) -> None:
-        if self._sock is not None:
-            self._sock.close()
-        self._sock, self._buffer = None, b""
+        self._sock.close()
+
+    def _receive(self) -> tuple[bytes, str, bytes]:
+        head = self._read(_HEAD.size)
+        kind, meta_length, body_length = _HEAD.unpack(head)
+        meta = self._read(meta_length).decode("utf-8")
+        return kind, meta, self._read(body_length)
+
+    def _read(self, size: int) -> bytes:
+        buffer = self._buffer
+        while len(buffer) < size:
+            chunk = self._sock.recv(max(65536, size - len(buffer)))
+            if not chunk:
+                raise ConnectionError("the agent closed the runtime's channel")
+            buffer += chunk
+        data = bytes(buffer[:size])
+        del buffer[:size]
+        return data
+
+
+def _frame(kind: bytes, meta: str, body: bytes) -> bytes:
+    encoded = meta.encode("utf-8")
+    return _HEAD.pack(kind, len(encoded), len(body)) + encoded + body
 
 
 def invoke(handler: Handler, body: bytes, headers: dict[str, str]) -> tuple[str, bytes, str | None]:
-    """Run one event: ``(path suffix, body, error type)`` to post back."""
+    """Run one event: ``("response" or "error", body, error type)`` to answer with."""
     request_id = headers.get("lambda-runtime-aws-request-id", "")
     trace_id = headers.get("lambda-runtime-trace-id")
     if trace_id:
@@ -324,7 +316,7 @@ def main() -> NoReturn:
         sys.path[0] = task_root
     else:
         sys.path.insert(0, task_root)
-    client = RuntimeClient(os.environ["AWS_LAMBDA_RUNTIME_API"])
+    client = RuntimeClient(int(os.environ.pop(CHANNEL_FD_VARIABLE)))
     request_filter = setup_logging()
     try:
         handler = load_handler(os.environ.get("_HANDLER", ""))
@@ -332,21 +324,23 @@ def main() -> NoReturn:
         init_failed(client, exc.error_type, exc.message, exc.stack)
     except Exception as exc:
         init_failed(client, type(exc).__name__, str(exc), user_stack(exc))
+    answer = None
     while True:
-        body, headers = client.next()
+        body, headers = client.next(answer)
         request_filter.request_id = headers.get("lambda-runtime-aws-request-id", "")
         outcome, payload, error_type = invoke(handler, body, headers)
         request_id = request_filter.request_id
-        extra = {ERROR_TYPE_HEADER: error_type} if error_type else None
-        # 413 (response too large) is the agent's to report: carry on with the next event.
-        client.post(f"invocation/{request_id}/{outcome}", payload, extra)
+        # A response too large is the agent's to report: carry on with the next event.
+        if outcome == "response":
+            answer = (b"r", request_id, payload)
+        else:
+            answer = (b"e", f"{request_id}\n{error_type or ''}", payload)
 
 
 def init_failed(client: RuntimeClient, error_type: str, message: str, stack: list[str]) -> NoReturn:
     log_error(error_type, message, stack)
-    client.post(
-        "init/error", error_body(error_type, message, "", stack), {ERROR_TYPE_HEADER: error_type}
-    )
+    client.init_error(error_type, error_body(error_type, message, "", stack))
+    client.close()
     sys.exit(1)
 
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import enum
 import json
+from collections.abc import Sequence
 from typing import Protocol
 
 from kubelambda_agent import error_bodies
 from kubelambda_agent.http_server import Request, Responder
 
-__all__ = ["PREFIX", "RuntimeApiTarget", "Verdict", "handle"]
+__all__ = ["PREFIX", "Reply", "RuntimeApiTarget", "Verdict", "handle"]
 
 PREFIX = "/2018-06-01/runtime/"
 _ERROR_TYPE_HEADER = "lambda-runtime-function-error-type"
@@ -31,8 +32,20 @@ class Verdict(enum.Enum):
     TOO_LARGE = 413
 
 
+class Reply(Protocol):
+    """Where the answer to a runtime's ``next`` goes: an HTTP ``Responder``, or the
+    python bootstrap's channel (``runtime_channel.ChannelReply``)."""
+
+    @property
+    def closed(self) -> bool: ...
+
+    def respond(
+        self, status: int, body: bytes = b"", headers: Sequence[tuple[str, str]] = ()
+    ) -> None: ...
+
+
 class RuntimeApiTarget(Protocol):
-    def next_requested(self, responder: Responder) -> None:
+    def next_requested(self, responder: Reply) -> None:
         """Answer with the next invocation, now or when one arrives (a long poll)."""
         ...
 

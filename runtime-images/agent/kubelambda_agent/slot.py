@@ -34,6 +34,7 @@ from kubelambda_agent.config import AgentConfig
 from kubelambda_agent.http_server import HttpProtocol, Request, Responder
 from kubelambda_agent.invocation import Invocation, Outcome
 from kubelambda_agent.output import LineSplitter
+from kubelambda_agent.runtime_channel import ChannelProtocol
 
 __all__ = ["INIT_TIMEOUT_SECONDS", "Slot", "SlotState"]
 
@@ -73,6 +74,7 @@ class Slot:
         self._loop = asyncio.get_running_loop()
         self._server: asyncio.Server | None = None
         self._connections: set[HttpProtocol] = set()
+        self._opening: set[asyncio.Task[None]] = set()
         self._splitter = LineSplitter()
         self._proc: process.RuntimeProcess | None = None
         self.state = SlotState.STARTING
@@ -82,7 +84,8 @@ class Slot:
         # an init failure.
         self._init_output = bytearray()
         self._max_memory_mb = 0
-        self._parked: Responder | None = None
+        self._parked: runtime_api.Reply | None = None
+        self._channel: ChannelProtocol | None = None
         self._current: Invocation | None = None
         self._delivered = False
         self._answered_id: str | None = None
@@ -258,7 +261,7 @@ class Slot:
     def _handle_api_request(self, request: Request, responder: Responder) -> None:
         runtime_api.handle(self, request, responder)
 
-    def next_requested(self, responder: Responder) -> None:
+    def next_requested(self, responder: runtime_api.Reply) -> None:
         if self.state is SlotState.STARTING and self._proc is not None:
             self._cancel_timer()
             if not self._config.initialized_ahead:
@@ -334,6 +337,27 @@ class Slot:
         self._loop.add_reader(runtime.output_fd, self._read_output, runtime)
         self._loop.add_reader(runtime.exit_fd, self._on_exit, runtime)
         self._timer = self._loop.call_later(INIT_TIMEOUT_SECONDS, self._on_init_timeout)
+        if runtime.channel is not None:
+            self._channel = ChannelProtocol(self, max_body=error_bodies.MAX_RESPONSE_BYTES)
+            opening = self._loop.create_task(self._open_channel(runtime, self._channel))
+            self._opening.add(opening)
+            opening.add_done_callback(self._opening.discard)
+
+    async def _open_channel(
+        self, runtime: process.RuntimeProcess, channel: ChannelProtocol
+    ) -> None:
+        """Serve the python bootstrap's channel (``runtime_channel``); until this runs,
+        what the runtime sends waits in the socket."""
+        assert runtime.channel is not None
+        sock, runtime.channel = runtime.channel, None
+        try:
+            await self._loop.connect_accepted_socket(lambda: channel, sock)
+        except OSError as exc:
+            log.warning("runtime channel unusable slot=%d error=%s", self.index, exc)
+            sock.close()
+            return
+        if channel is not self._channel:
+            channel.close()  # the runtime was let go of meanwhile
 
     def _become_idle(self) -> None:
         self.state = SlotState.IDLE
@@ -430,6 +454,9 @@ class Slot:
         # Anything still buffered on its connections is stale: drop it with them.
         for conn in list(self._connections):
             conn.close()
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
 
     def _restart(self, reason: str, *, request_id: str = "") -> None:
         log.info(

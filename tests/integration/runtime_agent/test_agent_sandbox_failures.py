@@ -115,6 +115,45 @@ def test_runtime_keeps_serving_after_a_refused_response(
     assert agent.invoke({"n": 1}).json == {"n": 1}
 
 
+def test_a_function_writing_garbage_on_its_channel_only_loses_its_own_runtime(
+    start_agent: StartAgent,
+) -> None:
+    # The function's code shares the bootstrap's process, and so its channel to the
+    # agent (runtime_channel): it can write anything there. The agent closes the channel
+    # on the first frame it does not know; the runtime then exits, the invocation gets
+    # the exit error, and the next one runs on a new runtime.
+    agent = start_agent(
+        {
+            "app.py": """
+                import os
+                import socket
+
+                def handler(event, context):
+                    if event.get("garbage"):
+                        for fd in map(int, os.listdir("/proc/self/fd")):
+                            try:
+                                sock = socket.socket(fileno=fd)
+                            except OSError:
+                                continue
+                            if sock.family == socket.AF_UNIX:
+                                sock.sendall(b"GET / HTTP/1.1\\r\\n\\r\\n")
+                            sock.detach()
+                    return os.getpid()
+            """
+        }
+    )
+    before = agent.invoke({}).json
+
+    spoiled = agent.invoke({"garbage": True}, request_id="req-garbage")
+    agent.wait_idle()
+    after = agent.invoke({})
+
+    assert spoiled.function_error == "Unhandled"
+    assert spoiled.json["errorType"] == "Runtime.ExitError"
+    assert after.function_error is None
+    assert after.json != before
+
+
 def test_invocation_while_the_runtime_restarts_is_refused_as_busy(
     start_agent: StartAgent, echo_function: dict[str, str]
 ) -> None:

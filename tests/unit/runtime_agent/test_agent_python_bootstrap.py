@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import decimal
 import json
-import socket
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -169,35 +167,3 @@ def test_invoke_reports_a_handler_exception_with_its_class_name() -> None:
 
     assert (kind, error_type) == ("error", "KeyError")
     assert json.loads(payload)["errorMessage"] == "'missing'"
-
-
-def test_runtime_client_reads_answers_split_and_joined_on_one_connection() -> None:
-    answers = (
-        b"HTTP/1.1 200 OK\r\nLambda-Runtime-Aws-Request-Id: r9\r\nContent-Length: 7\r\n\r\n"
-        b'{"a":1}'
-        b"HTTP/1.1 202 Accepted\r\nContent-Length: 15\r\n\r\n"
-        b'{"status":"OK"}'
-    )
-    with socket.create_server(("127.0.0.1", 0)) as server:
-        seen: list[bytes] = []
-
-        def serve() -> None:
-            connection, _ = server.accept()
-            with connection:
-                seen.append(connection.recv(65536))
-                connection.sendall(answers[:30])  # a head cut in two ...
-                time.sleep(0.05)
-                connection.sendall(answers[30:])  # ... then the rest with the next answer
-                seen.append(connection.recv(65536))
-
-        thread = threading.Thread(target=serve)
-        thread.start()
-        client = bootstrap.RuntimeClient(f"127.0.0.1:{server.getsockname()[1]}")
-        body, headers = client.next()
-        status = client.post("invocation/r9/response", b'"done"')
-        client.close()
-        thread.join()
-
-    assert (body, headers["lambda-runtime-aws-request-id"], status) == (b'{"a":1}', "r9", 202)
-    assert seen[0].startswith(b"GET /2018-06-01/runtime/invocation/next HTTP/1.1\r\n")
-    assert seen[1].endswith(b'Content-Length: 6\r\n\r\n"done"')
