@@ -29,6 +29,8 @@ __all__ = ["LOG_NAME", "Platform", "free_port", "running"]
 
 # The platform's log, in the scratch directory.
 LOG_NAME = "platform.log"
+# Lines of that log shown when a benchmark fails.
+_TAIL_LINES = 40
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +101,11 @@ def running(scratch: Path) -> Iterator[Platform]:
                 if line.startswith("export ")
             )
             yield Platform(process, home, log_path, f"http://127.0.0.1:{port}", exports)
+        except BaseException:
+            # The scratch directory goes with the run: show why it failed first.
+            tail = log_path.read_text().splitlines()[-_TAIL_LINES:]
+            print("\n".join(["kubelambda up's log ends:", *tail]), file=sys.stderr)
+            raise
         finally:
             process.terminate()
             try:

@@ -286,7 +286,7 @@ def _plot(modes: dict[str, dict[str, Any]], path: Path) -> None:
     parts_axis.set_ylabel("ms (p50 of each part)")
     parts_axis.set_title("where the time goes")
     parts_axis.grid(axis="y", alpha=0.3)
-    parts_axis.legend(fontsize=7)
+    parts_axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     figure.suptitle("scale from zero: a new python3.11 function's first invoke")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
