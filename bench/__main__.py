@@ -18,9 +18,8 @@ RESULTS = BENCH_DIR / "results"
 BENCHMARKS = {
     "agent_direct": ("agent_direct", [], "agent_direct"),
     "invoke_overhead": ("invoke_overhead", [], "invoke_overhead"),
-    # Both start modes: fully cold, and with one agent started ahead of need (the default).
-    "scale_from_zero_cold": ("scale_from_zero", ["--spare-agents", "0"], "scale_from_zero_spares0"),
-    "scale_from_zero": ("scale_from_zero", ["--spare-agents", "1"], "scale_from_zero_spares1"),
+    # Back to back and after a pause (spare agents topped up), both in one run.
+    "scale_from_zero": ("scale_from_zero", [], "scale_from_zero"),
     "async_events": ("async_events", ["--queue", "sqlite"], "async_events_sqlite"),
     # kubelambda's own figures; run it by hand with --peer URL for the side-by-side ratios.
     "peer_compare": ("peer_compare", [], "peer_compare"),

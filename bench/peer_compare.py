@@ -30,7 +30,6 @@ import io
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -39,8 +38,9 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import boto3
+import embedded_platform
 import matplotlib
 
 matplotlib.use("Agg")
@@ -126,61 +126,19 @@ def main() -> int:
 @contextlib.contextmanager
 def _platform(scratch: Path) -> Iterator[Platform]:
     """``kubelambda up`` on a free port in a fresh home, with the echo functions Active."""
-    port = _free_port()
-    environ = {
-        **os.environ,
-        "KUBELAMBDA_HOME": str(scratch / "home"),
-        "KUBELAMBDA_PORT": str(port),
-    }
-    log = (scratch / "platform.log").open("w")
-    kubelambda = str(Path(sys.executable).with_name("kubelambda"))
-    process = subprocess.Popen(
-        [kubelambda, "up"],
-        env=environ,
-        stdout=subprocess.PIPE,
-        stderr=log,
-        text=True,
-        start_new_session=True,
-    )
     try:
-        assert process.stdout is not None
-        for line in process.stdout:
-            if line.startswith("kubelambda is up at "):
-                break
-        else:
-            raise RuntimeError("kubelambda up exited before serving")
-        exports = subprocess.run(
-            [kubelambda, "env"], env=environ, capture_output=True, text=True, check=True
-        ).stdout
-        shell = dict(
-            line.removeprefix("export ").split("=", 1)
-            for line in exports.splitlines()
-            if line.startswith("export ")
-        )
-        base = f"http://127.0.0.1:{port}"
-        _create_functions(base, shell)
-        urls = {name: f"{base}/2015-03-31/functions/{name}/invocations" for name in FUNCTIONS}
-        yield Platform(process, urls, shell["KUBELAMBDA_API_KEY"])
+        with embedded_platform.running(scratch) as up:
+            _create_functions(up.lambda_client())
+            urls = {name: up.invoke_url(name) for name in FUNCTIONS}
+            yield Platform(up.process, urls, up.api_key)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
-        throttled = (scratch / "platform.log").read_text().count("activator throttled")
+        log = scratch / embedded_platform.LOG_NAME
+        throttled = log.read_text().count("activator throttled") if log.exists() else 0
         if throttled:
             print(f"peer_compare: the gateway throttled {throttled} times", file=sys.stderr)
 
 
-def _create_functions(base: str, shell: dict[str, str]) -> None:
-    client = boto3.client(
-        "lambda",
-        endpoint_url=base,
-        region_name=shell["AWS_DEFAULT_REGION"],
-        aws_access_key_id=shell["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=shell["AWS_SECRET_ACCESS_KEY"],
-    )
+def _create_functions(client: Any) -> None:
     package = io.BytesIO()
     with zipfile.ZipFile(package, "w") as archive:
         archive.writestr("echo.py", "def handler(event, context):\n    return event\n")
@@ -340,12 +298,6 @@ def _plot(report: dict[str, object], path: Path) -> None:
     )
     figure.tight_layout()
     figure.savefig(path, dpi=110)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 if __name__ == "__main__":

@@ -1,222 +1,296 @@
-"""Scale-from-zero latency in embedded mode: poke → instance ready → first invoke answered.
+"""Scale from zero as a user sees it: a new function's first invoke, request to first byte.
 
-Each trial creates a fresh function (a no-dependency python handler) in a real SQLite
-store, waits for the package settler to make it Active, pokes a running autoscaler as
-the gateway's activator does when a request finds no instance, and times the ready
-endpoint (the backend's change notification) and the first invocation's answer from the
-agent. The function is then deleted, which scales it to zero, and the next trial waits
-until its processes are gone.
+Run: ``.venv/bin/python bench/scale_from_zero.py [--trials 20] [--gap SECONDS ...]
+[--out DIR]`` (results go to ``bench/results/`` by default; ``python -m bench`` runs it).
 
-    .venv/bin/python bench/scale_from_zero.py [--trials 20] [--spare-agents 1] [--out DIR]
+It starts ``kubelambda up`` (``embedded_platform``) with its default spare agents. Each
+trial is fully cold: it creates a new python3.11 function with a no-dependency handler
+(boto3), waits until it is Active, waits ``gap`` seconds, invokes it once on an HTTP
+connection opened beforehand (bearer ``KUBELAMBDA_API_KEY``), timing request sent →
+first byte (``getresponse()`` returns after the status line and headers), and deletes
+the function. Two modes by default: ``--gap 0``, one cold start right after another (the
+spare agents the last one used are still being replaced), and ``--gap 1.5``, after the
+platform has topped its spares up. Each mode starts with one untimed trial, so the first
+timed one follows a cold start like the rest.
 
-Prints JSON with p50/p95/max per measure, and saves it and a PNG of the trials in DIR.
-``--spare-agents 0`` measures fully cold starts (no agent started ahead of need).
+Where the time goes, per trial, from the client's wall clock, the platform's log (the
+backend's ``instance spawned`` / ``instance ready ... start_ms=`` lines; asctime, ms
+resolution, same host) and the instance's log (the agent's ``REPORT ... Init Duration``):
+
+- ``to_spawn_ms``: request sent → instance spawned (gateway, activator, autoscaler poke,
+  backend taking a spare agent or starting one);
+- ``agent_ms``: spawned → runtime process started (``start_ms`` - Init Duration);
+- ``runtime_init_ms``: Init Duration (interpreter start, bootstrap, handler import, until
+  the runtime asks for its first event), of which ``process_start_to_handler_import_ms``
+  ends at the ``time.time()`` the handler's module records at import and returns;
+- ``first_response_ms``: ready → first byte (total - to_spawn - start_ms).
+
+It prints JSON (per mode: p50/p95/max of the total, the p50 of each part, every trial)
+and saves it as ``scale_from_zero.json`` with a PNG of the trials and of the p50 parts.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import datetime
+import http.client
 import io
 import json
-import logging
+import os
+import re
 import statistics
+import sys
 import tempfile
 import time
 import uuid
 import zipfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
-import httpx
+import embedded_platform
 import matplotlib
-
-from controller.autoscaler.loop import Autoscaler
-from controller.backends.local import LocalProcessBackend
-from controller.packages.settler import PackageSettler
-from kubelambda.models import (
-    DEFAULT_NAMESPACE,
-    CodePackage,
-    FunctionSettings,
-    FunctionVersion,
-    State,
-)
-from kubelambda.ports.catalog import Catalog
-from kubelambda.store import LocalCodeStore, SqliteStore
 
 matplotlib.use("Agg")
 from matplotlib import pyplot, ticker  # after use(): the backend must be chosen first
 
-HANDLER = "def handler(event, context):\n    return {'hello': event.get('name', 'world')}\n"
+# No dependency but the clock: the module's import time is what the breakdown needs.
+HANDLER = (
+    "import time\n"
+    "IMPORTED_AT = time.time()\n"
+    "\n"
+    "def handler(event, context):\n"
+    "    return {'imported_at': IMPORTED_AT}\n"
+)
+GAPS = (0.0, 1.5)
+PARTS = (
+    "to_spawn_ms",
+    "agent_ms",
+    "process_start_to_handler_import_ms",
+    "handler_import_to_init_done_ms",
+    "first_response_ms",
+)
+_STAMP = r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) "
+_INIT_DURATION = re.compile(r"^REPORT RequestId: .*\tInit Duration: ([\d.]+) ms", re.MULTILINE)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Trial:
-    poke_to_ready_ms: float
-    first_invoke_ms: float
-    poke_to_answer_ms: float
+    """One cold start, in milliseconds; the parts add up to ``total_ms`` (see the module
+    docstring), give or take the log timestamps' millisecond."""
+
+    total_ms: float
+    to_spawn_ms: float
+    start_ms: float
+    agent_ms: float
+    runtime_init_ms: float
+    process_start_to_handler_import_ms: float
+    handler_import_to_init_done_ms: float
+    first_response_ms: float
 
 
-async def run_trial(
-    store: SqliteStore,
-    autoscaler: Autoscaler,
-    backend: LocalProcessBackend,
-    client: httpx.AsyncClient,
-    package: CodePackage,
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--trials", type=int, default=20, help="timed cold starts per mode")
+    parser.add_argument(
+        "--gap",
+        type=float,
+        action="append",
+        help=f"seconds between Active and the invoke; repeatable (default: {GAPS})",
+    )
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    args = parser.parse_args()
+    gaps = tuple(args.gap) if args.gap else GAPS
+    modes: dict[str, dict[str, Any]] = {}
+    with (
+        tempfile.TemporaryDirectory(prefix="kl-cold-bench-") as scratch,
+        embedded_platform.running(Path(scratch)) as platform,
+    ):
+        client = platform.lambda_client()
+        package = _package()
+        for gap in gaps:
+            _trial(platform, client, package, gap=gap)  # untimed: see the docstring
+            trials = [_trial(platform, client, package, gap=gap) for _ in range(args.trials)]
+            modes[f"gap_{gap:g}s"] = _summary(trials, gap=gap)
+            print(f"scale_from_zero: gap {gap:g} s done", file=sys.stderr, flush=True)
+    report = {
+        "benchmark": "scale_from_zero",
+        "at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "host": {"cpus": os.cpu_count()},
+        "handler": "python3.11, no dependencies",
+        "trials_per_mode": args.trials,
+        "modes": modes,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "scale_from_zero.json").write_text(json.dumps(report, indent=2) + "\n")
+    _plot(modes, args.out / "scale_from_zero.png")
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+def _trial(
+    platform: embedded_platform.Platform, client: Any, package: bytes, *, gap: float
 ) -> Trial:
-    name = f"bench-{uuid.uuid4().hex[:10]}"
-    latest = FunctionVersion(
-        namespace=DEFAULT_NAMESPACE,
-        function_name=name,
-        version="$LATEST",
-        runtime="python3.11",
-        handler="app.handler",
-        role="arn:aws:iam::000000000000:role/bench",
-        code_sha256=package.code_sha256,
-        code_size=package.size,
-        revision_id="",
-        last_modified="",
-        state=State.PENDING,
+    name = f"cold-{uuid.uuid4().hex[:10]}"
+    client.create_function(
+        FunctionName=name,
+        Runtime="python3.11",
+        Role="arn:aws:iam::123456789012:role/bench",
+        Handler="app.handler",
+        Code={"ZipFile": package},
     )
-    target = latest.target
-    active = asyncio.Event()
+    try:
+        _wait_active(client, name)
+        time.sleep(gap)
+        connection = http.client.HTTPConnection(platform.base_url.removeprefix("http://"))
+        connection.connect()
+        sent_at = time.time()
+        started = time.perf_counter()
+        connection.request(
+            "POST",
+            f"/2015-03-31/functions/{name}/invocations",
+            body=b"{}",
+            headers={
+                "Authorization": f"Bearer {platform.api_key}",
+                "Content-Type": "application/json",
+            },
+        )
+        response = connection.getresponse()
+        total_ms = (time.perf_counter() - started) * 1000
+        body = response.read()
+        connection.close()
+        if response.status != 200 or response.getheader("X-Amz-Function-Error"):
+            raise RuntimeError(f"invoke of {name} answered {response.status}: {body[:300]!r}")
+        imported_at = float(json.loads(body)["imported_at"])
+        return _breakdown(
+            platform, name, total_ms=total_ms, sent_at=sent_at, imported_at=imported_at
+        )
+    finally:
+        client.delete_function(FunctionName=name)
 
-    def settled(catalog: Catalog) -> None:
-        version = catalog.versions.get(target)
-        if version is not None and version.state is State.ACTIVE:
-            active.set()
 
-    unsubscribe = store.subscribe(settled)
-    await store.create_function(latest, FunctionSettings(DEFAULT_NAMESPACE, name), publish=False)
-    await active.wait()
-    unsubscribe()
-    ready = asyncio.Event()
-    unsubscribe = backend.subscribe(lambda t: ready.set() if backend.endpoints(target) else None)
-    await asyncio.sleep(0.05)  # let the new catalog reach the autoscaler, as it would
+def _wait_active(client: Any, name: str) -> None:
+    """Poll, not boto3's waiter: its one-second delay would be a gap of its own."""
+    deadline = time.monotonic() + 30
+    while client.get_function_configuration(FunctionName=name)["State"] != "Active":
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{name} did not become Active in 30 s")
+        time.sleep(0.01)
 
-    poked = time.perf_counter()
-    autoscaler.report("bench", target, in_flight=0, waiting=1)
-    autoscaler.poke(target)
-    await ready.wait()
-    ready_at = time.perf_counter()
-    unsubscribe()
-    endpoint = backend.endpoints(target)[0]
-    answer = await client.post(
-        f"http://{endpoint.host}:{endpoint.port}/invoke",
-        json={"name": "bench"},
-        headers={
-            "Kubelambda-Request-Id": str(uuid.uuid4()),
-            "Kubelambda-Invoked-Function-Arn": f"arn:aws:lambda:us-east-1:000000000000:"
-            f"function:{name}",
-        },
+
+def _breakdown(
+    platform: embedded_platform.Platform,
+    name: str,
+    *,
+    total_ms: float,
+    sent_at: float,
+    imported_at: float,
+) -> Trial:
+    log = platform.log_path.read_text()
+    spawned = re.search(
+        _STAMP + rf"INFO \S+ instance spawned .*function={name} .*instance=(\w+) ",
+        log,
+        re.MULTILINE,
     )
-    answered = time.perf_counter()
-    answer.raise_for_status()
-    autoscaler.report("bench", target, in_flight=0, waiting=0)
-    gone = asyncio.Event()
-    unsubscribe = backend.subscribe(lambda t: None if backend.endpoints(target) else gone.set())
-    await store.delete_function(latest.key)
-    await gone.wait()
-    unsubscribe()
+    if spawned is None:
+        raise RuntimeError(f"no 'instance spawned' line for {name} in {platform.log_path}")
+    spawned_at = _log_time(spawned[1])
+    instance = spawned[2]
+    ready = re.search(rf"instance ready .*instance={instance} .*start_ms=([\d.]+)", log)
+    if ready is None:
+        raise RuntimeError(f"no 'instance ready' line for instance {instance}")
+    start_ms = float(ready[1])
+    init_ms = _init_duration(platform.home / "logs" / name / "$LATEST" / f"{instance}.log")
+    to_spawn_ms = (spawned_at - sent_at) * 1000
+    agent_ms = start_ms - init_ms
+    runtime_started_at = spawned_at + agent_ms / 1000
+    to_import_ms = (imported_at - runtime_started_at) * 1000
     return Trial(
-        poke_to_ready_ms=(ready_at - poked) * 1000,
-        first_invoke_ms=(answered - ready_at) * 1000,
-        poke_to_answer_ms=(answered - poked) * 1000,
+        total_ms=total_ms,
+        to_spawn_ms=to_spawn_ms,
+        start_ms=start_ms,
+        agent_ms=agent_ms,
+        runtime_init_ms=init_ms,
+        process_start_to_handler_import_ms=to_import_ms,
+        handler_import_to_init_done_ms=init_ms - to_import_ms,
+        first_response_ms=total_ms - to_spawn_ms - start_ms,
     )
 
 
-def _zip(files: dict[str, str]) -> bytes:
+def _log_time(stamp: str) -> float:
+    """A logging asctime (local time, as this process's: the platform is its child)."""
+    return datetime.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+
+def _init_duration(path: Path) -> float:
+    """The REPORT line's Init Duration: the agent writes it just after the response, so
+    it may not be there yet when the first byte is."""
+    deadline = time.monotonic() + 5
+    while True:
+        found = _INIT_DURATION.search(path.read_text()) if path.exists() else None
+        if found is not None:
+            return float(found[1])
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no REPORT line with an Init Duration in {path}")
+        time.sleep(0.01)
+
+
+def _package() -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
-        for name, text in files.items():
-            archive.writestr(name, text)
+        archive.writestr("app.py", HANDLER)
     return buffer.getvalue()
 
 
-def percentile(values: list[float], p: float) -> float:
+def _percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
-def summarise(trials: list[Trial]) -> dict[str, dict[str, float]]:
-    summary = {}
-    for measure in ("poke_to_ready_ms", "first_invoke_ms", "poke_to_answer_ms"):
-        values = [getattr(t, measure) for t in trials]
-        summary[measure] = {
-            "p50": round(statistics.median(values), 1),
-            "p95": round(percentile(values, 95), 1),
-            "max": round(max(values), 1),
-        }
-    return summary
+def _summary(trials: list[Trial], *, gap: float) -> dict[str, Any]:
+    totals = [t.total_ms for t in trials]
+    return {
+        "gap_seconds": gap,
+        "total_ms": {
+            "p50": round(statistics.median(totals), 1),
+            "p95": round(_percentile(totals, 95), 1),
+            "max": round(max(totals), 1),
+        },
+        "p50_ms": {
+            part: round(statistics.median(getattr(t, part) for t in trials), 1)
+            for part in ("start_ms", "runtime_init_ms", *PARTS)
+        },
+        "trials": [{k: round(v, 1) + 0.0 for k, v in asdict(t).items()} for t in trials],
+    }
 
 
-def plot(trials: list[Trial], path: Path, spare_agents: int) -> None:
-    figure, axes = pyplot.subplots(figsize=(8, 4.5))
-    numbers = range(1, len(trials) + 1)
-    axes.plot(numbers, [t.poke_to_ready_ms for t in trials], "o-", label="poke → ready")
-    axes.plot(numbers, [t.poke_to_answer_ms for t in trials], "s-", label="poke → first answer")
-    axes.plot(numbers, [t.first_invoke_ms for t in trials], "^-", label="first invoke")
-    axes.set_xlabel("trial")
-    axes.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
-    axes.set_ylabel("milliseconds")
-    axes.set_title(f"scale from zero, python3.11 handler, {spare_agents} spare agent(s)")
-    axes.grid(alpha=0.3)
-    axes.legend()
+def _plot(modes: dict[str, dict[str, Any]], path: Path) -> None:
+    figure, (trials_axis, parts_axis) = pyplot.subplots(
+        1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [3, 2]}
+    )
+    for mode, summary in modes.items():
+        totals = [t["total_ms"] for t in summary["trials"]]
+        trials_axis.plot(range(1, len(totals) + 1), totals, "o-", label=mode)
+    trials_axis.set_xlabel("trial")
+    trials_axis.xaxis.set_major_locator(ticker.MaxNLocator(integer=True))
+    trials_axis.set_ylabel("request → first byte (ms)")
+    trials_axis.set_title("each cold start")
+    trials_axis.grid(alpha=0.3)
+    trials_axis.legend(fontsize=8)
+    names = list(modes)
+    bottoms = [0.0] * len(names)
+    for part in PARTS:
+        heights = [max(0.0, modes[mode]["p50_ms"][part]) for mode in names]
+        parts_axis.bar(names, heights, bottom=bottoms, label=part.removesuffix("_ms"))
+        bottoms = [b + h for b, h in zip(bottoms, heights, strict=True)]
+    parts_axis.set_ylabel("ms (p50 of each part)")
+    parts_axis.set_title("where the time goes")
+    parts_axis.grid(axis="y", alpha=0.3)
+    parts_axis.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    figure.suptitle("scale from zero: a new python3.11 function's first invoke")
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
-
-
-async def measure(trials: int, *, spare_agents: int, pause: float) -> list[Trial]:
-    with tempfile.TemporaryDirectory(prefix="kubelambda-bench-") as scratch:
-        home = Path(scratch)
-        code = LocalCodeStore(home / "code")
-        package = await code.put(_zip({"app.py": HANDLER}))
-        backend = LocalProcessBackend(
-            home / "instances", code=code, region="us-east-1", spare_agents=spare_agents
-        )
-        results = []
-        try:
-            async with (
-                SqliteStore.open(home / "state", region="us-east-1") as store,
-                Autoscaler(store, backend) as autoscaler,
-                httpx.AsyncClient(timeout=30.0) as client,
-            ):
-                settler = PackageSettler(store, code, backend, grace_seconds=3600.0)
-                await settler.start()
-                try:
-                    for _ in range(trials):
-                        # Scale-from-zero events are not back to back: leave the platform
-                        # time to settle (and to top up its spare agent) between trials.
-                        await asyncio.sleep(pause)
-                        results.append(await run_trial(store, autoscaler, backend, client, package))
-                finally:
-                    await settler.aclose()
-        finally:
-            await backend.aclose()
-    return results
-
-
-def main(trials: int, out: Path, *, spare_agents: int, pause: float) -> None:
-    results = asyncio.run(measure(trials, spare_agents=spare_agents, pause=pause))
-    out.mkdir(parents=True, exist_ok=True)
-    stem = f"scale_from_zero_spares{spare_agents}"
-    plot(results, out / f"{stem}.png", spare_agents)
-    report = {"trials": len(results), "spare_agents": spare_agents, **summarise(results)}
-    (out / f"{stem}.json").write_text(json.dumps(report, indent=2))
-    print(json.dumps(report, indent=2))
+    figure.savefig(path, dpi=110)
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=20)
-    parser.add_argument("--out", type=Path, default=Path("bench/results"))
-    parser.add_argument("--spare-agents", type=int, default=1, help="0: every start is cold")
-    parser.add_argument("--pause", type=float, default=1.0, help="seconds between trials")
-    arguments = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING)
-    main(
-        arguments.trials,
-        arguments.out,
-        spare_agents=arguments.spare_agents,
-        pause=arguments.pause,
-    )
+    sys.exit(main())
