@@ -104,6 +104,9 @@ def platform(
             "KUBECONFIG": str(kubeconfig),
             "KUBELAMBDA_RUNTIME_IMAGE": runtime_image,
             "KUBELAMBDA_VERSION_GRACE_SECONDS": "4",
+            # Well above a cold start on a loaded machine, well below the default 30 s
+            # that the unschedulable pod's invoke would otherwise wait out.
+            "KUBELAMBDA_ACTIVATOR_MAX_WAIT_SECONDS": "12",
         },
     )
     yield running
