@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -65,6 +66,7 @@ class Autoscaler:
         clock: Callable[[], float] = time.monotonic,
         tick_seconds: float = 1.0,
         failures_before_failed: int = 3,
+        poke_spacing_seconds: float = 0.1,
     ) -> None:
         self._store = store
         self._backend = backend
@@ -80,6 +82,12 @@ class Autoscaler:
         self._stats: dict[Target, decide.ScaleStats] = {}
         self._counts: dict[Target, dict[str, _Counts]] = {}
         self._poked: set[Target] = set()
+        # A held request pokes its target; under load that is every request. The first
+        # poke of a target is acted on at once; later ones at most every
+        # ``poke_spacing`` (their demand adds up in the reports meanwhile), or a pass, and
+        # a sample in the target's window, would follow every request.
+        self._poke_spacing = poke_spacing_seconds
+        self._poke_passes: dict[Target, float] = {}
         self._catalog_changed = False
         self._wake = asyncio.Event()
         self._unsubscribe: Callable[[], None] | None = None
@@ -142,7 +150,10 @@ class Autoscaler:
     async def run_once(self, targets: set[Target] | None = None) -> None:
         """One pass over ``targets`` (all known when ``None``), at the clock's ``now``."""
         now = self._clock()
-        poked, self._poked = self._poked, set()
+        poked = set(self._poked) if targets is None else self._poked & targets
+        self._poked -= poked
+        for target in poked:
+            self._poke_passes[target] = now
         if targets is None:
             targets = set(self._specs) | poked
         for gone in [t for t in self._versions if t not in self._specs]:
@@ -196,16 +207,21 @@ class Autoscaler:
     async def _run(self) -> None:
         next_tick = self._clock()
         while True:
+            wake_at = min(next_tick, self._next_poke_pass())
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the
             # cancellation from aclose when the wake fires at the same moment.
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(max(0.0, next_tick - self._clock())):
+                async with asyncio.timeout(max(0.0, wake_at - self._clock())):
                     await self._wake.wait()
             self._wake.clear()
-            full = self._clock() >= next_tick or self._catalog_changed
+            now = self._clock()
+            full = now >= next_tick or self._catalog_changed
+            due = {t for t in self._poked if self._poke_due_at(t) <= now}
+            if not full and not due:
+                continue
             self._catalog_changed = False
             try:
-                await self.run_once(None if full else set(self._poked))
+                await self.run_once(None if full else due)
             except Exception:
                 # A failed pass (the store refusing a report, say) must not end the loop.
                 if self._metrics is not None:
@@ -213,6 +229,12 @@ class Autoscaler:
                 logger.exception("autoscaler pass failed")
             if full:
                 next_tick = self._clock() + self._tick_seconds
+
+    def _poke_due_at(self, target: Target) -> float:
+        return self._poke_passes.get(target, -math.inf) + self._poke_spacing
+
+    def _next_poke_pass(self) -> float:
+        return min((self._poke_due_at(t) for t in self._poked), default=math.inf)
 
     def _on_catalog(self, catalog: Catalog) -> None:
         self._catalog = catalog
@@ -287,6 +309,7 @@ class Autoscaler:
 
     async def _retire(self, target: Target) -> None:
         version = self._versions.pop(target)
+        self._poke_passes.pop(target, None)
         logger.info(
             "scale namespace=%s function=%s version=%s to=0 reason=removed-from-catalog",
             target.namespace,
