@@ -11,15 +11,19 @@ httptools protocol with two limits, which ``serving.serve`` installs:
   (time while the gateway itself has paused reading does not count).
 
 Past either the connection is closed without an answer (there is no one to read it).
+The protocol also writes each response in one send (``coalesced_writes``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import typing
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from kubelambda.launch.coalesced_writes import CoalescedWrites
 
 __all__ = ["timed_protocol"]
 
@@ -34,7 +38,9 @@ def timed_protocol(*, header_seconds: float, body_idle_seconds: float) -> type[H
         _reading_body = False
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
+            # One send per response, not one for the head and one for the body.
+            writes = CoalescedWrites(transport, self.loop)
+            super().connection_made(typing.cast(asyncio.Transport, writes))
             self._arm(header_seconds, "headers")
 
         def connection_lost(self, exc: Exception | None) -> None:
