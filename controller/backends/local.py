@@ -192,14 +192,8 @@ class LocalProcessBackend:
         budget = self._admission.budget
         if replicas > len(live) and not budget.fits_at_all(version.memory_size):
             if not self._backing_off(target):
-                exc = errors.CapacityExceeded(version.memory_size, budget.memory_mb)
-                self._record_failure(target, exc)
-                logger.error(
-                    "cannot start instance namespace=%s function=%s version=%s error=%s",
-                    target.namespace,
-                    target.function_name,
-                    target.version,
-                    exc,
+                self._start_failed(
+                    target, errors.CapacityExceeded(version.memory_size, budget.memory_mb)
                 )
             self._admission.forget(target)
             return
@@ -318,14 +312,7 @@ class LocalProcessBackend:
             return
         except errors.InstanceStartError as exc:
             await self._release(instance_id)
-            self._record_failure(target, exc)
-            logger.error(
-                "cannot start instance namespace=%s function=%s version=%s error=%s",
-                target.namespace,
-                target.function_name,
-                target.version,
-                exc,
-            )
+            self._start_failed(target, exc)
             return
         self._instances.setdefault(target, []).append(instance)
         if self._metrics is not None:
@@ -635,6 +622,16 @@ class LocalProcessBackend:
     def _backing_off(self, target: Target) -> bool:
         failures = self._failures.get(target)
         return failures is not None and self._clock() < failures.retry_at
+
+    def _start_failed(self, target: Target, exc: errors.InstanceStartError) -> None:
+        self._record_failure(target, exc)
+        logger.error(
+            "cannot start instance namespace=%s function=%s version=%s error=%s",
+            target.namespace,
+            target.function_name,
+            target.version,
+            exc,
+        )
 
     def _record_failure(self, target: Target, exc: errors.InstanceStartError) -> None:
         previous = self._failures.get(target)

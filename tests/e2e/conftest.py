@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import boto3
+import httpx
 import pytest
 from botocore.config import Config
 
@@ -188,3 +189,17 @@ def create_function(client: Any, name: str, source: str, **extra: Any) -> None:
     client.get_waiter("function_active_v2").wait(
         FunctionName=name, WaiterConfig={"Delay": 0.1, "MaxAttempts": 100}
     )
+
+
+def metric_value(platform: Platform, name: str, **labels: str) -> float:
+    """The sum of ``name``'s series with ``labels`` on the platform's /metrics."""
+    text = httpx.get(f"{platform.url}/metrics").text
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name + "{"):
+            continue
+        label_text = line[len(name) + 1 : line.index("}")]
+        found = dict(part.split("=", 1) for part in label_text.split(",") if part)
+        if all(found.get(key) == f'"{value}"' for key, value in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total

@@ -17,7 +17,6 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 from botocore.exceptions import ClientError
 
@@ -27,6 +26,7 @@ from tests.e2e.conftest import (
     create_function,
     eventually,
     log_text,
+    metric_value,
     start_platform,
     stop_platform,
 )
@@ -83,19 +83,6 @@ def in_background(client: Any, name: str, **event: object) -> threading.Thread:
     return thread
 
 
-def metric(platform: Platform, name: str, **labels: str) -> float:
-    text = httpx.get(f"{platform.url}/metrics").text
-    total = 0.0
-    for line in text.splitlines():
-        if not line.startswith(name + "{"):
-            continue
-        label_text = line[len(name) + 1 : line.index("}")]
-        found = dict(part.split("=", 1) for part in label_text.split(",") if part)
-        if all(found.get(key) == f'"{value}"' for key, value in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
-
-
 def test_a_request_held_while_the_host_is_full_is_served_when_capacity_frees(
     platform: Platform, client: Any
 ) -> None:
@@ -109,7 +96,7 @@ def test_a_request_held_while_the_host_is_full_is_served_when_capacity_frees(
     held.start()
     deferred = eventually(
         "a deferred start",
-        lambda: metric(platform, "kubelambda_instance_starts_deferred", function=name),
+        lambda: metric_value(platform, "kubelambda_instance_starts_deferred", function=name),
         timeout=5,
     )
     held.join()
@@ -118,8 +105,14 @@ def test_a_request_held_while_the_host_is_full_is_served_when_capacity_frees(
     assert deferred == 1
     assert time.monotonic() - started > 1.0  # it waited for the busy instance
     assert answers == [first]  # served by the one instance there is room for
-    assert metric(platform, "kubelambda_capacity_limit", resource="memory_megabytes") >= MEMORY_MB
-    assert metric(platform, "kubelambda_capacity_in_use", resource="memory_megabytes") == MEMORY_MB
+    assert (
+        metric_value(platform, "kubelambda_capacity_limit", resource="memory_megabytes")
+        >= MEMORY_MB
+    )
+    assert (
+        metric_value(platform, "kubelambda_capacity_in_use", resource="memory_megabytes")
+        == MEMORY_MB
+    )
 
 
 def test_a_request_gets_429_after_the_bound_wait_when_no_capacity_frees(client: Any) -> None:
@@ -154,6 +147,6 @@ def test_an_idle_instance_of_another_function_is_reclaimed_for_a_new_one(
     waited = time.monotonic() - started
 
     assert waited < MAX_WAIT_SECONDS
-    assert metric(platform, "kubelambda_instances_reclaimed_total", function=idle) == 1
-    assert metric(platform, "kubelambda_instances_ready", function=idle) == 0
+    assert metric_value(platform, "kubelambda_instances_reclaimed_total", function=idle) == 1
+    assert metric_value(platform, "kubelambda_instances_ready", function=idle) == 0
     assert "reclaimed under pressure" in log_text(platform.home)

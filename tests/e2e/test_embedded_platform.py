@@ -24,7 +24,7 @@ from botocore.exceptions import ClientError
 from controller.backends import local_users
 from kubelambda import runtimes
 from kubelambda.launch.settings import PlatformSettings
-from tests.e2e.conftest import Platform, make_zip, start_platform, stop_platform
+from tests.e2e.conftest import Platform, make_zip, metric_value, start_platform, stop_platform
 
 ROLE = "arn:aws:iam::000000000000:role/kubelambda"
 
@@ -70,19 +70,6 @@ def invoke_json(
 ) -> tuple[dict[str, Any], Any]:
     response = client.invoke(FunctionName=name, Payload=json.dumps(payload).encode(), **kwargs)
     return response, json.loads(response["Payload"].read())
-
-
-def metric_value(platform: Platform, name: str, **labels: str) -> float:
-    text = httpx.get(f"{platform.url}/metrics").text
-    total = 0.0
-    for line in text.splitlines():
-        if not line.startswith(name + "{"):
-            continue
-        label_text = line[len(name) + 1 : line.index("}")]
-        found = dict(part.split("=", 1) for part in label_text.split(",") if part)
-        if all(found.get(key) == f'"{value}"' for key, value in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
 
 
 def test_create_invoke_and_read_back_through_boto3(lambda_client: Any) -> None:

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import botocore.exceptions
-import httpx
 import pytest
 
 from tests.e2e.conftest import (
@@ -27,6 +26,7 @@ from tests.e2e.conftest import (
     eventually,
     log_text,
     make_zip,
+    metric_value,
     start_platform,
     stop_platform,
 )
@@ -271,11 +271,20 @@ def test_provisioned_concurrency_keeps_a_ready_pod_without_traffic(
         return bool(config["Status"] == "READY")
 
     eventually("provisioned concurrency READY", ready, timeout=120)
-    running = [
-        p
-        for p in cluster.pods_of("warm")
-        if any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"]["conditions"])
-    ]
+
+    def ready_pods() -> list[dict[str, Any]]:
+        return [
+            p
+            for p in cluster.pods_of("warm")
+            if any(
+                c["type"] == "Ready" and c["status"] == "True"
+                for c in p["status"].get("conditions") or []
+            )
+        ]
+
+    # The platform probes a new pod's agent itself and may call it READY before the
+    # kubelet's next status report says so.
+    running = eventually("a Ready pod without traffic", lambda: ready_pods() or None, timeout=10)
     assert len(running) >= 1
 
 
@@ -299,7 +308,7 @@ def test_a_pod_the_node_cannot_fit_is_a_deferred_start_and_its_invoke_a_429(
         eventually("an Unschedulable pod", unschedulable, timeout=20)
         deferred = eventually(
             "the deferred start in the metrics",
-            lambda: metric(platform, "kubelambda_instance_starts_deferred", **labels),
+            lambda: metric_value(platform, "kubelambda_instance_starts_deferred", **labels),
             timeout=20,
         )
         with pytest.raises(botocore.exceptions.ClientError) as raised:
@@ -308,23 +317,9 @@ def test_a_pod_the_node_cannot_fit_is_a_deferred_start_and_its_invoke_a_429(
     assert deferred == 1
     assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 429
     assert raised.value.response["Reason"] == "ConcurrentInvocationLimitExceeded"
-    assert metric(platform, "kubelambda_instance_failures_total", **labels) == 0
+    assert metric_value(platform, "kubelambda_instance_failures_total", **labels) == 0
     assert [p["status"]["phase"] for p in cluster.pods_of("huge")] == ["Pending"]
     client.delete_function(FunctionName="huge")
-
-
-def metric(platform: Platform, name: str, **labels: str) -> float:
-    """The sum of ``name``'s series with ``labels`` on the platform's /metrics."""
-    text = httpx.get(f"{platform.url}/metrics").text
-    total = 0.0
-    for line in text.splitlines():
-        if not line.startswith(name + "{"):
-            continue
-        label_text = line[len(name) + 1 : line.index("}")]
-        found = dict(part.split("=", 1) for part in label_text.split(",") if part)
-        if all(found.get(key) == f'"{value}"' for key, value in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
 
 
 def test_a_burst_at_zero_pods_is_answered_in_full(client: Any, platform: Platform) -> None:
