@@ -163,18 +163,6 @@ def make_zip(files: Mapping[str, str | bytes], *, executable: tuple[str, ...] = 
     return buffer.getvalue()
 
 
-def eventually(what: str, probe: Callable[[], T | None], *, timeout: float = 90.0) -> T:
-    """``probe()`` once it is truthy, polled every half second; fails naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = probe()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.5)
-
-
 def create_function(client: Any, name: str, source: str, **extra: Any) -> None:
     """A python3.11 function whose app.py is ``source``, once it is Active."""
     client.create_function(

@@ -24,12 +24,12 @@ from controller.backends import local_host
 from tests.e2e.conftest import (
     Platform,
     create_function,
-    eventually,
     log_text,
     metric_value,
     start_platform,
     stop_platform,
 )
+from tests.polling import eventually
 
 MEMORY_MB = 1024
 MAX_WAIT_SECONDS = 4.0

@@ -35,7 +35,8 @@ import kubelambda_testbed
 from kubelambda_testbed import k8s
 from kubelambda_testbed.prometheus import Prometheus
 from tests.chart_files import ALERTS, CHART
-from tests.e2e.conftest import create_function, eventually
+from tests.e2e.conftest import create_function
+from tests.polling import eventually
 
 pytestmark = [pytest.mark.infra, pytest.mark.timeout(900)]
 

@@ -23,13 +23,13 @@ import pytest
 
 from tests.e2e.conftest import (
     Platform,
-    eventually,
     log_text,
     make_zip,
     metric_value,
     start_platform,
     stop_platform,
 )
+from tests.polling import eventually
 
 pytestmark = pytest.mark.infra
 

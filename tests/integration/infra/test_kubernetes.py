@@ -18,7 +18,6 @@ import json
 import pathlib
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -27,6 +26,7 @@ import pytest
 from kubernetes import client, config
 
 from kubelambda_testbed import images, k8s_layout, node_network
+from tests import polling
 
 pytestmark = pytest.mark.infra
 
@@ -39,15 +39,7 @@ TIMEOUT = 120.0
 
 
 def eventually(what: str, probe: Callable[[], T | None], timeout: float = TIMEOUT) -> T:
-    """Poll ``probe`` until it returns something other than None (or False)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = probe()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(1)
+    return polling.eventually(what, probe, timeout=timeout, interval=1.0)
 
 
 def kubectl(*args: str) -> str:

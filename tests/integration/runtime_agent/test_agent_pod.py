@@ -21,7 +21,6 @@ import secrets
 import stat
 import subprocess
 import threading
-import time
 import uuid
 import zipfile
 from collections.abc import Callable, Iterator
@@ -35,6 +34,7 @@ from kubelambda import instance_tokens
 from kubelambda.kubernetes import workloads
 from kubelambda.models import LATEST, CodePackage, FunctionIdentity, FunctionVersion
 from kubelambda_testbed import k8s_layout
+from tests import polling
 
 T = TypeVar("T")
 
@@ -60,14 +60,7 @@ def handler(event, context):
 
 
 def eventually(what: str, probe: Callable[[], T | None], timeout: float = TIMEOUT) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = probe()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.5)
+    return polling.eventually(what, probe, timeout=timeout, interval=0.5)
 
 
 def kubectl(*args: str) -> str:
