@@ -82,8 +82,14 @@ async def test_topic_with_three_partitions_is_created_and_deleted(kafka_bootstra
     await admin.start()
     try:
         await admin.create_topics([NewTopic(topic, PARTITIONS, replication_factor=1)])
-        [description] = await admin.describe_topics([topic])
-        partitions = len(description["partitions"])
+        # The broker answers the creation before its metadata lists the partitions.
+        deadline = time.monotonic() + DEADLINE_SECONDS
+        partitions = 0
+        while partitions != PARTITIONS and time.monotonic() < deadline:
+            [description] = await admin.describe_topics([topic])
+            partitions = len(description["partitions"])
+            if partitions != PARTITIONS:
+                await asyncio.sleep(0.2)
         await admin.delete_topics([topic])
         # Deletion completes asynchronously in the controller.
         deadline = time.monotonic() + DEADLINE_SECONDS

@@ -43,7 +43,10 @@ def test_a_flood_of_output_leaves_at_most_two_files_of_the_bound(
         "instance.log",
         "instance.log.1",
     ]
-    # The newest lines are kept: the last invocation's end is in the current file.
+    # The newest lines are kept: the last invocation's end is in the current file, its
+    # last output there too unless the rotation fell between them.
     current = log.read_text()
-    assert "last words" in current
+    newest = (previous.read_text() + current).splitlines()
+    assert newest[-3] == "last words"
+    assert newest[-2].startswith("END RequestId:")
     assert "REPORT RequestId:" in current
