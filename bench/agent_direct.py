@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import json
 import os
+import secrets
 import select
 import statistics
 import subprocess
@@ -31,6 +32,8 @@ from pathlib import Path
 HANDLER = "def handler(event, context):\n    return event\n"
 EVENT = json.dumps({"payload": "x" * 64}).encode()
 ARN = "arn:aws:lambda:us-east-1:123456789012:function:bench:$LATEST"
+# The agent runs nothing for a request without its instance's token (invoke_token).
+TOKEN = secrets.token_urlsafe(32)
 
 
 @contextmanager
@@ -43,6 +46,7 @@ def running_agent(task_root: Path, concurrency: int) -> Iterator[tuple[int, int,
         "KUBELAMBDA_AGENT_RUNTIME": "python3.11",
         "KUBELAMBDA_AGENT_CONCURRENCY": str(concurrency),
         "KUBELAMBDA_AGENT_READY_FD": str(write_fd),
+        "KUBELAMBDA_AGENT_INVOKE_TOKEN": TOKEN,
         "LAMBDA_TASK_ROOT": str(task_root),
         "_HANDLER": "app.handler",
         "AWS_LAMBDA_FUNCTION_NAME": "bench",
@@ -91,8 +95,9 @@ class Connection:
         self.count += 1
         self.writer.write(
             b"POST /invoke HTTP/1.1\r\nHost: agent\r\nKubelambda-Request-Id: bench-%d-%d\r\n"
-            b"Kubelambda-Invoked-Function-Arn: %s\r\nContent-Length: %d\r\n\r\n%s"
-            % (id(self), self.count, ARN.encode(), len(EVENT), EVENT)
+            b"Kubelambda-Invoked-Function-Arn: %s\r\nKubelambda-Invoke-Token: %s\r\n"
+            b"Content-Length: %d\r\n\r\n%s"
+            % (id(self), self.count, ARN.encode(), TOKEN.encode(), len(EVENT), EVENT)
         )
         head = await self.reader.readuntil(b"\r\n\r\n")
         status = int(head[9:12])
