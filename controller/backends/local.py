@@ -63,7 +63,7 @@ from controller.backends import (
 )
 from controller.metrics import ControllerMetrics
 from kubelambda import instance_environment, zips
-from kubelambda.models import CodePackage, FunctionVersion, Target
+from kubelambda.models import CodePackage, FunctionKey, FunctionVersion, Target
 from kubelambda.ports.catalog import Catalog, CatalogSource
 from kubelambda.ports.code import CodeStore, PackageMissing
 from kubelambda.ports.endpoints import Endpoint
@@ -202,9 +202,20 @@ class LocalProcessBackend:
         )
         await self._admit()
 
-    async def prepare(self, package: CodePackage) -> None:
-        """Unpack ``package`` (once per digest) where instances will run it."""
-        await self._task_root(package)
+    async def prepare(self, package: CodePackage, *, function: FunctionKey) -> None:
+        """Unpack ``package`` (once per digest) where instances will run it and, when
+        instances run as users of their own, copy it for ``function``'s user: a first
+        start then finds its code ready instead of copying it on the cold start's path."""
+        unpacked = await self._task_root(package)
+        if self._files is None or self._users is None:
+            return
+        user = self._users.user_for(function.namespace, function.name)
+        try:
+            await asyncio.to_thread(
+                self._files.code, unpacked, sha256_hex=package.sha256_hex, user=user
+            )
+        except OSError as exc:
+            raise PackageRejected(f"cannot copy the package for the function: {exc}") from exc
 
     async def discard(self, sha256_hexes: Collection[str]) -> None:
         """Remove the unpacked directories of packages the code store collected."""
@@ -351,8 +362,8 @@ class LocalProcessBackend:
             raise errors.CodeUnavailable(str(exc)) from exc
         log_path = local_env.log_path(self._home, version, instance_id)
         try:
-            task_root, private, runtime = await asyncio.to_thread(
-                self._instance_files, task_root, version, instance_id, log_path.parent, user
+            task_root, private, runtime = await self._instance_files(
+                task_root, version, instance_id, log_path.parent, user
             )
         except OSError as exc:
             raise errors.InstanceStartError(f"cannot prepare the instance's files: {exc}") from exc
@@ -378,7 +389,7 @@ class LocalProcessBackend:
         except OSError as exc:
             raise errors.InstanceStartError(f"cannot spawn agent: {exc}") from exc
 
-    def _instance_files(
+    async def _instance_files(
         self,
         task_root: Path,
         version: FunctionVersion,
@@ -388,14 +399,31 @@ class LocalProcessBackend:
     ) -> tuple[Path, Path | None, Path | None]:
         """The instance's task root, private directory and runtime directory (the last
         two none when it runs as the platform's user); its log directory exists,
-        writable by its user."""
-        log_directory.mkdir(parents=True, exist_ok=True)
+        writable by its user. Only a package ``prepare`` did not copy for the user (the
+        platform restarted since) is copied now, in a thread."""
+        private = self._directories(log_directory, instance_id, user)
         if self._files is None or user is None:
             return task_root, None, None
-        local_files.share_log_directory(log_directory, user)
-        code = self._files.code(task_root, sha256_hex=version.running_package.sha256_hex, user=user)
-        private = self._files.private_directory(instance_id, user)
+        sha256_hex = version.running_package.sha256_hex
+        code = self._files.copied_code(sha256_hex=sha256_hex, user=user)
+        if code is None:
+            code = await asyncio.to_thread(
+                self._files.code, task_root, sha256_hex=sha256_hex, user=user
+            )
         return code, private, self._files.runtime
+
+    def _directories(
+        self, log_directory: Path, instance_id: str, user: local_users.InstanceUser | None
+    ) -> Path | None:
+        """Make the log directory (shared with the instance's user, if any) and the
+        private one. On the event loop on purpose: a few mkdir and chown calls cost less
+        than the two thread hops around them, which a busy host stretches to
+        milliseconds on the cold start's path."""
+        log_directory.mkdir(parents=True, exist_ok=True)
+        if self._files is None or user is None:
+            return None
+        local_files.share_log_directory(log_directory, user)
+        return self._files.private_directory(instance_id, user)
 
     async def _release(self, instance_id: str) -> None:
         """Remove what the instance had on disk of its own (its processes are gone)."""

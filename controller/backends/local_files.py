@@ -13,8 +13,9 @@ on the home removes what a killed run left there (``remove_leftovers``). Inside:
     A copy of the unpacked package (``LAMBDA_TASK_ROOT``), root's with the function's
     group, 0750 and 0640 (executables stay executable): the function reads its code,
     cannot change it (as on Lambda), and no other function reads it. One copy per
-    function and package, made at its first instance; copying per function is what lets
-    two functions run the same package without sharing a group.
+    function and package, made while its version is Pending (or at its first instance,
+    when the platform restarted since); copying per function is what lets two functions
+    run the same package without sharing a group.
 ``tmp/<instance id>/``
     The instance's ``TMPDIR`` and ``HOME``, its user's and 0700, removed when the instance
     goes.
@@ -78,9 +79,15 @@ class InstanceFiles:
         """The directory with the python runtimes' bootstrap."""
         return self.root / "runtime"
 
+    def copied_code(self, *, sha256_hex: str, user: InstanceUser) -> Path | None:
+        """``user``'s copy of the package, if ``code`` made it already."""
+        copy = self._code_copy(sha256_hex, user)
+        return copy if copy.exists() else None
+
     def code(self, unpacked: Path, *, sha256_hex: str, user: InstanceUser) -> Path:
-        """The copy of the unpacked package ``unpacked`` that ``user`` runs."""
-        copy = self.root / "code" / f"{user.gid}-{sha256_hex}"
+        """The copy of the unpacked package ``unpacked`` that ``user`` runs (made now,
+        unless it was already)."""
+        copy = self._code_copy(sha256_hex, user)
         if copy.exists():
             return copy
         staging = Path(tempfile.mkdtemp(dir=copy.parent, prefix=f".{copy.name}-"))
@@ -96,6 +103,9 @@ class InstanceFiles:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return copy
+
+    def _code_copy(self, sha256_hex: str, user: InstanceUser) -> Path:
+        return self.root / "code" / f"{user.gid}-{sha256_hex}"
 
     def discard_code(self, sha256_hex: str) -> None:
         """Remove every function's copy of a package the code store collected."""

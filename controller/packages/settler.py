@@ -138,7 +138,7 @@ class PackageSettler:
     async def _prepare(self, function: FunctionKey, package: CodePackage) -> str | None:
         """The error to report for ``package`` (``None``: it is ready)."""
         try:
-            await self._backend.prepare(package)
+            await self._backend.prepare(package, function=function)
         except PackageRejected as exc:
             log.warning(
                 "package failed namespace=%s function=%s code_sha256=%s error=%s",

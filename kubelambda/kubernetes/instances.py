@@ -165,7 +165,8 @@ class KubernetesBackend:
         )
         return True
 
-    async def prepare(self, package: CodePackage) -> None:
+    async def prepare(self, package: CodePackage, *, function: FunctionKey) -> None:
+        """Only checks that the package is stored: pods fetch it themselves."""
         try:
             await self._code.location(package.sha256_hex)
         except PackageMissing as exc:

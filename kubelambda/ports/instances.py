@@ -13,7 +13,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Protocol
 
-from kubelambda.models import CodePackage, FunctionVersion, Target
+from kubelambda.models import CodePackage, FunctionKey, FunctionVersion, Target
 
 __all__ = [
     "BackendClosed",
@@ -52,9 +52,10 @@ class InstanceBackend(Protocol):
         readiness."""
         ...
 
-    async def prepare(self, package: CodePackage) -> None:
-        """Make ``package`` ready for instances to start from. Raises ``PackageRejected``,
-        or ``BackendClosed`` when a shutdown cut the work short."""
+    async def prepare(self, package: CodePackage, *, function: FunctionKey) -> None:
+        """Make ``package`` ready for ``function``'s instances to start from (whatever a
+        start would otherwise do first, done while the version is still Pending). Raises
+        ``PackageRejected``, or ``BackendClosed`` when a shutdown cut the work short."""
         ...
 
     async def discard(self, sha256_hexes: Collection[str]) -> None:

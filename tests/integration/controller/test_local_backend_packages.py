@@ -15,7 +15,7 @@ import pytest
 from controller_testkit import HANDLER, REGION, make_zip, zip_with_entry
 
 from controller.backends.local import LocalProcessBackend
-from kubelambda.models import CodePackage, FunctionVersion
+from kubelambda.models import CodePackage, FunctionKey, FunctionVersion
 from kubelambda.ports.catalog import Catalog
 from kubelambda.ports.endpoints import Endpoint
 from kubelambda.ports.instances import PackageRejected
@@ -25,6 +25,9 @@ Until = Callable[[Callable[[], bool]], Awaitable[None]]
 Invoke = Callable[[Endpoint, dict[str, object]], Coroutine[Any, Any, httpx.Response]]
 MakeVersion = Callable[..., FunctionVersion]
 NewBackend = Callable[..., LocalProcessBackend]
+
+# Whose instances a package is prepared for (it matters only when they run as users).
+FUNCTION = FunctionKey("default", "packaged")
 
 
 def unpacked(tmp_path: Path, package: CodePackage) -> Path:
@@ -38,7 +41,7 @@ def files_under(root: Path) -> set[Path]:
 async def test_a_package_from_the_code_store_is_unpacked_read_only(
     tmp_path: Path, backend: LocalProcessBackend, handler_package: CodePackage
 ) -> None:
-    await backend.prepare(handler_package)
+    await backend.prepare(handler_package, function=FUNCTION)
     directory = unpacked(tmp_path, handler_package)
 
     assert (directory / "app.py").read_text() == HANDLER
@@ -55,7 +58,7 @@ async def test_an_instance_runs_from_the_unpacked_package(
     invoke: Invoke,
 ) -> None:
     version = make_version()
-    await backend.prepare(handler_package)
+    await backend.prepare(handler_package, function=FUNCTION)
 
     await backend.scale(version, replicas=1, concurrency=1)
     await until(lambda: bool(backend.endpoints(version.target)))
@@ -137,7 +140,7 @@ async def test_a_zip_escaping_its_directory_is_rejected_and_writes_nothing_outsi
     before = files_under(tmp_path)
 
     with pytest.raises(PackageRejected, match="outside the package"):
-        await backend.prepare(package)
+        await backend.prepare(package, function=FUNCTION)
 
     # Only the (empty) parent of the unpack directories may have appeared.
     assert files_under(tmp_path) - before <= {tmp_path / "home", unpack_root.parent, unpack_root}
@@ -148,7 +151,7 @@ async def test_a_package_missing_from_the_code_store_is_rejected(
     backend: LocalProcessBackend,
 ) -> None:
     with pytest.raises(PackageRejected, match="missing"):
-        await backend.prepare(CodePackage(sha256_hex="dd" * 32, size=1))
+        await backend.prepare(CodePackage(sha256_hex="dd" * 32, size=1), function=FUNCTION)
 
 
 async def test_an_instance_of_a_package_that_cannot_unpack_fails_permanently(
@@ -173,8 +176,8 @@ async def test_discard_removes_the_unpacked_directory(
     handler_package: CodePackage,
 ) -> None:
     other = await code_store.put(make_zip({"app.py": HANDLER, "lib/data.txt": "kept"}))
-    await backend.prepare(handler_package)
-    await backend.prepare(other)
+    await backend.prepare(handler_package, function=FUNCTION)
+    await backend.prepare(other, function=FUNCTION)
 
     await backend.discard([handler_package.sha256_hex])
 
@@ -185,10 +188,10 @@ async def test_discard_removes_the_unpacked_directory(
 async def test_a_discarded_package_is_unpacked_again_when_prepared_again(
     tmp_path: Path, backend: LocalProcessBackend, handler_package: CodePackage
 ) -> None:
-    await backend.prepare(handler_package)
+    await backend.prepare(handler_package, function=FUNCTION)
     await backend.discard([handler_package.sha256_hex])
 
-    await backend.prepare(handler_package)
+    await backend.prepare(handler_package, function=FUNCTION)
 
     assert (unpacked(tmp_path, handler_package) / "app.py").is_file()
 

@@ -172,6 +172,27 @@ async def test_an_instance_reads_its_code_but_not_the_home_and_cannot_change_its
     assert owner_and_mode(seen["task_root"]) == (0, seen["gid"], 0o550)
 
 
+async def test_preparing_copies_the_code_for_the_functions_user_before_any_start(
+    users_backend: LocalProcessBackend,
+    version_of: Callable[..., Awaitable[FunctionVersion]],
+    until: Until,
+    invoke: Invoke,
+    home: Path,
+) -> None:
+    version = await version_of()
+
+    await users_backend.prepare(version.running_package, function=version.target.function)
+    root = local_files.recorded(home)
+    assert root is not None
+    [copy] = listing(root / "code")
+    _, seen = await start(users_backend, version, until, invoke)
+
+    # The first start runs the copy made while the version was Pending, not a new one.
+    assert Path(seen["task_root"]) == copy
+    assert listing(root / "code") == [copy]
+    assert owner_and_mode(copy) == (0, seen["gid"], 0o550)
+
+
 async def test_the_private_tmp_goes_with_its_instance(
     users_backend: LocalProcessBackend,
     version_of: Callable[..., Awaitable[FunctionVersion]],

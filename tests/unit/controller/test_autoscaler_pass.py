@@ -117,7 +117,7 @@ class Backend:
     ) -> None:
         self.asked[version.target] = (replicas, concurrency, provisioned)
 
-    async def prepare(self, package: CodePackage) -> None:
+    async def prepare(self, package: CodePackage, *, function: FunctionKey) -> None:
         raise AssertionError("the autoscaler prepares no package")
 
     async def discard(self, sha256_hexes: Collection[str]) -> None:

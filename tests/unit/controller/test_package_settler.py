@@ -125,6 +125,7 @@ class Backend:
     failures: dict[str, Exception] = field(default_factory=dict)
     release: asyncio.Event | None = None
     prepared: list[CodePackage] = field(default_factory=list)
+    prepared_for: list[FunctionKey] = field(default_factory=list)
     cancelled: list[CodePackage] = field(default_factory=list)
     discarded: list[list[str]] = field(default_factory=list)
 
@@ -133,8 +134,9 @@ class Backend:
     ) -> None:
         raise AssertionError("the settler scales nothing")
 
-    async def prepare(self, package: CodePackage) -> None:
+    async def prepare(self, package: CodePackage, *, function: FunctionKey) -> None:
         self.prepared.append(package)
+        self.prepared_for.append(function)
         if self.release is not None:
             try:
                 await self.release.wait()
@@ -191,7 +193,7 @@ async def test_a_pending_version_is_prepared_then_reported_settled() -> None:
     finally:
         await running.aclose()
 
-    assert backend.prepared == [NEW]
+    assert (backend.prepared, backend.prepared_for) == ([NEW], [FunctionKey("default", "f")])
     assert store.finished == [(FunctionKey("default", "f"), NEW.code_sha256, None)]
 
 
