@@ -24,11 +24,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import datetime
 import json
 import os
 import secrets
-import socket
 import statistics
 import subprocess
 import sys
@@ -66,24 +64,33 @@ HANDLER = textwrap.dedent(
 
 
 def serve_gateway(agent_port: int, port_fd: int) -> None:
-    """Serve the gateway's composition (body limit, bearer auth, invoke path) with one
-    static endpoint: the agent started by the parent. No store, no management API."""
-    import uvicorn
+    """Serve the gateway as ``kubelambda up`` does (the launch package's invoke path and
+    gateway app, ``serving.serve`` on uvloop) with one static endpoint: the agent started
+    by the parent. The store holds only a catalog of that one function; no controller."""
+    import uvloop
+
+    async def serve() -> None:
+        async with contextlib.AsyncExitStack() as stack:
+            await _serve_gateway(stack, agent_port, port_fd)
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(serve())
+
+
+async def _serve_gateway(stack: contextlib.AsyncExitStack, agent_port: int, port_fd: int) -> None:
     from prometheus_client import CollectorRegistry
 
-    from gateway.app import Gateway
-    from gateway.auth import Authenticator
-    from gateway.invoke.app import InvokeApp
-    from gateway.kits.http_pool import ConnectionPool
-    from gateway.metrics import GatewayMetrics
-    from gateway.services.activator import Activator
+    from gateway.metrics import AsyncMetrics
     from gateway.services.invoke_settings import InvokeSettings
-    from gateway.services.invoker import Invoker
-    from gateway.services.metered_invoker import MeteredInvoker
     from kubelambda import credentials
+    from kubelambda.launch import serving
+    from kubelambda.launch.gateway import build_gateway, build_invoke_path
     from kubelambda.models import DEFAULT_NAMESPACE, FunctionVersion, Target
     from kubelambda.ports.catalog import Catalog
     from kubelambda.ports.endpoints import Endpoint
+    from kubelambda.store import LocalCodeStore
+    from kubelambda.store.queue import SqliteQueue
+    from kubelambda.store.sqlite import SqliteStore
 
     target = Target(DEFAULT_NAMESPACE, FUNCTION, "$LATEST")
     endpoint = Endpoint(
@@ -100,79 +107,86 @@ def serve_gateway(agent_port: int, port_fd: int) -> None:
             return lambda: None
 
     class NoAutoscaler:
+        """The agent is started by the benchmark: nothing to scale."""
+
         def report(self, reporter: str, target: Target, *, in_flight: int, waiting: int) -> None:
             return None
 
         def poke(self, target: Target) -> None:
             return None
 
-    async def not_found(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            await send({"type": "http.response.start", "status": 404, "headers": []})
-            await send({"type": "http.response.body", "body": b""})
+    class OneFunction:
+        """The CatalogSource: the benchmark's function, always Active."""
 
-    version = FunctionVersion(
-        namespace=DEFAULT_NAMESPACE,
-        function_name=FUNCTION,
-        version="$LATEST",
-        runtime="python3.11",
-        handler="app.handler",
-        role="bench",
-        code_sha256="47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=",
-        code_size=0,
-        revision_id="bench",
-        last_modified="",
-        timeout=30,
-    )
-    settings = InvokeSettings(max_waiting_requests=1000, max_wait_seconds=30.0)
+        snapshot = Catalog(
+            versions={
+                target: FunctionVersion(
+                    namespace=DEFAULT_NAMESPACE,
+                    function_name=FUNCTION,
+                    version="$LATEST",
+                    runtime="python3.11",
+                    handler="app.handler",
+                    role="bench",
+                    code_sha256="47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=",
+                    code_size=0,
+                    revision_id="bench",
+                    last_modified="",
+                    timeout=30,
+                )
+            }
+        )
+
+        async def catalog(self) -> Catalog:
+            return self.snapshot
+
+        def subscribe(self, listener: Callable[[Catalog], None]) -> Callable[[], None]:
+            return lambda: None
+
+    home = Path(stack.enter_context(tempfile.TemporaryDirectory()))
     registry = CollectorRegistry()
-    metrics = GatewayMetrics(registry)
-    activator = Activator(
+    invoker = await build_invoke_path(
+        stack,
+        catalog=OneFunction(),
         endpoints=OneAgent(),
         signals=NoAutoscaler(),
         reporter="bench",
-        metrics=metrics,
-        max_waiting=settings.max_waiting_requests,
-    )
-    invoker = Invoker(
-        activator=activator,
-        endpoints=OneAgent(),
-        pool=ConnectionPool(),
-        settings=settings,
+        registry=registry,
         region="us-east-1",
+        invoke=InvokeSettings(max_waiting_requests=1000, max_wait_seconds=30.0),
     )
-    invoker.on_catalog(Catalog(versions={target: version}))
     keys = credentials.Credentials(
         access_key_id="bench", secret_access_key="bench", api_key=os.environ[_API_KEY]
     )
-    app = Gateway(
-        management=not_found,
-        invoke_app=InvokeApp(MeteredInvoker(invoker, metrics)),
-        authenticator=Authenticator(
-            credentials.Keyring([keys]),
-            max_skew=datetime.timedelta(minutes=15),
-            clock=lambda: datetime.datetime.now(datetime.UTC),
-        ),
+    app = build_gateway(
+        store=await stack.enter_async_context(SqliteStore.open(home, region="us-east-1")),
+        code=LocalCodeStore(home / "code"),
+        invoker=invoker,
+        queue=await stack.enter_async_context(SqliteQueue.open(home)),
+        async_metrics=AsyncMetrics(registry),
+        keyring=credentials.Keyring([keys]),
         registry=registry,
+        region="us-east-1",
+        runtimes=("python3.11",),
+        body_budget=256 * 1024 * 1024,
     )
-    # proto=IPPROTO_TCP, so asyncio sets TCP_NODELAY on accepted connections: it skips
-    # sockets made with proto 0, and uvicorn's two writes per response would then wait
-    # for the client's delayed ACK (44 ms a request).
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.bind(("127.0.0.1", 0))
-    # Listening before the port is reported: early connections wait in the backlog.
-    sock.listen(1024)
-    os.write(port_fd, f"{sock.getsockname()[1]}\n".encode())
-    os.close(port_fd)
-    config = uvicorn.Config(
+    listener = serving.bind("127.0.0.1", 0)
+    port = listener.getsockname()[1]
+
+    async def announce() -> None:
+        # Listening since bind: early connections wait in the backlog.
+        os.write(port_fd, f"{port}\n".encode())
+        os.close(port_fd)
+
+    await serving.serve(
         app,
-        lifespan="off",
-        log_level="warning",
-        access_log=False,
-        http="httptools",
-        backlog=1024,
+        listener,
+        url=f"http://127.0.0.1:{port}",
+        url_file=None,
+        stack=stack,
+        announce=announce,
+        header_timeout=10.0,
+        body_idle_timeout=10.0,
     )
-    asyncio.run(uvicorn.Server(config).serve(sockets=[sock]))
 
 
 # --- processes --------------------------------------------------------------------------
