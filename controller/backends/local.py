@@ -482,7 +482,13 @@ class LocalProcessBackend:
             return None
         if self._files is None:
             return agent_config.python_runtime_command(python)
-        return agent_config.python_runtime_command(python, str(self._files.runtime))
+        try:
+            runtime_dir = self._files.runtime
+        except OSError as exc:
+            # The spare is still worth having; the instance starts its runtime itself.
+            logger.warning("cannot prepare the instance files error=%s", exc)
+            return None
+        return agent_config.python_runtime_command(python, str(runtime_dir))
 
     def _maybe_refill(self) -> None:
         """Top up the spare agents, but not while instances start, and only a moment
