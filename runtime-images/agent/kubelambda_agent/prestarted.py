@@ -83,12 +83,16 @@ class PrestartedRuntime:
             return False
         if any(environ.get(name) != self.environ.get(name) for name in _LOCALE):
             return False
-        # A margin for LC_CTYPE, which python's start may add (see the bootstrap).
-        if _size(environ) + 64 > self.room:
+        if _size(environ) > self.room:
             return False
         # This one was started without the user site-packages directory (whose it is
         # depends on HOME and the user); one started for the function adds it if it exists.
-        home = environ.get("HOME") or pwd.getpwuid(os.getuid()).pw_dir
+        home = environ.get("HOME")
+        if not home:
+            try:
+                home = pwd.getpwuid(os.getuid()).pw_dir
+            except KeyError:
+                return True  # a user without a home has no user site-packages either
         return not os.path.isdir(f"{home}/.local/lib/python{version}/site-packages")
 
     def adopt(
@@ -162,7 +166,7 @@ def start(command: Sequence[str], environ: Mapping[str, str]) -> PrestartedRunti
         runtime = spawn(command, env=env, cwd="/", channel=True)
     except SpawnError:
         return None
-    # spawn adds the channel's variable, a number of at most 10 digits.
+    # spawn adds the channel's variable (its number counted as one digit, the least).
     room = _size(env) + len(f"{CHANNEL_FD_VARIABLE}=0\0")
     return PrestartedRuntime(runtime=runtime, command=command, environ=inherited, room=room)
 

@@ -151,5 +151,16 @@ def test_a_runtime_that_would_start_otherwise_is_let_go(
     assert started.runtime.returncode == 1  # it ended at the end of its channel
 
 
+def test_a_function_with_user_site_packages_gets_a_runtime_that_adds_them(
+    started: prestarted.PrestartedRuntime, tmp_path: Path
+) -> None:
+    (tmp_path / ".local" / "lib" / "python3.11" / "site-packages").mkdir(parents=True)
+    environ = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": str(tmp_path)}
+
+    adopted = started.adopt(command=COMMAND, environ=environ, cwd="/", version="3.11")
+
+    assert adopted is None
+
+
 def test_the_bootstrap_spells_the_prestart_variable_as_the_agent_does() -> None:
     assert bootstrap.PRESTARTED_VARIABLE == config.PRESTARTED_VARIABLE
