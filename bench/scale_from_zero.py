@@ -19,10 +19,13 @@ resolution, same host) and the instance's log (the agent's ``REPORT ... Init Dur
 
 - ``to_spawn_ms``: request sent → instance spawned (gateway, activator, autoscaler poke,
   backend taking a spare agent or starting one);
-- ``agent_ms``: spawned → runtime process started (``start_ms`` - Init Duration);
+- ``agent_ms``: spawned → runtime process started, or, for the runtime a spare agent
+  pre-started (``kubelambda_agent.prestarted``), assigned (``start_ms`` - Init Duration);
 - ``runtime_init_ms``: Init Duration (interpreter start, bootstrap, handler import, until
-  the runtime asks for its first event), of which ``process_start_to_handler_import_ms``
-  ends at the ``time.time()`` the handler's module records at import and returns;
+  the runtime asks for its first event; from its assignment for a pre-started runtime,
+  whose interpreter and bootstrap started before), of which
+  ``process_start_to_handler_import_ms`` ends at the ``time.time()`` the handler's module
+  records at import and returns;
 - ``first_response_ms``: ready → first byte (total - to_spawn - start_ms).
 
 It prints JSON (per mode: p50/p95/max of the total, the p50 of each part, every trial)

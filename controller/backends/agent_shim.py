@@ -13,6 +13,10 @@ at the log, replaces its environment, and runs the agent's ordinary entry point
 agent then reaches its log by name (``KUBELAMBDA_AGENT_LOG_FILE``), from its working
 directory: as another user it could not walk the path from ``/`` to it (``local_files``).
 
+Given a python runtime's command (``RUNTIME_VARIABLE``, a JSON list), a spare also starts
+that runtime ahead of need, before it waits (``kubelambda_agent.prestarted``): the agent's
+first slot takes it if the function's runtime would have been started the same way.
+
 End of stdin without an assignment (the backend is closing) ends the process quietly.
 On Linux the shim dies with the platform (the parent-death signal its first line asks
 for, and asks for again after a change of user, which clears it), whether spare or
@@ -32,13 +36,21 @@ import time
 # Imported now, while nobody waits: this is the time a spare saves.
 import kubelambda_agent.__main__ as agent_main
 import kubelambda_agent.agent  # noqa: F401  (imported lazily by main; warm it too)
+from kubelambda_agent import prestarted as agent_prestarted
 from kubelambda_agent import process as agent_process
+
+# local_process.SPARE_RUNTIME_VARIABLE
+RUNTIME_VARIABLE = "KUBELAMBDA_SPARE_RUNTIME"
 
 
 def main() -> int:
     parent = os.environ.get("KUBELAMBDA_PLATFORM_PID")  # local_process.PARENT_PID_VARIABLE
     if parent is not None:
         agent_process.die_with_parent(int(parent))
+    runtime = os.environ.get(RUNTIME_VARIABLE)
+    prestarted = None
+    if runtime is not None:
+        prestarted = agent_prestarted.start(json.loads(runtime), os.environ)
     line = sys.stdin.buffer.readline()
     if not line:
         return 0
@@ -58,7 +70,7 @@ def main() -> int:
     os.environ.update(assignment["environ"])
     os.environ["KUBELAMBDA_AGENT_LOG_FILE"] = log_name
     time.tzset()  # TZ came with the assignment; the agent's log timestamps follow it
-    return agent_main.main()
+    return agent_main.main(prestarted)
 
 
 def become(*, uid: int, gid: int) -> None:

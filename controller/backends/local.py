@@ -11,7 +11,8 @@ supervisor task per instance turns it into an ``Endpoint`` when the agent report
 or records a failure (with the tail of its log) when it exits or stays silent. An
 endpoint always leaves ``endpoints()`` (and subscribers hear of it) before its process
 is told to stop, so the gateway never sends work to a draining instance. New instances
-take a spare agent (``local_spares``) when one is waiting.
+take a spare agent (``local_spares``) when one is waiting; a spare has also started a
+python runtime of the python runtime the last instance ran, for its first slot.
 
 Starts are admitted within the host's budget (``local_capacity``: memory, starts at
 once, live processes). What a scale call wants beyond it is deferred, not dropped: the
@@ -50,6 +51,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from kubelambda_agent import config as agent_config
+
 from controller import errors
 from controller.backends import (
     local_admission,
@@ -62,7 +65,7 @@ from controller.backends import (
     local_users,
 )
 from controller.metrics import ControllerMetrics
-from kubelambda import instance_environment, zips
+from kubelambda import instance_environment, runtimes, zips
 from kubelambda.models import CodePackage, FunctionKey, FunctionVersion, Target
 from kubelambda.ports.catalog import Catalog, CatalogSource
 from kubelambda.ports.code import CodeStore, PackageMissing
@@ -77,6 +80,9 @@ logger = logging.getLogger(__name__)
 # per failure (0.5 s, 1 s, 2 s, ...) up to the cap, like a crash-looping pod.
 _FIRST_BACKOFF_SECONDS = 0.5
 _SPARE_DELAY_SECONDS = 0.05
+# The python runtime spares start ahead of need until an instance of another one starts:
+# the runtime of the platform's images (``kubelambda.launch.cluster_adapters``).
+_SPARE_RUNTIME = "python3.11"
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +153,8 @@ class LocalProcessBackend:
         self._running: dict[Target, str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._spares = local_spares.SparePool(spare_agents, self._prestart)
+        # The python runtime of the instance last started (see ``_spare_runtime``).
+        self._spare_runtime_name = _SPARE_RUNTIME
         self._closed = False
         # Unpacking runs in threads, which a task cancellation cannot stop: this can.
         self._stopping = threading.Event()
@@ -351,6 +359,8 @@ class LocalProcessBackend:
         """Prepare the code, the files and the environment, then spawn (or assign a
         spare) agent. Every way it can fail is an ``InstanceStartError``."""
         target = version.target
+        if not runtimes.is_provided(version.runtime):
+            self._spare_runtime_name = version.runtime
         user = (
             None
             if self._users is None
@@ -484,7 +494,29 @@ class LocalProcessBackend:
             log_path=self._home / "logs" / "spare-agents.log",
             command=self._command,
             cwd=self._home,
+            runtime_command=await asyncio.to_thread(self._spare_runtime),
         )
+
+    def _spare_runtime(self) -> list[str] | None:
+        """The command a spare starts a python runtime with, ahead of need: the one an
+        instance of the python runtime last started would run (see ``local_env``), so
+        that the next one's first slot can take it (``kubelambda_agent.prestarted``)."""
+        python = runtimes.find_python(
+            self._spare_runtime_name,
+            self._host_environ,
+            usable=None if self._users is None else self._users.can_run,
+        )
+        if python is None:
+            return None
+        if self._files is None:
+            return agent_config.python_runtime_command(python)
+        try:
+            runtime_dir = self._files.runtime
+        except OSError as exc:
+            # The spare is still worth having; the instance starts its runtime itself.
+            logger.warning("cannot prepare the instance files error=%s", exc)
+            return None
+        return agent_config.python_runtime_command(python, str(runtime_dir))
 
     def _maybe_refill(self) -> None:
         """Top up the spare agents, but not while instances start, and only a moment

@@ -61,6 +61,9 @@ MARKER_VARIABLE = "AWS_LAMBDA_LOG_STREAM_NAME"
 # In a spare agent's own (initial) environment: the platform it belongs to.
 HOME_VARIABLE = "KUBELAMBDA_PLATFORM_HOME"
 PARENT_PID_VARIABLE = "KUBELAMBDA_PLATFORM_PID"
+# In a spare agent's own environment: the python runtime to start ahead of need, if any
+# (``agent_shim``), as a JSON list.
+SPARE_RUNTIME_VARIABLE = "KUBELAMBDA_SPARE_RUNTIME"
 
 _LOG_TAIL_BYTES = 2048
 _SWEEP_ROUNDS = 5
@@ -249,9 +252,11 @@ async def prestart(
     log_path: Path,
     command: Sequence[str] = AGENT_COMMAND,
     cwd: Path | None = None,
+    runtime_command: Sequence[str] | None = None,
 ) -> Spare:
-    """Start an agent of the platform on ``home`` that waits on its stdin for ``assign``;
-    its own output (should it fail before that) goes to ``log_path``."""
+    """Start an agent of the platform on ``home`` that waits on its stdin for ``assign``
+    (with a python runtime of ``runtime_command`` started ahead of need, if given); its
+    own output (should it fail before that) goes to ``log_path``."""
     loop = asyncio.get_running_loop()
     read_fd, write_fd = os.pipe()
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -263,6 +268,11 @@ async def prestart(
                     **host_environ,
                     HOME_VARIABLE: str(home),
                     PARENT_PID_VARIABLE: str(os.getpid()),
+                    **(
+                        {}
+                        if runtime_command is None
+                        else {SPARE_RUNTIME_VARIABLE: json.dumps(list(runtime_command))}
+                    ),
                 },
                 stdin=subprocess.PIPE,
                 stdout=log,

@@ -16,13 +16,18 @@ import sys
 from kubelambda_agent import invoke_token, process
 from kubelambda_agent.config import CODE_URL_VARIABLE, LISTEN_BACKLOG, ConfigError, parse_config
 
+# Annotations only: typing would cost every cold start a few milliseconds.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from kubelambda_agent.prestarted import PrestartedRuntime
+
 
 def _listen(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     return socket.create_server((host, port), family=family, backlog=LISTEN_BACKLOG)
 
 
-def main() -> int:
+def main(prestarted: PrestartedRuntime | None = None) -> int:
     environ = dict(os.environ)
     if CODE_URL_VARIABLE in environ:
         # In a pod the package comes first (nothing can run without it), and where it
@@ -52,8 +57,13 @@ def main() -> int:
     process.adopt_orphans()
     api_listeners = [_listen("127.0.0.1", 0) for _ in range(config.concurrency)]
     first_runtimes = [
-        process.spawn_runtime(config, environ, api_address=f"127.0.0.1:{sock.getsockname()[1]}")
-        for sock in api_listeners
+        process.spawn_runtime(
+            config,
+            environ,
+            api_address=f"127.0.0.1:{sock.getsockname()[1]}",
+            prestarted=prestarted if index == 0 else None,
+        )
+        for index, sock in enumerate(api_listeners)
     ]
     # Imported only now, while the runtimes start (see the module docstring).
     from kubelambda_agent import agent

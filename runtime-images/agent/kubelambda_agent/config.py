@@ -15,12 +15,14 @@ __all__ = [
     "BOOTSTRAP_SCRIPT",
     "CHANNEL_FD_VARIABLE",
     "CODE_URL_VARIABLE",
+    "PRESTARTED_VARIABLE",
     "PROVIDED_RUNTIMES",
     "PYTHON_RUNTIMES",
     "AgentConfig",
     "Announcement",
     "ConfigError",
     "parse_config",
+    "python_runtime_command",
 ]
 
 PYTHON_RUNTIMES = frozenset({"python3.11", "python3.12", "python3.13"})
@@ -45,6 +47,9 @@ BOOTSTRAP_SCRIPT = "python_bootstrap.py"
 # Where a python runtime finds its channel to the agent (``runtime_channel``). The
 # bootstrap, which imports nothing of the agent, spells it too (a test keeps them equal).
 CHANNEL_FD_VARIABLE = "_KUBELAMBDA_RUNTIME_CHANNEL_FD"
+# Set for a python runtime started ahead of need (``prestarted``): it waits for its
+# assignment on the channel. The bootstrap spells it too.
+PRESTARTED_VARIABLE = "_KUBELAMBDA_RUNTIME_PRESTARTED"
 # Where the python runtimes' bootstrap is, unless KUBELAMBDA_AGENT_RUNTIME_DIR says otherwise.
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -136,9 +141,14 @@ class AgentConfig:
     def runtime_command(self) -> list[str]:
         """The command that starts one runtime process (run with cwd = task root)."""
         if self.runtime in PYTHON_RUNTIMES:
-            # -u: print() must reach the log at once, not when a buffer fills.
-            return [self.python, "-u", os.path.join(self.runtime_dir, BOOTSTRAP_SCRIPT)]
+            return python_runtime_command(self.python, self.runtime_dir)
         return [os.path.join(self.task_root, "bootstrap")]
+
+
+def python_runtime_command(python: str, runtime_dir: str = _PACKAGE_DIR) -> list[str]:
+    """The command of a python runtime: our bootstrap (in ``runtime_dir``) under ``python``."""
+    # -u: print() must reach the log at once, not when a buffer fills.
+    return [python, "-u", os.path.join(runtime_dir, BOOTSTRAP_SCRIPT)]
 
 
 def parse_config(environ: Mapping[str, str]) -> AgentConfig:

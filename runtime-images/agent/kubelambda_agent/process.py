@@ -25,6 +25,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from kubelambda_agent.config import CHANNEL_FD_VARIABLE, PYTHON_RUNTIMES, AgentConfig
 from kubelambda_agent.environment import runtime_environment
 
+# Annotations only (prestarted imports this module): typing would cost every cold start.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from kubelambda_agent.prestarted import PrestartedRuntime
+
 __all__ = ["RuntimeProcess", "SpawnError", "die_with_parent", "spawn", "spawn_runtime"]
 
 _PR_SET_PDEATHSIG = 1
@@ -240,9 +245,14 @@ def spawn(
 
 
 def spawn_runtime(
-    config: AgentConfig, environ: Mapping[str, str], *, api_address: str
+    config: AgentConfig,
+    environ: Mapping[str, str],
+    *,
+    api_address: str,
+    prestarted: PrestartedRuntime | None = None,
 ) -> RuntimeProcess | SpawnError:
-    """Start the configured runtime, serving it the Runtime API at ``api_address``.
+    """Start the configured runtime, serving it the Runtime API at ``api_address``: the
+    ``prestarted`` one (a spare agent's, see ``prestarted``) if it fits, else a new one.
 
     A runtime that cannot even start is not an agent failure but the function's init
     failure, so the error is returned for the slot to report, not raised.
@@ -250,6 +260,19 @@ def spawn_runtime(
     env = runtime_environment(
         environ, runtime=config.runtime, api_address=api_address, runtime_dir=config.runtime_dir
     )
+    if prestarted is not None:
+        adopted = None
+        if config.runtime in PYTHON_RUNTIMES:
+            adopted = prestarted.adopt(
+                command=config.runtime_command,
+                environ=env,
+                cwd=config.task_root,
+                version=config.runtime.removeprefix("python"),
+            )
+        else:
+            prestarted.discard()
+        if adopted is not None:
+            return adopted
     try:
         # The built-in python bootstrap takes its events on a channel of its own.
         return spawn(

@@ -7,6 +7,13 @@ the agent. It imports ``_HANDLER`` (``module.function``; packages as dotted path
 reports an init failure and exits, or else loops: take the next event, call the handler
 with the JSON event and a Lambda context, answer with the JSON result or the error. It
 speaks the Runtime API's calls on the agent's channel (``runtime_channel``), not HTTP.
+
+Pre-started (``PRESTARTED_VARIABLE`` set, see ``kubelambda_agent.prestarted``), it is
+started before anyone knows which function it will run, with a minimal environment and
+as the spare agent's user: it waits on the channel for one assignment frame (``s``: the
+function's environment, its task root and, when the agent started as root, the user to
+become), answers ``k`` once it has become that function's runtime, and goes on exactly
+as a runtime started for the function does.
 Error bodies and messages follow Lambda's python runtime (awslambdaric), so a function
 behaves the same under either.
 """
@@ -25,14 +32,19 @@ import time
 # Annotations only: importing typing would cost every cold start a few milliseconds.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
     from typing import Any, NoReturn, TypeAlias
 
     Handler: TypeAlias = Callable[[Any, "LambdaContext"], Any]
 
 # The agent's config.CHANNEL_FD_VARIABLE, and its runtime_channel frame head.
 CHANNEL_FD_VARIABLE = "_KUBELAMBDA_RUNTIME_CHANNEL_FD"
+# The agent's config.PRESTARTED_VARIABLE.
+PRESTARTED_VARIABLE = "_KUBELAMBDA_RUNTIME_PRESTARTED"
 _HEAD = struct.Struct(">cII")
+_PR_SET_PDEATHSIG = 1
+_PR_SET_DUMPABLE = 4
+_SIGKILL = 9
 
 
 class InitError(Exception):
@@ -236,6 +248,17 @@ class RuntimeClient:
         self._sock.sendall(_frame(b"i", error_type, body))
         self._receive()
 
+    def assignment(self) -> dict[str, Any]:
+        """The assignment of a pre-started runtime; any other frame ends the process."""
+        kind, _, body = self._receive()
+        if kind != b"s":
+            raise RuntimeError(f"the agent sent {kind!r} for an assignment")
+        assignment: dict[str, Any] = json.loads(body)
+        return assignment
+
+    def assigned(self) -> None:
+        self._sock.sendall(_frame(b"k", "", b""))
+
     def close(self) -> None:
         self._sock.close()
 
@@ -308,6 +331,65 @@ def failed(
 
 
 def main() -> NoReturn:
+    client = RuntimeClient(int(os.environ.pop(CHANNEL_FD_VARIABLE)))
+    if os.environ.pop(PRESTARTED_VARIABLE, None) is not None:
+        become_assigned(client)
+    serve(client)
+
+
+def become_assigned(client: RuntimeClient) -> None:
+    """Turn this pre-started interpreter into the runtime of the function it is assigned:
+    what a runtime started for that function has at its exec, it has from here on."""
+    parent = os.getppid()
+    # Python's start set it (PEP 538 locale coercion) under the same LANG and LC_ALL as
+    # the function's: the agent checked them. A runtime started for it has it too.
+    coerced = os.environ.get("LC_CTYPE")
+    # Loaded while nobody waits (pre-starting happens on Linux only, as root or not).
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    assignment = client.assignment()
+    user = assignment.get("user")
+    if user is not None:
+        # As the spare agent becomes its instance's user (agent_shim.become): no way back.
+        os.setgroups([])
+        os.setresgid(user["gid"], user["gid"], user["gid"])
+        os.setresuid(user["uid"], user["uid"], user["uid"])
+        # The change of user cleared the parent-death signal and made this process
+        # non-dumpable. Its exec would have made a runtime started as the user dumpable;
+        # nothing of root's is in this memory (it was started minimal, for no function).
+        prctl(_PR_SET_DUMPABLE, 1, 0, 0, 0)
+        prctl(_PR_SET_PDEATHSIG, _SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:
+            os.kill(os.getpid(), _SIGKILL)  # the agent died before we could ask
+    os.chdir(assignment["cwd"])
+    environ = assignment["environ"]
+    # Wholesale, through putenv/unsetenv: C's getenv and child processes see it too.
+    os.environ.clear()
+    show_environ(environ, ctypes.memmove)
+    os.environ.update(environ)
+    if coerced is not None:
+        os.environ.setdefault("LC_CTYPE", coerced)
+    time.tzset()  # TZ came with the assignment
+    client.assigned()
+
+
+def show_environ(environ: Mapping[str, str], memmove: Callable[[int, bytes, int], object]) -> None:
+    """Write ``environ`` over the strings this process was started with, so that
+    ``/proc/<pid>/environ`` (which the platform finds an instance's processes by) shows
+    what a runtime started for the function would show. The strings are this process's
+    own memory, nothing refers to them once ``os.environ`` was replaced, and the agent
+    started it with room enough (``prestarted``) for what it then sends."""
+    with open("/proc/self/stat", "rb") as stat:
+        fields = stat.read().rsplit(b")", 1)[1].split()
+    start, end = int(fields[47]), int(fields[48])  # env_start, env_end: proc(5) 50, 51
+    shown = b"".join(os.fsencode(f"{name}={value}") + b"\0" for name, value in environ.items())
+    if len(shown) <= end - start:
+        memmove(start, shown.ljust(end - start, b"\0"), end - start)
+
+
+def serve(client: RuntimeClient) -> NoReturn:
+    """Import the handler, then run events until the agent goes."""
     task_root = os.environ.get("LAMBDA_TASK_ROOT") or os.getcwd()
     # Run as a script, python put this file's folder first on sys.path (unless
     # PYTHONSAFEPATH said not to); user code imports from the task root instead, and
@@ -316,7 +398,6 @@ def main() -> NoReturn:
         sys.path[0] = task_root
     else:
         sys.path.insert(0, task_root)
-    client = RuntimeClient(int(os.environ.pop(CHANNEL_FD_VARIABLE)))
     request_filter = setup_logging()
     try:
         handler = load_handler(os.environ.get("_HANDLER", ""))
