@@ -51,6 +51,12 @@ class PlatformSettings(BaseSettings):
         default=(60.0, 120.0),
         description="Seconds before each retry of an Event invocation that failed (Lambda's)",
     )
+    async_throttle_backoff_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="First wait before an Event invocation that was throttled, or found no "
+        "instance, is tried again; each next wait doubles, up to 5 minutes",
+    )
     kafka_bootstrap: str | None = Field(
         default=None, description="Kafka bootstrap servers; unset: the queue is in SQLite"
     )
