@@ -117,6 +117,13 @@ class PlatformSettings(BaseSettings):
         description="How long an idle published version no alias routes to keeps its pods' "
         "Deployment, Service and Secret (Kubernetes mode)",
     )
+    leader_lease_seconds: float = Field(
+        default=15.0,
+        ge=3,
+        description="Kubernetes mode: how long the controller Lease lasts unrenewed, so how "
+        "long a leader that died without releasing it holds up its successor; renewed every "
+        "third of it",
+    )
     platform_namespace: str = Field(
         default="default",
         description="The platform's own namespace: its controller Lease and code packages, "

@@ -271,6 +271,7 @@ OPTIONAL = {
     "controller": {
         "KUBELAMBDA_VERSION_GRACE_SECONDS": "600",
         "KUBELAMBDA_PACKAGE_GRACE_SECONDS": "7200",
+        "KUBELAMBDA_LEADER_LEASE_SECONDS": "9",
     },
 }
 

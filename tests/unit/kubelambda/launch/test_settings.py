@@ -42,6 +42,7 @@ def test_explicit_overrides_win_over_the_environment_and_none_is_ignored() -> No
         {"KUBELAMBDA_ACTIVATOR_MAX_WAITING": "0"},
         {"KUBELAMBDA_ACTIVATOR_MAX_WAIT_SECONDS": "0"},
         {"KUBELAMBDA_ASYNC_THROTTLE_BACKOFF_SECONDS": "0"},
+        {"KUBELAMBDA_LEADER_LEASE_SECONDS": "2"},
     ],
 )
 def test_bad_values_are_refused(environ: dict[str, str]) -> None:
