@@ -13,7 +13,9 @@ follow-ups) and the delay forwarders all send through ``Publisher.send``, which:
   retry, so such an event can run twice, never zero times;
 - throttles (``TooManyRequests``) past ``max_in_flight`` records awaiting an
   acknowledgement. aiokafka bounds its buffer per partition only, by waiting, so the
-  bound that turns into a 429 is kept here.
+  bound that turns into a 429 is kept here;
+- replaces a producer the broker no longer takes records from (``_PRODUCER_LOST``), so
+  an outage ends in errors for its duration, not in errors until the process restarts.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import logging
 from collections.abc import Sequence
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, OutOfOrderSequenceNumber, ProducerFenced, UnknownProducerId
 
 from kubelambda import errors
 from kubelambda.kafka.settings import KafkaSettings
@@ -36,6 +38,12 @@ log = logging.getLogger(__name__)
 
 QUEUE_FULL_REASON = "AsyncQueueBufferFull"
 
+# The broker refuses every later record of a producer whose sequence numbers no longer
+# follow on from what it holds (a batch numbered before an outage never reached it), or
+# whose id it fenced or forgot; aiokafka does not recover from these by itself, while a
+# new producer, with a new id, is accepted at once.
+_PRODUCER_LOST = (OutOfOrderSequenceNumber, ProducerFenced, UnknownProducerId)
+
 
 class Publisher:
     def __init__(self, settings: KafkaSettings, topics: TopicCreator) -> None:
@@ -44,6 +52,7 @@ class Publisher:
         self._producer: AIOKafkaProducer | None = None
         self._start_lock = asyncio.Lock()
         self._in_flight = 0
+        self._stopping: set[asyncio.Task[None]] = set()
 
     async def send(self, records: Sequence[OutgoingRecord]) -> None:
         """Return once every record is acknowledged by all in-sync replicas.
@@ -77,6 +86,8 @@ class Publisher:
         if self._producer is not None:
             await self._producer.stop()
             self._producer = None
+        if self._stopping:
+            await asyncio.wait(self._stopping)
 
     async def _send(self, records: Sequence[OutgoingRecord]) -> None:
         producer = await self._started()
@@ -90,8 +101,21 @@ class Publisher:
         # Every outcome is retrieved, so no failed future is left unobserved.
         outcomes = await asyncio.gather(*acknowledgements, return_exceptions=True)
         for outcome in outcomes:
+            if isinstance(outcome, _PRODUCER_LOST):
+                self._replace(producer, outcome)
             if isinstance(outcome, BaseException):
                 raise outcome
+
+    def _replace(self, producer: AIOKafkaProducer, error: BaseException) -> None:
+        """The next send starts a new producer; ``producer`` stops meanwhile, failing what
+        it still holds (its senders get errors). Once, for all that met the same error."""
+        if self._producer is None or self._producer is not producer:
+            return  # replaced already, by a sender that met the same error
+        self._producer = None
+        log.warning("event=producer_replaced error=%s", error)
+        task = asyncio.create_task(producer.stop())
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
 
     async def _started(self) -> AIOKafkaProducer:
         async with self._start_lock:

@@ -155,7 +155,14 @@ def start_leading(
     """Run ``lead`` while this process holds the controller Lease, from now until the
     stack closes (which releases the Lease for the next process)."""
     elector = LeaderElector(
-        api, namespace=settings.platform_namespace, name=LEASE_NAME, identity=identity
+        api,
+        namespace=settings.platform_namespace,
+        name=LEASE_NAME,
+        identity=identity,
+        lease_seconds=settings.leader_lease_seconds,
+        # The elector's default pace (15 s, renewed every 5 s) at any length: a leader that
+        # cannot renew gives up its work two thirds into the Lease it last wrote.
+        renew_seconds=settings.leader_lease_seconds / 3,
     )
     task = asyncio.create_task(elector.run(lead), name="controller")
 

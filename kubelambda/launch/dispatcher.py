@@ -31,12 +31,15 @@ async def start_dispatcher(
     metrics: AsyncMetrics,
     region: str,
     retry_delays: Sequence[float],
+    throttle_backoff_seconds: float,
 ) -> Dispatcher:
     dispatcher = Dispatcher(
         queue=queue,
         invoker=invoker,
         metrics=metrics,
-        schedule=RetrySchedule(function_error_delays=tuple(retry_delays)),
+        schedule=RetrySchedule(
+            function_error_delays=tuple(retry_delays), backoff_first=throttle_backoff_seconds
+        ),
         region=region,
     )
     dispatcher.on_catalog(await catalog.catalog())

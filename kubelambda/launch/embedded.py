@@ -55,7 +55,9 @@ async def run(settings: PlatformSettings, *, deploy_example: bool = False) -> No
         store = await stack.enter_async_context(
             SqliteStore.open(settings.home, region=settings.region)
         )
-        queue = (await stack.enter_async_context(queues.open_queue(settings))).queue
+        queue = (
+            await stack.enter_async_context(queues.open_queue(settings, home_locked=True))
+        ).queue
         code = LocalCodeStore(settings.home / "code")
         controller_metrics = ControllerMetrics(registry)
         users = local_users.for_platform(settings.instance_uid_base)

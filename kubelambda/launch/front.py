@@ -143,7 +143,8 @@ async def dispatch(
     catalog: CatalogSource,
     metrics: AsyncMetrics,
 ) -> None:
-    """Run Event invocations off ``queue`` with the retry delays from ``settings``."""
+    """Run Event invocations off ``queue`` with the retry delays and the throttle backoff
+    from ``settings``."""
     await start_dispatcher(
         stack,
         queue=queue,
@@ -152,4 +153,5 @@ async def dispatch(
         metrics=metrics,
         region=settings.region,
         retry_delays=settings.async_retry_delays,
+        throttle_backoff_seconds=settings.async_throttle_backoff_seconds,
     )

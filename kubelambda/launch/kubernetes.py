@@ -69,7 +69,9 @@ async def run(settings: PlatformSettings, *, deploy_example: bool = False) -> No
         store = await cluster_adapters.open_store(
             stack, api, settings, imports_inline_code_into=code
         )
-        queue = (await stack.enter_async_context(queues.open_queue(settings))).queue
+        queue = (
+            await stack.enter_async_context(queues.open_queue(settings, home_locked=True))
+        ).queue
         registry = CollectorRegistry()
         controller_metrics = ControllerMetrics(registry)
         pods = await cluster_adapters.start_pod_watch(

@@ -28,13 +28,18 @@ class EventQueues:
 
 
 @contextlib.asynccontextmanager
-async def open_queue(settings: PlatformSettings) -> AsyncIterator[EventQueues]:
+async def open_queue(
+    settings: PlatformSettings, *, home_locked: bool = False
+) -> AsyncIterator[EventQueues]:
+    """``home_locked``: the caller holds the home's lock, so it is the only platform on
+    this home and its SQLite queue's one consumer; leases left in the file are a killed
+    run's, and are given back at once rather than when they expire."""
     if settings.kafka_bootstrap:
         kafka = kafka_settings(settings, settings.kafka_bootstrap)
         async with KafkaQueue(kafka) as queue:
             yield EventQueues(queue, KafkaTopicLog(kafka))
         return
-    async with SqliteQueue.open(settings.home) as local:
+    async with SqliteQueue.open(settings.home, reclaim_leases=home_locked) as local:
         yield EventQueues(local, local)
 
 

@@ -51,6 +51,12 @@ class PlatformSettings(BaseSettings):
         default=(60.0, 120.0),
         description="Seconds before each retry of an Event invocation that failed (Lambda's)",
     )
+    async_throttle_backoff_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="First wait before an Event invocation that was throttled, or found no "
+        "instance, is tried again; each next wait doubles, up to 5 minutes",
+    )
     kafka_bootstrap: str | None = Field(
         default=None, description="Kafka bootstrap servers; unset: the queue is in SQLite"
     )
@@ -110,6 +116,13 @@ class PlatformSettings(BaseSettings):
         ge=0,
         description="How long an idle published version no alias routes to keeps its pods' "
         "Deployment, Service and Secret (Kubernetes mode)",
+    )
+    leader_lease_seconds: float = Field(
+        default=15.0,
+        ge=3,
+        description="Kubernetes mode: how long the controller Lease lasts unrenewed, so how "
+        "long a leader that died without releasing it holds up its successor; renewed every "
+        "third of it",
     )
     platform_namespace: str = Field(
         default="default",

@@ -95,12 +95,16 @@ class SqliteQueue:
         poll_interval: float = 1.0,
         busy_timeout: float = 5.0,
         clock: Callable[[], float] = time.time,
+        reclaim_leases: bool = False,
     ) -> AsyncIterator[SqliteQueue]:
         """Open (creating) ``<home>/queue.db``; on exit, leases still held are given
         back so the next process delivers those events at once.
 
         ``busy_timeout`` (seconds) is how long a write waits for another process's write
-        to finish before it fails with ``ServiceError``.
+        to finish before it fails with ``ServiceError``. ``reclaim_leases`` first gives
+        back every lease in the file: only for the one consumer a home has, once it
+        knows the process that held them is gone (killed, so it gave nothing back), and
+        their events are delivered at once rather than when the leases expire.
         """
         try:
             database = await Database.open(
@@ -108,6 +112,8 @@ class SqliteQueue:
             )
         except sqlite3.Error as exc:
             raise errors.ServiceError(f"The event queue cannot be opened: {exc}") from exc
+        if reclaim_leases:
+            await _reclaim_leases(database)
         queue = cls(
             database,
             max_in_flight=max_in_flight,
@@ -252,6 +258,17 @@ class SqliteQueue:
         except sqlite3.Error:
             log.exception("Giving back %d leases in queue.db failed; they expire", len(held))
         self._notify()
+
+
+async def _reclaim_leases(database: Database) -> None:
+    """Best effort, as giving leases back on exit: a lease left expires anyway."""
+    try:
+        reclaimed = await database.transaction(queue_sql.unlease_all)
+    except sqlite3.Error:
+        log.exception("Reclaiming the leases in queue.db failed; they expire")
+        return
+    if reclaimed:
+        log.info("leases reclaimed count=%d", reclaimed)
 
 
 async def _sleep(changed: asyncio.Event, seconds: float) -> None:

@@ -23,6 +23,7 @@ __all__ = [
     "pending",
     "renew",
     "unlease",
+    "unlease_all",
 ]
 
 
@@ -121,6 +122,14 @@ def unlease(connection: sqlite3.Connection, *, held: Sequence[tuple[str, int]]) 
         "UPDATE events SET due_at = not_before, lease_id = NULL WHERE id = ? AND lease_id = ?",
         [(event_id, lease_id) for lease_id, event_id in held],
     )
+
+
+def unlease_all(connection: sqlite3.Connection) -> int:
+    """Give back every lease, whoever holds it; how many there were."""
+    cursor = connection.execute(
+        "UPDATE events SET due_at = not_before, lease_id = NULL WHERE lease_id IS NOT NULL"
+    )
+    return cursor.rowcount
 
 
 def pending(connection: sqlite3.Connection, *, topic: str) -> list[TopicRecord]:

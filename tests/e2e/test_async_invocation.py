@@ -3,7 +3,9 @@ SQLite and on the real Kafka broker, driven with boto3, the AWS CLI and `kubelam
 
 Handlers append one JSON line per invocation to a file under the test's directory (the
 embedded platform runs them as local processes), so every test counts what ran by
-request id. Retry delays are shortened to 1 s and 2 s (`KUBELAMBDA_ASYNC_RETRY_DELAYS`).
+request id. Retry delays are shortened to 1 s and 2 s (`KUBELAMBDA_ASYNC_RETRY_DELAYS`), and
+a throttled event is first tried again after 21 s (`KUBELAMBDA_ASYNC_THROTTLE_BACKOFF_SECONDS`)
+rather than 1 s, so that one reaches its maximum age sooner (see that test).
 """
 
 from __future__ import annotations
@@ -13,13 +15,16 @@ import concurrent.futures
 import itertools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +54,11 @@ def handler(event, context):
 """
 
 QUEUES = ["sqlite", "kafka"]
+# With the shortest maximum age Lambda allows (60 s), a throttled event accepted at t=0
+# is postponed to t=21, throttled again, and dropped then: its next try (t=21+42) would
+# come after its maximum age. With the default 1 s the tries at t=1, 3, 7, 15 and 31
+# come first, and the drop at t=31.
+THROTTLE_BACKOFF_SECONDS = 21
 
 
 def queue_environment(queue: str) -> dict[str, str]:
@@ -75,6 +85,7 @@ def platform(
             **os.environ,
             **queue_environment(request.param),
             "KUBELAMBDA_ASYNC_RETRY_DELAYS": "1,2",
+            "KUBELAMBDA_ASYNC_THROTTLE_BACKOFF_SECONDS": str(THROTTLE_BACKOFF_SECONDS),
         },
     )
     yield running
@@ -82,8 +93,33 @@ def platform(
     assert running.process.returncode == 0, log_text(running.home)
 
 
+@dataclass(frozen=True)
+class AgingEvent:
+    """An event for a function that may run nothing (reserved concurrency 0)."""
+
+    function: str
+    request_id: str
+    out_dir: Path
+
+
 @pytest.fixture(scope="module")
-def client(platform: Platform) -> Any:
+def aging(platform: Platform) -> Iterator[AgingEvent]:
+    """Sent as soon as the module's platform is up, so that the ~21 s it is kept before it
+    is too old pass while the module's other tests run: the test that checks its end
+    comes last of them (``client`` asks for this fixture, so the first test starts it)."""
+    client = platform.lambda_client()
+    out_dir = Path(tempfile.mkdtemp(prefix="kubelambda-aging-"))
+    out_dir.chmod(0o777)  # as writable_dir: the function would write here, were it run
+    name = f"old-{uuid.uuid4().hex[:8]}"
+    create(client, name, out_dir)
+    client.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=0)
+    client.put_function_event_invoke_config(FunctionName=name, MaximumEventAgeInSeconds=60)
+    yield AgingEvent(name, send_event(client, name, {"n": 9}), out_dir)
+    shutil.rmtree(out_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def client(platform: Platform, aging: AgingEvent) -> Any:
     return platform.lambda_client()
 
 
@@ -360,28 +396,6 @@ def test_redrive_sends_dead_letters_back_through_the_queue(
     assert [c["id"] for c in calls(out_dir, name)] == [request_id, request_id]
 
 
-def test_an_event_throttled_past_its_maximum_age_is_dropped_as_too_old(
-    platform: Platform, client: Any, out_dir: Path
-) -> None:
-    name = f"old-{uuid.uuid4().hex[:8]}"
-    create(client, name, out_dir)
-    client.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=0)
-    client.put_function_event_invoke_config(FunctionName=name, MaximumEventAgeInSeconds=60)
-
-    request_id = send_event(client, name, {"n": 9})
-
-    wait_for(
-        lambda: dlq_ids(platform, name) == [request_id],
-        within=100,
-        what="EventAgeExceeded",
-        platform=platform,
-    )
-    (letter,) = json.loads(dlq(platform, "list", name, "--json").stdout)
-    assert letter["condition"] == "EventAgeExceeded"
-    assert letter["attempts"] == 0
-    assert calls(out_dir, name) == []
-
-
 def test_a_function_that_crashes_its_runtime_is_retried_then_dead_lettered(
     platform: Platform, client: Any, out_dir: Path
 ) -> None:
@@ -403,6 +417,28 @@ def test_a_function_that_crashes_its_runtime_is_retried_then_dead_lettered(
     # The next event gets a fresh runtime.
     second = send_event(client, name, {"n": 1})
     wait_for(lambda: second in {c["id"] for c in calls(out_dir, name)}, within=30, what="next")
+
+
+def test_an_event_throttled_past_its_maximum_age_is_dropped_as_too_old(
+    platform: Platform, aging: AgingEvent
+) -> None:
+    wait_for(
+        lambda: dlq_ids(platform, aging.function) == [aging.request_id],
+        within=100,
+        what="EventAgeExceeded",
+        platform=platform,
+    )
+    (letter,) = json.loads(dlq(platform, "list", aging.function, "--json").stdout)
+    assert letter["condition"] == "EventAgeExceeded"
+    assert letter["attempts"] == 0
+    assert calls(aging.out_dir, aging.function) == []
+    # Postponed once, as the arithmetic above THROTTLE_BACKOFF_SECONDS says, then dropped.
+    retried = [
+        line
+        for line in log_text(platform.home).splitlines()
+        if f"event retried request_id={aging.request_id} " in line
+    ]
+    assert len(retried) == 1 and "failure=throttled" in retried[0], retried
 
 
 def test_dead_letters_are_on_a_kafka_topic_a_plain_consumer_reads(
@@ -506,8 +542,9 @@ def accept_events(platform: Platform, name: str, *, count: int) -> set[str]:
 def test_a_kafka_outage_under_load_refuses_events_and_loses_none(
     tmp_path_factory: pytest.TempPathFactory, out_dir: Path
 ) -> None:
-    """The platform's broker stops for 10 s while events keep coming: invokes during the
-    outage get errors, never 202s, and every event that got a 202 runs."""
+    """The platform's broker stops while events keep coming, until every caller has been
+    refused: invokes during the outage get errors, never 202s, the platform takes events
+    again once the broker is back, and every event that got a 202 runs."""
     queue_environment("kafka")  # fails clearly when the test infrastructure is absent
     broker = PrivateBroker(tmp_path_factory.mktemp("outage-kafka"))
     try:
@@ -541,39 +578,67 @@ def test_a_kafka_outage_under_load_refuses_events_and_loses_none(
     assert accepted - set(ran) == set()
 
 
+# Accepted events the load waits for before the outage and after it: enough that the
+# broker was really taking the load before, and really is again after.
+ACCEPTED_PER_PHASE = 40
+CALLERS = 4
+
+
 def load_across_an_outage(
     platform: Platform, broker: PrivateBroker, name: str
 ) -> tuple[set[str], int]:
-    """Events from 4 callers for ~25 s; the broker is down from 5 s to 15 s. The request
-    ids that got a 202, and how many calls got an error instead."""
+    """Events from 4 callers: the broker stops once ``ACCEPTED_PER_PHASE`` were accepted,
+    starts again once every caller was refused at least once, and the load ends once as
+    many more were accepted after the restart. The request ids that got a 202, and how
+    many calls got an error instead. Each phase ends on what it is there to show, not
+    after a fixed time (the broker's restart alone takes seconds, with callers refused)."""
     accepted: set[str] = set()
-    refused = 0
+    refused_by: dict[int, int] = dict.fromkeys(range(CALLERS), 0)
     lock = threading.Lock()
-    stop_at = time.monotonic() + 25
+    stop = threading.Event()
 
     def caller(index: int) -> None:
-        nonlocal refused
         client = platform.lambda_client()
         n = 0
-        while time.monotonic() < stop_at:
+        while not stop.is_set():
             n += 1
             try:
                 request_id = send_event(client, name, {"caller": index, "n": n})
             except ClientError as exc:
                 assert exc.response["ResponseMetadata"]["HTTPStatusCode"] >= 429
                 with lock:
-                    refused += 1
+                    refused_by[index] += 1
                 continue
             with lock:
                 accepted.add(request_id)
             time.sleep(0.02)
 
-    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
-        callers = [pool.submit(caller, i) for i in range(4)]
-        time.sleep(5)
-        broker.stop_keeping_data()
-        time.sleep(10)
-        broker.start()
+    def accepted_count() -> int:
+        with lock:
+            return len(accepted)
+
+    def phase(condition: Callable[[], bool], what: str) -> None:
+        wait_for(
+            lambda: condition() or any(future.done() for future in callers),
+            within=120,
+            what=what,
+            platform=platform,
+        )
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=CALLERS) as pool:
+        callers = [pool.submit(caller, i) for i in range(CALLERS)]
+        try:
+            phase(lambda: accepted_count() >= ACCEPTED_PER_PHASE, "events accepted before")
+            broker.stop_keeping_data()
+            phase(lambda: all(refused_by.values()), "every caller refused during the outage")
+            broker.start()
+            accepted_then = accepted_count()
+            phase(
+                lambda: accepted_count() >= accepted_then + ACCEPTED_PER_PHASE,
+                "events accepted after the broker came back",
+            )
+        finally:
+            stop.set()
         for future in callers:
             future.result()
-    return accepted, refused
+    return accepted, sum(refused_by.values())

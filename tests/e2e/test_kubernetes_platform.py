@@ -129,7 +129,7 @@ def create(client: Any, name: str, *, code: str = HANDLER_ECHO, **extra: Any) ->
         **extra,
     )
     client.get_waiter("function_active_v2").wait(
-        FunctionName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 60}
+        FunctionName=name, WaiterConfig={"Delay": 0.2, "MaxAttempts": 300}
     )
     return created
 
@@ -171,7 +171,7 @@ def test_the_example_applied_with_kubectl_is_listed_and_invokable(
 ) -> None:
     cluster.kubectl("apply", "-n", cluster.namespace, "-f", str(EXAMPLE))
     client.get_waiter("function_active_v2").wait(
-        FunctionName="hello-gitops", WaiterConfig={"Delay": 1, "MaxAttempts": 60}
+        FunctionName="hello-gitops", WaiterConfig={"Delay": 0.2, "MaxAttempts": 300}
     )
     names = [f["FunctionName"] for f in client.list_functions()["Functions"]]
     assert "hello-gitops" in names
@@ -191,7 +191,7 @@ def test_once_an_update_is_successful_no_invoke_reaches_the_old_code(client: Any
     new_code = HANDLER_ECHO.replace("'v': 1", "'v': 2")
     client.update_function_code(FunctionName="rolling", ZipFile=make_zip({"app.py": new_code}))
     client.get_waiter("function_updated_v2").wait(
-        FunctionName="rolling", WaiterConfig={"Delay": 1, "MaxAttempts": 60}
+        FunctionName="rolling", WaiterConfig={"Delay": 0.2, "MaxAttempts": 300}
     )
     answers = {invoke(client, "rolling", {"n": i})["v"] for i in range(10)}
     assert answers == {2}

@@ -54,8 +54,11 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     venv = tmp_path_factory.mktemp("venv")
-    _run(sys.executable, "-m", "venv", "--clear", str(venv))
-    _run(str(venv / "bin" / "python"), "-m", "pip", "install", str(wheel))
+    # No pip of its own (bootstrapping one takes seconds): the test run's pip installs into it.
+    _run(sys.executable, "-m", "venv", "--clear", "--without-pip", str(venv))
+    _run(
+        sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", str(wheel)
+    )
     return venv
 
 

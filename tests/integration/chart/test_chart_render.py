@@ -264,10 +264,14 @@ OPTIONAL = {
         # Whole numbers stay whole: no 2.68435456e+08.
         "KUBELAMBDA_BODY_BUDGET_BYTES": "268435456",
     },
-    "dispatcher": {"KUBELAMBDA_ASYNC_RETRY_DELAYS": "30,90.5"},
+    "dispatcher": {
+        "KUBELAMBDA_ASYNC_RETRY_DELAYS": "30,90.5",
+        "KUBELAMBDA_ASYNC_THROTTLE_BACKOFF_SECONDS": "2.5",
+    },
     "controller": {
         "KUBELAMBDA_VERSION_GRACE_SECONDS": "600",
         "KUBELAMBDA_PACKAGE_GRACE_SECONDS": "7200",
+        "KUBELAMBDA_LEADER_LEASE_SECONDS": "9",
     },
 }
 

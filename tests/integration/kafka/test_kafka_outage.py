@@ -51,6 +51,18 @@ async def publish_until_accepted(queue: KafkaQueue, event: QueuedEvent) -> None:
             await asyncio.sleep(0.5)
 
 
+async def timed_publish(
+    queue: KafkaQueue, event: QueuedEvent
+) -> tuple[BaseException | None, float]:
+    """What a publish raised (``None``: it returned normally) and how long it took."""
+    started = time.monotonic()
+    try:
+        await queue.publish(event)
+    except Exception as exc:  # the caller asserts which error it was
+        return exc, time.monotonic() - started
+    return None, time.monotonic() - started
+
+
 async def test_publish_fails_during_an_outage_and_nothing_acknowledged_is_lost(
     private_broker: PrivateBroker, make_event: Callable[..., QueuedEvent]
 ) -> None:
@@ -69,12 +81,13 @@ async def test_publish_fails_during_an_outage_and_nothing_acknowledged_is_lost(
         for event in before:
             await queue.publish(event)
         await asyncio.to_thread(private_broker.stop_keeping_data)
-        for event in during:
-            started = time.monotonic()
-            with pytest.raises(errors.ServiceError):
-                await queue.publish(event)
+        # At once, as a gateway's concurrent callers publish: each fails on its own
+        # within the produce timeout, and the outage is over in one timeout, not five.
+        outcomes = await asyncio.gather(*(timed_publish(queue, event) for event in during))
+        for error, seconds in outcomes:
+            assert isinstance(error, errors.ServiceError), error
             failures += 1
-            slowest = max(slowest, time.monotonic() - started)
+            slowest = max(slowest, seconds)
         await asyncio.to_thread(private_broker.start)
         for event in after:
             await publish_until_accepted(queue, event)

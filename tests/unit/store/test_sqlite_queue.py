@@ -113,6 +113,26 @@ async def test_a_queue_whose_clock_is_past_the_lease_redelivers_an_uncompleted_e
             assert await inbox_now.nothing_within(0.3)
 
 
+async def test_a_queue_opened_reclaiming_leases_redelivers_a_held_event_at_once(
+    tmp_path: Path,
+):
+    async with SqliteQueue.open(tmp_path, lease_seconds=30) as holder:
+        await holder.publish(factories.queued_event("req-1"))
+        async with consuming(holder) as inbox:
+            await inbox.next()
+        # The holder keeps its lease, as a process killed outright leaves it.
+        async with (
+            SqliteQueue.open(tmp_path, poll_interval=0.1) as other,
+            consuming(other) as inbox_other,
+        ):
+            assert await inbox_other.nothing_within(0.3)
+        async with (
+            SqliteQueue.open(tmp_path, poll_interval=0.1, reclaim_leases=True) as restarted,
+            consuming(restarted) as inbox_restarted,
+        ):
+            assert (await inbox_restarted.next(within=1)).event.request_id == "req-1"
+
+
 async def test_a_stale_completion_neither_removes_the_re_leased_event_nor_writes_its_outcome(
     tmp_path: Path,
 ):

@@ -41,11 +41,25 @@ def test_explicit_overrides_win_over_the_environment_and_none_is_ignored() -> No
         {"KUBELAMBDA_LOG_LEVEL": "chatty"},
         {"KUBELAMBDA_ACTIVATOR_MAX_WAITING": "0"},
         {"KUBELAMBDA_ACTIVATOR_MAX_WAIT_SECONDS": "0"},
+        {"KUBELAMBDA_ASYNC_THROTTLE_BACKOFF_SECONDS": "0"},
+        {"KUBELAMBDA_LEADER_LEASE_SECONDS": "2"},
     ],
 )
 def test_bad_values_are_refused(environ: dict[str, str]) -> None:
     with pytest.raises(ValidationError):
         PlatformSettings.from_environ(environ)
+
+
+def test_async_retry_delays_and_throttle_backoff_are_read() -> None:
+    settings = PlatformSettings.from_environ(
+        {
+            "KUBELAMBDA_ASYNC_RETRY_DELAYS": "1, 2.5",
+            "KUBELAMBDA_ASYNC_THROTTLE_BACKOFF_SECONDS": "21",
+        }
+    )
+    assert settings.async_retry_delays == (1.0, 2.5)
+    assert settings.async_throttle_backoff_seconds == 21.0
+    assert PlatformSettings.from_environ({}).async_throttle_backoff_seconds == 1.0
 
 
 SASL_SSL = {
