@@ -1,14 +1,35 @@
 """What the controller's integration tests share besides fixtures: the test handler, the
-region the backend is given, and a zip builder."""
+region the backend is given, a zip builder, and the first answer of a started instance."""
 
 from __future__ import annotations
 
 import io
 import stat
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from pathlib import Path
+from typing import Any
 
-__all__ = ["HANDLER", "REGION", "make_zip", "zip_with_entry"]
+import httpx
+
+from controller.backends.local import LocalProcessBackend
+from kubelambda.models import FunctionVersion
+from kubelambda.ports.endpoints import Endpoint
+
+__all__ = [
+    "HANDLER",
+    "REGION",
+    "Invoke",
+    "Until",
+    "alive",
+    "first_answer",
+    "make_zip",
+    "zip_with_entry",
+]
+
+# The conftest fixtures of the same names.
+Until = Callable[..., Awaitable[None]]
+Invoke = Callable[[Endpoint, dict[str, object]], Coroutine[Any, Any, httpx.Response]]
 
 # Not us-east-1 (a default elsewhere), so a test sees which region reached the function.
 REGION = "eu-west-1"
@@ -59,3 +80,29 @@ def zip_with_entry(name: str, content: bytes = b"x", *, symlink: bool = False) -
             entry.external_attr = (stat.S_IFLNK | 0o777) << 16
         archive.writestr(entry, content)
     return buffer.getvalue()
+
+
+async def first_answer(
+    backend: LocalProcessBackend,
+    version: FunctionVersion,
+    until: Until,
+    invoke: Invoke,
+    event: dict[str, object] | None = None,
+) -> tuple[Endpoint, dict[str, Any]]:
+    """Start one instance of ``version`` and invoke it once with ``event``: its endpoint
+    and the (successful) answer's JSON."""
+    await backend.scale(version, replicas=1, concurrency=1)
+    await until(lambda: bool(backend.endpoints(version.target)))
+    [endpoint] = backend.endpoints(version.target)
+    answer = await invoke(endpoint, event or {})
+    assert answer.status_code == 200, answer.text
+    return endpoint, answer.json()
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` is a process that has not exited (a zombie has)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"

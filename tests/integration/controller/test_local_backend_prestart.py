@@ -9,13 +9,12 @@ import os
 import secrets
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
-from controller_testkit import make_zip
+from controller_testkit import Invoke, Until, alive, first_answer, make_zip
 
 from controller.backends import local_users
 from controller.backends.local import LocalProcessBackend
@@ -76,6 +75,8 @@ def scan(prefix):
                 continue
     return found
 """
+# The event every first invocation sends: the handler also tries to become root.
+REGAIN: dict[str, object] = {"regain": True}
 SECRET_PREFIX = "SECRET-A-"
 # What a pre-started runtime starts with, besides the channel's variable.
 PRESTART_NAMES = {
@@ -88,8 +89,6 @@ PRESTART_NAMES = {
     "_KUBELAMBDA_RUNTIME_ROOM",
 }
 
-Until = Callable[..., Awaitable[None]]
-Invoke = Callable[[Endpoint, dict[str, object]], Coroutine[Any, Any, httpx.Response]]
 MakeVersion = Callable[..., FunctionVersion]
 NewBackend = Callable[..., LocalProcessBackend]
 
@@ -106,13 +105,6 @@ def children(pid: int) -> list[int]:
         if int(parent) == pid and state != "Z":
             found.append(int(proc.name))
     return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def prestarted_runtimes() -> dict[int, int]:
@@ -164,24 +156,13 @@ async def spares_with_runtimes(
     return prestarted_runtimes()
 
 
-async def first_instance(
-    backend: LocalProcessBackend, version: FunctionVersion, until: Until, invoke: Invoke
-) -> tuple[Endpoint, dict[str, Any]]:
-    await backend.scale(version, replicas=1, concurrency=1)
-    await until(lambda: bool(backend.endpoints(version.target)))
-    [endpoint] = backend.endpoints(version.target)
-    answer = await invoke(endpoint, {"regain": True})
-    assert answer.status_code == 200, answer.text
-    return endpoint, answer.json()
-
-
 async def respawned(endpoint: Endpoint, invoke: Invoke, until: Until) -> dict[str, Any]:
     """What the instance's next runtime (one the agent starts) sees."""
     assert (await invoke(endpoint, {"exit": True})).status_code == 200  # a function error
     answers: list[dict[str, Any]] = []
 
     async def served() -> None:
-        answer = await invoke(endpoint, {"regain": True})
+        answer = await invoke(endpoint, REGAIN)
         if answer.status_code == 200 and "pid" in answer.json():
             answers.append(answer.json())
 
@@ -226,7 +207,7 @@ async def test_the_first_runtime_is_the_spares_and_sees_what_one_started_for_it_
     runtimes = await spares_with_runtimes(backend, until, tmp_path / "home")
     version = version_of({"ONLY_MINE": "value"})
 
-    endpoint, adopted = await first_instance(backend, version, until, invoke)
+    endpoint, adopted = await first_answer(backend, version, until, invoke, REGAIN)
     started = await respawned(endpoint, invoke, until)
 
     assert adopted["pid"] in runtimes.values()
@@ -248,7 +229,7 @@ async def test_a_function_whose_environment_changes_pythons_start_gets_a_runtime
     runtimes = await spares_with_runtimes(backend, until, tmp_path / "home")
     version = version_of({"PYTHONWARNINGS": "ignore"})
 
-    _, seen = await first_instance(backend, version, until, invoke)
+    _, seen = await first_answer(backend, version, until, invoke, REGAIN)
 
     assert seen["pid"] not in runtimes.values()
     assert seen["environ"]["PYTHONWARNINGS"] == "ignore"
@@ -265,7 +246,7 @@ async def test_an_agent_killed_takes_its_adopted_runtime_along(
 ) -> None:
     backend = new_backend(ready_timeout=20.0)
     runtimes = await spares_with_runtimes(backend, until, tmp_path / "home")
-    _, seen = await first_instance(backend, version_of(), until, invoke)
+    _, seen = await first_answer(backend, version_of(), until, invoke, REGAIN)
     [agent] = [agent for agent, runtime in runtimes.items() if runtime == seen["pid"]]
 
     os.kill(agent, signal.SIGKILL)
@@ -301,7 +282,7 @@ async def test_as_root_it_runs_as_the_functions_user_and_cannot_regain_root(
     runtimes = await spares_with_runtimes(backend, until, tmp_path / "home")
     assert {owner(pid) for pid in runtimes.values()} == {0}
 
-    endpoint, adopted = await first_instance(backend, version_of(), until, invoke)
+    endpoint, adopted = await first_answer(backend, version_of(), until, invoke, REGAIN)
     started = await respawned(endpoint, invoke, until)
 
     assert adopted["pid"] in runtimes.values()
@@ -327,8 +308,8 @@ async def test_another_functions_secret_is_nowhere_in_a_prestarted_runtime(
     first = version_of({"SECRET": secret})
     second = version_of(function_name=f"{function_name}-b")
 
-    first_endpoint, first_seen = await first_instance(backend, first, until, invoke)
-    second_endpoint, second_seen = await first_instance(backend, second, until, invoke)
+    first_endpoint, first_seen = await first_answer(backend, first, until, invoke, REGAIN)
+    second_endpoint, second_seen = await first_answer(backend, second, until, invoke, REGAIN)
     scans = [
         (await invoke(endpoint, {"scan": SECRET_PREFIX})).json()["found"]
         for endpoint in (first_endpoint, second_endpoint)

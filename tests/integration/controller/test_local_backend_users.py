@@ -5,18 +5,15 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
-from controller_testkit import make_zip
+from controller_testkit import Invoke, Until, alive, first_answer, make_zip
 
 from controller.backends import local_files, local_users
 from controller.backends.local import LocalProcessBackend
 from kubelambda.models import FunctionVersion, frozen_mapping
-from kubelambda.ports.endpoints import Endpoint
 from kubelambda.store import LocalCodeStore
 
 pytestmark = pytest.mark.skipif(
@@ -60,8 +57,6 @@ def handler(event, context):
             "code_writable": code_writable}
 """
 
-Until = Callable[[Callable[[], bool]], Awaitable[None]]
-Invoke = Callable[[Endpoint, dict[str, object]], Coroutine[Any, Any, httpx.Response]]
 MakeVersion = Callable[..., FunctionVersion]
 NewBackend = Callable[..., LocalProcessBackend]
 PidsOf = Callable[[str], list[int]]
@@ -94,17 +89,6 @@ def users_backend(new_backend: NewBackend) -> LocalProcessBackend:
     return new_backend(users=local_users.InstanceUsers(BASE), ready_timeout=20.0)
 
 
-async def start(
-    backend: LocalProcessBackend, version: FunctionVersion, until: Until, invoke: Invoke
-) -> tuple[Endpoint, dict[str, Any]]:
-    await backend.scale(version, replicas=1, concurrency=1)
-    await until(lambda: bool(backend.endpoints(version.target)))
-    [endpoint] = backend.endpoints(version.target)
-    answer = await invoke(endpoint, {})
-    assert answer.status_code == 200, answer.text
-    return endpoint, answer.json()
-
-
 def owner_and_mode(path: str | Path) -> tuple[int, int, int]:
     status = Path(path).stat()
     return status.st_uid, status.st_gid, stat.S_IMODE(status.st_mode)
@@ -122,14 +106,6 @@ def listing(directory: Path) -> list[Path]:
     return sorted(directory.iterdir())
 
 
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
-
-
 async def test_each_function_runs_as_a_user_of_its_own_in_no_other_group(
     users_backend: LocalProcessBackend,
     version_of: Callable[..., Awaitable[FunctionVersion]],
@@ -141,8 +117,8 @@ async def test_each_function_runs_as_a_user_of_its_own_in_no_other_group(
     first = await version_of()
     second = await version_of(name=f"{function_name}-b")
 
-    _, one = await start(users_backend, first, until, invoke)
-    _, other = await start(users_backend, second, until, invoke)
+    _, one = await first_answer(users_backend, first, until, invoke)
+    _, other = await first_answer(users_backend, second, until, invoke)
 
     assert one["uid"] == users.user_for(first.namespace, first.function_name).uid
     assert other["uid"] == users.user_for(second.namespace, second.function_name).uid
@@ -160,7 +136,7 @@ async def test_an_instance_reads_its_code_but_not_the_home_and_cannot_change_its
     invoke: Invoke,
     home: Path,
 ) -> None:
-    _, seen = await start(users_backend, await version_of(), until, invoke)
+    _, seen = await first_answer(users_backend, await version_of(), until, invoke)
     root = local_files.recorded(home)
 
     assert seen["reads_its_code"] and seen["home_closed"]
@@ -185,7 +161,7 @@ async def test_preparing_copies_the_code_for_the_functions_user_before_any_start
     root = local_files.recorded(home)
     assert root is not None
     [copy] = listing(root / "code")
-    _, seen = await start(users_backend, version, until, invoke)
+    _, seen = await first_answer(users_backend, version, until, invoke)
 
     # The first start runs the copy made while the version was Pending, not a new one.
     assert Path(seen["task_root"]) == copy
@@ -201,7 +177,7 @@ async def test_the_private_tmp_goes_with_its_instance(
     pids_of: PidsOf,
 ) -> None:
     version = await version_of()
-    _, seen = await start(users_backend, version, until, invoke)
+    _, seen = await first_answer(users_backend, version, until, invoke)
     tmp = seen["tmp"]
     assert seen["home"] == tmp
     assert owner_and_mode(tmp) == (seen["uid"], seen["gid"], 0o700)
@@ -219,7 +195,7 @@ async def test_what_a_function_abandons_dies_with_its_agent_across_the_user_swit
     pids_of: PidsOf,
 ) -> None:
     version = await version_of()
-    endpoint, seen = await start(users_backend, version, until, invoke)
+    endpoint, seen = await first_answer(users_backend, version, until, invoke)
     orphan = (await invoke(endpoint, {"orphan": True})).json()["orphan"]
     assert parent_of(orphan) == seen["agent"]  # adopted by the agent, the subreaper
 
@@ -238,7 +214,7 @@ async def test_the_log_is_written_and_rotated_as_the_functions_user(
     bound = 256 * 1024
     backend = new_backend(users=local_users.InstanceUsers(BASE), log_max_bytes=bound)
     version = await version_of()
-    endpoint, seen = await start(backend, version, until, invoke)
+    endpoint, seen = await first_answer(backend, version, until, invoke)
     for _ in range(2):
         assert (await invoke(endpoint, {"print_mib": 1})).status_code == 200
 
@@ -257,7 +233,7 @@ async def test_closing_removes_the_instance_files(
     invoke: Invoke,
     home: Path,
 ) -> None:
-    _, seen = await start(users_backend, await version_of(), until, invoke)
+    _, seen = await first_answer(users_backend, await version_of(), until, invoke)
     root = local_files.recorded(home)
     assert root is not None and Path(seen["task_root"]).is_relative_to(root)
     assert owner_and_mode(root) == (0, 0, 0o711)
@@ -277,7 +253,7 @@ async def test_a_restart_reaps_the_instances_and_files_a_killed_run_left(
     pids_of: PidsOf,
 ) -> None:
     version = await version_of()
-    endpoint, _ = await start(users_backend, version, until, invoke)
+    endpoint, _ = await first_answer(users_backend, version, until, invoke)
     orphan = (await invoke(endpoint, {"orphan": True})).json()["orphan"]
     root = local_files.recorded(home)
     assert root is not None
@@ -298,8 +274,8 @@ async def test_discarding_a_package_removes_every_functions_copy(
 ) -> None:
     first = await version_of()
     second = await version_of(name=f"{function_name}-b")
-    _, one = await start(users_backend, first, until, invoke)
-    _, other = await start(users_backend, second, until, invoke)
+    _, one = await first_answer(users_backend, first, until, invoke)
+    _, other = await first_answer(users_backend, second, until, invoke)
     assert one["task_root"] != other["task_root"]
     for version in (first, second):
         await users_backend.scale(version, replicas=0, concurrency=1)
