@@ -26,8 +26,6 @@ class SparePool:
         self._spares: list[Spare] = []
         self._refill: asyncio.Task[None] | None = None
         self._spawning = False
-        # Set when the spare being started is added (or its start ended otherwise).
-        self._arrival = asyncio.Event()
         self._closed = False
 
     @property
@@ -39,8 +37,7 @@ class SparePool:
         """A live spare if there is one, else an agent started now (a fully cold start)."""
         if not self._spares and self._refill is not None and self._spawning:
             # One is being started right now: that beats starting another beside it.
-            # (Only that one: the refill goes on to start the rest of the pool.)
-            await self._arrival.wait()
+            await asyncio.shield(self._refill)
         while self._spares:
             spare = self._spares.pop(0)
             if spare.alive:
@@ -79,14 +76,7 @@ class SparePool:
                     await spare.discard()
                     return
                 self._spares.append(spare)
-                self._arrived()
         except OSError as exc:
             logger.error("cannot start a spare agent error=%s", exc)
         finally:
             self._refill = None
-            self._arrived()
-
-    def _arrived(self) -> None:
-        """Wake whoever waits for the spare being started; the next one has its own."""
-        self._arrival.set()
-        self._arrival = asyncio.Event()
