@@ -18,6 +18,12 @@ small ASGI callable looks at each request once:
                                                      body labelled JSON whatever its
                                                      Content-Type
 
+A server may also answer plain Invoke requests without an ASGI cycle
+(``direct_invoke``; ``kubelambda.launch.invoke_edge`` does, under uvicorn): the same
+checks and the same ``InvokeApp.handle``, for the requests that need nothing the ASGI
+path has that it lacks (a known length within the limit, no percent-escapes in the
+path); all others come here as ASGI.
+
 This is the one place request bodies are read, and only once the headers name a known
 caller with a current date (``Authenticator.screen``): a refusal from the headers costs no
 byte of the body, and closes the connection. Bodies are refused with 413 from
@@ -34,15 +40,18 @@ import dataclasses
 import json
 import logging
 import uuid
+from dataclasses import dataclass
 
 from kubelambda_agent import protocol
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.auth import Authenticator, RawRequest
+from gateway.auth.authenticator import Screened
 from gateway.auth.request import BODY_KEY, PRINCIPAL_KEY
 from gateway.domain import invocation
 from gateway.invoke import app as invoke
+from gateway.invoke.app import InvokeApp, Reply
 from gateway.services.code_links import CODE_PATH_PREFIX
 from kubelambda import errors
 from kubelambda.ports.endpoints import InstanceAnnouncements
@@ -52,7 +61,9 @@ __all__ = [
     "DEFAULT_BODY_BUDGET",
     "INVOKE_BODY_LIMIT",
     "MANAGEMENT_BODY_LIMIT",
+    "DirectInvoke",
     "Gateway",
+    "Refusal",
 ]
 
 log = logging.getLogger(__name__)
@@ -80,7 +91,7 @@ class Gateway:
         self,
         *,
         management: ASGIApp,
-        invoke_app: ASGIApp,
+        invoke_app: InvokeApp,
         authenticator: Authenticator,
         registry: CollectorRegistry,
         body_budget: int = DEFAULT_BODY_BUDGET,
@@ -131,6 +142,44 @@ class Gateway:
                 operation="management",
                 json_body=True,
             )
+
+    def direct_invoke(
+        self, raw_path: bytes, query_string: bytes, headers: list[tuple[bytes, bytes]]
+    ) -> DirectInvoke | Refusal | None:
+        """What the headers of a ``POST`` to ``raw_path`` decide for a server that answers
+        Invoke requests itself, before a byte of the body: a ``DirectInvoke`` to answer
+        once the body is read, a ``Refusal`` to send now, or None when the request is not
+        a plain Invoke (another path, percent-escapes in it, no Content-Length or one past
+        the limit, a chunked body). The ASGI app answers those, with every refusal it
+        knows. Header names are lower-case, as in ASGI."""
+        if b"%" in raw_path:
+            return None
+        path = raw_path.decode("latin-1")
+        if not invoke.is_invoke_path(path):
+            return None
+        declared = _plain_length(headers)
+        if declared is None or declared > _limit_for(headers):
+            return None
+        request = RawRequest(
+            method="POST", raw_path=raw_path, query_string=query_string, headers=headers, body=b""
+        )
+        try:
+            screened = self._authenticator.screen(request)
+        except errors.LambdaError as exc:
+            return Refusal(invoke.error_reply(exc), close=declared > 0)
+        try:
+            self._budget.take(declared)
+        except _Unread as unread:
+            log.info("request refused code=%s path=%s", unread.error.code, path)
+            return Refusal(invoke.error_reply(unread.error), close=True)
+        return DirectInvoke(
+            path=path,
+            request=request,
+            screened=screened,
+            authenticator=self._authenticator,
+            invoke_app=self._invoke_app,
+            reserved=_Reservation(self._budget, declared),
+        )
 
     async def _announce(
         self, announcements: InstanceAnnouncements, scope: Scope, receive: Receive, send: Send
@@ -245,6 +294,68 @@ class Gateway:
             self._budget.give(reserved)
 
 
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """An answer decided from the headers; ``close``: the body was left unread, so the
+    connection cannot be read on."""
+
+    reply: Reply
+    close: bool
+
+
+class DirectInvoke:
+    """One plain Invoke request whose headers passed. Its body is counted in the
+    gateway's body budget until ``answer`` is called with it, or ``abandon`` (the client
+    went away)."""
+
+    def __init__(
+        self,
+        *,
+        path: str,
+        request: RawRequest,
+        screened: Screened,
+        authenticator: Authenticator,
+        invoke_app: InvokeApp,
+        reserved: _Reservation,
+    ) -> None:
+        self._path = path
+        self._request = request
+        self._screened = screened
+        self._authenticator = authenticator
+        self._invoke_app = invoke_app
+        self._reserved = reserved
+
+    async def answer(self, body: bytes) -> Reply:
+        """The response to the request with its whole ``body``."""
+        self._reserved.give_back()
+        request = dataclasses.replace(self._request, body=body)
+        try:
+            principal = self._authenticator.confirm(self._screened, request)
+        except errors.LambdaError as exc:
+            if not isinstance(exc, errors.AccessDenied):  # the authenticator logged those
+                log.info("request refused code=%s path=%s", exc.code, self._path)
+            return invoke.error_reply(exc)
+        return await self._invoke_app.handle(
+            principal, self._path, request.query_string, request.headers, body
+        )
+
+    def abandon(self) -> None:
+        self._reserved.give_back()
+
+
+class _Reservation:
+    """Bytes taken from a ``_BodyBudget``, given back once."""
+
+    def __init__(self, budget: _BodyBudget, size: int) -> None:
+        self._budget: _BodyBudget | None = budget
+        self._size = size
+
+    def give_back(self) -> None:
+        if self._budget is not None:
+            self._budget.give(self._size)
+            self._budget = None
+
+
 class _Unread(Exception):
     """A request refused with (part of) its body unread: its connection must close."""
 
@@ -278,11 +389,28 @@ class _BodyBudget:
 
 
 def _invoke_body_limit(scope: Scope) -> int:
+    return _limit_for(scope["headers"])
+
+
+def _limit_for(headers: list[tuple[bytes, bytes]]) -> int:
     # Decided from the header before a byte of the body is read.
-    for name, value in scope["headers"]:
+    for name, value in headers:
         if name.lower() == b"x-amz-invocation-type":
             return ASYNC_INVOKE_BODY_LIMIT if value == b"Event" else INVOKE_BODY_LIMIT
     return INVOKE_BODY_LIMIT
+
+
+def _plain_length(headers: list[tuple[bytes, bytes]]) -> int | None:
+    """The body's length when one Content-Length gives it and nothing else frames it."""
+    length = None
+    for name, value in headers:
+        if name == b"transfer-encoding" or (name == b"content-length" and length is not None):
+            return None
+        if name == b"content-length":
+            if not value.isdigit():
+                return None
+            length = int(value)
+    return length
 
 
 class _Disconnected(Exception):

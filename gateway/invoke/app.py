@@ -1,21 +1,23 @@
 """The Invoke endpoint as a raw ASGI app: ``POST /2015-03-31/functions/{Fn}/invocations``.
 
 The gateway's composition (``gateway.app``) matches the path with ``is_invoke_path``,
-reads and size-checks the body, authenticates, and calls this app with the body in
-``scope[BODY_KEY]`` and the caller in ``scope[PRINCIPAL_KEY]``
-(``gateway.auth.request``). It stays out of framework routing and dependency injection
-on purpose: on this path they cost more than the whole proxy hop (DESIGN.md §4). It
-parses the request into an ``InvokeRequest``, hands it to the use case (or, for an
-Event invocation, to the event producer), and renders the ``InvokeResult`` (or a Lambda
-error) as Lambda's response: the only place that knows the Invoke HTTP headers.
+reads and size-checks the body, authenticates, and hands the request on with the body
+and the caller: through ASGI (``scope[BODY_KEY]``, ``scope[PRINCIPAL_KEY]``, keys of
+``gateway.auth.request``), or straight to ``InvokeApp.handle`` from the server's direct
+invoke path (``Gateway.direct_invoke``), which skips the ASGI cycle. It stays out of
+framework routing and dependency injection on purpose: on this path they cost more than
+the whole proxy hop (DESIGN.md §4). It parses the request into an ``InvokeRequest``,
+hands it to the use case (or, for an Event invocation, to the event producer), and
+renders the ``InvokeResult`` (or a Lambda error) as Lambda's response (a ``Reply``): the
+only place that knows the Invoke HTTP headers.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from typing import Any, NamedTuple
 from urllib.parse import parse_qs
 
 from gateway.auth.request import BODY_KEY, PRINCIPAL_KEY
@@ -27,7 +29,7 @@ from kubelambda import errors
 from kubelambda.credentials import Principal
 from kubelambda.names import parse_function_ref
 
-__all__ = ["InvokeApp", "is_invoke_path"]
+__all__ = ["InvokeApp", "Reply", "error_reply", "is_invoke_path"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,17 @@ _WANTED = {
     b"x-amz-client-context": "client_context",
     b"x-amzn-trace-id": "trace_id",
 }
+
+
+Headers = list[tuple[bytes, bytes]]
+
+
+class Reply(NamedTuple):
+    """A whole response: status, headers (lower-case names, no length) and body."""
+
+    status: int
+    headers: Headers
+    body: bytes
 
 
 def is_invoke_path(path: str) -> bool:
@@ -61,32 +74,56 @@ class InvokeApp:
         self._producer = producer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request_id = str(uuid.uuid4())
-        try:
-            status, headers, body = await self._handle(scope, request_id)
-        except errors.LambdaError as exc:
-            status, headers, body = _error_reply(exc, request_id)
-        except Exception:
-            log.exception("invoke crashed request_id=%s", request_id)
-            status, headers, body = _error_reply(errors.ServiceError("Internal error."), request_id)
+        status, headers, body = await self.handle(
+            scope[PRINCIPAL_KEY],
+            scope["path"],
+            scope["query_string"],
+            scope["headers"],
+            scope[BODY_KEY],
+        )
         # A length, not chunked framing: one body write instead of a chunk and a terminator.
         headers.append((b"content-length", str(len(body)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
-    async def _handle(self, scope: Scope, request_id: str) -> tuple[int, _Headers, bytes]:
-        principal: Principal = scope[PRINCIPAL_KEY]
+    async def handle(
+        self,
+        principal: Principal,
+        path: str,
+        query_string: bytes,
+        headers: Sequence[tuple[bytes, bytes]],
+        body: bytes,
+    ) -> Reply:
+        """Answer one authenticated Invoke request: ``path`` percent-decoded and matched
+        by ``is_invoke_path``, header names lower-case, ``body`` read whole."""
+        request_id = str(uuid.uuid4())
+        try:
+            return await self._handle(principal, path, query_string, headers, body, request_id)
+        except errors.LambdaError as exc:
+            return error_reply(exc, request_id)
+        except Exception:
+            log.exception("invoke crashed request_id=%s", request_id)
+            return error_reply(errors.ServiceError("Internal error."), request_id)
+
+    async def _handle(
+        self,
+        principal: Principal,
+        path: str,
+        query_string: bytes,
+        headers: Sequence[tuple[bytes, bytes]],
+        body: bytes,
+        request_id: str,
+    ) -> Reply:
         qualifier = None
-        if scope["query_string"]:
-            values = parse_qs(scope["query_string"].decode("latin-1")).get("Qualifier")
+        if query_string:
+            values = parse_qs(query_string.decode("latin-1")).get("Qualifier")
             qualifier = values[-1] if values else None
-        path: str = scope["path"]
         ref = parse_function_ref(
             path[len(_PREFIX) : -len(_SUFFIX)], qualifier, namespace=principal.namespace
         )
         found: dict[str, str] = {}
-        for name, value in scope["headers"]:
-            field = _WANTED.get(name.lower())
+        for name, value in headers:
+            field = _WANTED.get(name)
             if field is not None:
                 found[field] = value.decode("latin-1")
         options = InvokeOptions.from_headers(
@@ -94,14 +131,14 @@ class InvokeApp:
             log_type=found.get("log_type"),
             client_context=found.get("client_context"),
         )
-        payload = invocation.check_payload(scope[BODY_KEY])
+        payload = invocation.check_payload(body)
         if options.invocation_type is InvocationType.DRY_RUN:
             self._invoker.resolve(ref)
-            return 204, [(b"x-amzn-requestid", request_id.encode())], b""
+            return Reply(204, [(b"x-amzn-requestid", request_id.encode())], b"")
         if options.invocation_type is InvocationType.EVENT:
             # 202 only once the event is durable; no executed version: none ran yet.
             await self._producer.accept(ref, payload, request_id=request_id)
-            return 202, [(b"x-amzn-requestid", request_id.encode())], b""
+            return Reply(202, [(b"x-amzn-requestid", request_id.encode())], b"")
         result = await self._invoker.invoke(
             InvokeRequest(
                 ref=ref,
@@ -112,13 +149,10 @@ class InvokeApp:
                 tail=options.tail,
             )
         )
-        return 200, _result_headers(result, tail=options.tail), result.payload
+        return Reply(200, _result_headers(result, tail=options.tail), result.payload)
 
 
-_Headers = list[tuple[bytes, bytes]]
-
-
-def _result_headers(result: InvokeResult, *, tail: bool) -> _Headers:
+def _result_headers(result: InvokeResult, *, tail: bool) -> Headers:
     headers = [
         (b"content-type", b"application/json"),
         (b"x-amzn-requestid", result.request_id.encode()),
@@ -131,8 +165,10 @@ def _result_headers(result: InvokeResult, *, tail: bool) -> _Headers:
     return headers
 
 
-def _error_reply(exc: errors.LambdaError, request_id: str) -> tuple[int, _Headers, bytes]:
+def error_reply(exc: errors.LambdaError, request_id: str | None = None) -> Reply:
+    """Lambda's error response for ``exc``, naming ``request_id`` if there is one."""
     status, headers, body = exc.to_wire()
     raw = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
-    raw.append((b"x-amzn-requestid", request_id.encode()))
-    return status, raw, body
+    if request_id is not None:
+        raw.append((b"x-amzn-requestid", request_id.encode()))
+    return Reply(status, raw, body)

@@ -30,14 +30,20 @@ __all__ = ["timed_protocol"]
 log = logging.getLogger(__name__)
 
 
-def timed_protocol(*, header_seconds: float, body_idle_seconds: float) -> type[HttpToolsProtocol]:
-    """uvicorn's ``http`` protocol class with the two read limits."""
+def timed_protocol(
+    *,
+    header_seconds: float,
+    body_idle_seconds: float,
+    base: type[HttpToolsProtocol] = HttpToolsProtocol,
+) -> type[HttpToolsProtocol]:
+    """uvicorn's ``http`` protocol class (``base``: it, or a subclass) with the two read
+    limits."""
 
-    class TimedHttpToolsProtocol(HttpToolsProtocol):
+    class TimedHttpToolsProtocol(base):  # type: ignore[valid-type,misc]
         _read_timer: asyncio.TimerHandle | None = None
         _reading_body = False
 
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        def connection_made(self, transport: asyncio.Transport) -> None:
             # One send per response, not one for the head and one for the body.
             writes = CoalescedWrites(transport, self.loop)
             super().connection_made(typing.cast(asyncio.Transport, writes))

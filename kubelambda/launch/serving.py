@@ -17,11 +17,13 @@ from types import FrameType
 
 import uvicorn
 from starlette.types import ASGIApp
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from kubelambda.launch import read_timeouts
+from gateway.app import Gateway
+from kubelambda.launch import invoke_edge, read_timeouts
 from kubelambda.launch.errors import PlatformStartError
 
-__all__ = ["bind", "print_banner", "serve", "signals_end_serving_only"]
+__all__ = ["bind", "http_protocol", "print_banner", "serve", "signals_end_serving_only"]
 
 log = logging.getLogger(__name__)
 
@@ -39,15 +41,14 @@ async def serve(
 ) -> None:
     """Serve ``app`` on ``listener`` until uvicorn stops; once it serves, record ``url``
     in ``url_file`` (for ``kubelambda env``; in cluster there is none) and ``announce``
-    it. A request's headers must arrive within ``header_timeout`` and its body may pause
-    ``body_idle_timeout`` at most (``read_timeouts``)."""
+    it. Connections are served by ``http_protocol``."""
     server = uvicorn.Server(
         uvicorn.Config(
             app,
             log_config=None,
             access_log=False,
-            http=read_timeouts.timed_protocol(
-                header_seconds=header_timeout, body_idle_seconds=body_idle_timeout
+            http=http_protocol(
+                app, header_timeout=header_timeout, body_idle_timeout=body_idle_timeout
             ),
             lifespan="on",
             timeout_graceful_shutdown=30,
@@ -69,6 +70,21 @@ async def serve(
     log.info("gateway listening url=%s", url)
     await announce()
     await serving
+
+
+def http_protocol(
+    app: ASGIApp, *, header_timeout: float, body_idle_timeout: float
+) -> type[HttpToolsProtocol]:
+    """uvicorn's ``http`` protocol for ``app``: a request's headers must arrive within
+    ``header_timeout`` and its body may pause ``body_idle_timeout`` at most
+    (``read_timeouts``); when ``app`` is the gateway, plain Invoke requests skip the ASGI
+    cycle (``invoke_edge``)."""
+    base = HttpToolsProtocol
+    if isinstance(app, Gateway):
+        base = invoke_edge.direct_invoke_protocol(app)
+    return read_timeouts.timed_protocol(
+        header_seconds=header_timeout, body_idle_seconds=body_idle_timeout, base=base
+    )
 
 
 @contextlib.contextmanager

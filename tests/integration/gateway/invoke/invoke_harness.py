@@ -31,6 +31,7 @@ from gateway.metrics import AsyncMetrics
 from gateway.services.invoke_settings import InvokeSettings
 from kubelambda import credentials, runtimes
 from kubelambda.credentials import Credentials, Keyring
+from kubelambda.launch import serving
 from kubelambda.launch.gateway import build_gateway, build_invoke_path
 from kubelambda.models import (
     DEFAULT_NAMESPACE,
@@ -225,5 +226,7 @@ async def start_platform(tmp_path: Path, *, region: str = "us-east-1") -> AsyncI
             runtimes=runtimes.available_runtimes(),
             body_budget=DEFAULT_BODY_BUDGET,
         )
-        port = await stack.enter_async_context(serve_uvicorn(app, lifespan="on"))
+        # The production protocol: plain invokes take the direct path, others ASGI.
+        protocol = serving.http_protocol(app, header_timeout=10, body_idle_timeout=10)
+        port = await stack.enter_async_context(serve_uvicorn(app, lifespan="on", http=protocol))
         yield Platform(port, keys, region, backend, scaler, registry)

@@ -37,6 +37,7 @@ from gateway.metrics import AsyncMetrics
 from gateway.services.invoke_settings import InvokeSettings
 from kubelambda import credentials
 from kubelambda.credentials import Credentials, Keyring
+from kubelambda.launch import serving
 from kubelambda.launch.gateway import build_gateway, build_invoke_path
 from kubelambda.models import DEFAULT_NAMESPACE, FunctionKey
 from kubelambda.store import LocalCodeStore, SqliteStore
@@ -150,7 +151,10 @@ def running_gateway(
                 body_budget=DEFAULT_BODY_BUDGET,
                 instance_key=instance_key,
             )
-            config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")
+            protocol = serving.http_protocol(app, header_timeout=10, body_idle_timeout=10)
+            config = uvicorn.Config(
+                app, host="127.0.0.1", port=0, log_level="warning", http=protocol
+            )
             server = uvicorn.Server(config)
             holder.update(server=server, store=store, loop=asyncio.get_running_loop())
             created.set()
