@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import socket
@@ -64,6 +65,12 @@ async def serve(
     if serving.done():
         await serving  # raises the reason it could not start
         return
+    # Everything made while starting (modules, the API's schemas, the composition) lives
+    # as long as the process: out of the collector's sight from now on. A full collection
+    # walked those ~130,000 objects in 50-70 ms, which set the p99 of invokes under load
+    # (issue 11). Garbage from the start is collected first, not frozen with them.
+    gc.collect()
+    gc.freeze()
     if url_file is not None:
         await asyncio.to_thread(url_file.write_text, url + "\n")
         stack.callback(_remove_url_file, url_file, url)
