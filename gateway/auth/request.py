@@ -1,7 +1,8 @@
 """The parts of an HTTP request that authentication looks at, as they came off the wire.
 
 Built by ``gateway.app`` from the ASGI scope (``raw_path``, ``query_string``, the raw
-header list) and the body it read; read by ``gateway.auth.sigv4`` and the authenticator.
+header list), or from the request line and headers on the direct invoke path, and the body
+it read; read by ``gateway.auth.sigv4`` and the authenticator.
 Once a request is authenticated, ``gateway.app`` hands its body and caller to the inner
 apps in the scope, under ``BODY_KEY`` and ``PRINCIPAL_KEY``.
 """

@@ -1,8 +1,9 @@
-"""The Lambda Invoke HTTP edge: a raw ASGI app (``app.InvokeApp``) over the use case.
+"""The Lambda Invoke HTTP edge (``app.InvokeApp``, called as ASGI or straight through
+``handle``) over the use case.
 
 One request, top to bottom (each step a small module; none calls the store or an API):
 
-    app.InvokeApp                    parse ?Qualifier and X-Amz-* headers; render the reply
+    app.InvokeApp.handle             parse ?Qualifier and X-Amz-* headers; render the reply
     ├── domain.invocation              headers, client context, JSON payload (400s)
     └── services.metered_invoker       resolve once; count the outcome
         └── services.invoker           the transport-free use case
