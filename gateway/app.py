@@ -147,11 +147,11 @@ class Gateway:
         self, raw_path: bytes, query_string: bytes, headers: list[tuple[bytes, bytes]]
     ) -> DirectInvoke | Refusal | None:
         """What the headers of a ``POST`` to ``raw_path`` decide for a server that answers
-        Invoke requests itself, before a byte of the body: a ``DirectInvoke`` to answer
-        once the body is read, a ``Refusal`` to send now, or None when the request is not
-        a plain Invoke (another path, percent-escapes in it, no Content-Length or one past
-        the limit, a chunked body). The ASGI app answers those, with every refusal it
-        knows. Header names are lower-case, as in ASGI."""
+        Invoke requests itself, before a byte of the body: a ``DirectInvoke`` to ``admit``
+        when its turn comes and answer once the body is read, a ``Refusal`` to send, or
+        None when the request is not a plain Invoke (another path, percent-escapes in it,
+        no Content-Length or one past the limit, a chunked body). The ASGI app answers
+        those, with every refusal it knows. Header names are lower-case, as in ASGI."""
         if b"%" in raw_path:
             return None
         path = raw_path.decode("latin-1")
@@ -167,18 +167,14 @@ class Gateway:
             screened = self._authenticator.screen(request)
         except errors.LambdaError as exc:
             return Refusal(invoke.error_reply(exc), close=declared > 0)
-        try:
-            self._budget.take(declared)
-        except _Unread as unread:
-            log.info("request refused code=%s path=%s", unread.error.code, path)
-            return Refusal(invoke.error_reply(unread.error), close=True)
         return DirectInvoke(
             path=path,
             request=request,
             screened=screened,
             authenticator=self._authenticator,
             invoke_app=self._invoke_app,
-            reserved=_Reservation(self._budget, declared),
+            budget=self._budget,
+            declared=declared,
         )
 
     async def _announce(
@@ -304,9 +300,10 @@ class Refusal:
 
 
 class DirectInvoke:
-    """One plain Invoke request whose headers passed. Its body is counted in the
-    gateway's body budget until ``answer`` is called with it, or ``abandon`` (the client
-    went away)."""
+    """One plain Invoke request whose headers passed. From ``admit`` (when the server
+    starts reading its body: a request pipelined behind another waits unread) its body
+    counts in the gateway's body budget, until ``answer`` is called with it, or
+    ``abandon`` (the client went away)."""
 
     def __init__(
         self,
@@ -316,18 +313,31 @@ class DirectInvoke:
         screened: Screened,
         authenticator: Authenticator,
         invoke_app: InvokeApp,
-        reserved: _Reservation,
+        budget: _BodyBudget,
+        declared: int,
     ) -> None:
         self._path = path
         self._request = request
         self._screened = screened
         self._authenticator = authenticator
         self._invoke_app = invoke_app
-        self._reserved = reserved
+        self._budget = budget
+        self._declared = declared
+        self._reserved = False
+
+    def admit(self) -> Refusal | None:
+        """Count the body in the budget, or the 429 (its body unread) past it."""
+        try:
+            self._budget.take(self._declared)
+        except _Unread as unread:
+            log.info("request refused code=%s path=%s", unread.error.code, self._path)
+            return Refusal(invoke.error_reply(unread.error), close=True)
+        self._reserved = True
+        return None
 
     async def answer(self, body: bytes) -> Reply:
         """The response to the request with its whole ``body``."""
-        self._reserved.give_back()
+        self.abandon()
         request = dataclasses.replace(self._request, body=body)
         try:
             principal = self._authenticator.confirm(self._screened, request)
@@ -340,20 +350,10 @@ class DirectInvoke:
         )
 
     def abandon(self) -> None:
-        self._reserved.give_back()
-
-
-class _Reservation:
-    """Bytes taken from a ``_BodyBudget``, given back once."""
-
-    def __init__(self, budget: _BodyBudget, size: int) -> None:
-        self._budget: _BodyBudget | None = budget
-        self._size = size
-
-    def give_back(self) -> None:
-        if self._budget is not None:
-            self._budget.give(self._size)
-            self._budget = None
+        """Give the body's bytes back to the budget (once; a no-op before ``admit``)."""
+        if self._reserved:
+            self._reserved = False
+            self._budget.give(self._declared)
 
 
 class _Unread(Exception):

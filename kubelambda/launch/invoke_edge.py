@@ -134,6 +134,11 @@ class _InvokeExchange:
         if isinstance(decided, Refusal):
             self._send(decided.reply, close=decided.close)
             return
+        # Counted in the body budget from now: until its turn came, its body lay unread.
+        refusal = decided.admit()
+        if refusal is not None:
+            self._send(refusal.reply, close=refusal.close)
+            return
         self._running = True
         try:
             if self.more_body and not self.disconnected:
@@ -154,6 +159,9 @@ class _InvokeExchange:
             self._send(reply, close=False)
 
     def _send(self, reply: Reply, *, close: bool) -> None:
+        self.response_complete = True
+        if self._transport.is_closing():
+            return  # the client is gone (and the protocol will not start another request)
         status, headers, body = reply
         head = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b""))]
         head.extend(b"%s: %s\r\n" % (name, value) for name, value in headers)
@@ -166,7 +174,6 @@ class _InvokeExchange:
         self._transport.write(b"".join(head))
         if body:
             self._transport.write(body)
-        self.response_complete = True
         if not self.keep_alive:
             self._transport.close()
         self._on_response()
