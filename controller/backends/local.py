@@ -347,6 +347,9 @@ class LocalProcessBackend:
             init_type,
         )
         self._track(self._supervise(instance, concurrency))
+        if self._closed:
+            # Closing began while this one was starting: it stops with the others.
+            self._begin_stop(instance, reason="backend closing")
 
     async def _launch(
         self,
@@ -647,6 +650,8 @@ class LocalProcessBackend:
             live = self._instances.get(want.version.target, [])
             warm = sum(p.provisioned for p in live)
             for _ in range(count):
+                if self._closed:
+                    return
                 await self._start(
                     want.version, concurrency=want.concurrency, provisioned=warm < want.provisioned
                 )

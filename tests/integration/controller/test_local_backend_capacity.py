@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
@@ -127,4 +128,39 @@ async def test_a_function_larger_than_the_whole_budget_fails_instead_of_waiting(
     assert not failure.retriable
     assert "MemorySize 512 MB" in failure.reason
     assert list(backend.starts_deferred()) == []
+    assert pids_of(version.function_name) == []
+
+
+async def test_closing_while_a_deferred_start_is_under_way_stops_it_too(
+    new_backend: NewBackend, make_version: MakeVersion, pids_of: PidsOf
+) -> None:
+    """A stop signal while deferred starts are being admitted (a restart with queued
+    events, say): the instance whose agent spawns after closing began is stopped with
+    the others and nothing more starts; ``aclose`` does not wait on it for ever."""
+    backend = new_backend(
+        budget=Budget(memory_mb=ROOMY_MEMORY, max_starting=1, max_live=8), spare_agents=0
+    )
+    version = make_version()
+    # The second start is held just before its agent spawns, until closing has begun.
+    spawn = backend._spawn
+    held, go_on = asyncio.Event(), asyncio.Event()
+    spawns = 0
+
+    async def spawn_second_late(*args: Any, **kwargs: Any) -> Any:
+        nonlocal spawns
+        spawns += 1
+        if spawns == 2:
+            held.set()
+            await go_on.wait()
+        return await spawn(*args, **kwargs)
+
+    backend._spawn = spawn_second_late  # type: ignore[method-assign]
+    await backend.scale(version, replicas=3, concurrency=1)
+    await asyncio.wait_for(held.wait(), 20)  # admitted once the first was ready
+    closing = asyncio.create_task(backend.aclose())
+    await asyncio.sleep(0.1)
+    go_on.set()
+
+    await asyncio.wait_for(closing, 30)
+    assert spawns == 2
     assert pids_of(version.function_name) == []
