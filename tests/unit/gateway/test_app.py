@@ -11,7 +11,14 @@ import pytest
 from kubelambda_agent import protocol
 from prometheus_client import CollectorRegistry
 
-from gateway.app import ASYNC_INVOKE_BODY_LIMIT, INVOKE_BODY_LIMIT, MANAGEMENT_BODY_LIMIT, Gateway
+from gateway.app import (
+    ASYNC_INVOKE_BODY_LIMIT,
+    INVOKE_BODY_LIMIT,
+    MANAGEMENT_BODY_LIMIT,
+    DirectInvoke,
+    Gateway,
+    Refusal,
+)
 from gateway.auth import Authenticator
 from gateway.auth.request import BODY_KEY, PRINCIPAL_KEY
 from kubelambda.credentials import Credentials, Keyring, Principal
@@ -384,3 +391,66 @@ async def test_where_no_pod_announces_the_route_is_not_open():
     status, _, _ = await call(gateway(calls), "POST", "/kubelambda/instances/ready")
     assert status == 403
     assert calls == []
+
+
+# --- the direct invoke path (Gateway.direct_invoke) ----------------------------------
+
+INVOKE_PATH = b"/2015-03-31/functions/f/invocations"
+
+
+def invoke_headers(length: bytes = b"2", *more: tuple[bytes, bytes]) -> list:
+    return [*AUTH, (b"content-length", length), *more]
+
+
+@pytest.mark.parametrize(
+    ("raw_path", "headers", "why"),
+    [
+        (b"/2015-03-31/functions/f/invocations/more", invoke_headers(), "not the Invoke path"),
+        (b"/2015-03-31/functions/%66/invocations", invoke_headers(), "percent-escapes"),
+        (INVOKE_PATH, AUTH, "no Content-Length"),
+        (INVOKE_PATH, invoke_headers(b"2", (b"transfer-encoding", b"chunked")), "chunked"),
+        (INVOKE_PATH, invoke_headers(b"2", (b"content-length", b"2")), "two lengths"),
+        (INVOKE_PATH, invoke_headers(b"-1"), "a length that is no number"),
+        (INVOKE_PATH, invoke_headers(str(LIMIT + 1).encode()), "past the Invoke limit"),
+        (
+            INVOKE_PATH,
+            invoke_headers(
+                str(ASYNC_INVOKE_BODY_LIMIT + 1).encode(), (b"x-amz-invocation-type", b"Event")
+            ),
+            "past the Event limit",
+        ),
+    ],
+)
+def test_requests_the_direct_path_leaves_to_asgi(raw_path, headers, why):
+    assert gateway([]).direct_invoke(raw_path, b"", headers) is None, why
+
+
+def test_a_plain_invoke_is_taken_and_counted_in_the_budget_from_its_turn():
+    app = Gateway(
+        management=named_app("management", []),
+        invoke_app=named_app("invoke", []),
+        authenticator=Authenticator(Keyring([KEYS])),
+        registry=CollectorRegistry(),
+        body_budget=100,
+    )
+    first = app.direct_invoke(INVOKE_PATH, b"", invoke_headers(b"60"))
+    second = app.direct_invoke(INVOKE_PATH, b"", invoke_headers(b"60"))
+    assert isinstance(first, DirectInvoke) and isinstance(second, DirectInvoke)
+    assert first.admit() is None
+    refusal = second.admit()
+    assert isinstance(refusal, Refusal) and refusal.close
+    assert (refusal.reply.status, json.loads(refusal.reply.body)["__type"]) == (
+        429,
+        "TooManyRequestsException",
+    )
+    first.abandon()
+    assert second.admit() is None
+
+
+@pytest.mark.parametrize(("length", "closes"), [(b"0", False), (b"2", True)])
+def test_refused_credentials_are_answered_from_the_headers(length, closes):
+    headers = [(b"authorization", b"Bearer not-a-key"), (b"content-length", length)]
+    refusal = gateway([]).direct_invoke(INVOKE_PATH, b"", headers)
+    assert isinstance(refusal, Refusal)
+    assert refusal.reply.status == 403
+    assert refusal.close is closes  # an unread body cannot be followed by another request
