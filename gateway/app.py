@@ -119,7 +119,7 @@ class Gateway:
                 scope,
                 receive,
                 send,
-                limit=_invoke_body_limit(scope),
+                limit=_limit_for(scope["headers"]),
                 operation="InvokeFunction",
             )
         elif method == "GET" and path == "/healthz":
@@ -337,7 +337,7 @@ class DirectInvoke:
 
     async def answer(self, body: bytes) -> Reply:
         """The response to the request with its whole ``body``."""
-        self.abandon()
+        self._give_back()  # read: no longer a body being received
         request = dataclasses.replace(self._request, body=body)
         try:
             principal = self._authenticator.confirm(self._screened, request)
@@ -350,7 +350,11 @@ class DirectInvoke:
         )
 
     def abandon(self) -> None:
-        """Give the body's bytes back to the budget (once; a no-op before ``admit``)."""
+        """The client went away before its body was read."""
+        self._give_back()
+
+    def _give_back(self) -> None:
+        # Once; nothing to give before ``admit``.
         if self._reserved:
             self._reserved = False
             self._budget.give(self._declared)
@@ -386,10 +390,6 @@ class _BodyBudget:
 
     def give(self, size: int) -> None:
         self._used -= size
-
-
-def _invoke_body_limit(scope: Scope) -> int:
-    return _limit_for(scope["headers"])
 
 
 def _limit_for(headers: list[tuple[bytes, bytes]]) -> int:
