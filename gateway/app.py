@@ -442,8 +442,10 @@ def _content_length(scope: Scope) -> int | None:
 
 
 async def _discard(receive: Receive, *, budget: int) -> None:
+    # With no budget nothing is read, not even a first chunk: a client that sent only
+    # its headers gets its answer now (and one waiting for 100 Continue is not invited).
     dropped = 0
-    while dropped <= budget:
+    while dropped < budget:
         message = await receive()
         if message["type"] != "http.request":
             return

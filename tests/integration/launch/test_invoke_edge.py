@@ -244,12 +244,14 @@ async def test_requests_the_direct_path_declines_are_answered_through_asgi(
     assert served.invoke.handled[0].path == INVOKE
 
 
-async def test_a_body_over_the_limit_is_refused_by_the_asgi_path_unread(
-    connect: Connect, served: Served
+@pytest.mark.parametrize("expect", [[], ["Expect: 100-continue"]], ids=["plain", "expect"])
+async def test_a_body_far_over_the_limit_is_refused_at_once_unread(
+    connect: Connect, served: Served, expect: list[str]
 ) -> None:
     reader, writer = await connect(served.port)
-    # Far past the limit: refused at once, nothing of the body read.
-    writer.write(post(b"x" * 1024, length=INVOKE_BODY_LIMIT + 64 * 1024 * 1024))
+    # Only the headers: the answer must not wait for a body (nor invite it with a
+    # 100 Continue) that would be dropped unread anyway.
+    writer.write(post(b"", length=INVOKE_BODY_LIMIT + 64 * 1024 * 1024, extra=expect))
     answer = await read_response(reader)
     assert answer.status == 413
     assert json.loads(answer.body)["__type"] == "RequestEntityTooLargeException"
