@@ -9,7 +9,7 @@ import os
 import secrets
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -147,13 +147,22 @@ def version_of(make_version: MakeVersion, package: Any) -> Callable[..., Functio
     return make
 
 
-async def spares_with_runtimes(
-    backend: LocalProcessBackend, until: Until, home: Path
-) -> dict[int, int]:
-    make_directory(home)  # as the platform's start makes it
-    backend.start_spares()
-    await until(lambda: len(prestarted_runtimes()) == 2)
-    return prestarted_runtimes()
+WithSpares = Callable[..., Awaitable[tuple[LocalProcessBackend, dict[int, int]]]]
+
+
+@pytest.fixture
+def with_spares(new_backend: NewBackend, until: Until, tmp_path: Path) -> WithSpares:
+    """A backend (``new_backend``'s options; 20 s to get ready unless said) whose two
+    spare agents have each pre-started a runtime; with their pids, agent -> runtime."""
+
+    async def make(**options: Any) -> tuple[LocalProcessBackend, dict[int, int]]:
+        backend = new_backend(**({"ready_timeout": 20.0} | options))
+        make_directory(tmp_path / "home")  # as the platform's start makes it
+        backend.start_spares()
+        await until(lambda: len(prestarted_runtimes()) == 2)
+        return backend, prestarted_runtimes()
+
+    return make
 
 
 async def respawned(endpoint: Endpoint, invoke: Invoke, until: Until) -> dict[str, Any]:
@@ -174,9 +183,8 @@ async def respawned(endpoint: Endpoint, invoke: Invoke, until: Until) -> dict[st
 
 
 async def test_a_spares_runtime_starts_with_nothing_of_the_platform(
-    new_backend: NewBackend,
+    with_spares: WithSpares,
     until: Until,
-    tmp_path: Path,
 ) -> None:
     host = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -184,9 +192,7 @@ async def test_a_spares_runtime_starts_with_nothing_of_the_platform(
         "KUBELAMBDA_API_KEY": "platform-secret-key",
         "AWS_SECRET_ACCESS_KEY": "platform-secret-aws",
     }
-    backend = new_backend(host_environ=host)
-
-    runtimes = await spares_with_runtimes(backend, until, tmp_path / "home")
+    _, runtimes = await with_spares(host_environ=host)
 
     for runtime in runtimes.values():
         initial = environ_of(runtime)
@@ -197,14 +203,12 @@ async def test_a_spares_runtime_starts_with_nothing_of_the_platform(
 
 
 async def test_the_first_runtime_is_the_spares_and_sees_what_one_started_for_it_sees(
-    new_backend: NewBackend,
+    with_spares: WithSpares,
     version_of: Callable[..., FunctionVersion],
     until: Until,
     invoke: Invoke,
-    tmp_path: Path,
 ) -> None:
-    backend = new_backend(ready_timeout=20.0)
-    runtimes = await spares_with_runtimes(backend, until, tmp_path / "home")
+    backend, runtimes = await with_spares()
     version = version_of({"ONLY_MINE": "value"})
 
     endpoint, adopted = await first_answer(backend, version, until, invoke, REGAIN)
@@ -219,14 +223,12 @@ async def test_the_first_runtime_is_the_spares_and_sees_what_one_started_for_it_
 
 
 async def test_a_function_whose_environment_changes_pythons_start_gets_a_runtime_of_its_own(
-    new_backend: NewBackend,
+    with_spares: WithSpares,
     version_of: Callable[..., FunctionVersion],
     until: Until,
     invoke: Invoke,
-    tmp_path: Path,
 ) -> None:
-    backend = new_backend(ready_timeout=20.0)
-    runtimes = await spares_with_runtimes(backend, until, tmp_path / "home")
+    backend, runtimes = await with_spares()
     version = version_of({"PYTHONWARNINGS": "ignore"})
 
     _, seen = await first_answer(backend, version, until, invoke, REGAIN)
@@ -238,14 +240,12 @@ async def test_a_function_whose_environment_changes_pythons_start_gets_a_runtime
 
 
 async def test_an_agent_killed_takes_its_adopted_runtime_along(
-    new_backend: NewBackend,
+    with_spares: WithSpares,
     version_of: Callable[..., FunctionVersion],
     until: Until,
     invoke: Invoke,
-    tmp_path: Path,
 ) -> None:
-    backend = new_backend(ready_timeout=20.0)
-    runtimes = await spares_with_runtimes(backend, until, tmp_path / "home")
+    backend, runtimes = await with_spares()
     _, seen = await first_answer(backend, version_of(), until, invoke, REGAIN)
     [agent] = [agent for agent, runtime in runtimes.items() if runtime == seen["pid"]]
 
@@ -255,12 +255,10 @@ async def test_an_agent_killed_takes_its_adopted_runtime_along(
 
 
 async def test_a_spare_killed_or_discarded_takes_its_runtime_along(
-    new_backend: NewBackend,
+    with_spares: WithSpares,
     until: Until,
-    tmp_path: Path,
 ) -> None:
-    backend = new_backend()
-    runtimes = await spares_with_runtimes(backend, until, tmp_path / "home")
+    backend, runtimes = await with_spares()
     (killed, killed_runtime), (_, discarded_runtime) = runtimes.items()
 
     os.kill(killed, signal.SIGKILL)
@@ -272,14 +270,12 @@ async def test_a_spare_killed_or_discarded_takes_its_runtime_along(
 
 @as_root
 async def test_as_root_it_runs_as_the_functions_user_and_cannot_regain_root(
-    new_backend: NewBackend,
+    with_spares: WithSpares,
     version_of: Callable[..., FunctionVersion],
     until: Until,
     invoke: Invoke,
-    tmp_path: Path,
 ) -> None:
-    backend = new_backend(users=local_users.InstanceUsers(1_500_000_000), ready_timeout=20.0)
-    runtimes = await spares_with_runtimes(backend, until, tmp_path / "home")
+    backend, runtimes = await with_spares(users=local_users.InstanceUsers(1_500_000_000))
     assert {owner(pid) for pid in runtimes.values()} == {0}
 
     endpoint, adopted = await first_answer(backend, version_of(), until, invoke, REGAIN)
@@ -295,15 +291,13 @@ async def test_as_root_it_runs_as_the_functions_user_and_cannot_regain_root(
 
 @as_root
 async def test_another_functions_secret_is_nowhere_in_a_prestarted_runtime(
-    new_backend: NewBackend,
+    with_spares: WithSpares,
     version_of: Callable[..., FunctionVersion],
     function_name: str,
     until: Until,
     invoke: Invoke,
-    tmp_path: Path,
 ) -> None:
-    backend = new_backend(users=local_users.InstanceUsers(1_500_000_000), ready_timeout=20.0)
-    runtimes = await spares_with_runtimes(backend, until, tmp_path / "home")
+    backend, runtimes = await with_spares(users=local_users.InstanceUsers(1_500_000_000))
     secret = SECRET_PREFIX + secrets.token_hex(16)
     first = version_of({"SECRET": secret})
     second = version_of(function_name=f"{function_name}-b")
