@@ -20,7 +20,7 @@ from kubelambda.models import Target
 __all__ = ["CAPACITY_RESOURCES", "ControllerMetrics"]
 
 #: The ``resource`` label of the capacity gauges.
-CAPACITY_RESOURCES = ("memory_megabytes", "starting_instances", "live_instances")
+CAPACITY_RESOURCES = ("memory_megabytes", "starting_instances", "processes")
 
 # Cold starts run from a few tens of milliseconds (python, no dependencies) to tens of
 # seconds (large packages, slow init code).
@@ -92,13 +92,13 @@ class ControllerMetrics:
         self.capacity_limit = Gauge(
             "kubelambda_capacity_limit",
             "The embedded host's budget for instances, by resource (memory_megabytes, "
-            "starting_instances, live_instances).",
+            "starting_instances, processes: agents and their runtimes).",
             ("resource",),
             registry=registry,
         )
         self.capacity_in_use = Gauge(
             "kubelambda_capacity_in_use",
-            "What instances (and spare agents, for live_instances) take of the embedded "
+            "What instances (and spare agents, for processes) take of the embedded "
             "host's budget, by resource.",
             ("resource",),
             registry=registry,

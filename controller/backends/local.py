@@ -15,7 +15,7 @@ take a spare agent (``local_spares``) when one is waiting; a spare has also star
 python runtime of the python runtime the last instance ran, for its first slot.
 
 Starts are admitted within the host's budget (``local_capacity``: memory, starts at
-once, live processes). What a scale call wants beyond it is deferred, not dropped: the
+once, processes). What a scale call wants beyond it is deferred, not dropped: the
 latest wanted count of every target is kept, and deferred starts go, provisioned ones
 first and then oldest want first, as soon as capacity frees (an instance became ready,
 failed, or stopped), without waiting for the autoscaler's next call. Meanwhile the
@@ -525,13 +525,13 @@ class LocalProcessBackend:
         """Top up the spare agents, but not while instances start, and only a moment
         after the last became ready: on a small host a spare's start would slow down
         the cold start, and then the first invocation, that someone is waiting for.
-        Spares are processes of the live budget: none while starts are deferred."""
+        Spares are processes of the budget: none while starts are deferred."""
         usage = self._usage()
         if (
             not self._closed
             and not usage.starting
             and not self.starts_deferred()
-            and usage.live < self._admission.budget.max_live
+            and usage.processes < self._admission.budget.max_processes
         ):
             self._spares.top_up(after=_SPARE_DELAY_SECONDS)
 
@@ -678,10 +678,12 @@ class LocalProcessBackend:
     def _usage(self) -> local_capacity.Usage:
         instances = [p for ps in self._instances.values() for p in ps]
         instances += self._draining
+        processes_of = self._admission.budget.processes_of
         return local_capacity.Usage(
             memory_mb=sum(p.memory_mb for p in instances),
             starting=sum(p.endpoint is None and not p.stopping for p in instances),
-            live=len(instances) + self._spares.count,
+            processes=sum(processes_of(p.concurrency) for p in instances)
+            + self._spares.count * local_capacity.SPARE_PROCESSES,
         )
 
     def _backing_off(self, target: Target) -> bool:

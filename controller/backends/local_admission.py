@@ -106,6 +106,7 @@ class Admission:
                     missing=missing,
                     since=want.since,
                     provisioned=max(0, want.provisioned - alive.provisioned),
+                    concurrency=want.concurrency,
                 )
             )
         granted = local_capacity.plan(self.budget, usage, shorts)
@@ -123,12 +124,12 @@ class Admission:
             limits={
                 "memory_megabytes": budget.memory_mb,
                 "starting_instances": budget.max_starting,
-                "live_instances": budget.max_live,
+                "processes": budget.max_processes,
             },
             in_use={
                 "memory_megabytes": usage.memory_mb,
                 "starting_instances": usage.starting,
-                "live_instances": usage.live,
+                "processes": usage.processes,
             },
         )
 

@@ -13,11 +13,20 @@ Three limits, as a 2-core host taught us (64 instances of a concurrency-1 functi
   to at most ``memory_share`` of the host's memory (the lower of MemTotal and our
   cgroup's limit);
 - starts: at most ``max_starting`` instances are starting at once (default one a core);
-- live: at most ``live_per_core`` x cores agent processes, spare agents included.
+- processes: at most ``processes_per_core`` x cores processes of instances and spare
+  agents. An instance runs its agent and one runtime per unit of its concurrency (one
+  of concurrency 16 is 17 processes, as 16 invocations can run in it at once), a spare
+  agent counts two (itself and its pre-started runtime). Counting instances let a
+  function of concurrency 16 start six (102 processes) for 64 callers on 2 cores, which
+  served fewer invocations a second than one instance does with the other callers
+  waiting in the activator. An instance larger than the whole budget counts as the
+  whole budget: it runs, alone.
 
-Worked example, 2 cores, 4,096 MB, share 0.5, 8 a core: 2,048 MB, 2 starting, 16 live.
-With 10 instances of 128 MB ready (1,280 MB) and none starting, a want of 20 more gets
-``min(20, 2 starting, 16 - 10 live, (2,048 - 1,280) // 128 = 6 by memory) = 2``.
+Worked example, 2 cores, 4,096 MB, share 0.5, 16 a core: 2,048 MB, 2 starting, 32
+processes. With 10 instances of concurrency 1 and 128 MB ready (1,280 MB, 20 processes)
+and none starting, a want of 20 more gets ``min(20, 2 starting, (32 - 20) // 2 = 6 by
+processes, (2,048 - 1,280) // 128 = 6 by memory) = 2``; a want of concurrency 16 gets
+none, as one instance of it would take 17 of the 12 processes left.
 """
 
 from __future__ import annotations
@@ -26,9 +35,12 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-__all__ = ["Budget", "HostResources", "Limits", "Usage", "Want", "plan"]
+__all__ = ["SPARE_PROCESSES", "Budget", "HostResources", "Limits", "Usage", "Want", "plan"]
 
 K = TypeVar("K", bound=Hashable)
+
+#: What a spare agent takes of ``Budget.max_processes``: itself and its pre-started runtime.
+SPARE_PROCESSES = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,14 +57,14 @@ class Limits:
 
     memory_share: float = 0.5
     starting_at_once: int = 0
-    live_per_core: int = 8
+    processes_per_core: int = 16
 
 
 @dataclass(frozen=True, slots=True)
 class Budget:
     memory_mb: int
     max_starting: int
-    max_live: int
+    max_processes: int
 
     @classmethod
     def for_host(cls, host: HostResources, limits: Limits) -> Budget:
@@ -60,34 +72,42 @@ class Budget:
         return cls(
             memory_mb=int(host.memory_mb * limits.memory_share),
             max_starting=limits.starting_at_once or cores,
-            max_live=limits.live_per_core * cores,
+            max_processes=limits.processes_per_core * cores,
         )
 
     def fits_at_all(self, memory_mb: int) -> bool:
         """Whether one instance of ``memory_mb`` could ever run here, all else stopped."""
-        return memory_mb <= self.memory_mb and self.max_live > 0 and self.max_starting > 0
+        return memory_mb <= self.memory_mb and self.max_processes > 0 and self.max_starting > 0
+
+    def processes_of(self, concurrency: int) -> int:
+        """What one instance of ``concurrency`` takes of ``max_processes``: its agent and
+        a runtime per unit of concurrency, or the whole budget if that is less."""
+        return min(1 + max(1, concurrency), self.max_processes)
 
 
 @dataclass(frozen=True, slots=True)
 class Usage:
-    """What is taken now: ``live`` agent processes (spares and draining ones included),
-    ``starting`` of them not ready yet, and the ``memory_mb`` of the instances."""
+    """What is taken now: the ``memory_mb`` of the instances, ``starting`` instances not
+    ready yet, and the ``processes`` of the instances (draining ones included, each
+    counted as ``Budget.processes_of`` its concurrency) and of the spare agents."""
 
     memory_mb: int = 0
     starting: int = 0
-    live: int = 0
+    processes: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class Want(Generic[K]):
     """Instances of one target that should run and do not: ``missing`` in all, the
-    first ``provisioned`` of them for provisioned concurrency, short since ``since``."""
+    first ``provisioned`` of them for provisioned concurrency, short since ``since``,
+    each of ``concurrency``."""
 
     key: K
     memory_mb: int
     missing: int
     since: float
     provisioned: int = 0
+    concurrency: int = 1
 
 
 def plan(budget: Budget, usage: Usage, wants: Sequence[Want[K]]) -> dict[K, int]:
@@ -99,7 +119,7 @@ def plan(budget: Budget, usage: Usage, wants: Sequence[Want[K]]) -> dict[K, int]
     the autoscaler reclaims under pressure make its room).
     """
     free_starting = budget.max_starting - usage.starting
-    free_live = budget.max_live - usage.live
+    free_processes = budget.max_processes - usage.processes
     free_memory = budget.memory_mb - usage.memory_mb
     by_age = sorted(wants, key=lambda w: w.since)
     parts = [(w, min(w.provisioned, w.missing)) for w in by_age] + [
@@ -110,11 +130,12 @@ def plan(budget: Budget, usage: Usage, wants: Sequence[Want[K]]) -> dict[K, int]
         if count <= 0:
             continue
         by_memory = free_memory // max(1, want.memory_mb)
-        fit = max(0, min(count, free_starting, free_live, by_memory))
+        processes_each = budget.processes_of(want.concurrency)
+        fit = max(0, min(count, free_starting, free_processes // processes_each, by_memory))
         if fit:
             grants[want.key] = grants.get(want.key, 0) + fit
             free_starting -= fit
-            free_live -= fit
+            free_processes -= fit * processes_each
             free_memory -= fit * want.memory_mb
         if fit < count:
             break

@@ -97,6 +97,11 @@ class LocalProcess:
     def pid(self) -> int:
         return self.process.pid
 
+    @property
+    def concurrency(self) -> int:
+        """Invocations it runs at once: one runtime process each."""
+        return self.revision[2]
+
     async def wait_ready(self, within: float) -> int:
         """The port the agent listens on, once it says it is ready.
 

@@ -67,15 +67,15 @@ async def run(settings: PlatformSettings, *, deploy_example: bool = False) -> No
             local_capacity.Limits(
                 memory_share=settings.capacity_memory_share,
                 starting_at_once=settings.capacity_starting_at_once,
-                live_per_core=settings.capacity_live_per_core,
+                processes_per_core=settings.capacity_processes_per_core,
             ),
         )
         log.info(
-            "instance budget memory_mb=%d of %d starting=%d live=%d cores=%d",
+            "instance budget memory_mb=%d of %d starting=%d processes=%d cores=%d",
             budget.memory_mb,
             host.memory_mb,
             budget.max_starting,
-            budget.max_live,
+            budget.max_processes,
             host.cores,
         )
         backend = LocalProcessBackend(

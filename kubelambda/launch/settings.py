@@ -79,8 +79,11 @@ class PlatformSettings(BaseSettings):
     capacity_starting_at_once: int = Field(
         default=0, ge=0, description="Embedded: instances starting at once (0: one a core)"
     )
-    capacity_live_per_core: int = Field(
-        default=8, ge=1, description="Embedded: agent processes alive per core, spares included"
+    capacity_processes_per_core: int = Field(
+        default=16,
+        ge=1,
+        description="Embedded: processes of instances alive per core (an instance runs its "
+        "agent and a runtime per unit of its concurrency; a spare agent counts two)",
     )
     instance_uid_base: int = Field(
         default=1_999_000_000,

@@ -23,24 +23,34 @@ NewBackend = Callable[..., LocalProcessBackend]
 ROOMY_MEMORY = 100_000
 
 
-def agents(pids: list[int]) -> int:
-    """How many of ``pids`` are agents (each instance has one, and a runtime below it)."""
+def running(pids: list[int], command_part: bytes) -> int:
+    """How many of ``pids`` have ``command_part`` in their command line."""
     count = 0
     for pid in pids:
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-                count += b"agent_shim" in cmdline.read()
+                count += command_part in cmdline.read()
         except OSError:
             continue
     return count
 
 
-async def test_instances_beyond_the_live_budget_are_not_started(
+def agents(pids: list[int]) -> int:
+    """How many of ``pids`` are agents (each instance has one, and runtimes below it)."""
+    return running(pids, b"agent_shim")
+
+
+def runtimes(pids: list[int]) -> int:
+    """How many of ``pids`` are runtimes (an instance runs one per unit of concurrency)."""
+    return running(pids, b"python_bootstrap")
+
+
+async def test_instances_beyond_the_process_budget_are_not_started(
     new_backend: NewBackend, make_version: MakeVersion, until: Until, pids_of: PidsOf
 ) -> None:
     registry = CollectorRegistry()
     backend = new_backend(
-        budget=Budget(memory_mb=ROOMY_MEMORY, max_starting=4, max_live=2),
+        budget=Budget(memory_mb=ROOMY_MEMORY, max_starting=4, max_processes=4),
         spare_agents=0,
         metrics=ControllerMetrics(registry),
     )
@@ -56,15 +66,36 @@ async def test_instances_beyond_the_live_budget_are_not_started(
     assert registry.get_sample_value("kubelambda_instance_starts_deferred", labels) == 2
     assert [
         registry.get_sample_value("kubelambda_capacity_in_use", {"resource": r})
-        for r in ("live_instances", "memory_megabytes")
-    ] == [2, 2 * version.memory_size]
+        for r in ("processes", "memory_megabytes")
+    ] == [4, 2 * version.memory_size]
+
+
+async def test_an_instance_takes_its_agent_and_a_runtime_per_unit_of_concurrency(
+    new_backend: NewBackend, make_version: MakeVersion, until: Until, pids_of: PidsOf
+) -> None:
+    registry = CollectorRegistry()
+    backend = new_backend(
+        budget=Budget(memory_mb=ROOMY_MEMORY, max_starting=4, max_processes=7),
+        spare_agents=0,
+        metrics=ControllerMetrics(registry),
+    )
+    version = make_version()
+
+    await backend.scale(version, replicas=3, concurrency=2)
+    await until(lambda: backend.ready_instances(version.target) == 2)
+    await asyncio.sleep(0.5)  # time enough for a third to show up, were it started
+    pids = pids_of(version.function_name)
+
+    assert (agents(pids), runtimes(pids)) == (2, 4)
+    assert set(backend.starts_deferred()) == {version.target}
+    assert registry.get_sample_value("kubelambda_capacity_in_use", {"resource": "processes"}) == 6
 
 
 async def test_fewer_replicas_cancel_the_deferred_starts(
     new_backend: NewBackend, make_version: MakeVersion, until: Until, pids_of: PidsOf
 ) -> None:
     backend = new_backend(
-        budget=Budget(memory_mb=ROOMY_MEMORY, max_starting=4, max_live=2), spare_agents=0
+        budget=Budget(memory_mb=ROOMY_MEMORY, max_starting=4, max_processes=4), spare_agents=0
     )
     version = make_version()
 
@@ -81,7 +112,7 @@ async def test_deferred_starts_go_as_starts_finish_without_another_scale_call(
     new_backend: NewBackend, make_version: MakeVersion, until: Until
 ) -> None:
     backend = new_backend(
-        budget=Budget(memory_mb=ROOMY_MEMORY, max_starting=1, max_live=10), spare_agents=0
+        budget=Budget(memory_mb=ROOMY_MEMORY, max_starting=1, max_processes=10), spare_agents=0
     )
     version = make_version()
 
@@ -96,7 +127,9 @@ async def test_deferred_starts_go_as_starts_finish_without_another_scale_call(
 async def test_memory_freed_by_a_stop_goes_to_the_oldest_deferred_start(
     new_backend: NewBackend, make_version: MakeVersion, until: Until, function_name: str
 ) -> None:
-    backend = new_backend(budget=Budget(memory_mb=256, max_starting=4, max_live=10), spare_agents=0)
+    backend = new_backend(
+        budget=Budget(memory_mb=256, max_starting=4, max_processes=10), spare_agents=0
+    )
     first = make_version(memory_size=128)
     older = make_version(name=f"{function_name}-b", memory_size=128)
     newer = make_version(name=f"{function_name}-c", memory_size=128)
@@ -118,7 +151,7 @@ async def test_memory_freed_by_a_stop_goes_to_the_oldest_deferred_start(
 async def test_a_function_larger_than_the_whole_budget_fails_instead_of_waiting(
     new_backend: NewBackend, make_version: MakeVersion, pids_of: PidsOf
 ) -> None:
-    backend = new_backend(budget=Budget(memory_mb=256, max_starting=4, max_live=10))
+    backend = new_backend(budget=Budget(memory_mb=256, max_starting=4, max_processes=10))
     version = make_version(memory_size=512)
 
     await backend.scale(version, replicas=1, concurrency=1)
@@ -138,7 +171,7 @@ async def test_closing_while_a_deferred_start_is_under_way_stops_it_too(
     events, say): the instance whose agent spawns after closing began is stopped with
     the others and nothing more starts; ``aclose`` does not wait on it for ever."""
     backend = new_backend(
-        budget=Budget(memory_mb=ROOMY_MEMORY, max_starting=1, max_live=8), spare_agents=0
+        budget=Budget(memory_mb=ROOMY_MEMORY, max_starting=1, max_processes=8), spare_agents=0
     )
     version = make_version()
     # The second start is held just before its agent spawns, until closing has begun.

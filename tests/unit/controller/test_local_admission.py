@@ -26,7 +26,7 @@ def granted(admission: Admission, *, now: float, usage: Usage | None = None) -> 
 
 
 def one_at_a_time() -> Admission:
-    return Admission(Budget(memory_mb=100_000, max_starting=1, max_live=100))
+    return Admission(Budget(memory_mb=100_000, max_starting=1, max_processes=100))
 
 
 def want(admission: Admission, version: FunctionVersion, replicas: int) -> None:
@@ -38,7 +38,7 @@ def test_deferred_starts_go_oldest_want_first_across_targets() -> None:
     for at, version in ((1.0, B), (2.0, A), (3.0, C)):
         want(admission, version, 1)
         # Each call finds the one start slot taken: everything stays deferred.
-        admission.grants(Usage(starting=1, live=1), {}, now=at, backing_off=never)
+        admission.grants(Usage(starting=1, processes=2), {}, now=at, backing_off=never)
 
     order = []
     for now in (4.0, 5.0, 6.0):
@@ -83,13 +83,22 @@ def test_a_target_backing_off_after_failures_is_not_deferred_nor_in_the_way() ->
     assert ([w.version.target for w, _ in grants], set(admission.deferred())) == ([B.target], set())
 
 
+def test_an_instance_counts_its_agent_and_a_runtime_per_unit_of_concurrency() -> None:
+    admission = Admission(Budget(memory_mb=100_000, max_starting=10, max_processes=18))
+    admission.want(A, replicas=3, concurrency=8, provisioned=0)
+
+    assert granted(admission, now=1.0) == {"a": 2}
+    assert set(admission.deferred()) == {A.target}
+
+
 def test_deferred_counts_and_the_budget_show_in_metrics() -> None:
     registry = CollectorRegistry()
     admission = Admission(
-        Budget(memory_mb=1024, max_starting=2, max_live=16), metrics=ControllerMetrics(registry)
+        Budget(memory_mb=1024, max_starting=2, max_processes=16),
+        metrics=ControllerMetrics(registry),
     )
     want(admission, A, 5)  # 128 MB each
-    usage = Usage(memory_mb=768, starting=0, live=6)
+    usage = Usage(memory_mb=768, starting=0, processes=12)
     admission.grants(usage, {A.target: Running(1, 0)}, now=1.0, backing_off=never)
     admission.report(usage)
     labels = {"namespace": "default", "function": "a", "version": "1"}
@@ -103,5 +112,5 @@ def test_deferred_counts_and_the_budget_show_in_metrics() -> None:
             value("kubelambda_capacity_limit", resource=r),
             value("kubelambda_capacity_in_use", resource=r),
         )
-        for r in ("memory_megabytes", "starting_instances", "live_instances")
-    ] == [(1024, 768), (2, 0), (16, 6)]
+        for r in ("memory_megabytes", "starting_instances", "processes")
+    ] == [(1024, 768), (2, 0), (16, 12)]

@@ -6,47 +6,48 @@ import pytest
 
 from controller.backends.local_capacity import Budget, HostResources, Limits, Usage, Want, plan
 
-ROOMY = Budget(memory_mb=100_000, max_starting=100, max_live=100)
+ROOMY = Budget(memory_mb=100_000, max_starting=100, max_processes=100)
 
 
 @pytest.mark.parametrize(
     ("host", "limits", "budget"),
     [
-        (HostResources(4096, 2), Limits(), Budget(2048, 2, 16)),
-        (HostResources(4096, 2), Limits(memory_share=0.25), Budget(1024, 2, 16)),
-        (HostResources(4096, 4), Limits(starting_at_once=1), Budget(2048, 1, 32)),
-        (HostResources(4096, 2), Limits(live_per_core=3), Budget(2048, 2, 6)),
+        (HostResources(4096, 2), Limits(), Budget(2048, 2, 32)),
+        (HostResources(4096, 2), Limits(memory_share=0.25), Budget(1024, 2, 32)),
+        (HostResources(4096, 4), Limits(starting_at_once=1), Budget(2048, 1, 64)),
+        (HostResources(4096, 2), Limits(processes_per_core=3), Budget(2048, 2, 6)),
         # A host that reports no cores still gets one.
-        (HostResources(1000, 0), Limits(), Budget(500, 1, 8)),
+        (HostResources(1000, 0), Limits(), Budget(500, 1, 16)),
     ],
-    ids=["defaults", "memory share", "starting cap", "live per core", "no cores"],
+    ids=["defaults", "memory share", "starting cap", "processes per core", "no cores"],
 )
 def test_budget_for_host(host: HostResources, limits: Limits, budget: Budget) -> None:
     assert Budget.for_host(host, limits) == budget
 
 
 def test_an_instance_larger_than_the_whole_memory_budget_never_fits() -> None:
-    budget = Budget(memory_mb=1024, max_starting=2, max_live=16)
+    budget = Budget(memory_mb=1024, max_starting=2, max_processes=16)
 
     assert (budget.fits_at_all(1024), budget.fits_at_all(1025)) == (True, False)
 
 
 def test_the_worked_example_of_the_module() -> None:
-    budget = Budget(memory_mb=2048, max_starting=2, max_live=16)
-    usage = Usage(memory_mb=1280, starting=0, live=10)
+    budget = Budget(memory_mb=2048, max_starting=2, max_processes=32)
+    usage = Usage(memory_mb=1280, starting=0, processes=20)
 
     assert plan(budget, usage, [Want("f", memory_mb=128, missing=20, since=0.0)]) == {"f": 2}
+    assert plan(budget, usage, [Want("f", 128, missing=20, since=0.0, concurrency=16)]) == {}
 
 
 @pytest.mark.parametrize(
     ("budget", "usage", "granted"),
     [
-        (Budget(memory_mb=1000, max_starting=10, max_live=10), Usage(600, 0, 3), 3),
-        (Budget(memory_mb=10_000, max_starting=3, max_live=10), Usage(0, 2, 2), 1),
-        (Budget(memory_mb=10_000, max_starting=10, max_live=4), Usage(0, 0, 2), 2),
-        (Budget(memory_mb=10_000, max_starting=10, max_live=4), Usage(0, 0, 5), 0),
+        (Budget(memory_mb=1000, max_starting=10, max_processes=20), Usage(600, 0, 6), 3),
+        (Budget(memory_mb=10_000, max_starting=3, max_processes=20), Usage(0, 2, 4), 1),
+        (Budget(memory_mb=10_000, max_starting=10, max_processes=8), Usage(0, 0, 4), 2),
+        (Budget(memory_mb=10_000, max_starting=10, max_processes=8), Usage(0, 0, 9), 0),
     ],
-    ids=["memory", "starting", "live (spares included)", "over the cap already"],
+    ids=["memory", "starting", "processes (spares included)", "over the cap already"],
 )
 def test_each_limit_bounds_the_starts(budget: Budget, usage: Usage, granted: int) -> None:
     grants = plan(budget, usage, [Want("f", memory_mb=128, missing=6, since=0.0)])
@@ -55,7 +56,7 @@ def test_each_limit_bounds_the_starts(budget: Budget, usage: Usage, granted: int
 
 
 def test_the_oldest_want_goes_first_whatever_the_order_given() -> None:
-    budget = Budget(memory_mb=10_000, max_starting=3, max_live=100)
+    budget = Budget(memory_mb=10_000, max_starting=3, max_processes=100)
     wants = [
         Want("new", memory_mb=128, missing=2, since=30.0),
         Want("old", memory_mb=128, missing=2, since=10.0),
@@ -66,7 +67,7 @@ def test_the_oldest_want_goes_first_whatever_the_order_given() -> None:
 
 
 def test_nobody_overtakes_a_want_that_waits_for_memory() -> None:
-    budget = Budget(memory_mb=1024, max_starting=10, max_live=100)
+    budget = Budget(memory_mb=1024, max_starting=10, max_processes=100)
     wants = [
         Want("large", memory_mb=1024, missing=1, since=1.0),
         Want("small", memory_mb=128, missing=1, since=2.0),
@@ -76,7 +77,7 @@ def test_nobody_overtakes_a_want_that_waits_for_memory() -> None:
 
 
 def test_provisioned_instances_go_before_older_on_demand_ones() -> None:
-    budget = Budget(memory_mb=10_000, max_starting=2, max_live=100)
+    budget = Budget(memory_mb=10_000, max_starting=2, max_processes=100)
     wants = [
         Want("on-demand", memory_mb=128, missing=3, since=1.0),
         Want("warm", memory_mb=128, missing=3, since=5.0, provisioned=1),
@@ -86,7 +87,41 @@ def test_provisioned_instances_go_before_older_on_demand_ones() -> None:
 
 
 def test_a_want_granted_nothing_is_left_out() -> None:
-    budget = Budget(memory_mb=10_000, max_starting=1, max_live=100)
+    budget = Budget(memory_mb=10_000, max_starting=1, max_processes=100)
     wants = [Want("a", 128, 1, 1.0), Want("b", 128, 1, 2.0)]
 
     assert plan(budget, Usage(), wants) == {"a": 1}
+
+
+@pytest.mark.parametrize(
+    ("concurrency", "free_processes", "granted"),
+    [(1, 7, 3), (4, 9, 1), (4, 10, 2), (16, 16, 0), (16, 34, 2)],
+)
+def test_an_instance_takes_its_agent_and_a_runtime_per_unit_of_concurrency(
+    concurrency: int, free_processes: int, granted: int
+) -> None:
+    budget = Budget(memory_mb=100_000, max_starting=10, max_processes=40)
+    usage = Usage(processes=40 - free_processes)
+    want = Want("f", memory_mb=128, missing=6, since=0.0, concurrency=concurrency)
+
+    assert plan(budget, usage, [want]).get("f", 0) == granted
+
+
+def test_an_instance_larger_than_the_process_budget_runs_alone() -> None:
+    budget = Budget(memory_mb=100_000, max_starting=10, max_processes=16)
+    want = Want("wide", memory_mb=128, missing=2, since=0.0, concurrency=64)
+
+    assert budget.processes_of(64) == 16
+    assert plan(budget, Usage(), [want]) == {"wide": 1}
+    assert plan(budget, Usage(processes=1), [want]) == {}
+
+
+def test_a_wide_want_that_does_not_fit_holds_back_the_narrow_ones_behind_it() -> None:
+    budget = Budget(memory_mb=100_000, max_starting=10, max_processes=32)
+    wants = [
+        Want("wide", memory_mb=128, missing=1, since=1.0, concurrency=16),
+        Want("narrow", memory_mb=128, missing=1, since=2.0),
+    ]
+
+    assert plan(budget, Usage(processes=20), wants) == {}
+    assert plan(budget, Usage(processes=13), wants) == {"wide": 1, "narrow": 1}
