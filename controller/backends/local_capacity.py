@@ -18,15 +18,15 @@ Three limits, as a 2-core host taught us (64 instances of a concurrency-1 functi
   of concurrency 16 is 17 processes, as 16 invocations can run in it at once), a spare
   agent counts two (itself and its pre-started runtime). Counting instances let a
   function of concurrency 16 start six (102 processes) for 64 callers on 2 cores, which
-  served fewer invocations a second than one instance does with the other callers
-  waiting in the activator. An instance larger than the whole budget counts as the
+  served fewer invocations a second than two do with the other callers waiting in the
+  activator. An instance larger than the whole budget counts as the
   whole budget: it runs, alone.
 
-Worked example, 2 cores, 4,096 MB, share 0.5, 16 a core: 2,048 MB, 2 starting, 32
+Worked example, 2 cores, 4,096 MB, share 0.5, 20 a core: 2,048 MB, 2 starting, 40
 processes. With 10 instances of concurrency 1 and 128 MB ready (1,280 MB, 20 processes)
-and none starting, a want of 20 more gets ``min(20, 2 starting, (32 - 20) // 2 = 6 by
+and none starting, a want of 20 more gets ``min(20, 2 starting, (40 - 20) // 2 = 10 by
 processes, (2,048 - 1,280) // 128 = 6 by memory) = 2``; a want of concurrency 16 gets
-none, as one instance of it would take 17 of the 12 processes left.
+``(40 - 20) // 17 = 1``.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ class Limits:
 
     memory_share: float = 0.5
     starting_at_once: int = 0
-    processes_per_core: int = 16
+    processes_per_core: int = 20
 
 
 @dataclass(frozen=True, slots=True)

@@ -80,7 +80,7 @@ class PlatformSettings(BaseSettings):
         default=0, ge=0, description="Embedded: instances starting at once (0: one a core)"
     )
     capacity_processes_per_core: int = Field(
-        default=16,
+        default=20,
         ge=1,
         description="Embedded: processes of instances alive per core (an instance runs its "
         "agent and a runtime per unit of its concurrency; a spare agent counts two)",

@@ -12,12 +12,12 @@ ROOMY = Budget(memory_mb=100_000, max_starting=100, max_processes=100)
 @pytest.mark.parametrize(
     ("host", "limits", "budget"),
     [
-        (HostResources(4096, 2), Limits(), Budget(2048, 2, 32)),
-        (HostResources(4096, 2), Limits(memory_share=0.25), Budget(1024, 2, 32)),
-        (HostResources(4096, 4), Limits(starting_at_once=1), Budget(2048, 1, 64)),
+        (HostResources(4096, 2), Limits(), Budget(2048, 2, 40)),
+        (HostResources(4096, 2), Limits(memory_share=0.25), Budget(1024, 2, 40)),
+        (HostResources(4096, 4), Limits(starting_at_once=1), Budget(2048, 1, 80)),
         (HostResources(4096, 2), Limits(processes_per_core=3), Budget(2048, 2, 6)),
         # A host that reports no cores still gets one.
-        (HostResources(1000, 0), Limits(), Budget(500, 1, 16)),
+        (HostResources(1000, 0), Limits(), Budget(500, 1, 20)),
     ],
     ids=["defaults", "memory share", "starting cap", "processes per core", "no cores"],
 )
@@ -32,11 +32,11 @@ def test_an_instance_larger_than_the_whole_memory_budget_never_fits() -> None:
 
 
 def test_the_worked_example_of_the_module() -> None:
-    budget = Budget(memory_mb=2048, max_starting=2, max_processes=32)
+    budget = Budget(memory_mb=2048, max_starting=2, max_processes=40)
     usage = Usage(memory_mb=1280, starting=0, processes=20)
 
     assert plan(budget, usage, [Want("f", memory_mb=128, missing=20, since=0.0)]) == {"f": 2}
-    assert plan(budget, usage, [Want("f", 128, missing=20, since=0.0, concurrency=16)]) == {}
+    assert plan(budget, usage, [Want("f", 128, missing=20, since=0.0, concurrency=16)]) == {"f": 1}
 
 
 @pytest.mark.parametrize(
