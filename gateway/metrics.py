@@ -204,3 +204,9 @@ class AsyncMetrics:
             by_function,
             registry=registry,
         )
+        self.consume_failures = Counter(
+            "kubelambda_async_consume_failures",
+            "Times the dispatcher's consuming of the queue failed and started over (a "
+            "rising count: accepted events are not being dispatched).",
+            registry=registry,
+        )

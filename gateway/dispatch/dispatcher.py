@@ -16,7 +16,11 @@ Deployment in Kubernetes mode). For every delivery the queue hands out it:
 
 Deliveries run concurrently (bounded by ``max_in_flight``) and a retry waits in the
 queue's durable timers, never here: a slow or failing function holds back neither its
-own later events nor anyone else's.
+own later events nor anyone else's. When consuming fails (the broker went away while
+the consumers started, say) the dispatcher starts over after ``restart_seconds``, a
+pause that doubles with every failure in a row up to ``max_restart_seconds``: the
+gateway goes on answering 202 to Event invokes, so the dispatcher must not end while
+the platform runs.
 """
 
 from __future__ import annotations
@@ -75,6 +79,8 @@ class Dispatcher:
         region: str,
         max_in_flight: int = 256,
         complete_retry_seconds: float = 0.5,
+        restart_seconds: float = 0.5,
+        max_restart_seconds: float = 30.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._queue = queue
@@ -84,6 +90,10 @@ class Dispatcher:
         self._region = region
         self._clock = clock
         self._complete_retry = complete_retry_seconds
+        self._restart = restart_seconds
+        self._max_restart = max_restart_seconds
+        # Whether the current pass over the queue handed out anything.
+        self._delivered = False
         self._slots = asyncio.Semaphore(max_in_flight)
         self._catalog = Catalog()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -94,10 +104,29 @@ class Dispatcher:
         self._catalog = catalog
 
     async def run(self) -> None:
-        """Dispatch until cancelled; deliveries still running are cancelled with it (their
-        events are delivered again: nothing was committed)."""
+        """Dispatch until cancelled or the queue ends; consuming that fails starts over.
+        Deliveries still running when consuming stops are cancelled (their events are
+        delivered again: nothing was committed)."""
+        failures = 0
+        while True:
+            self._delivered = False
+            try:
+                await self._consume()
+                return
+            except Exception:
+                # Whatever the queue's client raised: ending here would leave every event
+                # the gateway accepts from now on undelivered until a restart. A pass that
+                # delivered something had recovered: its failure counts as the first.
+                self._metrics.consume_failures.inc()
+                failures = 1 if self._delivered else failures + 1
+                pause = min(self._restart * 2 ** (failures - 1), self._max_restart)
+                log.exception("event=consume_failed failures=%d restart_in=%.1f", failures, pause)
+            await asyncio.sleep(pause)
+
+    async def _consume(self) -> None:
         try:
             async for delivery in self._queue.consume():
+                self._delivered = True
                 await self._slots.acquire()
                 task = asyncio.create_task(self._dispatch(delivery))
                 self._tasks.add(task)

@@ -13,7 +13,9 @@ Every write goes through one ``Publisher`` (idempotent producer, acks=all, bound
 ``produce_timeout``); an event goes to the events topic when it is due, else to a delay
 topic (``kubelambda.kafka.tiers``, ``kubelambda.kafka.timers``). The consumer side — the
 events consumer and the delay forwarder — starts on the first ``consume``, so a gateway
-that only publishes never joins the dispatchers' groups. Wire format:
+that only publishes never joins the dispatchers' groups. A ``consume`` that failed (the
+broker went away while the consumers started, say) may be called again: it closes what
+the failed one left and starts over. Wire format:
 ``kubelambda.kafka.wire``; commit rule: ``kubelambda.kafka.tracker``.
 
     async with KafkaQueue(settings) as queue:
@@ -55,6 +57,7 @@ class KafkaQueue:
         self._publisher = Publisher(settings, self._topics)
         self._events: EventConsumer | None = None
         self._forwarder: DelayForwarder | None = None
+        self._consuming = False
 
     async def __aenter__(self) -> KafkaQueue:
         return self
@@ -85,27 +88,27 @@ class KafkaQueue:
         )  # fmt: skip
 
     async def consume(self) -> AsyncGenerator[Delivery, None]:
-        """Due events, until ``aclose``; one consumer per queue. Starts the events consumer
-        and the delay forwarder (the dispatcher's side) on first use; ``ServiceError`` when
-        Kafka cannot be reached."""
-        if self._events is not None:
+        """Due events, until ``aclose``; one consumer at a time. Starts the events consumer
+        and the delay forwarder (the dispatcher's side); ``ServiceError`` when Kafka cannot
+        be reached. Deliveries of a consume that ended can still be completed until the
+        next one starts."""
+        if self._consuming:
             raise RuntimeError("this queue is already being consumed")
-        settings = self._settings
-        self._events = EventConsumer(settings, clock=self._clock)
-        self._forwarder = DelayForwarder(settings, self._publisher, clock=self._clock)
+        self._consuming = True
         try:
-            await self._topics.ensure([settings.events_topic, *settings.delay_topics()])
-            await self._events.start()
-            await self._forwarder.start()
-        except KafkaError as exc:
-            raise errors.ServiceError(f"cannot consume {settings.events_topic}: {exc}") from exc
-        async with contextlib.aclosing(self._events.deliveries()) as deliveries:
-            async for delivery in deliveries:
-                log.debug(
-                    "event=delivered topic=%s request_id=%s attempt=%d",
-                    settings.events_topic, delivery.event.request_id, delivery.event.attempt,
-                )  # fmt: skip
-                yield delivery
+            await self._close_consumers()
+            events = await self._start_consumers()
+            async with contextlib.aclosing(events.deliveries()) as deliveries:
+                async for delivery in deliveries:
+                    log.debug(
+                        "event=delivered topic=%s request_id=%s attempt=%d",
+                        self._settings.events_topic,
+                        delivery.event.request_id,
+                        delivery.event.attempt,
+                    )
+                    yield delivery
+        finally:
+            self._consuming = False
 
     async def complete(
         self,
@@ -140,12 +143,31 @@ class KafkaQueue:
 
     async def aclose(self) -> None:
         """Stop the forwarder, commit completed deliveries, leave the groups, flush."""
-        if self._forwarder is not None:
-            await self._forwarder.aclose()
-        if self._events is not None:
-            await self._events.aclose()
+        await self._close_consumers()
         await self._publisher.aclose()
         await self._topics.aclose()
+
+    async def _start_consumers(self) -> EventConsumer:
+        settings = self._settings
+        self._events = EventConsumer(settings, clock=self._clock)
+        self._forwarder = DelayForwarder(settings, self._publisher, clock=self._clock)
+        try:
+            await self._topics.ensure([settings.events_topic, *settings.delay_topics()])
+            await self._events.start()
+            await self._forwarder.start()
+        except (KafkaError, TimeoutError) as exc:
+            # aiokafka's admin client raises the builtin TimeoutError on a request timeout.
+            detail = str(exc) or type(exc).__name__
+            raise errors.ServiceError(f"cannot consume {settings.events_topic}: {detail}") from exc
+        return self._events
+
+    async def _close_consumers(self) -> None:
+        forwarder, events = self._forwarder, self._events
+        self._forwarder = self._events = None
+        if forwarder is not None:
+            await forwarder.aclose()
+        if events is not None:
+            await events.aclose()
 
     def _event_record(self, event: QueuedEvent) -> wire.OutgoingRecord:
         topic = tiers.topic_for(event.not_before, now=self._clock(), settings=self._settings)

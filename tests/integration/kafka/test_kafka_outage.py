@@ -107,3 +107,34 @@ async def test_publish_fails_during_an_outage_and_nothing_acknowledged_is_lost(
     assert failures == len(during)
     assert slowest < PRODUCE_TIMEOUT + 1.0
     assert acknowledged <= seen
+
+
+async def test_consuming_that_failed_starts_over_on_the_same_queue_once_the_broker_is_back(
+    private_broker: PrivateBroker, make_event: Callable[..., QueuedEvent]
+) -> None:
+    """The dispatcher's case: the broker goes away while its consumers start. The failed
+    ``consume`` raises ``ServiceError``; the next one, on the same queue, delivers."""
+    bootstrap = await asyncio.to_thread(private_broker.start)
+    settings = KafkaSettings(
+        bootstrap_servers=bootstrap,
+        group_id=f"restart-{uuid.uuid4().hex[:8]}",
+        topic_prefix=f"restart-{uuid.uuid4().hex[:8]}",
+        partitions=1,
+        produce_timeout=PRODUCE_TIMEOUT,
+    )
+    event = make_event()
+    async with KafkaQueue(settings) as queue:
+        await queue.publish(event)
+        await asyncio.to_thread(private_broker.stop_keeping_data)
+        with pytest.raises(errors.ServiceError):
+            await anext(queue.consume())
+        await asyncio.to_thread(private_broker.start)
+        deliveries = queue.consume()
+        try:
+            async with asyncio.timeout(RECOVERY_SECONDS):
+                delivery = await anext(deliveries)
+            await queue.complete(delivery)
+        finally:
+            await deliveries.aclose()
+
+    assert delivery.event.request_id == event.request_id

@@ -128,18 +128,42 @@ def catalog(*configs: EventInvokeConfig, dead_letter_target_arn: str | None = No
     )
 
 
-async def dispatch(queue: Queue, invoker: Invoker, current: Catalog) -> CollectorRegistry:
-    """Run a dispatcher until every delivery is completed (or refused); its registry."""
-    registry = CollectorRegistry()
-    dispatcher = Dispatcher(
+@dataclass
+class BrokenQueue(Queue):
+    """A queue whose first ``failures`` passes over ``consume`` raise, each after handing
+    out the event of ``delivered_before_failing`` (if any) once."""
+
+    failures: int = 0
+    delivered_before_failing: QueuedEvent | None = None
+    passes: int = 0
+
+    async def consume(self) -> AsyncIterator[Delivery]:
+        self.passes += 1
+        if self.passes <= self.failures:
+            if self.delivered_before_failing is not None:
+                yield Delivery(event=self.delivered_before_failing, handle=None)
+            raise errors.ServiceError("cannot consume: the broker went away")
+        async for delivery in super().consume():
+            yield delivery
+
+
+def new_dispatcher(queue: Queue, invoker: Invoker, registry: CollectorRegistry) -> Dispatcher:
+    return Dispatcher(
         queue=queue,
         invoker=invoker,
         metrics=AsyncMetrics(registry),
         schedule=RetrySchedule(function_error_delays=(60.0, 120.0)),
         region="us-east-1",
         complete_retry_seconds=0.0,
+        restart_seconds=0.0,
         clock=lambda: NOW,
     )
+
+
+async def dispatch(queue: Queue, invoker: Invoker, current: Catalog) -> CollectorRegistry:
+    """Run a dispatcher until every delivery is completed (or refused); its registry."""
+    registry = CollectorRegistry()
+    dispatcher = new_dispatcher(queue, invoker, registry)
     dispatcher.on_catalog(current)
     running = asyncio.create_task(dispatcher.run())
     for _ in range(500):
@@ -360,3 +384,44 @@ async def test_a_destination_topic_that_keeps_failing_is_given_up_but_the_dead_l
     assert queue.refusals == 5
     assert count(metrics, "destination_delivery_failures", destination="topic") == 1
     assert count(metrics, "events_dead_lettered") == 1
+
+
+async def test_consuming_that_fails_starts_over_and_the_events_still_run(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    queue = BrokenQueue([event()], failures=3)
+    invoker = Invoker()
+
+    registry = await dispatch(queue, invoker, catalog())
+
+    assert [c.request_id for c in invoker.calls] == ["r-1"]
+    assert queue.completions == [Completion(event(), [], [])]
+    failed_passes = [r for r in caplog.records if "event=consume_failed" in r.getMessage()]
+    assert [r.getMessage().split()[1] for r in failed_passes] == [
+        "failures=1",
+        "failures=2",
+        "failures=3",
+    ]
+    assert registry.get_sample_value("kubelambda_async_consume_failures_total") == 3
+
+
+async def test_a_pass_that_delivered_before_it_failed_counts_its_failure_as_the_first(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    queue = BrokenQueue([event("r-2")], failures=2, delivered_before_failing=event("r-1"))
+
+    await dispatch(queue, Invoker(), catalog())
+
+    failed_passes = [r for r in caplog.records if "event=consume_failed" in r.getMessage()]
+    assert [r.getMessage().split()[1] for r in failed_passes] == ["failures=1", "failures=1"]
+
+
+async def test_the_dispatcher_ends_when_the_queue_does() -> None:
+    class EndingQueue(Queue):
+        async def consume(self) -> AsyncIterator[Delivery]:
+            for queued in self.deliveries:
+                yield Delivery(event=queued, handle=None)
+
+    queue = EndingQueue([])
+
+    await asyncio.wait_for(new_dispatcher(queue, Invoker(), CollectorRegistry()).run(), 5)
