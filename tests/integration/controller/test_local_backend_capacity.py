@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from controller.backends.local import LocalProcessBackend
@@ -45,50 +46,39 @@ def runtimes(pids: list[int]) -> int:
     return running(pids, b"python_bootstrap")
 
 
+@pytest.mark.parametrize(
+    "concurrency", [1, 2], ids=["an agent and a runtime", "a runtime per unit of concurrency"]
+)
 async def test_instances_beyond_the_process_budget_are_not_started(
-    new_backend: NewBackend, make_version: MakeVersion, until: Until, pids_of: PidsOf
+    concurrency: int,
+    new_backend: NewBackend,
+    make_version: MakeVersion,
+    until: Until,
+    pids_of: PidsOf,
 ) -> None:
+    each = 1 + concurrency
     registry = CollectorRegistry()
     backend = new_backend(
-        budget=Budget(memory_mb=ROOMY_MEMORY, max_starting=4, max_processes=4),
+        # Room for two instances and not quite three.
+        budget=Budget(memory_mb=ROOMY_MEMORY, max_starting=4, max_processes=3 * each - 1),
         spare_agents=0,
         metrics=ControllerMetrics(registry),
     )
     version = make_version()
     labels = {"namespace": "default", "function": version.function_name, "version": "1"}
 
-    await backend.scale(version, replicas=4, concurrency=1)
+    await backend.scale(version, replicas=4, concurrency=concurrency)
     await until(lambda: backend.ready_instances(version.target) == 2)
     await asyncio.sleep(0.5)  # time enough for a third to show up, were it started
+    pids = pids_of(version.function_name)
 
-    assert agents(pids_of(version.function_name)) == 2
+    assert (agents(pids), runtimes(pids)) == (2, 2 * concurrency)
     assert set(backend.starts_deferred()) == {version.target}
     assert registry.get_sample_value("kubelambda_instance_starts_deferred", labels) == 2
     assert [
         registry.get_sample_value("kubelambda_capacity_in_use", {"resource": r})
         for r in ("processes", "memory_megabytes")
-    ] == [4, 2 * version.memory_size]
-
-
-async def test_an_instance_takes_its_agent_and_a_runtime_per_unit_of_concurrency(
-    new_backend: NewBackend, make_version: MakeVersion, until: Until, pids_of: PidsOf
-) -> None:
-    registry = CollectorRegistry()
-    backend = new_backend(
-        budget=Budget(memory_mb=ROOMY_MEMORY, max_starting=4, max_processes=7),
-        spare_agents=0,
-        metrics=ControllerMetrics(registry),
-    )
-    version = make_version()
-
-    await backend.scale(version, replicas=3, concurrency=2)
-    await until(lambda: backend.ready_instances(version.target) == 2)
-    await asyncio.sleep(0.5)  # time enough for a third to show up, were it started
-    pids = pids_of(version.function_name)
-
-    assert (agents(pids), runtimes(pids)) == (2, 4)
-    assert set(backend.starts_deferred()) == {version.target}
-    assert registry.get_sample_value("kubelambda_capacity_in_use", {"resource": "processes"}) == 6
+    ] == [2 * each, 2 * version.memory_size]
 
 
 async def test_fewer_replicas_cancel_the_deferred_starts(
