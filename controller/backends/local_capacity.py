@@ -19,8 +19,8 @@ Three limits, as a 2-core host taught us (64 instances of a concurrency-1 functi
   agent counts two (itself and its pre-started runtime). Counting instances let a
   function of concurrency 16 start six (102 processes) for 64 callers on 2 cores, which
   served fewer invocations a second than two do with the other callers waiting in the
-  activator. An instance larger than the whole budget counts as the
-  whole budget: it runs, alone.
+  activator. An instance larger than the whole budget counts as the whole budget: it
+  runs, alone.
 
 Worked example, 2 cores, 4,096 MB, share 0.5, 20 a core: 2,048 MB, 2 starting, 40
 processes. With 10 instances of concurrency 1 and 128 MB ready (1,280 MB, 20 processes)
