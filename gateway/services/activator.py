@@ -20,7 +20,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from gateway.metrics import GatewayMetrics
-from gateway.services.balancer import Balancer
+from gateway.services.balancer import Balancer, Choice, least_loaded
 from kubelambda import errors
 from kubelambda.models import Target
 from kubelambda.ports.endpoints import Endpoint, EndpointSource
@@ -57,6 +57,7 @@ class Activator:
         metrics: GatewayMetrics,
         max_waiting: int,
         retry_after_seconds: float = 1.0,
+        choose: Choice = least_loaded,
     ) -> None:
         self._endpoints = endpoints
         self._signals = signals
@@ -64,7 +65,7 @@ class Activator:
         self._metrics = metrics
         self._max_waiting = max_waiting
         self._retry_after = retry_after_seconds
-        self._balancer = Balancer()
+        self._balancer = Balancer(choose)
         self._queues: dict[Target, _Queue] = {}
         self._unsubscribe = endpoints.subscribe(self.capacity_changed)
 

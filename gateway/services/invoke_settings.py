@@ -18,6 +18,9 @@ class InvokeSettings(BaseModel):
     # The activator's queue per function version, and how long a request may wait in it.
     max_waiting_requests: int = Field(ge=0)
     max_wait_seconds: float = Field(gt=0)
+    # Which instance with room takes a request: the fullest (embedded, where instances
+    # share the host's cores) or the least loaded (pods, spread over nodes).
+    pack_instances: bool = False
     # Added to the function's timeout to get the gateway's read timeout: the agent
     # enforces the real timeout and needs time for a cold start and its answer.
     read_timeout_margin_seconds: float = Field(default=15.0, gt=0)

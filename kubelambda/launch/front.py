@@ -130,6 +130,7 @@ async def invoke_path(
         invoke=InvokeSettings(
             max_waiting_requests=settings.activator_max_waiting,
             max_wait_seconds=settings.activator_max_wait_seconds,
+            pack_instances=not settings.kubernetes,
         ),
     )
 

@@ -25,6 +25,7 @@ from gateway.kits.http_pool import ConnectionPool
 from gateway.metrics import AsyncMetrics, GatewayMetrics
 from gateway.services.activator import Activator
 from gateway.services.aliases import AliasService
+from gateway.services.balancer import least_loaded, most_loaded
 from gateway.services.code_links import CodeLinks
 from gateway.services.concurrency import ConcurrencyService
 from gateway.services.event_invoke_configs import EventInvokeConfigService
@@ -76,6 +77,7 @@ async def build_invoke_path(
         metrics=metrics,
         max_waiting=invoke.max_waiting_requests,
         retry_after_seconds=invoke.retry_after_seconds,
+        choose=most_loaded if invoke.pack_instances else least_loaded,
     )
     stack.callback(activator.close)
     invoker = Invoker(

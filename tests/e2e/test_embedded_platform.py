@@ -6,6 +6,7 @@ Each test drives the `kubelambda up` subprocess only through public interfaces.
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import importlib.metadata
 import json
 import os
@@ -238,6 +239,60 @@ def test_a_provisioned_version_answers_without_a_cold_start(
         )
         == 0
     )
+
+
+INSTANCE_NAMING_HANDLER = """
+import time
+
+def handler(event, context):
+    time.sleep(event["seconds"])
+    return context.log_stream_name
+"""
+
+
+def test_concurrent_invokes_fill_one_instance_before_the_next(lambda_client: Any) -> None:
+    """Embedded instances share the host's cores, so the gateway packs: with two ready
+    instances of concurrency 2, two invocations at once run in the same instance (the
+    same log stream), a third in the other."""
+    name = unique("packed")
+    lambda_client.create_function(
+        FunctionName=name,
+        Runtime="python3.11",
+        Role=ROLE,
+        Handler="app.handler",
+        Code={"ZipFile": make_zip({"app.py": INSTANCE_NAMING_HANDLER})},
+        Timeout=10,
+        Tags={"kubelambda.io/instance-concurrency": "2"},
+    )
+    lambda_client.get_waiter("function_active_v2").wait(
+        FunctionName=name, WaiterConfig={"Delay": 0.1, "MaxAttempts": 100}
+    )
+    version = lambda_client.publish_version(FunctionName=name)["Version"]
+    lambda_client.put_provisioned_concurrency_config(
+        FunctionName=name, Qualifier=version, ProvisionedConcurrentExecutions=4
+    )
+    deadline = time.monotonic() + 60
+    while (
+        lambda_client.get_provisioned_concurrency_config(FunctionName=name, Qualifier=version)[
+            "Status"
+        ]
+        != "READY"
+    ):
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+
+    def stream(seconds: float) -> str:
+        _, body = invoke_json(lambda_client, name, {"seconds": seconds}, Qualifier=version)
+        return str(body)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=3) as pool:
+        first_two = [pool.submit(stream, 2.0) for _ in range(2)]
+        time.sleep(0.5)  # both are running before the third is sent
+        third = pool.submit(stream, 0.0)
+        streams = [future.result() for future in first_two]
+
+    assert streams[0] == streams[1]
+    assert third.result() != streams[0]
 
 
 def test_oversized_payload_is_refused_with_413(lambda_client: Any) -> None:

@@ -1,11 +1,12 @@
-"""The balancer's choice: least in flight among endpoints with spare capacity."""
+"""The balancer's choice among endpoints with spare capacity: least in flight (spread) or
+most in flight (pack)."""
 
 from __future__ import annotations
 
 import pytest
 from gateway_fakes import endpoint
 
-from gateway.services.balancer import Balancer, least_loaded
+from gateway.services.balancer import Balancer, Choice, least_loaded, most_loaded
 
 A, B, C = endpoint("a", 2), endpoint("b", 2), endpoint("c", 1)
 
@@ -30,8 +31,29 @@ def test_least_loaded_with_spare_capacity(
     assert (picked.instance_id if picked else None) == chosen
 
 
-def test_no_endpoints_means_no_choice() -> None:
-    assert least_loaded([], {}) is None
+@pytest.mark.parametrize(
+    ("in_flight", "exclude", "chosen"),
+    [
+        ({}, (), "a"),
+        ({"a": 1}, (), "a"),
+        ({"a": 2}, (), "b"),
+        ({"a": 2, "b": 1}, (), "b"),
+        ({"a": 1, "b": 1}, (), "a"),
+        ({"a": 2, "b": 2}, (), "c"),
+        ({"a": 2, "b": 2, "c": 1}, (), None),
+        ({"a": 1}, ("a",), "b"),
+    ],
+)
+def test_most_loaded_with_spare_capacity(
+    in_flight: dict[str, int], exclude: tuple[str, ...], chosen: str | None
+) -> None:
+    picked = most_loaded([A, B, C], in_flight, exclude)
+    assert (picked.instance_id if picked else None) == chosen
+
+
+@pytest.mark.parametrize("choose", [least_loaded, most_loaded])
+def test_no_endpoints_means_no_choice(choose: Choice) -> None:
+    assert choose([], {}, ()) is None
 
 
 def test_take_spreads_and_counts_per_target() -> None:
@@ -40,6 +62,13 @@ def test_take_spreads_and_counts_per_target() -> None:
     assert [e.instance_id for e in taken if e] == ["a", "b", "a", "b"]
     assert balancer.take([A, B]) is None
     assert balancer.in_flight(A.target) == 4
+
+
+def test_a_packing_balancer_fills_one_instance_before_the_next() -> None:
+    balancer = Balancer(most_loaded)
+    taken = [balancer.take([A, B]) for _ in range(4)]
+    assert [e.instance_id for e in taken if e] == ["a", "a", "b", "b"]
+    assert balancer.take([A, B]) is None
 
 
 def test_give_back_frees_the_slot_and_forgets_idle_instances() -> None:
