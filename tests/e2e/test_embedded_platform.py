@@ -50,13 +50,16 @@ def create_python_function(
     mark: str = "v1",
     tags: dict[str, str] | None = None,
     timeout: int = 3,
+    source: str | None = None,
 ) -> dict[str, Any]:
+    """A function of ``source`` (default: the versioned handler, marked ``mark``), Active."""
+    code = VERSIONED_HANDLER.format(mark=mark) if source is None else source
     created = client.create_function(
         FunctionName=name,
         Runtime="python3.11",
         Role=ROLE,
         Handler="app.handler",
-        Code={"ZipFile": make_zip({"app.py": VERSIONED_HANDLER.format(mark=mark)})},
+        Code={"ZipFile": make_zip({"app.py": code})},
         Timeout=timeout,
         Tags=tags or {},
     )
@@ -64,6 +67,23 @@ def create_python_function(
         FunctionName=name, WaiterConfig={"Delay": 0.1, "MaxAttempts": 100}
     )
     return created
+
+
+def provision(
+    client: Any, name: str, version: str, executions: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Put a provisioned-concurrency config on ``version`` and wait until it is READY:
+    the answer to the put, and the config once READY."""
+    put = client.put_provisioned_concurrency_config(
+        FunctionName=name, Qualifier=version, ProvisionedConcurrentExecutions=executions
+    )
+    deadline = time.monotonic() + 60
+    while (
+        config := client.get_provisioned_concurrency_config(FunctionName=name, Qualifier=version)
+    )["Status"] != "READY":
+        assert time.monotonic() < deadline, config
+        time.sleep(0.2)
+    return put, config
 
 
 def invoke_json(
@@ -193,18 +213,10 @@ def test_provisioned_concurrency_becomes_ready(lambda_client: Any) -> None:
     name = unique("warm")
     create_python_function(lambda_client, name)
     version = lambda_client.publish_version(FunctionName=name)["Version"]
-    put = lambda_client.put_provisioned_concurrency_config(
-        FunctionName=name, Qualifier=version, ProvisionedConcurrentExecutions=2
-    )
+
+    put, config = provision(lambda_client, name, version, 2)
+
     assert put["Status"] == "IN_PROGRESS"
-    deadline = time.monotonic() + 30
-    while (
-        config := lambda_client.get_provisioned_concurrency_config(
-            FunctionName=name, Qualifier=version
-        )
-    )["Status"] != "READY":
-        assert time.monotonic() < deadline, config
-        time.sleep(0.2)
     assert config["AllocatedProvisionedConcurrentExecutions"] == 2
 
 
@@ -216,18 +228,7 @@ def test_a_provisioned_version_answers_without_a_cold_start(
     name = unique("prov")
     create_python_function(lambda_client, name)
     version = lambda_client.publish_version(FunctionName=name)["Version"]
-    lambda_client.put_provisioned_concurrency_config(
-        FunctionName=name, Qualifier=version, ProvisionedConcurrentExecutions=1
-    )
-    deadline = time.monotonic() + 30
-    while (
-        lambda_client.get_provisioned_concurrency_config(FunctionName=name, Qualifier=version)[
-            "Status"
-        ]
-        != "READY"
-    ):
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    provision(lambda_client, name, version, 1)
 
     response, _ = invoke_json(lambda_client, name, {}, Qualifier=version, LogType="Tail")
 
@@ -255,31 +256,15 @@ def test_concurrent_invokes_fill_one_instance_before_the_next(lambda_client: Any
     instances of concurrency 2, two invocations at once run in the same instance (the
     same log stream), a third in the other."""
     name = unique("packed")
-    lambda_client.create_function(
-        FunctionName=name,
-        Runtime="python3.11",
-        Role=ROLE,
-        Handler="app.handler",
-        Code={"ZipFile": make_zip({"app.py": INSTANCE_NAMING_HANDLER})},
-        Timeout=10,
-        Tags={"kubelambda.io/instance-concurrency": "2"},
-    )
-    lambda_client.get_waiter("function_active_v2").wait(
-        FunctionName=name, WaiterConfig={"Delay": 0.1, "MaxAttempts": 100}
+    create_python_function(
+        lambda_client,
+        name,
+        source=INSTANCE_NAMING_HANDLER,
+        timeout=10,
+        tags={"kubelambda.io/instance-concurrency": "2"},
     )
     version = lambda_client.publish_version(FunctionName=name)["Version"]
-    lambda_client.put_provisioned_concurrency_config(
-        FunctionName=name, Qualifier=version, ProvisionedConcurrentExecutions=4
-    )
-    deadline = time.monotonic() + 60
-    while (
-        lambda_client.get_provisioned_concurrency_config(FunctionName=name, Qualifier=version)[
-            "Status"
-        ]
-        != "READY"
-    ):
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    provision(lambda_client, name, version, 4)  # two instances of concurrency 2
 
     def stream(seconds: float) -> str:
         _, body = invoke_json(lambda_client, name, {"seconds": seconds}, Qualifier=version)
