@@ -25,10 +25,12 @@ from typing import Any
 
 import boto3
 
-__all__ = ["LOG_NAME", "Platform", "free_port", "running"]
+__all__ = ["INSTANCE_CONCURRENCY_TAG", "LOG_NAME", "Platform", "free_port", "running"]
 
 # The platform's log, in the scratch directory.
 LOG_NAME = "platform.log"
+# The function tag that sets how many invocations one instance runs at once.
+INSTANCE_CONCURRENCY_TAG = "kubelambda.io/instance-concurrency"
 # Lines of that log shown when a benchmark fails.
 _TAIL_LINES = 40
 

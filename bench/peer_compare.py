@@ -52,7 +52,6 @@ PAYLOAD = (
 )
 # name → instance concurrency (the tag); 1 is Lambda's default.
 FUNCTIONS = {"echo": 1, "echo-c16": 16}
-CONCURRENCY_TAG = "kubelambda.io/instance-concurrency"
 # wrk's Lua hooks: the request, and one JSON line of the slice's figures at the end.
 WRK_SCRIPT = """
 wrk.method = "POST"
@@ -149,7 +148,9 @@ def _create_functions(client: Any) -> None:
             Role="arn:aws:iam::123456789012:role/bench",
             Handler="echo.handler",
             Code={"ZipFile": package.getvalue()},
-            Tags={CONCURRENCY_TAG: str(concurrency)} if concurrency != 1 else {},
+            Tags={embedded_platform.INSTANCE_CONCURRENCY_TAG: str(concurrency)}
+            if concurrency != 1
+            else {},
         )
         client.get_waiter("function_active_v2").wait(FunctionName=name)
 

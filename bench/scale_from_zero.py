@@ -1,17 +1,19 @@
 """Scale from zero as a user sees it: a new function's first invoke, request to first byte.
 
 Run: ``.venv/bin/python bench/scale_from_zero.py [--trials 20] [--gap SECONDS ...]
-[--out DIR]`` (results go to ``bench/results/`` by default; ``python -m bench`` runs it).
+[--instance-concurrency N] [--out DIR]`` (results go to ``bench/results/`` by default;
+``python -m bench`` runs it).
 
 It starts ``kubelambda up`` (``embedded_platform``) with its default spare agents. Each
 trial is fully cold: it creates a new python3.11 function with a no-dependency handler
-(boto3), waits until it is Active, waits ``gap`` seconds, invokes it once on an HTTP
-connection opened beforehand (bearer ``KUBELAMBDA_API_KEY``), timing request sent →
-first byte (``getresponse()`` returns after the status line and headers), and deletes
-the function. Two modes by default: ``--gap 0``, one cold start right after another (the
-spare agents the last one used are still being replaced), and ``--gap 1.5``, after the
-platform has topped its spares up. Each mode starts with one untimed trial, so the first
-timed one follows a cold start like the rest.
+(boto3; with ``--instance-concurrency``, tagged so), waits until it is Active, waits
+``gap`` seconds, invokes it once on an HTTP connection opened beforehand (bearer
+``KUBELAMBDA_API_KEY``), timing request sent → first byte (``getresponse()`` returns
+after the status line and headers), and deletes the function. Two modes by default:
+``--gap 0``, one cold start right after another (the spare agents the last one used are
+still being replaced), and ``--gap 1.5``, after the platform has topped its spares up.
+Each mode starts with one untimed trial, so the first timed one follows a cold start like
+the rest.
 
 Where the time goes, per trial, from the client's wall clock, the platform's log (the
 backend's ``instance spawned`` / ``instance ready ... start_ms=`` lines; asctime, ms
@@ -101,6 +103,12 @@ def main() -> int:
         action="append",
         help=f"seconds between Active and the invoke; repeatable (default: {GAPS})",
     )
+    parser.add_argument(
+        "--instance-concurrency",
+        type=int,
+        default=1,
+        help="invocations one instance runs at once (the function's tag)",
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     gaps = tuple(args.gap) if args.gap else GAPS
@@ -112,8 +120,9 @@ def main() -> int:
         client = platform.lambda_client()
         package = _package()
         for gap in gaps:
-            _trial(platform, client, package, gap=gap)  # untimed: see the docstring
-            trials = [_trial(platform, client, package, gap=gap) for _ in range(args.trials)]
+            tags = {embedded_platform.INSTANCE_CONCURRENCY_TAG: str(args.instance_concurrency)}
+            _trial(platform, client, package, tags, gap=gap)  # untimed: see the docstring
+            trials = [_trial(platform, client, package, tags, gap=gap) for _ in range(args.trials)]
             modes[f"gap_{gap:g}s"] = _summary(trials, gap=gap)
             print(f"scale_from_zero: gap {gap:g} s done", file=sys.stderr, flush=True)
     report = {
@@ -121,6 +130,7 @@ def main() -> int:
         "at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "host": {"cpus": os.cpu_count()},
         "handler": "python3.11, no dependencies",
+        "instance_concurrency": args.instance_concurrency,
         "trials_per_mode": args.trials,
         "modes": modes,
     }
@@ -132,7 +142,12 @@ def main() -> int:
 
 
 def _trial(
-    platform: embedded_platform.Platform, client: Any, package: bytes, *, gap: float
+    platform: embedded_platform.Platform,
+    client: Any,
+    package: bytes,
+    tags: dict[str, str],
+    *,
+    gap: float,
 ) -> Trial:
     name = f"cold-{uuid.uuid4().hex[:10]}"
     client.create_function(
@@ -141,6 +156,7 @@ def _trial(
         Role="arn:aws:iam::123456789012:role/bench",
         Handler="app.handler",
         Code={"ZipFile": package},
+        Tags=tags,
     )
     try:
         _wait_active(client, name)

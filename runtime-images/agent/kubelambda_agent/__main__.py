@@ -1,10 +1,12 @@
-"""``python -m kubelambda_agent``: validate the configuration, start the runtimes, serve.
+"""``python -m kubelambda_agent``: validate the configuration, start a runtime, serve.
 
 The launcher (embedded mode's local instance backend, or a container's entrypoint) runs
-this. Scale-from-zero latency is spawn-to-first-answer, so the runtimes are started
-before asyncio and the rest of the agent are even imported: the runtimes' own start-up
+this. Scale-from-zero latency is spawn-to-first-answer, so the first runtime is started
+before asyncio and the rest of the agent are even imported: the runtime's own start-up
 then overlaps the agent's, and the Runtime API sockets are bound already so a runtime's
-first ``/next`` waits in the listen backlog until the agent serves it.
+first ``/next`` waits in the listen backlog until the agent serves it. The other slots'
+runtimes start when invocations need them (``slot``), except for provisioned
+concurrency, whose instances initialise every runtime before they are ready.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ def main(prestarted: PrestartedRuntime | None = None) -> int:
     # Before any runtime exists: whatever a runtime abandons is re-parented to us.
     process.adopt_orphans()
     api_listeners = [_listen("127.0.0.1", 0) for _ in range(config.concurrency)]
+    started_ahead = config.concurrency if config.initialized_ahead else 1
     first_runtimes = [
         process.spawn_runtime(
             config,
@@ -63,6 +66,8 @@ def main(prestarted: PrestartedRuntime | None = None) -> int:
             api_address=f"127.0.0.1:{sock.getsockname()[1]}",
             prestarted=prestarted if index == 0 else None,
         )
+        if index < started_ahead
+        else None
         for index, sock in enumerate(api_listeners)
     ]
     # Imported only now, while the runtimes start (see the module docstring).

@@ -2,8 +2,9 @@
 
 ``__main__`` calls ``run`` with the listeners it bound and the runtimes it already
 started. Readiness is announced once, on ``KUBELAMBDA_AGENT_READY_FD``, when the invoke
-endpoint listens and every runtime finished its first init (well or badly): the launcher
-learns the port and that an invocation will not wait for a cold start.
+endpoint listens and every runtime started so far finished its first init (well or
+badly): the launcher learns the port and that an invocation will not wait for a cold
+start (an instance of concurrency above one starts its other runtimes later: ``slot``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from kubelambda_agent.config import LISTEN_BACKLOG, AgentConfig
 from kubelambda_agent.http_server import HttpProtocol
 from kubelambda_agent.invoke_endpoint import InvokeEndpoint
 from kubelambda_agent.log_file import LogFile
-from kubelambda_agent.slot import Slot
+from kubelambda_agent.slot import Slot, SlotState
 
 __all__ = ["run"]
 
@@ -37,7 +38,7 @@ def run(
     *,
     invoke_listener: socket.socket,
     api_listeners: Sequence[socket.socket],
-    first_runtimes: Sequence[process.RuntimeProcess | process.SpawnError],
+    first_runtimes: Sequence[process.RuntimeProcess | process.SpawnError | None],
 ) -> int:
     logging.basicConfig(
         stream=sys.stderr,
@@ -65,7 +66,7 @@ async def _serve(
     *,
     invoke_listener: socket.socket,
     api_listeners: Sequence[socket.socket],
-    first_runtimes: Sequence[process.RuntimeProcess | process.SpawnError],
+    first_runtimes: Sequence[process.RuntimeProcess | process.SpawnError | None],
 ) -> int:
     loop = asyncio.get_running_loop()
     log_file = LogFile(config.log_file, config.log_max_bytes)
@@ -97,7 +98,9 @@ async def _serve(
         await slot.start()
     port = invoke_listener.getsockname()[1]
 
-    settled = asyncio.gather(*(slot.settled for slot in slots))
+    settled = asyncio.gather(
+        *(slot.settled for slot in slots if slot.state is not SlotState.UNSTARTED)
+    )
     stop_wait = asyncio.ensure_future(stopping.wait())
     await asyncio.wait((settled, stop_wait), return_when=asyncio.FIRST_COMPLETED)
     if settled.done():

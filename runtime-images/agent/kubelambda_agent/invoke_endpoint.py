@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from kubelambda_agent import invoke_token, protocol
 from kubelambda_agent.http_server import Request, Responder
 from kubelambda_agent.invocation import Invocation, Outcome
-from kubelambda_agent.slot import Slot
+from kubelambda_agent.slot import Slot, SlotState
 
 __all__ = ["InvokeEndpoint"]
 
@@ -81,7 +81,10 @@ class InvokeEndpoint:
             responder.respond(status, b"{}", (_JSON,))
             return
         idle = sum(1 for slot in self._slots if slot.available)
-        body = json.dumps({"concurrency": len(self._slots), "idle": idle}).encode()
+        started = sum(1 for slot in self._slots if slot.state is not SlotState.UNSTARTED)
+        body = json.dumps(
+            {"concurrency": len(self._slots), "idle": idle, "started": started}
+        ).encode()
         responder.respond(status, body, (_JSON,))
 
     def _invoke(self, request: Request, responder: Responder) -> None:
@@ -115,7 +118,10 @@ class InvokeEndpoint:
         except ValueError as exc:
             responder.respond(400, _error("InvalidRequest", str(exc)), (_JSON,))
             return
-        slot = next((s for s in self._slots if s.available), None)
+        # A running runtime before one that would have to start.
+        slot = next((s for s in self._slots if s.state is SlotState.IDLE), None) or next(
+            (s for s in self._slots if s.state is SlotState.UNSTARTED), None
+        )
         if slot is None:
             responder.respond(503, _BUSY_BODY, _BUSY_HEADERS)
             return

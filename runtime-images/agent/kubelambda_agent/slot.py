@@ -1,14 +1,22 @@
 """One runtime process with its own Runtime API listener: runs one invocation at a time.
 
-``agent`` makes one slot per unit of concurrency and hands idle slots to the invoke
+``agent`` makes one slot per unit of concurrency and hands available slots to the invoke
 endpoint, which calls ``assign``. The slot is the only place that knows the runtime's
 lifecycle:
 
+    UNSTARTED --assign: spawn, the invocation waits--+
+                                                     v
     STARTING --first /next--> IDLE --assign--> BUSY --/response or /error--> IDLE
         |                      ^                 |
         | /init/error, exit,   |                 | timeout, exit: answer at once,
         | init timeout         |                 v kill the process group, respawn
         +--> IDLE with an init failure           STARTING (a new sandbox: cold start)
+
+A slot starts with a runtime (``first_runtime``) or UNSTARTED: an instance starts one
+runtime and the others when an invocation finds no idle one, so its cold start is one
+runtime's, not one per unit of concurrency. The invocation that starts a runtime waits
+for its init (the init's own limit, not the invocation's timeout, as on Lambda) and
+then runs there, or meets its init failure.
 
 An init failure (or an exit before the runtime served anything) is kept until an
 invocation meets it; that invocation gets the error and the runtime is respawned, so a
@@ -48,6 +56,7 @@ _READ_SIZE = 64 * 1024
 
 
 class SlotState(enum.Enum):
+    UNSTARTED = "unstarted"
     STARTING = "starting"
     IDLE = "idle"
     BUSY = "busy"
@@ -62,7 +71,7 @@ class Slot:
         config: AgentConfig,
         environ: Mapping[str, str],
         listener: socket.socket,
-        first_runtime: process.RuntimeProcess | process.SpawnError,
+        first_runtime: process.RuntimeProcess | process.SpawnError | None,
         log_sink: Callable[[bytes], None],
     ) -> None:
         self.index = index
@@ -77,7 +86,7 @@ class Slot:
         self._opening: set[asyncio.Task[None]] = set()
         self._splitter = LineSplitter()
         self._proc: process.RuntimeProcess | None = None
-        self.state = SlotState.STARTING
+        self.state = SlotState.STARTING if first_runtime is not None else SlotState.UNSTARTED
         self._init_failure: error_bodies.InitFailure | None = None
         self._init_duration_ms: float | None = None
         # The runtime's output during init, kept (bounded) for an invocation that meets
@@ -87,6 +96,8 @@ class Slot:
         self._parked: runtime_api.Reply | None = None
         self._channel: ChannelProtocol | None = None
         self._current: Invocation | None = None
+        # The invocation that started this slot's runtime, until its init is over.
+        self._waiting: Invocation | None = None
         self._delivered = False
         self._answered_id: str | None = None
         self._start_line = b""
@@ -104,10 +115,12 @@ class Slot:
 
     @property
     def available(self) -> bool:
-        return self.state is SlotState.IDLE
+        """It takes an invocation: at once when IDLE, after its runtime's init if UNSTARTED."""
+        return self.state is SlotState.IDLE or self.state is SlotState.UNSTARTED
 
     async def start(self) -> None:
-        """Serve the Runtime API on the pre-bound listener and take over the first runtime."""
+        """Serve the Runtime API on the pre-bound listener and take over the first runtime,
+        if the slot was given one."""
         self._server = await self._loop.create_server(
             lambda: HttpProtocol(
                 self._handle_api_request,
@@ -120,14 +133,18 @@ class Slot:
             backlog=8,
         )
         first, self._first_runtime = self._first_runtime, None
-        assert first is not None
-        self._adopt(first)
+        if first is not None:
+            self._adopt(first)
 
     def stop(self) -> None:
         """Kill the runtime and stop serving; an unfinished invocation gets an exit error."""
-        if self._current is not None:
-            request_id = self._current.request_id
-            self._finish(self._current, error_bodies.runtime_exit(request_id, -signal.SIGKILL))
+        waiting, self._waiting = self._waiting, None
+        if waiting is not None:
+            self._begin(waiting)
+        unfinished = self._current or waiting
+        if unfinished is not None:
+            request_id = unfinished.request_id
+            self._finish(unfinished, error_bodies.runtime_exit(request_id, -signal.SIGKILL))
         self.state = SlotState.STOPPED
         self._cancel_timer()
         proc = self._proc
@@ -143,14 +160,12 @@ class Slot:
 
     def assign(self, invocation: Invocation) -> None:
         """Run ``invocation`` here; only called while ``available``."""
+        if self.state is SlotState.UNSTARTED:
+            self._waiting = invocation
+            self._spawn()
+            return
         assert self.state is SlotState.IDLE, self.state
-        invocation.started_at = time.monotonic()
-        invocation.deadline_ms = int((time.time() + self._config.timeout_seconds) * 1000)
-        # START goes out with the invocation's first output or with END, whichever comes
-        # first: same log, one write (and one wake-up of whoever reads it) fewer.
-        self._start_line = log_lines.start_line(
-            invocation.request_id, self._config.function_version
-        )
+        self._begin(invocation)
         failure = self._init_failure
         if failure is not None:
             # Lambda retries a failed init inside the invocation, so its output (the
@@ -169,6 +184,16 @@ class Slot:
             MEMORY_CHECK_SECONDS, self._check_memory, invocation
         )
         self._deliver()
+
+    def _begin(self, invocation: Invocation) -> None:
+        """The invocation's clock starts: its duration, deadline and START line."""
+        invocation.started_at = time.monotonic()
+        invocation.deadline_ms = int((time.time() + self._config.timeout_seconds) * 1000)
+        # START goes out with the invocation's first output or with END, whichever comes
+        # first: same log, one write (and one wake-up of whoever reads it) fewer.
+        self._start_line = log_lines.start_line(
+            invocation.request_id, self._config.function_version
+        )
 
     def _deliver(self) -> None:
         parked, invocation = self._parked, self._current
@@ -363,6 +388,9 @@ class Slot:
         self.state = SlotState.IDLE
         if not self.settled.done():
             self.settled.set_result(None)
+        waiting, self._waiting = self._waiting, None
+        if waiting is not None:
+            self.assign(waiting)
 
     def _read_output(self, proc: process.RuntimeProcess) -> None:
         chunks = []

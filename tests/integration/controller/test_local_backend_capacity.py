@@ -42,12 +42,15 @@ def agents(pids: list[int]) -> int:
 
 
 def runtimes(pids: list[int]) -> int:
-    """How many of ``pids`` are runtimes (an instance runs one per unit of concurrency)."""
+    """How many of ``pids`` are runtimes (an instance starts one, and up to one per unit of
+    concurrency as invocations need them)."""
     return running(pids, b"python_bootstrap")
 
 
 @pytest.mark.parametrize(
-    "concurrency", [1, 2], ids=["an agent and a runtime", "a runtime per unit of concurrency"]
+    "concurrency",
+    [1, 2],
+    ids=["an agent and a runtime", "room for a runtime per unit of concurrency"],
 )
 async def test_instances_beyond_the_process_budget_are_not_started(
     concurrency: int,
@@ -72,7 +75,8 @@ async def test_instances_beyond_the_process_budget_are_not_started(
     await asyncio.sleep(0.5)  # time enough for a third to show up, were it started
     pids = pids_of(version.function_name)
 
-    assert (agents(pids), runtimes(pids)) == (2, 2 * concurrency)
+    # The budget keeps room for the runtimes an instance may start later.
+    assert (agents(pids), runtimes(pids)) == (2, 2)
     assert set(backend.starts_deferred()) == {version.target}
     assert registry.get_sample_value("kubelambda_instance_starts_deferred", labels) == 2
     assert [

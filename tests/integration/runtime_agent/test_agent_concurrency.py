@@ -1,13 +1,37 @@
-"""Per-instance concurrency: N runtimes each serving one invocation, the N+1th refused."""
+"""Per-instance concurrency: N runtimes each serving one invocation, the N+1th refused.
+
+An instance starts one runtime and the others as invocations need them (all of them at
+once for provisioned concurrency), so its cold start is one runtime's.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
+from pathlib import Path
 
 import httpx
-from agent_harness import FUNCTION_ARN, INVOKE_TOKEN_HEADER, StartAgent
+from agent_harness import FUNCTION_ARN, INVOKE_TOKEN_HEADER, Agent, StartAgent
+
+# Its import sleeps, or fails, while the file its variable names exists.
+MARKED_INIT_FUNCTION = {
+    "app.py": """
+        import os
+        import time
+
+        if os.path.exists(os.environ["SLOW_INIT_MARKER"]):
+            time.sleep(1.5)
+        if os.path.exists(os.environ["BROKEN_INIT_MARKER"]):
+            raise RuntimeError("init broke")
+
+
+        def handler(event, context):
+            time.sleep(event.get("seconds", 0))
+            return {"pid": os.getpid()}
+    """
+}
 
 
 async def _invoke(client: httpx.AsyncClient, request_id: str, event: object) -> httpx.Response:
@@ -70,7 +94,7 @@ def test_ready_reports_concurrency_and_idle_runtimes(
     response = agent.ready()
 
     assert response.status_code == 200
-    assert response.json() == {"concurrency": 3, "idle": 3}
+    assert response.json() == {"concurrency": 3, "idle": 3, "started": 1}
 
 
 def test_ready_without_the_token_tells_only_its_status(
@@ -84,3 +108,113 @@ def test_ready_without_the_token_tells_only_its_status(
 
     assert response.status_code == 200
     assert response.content == b"{}"
+
+
+async def test_an_instance_is_ready_with_one_runtime_and_starts_more_as_invocations_need_them(
+    start_agent: StartAgent, echo_function: dict[str, str]
+) -> None:
+    agent = start_agent(echo_function, concurrency=3, timeout=10)
+    assert agent.ready().json() == {"concurrency": 3, "idle": 3, "started": 1}
+    assert len(_runtime_processes(agent)) == 1
+    sleep = {"action": "sleep", "seconds": 0.5}
+
+    async with httpx.AsyncClient(
+        base_url=agent.url, timeout=30, headers={INVOKE_TOKEN_HEADER: agent.token}
+    ) as client:
+        together = await asyncio.gather(*(_invoke(client, f"r{i}", sleep) for i in range(2)))
+        alone = await _invoke(client, "r2", sleep)
+
+    assert [r.status_code for r in together] == [200, 200]
+    pids = {r.json()["pid"] for r in together}
+    assert len(pids) == 2
+    assert alone.json()["pid"] in pids
+    assert agent.ready().json() == {"concurrency": 3, "idle": 3, "started": 2}
+    assert _runtime_processes(agent) == pids
+
+
+def test_a_provisioned_instance_starts_every_runtime_before_it_is_ready(
+    start_agent: StartAgent, echo_function: dict[str, str]
+) -> None:
+    agent = start_agent(
+        echo_function,
+        concurrency=3,
+        env={"AWS_LAMBDA_INITIALIZATION_TYPE": "provisioned-concurrency"},
+    )
+
+    assert agent.ready().json() == {"concurrency": 3, "idle": 3, "started": 3}
+    assert len(_runtime_processes(agent)) == 3
+
+
+async def test_an_invocation_waits_for_the_runtime_it_starts_and_init_is_not_in_its_timeout(
+    start_agent: StartAgent, tmp_path: Path
+) -> None:
+    slow, broken = tmp_path / "slow", tmp_path / "broken"
+    agent = start_agent(
+        MARKED_INIT_FUNCTION,
+        concurrency=2,
+        timeout=1,
+        env={"SLOW_INIT_MARKER": str(slow), "BROKEN_INIT_MARKER": str(broken)},
+    )
+    slow.touch()
+
+    async with httpx.AsyncClient(
+        base_url=agent.url, timeout=30, headers={INVOKE_TOKEN_HEADER: agent.token}
+    ) as client:
+        busy = asyncio.create_task(_invoke(client, "busy", {"seconds": 0.5}))
+        await _wait_for_idle(client, 1)
+        started = await _invoke(client, "started", {})
+        await busy
+
+    # Init takes 1.5 s of the runtime's own 10; the 1 s timeout is the handler's.
+    assert started.status_code == 200
+    assert "Kubelambda-Function-Error" not in started.headers
+    init_ms = float(started.headers["Kubelambda-Init-Duration-Ms"])
+    assert init_ms >= 1500
+    assert re.search(r"REPORT RequestId: started\t.*\tInit Duration: ", agent.log())
+
+
+async def test_an_invocation_that_starts_a_runtime_gets_its_init_failure(
+    start_agent: StartAgent, tmp_path: Path
+) -> None:
+    slow, broken = tmp_path / "slow", tmp_path / "broken"
+    agent = start_agent(
+        MARKED_INIT_FUNCTION,
+        concurrency=2,
+        timeout=10,
+        env={"SLOW_INIT_MARKER": str(slow), "BROKEN_INIT_MARKER": str(broken)},
+    )
+    broken.touch()
+
+    async with httpx.AsyncClient(
+        base_url=agent.url, timeout=30, headers={INVOKE_TOKEN_HEADER: agent.token}
+    ) as client:
+        busy = asyncio.create_task(_invoke(client, "busy", {"seconds": 0.5}))
+        await _wait_for_idle(client, 1)
+        failed = await _invoke(client, "failed", {})
+        served = await busy
+
+    assert served.status_code == 200
+    assert failed.status_code == 200
+    assert failed.headers["Kubelambda-Function-Error"] == "Unhandled"
+    assert "init broke" in failed.json()["errorMessage"]
+
+
+async def _wait_for_idle(client: httpx.AsyncClient, idle: int) -> None:
+    for _ in range(500):
+        if (await client.get("/ready")).json()["idle"] == idle:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"the agent never had {idle} idle slots")
+
+
+def _runtime_processes(agent: Agent) -> set[int]:
+    """The agent's child processes running the python bootstrap."""
+    pid = agent.process.pid
+    children: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children.update(int(child) for child in (task / "children").read_text().split())
+    return {
+        child
+        for child in children
+        if b"python_bootstrap" in Path(f"/proc/{child}/cmdline").read_bytes()
+    }
