@@ -105,6 +105,10 @@ class Autoscaler:
         counts.peak_demand = max(counts.peak_demand, in_flight + waiting)
 
     def poke(self, target: Target) -> None:
+        if target in self._poked:
+            # The loop's next wake-up already counts this target. Waking it again would
+            # cost a pass of the loop per queued request while a target is saturated.
+            return
         self._poked.add(target)
         self._wake.set()
 
