@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import signal
 import time
 from pathlib import Path
 
@@ -197,6 +198,35 @@ async def test_an_invocation_that_starts_a_runtime_gets_its_init_failure(
     assert failed.status_code == 200
     assert failed.headers["Kubelambda-Function-Error"] == "Unhandled"
     assert "init broke" in failed.json()["errorMessage"]
+
+
+async def test_sigterm_lets_an_invocation_waiting_for_its_runtime_run_first(
+    start_agent: StartAgent, tmp_path: Path
+) -> None:
+    slow, broken = tmp_path / "slow", tmp_path / "broken"
+    agent = start_agent(
+        MARKED_INIT_FUNCTION,
+        concurrency=2,
+        timeout=10,
+        env={"SLOW_INIT_MARKER": str(slow), "BROKEN_INIT_MARKER": str(broken)},
+    )
+    slow.touch()
+
+    async with httpx.AsyncClient(
+        base_url=agent.url, timeout=30, headers={INVOKE_TOKEN_HEADER: agent.token}
+    ) as client:
+        busy = asyncio.create_task(_invoke(client, "busy", {"seconds": 0.5}))
+        await _wait_for_idle(client, 1)
+        waiting = asyncio.create_task(_invoke(client, "waiting", {}))
+        while (await client.get("/ready")).json()["started"] < 2:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        agent.process.send_signal(signal.SIGTERM)
+        answers = await asyncio.gather(busy, waiting)
+
+    assert [a.status_code for a in answers] == [200, 200]
+    assert "Kubelambda-Function-Error" not in answers[1].headers
+    assert float(answers[1].headers["Kubelambda-Init-Duration-Ms"]) >= 1500
+    assert agent.process.wait(timeout=10) == 0
 
 
 async def _wait_for_idle(client: httpx.AsyncClient, idle: int) -> None:
