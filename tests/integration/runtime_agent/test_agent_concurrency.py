@@ -16,15 +16,16 @@ from pathlib import Path
 import httpx
 from agent_harness import FUNCTION_ARN, INVOKE_TOKEN_HEADER, Agent, StartAgent
 
-# Its import sleeps, or fails, while the file its variable names exists.
+# Its import sleeps while a file "slow" exists in $INIT_MARKERS, and fails while "broken" does.
 MARKED_INIT_FUNCTION = {
     "app.py": """
         import os
         import time
 
-        if os.path.exists(os.environ["SLOW_INIT_MARKER"]):
+        MARKERS = os.environ["INIT_MARKERS"]
+        if os.path.exists(os.path.join(MARKERS, "slow")):
             time.sleep(1.5)
-        if os.path.exists(os.environ["BROKEN_INIT_MARKER"]):
+        if os.path.exists(os.path.join(MARKERS, "broken")):
             raise RuntimeError("init broke")
 
 
@@ -52,9 +53,7 @@ async def test_four_runtimes_serve_four_invocations_at_once(
     agent = start_agent(echo_function, concurrency=4, timeout=10)
     sleep = {"action": "sleep", "seconds": 1.5}
 
-    async with httpx.AsyncClient(
-        base_url=agent.url, timeout=30, headers={INVOKE_TOKEN_HEADER: agent.token}
-    ) as client:
+    async with _client(agent) as client:
         began = time.monotonic()
         responses = await asyncio.gather(*(_invoke(client, f"r{i}", sleep) for i in range(4)))
         elapsed = time.monotonic() - began
@@ -70,9 +69,7 @@ async def test_fifth_concurrent_invocation_is_refused_as_busy(
     agent = start_agent(echo_function, concurrency=4, timeout=10)
     sleep = {"action": "sleep", "seconds": 1.5}
 
-    async with httpx.AsyncClient(
-        base_url=agent.url, timeout=30, headers={INVOKE_TOKEN_HEADER: agent.token}
-    ) as client:
+    async with _client(agent) as client:
         running = [asyncio.create_task(_invoke(client, f"r{i}", sleep)) for i in range(4)]
         # The agent is another process: poll its readiness until all four are taken.
         for _ in range(500):
@@ -119,9 +116,7 @@ async def test_an_instance_is_ready_with_one_runtime_and_starts_more_as_invocati
     assert len(_runtime_processes(agent)) == 1
     sleep = {"action": "sleep", "seconds": 0.5}
 
-    async with httpx.AsyncClient(
-        base_url=agent.url, timeout=30, headers={INVOKE_TOKEN_HEADER: agent.token}
-    ) as client:
+    async with _client(agent) as client:
         together = await asyncio.gather(*(_invoke(client, f"r{i}", sleep) for i in range(2)))
         alone = await _invoke(client, "r2", sleep)
 
@@ -149,20 +144,11 @@ def test_a_provisioned_instance_starts_every_runtime_before_it_is_ready(
 async def test_an_invocation_waits_for_the_runtime_it_starts_and_init_is_not_in_its_timeout(
     start_agent: StartAgent, tmp_path: Path
 ) -> None:
-    slow, broken = tmp_path / "slow", tmp_path / "broken"
-    agent = start_agent(
-        MARKED_INIT_FUNCTION,
-        concurrency=2,
-        timeout=1,
-        env={"SLOW_INIT_MARKER": str(slow), "BROKEN_INIT_MARKER": str(broken)},
-    )
-    slow.touch()
+    agent = _start_marked_agent(start_agent, tmp_path, timeout=1)
+    (tmp_path / "slow").touch()
 
-    async with httpx.AsyncClient(
-        base_url=agent.url, timeout=30, headers={INVOKE_TOKEN_HEADER: agent.token}
-    ) as client:
-        busy = asyncio.create_task(_invoke(client, "busy", {"seconds": 0.5}))
-        await _wait_for_idle(client, 1)
+    async with _client(agent) as client:
+        busy = await _occupy_first_runtime(client)
         started = await _invoke(client, "started", {})
         await busy
 
@@ -177,20 +163,11 @@ async def test_an_invocation_waits_for_the_runtime_it_starts_and_init_is_not_in_
 async def test_an_invocation_that_starts_a_runtime_gets_its_init_failure(
     start_agent: StartAgent, tmp_path: Path
 ) -> None:
-    slow, broken = tmp_path / "slow", tmp_path / "broken"
-    agent = start_agent(
-        MARKED_INIT_FUNCTION,
-        concurrency=2,
-        timeout=10,
-        env={"SLOW_INIT_MARKER": str(slow), "BROKEN_INIT_MARKER": str(broken)},
-    )
-    broken.touch()
+    agent = _start_marked_agent(start_agent, tmp_path, timeout=10)
+    (tmp_path / "broken").touch()
 
-    async with httpx.AsyncClient(
-        base_url=agent.url, timeout=30, headers={INVOKE_TOKEN_HEADER: agent.token}
-    ) as client:
-        busy = asyncio.create_task(_invoke(client, "busy", {"seconds": 0.5}))
-        await _wait_for_idle(client, 1)
+    async with _client(agent) as client:
+        busy = await _occupy_first_runtime(client)
         failed = await _invoke(client, "failed", {})
         served = await busy
 
@@ -203,20 +180,11 @@ async def test_an_invocation_that_starts_a_runtime_gets_its_init_failure(
 async def test_sigterm_lets_an_invocation_waiting_for_its_runtime_run_first(
     start_agent: StartAgent, tmp_path: Path
 ) -> None:
-    slow, broken = tmp_path / "slow", tmp_path / "broken"
-    agent = start_agent(
-        MARKED_INIT_FUNCTION,
-        concurrency=2,
-        timeout=10,
-        env={"SLOW_INIT_MARKER": str(slow), "BROKEN_INIT_MARKER": str(broken)},
-    )
-    slow.touch()
+    agent = _start_marked_agent(start_agent, tmp_path, timeout=10)
+    (tmp_path / "slow").touch()
 
-    async with httpx.AsyncClient(
-        base_url=agent.url, timeout=30, headers={INVOKE_TOKEN_HEADER: agent.token}
-    ) as client:
-        busy = asyncio.create_task(_invoke(client, "busy", {"seconds": 0.5}))
-        await _wait_for_idle(client, 1)
+    async with _client(agent) as client:
+        busy = await _occupy_first_runtime(client)
         waiting = asyncio.create_task(_invoke(client, "waiting", {}))
         while (await client.get("/ready")).json()["started"] < 2:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
@@ -227,6 +195,29 @@ async def test_sigterm_lets_an_invocation_waiting_for_its_runtime_run_first(
     assert "Kubelambda-Function-Error" not in answers[1].headers
     assert float(answers[1].headers["Kubelambda-Init-Duration-Ms"]) >= 1500
     assert agent.process.wait(timeout=10) == 0
+
+
+def _client(agent: Agent) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        base_url=agent.url, timeout=30, headers={INVOKE_TOKEN_HEADER: agent.token}
+    )
+
+
+def _start_marked_agent(start_agent: StartAgent, tmp_path: Path, *, timeout: float) -> Agent:
+    """Two slots of ``MARKED_INIT_FUNCTION``, its markers in ``tmp_path``, one runtime started."""
+    return start_agent(
+        MARKED_INIT_FUNCTION,
+        concurrency=2,
+        timeout=timeout,
+        env={"INIT_MARKERS": str(tmp_path)},
+    )
+
+
+async def _occupy_first_runtime(client: httpx.AsyncClient) -> asyncio.Task[httpx.Response]:
+    """Keep the started runtime busy for half a second: the next invocation starts another."""
+    busy = asyncio.create_task(_invoke(client, "busy", {"seconds": 0.5}))
+    await _wait_for_idle(client, 1)
+    return busy
 
 
 async def _wait_for_idle(client: httpx.AsyncClient, idle: int) -> None:
