@@ -9,8 +9,10 @@ gateway's agent client imports it, so both sides read the same names:
                    ``Kubelambda-Agent-Busy`` when nothing ran (another instance may take it);
                    403 when ``INVOKE_TOKEN`` is not the instance's token (nothing ran)
     GET  /ready    200 while the agent takes invocations, else 503 (the pod's readiness
-                   probe, so no token is needed); body ``{"concurrency": n, "idle": k}``
-                   with ``INVOKE_TOKEN``, ``{}`` without it
+                   probe, so no token is needed); body ``{"concurrency": n, "idle": k,
+                   "started": s}`` with ``INVOKE_TOKEN`` (idle: slots that take an
+                   invocation now, those whose runtime would start for it included;
+                   started: slots whose runtime has been started), ``{}`` without it
 
 And the other way, in Kubernetes mode, once, when the agent has become ready:
 
