@@ -6,8 +6,8 @@ ones live; this module only knows how to run one. Every agent starts as a ``Spar
 a ``LocalProcess`` when ``assign`` gives it a function, either at once (a cold start)
 or when a spare kept by the backend is taken (most of the start already paid).
 
-The agent writes ``{"port": P}`` on the ready pipe once it listens and its runtimes are
-initialised; an instance whose pipe closes first exited during init, and one that stays
+The agent writes ``{"port": P}`` on the ready pipe once it listens and the runtimes it
+started are initialised; an instance whose pipe closes first exited during init, and one that stays
 silent past the bound is killed.
 
 Stopping sends SIGTERM to the agent alone, because the agent drains in-flight
