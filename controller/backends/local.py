@@ -538,7 +538,7 @@ class LocalProcessBackend:
     async def _supervise(self, instance: local_process.LocalProcess, concurrency: int) -> None:
         target = instance.target
         try:
-            port = await instance.wait_ready(self._ready_timeout)
+            host, port = await instance.wait_ready(self._ready_timeout)
         except errors.InstanceStartError as exc:
             self._forget(instance)
             if not instance.stopping:
@@ -562,7 +562,7 @@ class LocalProcessBackend:
         instance.endpoint = Endpoint(
             target,
             instance.instance_id,
-            "127.0.0.1",
+            host,
             port,
             concurrency,
             token=instance.invoke_token,
@@ -572,11 +572,13 @@ class LocalProcessBackend:
         if self._metrics is not None:
             self._metrics.became_ready(target, seconds=start_seconds)
         logger.info(
-            "instance ready namespace=%s function=%s version=%s instance=%s port=%d start_ms=%.1f",
+            "instance ready namespace=%s function=%s version=%s instance=%s address=%r port=%d "
+            "start_ms=%.1f",
             target.namespace,
             target.function_name,
             target.version,
             instance.instance_id,
+            host,
             port,
             start_seconds * 1000,
         )

@@ -6,9 +6,9 @@ ones live; this module only knows how to run one. Every agent starts as a ``Spar
 a ``LocalProcess`` when ``assign`` gives it a function, either at once (a cold start)
 or when a spare kept by the backend is taken (most of the start already paid).
 
-The agent writes ``{"port": P}`` on the ready pipe once it listens and the runtimes it
-started are initialised; an instance whose pipe closes first exited during init, and one that stays
-silent past the bound is killed.
+The agent writes where it listens (``{"unix": A}``, an abstract Unix socket) on the ready
+pipe once it listens and the runtimes it started are initialised; an instance whose pipe
+closes first exited during init, and one that stays silent past the bound is killed.
 
 Stopping sends SIGTERM to the agent alone, because the agent drains in-flight
 invocations and then stops its runtimes itself; a runtime that got the signal directly
@@ -50,7 +50,7 @@ from controller import errors
 from controller.backends import local_env
 from controller.backends.local_users import InstanceUser
 from kubelambda.models import Target
-from kubelambda.ports.endpoints import Endpoint
+from kubelambda.ports.endpoints import UNIX_PORT, Endpoint
 
 __all__ = ["AGENT_COMMAND", "LocalProcess", "Spare", "assign", "prestart", "reap_home"]
 
@@ -102,8 +102,9 @@ class LocalProcess:
         """Invocations it runs at once: one runtime process each."""
         return self.revision[2]
 
-    async def wait_ready(self, within: float) -> int:
-        """The port the agent listens on, once it says it is ready.
+    async def wait_ready(self, within: float) -> tuple[str, int]:
+        """Where the agent listens, once it says it is ready: its abstract Unix socket
+        and ``UNIX_PORT`` (``local_env`` asks for one), or ``127.0.0.1`` and a port.
 
         Raises ``InstanceExited`` if the agent closes the pipe (exits) first and
         ``InstanceNotReady`` after ``within`` seconds, having killed the agent.
@@ -121,7 +122,10 @@ class LocalProcess:
             returncode = await self.process.wait()
             raise errors.InstanceExited(returncode, self.log_tail())
         try:
-            return int(json.loads(line)["port"])
+            address = json.loads(line)
+            if "unix" in address:
+                return str(address["unix"]), UNIX_PORT
+            return "127.0.0.1", int(address["port"])
         except (ValueError, KeyError, TypeError) as exc:
             await self.sweep()
             await self.process.wait()

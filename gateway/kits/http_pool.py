@@ -3,7 +3,8 @@
 The invoke path sends every invocation through one ``ConnectionPool`` (created by the
 invoke app, closed with it). It exists because the generic clients cost too much here
 (DESIGN.md §4): this one writes one buffer per request, parses with httptools, sets
-TCP_NODELAY, and keeps idle connections per endpoint.
+TCP_NODELAY, and keeps idle connections per endpoint: a host and a port, or a Unix socket
+address and ``UNIX_PORT`` (``kubelambda.ports.endpoints``).
 
 Reusing a connection is only safe when the server has not closed it: a POST written to
 a dead connection may or may not have run, so it must never be resent. Before reuse a
@@ -31,6 +32,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import httptools
+
+from kubelambda.ports.endpoints import UNIX_PORT
 
 __all__ = [
     "ConnectionPool",
@@ -88,8 +91,9 @@ class _Connection(asyncio.Protocol):
         transport = typing.cast(asyncio.Transport, transport)
         self._transport = transport
         sock = transport.get_extra_info("socket")
-        # Without it, a request written in two segments waits for the peer's delayed ACK.
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if sock.family != socket.AF_UNIX:
+            # Without it, a request written in two segments waits for the peer's delayed ACK.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._poller.register(sock.fileno(), _DEAD_WHEN_IDLE)
 
     def data_received(self, data: bytes) -> None:
@@ -213,7 +217,8 @@ class ConnectionPool:
             # The server hung up on a new connection before we wrote anything.
             conn.close()
             raise RequestNotSent(f"{host}:{port} closed the connection at once")
-        lines = [f"{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"]
+        authority = "localhost" if port == UNIX_PORT else f"{host}:{port}"
+        lines = [f"{method} {path} HTTP/1.1\r\nHost: {authority}\r\n"]
         lines.extend(f"{name}: {value}\r\n" for name, value in headers)
         lines.append(f"Content-Length: {len(body)}\r\n\r\n")
         waiter = conn.send("".join(lines).encode("latin-1") + body, loop)
@@ -270,7 +275,26 @@ class ConnectionPool:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self._connect_timeout):
-                _, conn = await loop.create_connection(_Connection, *key)
+                if key[1] == UNIX_PORT:
+                    _, conn = await loop.create_unix_connection(
+                        _Connection, sock=await _unix_socket(key[0], loop)
+                    )
+                else:
+                    _, conn = await loop.create_connection(_Connection, *key)
         except (OSError, TimeoutError) as exc:
-            raise RequestNotSent(f"cannot connect to {key[0]}:{key[1]}: {exc!r}") from exc
+            raise RequestNotSent(f"cannot connect to {key[0]!r}:{key[1]}: {exc!r}") from exc
         return conn
+
+
+async def _unix_socket(address: str, loop: asyncio.AbstractEventLoop) -> socket.socket:
+    """A socket connected to the Unix socket ``address``. (uvloop cannot connect to an
+    abstract name itself: its ``create_unix_connection`` takes the leading NUL for the
+    end of the path.)"""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    try:
+        await loop.sock_connect(sock, address)
+    except BaseException:
+        sock.close()
+        raise
+    return sock

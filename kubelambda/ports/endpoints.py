@@ -13,16 +13,21 @@ from typing import Protocol
 
 from kubelambda.models import Target
 
-__all__ = ["Endpoint", "EndpointSource", "InstanceAnnouncements"]
+__all__ = ["UNIX_PORT", "Endpoint", "EndpointSource", "InstanceAnnouncements"]
+
+# The port of an endpoint whose host is a Unix socket address (no TCP port is 0).
+UNIX_PORT = 0
 
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
     """One ready instance of a target, able to run ``concurrency`` invocations at once.
 
-    ``token`` is the instance's invoke token, which the gateway presents on every
-    invocation (``kubelambda_agent.invoke_token`` says who makes it and how it travels);
-    kept out of ``repr`` so that logging an endpoint never logs it."""
+    ``host`` and ``port`` are where its agent listens: an address and a TCP port, or a
+    Unix socket address (embedded instances: an abstract one, named by the kernel) and
+    ``UNIX_PORT``. ``token`` is the instance's invoke token, which the gateway presents
+    on every invocation (``kubelambda_agent.invoke_token`` says who makes it and how it
+    travels); kept out of ``repr`` so that logging an endpoint never logs it."""
 
     target: Target
     instance_id: str

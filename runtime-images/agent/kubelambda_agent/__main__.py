@@ -16,7 +16,13 @@ import socket
 import sys
 
 from kubelambda_agent import invoke_token, process
-from kubelambda_agent.config import CODE_URL_VARIABLE, LISTEN_BACKLOG, ConfigError, parse_config
+from kubelambda_agent.config import (
+    CODE_URL_VARIABLE,
+    LISTEN_BACKLOG,
+    UNIX_LISTEN,
+    ConfigError,
+    parse_config,
+)
 
 # Annotations only: typing would cost every cold start a few milliseconds.
 TYPE_CHECKING = False
@@ -25,6 +31,11 @@ if TYPE_CHECKING:
 
 
 def _listen(host: str, port: int) -> socket.socket:
+    if host == UNIX_LISTEN:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind("")  # an empty name: the kernel picks a unique abstract one
+        sock.listen(LISTEN_BACKLOG)
+        return sock
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     return socket.create_server((host, port), family=family, backlog=LISTEN_BACKLOG)
 

@@ -3,8 +3,9 @@
 ``__main__`` calls ``run`` with the listeners it bound and the runtimes it already
 started. Readiness is announced once, on ``KUBELAMBDA_AGENT_READY_FD``, when the invoke
 endpoint listens and every runtime started so far finished its first init (well or
-badly): the launcher learns the port and that an invocation will not wait for a cold
-start (an instance of concurrency above one starts its other runtimes later: ``slot``).
+badly): the launcher learns where the endpoint listens (``{"port": P}``, or ``{"unix": A}``
+on a Unix socket) and that an invocation will not wait for a cold start (an instance of
+concurrency above one starts its other runtimes later: ``slot``).
 """
 
 from __future__ import annotations
@@ -96,7 +97,7 @@ async def _serve(
     )
     for slot in slots:
         await slot.start()
-    port = invoke_listener.getsockname()[1]
+    address = _listen_address(invoke_listener)
 
     settled = asyncio.gather(
         *(slot.settled for slot in slots if slot.state is not SlotState.UNSTARTED)
@@ -106,13 +107,13 @@ async def _serve(
     if settled.done():
         endpoint.ready = True
         log.info(
-            "agent ready port=%d runtime=%s concurrency=%d",
-            port,
+            "agent ready address=%r runtime=%s concurrency=%d",
+            address,
             config.runtime,
             config.concurrency,
         )
         if config.ready_fd is not None:
-            _announce_ready(config.ready_fd, port)
+            _announce_ready(config.ready_fd, address)
         if config.announcement is not None:
             # Imported only here: embedded instances never announce.
             from kubelambda_agent import announce
@@ -135,9 +136,18 @@ async def _serve(
     return 0
 
 
-def _announce_ready(fd: int, port: int) -> None:
+def _listen_address(listener: socket.socket) -> dict[str, int | str]:
+    """What the ready line says about the invoke endpoint: ``{"port": P}`` for TCP,
+    ``{"unix": A}`` for a Unix socket (an abstract name starts with a NUL character)."""
+    name = listener.getsockname()
+    if isinstance(name, tuple):
+        return {"port": name[1]}
+    return {"unix": name.decode("latin-1") if isinstance(name, bytes) else name}
+
+
+def _announce_ready(fd: int, address: dict[str, int | str]) -> None:
     try:
-        os.write(fd, json.dumps({"port": port}).encode() + b"\n")
+        os.write(fd, json.dumps(address).encode() + b"\n")
     except OSError as exc:
         log.warning("could not announce readiness fd=%d error=%s", fd, exc)
     finally:

@@ -18,6 +18,7 @@ __all__ = [
     "PRESTARTED_VARIABLE",
     "PROVIDED_RUNTIMES",
     "PYTHON_RUNTIMES",
+    "UNIX_LISTEN",
     "AgentConfig",
     "Announcement",
     "ConfigError",
@@ -38,6 +39,10 @@ MIN_INVOKE_TOKEN_CHARS = 32
 DEFAULT_LOG_MAX_BYTES = 10 * 1024 * 1024
 # The invoke endpoint's accept queue: a burst of new gateway connections must not be dropped.
 LISTEN_BACKLOG = 1024
+# ``KUBELAMBDA_AGENT_LISTEN`` for an abstract Unix socket whose name the kernel picks (the
+# ready line gives it): an exchange with a gateway on the same host costs less than over
+# loopback TCP, and, as a port, the name is the agent's alone while it lives.
+UNIX_LISTEN = "unix"
 
 # Set in pods only: the package to fetch first (``fetch_code``, imported only then: its
 # HTTP and TLS modules would cost every spare agent's start ~30 ms in embedded mode).
@@ -239,9 +244,13 @@ def _parse_invoke_token(token: str) -> str:
 
 
 def _parse_listen(value: str) -> tuple[str, int]:
+    if value == UNIX_LISTEN:
+        return UNIX_LISTEN, 0
     host, sep, port_text = value.rpartition(":")
     if not sep or not port_text.isdigit() or int(port_text) > 65535:
-        raise ConfigError(f"KUBELAMBDA_AGENT_LISTEN={value!r} must be host:port (port 0-65535)")
+        raise ConfigError(
+            f"KUBELAMBDA_AGENT_LISTEN={value!r} must be host:port (port 0-65535) or {UNIX_LISTEN}"
+        )
     # "[::]:8080" names an IPv6 address; the socket API wants it without brackets.
     host = host.removeprefix("[").removesuffix("]")
     return host or "0.0.0.0", int(port_text)

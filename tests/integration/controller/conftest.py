@@ -25,6 +25,7 @@ from kubelambda.models import CodePackage, FunctionVersion
 from kubelambda.ports.endpoints import Endpoint
 from kubelambda.store import LocalCodeStore
 from tests import checkout, factories
+from tests.instance_http import instance_client
 
 Until = Callable[[Callable[[], bool]], Awaitable[None]]
 Invoke = Callable[[Endpoint, dict[str, object]], Coroutine[Any, Any, httpx.Response]]
@@ -161,12 +162,11 @@ def until() -> Until:
 
 
 @pytest.fixture
-async def invoke() -> AsyncIterator[Invoke]:
-    async with httpx.AsyncClient(timeout=30.0) as client:
-
-        async def call(endpoint: Endpoint, event: dict[str, object]) -> httpx.Response:
+def invoke() -> Invoke:
+    async def call(endpoint: Endpoint, event: dict[str, object]) -> httpx.Response:
+        async with instance_client(endpoint, timeout=30.0) as client:
             return await client.post(
-                f"http://{endpoint.host}:{endpoint.port}/invoke",
+                "/invoke",
                 json=event,
                 headers={
                     "Kubelambda-Invoke-Token": endpoint.token,
@@ -176,4 +176,4 @@ async def invoke() -> AsyncIterator[Invoke]:
                 },
             )
 
-        yield call
+    return call

@@ -59,14 +59,22 @@ class InvokeResult:
 
 @dataclass
 class Agent:
+    """A running agent; ``unix_address`` is set (and ``port`` 0) when it listens on a Unix
+    socket (``KUBELAMBDA_AGENT_LISTEN=unix``)."""
+
     process: subprocess.Popen[bytes]
     port: int
     stdout_path: Path
     token: str
+    unix_address: str | None = None
     client: httpx.Client = field(init=False)
 
     def __post_init__(self) -> None:
-        self.client = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=30)
+        if self.unix_address is not None:
+            transport = httpx.HTTPTransport(uds=self.unix_address)
+            self.client = httpx.Client(base_url="http://agent", transport=transport, timeout=30)
+        else:
+            self.client = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=30)
 
     @property
     def url(self) -> str:
@@ -129,7 +137,7 @@ class Agent:
 StartAgent = Callable[..., Agent]
 
 
-def _read_ready_line(fd: int, process: subprocess.Popen[bytes]) -> dict[str, int]:
+def _read_ready_line(fd: int, process: subprocess.Popen[bytes]) -> dict[str, int | str]:
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS
     data = b""
     while not data.endswith(b"\n"):
@@ -142,7 +150,7 @@ def _read_ready_line(fd: int, process: subprocess.Popen[bytes]) -> dict[str, int
             if not chunk:
                 raise AssertionError(f"ready fd closed without a line; got {data!r}")
             data += chunk
-    parsed: dict[str, int] = json.loads(data)
+    parsed: dict[str, int | str] = json.loads(data)
     return parsed
 
 
@@ -207,7 +215,13 @@ def start_agent(tmp_path: Path) -> Iterator[StartAgent]:
             raise
         finally:
             os.close(read_fd)
-        agent = Agent(process=process, port=announced["port"], stdout_path=stdout_path, token=token)
+        agent = Agent(
+            process=process,
+            port=int(announced.get("port", 0)),
+            stdout_path=stdout_path,
+            token=token,
+            unix_address=str(announced["unix"]) if "unix" in announced else None,
+        )
         started.append(agent)
         return agent
 

@@ -130,6 +130,21 @@ def test_sigterm_finishes_in_flight_work_refuses_new_and_exits_zero(
     assert agent.process.wait(timeout=10) == 0
 
 
+def test_an_agent_told_unix_serves_on_an_abstract_unix_socket(
+    start_agent: StartAgent, echo_function: dict[str, str]
+) -> None:
+    agent = start_agent(echo_function, env={"KUBELAMBDA_AGENT_LISTEN": "unix"})
+
+    assert agent.port == 0
+    assert agent.unix_address is not None and agent.unix_address.startswith("\0")
+    answered = agent.invoke({"action": "print", "text": "over unix"}, tail=True)
+    assert answered.status == 200
+    assert "over unix" in answered.log_tail
+    # The name is no secret (any local process may connect, as to a port): the token is.
+    refused = agent.invoke({}, headers={INVOKE_TOKEN_HEADER: "x" * 43})
+    assert refused.status == 403
+
+
 def test_sigterm_stops_the_runtimes(start_agent: StartAgent, echo_function: dict[str, str]) -> None:
     agent = start_agent(echo_function, concurrency=2)
     pid = agent.invoke({"action": "pid"}).json

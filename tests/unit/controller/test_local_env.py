@@ -85,7 +85,7 @@ def test_log_path_is_per_namespace_function_version_and_instance(
         ("AWS_LAMBDA_LOG_STREAM_NAME", f"2026/03/07/[7]{INSTANCE}"),
         ("AWS_LAMBDA_INITIALIZATION_TYPE", "provisioned-concurrency"),
         ("AWS_REGION", "eu-west-1"),
-        ("KUBELAMBDA_AGENT_LISTEN", "127.0.0.1:0"),
+        ("KUBELAMBDA_AGENT_LISTEN", "unix"),
         ("KUBELAMBDA_AGENT_CONCURRENCY", "4"),
         ("KUBELAMBDA_AGENT_RUNTIME", "python3.11"),
         ("KUBELAMBDA_AGENT_TIMEOUT_SECONDS", "12"),

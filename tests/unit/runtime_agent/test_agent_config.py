@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from kubelambda_agent.config import ConfigError, parse_config
+from kubelambda_agent.config import UNIX_LISTEN, ConfigError, parse_config
 
 
 @pytest.fixture
@@ -61,6 +61,12 @@ def test_ipv6_listen_address_loses_its_brackets(base: dict[str, str]) -> None:
     assert (config.listen_host, config.listen_port) == ("::", 9000)
 
 
+def test_unix_listens_on_a_unix_socket_the_kernel_names(base: dict[str, str]) -> None:
+    config = parse_config({**base, "KUBELAMBDA_AGENT_LISTEN": "unix"})
+
+    assert (config.listen_host, config.listen_port) == (UNIX_LISTEN, 0)
+
+
 @pytest.mark.parametrize(
     ("variable", "value"),
     [
@@ -69,6 +75,7 @@ def test_ipv6_listen_address_loses_its_brackets(base: dict[str, str]) -> None:
         ("KUBELAMBDA_AGENT_LISTEN", "8080"),
         ("KUBELAMBDA_AGENT_LISTEN", "host:http"),
         ("KUBELAMBDA_AGENT_LISTEN", "host:70000"),
+        ("KUBELAMBDA_AGENT_LISTEN", "unix:/run/agent.sock"),
         ("KUBELAMBDA_AGENT_CONCURRENCY", "0"),
         ("KUBELAMBDA_AGENT_CONCURRENCY", "four"),
         ("KUBELAMBDA_AGENT_CONCURRENCY", "100000"),

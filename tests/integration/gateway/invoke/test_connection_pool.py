@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -13,6 +14,7 @@ import uvloop
 from invoke_servers import canned_server, serve_uvicorn
 
 from gateway.kits.http_pool import ConnectionPool, ReadTimeout, RequestNotSent, ResponseFailed
+from kubelambda.ports.endpoints import UNIX_PORT
 
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
@@ -180,3 +182,66 @@ async def test_forget_closes_idle_connections_to_an_endpoint() -> None:
         await pool.aclose()
     assert idle == 0
     assert first.headers["x-client-port"] != second.headers["x-client-port"]
+
+
+@pytest.mark.parametrize(
+    "loop_factory", [asyncio.new_event_loop, uvloop.new_event_loop], ids=["asyncio", "uvloop"]
+)
+def test_an_endpoint_on_a_unix_socket_keeps_its_connection_alive(
+    loop_factory: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    # uvloop, which the gateway runs on, cannot connect to an abstract name by itself.
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        answers, connections, idle = runner.run(_two_requests_over_a_unix_socket())
+
+    assert [(a.status, a.body) for a in answers] == [(200, b'{"n": 0}'), (200, b'{"n": 1}')]
+    assert answers[0].headers["x-host"] == "localhost"
+    assert (connections, idle) == (1, 1)
+
+
+async def _two_requests_over_a_unix_socket() -> tuple[list[Any], int, int]:
+    connections = 0
+    hung_up = asyncio.Event()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        with contextlib.suppress(asyncio.IncompleteReadError):
+            while head := await reader.readuntil(b"\r\n\r\n"):
+                length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+                body = await reader.readexactly(length)
+                host = head.lower().split(b"host: ")[1].split(b"\r\n")[0]
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nX-Host: %s\r\n\r\n%s"
+                    % (len(body), host, body)
+                )
+                await writer.drain()
+        writer.close()
+        hung_up.set()
+
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind("")  # an abstract name the kernel picks, as an embedded agent's
+    address = listener.getsockname().decode("latin-1")
+    server = await asyncio.start_unix_server(serve, sock=listener)
+    pool = ConnectionPool()
+    try:
+        answers = [
+            await pool.request(
+                address,
+                UNIX_PORT,
+                method="POST",
+                path="/invoke",
+                headers=[],
+                body=b'{"n": %d}' % n,
+                read_timeout=5.0,
+            )
+            for n in range(2)
+        ]
+        idle = pool.idle_count(address, UNIX_PORT)
+        pool.forget(address, UNIX_PORT)
+        await asyncio.wait_for(hung_up.wait(), 5)  # forgetting closed the connection
+    finally:
+        await pool.aclose()
+        server.close()
+        await server.wait_closed()
+    return answers, connections, idle

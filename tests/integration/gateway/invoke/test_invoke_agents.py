@@ -13,6 +13,7 @@ from invoke_harness import REPORTER, Platform
 from kubelambda_agent import protocol
 
 from tests import factories
+from tests.instance_http import instance_client
 
 ARN = "arn:aws:lambda:us-east-1:000000000000:function"
 
@@ -147,10 +148,10 @@ async def test_busy_instance_is_retried_until_it_is_free(
     assert (await _invoke(platform, "sleep", {"seconds": 0})).status_code == 200
     (instance,) = platform.backend.endpoints(factories.target("sleep"))
     # ...then occupy its runtime behind the gateway's back, as another gateway would.
-    async with httpx.AsyncClient(timeout=10.0) as direct:
+    async with instance_client(instance, timeout=10.0) as direct:
         occupied = asyncio.create_task(
             direct.post(
-                f"http://{instance.host}:{instance.port}{protocol.INVOKE_PATH}",
+                protocol.INVOKE_PATH,
                 content=b'{"seconds": 0.5}',
                 headers={
                     protocol.INVOKE_TOKEN: instance.token,
@@ -160,9 +161,8 @@ async def test_busy_instance_is_retried_until_it_is_free(
             )
         )
         # The agent's readiness report says when its only runtime is taken.
-        ready = f"http://{instance.host}:{instance.port}{protocol.READY_PATH}"
         token = {protocol.INVOKE_TOKEN: instance.token}
-        while (await direct.get(ready, headers=token)).json()["idle"] > 0:  # noqa: ASYNC110
+        while (await direct.get(protocol.READY_PATH, headers=token)).json()["idle"] > 0:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
         response = await _invoke(platform, "sleep", {"seconds": 0})
         assert (await occupied).status_code == 200

@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-import httpx
 from botocore.config import Config
 from invoke_harness import Platform
 
 from tests import factories
+from tests.instance_http import instance_client
 
 HOSTILE_ID = "hostile-request-0001"
 
@@ -41,9 +41,9 @@ async def test_raw_post_to_the_instance_port_is_refused(platform: Platform, tmp_
     assert b'"via": "gateway"' in through_gateway["Payload"]
     [endpoint] = platform.backend.endpoints(factories.target("echo", "$LATEST"))
 
-    async with httpx.AsyncClient(timeout=10.0) as client:
+    async with instance_client(endpoint, timeout=10.0) as client:
         raw = await client.post(
-            f"http://{endpoint.host}:{endpoint.port}/invoke",
+            "/invoke",
             content=b"{}",
             headers={
                 "Kubelambda-Request-Id": HOSTILE_ID,
