@@ -138,11 +138,12 @@ async def _serve(
 
 def _listen_address(listener: socket.socket) -> dict[str, int | str]:
     """What the ready line says about the invoke endpoint: ``{"port": P}`` for TCP,
-    ``{"unix": A}`` for a Unix socket (an abstract name starts with a NUL character)."""
+    ``{"unix": A}`` for its abstract Unix socket (the name starts with a NUL character)."""
     name = listener.getsockname()
     if isinstance(name, tuple):
         return {"port": name[1]}
-    return {"unix": name.decode("latin-1") if isinstance(name, bytes) else name}
+    # Python gives an abstract name as bytes.
+    return {"unix": name.decode("latin-1")}
 
 
 def _announce_ready(fd: int, address: dict[str, int | str]) -> None:
