@@ -103,8 +103,8 @@ class LocalProcess:
         return self.revision[2]
 
     async def wait_ready(self, within: float) -> tuple[str, int]:
-        """Where the agent listens, once it says it is ready: its abstract Unix socket
-        and ``UNIX_PORT`` (``local_env`` asks for one), or ``127.0.0.1`` and a port.
+        """Where the agent listens, once it says it is ready: the abstract Unix socket
+        ``local_env`` asks for, and ``UNIX_PORT``.
 
         Raises ``InstanceExited`` if the agent closes the pipe (exits) first and
         ``InstanceNotReady`` after ``within`` seconds, having killed the agent.
@@ -122,10 +122,7 @@ class LocalProcess:
             returncode = await self.process.wait()
             raise errors.InstanceExited(returncode, self.log_tail())
         try:
-            address = json.loads(line)
-            if "unix" in address:
-                return str(address["unix"]), UNIX_PORT
-            return "127.0.0.1", int(address["port"])
+            return str(json.loads(line)["unix"]), UNIX_PORT
         except (ValueError, KeyError, TypeError) as exc:
             await self.sweep()
             await self.process.wait()

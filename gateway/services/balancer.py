@@ -88,7 +88,8 @@ class Balancer:
         return self._by_instance.get(instance_id, 0)
 
     def take(self, endpoints: Iterable[Endpoint], exclude: Collection[str] = ()) -> Endpoint | None:
-        """Reserve a slot on the least loaded endpoint, or return ``None`` when full."""
+        """Reserve a slot on the endpoint the rule chooses, or return ``None`` when all
+        are full."""
         endpoint = self._choose(endpoints, self._by_instance, exclude)
         if endpoint is not None:
             self._by_instance[endpoint.instance_id] = (
