@@ -124,6 +124,39 @@ async def test_deadline_throttles_and_leaves_the_queue(
     assert signals.reports[-1] == report(0, 0)
 
 
+async def test_each_waiter_times_out_at_its_own_deadline_whatever_its_place(
+    activator: Activator, endpoints: StaticEndpoints
+) -> None:
+    # A retry after a busy instance rejoins behind newer requests with its first,
+    # earlier deadline; it must not wait for theirs.
+    patient = asyncio.create_task(activator.acquire(T, deadline=_later(30)))
+    await _until_waiting(activator, 1)
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(errors.TooManyRequests):
+        await activator.acquire(T, deadline=_later(0.05))
+    assert asyncio.get_running_loop().time() - started < 5
+    assert activator.waiting(T) == 1
+    endpoints.set_endpoints(T, [endpoint("a")])
+    assert (await patient).instance_id == "a"
+
+
+async def test_a_later_waiter_outlives_the_deadline_of_one_served_before_it(
+    activator: Activator, endpoints: StaticEndpoints
+) -> None:
+    first = asyncio.create_task(activator.acquire(T, deadline=_later(0.05)))
+    await _until_waiting(activator, 1)
+    second = asyncio.create_task(activator.acquire(T, deadline=_later(0.3)))
+    await _until_waiting(activator, 2)
+    endpoints.set_endpoints(T, [endpoint("a")])
+    assert (await first).instance_id == "a"
+    # The first waiter's deadline passes with the second still queued behind it.
+    await asyncio.sleep(0.15)
+    assert not second.done()
+    assert activator.waiting(T) == 1
+    with pytest.raises(errors.TooManyRequests):
+        await second
+
+
 async def test_cancelled_waiter_leaves_the_queue_without_leaking_a_slot(
     activator: Activator, endpoints: StaticEndpoints
 ) -> None:
