@@ -47,9 +47,12 @@ def function_environment(
     initialization_type: InitializationType,
     concurrency: int,
     region: str,
+    runtime_idle_seconds: float,
 ) -> dict[str, str]:
     """The function's variables, Lambda's reserved ones, and the agent's settings that do
-    not depend on where the instance runs."""
+    not depend on where the instance runs. ``runtime_idle_seconds`` is the function's idle
+    timeout: an instance of concurrency above one stops the runtimes beyond its first that
+    stay idle that long."""
     env = dict(version.environment)
     env.update(
         {
@@ -70,4 +73,6 @@ def function_environment(
             "KUBELAMBDA_AGENT_TIMEOUT_SECONDS": str(version.timeout),
         }
     )
+    if concurrency > 1:
+        env["KUBELAMBDA_AGENT_RUNTIME_IDLE_SECONDS"] = str(runtime_idle_seconds)
     return env

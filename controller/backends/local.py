@@ -66,7 +66,13 @@ from controller.backends import (
 )
 from controller.metrics import ControllerMetrics
 from kubelambda import instance_environment, runtimes, zips
-from kubelambda.models import CodePackage, FunctionKey, FunctionVersion, Target
+from kubelambda.models import (
+    DEFAULT_IDLE_TIMEOUT_SECONDS,
+    CodePackage,
+    FunctionKey,
+    FunctionVersion,
+    Target,
+)
 from kubelambda.ports.catalog import Catalog, CatalogSource
 from kubelambda.ports.code import CodeStore, PackageMissing
 from kubelambda.ports.endpoints import Endpoint
@@ -151,6 +157,9 @@ class LocalProcessBackend:
         self._listeners: list[Callable[[Target], None]] = []
         # The package each version runs now, once ``follow`` is given the catalog.
         self._running: dict[Target, str] = {}
+        # Each function's idle timeout, from the catalog too: its instances stop the
+        # runtimes beyond their first that stay idle that long.
+        self._idle_timeouts: dict[FunctionKey, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._spares = local_spares.SparePool(spare_agents, self._prestart)
         # The python runtime of the instance last started (see ``_spare_runtime``).
@@ -254,6 +263,9 @@ class LocalProcessBackend:
                 if running.get(target) != self._running.get(target)
             }
             self._running = running
+            self._idle_timeouts = {
+                key: settings.idle_timeout_seconds for key, settings in snapshot.settings.items()
+            }
             for target in changed & set(self._instances):
                 self._changed(target)
 
@@ -386,6 +398,9 @@ class LocalProcessBackend:
                 task_root=task_root,
                 instance_id=instance_id,
                 concurrency=concurrency,
+                runtime_idle_seconds=self._idle_timeouts.get(
+                    version.key, DEFAULT_IDLE_TIMEOUT_SECONDS
+                ),
                 initialization_type=init_type,
                 region=self._region,
                 started=datetime.now(UTC),

@@ -60,6 +60,7 @@ def instance_environment(
     task_root: Path,
     instance_id: str,
     concurrency: int,
+    runtime_idle_seconds: float,
     initialization_type: InitializationType,
     region: str,
     started: datetime,
@@ -89,6 +90,7 @@ def instance_environment(
             initialization_type=initialization_type,
             concurrency=concurrency,
             region=region,
+            runtime_idle_seconds=runtime_idle_seconds,
         )
     )
     env.update(

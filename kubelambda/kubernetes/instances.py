@@ -35,7 +35,6 @@ from kubelambda.kubernetes.pods import PodWatch
 from kubelambda.kubernetes.workloads import Owner, PodSettings
 from kubelambda.models import (
     CodePackage,
-    FunctionIdentity,
     FunctionKey,
     FunctionSettings,
     FunctionVersion,
@@ -126,7 +125,7 @@ class KubernetesBackend:
             owner=owner,
             replicas=replicas,
             concurrency=concurrency,
-            identity=settings.identity,
+            settings=settings,
             # All of a version's pods share one template: they are provisioned while the
             # version has provisioned concurrency (the floor the autoscaler keeps).
             initialization_type=(
@@ -225,7 +224,7 @@ class KubernetesBackend:
         owner: Owner,
         replicas: int,
         concurrency: int,
-        identity: FunctionIdentity,
+        settings: FunctionSettings,
         initialization_type: InitializationType,
     ) -> None:
         await self._apply(
@@ -247,8 +246,9 @@ class KubernetesBackend:
             owner=owner,
             replicas=replicas,
             concurrency=concurrency,
-            identity=identity,
+            identity=settings.identity,
             settings=self._settings,
+            idle_timeout=settings.idle_timeout_seconds,
             initialization_type=initialization_type,
         )
         name = desired["metadata"]["name"]

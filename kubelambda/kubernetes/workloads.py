@@ -275,10 +275,13 @@ def deployment(
     concurrency: int,
     identity: FunctionIdentity,
     settings: PodSettings,
+    idle_timeout: float,
     initialization_type: InitializationType = InitializationType.ON_DEMAND,
 ) -> dict[str, Any]:
     """The version's pods. ``replicas`` is the autoscaler's; everything else changes only
-    with the version (a ``$LATEST`` update rolls the pods to the new package)."""
+    with the version (a ``$LATEST`` update rolls the pods to the new package) or with the
+    function's settings (``idle_timeout``: how long a pod of concurrency above one keeps
+    a runtime beyond its first that has nothing to do)."""
     name = instance_name(function_object, version.version)
     selector = _labels(function_object, version.version)
     package = version.running_package
@@ -298,6 +301,7 @@ def deployment(
             concurrency=concurrency,
             identity=identity,
             settings=settings,
+            idle_timeout=idle_timeout,
             initialization_type=initialization_type,
         ),
     }
@@ -332,6 +336,7 @@ def _pod_spec(
     concurrency: int,
     identity: FunctionIdentity,
     settings: PodSettings,
+    idle_timeout: float,
     initialization_type: InitializationType,
 ) -> dict[str, Any]:
     package = version.running_package
@@ -362,6 +367,7 @@ def _pod_spec(
                 secret_name=secret_name,
                 concurrency=concurrency,
                 settings=settings,
+                idle_timeout=idle_timeout,
                 initialization_type=initialization_type,
             ),
         ],
@@ -410,6 +416,7 @@ def _agent_environment(
     secret_name: str,
     concurrency: int,
     settings: PodSettings,
+    idle_timeout: float,
     initialization_type: InitializationType,
 ) -> list[dict[str, Any]]:
     values = instance_environment.function_environment(
@@ -420,6 +427,7 @@ def _agent_environment(
         initialization_type=initialization_type,
         concurrency=concurrency,
         region=settings.region,
+        runtime_idle_seconds=idle_timeout,
     )
     values["KUBELAMBDA_AGENT_LISTEN"] = f"0.0.0.0:{AGENT_PORT}"
     values["KUBELAMBDA_AGENT_PYTHON"] = "/usr/bin/python3"

@@ -6,6 +6,14 @@ endpoint listens and every runtime started so far finished its first init (well 
 badly): the launcher learns where the endpoint listens (``{"port": P}``, or ``{"unix": A}``
 on a Unix socket) and that an invocation will not wait for a cold start (an instance of
 concurrency above one starts its other runtimes later: ``slot``).
+
+After a burst, the runtimes it started stay until the function's idle timeout
+(``runtime_idle_seconds``) has passed without an invocation for them; then they are
+stopped, the first one excepted (the instance's own idle timeout is the autoscaler's
+business), so an instance of concurrency 16 that served a burst does not hold sixteen
+processes' memory for the trickle after it. Invocations take the first idle runtime in
+slot order, which leaves the surplus idle. Provisioned instances keep every runtime:
+they were initialised ahead for their whole concurrency.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import Mapping, Sequence
 
 import uvloop
@@ -31,6 +40,10 @@ from kubelambda_agent.slot import Slot, SlotState
 __all__ = ["run"]
 
 log = logging.getLogger("kubelambda_agent")
+
+# The longest pause between two looks for runtimes idle past their timeout: a runtime is
+# stopped at most this long after its idle timeout.
+_RETIRE_CHECK_SECONDS = 10.0
 
 
 def run(
@@ -103,6 +116,11 @@ async def _serve(
         *(slot.settled for slot in slots if slot.state is not SlotState.UNSTARTED)
     )
     stop_wait = asyncio.ensure_future(stopping.wait())
+    retiring = (
+        None
+        if config.initialized_ahead or len(slots) == 1
+        else asyncio.ensure_future(_retire_idle_runtimes(slots[1:], config.runtime_idle_seconds))
+    )
     await asyncio.wait((settled, stop_wait), return_when=asyncio.FIRST_COMPLETED)
     if settled.done():
         endpoint.ready = True
@@ -122,6 +140,8 @@ async def _serve(
     await stop_wait
 
     log.info("draining")
+    if retiring is not None:
+        retiring.cancel()
     await endpoint.drain()
     for slot in slots:
         slot.stop()
@@ -134,6 +154,16 @@ async def _serve(
     settled.cancel()
     log.info("stopped")
     return 0
+
+
+async def _retire_idle_runtimes(slots: Sequence[Slot], idle_seconds: float) -> None:
+    """Stop the runtimes of ``slots`` idle for ``idle_seconds`` or more, for good."""
+    while True:
+        await asyncio.sleep(min(idle_seconds, _RETIRE_CHECK_SECONDS))
+        now = time.monotonic()
+        for slot in slots:
+            if slot.state is SlotState.IDLE and now - slot.idle_since >= idle_seconds:
+                slot.retire()
 
 
 def _listen_address(listener: socket.socket) -> dict[str, int | str]:

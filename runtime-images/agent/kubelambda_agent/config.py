@@ -37,6 +37,10 @@ MAX_CONCURRENCY = 256
 MIN_INVOKE_TOKEN_CHARS = 32
 # Where an instance log file is rotated (``log_file``), unless set otherwise.
 DEFAULT_LOG_MAX_BYTES = 10 * 1024 * 1024
+# How long a runtime beyond an instance's first may stay idle before it is stopped, unless
+# set otherwise: the platform's default idle timeout, after which Lambda would reclaim an
+# idle execution environment (the backends pass the function's own).
+DEFAULT_RUNTIME_IDLE_SECONDS = 300.0
 # The invoke endpoint's accept queue: a burst of new gateway connections must not be dropped.
 LISTEN_BACKLOG = 1024
 # ``KUBELAMBDA_AGENT_LISTEN`` for an abstract Unix socket whose name the kernel picks (the
@@ -98,6 +102,7 @@ class AgentConfig:
         "ready_fd",
         "runtime",
         "runtime_dir",
+        "runtime_idle_seconds",
         "task_root",
         "timeout_seconds",
     )
@@ -121,6 +126,7 @@ class AgentConfig:
         initialized_ahead: bool = False,
         announcement: Announcement | None = None,
         runtime_dir: str = _PACKAGE_DIR,
+        runtime_idle_seconds: float = DEFAULT_RUNTIME_IDLE_SECONDS,
     ) -> None:
         self.listen_host = listen_host
         self.listen_port = listen_port
@@ -141,6 +147,8 @@ class AgentConfig:
         self.announcement = announcement
         # ``LAMBDA_RUNTIME_DIR``: where the runtime's own files (our bootstrap) live.
         self.runtime_dir = runtime_dir
+        # A runtime other than the first one idle this long is stopped (``agent``).
+        self.runtime_idle_seconds = runtime_idle_seconds
 
     @property
     def runtime_command(self) -> list[str]:
@@ -201,6 +209,9 @@ def parse_config(environ: Mapping[str, str]) -> AgentConfig:
         ),
         announcement=_parse_announcement(environ),
         runtime_dir=_parse_runtime_dir(environ.get("KUBELAMBDA_AGENT_RUNTIME_DIR", "")),
+        runtime_idle_seconds=_parse_runtime_idle(
+            environ.get("KUBELAMBDA_AGENT_RUNTIME_IDLE_SECONDS", "")
+        ),
     )
 
 
@@ -278,6 +289,19 @@ def _parse_timeout(text: str) -> float:
         raise ConfigError(
             f"KUBELAMBDA_AGENT_TIMEOUT_SECONDS={value} is outside (0, {MAX_TIMEOUT_SECONDS:g}]"
         )
+    return value
+
+
+def _parse_runtime_idle(text: str) -> float:
+    if not text:
+        return DEFAULT_RUNTIME_IDLE_SECONDS
+    try:
+        value = float(text)
+    except ValueError:
+        message = f"KUBELAMBDA_AGENT_RUNTIME_IDLE_SECONDS={text!r} is not a number"
+        raise ConfigError(message) from None
+    if not value > 0:
+        raise ConfigError(f"KUBELAMBDA_AGENT_RUNTIME_IDLE_SECONDS={value} is not positive")
     return value
 
 

@@ -17,6 +17,8 @@ runtime and the others when an invocation finds no idle one, so its cold start i
 runtime's, not one per unit of concurrency. The invocation that starts a runtime waits
 for its init (the init's own limit, not the invocation's timeout, as on Lambda) and
 then runs there, or meets its init failure.
+An IDLE runtime may be retired (``retire``: the agent stops runtimes beyond the first
+that stayed idle past the function's idle timeout); its slot is UNSTARTED again.
 
 An init failure (or an exit before the runtime served anything) is kept until an
 invocation meets it; that invocation gets the error and the runtime is respawned, so a
@@ -103,6 +105,8 @@ class Slot:
         self._start_line = b""
         # Invocations the current runtime process completed.
         self._served = 0
+        # When the slot last became IDLE (``time.monotonic``).
+        self.idle_since = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._memory_timer: asyncio.TimerHandle | None = None
         # Resolved once the first runtime finished init, either way: the agent's readiness.
@@ -155,6 +159,22 @@ class Slot:
             proc.reap()
         if self._server is not None:
             self._server.close()
+
+    def retire(self) -> None:
+        """Stop the IDLE runtime and become UNSTARTED: the next invocation that needs
+        this slot starts a new runtime, a cold start as for any other."""
+        assert self.state is SlotState.IDLE, self.state
+        log.info(
+            "runtime retired slot=%d idle_seconds=%.1f",
+            self.index,
+            time.monotonic() - self.idle_since,
+        )
+        proc = self._proc
+        if proc is not None:
+            proc.kill()
+            self._detach(proc)
+        self._init_failure = None
+        self.state = SlotState.UNSTARTED
 
     # -- invocations ------------------------------------------------------------------
 
@@ -321,6 +341,7 @@ class Slot:
         # The runtime polls /next again right away; until then an invocation assigned
         # here waits in the slot rather than being refused.
         self.state = SlotState.IDLE
+        self.idle_since = time.monotonic()
         self._served += 1
         return verdict
 
@@ -386,6 +407,7 @@ class Slot:
 
     def _become_idle(self) -> None:
         self.state = SlotState.IDLE
+        self.idle_since = time.monotonic()
         if not self.settled.done():
             self.settled.set_result(None)
         waiting, self._waiting = self._waiting, None

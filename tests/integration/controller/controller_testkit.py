@@ -1,5 +1,6 @@
 """What the controller's integration tests share besides fixtures: the test handler, the
-region the backend is given, a zip builder, and the first answer of a started instance."""
+region the backend is given, a zip builder, the first answer of a started instance, and
+a catalog the test publishes."""
 
 from __future__ import annotations
 
@@ -14,12 +15,14 @@ import httpx
 
 from controller.backends.local import LocalProcessBackend
 from kubelambda.models import FunctionVersion
+from kubelambda.ports.catalog import Catalog
 from kubelambda.ports.endpoints import Endpoint
 
 __all__ = [
     "HANDLER",
     "REGION",
     "Invoke",
+    "Published",
     "Until",
     "alive",
     "first_answer",
@@ -106,3 +109,24 @@ def alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state != "Z"
+
+
+class Published:
+    """The store's catalog as the backend follows it: snapshots published by the test."""
+
+    def __init__(self, catalog: Catalog) -> None:
+        self.current = catalog
+        self.listeners: list[Callable[[Catalog], None]] = []
+
+    async def catalog(self) -> Catalog:
+        return self.current
+
+    def subscribe(self, listener: Callable[[Catalog], None]) -> Callable[[], None]:
+        self.listeners.append(listener)
+        listener(self.current)
+        return lambda: self.listeners.remove(listener)
+
+    def publish(self, catalog: Catalog) -> None:
+        self.current = catalog
+        for listener in list(self.listeners):
+            listener(catalog)

@@ -12,12 +12,20 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from controller_testkit import Published
 from prometheus_client import CollectorRegistry
 
 from controller import errors
 from controller.backends.local import LocalProcessBackend
 from controller.metrics import ControllerMetrics
-from kubelambda.models import FunctionVersion, Target, frozen_mapping
+from kubelambda.models import (
+    IDLE_TIMEOUT_TAG,
+    FunctionSettings,
+    FunctionVersion,
+    Target,
+    frozen_mapping,
+)
+from kubelambda.ports.catalog import Catalog
 from kubelambda.ports.endpoints import Endpoint
 
 PidsOf = Callable[[str], list[int]]
@@ -306,3 +314,35 @@ async def test_an_instance_log_is_rotated_at_its_bound(
     ]
     assert all(p.stat().st_size <= bound for p in files)
     assert "REPORT RequestId:" in files[0].read_text()
+
+
+async def test_an_instance_stops_its_surplus_runtimes_after_its_functions_idle_timeout(
+    backend: LocalProcessBackend,
+    make_version: MakeVersion,
+    until: Until,
+    invoke: Invoke,
+    pids_of: PidsOf,
+) -> None:
+    version = make_version()
+    settings = FunctionSettings(
+        version.namespace, version.function_name, tags={IDLE_TIMEOUT_TAG: "0.5"}
+    )
+    stop_following = backend.follow(
+        Published(Catalog(versions={version.target: version}, settings={version.key: settings}))
+    )
+    await backend.scale(version, replicas=1, concurrency=2)
+    await until(lambda: backend.ready_instances(version.target) == 1)
+    (endpoint,) = backend.endpoints(version.target)
+
+    burst = await asyncio.gather(*(invoke(endpoint, {"sleep": 0.3}) for _ in range(2)))
+    assert len({r.json()["pid"] for r in burst}) == 2
+
+    # The second runtime idles past the function's 0.5 s; the instance itself is the
+    # autoscaler's to stop, and stays.
+    await until(lambda: runtimes(pids_of(version.function_name)) == 1)
+    assert backend.ready_instances(version.target) == 1
+    stop_following()
+
+
+def runtimes(pids: list[int]) -> int:
+    return sum(b"python_bootstrap" in Path(f"/proc/{p}/cmdline").read_bytes() for p in pids)

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from controller_testkit import HANDLER, REGION, make_zip, zip_with_entry
+from controller_testkit import HANDLER, REGION, Published, make_zip, zip_with_entry
 
 from controller.backends.local import LocalProcessBackend
 from kubelambda.models import CodePackage, FunctionKey, FunctionVersion
@@ -207,27 +207,6 @@ def test_the_zip_helper_keeps_an_escaping_name_as_given(name: str) -> None:
     # The escaping cases above prove something only if the entry is really there.
     with zipfile.ZipFile(io.BytesIO(zip_with_entry(name))) as archive:
         assert archive.namelist() == ["app.py", name]
-
-
-class Published:
-    """The store's catalog as the backend follows it: snapshots published by the test."""
-
-    def __init__(self, catalog: Catalog) -> None:
-        self.current = catalog
-        self.listeners: list[Callable[[Catalog], None]] = []
-
-    async def catalog(self) -> Catalog:
-        return self.current
-
-    def subscribe(self, listener: Callable[[Catalog], None]) -> Callable[[], None]:
-        self.listeners.append(listener)
-        listener(self.current)
-        return lambda: self.listeners.remove(listener)
-
-    def publish(self, catalog: Catalog) -> None:
-        self.current = catalog
-        for listener in list(self.listeners):
-            listener(catalog)
 
 
 async def test_once_a_new_package_is_published_no_endpoint_runs_the_old_one(

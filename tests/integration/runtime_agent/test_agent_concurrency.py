@@ -16,6 +16,8 @@ from pathlib import Path
 import httpx
 from agent_harness import FUNCTION_ARN, INVOKE_TOKEN_HEADER, Agent, StartAgent
 
+RUNTIME_IDLE_VARIABLE = "KUBELAMBDA_AGENT_RUNTIME_IDLE_SECONDS"
+
 # Its import sleeps while a file "slow" exists in $INIT_MARKERS, and fails while "broken" does.
 MARKED_INIT_FUNCTION = {
     "app.py": """
@@ -197,6 +199,65 @@ async def test_sigterm_lets_an_invocation_waiting_for_its_runtime_run_first(
     assert agent.process.wait(timeout=10) == 0
 
 
+async def test_runtimes_beyond_the_first_stop_after_the_idle_timeout_and_start_again(
+    start_agent: StartAgent, echo_function: dict[str, str]
+) -> None:
+    agent = start_agent(
+        echo_function, concurrency=3, timeout=10, env={RUNTIME_IDLE_VARIABLE: "0.5"}
+    )
+    (first,) = _runtime_processes(agent)
+    sleep = {"action": "sleep", "seconds": 0.3}
+
+    async with _client(agent) as client:
+        burst = await asyncio.gather(*(_invoke(client, f"r{i}", sleep) for i in range(3)))
+        assert len({r.json()["pid"] for r in burst}) == 3
+        await _wait_for_started(client, 1)
+        kept = _runtime_processes(agent)
+        again = await asyncio.gather(*(_invoke(client, f"s{i}", sleep) for i in range(2)))
+
+    assert kept == {first}
+    by_pid = {r.json()["pid"]: r for r in again}
+    assert first in by_pid
+    (fresh,) = set(by_pid) - {first}
+    # The retired slot starts a new runtime: a cold start, reported as one.
+    assert "Kubelambda-Init-Duration-Ms" in by_pid[fresh].headers
+    assert "Kubelambda-Init-Duration-Ms" not in by_pid[first].headers
+
+
+async def test_a_busy_runtime_is_not_stopped_however_long_its_invocation_runs(
+    start_agent: StartAgent, echo_function: dict[str, str]
+) -> None:
+    agent = start_agent(
+        echo_function, concurrency=2, timeout=10, env={RUNTIME_IDLE_VARIABLE: "0.2"}
+    )
+    sleep = {"action": "sleep", "seconds": 1.5}
+
+    async with _client(agent) as client:
+        answers = await asyncio.gather(*(_invoke(client, f"r{i}", sleep) for i in range(2)))
+
+    assert [r.status_code for r in answers] == [200, 200]
+    assert "Kubelambda-Function-Error" not in answers[1].headers
+    assert len({r.json()["pid"] for r in answers}) == 2
+
+
+def test_a_provisioned_instance_keeps_every_runtime_however_long_it_idles(
+    start_agent: StartAgent, echo_function: dict[str, str]
+) -> None:
+    agent = start_agent(
+        echo_function,
+        concurrency=3,
+        env={
+            "AWS_LAMBDA_INITIALIZATION_TYPE": "provisioned-concurrency",
+            RUNTIME_IDLE_VARIABLE: "0.2",
+        },
+    )
+
+    time.sleep(1.0)
+
+    assert agent.ready().json()["started"] == 3
+    assert len(_runtime_processes(agent)) == 3
+
+
 def _client(agent: Agent) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         base_url=agent.url, timeout=30, headers={INVOKE_TOKEN_HEADER: agent.token}
@@ -218,6 +279,14 @@ async def _occupy_first_runtime(client: httpx.AsyncClient) -> asyncio.Task[httpx
     busy = asyncio.create_task(_invoke(client, "busy", {"seconds": 0.5}))
     await _wait_for_idle(client, 1)
     return busy
+
+
+async def _wait_for_started(client: httpx.AsyncClient, started: int) -> None:
+    for _ in range(500):
+        if (await client.get("/ready")).json()["started"] == started:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"the agent never had {started} runtimes started")
 
 
 async def _wait_for_idle(client: httpx.AsyncClient, idle: int) -> None:

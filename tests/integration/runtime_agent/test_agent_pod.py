@@ -225,6 +225,7 @@ def run_function_pod(
         concurrency=1,
         identity=identity,
         settings=settings,
+        idle_timeout=300.0,
     )
     template = deployment["spec"]["template"]
     made.append(

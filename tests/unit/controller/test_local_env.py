@@ -32,13 +32,18 @@ def version(runtime: str = "python3.11", **changes: object) -> FunctionVersion:
 
 
 def environment(
-    v: FunctionVersion, host: dict[str, str] | None = None, **options: Any
+    v: FunctionVersion,
+    host: dict[str, str] | None = None,
+    *,
+    concurrency: int = 4,
+    **options: Any,
 ) -> dict[str, str]:
     return instance_environment(
         v,
         task_root=TASK_ROOT,
         instance_id=INSTANCE,
-        concurrency=4,
+        concurrency=concurrency,
+        runtime_idle_seconds=600.0,
         initialization_type=InitializationType.PROVISIONED,
         region="eu-west-1",
         started=STARTED,
@@ -89,6 +94,7 @@ def test_log_path_is_per_namespace_function_version_and_instance(
         ("KUBELAMBDA_AGENT_CONCURRENCY", "4"),
         ("KUBELAMBDA_AGENT_RUNTIME", "python3.11"),
         ("KUBELAMBDA_AGENT_TIMEOUT_SECONDS", "12"),
+        ("KUBELAMBDA_AGENT_RUNTIME_IDLE_SECONDS", "600.0"),
         ("KUBELAMBDA_AGENT_PYTHON", sys.executable),
         ("TABLE", "orders"),
         ("PATH", "/usr/bin"),
@@ -96,6 +102,10 @@ def test_log_path_is_per_namespace_function_version_and_instance(
 )
 def test_environment_variable(name: str, value: str) -> None:
     assert environment(version())[name] == value
+
+
+def test_an_instance_of_concurrency_one_has_no_runtime_to_stop_early() -> None:
+    assert "KUBELAMBDA_AGENT_RUNTIME_IDLE_SECONDS" not in environment(version(), concurrency=1)
 
 
 def test_platform_environment_does_not_leak_into_functions() -> None:

@@ -31,16 +31,23 @@ NO_IDENTITY = FunctionIdentity()
 READ_CONFIGMAPS = AccessRule(api_groups=("",), resources=("configmaps",), verbs=("get",))
 
 
-def build(identity: FunctionIdentity = NO_IDENTITY, **changes: object) -> dict[str, Any]:
+def build(
+    identity: FunctionIdentity = NO_IDENTITY,
+    *,
+    concurrency: int = 4,
+    idle_timeout: float = 300.0,
+    **changes: object,
+) -> dict[str, Any]:
     version = factories.function_version("Hello_World", namespace="team-a", **changes)
     return workloads.deployment(
         "hello",
         version,
         owner=OWNER,
         replicas=2,
-        concurrency=4,
+        concurrency=concurrency,
         identity=identity,
         settings=SETTINGS,
+        idle_timeout=idle_timeout,
     )
 
 
@@ -188,6 +195,16 @@ def test_the_spec_hash_follows_the_template_not_the_replicas() -> None:
     assert workloads.spec_hash(two) != workloads.spec_hash(build(memory_size=256))
 
 
+def test_pods_of_concurrency_above_one_stop_surplus_runtimes_after_the_idle_timeout() -> None:
+    (agent,) = pod_spec(build(concurrency=4, idle_timeout=45.0))["containers"]
+    (single,) = pod_spec(build(concurrency=1, idle_timeout=45.0))["containers"]
+
+    assert env_of(agent)["KUBELAMBDA_AGENT_RUNTIME_IDLE_SECONDS"] == "45.0"
+    # One runtime is all such a pod has, and the autoscaler decides when it goes.
+    assert "KUBELAMBDA_AGENT_RUNTIME_IDLE_SECONDS" not in env_of(single)
+    assert workloads.spec_hash(build(idle_timeout=45.0)) != workloads.spec_hash(build())
+
+
 def test_provisioned_pods_say_so_to_the_function() -> None:
     version = factories.function_version("hello")
     deployment = workloads.deployment(
@@ -198,6 +215,7 @@ def test_provisioned_pods_say_so_to_the_function() -> None:
         concurrency=1,
         identity=FunctionIdentity(),
         settings=SETTINGS,
+        idle_timeout=300.0,
         initialization_type=InitializationType.PROVISIONED,
     )
     (agent,) = pod_spec(deployment)["containers"]

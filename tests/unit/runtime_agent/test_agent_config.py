@@ -29,6 +29,7 @@ def test_defaults(base: dict[str, str]) -> None:
     assert config.ready_fd is None
     assert config.function_version == "$LATEST"
     assert config.memory_size_mb == 128
+    assert config.runtime_idle_seconds == 300.0
 
 
 def test_explicit_values(base: dict[str, str]) -> None:
@@ -43,6 +44,7 @@ def test_explicit_values(base: dict[str, str]) -> None:
                 "KUBELAMBDA_AGENT_READY_FD": str(write_fd),
                 "AWS_LAMBDA_FUNCTION_VERSION": "7",
                 "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1024",
+                "KUBELAMBDA_AGENT_RUNTIME_IDLE_SECONDS": "60.5",
             }
         )
     finally:
@@ -53,6 +55,7 @@ def test_explicit_values(base: dict[str, str]) -> None:
     assert (config.concurrency, config.timeout_seconds) == (16, 1.5)
     assert config.ready_fd == write_fd
     assert (config.function_version, config.memory_size_mb) == ("7", 1024)
+    assert config.runtime_idle_seconds == 60.5
 
 
 def test_ipv6_listen_address_loses_its_brackets(base: dict[str, str]) -> None:
@@ -92,6 +95,10 @@ def test_unix_listens_on_a_unix_socket_the_kernel_names(base: dict[str, str]) ->
         ("LAMBDA_TASK_ROOT", "/no/such/dir"),
         ("KUBELAMBDA_AGENT_RUNTIME_DIR", "/no/such/dir"),
         ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "lots"),
+        ("KUBELAMBDA_AGENT_RUNTIME_IDLE_SECONDS", "0"),
+        ("KUBELAMBDA_AGENT_RUNTIME_IDLE_SECONDS", "-5"),
+        ("KUBELAMBDA_AGENT_RUNTIME_IDLE_SECONDS", "nan"),
+        ("KUBELAMBDA_AGENT_RUNTIME_IDLE_SECONDS", "a while"),
     ],
 )
 def test_invalid_values_are_refused_naming_the_variable(
