@@ -51,6 +51,8 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     except ValidationError as exc:
         print(f"kubelambda: invalid settings:\n{exc}", file=sys.stderr)
         return 2
+    for line in PlatformSettings.unknown_variables(env):
+        print(f"kubelambda: warning: {line}", file=sys.stderr)
     if args.command == "up":
         return _up(settings, example=args.example)
     if args.command in ROLES:

@@ -4,10 +4,14 @@ Read by the CLI (``kubelambda up``/``env``) from an environment mapping passed i
 tests build settings without touching ``os.environ``. Every variable is
 ``KUBELAMBDA_<FIELD>``; bad values stop the start with a clear message. The launcher
 hands each value to the components that need it; none keeps a copy of its own default.
+A ``KUBELAMBDA_*`` variable that is no setting and nothing else reads is reported
+(``unknown_variables``): a typo, or a setting that was renamed, would otherwise be
+ignored without a word.
 """
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, Self
@@ -18,6 +22,15 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 __all__ = ["PlatformSettings"]
 
 ENV_PREFIX = "KUBELAMBDA_"
+
+# Variables of the prefix that are no setting but belong in the platform's environment:
+# what ``kubelambda env`` exports for clients (often into the same shell), the test
+# infrastructure's (``make cluster-env``), and, by prefix, the interpreter of a python
+# runtime (``kubelambda.runtimes``) and the test infrastructure's state.
+_NOT_SETTINGS = frozenset(
+    {"KUBELAMBDA_API_KEY", "KUBELAMBDA_PLATFORM_IMAGE", "KUBELAMBDA_SKIP_INFRA"}
+)
+_NOT_SETTINGS_PREFIXES = ("KUBELAMBDA_PYTHON_", "KUBELAMBDA_TESTINFRA_")
 
 
 class PlatformSettings(BaseSettings):
@@ -209,6 +222,26 @@ class PlatformSettings(BaseSettings):
         }
         values.update({key: value for key, value in overrides.items() if value is not None})
         return cls(**values)
+
+    @classmethod
+    def unknown_variables(cls, environ: Mapping[str, str]) -> list[str]:
+        """One line for each ``KUBELAMBDA_*`` variable of ``environ`` that nothing reads,
+        with the setting it probably meant when one is close."""
+        fields = [field.upper() for field in cls.model_fields]
+        lines = []
+        for name in sorted(environ):
+            if (
+                not name.startswith(ENV_PREFIX)
+                or name.removeprefix(ENV_PREFIX) in fields
+                or name in _NOT_SETTINGS
+                or name.startswith(_NOT_SETTINGS_PREFIXES)
+            ):
+                continue
+            # Compared without the prefix every name shares, which would make any two alike.
+            close = difflib.get_close_matches(name.removeprefix(ENV_PREFIX), fields, n=1)
+            hint = f" (did you mean {ENV_PREFIX}{close[0]}?)" if close else ""
+            lines.append(f"{name} is not a setting and is ignored{hint}")
+        return lines
 
     @property
     def url_file(self) -> Path:

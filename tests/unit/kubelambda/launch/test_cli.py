@@ -1,4 +1,5 @@
-"""`kubelambda env`: export lines for a running platform, a clear error without one."""
+"""`kubelambda env`: export lines for a running platform, a clear error without one; a
+warning for a variable that looks like a setting and is not one."""
 
 import shlex
 from pathlib import Path
@@ -33,6 +34,24 @@ def test_env_without_a_running_platform_fails_clearly(
 ) -> None:
     assert cli.main(["env"], environ={"KUBELAMBDA_HOME": str(tmp_path)}) == 1
     assert "no running platform" in capsys.readouterr().err
+
+
+def test_a_variable_that_is_no_setting_is_reported_on_stderr_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    credentials.load_or_create(tmp_path)
+    (tmp_path / "gateway.url").write_text("http://127.0.0.1:7070\n")
+    environ = {"KUBELAMBDA_HOME": str(tmp_path), "KUBELAMBDA_CAPACITY_LIVE_PER_CORE": "8"}
+
+    assert cli.main(["env"], environ=environ) == 0
+
+    captured = capsys.readouterr()
+    assert captured.err == (
+        "kubelambda: warning: KUBELAMBDA_CAPACITY_LIVE_PER_CORE is not a setting and is "
+        "ignored (did you mean KUBELAMBDA_CAPACITY_PROCESSES_PER_CORE?)\n"
+    )
+    # ``eval "$(kubelambda env)"`` must still get nothing but exports.
+    assert all(line.startswith("export ") for line in captured.out.splitlines())
 
 
 def test_invalid_settings_exit_with_usage_status(capsys: pytest.CaptureFixture[str]) -> None:

@@ -22,6 +22,26 @@ def test_reads_prefixed_variables_and_ignores_the_rest(tmp_path: Path) -> None:
     assert settings.url_file == tmp_path / "gateway.url"
 
 
+def test_unknown_variables_name_what_nothing_reads_with_the_setting_it_resembles() -> None:
+    environ = {
+        "KUBELAMBDA_PORT": "7070",
+        "KUBELAMBDA_PROT": "7071",
+        "KUBELAMBDA_UNKNOWN": "x",
+        # What ``kubelambda env`` exports, an interpreter for a runtime, the test
+        # infrastructure's: read by others, not reported.
+        "KUBELAMBDA_API_KEY": "k",
+        "KUBELAMBDA_PYTHON_3_12": "/usr/bin/python3.12",
+        "KUBELAMBDA_TESTINFRA_STATE": "/tmp/state",
+        "KUBELAMBDA_PLATFORM_IMAGE": "localhost/kubelambda/platform:x",
+        "PORT": "1",
+    }
+
+    assert PlatformSettings.unknown_variables(environ) == [
+        "KUBELAMBDA_PROT is not a setting and is ignored (did you mean KUBELAMBDA_PORT?)",
+        "KUBELAMBDA_UNKNOWN is not a setting and is ignored",
+    ]
+
+
 def test_process_environment_is_not_read(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KUBELAMBDA_PORT", "9999")
     assert PlatformSettings.from_environ({}).port == 7070
