@@ -1,6 +1,6 @@
 """What the controller's integration tests share besides fixtures: the test handler, the
-region the backend is given, a zip builder, the first answer of a started instance, and
-a catalog the test publishes."""
+region the backend is given, a zip builder, the first answer of a started instance, a
+catalog the test publishes, and counts of agents and runtimes among processes."""
 
 from __future__ import annotations
 
@@ -24,9 +24,11 @@ __all__ = [
     "Invoke",
     "Published",
     "Until",
+    "agents",
     "alive",
     "first_answer",
     "make_zip",
+    "runtimes",
     "zip_with_entry",
 ]
 
@@ -130,3 +132,26 @@ class Published:
         self.current = catalog
         for listener in list(self.listeners):
             listener(catalog)
+
+
+def running(pids: list[int], command_part: bytes) -> int:
+    """How many of ``pids`` have ``command_part`` in their command line."""
+    count = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                count += command_part in cmdline.read()
+        except OSError:
+            continue
+    return count
+
+
+def agents(pids: list[int]) -> int:
+    """How many of ``pids`` are agents (each instance has one, and runtimes below it)."""
+    return running(pids, b"agent_shim")
+
+
+def runtimes(pids: list[int]) -> int:
+    """How many of ``pids`` are runtimes (an instance starts one, and up to one per unit of
+    concurrency as invocations need them)."""
+    return running(pids, b"python_bootstrap")

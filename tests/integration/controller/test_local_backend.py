@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from controller_testkit import Published
+from controller_testkit import Published, runtimes
 from prometheus_client import CollectorRegistry
 
 from controller import errors
@@ -342,7 +342,3 @@ async def test_an_instance_stops_its_surplus_runtimes_after_its_functions_idle_t
     await until(lambda: runtimes(pids_of(version.function_name)) == 1)
     assert backend.ready_instances(version.target) == 1
     stop_following()
-
-
-def runtimes(pids: list[int]) -> int:
-    return sum(b"python_bootstrap" in Path(f"/proc/{p}/cmdline").read_bytes() for p in pids)

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from controller_testkit import agents, runtimes
 from prometheus_client import CollectorRegistry
 
 from controller.backends.local import LocalProcessBackend
@@ -22,29 +23,6 @@ MakeVersion = Callable[..., FunctionVersion]
 NewBackend = Callable[..., LocalProcessBackend]
 
 ROOMY_MEMORY = 100_000
-
-
-def running(pids: list[int], command_part: bytes) -> int:
-    """How many of ``pids`` have ``command_part`` in their command line."""
-    count = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-                count += command_part in cmdline.read()
-        except OSError:
-            continue
-    return count
-
-
-def agents(pids: list[int]) -> int:
-    """How many of ``pids`` are agents (each instance has one, and runtimes below it)."""
-    return running(pids, b"agent_shim")
-
-
-def runtimes(pids: list[int]) -> int:
-    """How many of ``pids`` are runtimes (an instance starts one, and up to one per unit of
-    concurrency as invocations need them)."""
-    return running(pids, b"python_bootstrap")
 
 
 @pytest.mark.parametrize(
