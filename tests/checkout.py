@@ -10,12 +10,13 @@ import os
 import sys
 from pathlib import Path
 
-__all__ = ["AGENT_COMMAND", "AGENT_SOURCE", "ROOT"]
+__all__ = ["AGENT_COMMAND", "AGENT_SOURCE", "ROOT", "ZYGOTE_COMMAND"]
 
 ROOT = Path(__file__).resolve().parents[1]
 AGENT_SOURCE = ROOT / "runtime-images" / "agent"
 
-# ``local_process.AGENT_COMMAND``, with this checkout first on the agent's import path.
+# ``local_process.AGENT_COMMAND`` and ``local_zygote.ZYGOTE_COMMAND``, with this checkout
+# first on the agent's import path.
 AGENT_COMMAND: tuple[str, ...] = (
     "/usr/bin/env",
     f"PYTHONPATH={ROOT}{os.pathsep}{AGENT_SOURCE}",
@@ -23,3 +24,4 @@ AGENT_COMMAND: tuple[str, ...] = (
     "-m",
     "controller.backends.agent_shim",
 )
+ZYGOTE_COMMAND: tuple[str, ...] = (*AGENT_COMMAND, "--zygote")

@@ -18,6 +18,7 @@ that runtime ahead of need, before it waits (``kubelambda_agent.prestarted``): t
 first slot takes it if the function's runtime would have been started the same way.
 
 End of stdin without an assignment (the backend is closing) ends the process quietly.
+With ``--zygote`` the process forks spares instead of being one (``agent_zygote``).
 On Linux the shim dies with the platform (the parent-death signal its first line asks
 for, and asks for again after a change of user, which clears it), whether spare or
 assigned, and its runtimes die with it.
@@ -83,4 +84,8 @@ def become(*, uid: int, gid: int) -> None:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:] == ["--zygote"]:
+        from controller.backends import agent_zygote
+
+        sys.exit(agent_zygote.main(main))
     sys.exit(main())

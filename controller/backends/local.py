@@ -12,7 +12,11 @@ or records a failure (with the tail of its log) when it exits or stays silent. A
 endpoint always leaves ``endpoints()`` (and subscribers hear of it) before its process
 is told to stop, so the gateway never sends work to a draining instance. New instances
 take a spare agent (``local_spares``) when one is waiting; a spare has also started a
-python runtime of the python runtime the last instance ran, for its first slot.
+python runtime of the python runtime the last instance ran, for its first slot. Spares
+are forked by a zygote (``local_zygote``: a process that imported the agent once, so a
+spare costs a fork, about a millisecond, instead of an interpreter's start and the
+agent's imports, ~50 ms); without one (it died within ``_ZYGOTE_RESTART_SECONDS`` of its
+start, or the backend was given none) they are spawned.
 
 Starts are admitted within the host's budget (``local_capacity``: memory, starts at
 once, processes). What a scale call wants beyond it is deferred, not dropped: the
@@ -39,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import secrets
 import stat
@@ -63,6 +68,7 @@ from controller.backends import (
     local_process,
     local_spares,
     local_users,
+    local_zygote,
 )
 from controller.metrics import ControllerMetrics
 from kubelambda import instance_environment, runtimes, zips
@@ -86,6 +92,8 @@ logger = logging.getLogger(__name__)
 # per failure (0.5 s, 1 s, 2 s, ...) up to the cap, like a crash-looping pod.
 _FIRST_BACKOFF_SECONDS = 0.5
 _SPARE_DELAY_SECONDS = 0.05
+# A zygote that died is replaced no sooner than this after the last one started.
+_ZYGOTE_RESTART_SECONDS = 10.0
 # The python runtime spares start ahead of need until an instance of another one starts:
 # the runtime of the platform's images (``kubelambda.launch.cluster_adapters``).
 _SPARE_RUNTIME = "python3.11"
@@ -124,6 +132,7 @@ class LocalProcessBackend:
         spare_agents: int = 2,
         metrics: ControllerMetrics | None = None,
         command: Sequence[str] = local_process.AGENT_COMMAND,
+        zygote_command: Sequence[str] | None = local_zygote.ZYGOTE_COMMAND,
         log_max_bytes: int = local_env.DEFAULT_LOG_MAX_BYTES,
         host_environ: Mapping[str, str] | None = None,
         users: local_users.InstanceUsers | None = None,
@@ -139,6 +148,12 @@ class LocalProcessBackend:
         self._max_backoff = max_backoff
         self._metrics = metrics
         self._command = tuple(command)
+        self._zygote_command = None if zygote_command is None else tuple(zygote_command)
+        self._zygote: local_zygote.Zygote | None = None
+        # When the last zygote was started: one that keeps dying is not restarted at once.
+        self._zygote_started_at = -math.inf
+        # A refill and a start that found no spare may both want one started.
+        self._zygote_starting = asyncio.Lock()
         self._log_max_bytes = log_max_bytes
         self._host_environ = dict(os.environ if host_environ is None else host_environ)
         self._clock = clock
@@ -323,6 +338,8 @@ class LocalProcessBackend:
             # wait, not gather: a cancelled aclose must not cancel the stops themselves.
             await asyncio.wait(set(self._tasks))
         await self._spares.aclose()
+        if self._zygote is not None:
+            await self._zygote.aclose()
         if self._files is not None:
             await asyncio.to_thread(self._files.remove)
 
@@ -502,18 +519,58 @@ class LocalProcessBackend:
             raise PackageRejected(str(exc)) from exc
 
     async def _prestart(self) -> local_process.Spare:
+        runtime_command = await asyncio.to_thread(self._spare_runtime)
+        log_path = self._home / "logs" / "spare-agents.log"
+        zygote = await self._running_zygote(log_path)
+        if zygote is not None:
+            try:
+                return await zygote.fork(
+                    environ=local_process.spare_environment(runtime_command), log_path=log_path
+                )
+            except local_zygote.ZygoteGone as exc:
+                logger.warning("agent zygote unusable, spawning the spare error=%s", exc)
         return await local_process.prestart(
             home=self._home,
-            host_environ={
-                name: self._host_environ[name]
-                for name in local_env.INHERITED_VARIABLES
-                if name in self._host_environ
-            },
-            log_path=self._home / "logs" / "spare-agents.log",
+            host_environ=self._inherited_environ(),
+            log_path=log_path,
             command=self._command,
             cwd=self._home,
-            runtime_command=await asyncio.to_thread(self._spare_runtime),
+            runtime_command=runtime_command,
         )
+
+    async def _running_zygote(self, log_path: Path) -> local_zygote.Zygote | None:
+        """The zygote spares are forked from, started if none runs; ``None`` without a
+        zygote command, or within ``_ZYGOTE_RESTART_SECONDS`` of the last one's start."""
+        async with self._zygote_starting:
+            if self._zygote is not None and self._zygote.alive:
+                return self._zygote
+            if self._zygote_command is None or self._closed:
+                return None
+            if self._clock() - self._zygote_started_at < _ZYGOTE_RESTART_SECONDS:
+                return None
+            if self._zygote is not None:
+                await self._zygote.aclose()
+            self._zygote_started_at = self._clock()
+            try:
+                self._zygote = await local_zygote.Zygote.start(
+                    command=self._zygote_command,
+                    environ=local_process.platform_environment(
+                        self._inherited_environ(), home=self._home
+                    ),
+                    log_path=log_path,
+                    cwd=self._home,
+                )
+            except OSError as exc:
+                logger.error("cannot start the agent zygote error=%s", exc)
+                self._zygote = None
+            return self._zygote
+
+    def _inherited_environ(self) -> dict[str, str]:
+        return {
+            name: self._host_environ[name]
+            for name in local_env.INHERITED_VARIABLES
+            if name in self._host_environ
+        }
 
     def _spare_runtime(self) -> list[str] | None:
         """The command a spare starts a python runtime with, ahead of need: the one an

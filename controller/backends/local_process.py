@@ -2,9 +2,10 @@
 
 ``controller.backends.local.LocalProcessBackend`` owns the instances and decides which
 ones live; this module only knows how to run one. Every agent starts as a ``Spare``
-(``prestart``: an interpreter with the agent imported, see ``agent_shim``) and becomes
-a ``LocalProcess`` when ``assign`` gives it a function, either at once (a cold start)
-or when a spare kept by the backend is taken (most of the start already paid).
+(``prestart``: an interpreter with the agent imported, see ``agent_shim``; or forked by
+the zygote, ``local_zygote``, whose process object is an ``AgentProcess`` too) and
+becomes a ``LocalProcess`` when ``assign`` gives it a function, either at once (a cold
+start) or when a spare kept by the backend is taken (most of the start already paid).
 
 The agent writes where it listens (``{"unix": A}``, an abstract Unix socket) on the ready
 pipe once it listens and the runtimes it started are initialised; an instance whose pipe
@@ -45,6 +46,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from controller import errors
 from controller.backends import local_env
@@ -52,7 +54,18 @@ from controller.backends.local_users import InstanceUser
 from kubelambda.models import Target
 from kubelambda.ports.endpoints import UNIX_PORT, Endpoint
 
-__all__ = ["AGENT_COMMAND", "LocalProcess", "Spare", "assign", "prestart", "reap_home"]
+__all__ = [
+    "AGENT_COMMAND",
+    "AgentProcess",
+    "LocalProcess",
+    "ProcessInput",
+    "Spare",
+    "assign",
+    "platform_environment",
+    "prestart",
+    "reap_home",
+    "spare_environment",
+]
 
 AGENT_COMMAND: tuple[str, ...] = (sys.executable, "-m", "controller.backends.agent_shim")
 READY_FD_VARIABLE = "KUBELAMBDA_AGENT_READY_FD"
@@ -72,6 +85,30 @@ _SPARE_EXIT_SECONDS = 2.0
 logger = logging.getLogger(__name__)
 
 
+class ProcessInput(Protocol):
+    def write(self, data: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class AgentProcess(Protocol):
+    """What the backend needs of an agent's process: a spawned one
+    (``asyncio.subprocess.Process``) or one a zygote forked (``local_zygote``)."""
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    @property
+    def stdin(self) -> ProcessInput | None: ...
+
+    async def wait(self) -> int: ...
+
+    def send_signal(self, signal: int) -> None: ...
+
+
 @dataclass(eq=False)
 class LocalProcess:
     """A spawned agent. ``endpoint`` is set once it is ready, ``stopping`` once it is told to go."""
@@ -80,7 +117,7 @@ class LocalProcess:
     instance_id: str
     revision: tuple[str, str, int]
     provisioned: bool
-    process: asyncio.subprocess.Process
+    process: AgentProcess
     log_path: Path
     spawned_at: float
     stop_grace: float
@@ -228,7 +265,7 @@ def processes_with_environ(matches: Callable[[list[bytes]], bool]) -> list[int]:
 class Spare:
     """An agent started ahead of need (``agent_shim``), waiting for its assignment."""
 
-    process: asyncio.subprocess.Process
+    process: AgentProcess
     ready_fd: int
     ready_reader: asyncio.StreamReader
     pipe: asyncio.BaseTransport
@@ -271,14 +308,8 @@ async def prestart(
             process = await asyncio.create_subprocess_exec(
                 *command,
                 env={
-                    **host_environ,
-                    HOME_VARIABLE: str(home),
-                    PARENT_PID_VARIABLE: str(os.getpid()),
-                    **(
-                        {}
-                        if runtime_command is None
-                        else {SPARE_RUNTIME_VARIABLE: json.dumps(list(runtime_command))}
-                    ),
+                    **platform_environment(host_environ, home=home),
+                    **spare_environment(runtime_command),
                 },
                 stdin=subprocess.PIPE,
                 stdout=log,
@@ -299,6 +330,20 @@ async def prestart(
         lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", buffering=0)
     )
     return Spare(process=process, ready_fd=write_fd, ready_reader=reader, pipe=transport)
+
+
+def platform_environment(host_environ: Mapping[str, str], *, home: Path) -> dict[str, str]:
+    """What every agent the platform on ``home`` starts has in its own environment: the
+    host's ``host_environ``, the home (``reap_home`` finds it by that) and the platform's
+    pid (it dies with the platform)."""
+    return {**host_environ, HOME_VARIABLE: str(home), PARENT_PID_VARIABLE: str(os.getpid())}
+
+
+def spare_environment(runtime_command: Sequence[str] | None) -> dict[str, str]:
+    """What a spare adds: the python runtime to start ahead of need, if any."""
+    if runtime_command is None:
+        return {}
+    return {SPARE_RUNTIME_VARIABLE: json.dumps(list(runtime_command))}
 
 
 def assign(

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-from controller_testkit import HANDLER, REGION, make_zip
+from controller_testkit import HANDLER, REGION, agent_pids, live_children, make_zip
 
 from controller.backends.local import LocalProcessBackend
 from kubelambda.models import CodePackage, FunctionVersion
@@ -79,6 +79,7 @@ async def new_backend(tmp_path: Path, code_store: LocalCodeStore) -> AsyncIterat
             "code": code_store,
             "region": REGION,
             "command": checkout.AGENT_COMMAND,
+            "zygote_command": checkout.ZYGOTE_COMMAND,
         }
         local = LocalProcessBackend(tmp_path / "home", **(defaults | options))
         built.append(local)
@@ -123,25 +124,15 @@ def function_pids(function_name: str) -> list[int]:
     return sorted(found)
 
 
-def child_pids() -> list[int]:
-    """Live children of this test process (spare agents included)."""
-    children = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            stat = (proc / "stat").read_text()
-        except OSError:
-            continue
-        state, parent = stat.rpartition(")")[2].split()[:2]
-        if int(parent) == os.getpid() and state != "Z":
-            children.append(int(proc.name))
-    return children
+@pytest.fixture
+def agents_of_this_process() -> Callable[[], list[int]]:
+    return agent_pids
 
 
 @pytest.fixture
 def children_of_this_process() -> Callable[[], list[int]]:
-    return child_pids
+    """Live children of this test process: agents, and the zygote that forks others."""
+    return lambda: live_children(os.getpid())
 
 
 @pytest.fixture

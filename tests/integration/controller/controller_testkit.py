@@ -5,6 +5,7 @@ catalog the test publishes, and counts of agents and runtimes among processes.""
 from __future__ import annotations
 
 import io
+import os
 import stat
 import zipfile
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
@@ -24,12 +25,15 @@ __all__ = [
     "Invoke",
     "Published",
     "Until",
+    "agent_pids",
     "agents",
     "alive",
     "first_answer",
+    "live_children",
     "make_zip",
     "runtimes",
     "zip_with_entry",
+    "zygote_pids",
 ]
 
 # The conftest fixtures of the same names.
@@ -155,3 +159,37 @@ def runtimes(pids: list[int]) -> int:
     """How many of ``pids`` are runtimes (an instance starts one, and up to one per unit of
     concurrency as invocations need them)."""
     return running(pids, b"python_bootstrap")
+
+
+def agent_pids() -> list[int]:
+    """Live agents this test process started (spare agents included): its children, or,
+    for agents forked by its zygote (``agent_zygote``), the zygote's children."""
+    agents = []
+    zygotes = zygote_pids()
+    for child in live_children(os.getpid()):
+        agents.extend(live_children(child) if child in zygotes else [child])
+    return agents
+
+
+def zygote_pids() -> list[int]:
+    """This test process's children that fork agents (``agent_shim --zygote``)."""
+    return [
+        child
+        for child in live_children(os.getpid())
+        if Path(f"/proc/{child}/cmdline").read_bytes().endswith(b"--zygote\0")
+    ]
+
+
+def live_children(pid: int) -> list[int]:
+    children = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            stat = (proc / "stat").read_text()
+        except OSError:
+            continue
+        state, parent = stat.rpartition(")")[2].split()[:2]
+        if int(parent) == pid and state != "Z":
+            children.append(int(proc.name))
+    return children

@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from controller_testkit import Invoke, Until, alive, first_answer, make_zip
+from controller_testkit import (
+    Invoke,
+    Until,
+    agent_pids,
+    alive,
+    first_answer,
+    live_children,
+    make_zip,
+)
 
 from controller.backends import local_users
 from controller.backends.local import LocalProcessBackend
@@ -93,25 +101,11 @@ MakeVersion = Callable[..., FunctionVersion]
 NewBackend = Callable[..., LocalProcessBackend]
 
 
-def children(pid: int) -> list[int]:
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            state, parent = (proc / "stat").read_text().rsplit(")", 1)[1].split()[:2]
-        except OSError:
-            continue
-        if int(parent) == pid and state != "Z":
-            found.append(int(proc.name))
-    return found
-
-
 def prestarted_runtimes() -> dict[int, int]:
     """Each spare agent of this test process (by pid) and its pre-started runtime."""
     spares = {}
-    for agent in children(os.getpid()):
-        below = children(agent)
+    for agent in agent_pids():
+        below = live_children(agent)
         if len(below) == 1 and b"_KUBELAMBDA_RUNTIME_PRESTARTED=1" in environ_of(below[0]):
             spares[agent] = below[0]
     return spares

@@ -195,7 +195,11 @@ async def start_platform(tmp_path: Path, *, region: str = "us-east-1") -> AsyncI
         store = await stack.enter_async_context(SqliteStore.open(home, region=region))
         code = LocalCodeStore(home / "code")
         backend = LocalProcessBackend(
-            home, code=code, region=region, command=checkout.AGENT_COMMAND
+            home,
+            code=code,
+            region=region,
+            command=checkout.AGENT_COMMAND,
+            zygote_command=checkout.ZYGOTE_COMMAND,
         )
         stack.push_async_callback(backend.aclose)
         settler = PackageSettler(store, code, backend, grace_seconds=3600)

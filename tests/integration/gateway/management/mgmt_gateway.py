@@ -117,6 +117,7 @@ def running_gateway(
                 region=REGION,
                 metrics=controller_metrics,
                 command=checkout.AGENT_COMMAND,
+                zygote_command=checkout.ZYGOTE_COMMAND,
             )
             stack.push_async_callback(backend.aclose)
             stack.callback(backend.follow(store))
