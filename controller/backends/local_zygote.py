@@ -160,6 +160,10 @@ class Zygote:
             except (OSError, TimeoutError) as exc:
                 os.close(stdin_write)
                 os.close(ready_read)
+                # A late answer would be taken for the next request's: no next request.
+                self._gone = True
+                with contextlib.suppress(ProcessLookupError):
+                    self._process.kill()
                 raise ZygoteGone(f"the zygote did not fork: {exc!r}") from exc
             finally:
                 # The child has its own copies; ours must go, or EOF never comes.
