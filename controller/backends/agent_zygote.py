@@ -37,6 +37,7 @@ import select
 import signal
 import socket
 import sys
+import traceback
 from collections.abc import Callable
 
 from kubelambda_agent import process as agent_process
@@ -118,8 +119,7 @@ def _become_spare(spare_main: Callable[[], int], fds: list[int], environ: dict[s
     except SystemExit as exc:
         status = exc.code if isinstance(exc.code, int) else 1
     except BaseException:
-        import traceback
-
+        # Never back into the zygote's loop: this process must end here, whatever happens.
         traceback.print_exc()
         status = 1
     sys.stdout.flush()

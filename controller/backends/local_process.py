@@ -63,6 +63,7 @@ __all__ = [
     "assign",
     "platform_environment",
     "prestart",
+    "read_ready_pipe",
     "reap_home",
     "spare_environment",
 ]
@@ -300,7 +301,6 @@ async def prestart(
     """Start an agent of the platform on ``home`` that waits on its stdin for ``assign``
     (with a python runtime of ``runtime_command`` started ahead of need, if given); its
     own output (should it fail before that) goes to ``log_path``."""
-    loop = asyncio.get_running_loop()
     read_fd, write_fd = os.pipe()
     log_path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -325,11 +325,17 @@ async def prestart(
         # The child has its own copy (same number); ours must go, or the pipe never
         # reports EOF when the agent dies.
         os.close(write_fd)
+    reader, transport = await read_ready_pipe(read_fd)
+    return Spare(process=process, ready_fd=write_fd, ready_reader=reader, pipe=transport)
+
+
+async def read_ready_pipe(read_fd: int) -> tuple[asyncio.StreamReader, asyncio.BaseTransport]:
+    """A reader of an agent's ready pipe (its read end, ``read_fd``, which it now owns)."""
     reader = asyncio.StreamReader()
-    transport, _ = await loop.connect_read_pipe(
+    transport, _ = await asyncio.get_running_loop().connect_read_pipe(
         lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", buffering=0)
     )
-    return Spare(process=process, ready_fd=write_fd, ready_reader=reader, pipe=transport)
+    return reader, transport
 
 
 def platform_environment(host_environ: Mapping[str, str], *, home: Path) -> dict[str, str]:

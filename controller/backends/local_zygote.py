@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from controller.backends.local_process import AGENT_COMMAND, Spare
+from controller.backends.local_process import AGENT_COMMAND, Spare, read_ready_pipe
 
 __all__ = ["CONTROL_FD_VARIABLE", "ZYGOTE_COMMAND", "ForkedProcess", "Zygote", "ZygoteGone"]
 
@@ -179,11 +179,7 @@ class Zygote:
                 ended.set_result(self._early_ends.pop(pid))
             else:
                 self._children[pid] = ended
-        reader = asyncio.StreamReader()
-        transport, _ = await loop.connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(reader),
-            os.fdopen(ready_read, "rb", buffering=0),
-        )
+        reader, transport = await read_ready_pipe(ready_read)
         return Spare(
             process=ForkedProcess(pid, _PipeInput(stdin_write), ended),
             ready_fd=int(answer["ready_fd"]),

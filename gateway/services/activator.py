@@ -21,7 +21,7 @@ import asyncio
 import collections
 import logging
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from gateway.metrics import GatewayMetrics
 from gateway.services.balancer import Balancer, Choice, least_loaded
@@ -45,20 +45,25 @@ class _Waiter:
     deadline: float
 
 
-@dataclass(slots=True)
 class _Queue:
-    waiters: collections.deque[_Waiter] = field(default_factory=collections.deque)
-    # Fires at ``expires_at``, the earliest deadline of a waiter when it was armed.
-    expiry: asyncio.TimerHandle | None = None
-    expires_at: float = 0.0
+    """The waiters of one target and the one timer for their deadlines."""
 
-    def arm(self, at: float, expire: Callable[[], None]) -> None:
+    __slots__ = ("_expire", "expires_at", "expiry", "waiters")
+
+    def __init__(self, expire: Callable[[], None]) -> None:
+        self.waiters: collections.deque[_Waiter] = collections.deque()
+        self._expire = expire
+        # Fires at ``expires_at``, the earliest deadline of a waiter when it was armed.
+        self.expiry: asyncio.TimerHandle | None = None
+        self.expires_at = 0.0
+
+    def arm(self, at: float) -> None:
         """Make sure the timer fires no later than ``at``."""
         if self.expiry is not None:
             if self.expires_at <= at:
                 return
             self.expiry.cancel()
-        self.expiry = asyncio.get_running_loop().call_at(at, expire)
+        self.expiry = asyncio.get_running_loop().call_at(at, self._expire)
         self.expires_at = at
 
     def disarm(self) -> None:
@@ -163,7 +168,9 @@ class Activator:
         self._queues.clear()
 
     async def _wait(self, target: Target, deadline: float, exclude: Collection[str]) -> Endpoint:
-        queue = self._queues.setdefault(target, _Queue())
+        queue = self._queues.get(target)
+        if queue is None:
+            queue = self._queues[target] = _Queue(lambda: self._expire(target))
         if len(queue.waiters) >= self._max_waiting:
             if not queue.waiters:
                 self._drop(target, queue)
@@ -171,7 +178,7 @@ class Activator:
         loop = asyncio.get_running_loop()
         waiter = _Waiter(loop.create_future(), exclude, loop.time(), deadline)
         queue.waiters.append(waiter)
-        queue.arm(deadline, lambda: self._expire(target))
+        queue.arm(deadline)
         self._report(target)
         self._signals.poke(target)
         # A free slot may exist that the waiters ahead excluded: hand it over now.
@@ -219,7 +226,7 @@ class Activator:
                 left.append(waiter)
         queue.waiters = left
         if left:
-            queue.arm(min(w.deadline for w in left), lambda: self._expire(target))
+            queue.arm(min(w.deadline for w in left))
         else:
             self._drop(target, queue)
 

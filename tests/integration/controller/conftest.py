@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-from controller_testkit import HANDLER, REGION, agent_pids, live_children, make_zip
+from controller_testkit import HANDLER, REGION, agent_pids, live_children, make_zip, parent_of
 
 from controller.backends.local import LocalProcessBackend
 from kubelambda.models import CodePackage, FunctionVersion
@@ -97,11 +97,6 @@ def backend(new_backend: NewBackend) -> LocalProcessBackend:
     return new_backend(ready_timeout=20.0, stop_grace_extra=2.0)
 
 
-def _parent(pid: int) -> int:
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    return int(stat.rpartition(")")[2].split()[1])
-
-
 def function_pids(function_name: str) -> list[int]:
     """Live processes of one function, read from /proc: its runtimes (and their children)
     carry ``AWS_LAMBDA_FUNCTION_NAME`` from birth, and the agents are their parents.
@@ -116,7 +111,7 @@ def function_pids(function_name: str) -> list[int]:
         try:
             if entry in (proc / "environ").read_bytes().split(b"\0"):
                 found.add(int(proc.name))
-                found.add(_parent(int(proc.name)))
+                found.add(parent_of(int(proc.name)))
         except OSError:
             continue
     found.discard(1)  # runtimes whose agent is gone belong to init now

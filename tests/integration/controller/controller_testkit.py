@@ -25,12 +25,14 @@ __all__ = [
     "Invoke",
     "Published",
     "Until",
+    "agent_pid",
     "agent_pids",
     "agents",
     "alive",
     "first_answer",
     "live_children",
     "make_zip",
+    "parent_of",
     "runtimes",
     "zip_with_entry",
     "zygote_pids",
@@ -193,3 +195,15 @@ def live_children(pid: int) -> list[int]:
         if int(parent) == pid and state != "Z":
             children.append(int(proc.name))
     return children
+
+
+def parent_of(pid: int) -> int:
+    """The parent of process ``pid``, from ``/proc``."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
+
+
+def agent_pid(pids: list[int]) -> int:
+    """The one agent among ``pids`` (spawned or forked, it runs the shim)."""
+    agents = [p for p in pids if b"agent_shim" in Path(f"/proc/{p}/cmdline").read_bytes()]
+    assert len(agents) == 1, agents
+    return agents[0]

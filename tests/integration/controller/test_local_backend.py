@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from controller_testkit import Published, runtimes
+from controller_testkit import Published, agent_pid, runtimes
 from prometheus_client import CollectorRegistry
 
 from controller import errors
@@ -33,12 +33,6 @@ Until = Callable[[Callable[[], bool]], Awaitable[None]]
 Invoke = Callable[[Endpoint, dict[str, object]], Coroutine[Any, Any, httpx.Response]]
 MakeVersion = Callable[..., FunctionVersion]
 NewBackend = Callable[..., LocalProcessBackend]
-
-
-def agent_pid(pids: list[int]) -> int:
-    agents = [p for p in pids if b"agent_shim" in Path(f"/proc/{p}/cmdline").read_bytes()]
-    assert len(agents) == 1, agents
-    return agents[0]
 
 
 async def test_scales_zero_to_two_and_back_to_zero(

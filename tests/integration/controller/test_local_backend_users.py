@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from controller_testkit import Invoke, Until, alive, first_answer, make_zip
+from controller_testkit import Invoke, Until, alive, first_answer, make_zip, parent_of
 
 from controller.backends import local_files, local_users
 from controller.backends.local import LocalProcessBackend
@@ -96,10 +96,6 @@ def owner_and_mode(path: str | Path) -> tuple[int, int, int]:
 
 def exists(path: str | Path) -> bool:
     return Path(path).exists()
-
-
-def parent_of(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
 def listing(directory: Path) -> list[Path]:

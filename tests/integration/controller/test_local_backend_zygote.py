@@ -7,10 +7,9 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
-from controller_testkit import Invoke, Until, agent_pids, zygote_pids
+from controller_testkit import Invoke, Until, agent_pid, agent_pids, parent_of, zygote_pids
 
 from controller.backends.local import LocalProcessBackend
 from kubelambda.models import FunctionVersion
@@ -18,15 +17,6 @@ from kubelambda.models import FunctionVersion
 MakeVersion = Callable[..., FunctionVersion]
 NewBackend = Callable[..., LocalProcessBackend]
 PidsOf = Callable[[str], list[int]]
-
-
-def parent_of(pid: int) -> int:
-    return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
-
-
-def agent_of(pids: list[int]) -> int:
-    (agent,) = [p for p in pids if b"agent_shim" in Path(f"/proc/{p}/cmdline").read_bytes()]
-    return agent
 
 
 async def test_spares_are_forked_by_the_zygote_and_serve_as_instances(
@@ -49,7 +39,7 @@ async def test_spares_are_forked_by_the_zygote_and_serve_as_instances(
 
     assert answer.status_code == 200
     assert {parent_of(spare) for spare in spares} == {zygote}
-    assert agent_of(pids_of(version.function_name)) in spares
+    assert agent_pid(pids_of(version.function_name)) in spares
 
 
 async def test_an_agent_killed_outright_is_reported_with_its_signal(
@@ -63,7 +53,7 @@ async def test_an_agent_killed_outright_is_reported_with_its_signal(
     version = make_version()
     await backend.scale(version, replicas=1, concurrency=1)
     await until(lambda: bool(backend.endpoints(version.target)))
-    agent = agent_of(pids_of(version.function_name))
+    agent = agent_pid(pids_of(version.function_name))
     assert parent_of(agent) in zygote_pids()
 
     os.kill(agent, signal.SIGKILL)
@@ -97,4 +87,4 @@ async def test_when_the_zygote_dies_its_agents_go_and_spares_are_spawned_again(
 
     assert answer.status_code == 200
     # Spawned by the backend itself: a zygote that just died is not restarted at once.
-    assert parent_of(agent_of(pids_of(version.function_name))) == os.getpid()
+    assert parent_of(agent_pid(pids_of(version.function_name))) == os.getpid()
