@@ -23,6 +23,7 @@ from kubelambda_agent.config import (
     ConfigError,
     parse_config,
 )
+from kubelambda_agent.environment import slot_environment
 
 # Annotations only: typing would cost every cold start a few milliseconds.
 TYPE_CHECKING = False
@@ -69,11 +70,15 @@ def main(prestarted: PrestartedRuntime | None = None) -> int:
     # Before any runtime exists: whatever a runtime abandons is re-parented to us.
     process.adopt_orphans()
     api_listeners = [_listen("127.0.0.1", 0) for _ in range(config.concurrency)]
+    slot_environs = [
+        slot_environment(environ, index) if config.separate_environments else environ
+        for index in range(config.concurrency)
+    ]
     started_ahead = config.concurrency if config.initialized_ahead else 1
     first_runtimes = [
         process.spawn_runtime(
             config,
-            environ,
+            slot_environs[index],
             api_address=f"127.0.0.1:{sock.getsockname()[1]}",
             prestarted=prestarted if index == 0 else None,
         )
@@ -86,7 +91,7 @@ def main(prestarted: PrestartedRuntime | None = None) -> int:
 
     return agent.run(
         config,
-        environ,
+        slot_environs,
         invoke_listener=invoke_listener,
         api_listeners=api_listeners,
         first_runtimes=first_runtimes,

@@ -48,7 +48,7 @@ _RETIRE_CHECK_SECONDS = 10.0
 
 def run(
     config: AgentConfig,
-    environ: Mapping[str, str],
+    slot_environs: Sequence[Mapping[str, str]],
     *,
     invoke_listener: socket.socket,
     api_listeners: Sequence[socket.socket],
@@ -66,7 +66,7 @@ def run(
         return runner.run(
             _serve(
                 config,
-                environ,
+                slot_environs,
                 invoke_listener=invoke_listener,
                 api_listeners=api_listeners,
                 first_runtimes=first_runtimes,
@@ -76,7 +76,7 @@ def run(
 
 async def _serve(
     config: AgentConfig,
-    environ: Mapping[str, str],
+    slot_environs: Sequence[Mapping[str, str]],
     *,
     invoke_listener: socket.socket,
     api_listeners: Sequence[socket.socket],
@@ -97,7 +97,9 @@ async def _serve(
             first_runtime=first,
             log_sink=log_file.write,
         )
-        for index, (listener, first) in enumerate(zip(api_listeners, first_runtimes, strict=True))
+        for index, (environ, listener, first) in enumerate(
+            zip(slot_environs, api_listeners, first_runtimes, strict=True)
+        )
     ]
     endpoint = InvokeEndpoint(slots, token=config.invoke_token)
     connections: set[HttpProtocol] = set()

@@ -103,6 +103,7 @@ class AgentConfig:
         "runtime",
         "runtime_dir",
         "runtime_idle_seconds",
+        "separate_environments",
         "task_root",
         "timeout_seconds",
     )
@@ -127,6 +128,7 @@ class AgentConfig:
         announcement: Announcement | None = None,
         runtime_dir: str = _PACKAGE_DIR,
         runtime_idle_seconds: float = DEFAULT_RUNTIME_IDLE_SECONDS,
+        separate_environments: bool = False,
     ) -> None:
         self.listen_host = listen_host
         self.listen_port = listen_port
@@ -149,6 +151,9 @@ class AgentConfig:
         self.runtime_dir = runtime_dir
         # A runtime other than the first one idle this long is stopped (``agent``).
         self.runtime_idle_seconds = runtime_idle_seconds
+        # Every slot is an execution environment of its own (``environment``): the
+        # embedded platform hosts several of a concurrency-1 function in one agent.
+        self.separate_environments = separate_environments
 
     @property
     def runtime_command(self) -> list[str]:
@@ -212,7 +217,15 @@ def parse_config(environ: Mapping[str, str]) -> AgentConfig:
         runtime_idle_seconds=_parse_runtime_idle(
             environ.get("KUBELAMBDA_AGENT_RUNTIME_IDLE_SECONDS", "")
         ),
+        separate_environments=_parse_flag(environ, "KUBELAMBDA_AGENT_SEPARATE_ENVIRONMENTS"),
     )
+
+
+def _parse_flag(environ: Mapping[str, str], name: str) -> bool:
+    value = environ.get(name, "0")
+    if value not in ("0", "1"):
+        raise ConfigError(f"{name}={value!r} must be 0 or 1")
+    return value == "1"
 
 
 def _parse_runtime_dir(directory: str) -> str:

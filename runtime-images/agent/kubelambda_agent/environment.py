@@ -9,9 +9,15 @@ knows (the runtime's own Runtime API address) plus Lambda's defaults for anythin
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 
-__all__ = ["AGENT_PREFIX", "runtime_environment"]
+__all__ = [
+    "AGENT_PREFIX",
+    "_DIRECTORY_PREFIX",
+    "runtime_environment",
+    "slot_environment",
+]
 
 AGENT_PREFIX = "KUBELAMBDA_AGENT_"
 
@@ -23,6 +29,25 @@ _DEFAULTS = {
 # Set by Lambda only for its multi-concurrency mode: awslambdaric then forks workers and
 # polls differently, which is not how our one-event-per-runtime slots work.
 _FORBIDDEN = ("AWS_LAMBDA_MAX_CONCURRENCY",)
+# What a slot's own ``TMPDIR`` is called under the instance's private one.
+_DIRECTORY_PREFIX = "environment-"
+
+
+def slot_environment(base: Mapping[str, str], index: int) -> dict[str, str]:
+    """The variables of slot ``index`` in an agent whose slots are execution environments
+    of their own (``AgentConfig.separate_environments``): a ``TMPDIR`` and ``HOME`` of its
+    own under the instance's private directory, when the instance has one, and past the
+    first slot a log stream of its own (Lambda's form, a new id), as separate instances
+    of a concurrency-1 function would have."""
+    env = dict(base)
+    private = base.get("TMPDIR")
+    if private:
+        env["TMPDIR"] = env["HOME"] = os.path.join(private, f"{_DIRECTORY_PREFIX}{index}")
+    stream = base.get("AWS_LAMBDA_LOG_STREAM_NAME")
+    if index and stream:
+        prefix, bracket, _ = stream.rpartition("]")
+        env["AWS_LAMBDA_LOG_STREAM_NAME"] = f"{prefix}{bracket}{os.urandom(16).hex()}"
+    return env
 
 
 def runtime_environment(

@@ -260,6 +260,13 @@ def spawn_runtime(
     env = runtime_environment(
         environ, runtime=config.runtime, api_address=api_address, runtime_dir=config.runtime_dir
     )
+    if config.separate_environments and "TMPDIR" in env:
+        # The slot's own directory: made on every start, as ``slot`` removes it when it
+        # retires the runtime (a new environment starts with nothing in it).
+        try:
+            os.makedirs(env["TMPDIR"], mode=0o700, exist_ok=True)
+        except OSError as exc:
+            return SpawnError(env["TMPDIR"], f"cannot make the environment's directory: {exc}")
     if prestarted is not None:
         adopted = None
         if config.runtime in PYTHON_RUNTIMES:

@@ -18,7 +18,8 @@ runtime's, not one per unit of concurrency. The invocation that starts a runtime
 for its init (the init's own limit, not the invocation's timeout, as on Lambda) and
 then runs there, or meets its init failure.
 An IDLE runtime may be retired (``retire``: the agent stops runtimes beyond the first
-that stayed idle past the function's idle timeout); its slot is UNSTARTED again.
+that stayed idle past the function's idle timeout); its slot is UNSTARTED again, and
+when every slot is an environment of its own, the slot's directory is emptied.
 
 An init failure (or an exit before the runtime served anything) is kept until an
 invocation meets it; that invocation gets the error and the runtime is respawned, so a
@@ -32,8 +33,10 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import logging
 import os
+import shutil
 import signal
 import socket
 import time
@@ -175,6 +178,24 @@ class Slot:
             self._detach(proc)
         self._init_failure = None
         self.state = SlotState.UNSTARTED
+        directory = self._environ.get("TMPDIR")
+        if self._config.separate_environments and directory:
+            self._discard_directory(directory)
+
+    def _discard_directory(self, directory: str) -> None:
+        """Move the environment's directory aside at once, so the next runtime here starts
+        with an empty one, and remove it in a thread: the function may have left a lot."""
+        retired = f"{directory}.retired-{os.urandom(4).hex()}"
+        try:
+            os.rename(directory, retired)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            log.warning(
+                "cannot clear the environment's directory slot=%d error=%s", self.index, exc
+            )
+            return
+        self._loop.run_in_executor(None, functools.partial(shutil.rmtree, retired, True))
 
     # -- invocations ------------------------------------------------------------------
 

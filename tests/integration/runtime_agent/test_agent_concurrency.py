@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import signal
 import time
@@ -17,6 +18,29 @@ import httpx
 from agent_harness import FUNCTION_ARN, INVOKE_TOKEN_HEADER, Agent, StartAgent
 
 RUNTIME_IDLE_VARIABLE = "KUBELAMBDA_AGENT_RUNTIME_IDLE_SECONDS"
+SEPARATE_VARIABLE = "KUBELAMBDA_AGENT_SEPARATE_ENVIRONMENTS"
+INSTANCE_STREAM = "2026/12/02/[$LATEST]" + "0" * 32
+
+# Leaves a file named after its process in $TMPDIR and tells what it finds there.
+TMPDIR_FUNCTION = {
+    "app.py": """
+        import os
+        import time
+
+
+        def handler(event, context):
+            time.sleep(event.get("seconds", 0))
+            tmp = os.environ["TMPDIR"]
+            open(os.path.join(tmp, str(os.getpid())), "w").close()
+            return {
+                "pid": os.getpid(),
+                "tmpdir": tmp,
+                "home": os.environ.get("HOME"),
+                "stream": context.log_stream_name,
+                "files": sorted(os.listdir(tmp)),
+            }
+    """
+}
 
 # Its import sleeps while a file "slow" exists in $INIT_MARKERS, and fails while "broken" does.
 MARKED_INIT_FUNCTION = {
@@ -256,6 +280,86 @@ def test_a_provisioned_instance_keeps_every_runtime_however_long_it_idles(
 
     assert agent.ready().json()["started"] == 3
     assert len(_runtime_processes(agent)) == 3
+
+
+async def test_separate_environments_have_a_directory_and_log_stream_each(
+    start_agent: StartAgent, tmp_path: Path
+) -> None:
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    agent = start_agent(
+        TMPDIR_FUNCTION,
+        concurrency=3,
+        timeout=10,
+        env={
+            SEPARATE_VARIABLE: "1",
+            "TMPDIR": str(private),
+            "AWS_LAMBDA_LOG_STREAM_NAME": INSTANCE_STREAM,
+        },
+    )
+
+    async with _client(agent) as client:
+        answers = [
+            r.json()
+            for r in await asyncio.gather(
+                *(_invoke(client, f"r{i}", {"seconds": 0.5}) for i in range(3))
+            )
+        ]
+
+    assert sorted(a["tmpdir"] for a in answers) == [
+        str(private / f"environment-{i}") for i in range(3)
+    ]
+    assert all(a["home"] == a["tmpdir"] for a in answers)
+    # Each sees only what it wrote itself.
+    assert all(a["files"] == [str(a["pid"])] for a in answers)
+    streams = {a["stream"] for a in answers}
+    assert len(streams) == 3
+    assert INSTANCE_STREAM in streams
+    assert all(re.fullmatch(r"2026/12/02/\[\$LATEST\][0-9a-f]{32}", s) for s in streams)
+
+
+async def test_a_retired_environment_comes_back_with_an_empty_directory(
+    start_agent: StartAgent, tmp_path: Path
+) -> None:
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    agent = start_agent(
+        TMPDIR_FUNCTION,
+        concurrency=2,
+        timeout=10,
+        env={SEPARATE_VARIABLE: "1", "TMPDIR": str(private), RUNTIME_IDLE_VARIABLE: "0.5"},
+    )
+
+    async with _client(agent) as client:
+        burst = await asyncio.gather(
+            *(_invoke(client, f"r{i}", {"seconds": 0.3}) for i in range(2))
+        )
+        await _wait_for_started(client, 1)
+        again = await asyncio.gather(
+            *(_invoke(client, f"s{i}", {"seconds": 0.3}) for i in range(2))
+        )
+
+    retired_pid = {r.json()["pid"] for r in burst} - {r.json()["pid"] for r in again}
+    assert len(retired_pid) == 1
+    fresh = next(r.json() for r in again if "Kubelambda-Init-Duration-Ms" in r.headers)
+    assert fresh["tmpdir"] == str(private / "environment-1")
+    assert fresh["files"] == [str(fresh["pid"])]
+
+
+async def test_without_separate_environments_the_runtimes_share_the_instances_directory(
+    start_agent: StartAgent, tmp_path: Path
+) -> None:
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    agent = start_agent(TMPDIR_FUNCTION, concurrency=2, timeout=10, env={"TMPDIR": str(private)})
+
+    async with _client(agent) as client:
+        answers = await asyncio.gather(
+            *(_invoke(client, f"r{i}", {"seconds": 0.3}) for i in range(2))
+        )
+
+    assert {r.json()["tmpdir"] for r in answers} == {str(private)}
+    assert sorted(os.listdir(private)) == sorted(str(r.json()["pid"]) for r in answers)
 
 
 def _client(agent: Agent) -> httpx.AsyncClient:

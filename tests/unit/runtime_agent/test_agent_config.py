@@ -30,6 +30,7 @@ def test_defaults(base: dict[str, str]) -> None:
     assert config.function_version == "$LATEST"
     assert config.memory_size_mb == 128
     assert config.runtime_idle_seconds == 300.0
+    assert config.separate_environments is False
 
 
 def test_explicit_values(base: dict[str, str]) -> None:
@@ -45,6 +46,7 @@ def test_explicit_values(base: dict[str, str]) -> None:
                 "AWS_LAMBDA_FUNCTION_VERSION": "7",
                 "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1024",
                 "KUBELAMBDA_AGENT_RUNTIME_IDLE_SECONDS": "60.5",
+                "KUBELAMBDA_AGENT_SEPARATE_ENVIRONMENTS": "1",
             }
         )
     finally:
@@ -56,6 +58,7 @@ def test_explicit_values(base: dict[str, str]) -> None:
     assert config.ready_fd == write_fd
     assert (config.function_version, config.memory_size_mb) == ("7", 1024)
     assert config.runtime_idle_seconds == 60.5
+    assert config.separate_environments is True
 
 
 def test_ipv6_listen_address_loses_its_brackets(base: dict[str, str]) -> None:
@@ -99,6 +102,8 @@ def test_unix_listens_on_a_unix_socket_the_kernel_names(base: dict[str, str]) ->
         ("KUBELAMBDA_AGENT_RUNTIME_IDLE_SECONDS", "-5"),
         ("KUBELAMBDA_AGENT_RUNTIME_IDLE_SECONDS", "nan"),
         ("KUBELAMBDA_AGENT_RUNTIME_IDLE_SECONDS", "a while"),
+        ("KUBELAMBDA_AGENT_SEPARATE_ENVIRONMENTS", "yes"),
+        ("KUBELAMBDA_AGENT_SEPARATE_ENVIRONMENTS", ""),
     ],
 )
 def test_invalid_values_are_refused_naming_the_variable(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from kubelambda_agent.environment import runtime_environment
+import re
+
+from kubelambda_agent.environment import runtime_environment, slot_environment
 
 
 def _build(base: dict[str, str]) -> dict[str, str]:
@@ -49,3 +51,33 @@ def test_max_concurrency_is_never_passed_on() -> None:
     env = _build({"AWS_LAMBDA_MAX_CONCURRENCY": "4"})
 
     assert "AWS_LAMBDA_MAX_CONCURRENCY" not in env
+
+
+_INSTANCE = {
+    "TMPDIR": "/srv/private/abc",
+    "HOME": "/srv/private/abc",
+    "AWS_LAMBDA_LOG_STREAM_NAME": "2026/12/02/[$LATEST]" + "0" * 32,
+    "_HANDLER": "app.handler",
+}
+
+
+def test_a_separate_environment_has_a_directory_of_its_own_as_tmpdir_and_home() -> None:
+    first, second = (slot_environment(_INSTANCE, index) for index in (0, 1))
+
+    assert first["TMPDIR"] == first["HOME"] == "/srv/private/abc/environment-0"
+    assert second["TMPDIR"] == second["HOME"] == "/srv/private/abc/environment-1"
+    assert second["_HANDLER"] == "app.handler"
+
+
+def test_environments_past_the_first_get_log_streams_of_their_own_in_lambdas_form() -> None:
+    streams = [slot_environment(_INSTANCE, i)["AWS_LAMBDA_LOG_STREAM_NAME"] for i in range(4)]
+
+    assert streams[0] == _INSTANCE["AWS_LAMBDA_LOG_STREAM_NAME"]
+    assert len(set(streams)) == 4
+    assert all(re.fullmatch(r"2026/12/02/\[\$LATEST\][0-9a-f]{32}", s) for s in streams)
+
+
+def test_without_a_private_directory_a_separate_environment_keeps_the_hosts() -> None:
+    env = slot_environment({"HOME": "/home/platform"}, 2)
+
+    assert env == {"HOME": "/home/platform"}
