@@ -36,17 +36,13 @@ _DIRECTORY_PREFIX = "environment-"
 def slot_environment(base: Mapping[str, str], index: int) -> dict[str, str]:
     """The variables of slot ``index`` in an agent whose slots are execution environments
     of their own (``AgentConfig.separate_environments``): a ``TMPDIR`` and ``HOME`` of its
-    own under the instance's private directory, when the instance has one, and past the
-    first slot a log stream of its own (Lambda's form, a new id), as separate instances
-    of a concurrency-1 function would have."""
+    own under the instance's private directory, when the instance has one. The log
+    stream stays the instance's: it names the log file every slot writes to, and it is
+    how the launcher finds every process of the instance (``local_process.sweep``)."""
     env = dict(base)
     private = base.get("TMPDIR")
     if private:
         env["TMPDIR"] = env["HOME"] = os.path.join(private, f"{_DIRECTORY_PREFIX}{index}")
-    stream = base.get("AWS_LAMBDA_LOG_STREAM_NAME")
-    if index and stream:
-        prefix, bracket, _ = stream.rpartition("]")
-        env["AWS_LAMBDA_LOG_STREAM_NAME"] = f"{prefix}{bracket}{os.urandom(16).hex()}"
     return env
 
 

@@ -282,7 +282,7 @@ def test_a_provisioned_instance_keeps_every_runtime_however_long_it_idles(
     assert len(_runtime_processes(agent)) == 3
 
 
-async def test_separate_environments_have_a_directory_and_log_stream_each(
+async def test_separate_environments_have_a_directory_each(
     start_agent: StartAgent, tmp_path: Path
 ) -> None:
     private = tmp_path / "private"
@@ -312,10 +312,7 @@ async def test_separate_environments_have_a_directory_and_log_stream_each(
     assert all(a["home"] == a["tmpdir"] for a in answers)
     # Each sees only what it wrote itself.
     assert all(a["files"] == [str(a["pid"])] for a in answers)
-    streams = {a["stream"] for a in answers}
-    assert len(streams) == 3
-    assert INSTANCE_STREAM in streams
-    assert all(re.fullmatch(r"2026/12/02/\[\$LATEST\][0-9a-f]{32}", s) for s in streams)
+    assert {a["stream"] for a in answers} == {INSTANCE_STREAM}
 
 
 async def test_a_retired_environment_comes_back_with_an_empty_directory(
