@@ -94,6 +94,9 @@ _FIRST_BACKOFF_SECONDS = 0.5
 _SPARE_DELAY_SECONDS = 0.05
 # A zygote that died is replaced no sooner than this after the last one started.
 _ZYGOTE_RESTART_SECONDS = 10.0
+# How much later than its idle timeout an agent may retire an idle runtime (the agent
+# looks that often: ``kubelambda_agent.agent``): a host's budget counts it till then.
+_RETIREMENT_SLACK_SECONDS = 10.0
 # The python runtime spares start ahead of need until an instance of another one starts:
 # the runtime of the platform's images (``kubelambda.launch.cluster_adapters``).
 _SPARE_RUNTIME = "python3.11"
@@ -137,6 +140,7 @@ class LocalProcessBackend:
         host_environ: Mapping[str, str] | None = None,
         users: local_users.InstanceUsers | None = None,
         budget: local_capacity.Budget | None = None,
+        environments_per_agent: int = 16,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._home = home
@@ -157,6 +161,7 @@ class LocalProcessBackend:
         self._log_max_bytes = log_max_bytes
         self._host_environ = dict(os.environ if host_environ is None else host_environ)
         self._clock = clock
+        self._environments_per_agent = environments_per_agent
         self._users = users
         self._files = None if users is None else local_files.InstanceFiles(home)
         self._instances: dict[Target, list[local_process.LocalProcess]] = {}
@@ -207,14 +212,22 @@ class LocalProcessBackend:
         live = self._instances.setdefault(target, [])
         for stale in [p for p in live if p.revision != revision]:
             self._begin_stop(stale, reason="revision changed")
-        excess = len(live) - replicas
+        excess = _environments(live) - replicas
         if excess > 0:
-            # Keep provisioned and ready instances; of the rest, stop the newest first.
+            # Keep provisioned and ready instances; of the rest, stop the newest first
+            # (an agent hosting more environments than are to go gives some up).
             order = sorted(
                 live, key=lambda p: (p.provisioned, p.endpoint is not None, -p.spawned_at)
             )
-            for victim in order[:excess]:
-                self._begin_stop(victim, reason="scale down")
+            for victim in order:
+                if excess <= 0:
+                    break
+                if victim.environments <= excess:
+                    excess -= victim.environments
+                    self._begin_stop(victim, reason="scale down")
+                else:
+                    self._resize(victim, victim.environments - excess)
+                    excess = 0
         if not live and replicas == 0:
             # Nothing left to run: forget the target, or deleted versions pile up here.
             self._instances.pop(target, None)
@@ -222,7 +235,7 @@ class LocalProcessBackend:
             self._admission.forget(target)
             return
         budget = self._admission.budget
-        if replicas > len(live) and not budget.fits_at_all(version.memory_size):
+        if replicas > _environments(live) and not budget.fits_at_all(version.memory_size):
             if not self._backing_off(target):
                 self._start_failed(
                     target, errors.CapacityExceeded(version.memory_size, budget.memory_mb)
@@ -230,7 +243,11 @@ class LocalProcessBackend:
             self._admission.forget(target)
             return
         self._admission.want(
-            version, replicas=replicas, concurrency=concurrency, provisioned=provisioned
+            version,
+            replicas=replicas,
+            concurrency=concurrency,
+            provisioned=provisioned,
+            per_start=self._hosting(concurrency, provisioned=False),
         )
         await self._admit()
 
@@ -287,16 +304,20 @@ class LocalProcessBackend:
         return catalog.subscribe(on_catalog)
 
     def endpoints(self, target: Target) -> list[Endpoint]:
+        return [p.endpoint for p in self._ready(target) if p.endpoint is not None]
+
+    def ready_instances(self, target: Target) -> int:
+        """Ready execution environments: an agent hosting several counts each."""
+        return _environments(self._ready(target))
+
+    def _ready(self, target: Target) -> list[local_process.LocalProcess]:
         running = self._running.get(target)
         return [
-            p.endpoint
+            p
             for p in self._instances.get(target, ())
             # ``revision`` names the package an instance runs (see ``_revision``).
             if p.endpoint is not None and (running is None or p.revision[1] == running)
         ]
-
-    def ready_instances(self, target: Target) -> int:
-        return len(self.endpoints(target))
 
     def starts_deferred(self) -> Collection[Target]:
         return self._admission.deferred()
@@ -353,8 +374,11 @@ class LocalProcessBackend:
             if provisioned
             else instance_environment.InitializationType.ON_DEMAND
         )
+        capacity = self._hosting(concurrency, provisioned=provisioned)
         try:
-            instance = await self._launch(version, instance_id, concurrency, provisioned, init_type)
+            instance = await self._launch(
+                version, instance_id, concurrency, capacity, provisioned, init_type
+            )
         except BackendClosed:
             await self._release(instance_id)
             return
@@ -367,13 +391,14 @@ class LocalProcessBackend:
             self._metrics.started(target, initialization_type=init_type)
         logger.info(
             "instance spawned namespace=%s function=%s version=%s instance=%s pid=%d "
-            "initialization_type=%s",
+            "initialization_type=%s environments=%d",
             target.namespace,
             target.function_name,
             target.version,
             instance_id,
             instance.pid,
             init_type,
+            capacity,
         )
         self._track(self._supervise(instance, concurrency))
         if self._closed:
@@ -385,11 +410,13 @@ class LocalProcessBackend:
         version: FunctionVersion,
         instance_id: str,
         concurrency: int,
+        capacity: int,
         provisioned: bool,
         init_type: instance_environment.InitializationType,
     ) -> local_process.LocalProcess:
         """Prepare the code, the files and the environment, then spawn (or assign a
-        spare) agent. Every way it can fail is an ``InstanceStartError``."""
+        spare) agent, able to host ``capacity`` environments. Every way it can fail is
+        an ``InstanceStartError``."""
         target = version.target
         if not runtimes.is_provided(version.runtime):
             self._spare_runtime_name = version.runtime
@@ -414,10 +441,9 @@ class LocalProcessBackend:
                 version,
                 task_root=task_root,
                 instance_id=instance_id,
-                concurrency=concurrency,
-                runtime_idle_seconds=self._idle_timeouts.get(
-                    version.key, DEFAULT_IDLE_TIMEOUT_SECONDS
-                ),
+                concurrency=concurrency * capacity,
+                separate_environments=capacity > 1,
+                runtime_idle_seconds=self._idle_timeout(version.key),
                 initialization_type=init_type,
                 region=self._region,
                 started=datetime.now(UTC),
@@ -429,7 +455,7 @@ class LocalProcessBackend:
                 usable=None if self._users is None else self._users.can_run,
             )
             return await self._spawn(
-                version, instance_id, concurrency, provisioned, environ, log_path, user
+                version, instance_id, concurrency, capacity, provisioned, environ, log_path, user
             )
         except OSError as exc:
             raise errors.InstanceStartError(f"cannot spawn agent: {exc}") from exc
@@ -480,6 +506,7 @@ class LocalProcessBackend:
         version: FunctionVersion,
         instance_id: str,
         concurrency: int,
+        capacity: int,
         provisioned: bool,
         environ: Mapping[str, str],
         log_path: Path,
@@ -498,6 +525,7 @@ class LocalProcessBackend:
             stop_grace=version.timeout + self._stop_grace_extra,
             memory_mb=version.memory_size,
             user=user,
+            capacity=capacity,
         )
 
     async def _task_root(self, package: CodePackage) -> Path:
@@ -636,7 +664,7 @@ class LocalProcessBackend:
             instance.instance_id,
             host,
             port,
-            concurrency,
+            instance.serves,
             token=instance.invoke_token,
         )
         self._failures.pop(target, None)
@@ -714,7 +742,11 @@ class LocalProcessBackend:
         """Start what the budget admits of every target's missing instances; the rest
         stays deferred. Called with the scaling lock held."""
         running = {
-            target: local_admission.Running(len(live), sum(p.provisioned for p in live))
+            target: local_admission.Running(
+                _environments(live),
+                sum(p.provisioned for p in live),
+                room=sum(p.capacity - p.environments for p in live),
+            )
             for target, live in self._instances.items()
         }
         grants = self._admission.grants(
@@ -726,9 +758,11 @@ class LocalProcessBackend:
             for _ in range(count):
                 if self._closed:
                     return
-                await self._start(
-                    want.version, concurrency=want.concurrency, provisioned=warm < want.provisioned
-                )
+                provisioned = warm < want.provisioned
+                if provisioned or not self._place(want.version.target):
+                    await self._start(
+                        want.version, concurrency=want.concurrency, provisioned=provisioned
+                    )
                 warm += 1
         self._admission.report(self._usage())
         self._maybe_refill()
@@ -753,12 +787,52 @@ class LocalProcessBackend:
         instances = [p for ps in self._instances.values() for p in ps]
         instances += self._draining
         processes_of = self._admission.budget.processes_of
+        now = self._clock()
+        held = [(p, p.held_environments(now)) for p in instances]
         return local_capacity.Usage(
-            memory_mb=sum(p.memory_mb for p in instances),
+            memory_mb=sum(p.memory_mb * environments for p, environments in held),
             starting=sum(p.endpoint is None and not p.stopping for p in instances),
-            processes=sum(processes_of(p.concurrency) for p in instances)
+            processes=sum(processes_of(p.concurrency, environments) for p, environments in held)
             + self._spares.count * local_capacity.SPARE_PROCESSES,
         )
+
+    def _hosting(self, concurrency: int, *, provisioned: bool) -> int:
+        """How many execution environments an agent started now hosts: several of a
+        concurrency-1 function, whose environments then share one agent's event loop
+        instead of waking an agent each (provisioned ones initialise ahead: one each)."""
+        if concurrency == 1 and not provisioned:
+            return self._environments_per_agent
+        return 1
+
+    def _place(self, target: Target) -> bool:
+        """Give one more environment to an agent of ``target`` with room, the fullest
+        first; ``False`` when none has room."""
+        hosts = [p for p in self._instances.get(target, ()) if p.environments < p.capacity]
+        if not hosts:
+            return False
+        host = max(hosts, key=lambda p: p.environments)
+        self._resize(host, host.environments + 1)
+        return True
+
+    def _resize(self, host: local_process.LocalProcess, environments: int) -> None:
+        host.resize(
+            environments,
+            now=self._clock(),
+            hold=self._idle_timeout(host.target.function) + _RETIREMENT_SLACK_SECONDS,
+        )
+        logger.info(
+            "instance environments namespace=%s function=%s version=%s instance=%s environments=%d",
+            host.target.namespace,
+            host.target.function_name,
+            host.target.version,
+            host.instance_id,
+            environments,
+        )
+        if host.endpoint is not None:
+            self._changed(host.target)
+
+    def _idle_timeout(self, key: FunctionKey) -> float:
+        return self._idle_timeouts.get(key, DEFAULT_IDLE_TIMEOUT_SECONDS)
 
     def _backing_off(self, target: Target) -> bool:
         failures = self._failures.get(target)
@@ -786,7 +860,7 @@ class LocalProcessBackend:
 
     def _changed(self, target: Target) -> None:
         if self._metrics is not None:
-            self._metrics.ready_count(target, len(self.endpoints(target)))
+            self._metrics.ready_count(target, self.ready_instances(target))
         for listener in list(self._listeners):
             try:
                 listener(target)
@@ -802,6 +876,10 @@ class LocalProcessBackend:
         self._tasks.discard(task)
         if not task.cancelled() and (exc := task.exception()) is not None:
             logger.error("instance task failed task=%s", task.get_name(), exc_info=exc)
+
+
+def _environments(instances: Collection[local_process.LocalProcess]) -> int:
+    return sum(p.environments for p in instances)
 
 
 def _owner_only(root: Path) -> None:

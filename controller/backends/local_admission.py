@@ -33,15 +33,18 @@ class Want:
     replicas: int
     concurrency: int
     provisioned: int
+    per_start: int = 1
     since: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Running:
-    """A target's instances alive now (starting or ready), ``provisioned`` of them warm."""
+    """A target's instances alive now (starting or ready), ``provisioned`` of them warm,
+    and ``room`` for more in the agents that host them (``LocalProcessBackend``)."""
 
     instances: int
     provisioned: int
+    room: int = 0
 
 
 class Admission:
@@ -60,12 +63,16 @@ class Admission:
         replicas: int,
         concurrency: int,
         provisioned: int,
+        per_start: int = 1,
     ) -> None:
         """Record the latest call for ``version``'s target: fewer replicas than before
-        cancel deferred starts, and a target short already keeps its place."""
+        cancel deferred starts, and a target short already keeps its place. An agent
+        started for it hosts up to ``per_start`` of its instances (not provisioned)."""
         previous = self._wants.get(version.target)
         since = previous.since if previous is not None else None
-        self._wants[version.target] = Want(version, replicas, concurrency, provisioned, since)
+        self._wants[version.target] = Want(
+            version, replicas, concurrency, provisioned, per_start, since
+        )
 
     def forget(self, target: Target) -> None:
         self._wants.pop(target, None)
@@ -107,6 +114,8 @@ class Admission:
                     since=want.since,
                     provisioned=max(0, want.provisioned - alive.provisioned),
                     concurrency=want.concurrency,
+                    per_start=want.per_start,
+                    room=alive.room,
                 )
             )
         granted = local_capacity.plan(self.budget, usage, shorts)

@@ -79,10 +79,11 @@ class Budget:
         """Whether one instance of ``memory_mb`` could ever run here, all else stopped."""
         return memory_mb <= self.memory_mb and self.max_processes > 0 and self.max_starting > 0
 
-    def processes_of(self, concurrency: int) -> int:
+    def processes_of(self, concurrency: int, environments: int = 1) -> int:
         """What one instance of ``concurrency`` takes of ``max_processes``: its agent and
-        a runtime per unit of concurrency, or the whole budget if that is less."""
-        return min(1 + max(1, concurrency), self.max_processes)
+        a runtime per unit of concurrency of each of the ``environments`` it hosts, or
+        the whole budget if that is less."""
+        return min(1 + max(1, concurrency) * max(1, environments), self.max_processes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +109,10 @@ class Want(Generic[K]):
     since: float
     provisioned: int = 0
     concurrency: int = 1
+    #: Execution environments one agent started for the rest (not provisioned) may host.
+    per_start: int = 1
+    #: Environments the target's agents alive now may still take, without a start.
+    room: int = 0
 
 
 def plan(budget: Budget, usage: Usage, wants: Sequence[Want[K]]) -> dict[K, int]:
@@ -122,21 +127,27 @@ def plan(budget: Budget, usage: Usage, wants: Sequence[Want[K]]) -> dict[K, int]
     free_processes = budget.max_processes - usage.processes
     free_memory = budget.memory_mb - usage.memory_mb
     by_age = sorted(wants, key=lambda w: w.since)
-    parts = [(w, min(w.provisioned, w.missing)) for w in by_age] + [
-        (w, w.missing - min(w.provisioned, w.missing)) for w in by_age
+    parts = [(w, min(w.provisioned, w.missing), False) for w in by_age] + [
+        (w, w.missing - min(w.provisioned, w.missing), w.per_start > 1) for w in by_age
     ]
     grants: dict[K, int] = {}
-    for want, count in parts:
-        if count <= 0:
-            continue
-        by_memory = free_memory // max(1, want.memory_mb)
-        processes_each = budget.processes_of(want.concurrency)
-        fit = max(0, min(count, free_starting, free_processes // processes_each, by_memory))
+    for want, count, hosted in parts:
+        room = want.room if hosted else 0
+        fit = 0
+        while fit < count:
+            # An environment placed in an agent with room costs its runtime; any other
+            # starts an agent (hosting, it has room for more after this one).
+            starts = room == 0
+            processes = budget.processes_of(want.concurrency) if starts else 1
+            if free_memory < want.memory_mb or free_processes < processes or free_starting < starts:
+                break
+            free_memory -= want.memory_mb
+            free_processes -= processes
+            free_starting -= starts
+            room = (want.per_start - 1 if hosted else 0) if starts else room - 1
+            fit += 1
         if fit:
             grants[want.key] = grants.get(want.key, 0) + fit
-            free_starting -= fit
-            free_processes -= fit * processes_each
-            free_memory -= fit * want.memory_mb
         if fit < count:
             break
     return grants

@@ -70,6 +70,7 @@ def instance_environment(
     private_directory: Path | None = None,
     runtime_directory: Path | None = None,
     usable: Callable[[str], bool] | None = None,
+    separate_environments: bool = False,
 ) -> dict[str, str]:
     """The environment of one agent process (and, through it, of the runtime).
 
@@ -78,6 +79,9 @@ def instance_environment(
     so a spare agent has none until it is given a function. ``usable`` says whether the
     instance's user can run an interpreter (see ``runtimes.find_python``), and
     ``runtime_directory`` holds a bootstrap it can read (default: the agent's own).
+    ``concurrency`` is the agent's: invocations it runs at once. With
+    ``separate_environments`` each of them runs in an execution environment of its own
+    (the agent hosts that many of a concurrency-1 function's).
 
     Raises ``RuntimeUnavailable`` when this host has no interpreter for the runtime.
     """
@@ -103,6 +107,8 @@ def instance_environment(
             "KUBELAMBDA_AGENT_LOG_MAX_BYTES": str(log_max_bytes),
         }
     )
+    if separate_environments:
+        env["KUBELAMBDA_AGENT_SEPARATE_ENVIRONMENTS"] = "1"
     if private_directory is not None:
         env["TMPDIR"] = env["HOME"] = str(private_directory)
     if runtime_directory is not None:

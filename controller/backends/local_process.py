@@ -37,8 +37,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
+import math
 import os
 import signal
 import subprocess
@@ -127,9 +129,16 @@ class LocalProcess:
     #: Its function's MemorySize: what it takes of the host's budget.
     memory_mb: int
     invoke_token: str = field(repr=False)
+    #: The execution environments of its function it may host, and hosts now: one and
+    #: one, except for an agent hosting several of a concurrency-1 function's (``local``).
+    capacity: int = 1
+    environments: int = 1
     endpoint: Endpoint | None = None
     stopping: bool = False
     _pipe: asyncio.BaseTransport | None = field(default=None, repr=False)
+    # After it gave environments up: how many it may still run runtimes for, until when.
+    _held: int = 1
+    _held_until: float = -math.inf
 
     @property
     def pid(self) -> int:
@@ -137,8 +146,30 @@ class LocalProcess:
 
     @property
     def concurrency(self) -> int:
-        """Invocations it runs at once: one runtime process each."""
+        """Invocations each of its environments runs at once: one runtime process each."""
         return self.revision[2]
+
+    @property
+    def serves(self) -> int:
+        """Invocations it takes at once: its endpoint's concurrency."""
+        return self.environments * self.concurrency
+
+    def resize(self, environments: int, *, now: float, hold: float) -> None:
+        """Host ``environments`` from now on (its endpoint, if any, follows). The runtimes
+        of environments it gives up run on until the agent retires them as idle: they
+        stay counted in ``held_environments`` for ``hold`` seconds."""
+        if environments < self.environments:
+            self._held = self.held_environments(now)
+            self._held_until = now + hold
+        self.environments = environments
+        if self.endpoint is not None:
+            self.endpoint = dataclasses.replace(self.endpoint, concurrency=self.serves)
+
+    def held_environments(self, now: float) -> int:
+        """The environments whose runtimes may be running at ``now``."""
+        if now < self._held_until:
+            return max(self.environments, self._held)
+        return self.environments
 
     async def wait_ready(self, within: float) -> tuple[str, int]:
         """Where the agent listens, once it says it is ready: the abstract Unix socket
@@ -365,6 +396,7 @@ def assign(
     stop_grace: float,
     memory_mb: int,
     user: InstanceUser | None = None,
+    capacity: int = 1,
 ) -> LocalProcess:
     """Give a spare its function: ``environ`` (plus its ready pipe), its log file (whose
     directory must exist) and the user it runs as (``None``: the platform's).
@@ -396,5 +428,6 @@ def assign(
         marker=f"{MARKER_VARIABLE}={environ[MARKER_VARIABLE]}".encode(),
         memory_mb=memory_mb,
         invoke_token=environ[local_env.INVOKE_TOKEN_VARIABLE],
+        capacity=capacity,
         _pipe=spare.pipe,
     )

@@ -85,6 +85,7 @@ async def run(settings: PlatformSettings, *, deploy_example: bool = False) -> No
             metrics=controller_metrics,
             users=users,
             budget=budget,
+            environments_per_agent=settings.environments_per_agent,
         )
         stack.push_async_callback(backend.aclose)
         offered = runtimes.available_runtimes(usable=None if users is None else users.can_run)

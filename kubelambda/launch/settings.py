@@ -98,6 +98,14 @@ class PlatformSettings(BaseSettings):
         description="Embedded: processes of instances alive per core (an instance runs its "
         "agent and a runtime per unit of its concurrency; a spare agent counts two)",
     )
+    environments_per_agent: int = Field(
+        default=16,
+        ge=1,
+        le=256,
+        description="Embedded: execution environments of a function of instance concurrency "
+        "1 that one agent process hosts, each with a runtime and a TMPDIR of its own "
+        "(1: an agent each; provisioned ones always have one each)",
+    )
     instance_uid_base: int = Field(
         default=1_999_000_000,
         ge=65_536,

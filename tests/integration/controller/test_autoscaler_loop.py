@@ -114,10 +114,10 @@ async def test_a_burst_from_zero_scales_out_at_once_and_the_panic_holds_it(
     target = await create_function(store, make_version(), idle_timeout=300.0)
     async with Autoscaler(store, backend, tick_seconds=FAST_TICK_SECONDS) as autoscaler:
         autoscaler.report(GATEWAY, target, in_flight=1, waiting=2)
-        await until(lambda: len(backend.endpoints(target)) == 3)
+        await until(lambda: backend.ready_instances(target) == 3)
         autoscaler.report(GATEWAY, target, in_flight=0, waiting=0)
         await asyncio.sleep(5 * FAST_TICK_SECONDS)  # ticks pass with no demand at all
-        held = len(backend.endpoints(target))
+        held = backend.ready_instances(target)
 
     assert held == 3
 
@@ -130,9 +130,9 @@ async def test_two_gateways_in_flight_counts_add_up_to_the_instances_started(
         # Each gateway holds one invocation: neither alone would need a second instance.
         autoscaler.report("gateway-0", target, in_flight=1, waiting=0)
         autoscaler.report("gateway-1", target, in_flight=1, waiting=0)
-        await until(lambda: len(backend.endpoints(target)) == 2)
+        await until(lambda: backend.ready_instances(target) == 2)
         await asyncio.sleep(3 * FAST_TICK_SECONDS)
-        held = len(backend.endpoints(target))
+        held = backend.ready_instances(target)
 
     assert held == 2
 
@@ -146,10 +146,10 @@ async def test_provisioned_concurrency_goes_ready_with_warm_instances(
 
     async with Autoscaler(store, backend, tick_seconds=FAST_TICK_SECONDS):
         await until(lambda: watched.status(target) is ProvisionedStatus.READY)
-        ready_endpoints = len(backend.endpoints(target))
+        ready = backend.ready_instances(target)
     config = await store.get_provisioned(target.function, target.version)
 
-    assert (config.status, config.allocated, ready_endpoints) == (ProvisionedStatus.READY, 2, 2)
+    assert (config.status, config.allocated, ready) == (ProvisionedStatus.READY, 2, 2)
 
 
 async def test_provisioned_concurrency_fails_when_instances_cannot_start(

@@ -46,12 +46,15 @@ async def test_scales_zero_to_two_and_back_to_zero(
     target = version.target
 
     await backend.scale(version, replicas=2, concurrency=1)
-    await until(lambda: len(backend.endpoints(target)) == 2)
-    answers = [await invoke(e, {}) for e in backend.endpoints(target)]
+    await until(lambda: backend.ready_instances(target) == 2)
+    # Both environments are hosted by one agent: its endpoint takes two at once.
+    [endpoint] = backend.endpoints(target)
+    answers = await asyncio.gather(*(invoke(endpoint, {"sleep": 0.3}) for _ in range(2)))
     await backend.scale(version, replicas=0, concurrency=1)
     left_at_once = backend.endpoints(target)
     await until(lambda: not pids_of(version.function_name))
 
+    assert endpoint.concurrency == 2
     assert [a.status_code for a in answers] == [200, 200]
     assert len({a.json()["pid"] for a in answers}) == 2
     assert left_at_once == []

@@ -1,6 +1,9 @@
 """The local backend within a host budget, with real agent processes: starts beyond it
 wait, deferred starts go as capacity frees (oldest want first), fewer replicas cancel
-them, and a function larger than the whole budget fails instead of waiting."""
+them, and a function larger than the whole budget fails instead of waiting.
+
+An agent each instance (``environments_per_agent=1``): the budget of agents hosting
+several environments is ``test_local_backend_hosting``'s."""
 
 from __future__ import annotations
 
@@ -40,6 +43,7 @@ async def test_instances_beyond_the_process_budget_are_not_started(
     each = 1 + concurrency
     registry = CollectorRegistry()
     backend = new_backend(
+        environments_per_agent=1,
         # Room for two instances and not quite three.
         budget=Budget(memory_mb=ROOMY_MEMORY, max_starting=4, max_processes=3 * each - 1),
         spare_agents=0,
@@ -67,7 +71,9 @@ async def test_fewer_replicas_cancel_the_deferred_starts(
     new_backend: NewBackend, make_version: MakeVersion, until: Until, pids_of: PidsOf
 ) -> None:
     backend = new_backend(
-        budget=Budget(memory_mb=ROOMY_MEMORY, max_starting=4, max_processes=4), spare_agents=0
+        environments_per_agent=1,
+        budget=Budget(memory_mb=ROOMY_MEMORY, max_starting=4, max_processes=4),
+        spare_agents=0,
     )
     version = make_version()
 
@@ -84,7 +90,9 @@ async def test_deferred_starts_go_as_starts_finish_without_another_scale_call(
     new_backend: NewBackend, make_version: MakeVersion, until: Until
 ) -> None:
     backend = new_backend(
-        budget=Budget(memory_mb=ROOMY_MEMORY, max_starting=1, max_processes=10), spare_agents=0
+        environments_per_agent=1,
+        budget=Budget(memory_mb=ROOMY_MEMORY, max_starting=1, max_processes=10),
+        spare_agents=0,
     )
     version = make_version()
 
@@ -100,7 +108,9 @@ async def test_memory_freed_by_a_stop_goes_to_the_oldest_deferred_start(
     new_backend: NewBackend, make_version: MakeVersion, until: Until, function_name: str
 ) -> None:
     backend = new_backend(
-        budget=Budget(memory_mb=256, max_starting=4, max_processes=10), spare_agents=0
+        environments_per_agent=1,
+        budget=Budget(memory_mb=256, max_starting=4, max_processes=10),
+        spare_agents=0,
     )
     first = make_version(memory_size=128)
     older = make_version(name=f"{function_name}-b", memory_size=128)
@@ -123,7 +133,9 @@ async def test_memory_freed_by_a_stop_goes_to_the_oldest_deferred_start(
 async def test_a_function_larger_than_the_whole_budget_fails_instead_of_waiting(
     new_backend: NewBackend, make_version: MakeVersion, pids_of: PidsOf
 ) -> None:
-    backend = new_backend(budget=Budget(memory_mb=256, max_starting=4, max_processes=10))
+    backend = new_backend(
+        environments_per_agent=1, budget=Budget(memory_mb=256, max_starting=4, max_processes=10)
+    )
     version = make_version(memory_size=512)
 
     await backend.scale(version, replicas=1, concurrency=1)
@@ -143,7 +155,9 @@ async def test_closing_while_a_deferred_start_is_under_way_stops_it_too(
     events, say): the instance whose agent spawns after closing began is stopped with
     the others and nothing more starts; ``aclose`` does not wait on it for ever."""
     backend = new_backend(
-        budget=Budget(memory_mb=ROOMY_MEMORY, max_starting=1, max_processes=8), spare_agents=0
+        environments_per_agent=1,
+        budget=Budget(memory_mb=ROOMY_MEMORY, max_starting=1, max_processes=8),
+        spare_agents=0,
     )
     version = make_version()
     # The second start is held just before its agent spawns, until closing has begun.

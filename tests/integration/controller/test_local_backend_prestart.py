@@ -150,7 +150,10 @@ def with_spares(new_backend: NewBackend, until: Until, tmp_path: Path) -> WithSp
     spare agents have each pre-started a runtime; with their pids, agent -> runtime."""
 
     async def make(**options: Any) -> tuple[LocalProcessBackend, dict[int, int]]:
-        backend = new_backend(**({"ready_timeout": 20.0} | options))
+        # One environment an agent: an instance's next runtime is then its first's
+        # successor in the same slot, which the tests compare it with.
+        defaults = {"ready_timeout": 20.0, "environments_per_agent": 1}
+        backend = new_backend(**(defaults | options))
         make_directory(tmp_path / "home")  # as the platform's start makes it
         backend.start_spares()
         await until(lambda: len(prestarted_runtimes()) == 2)
