@@ -3,6 +3,7 @@ to their function's user, real runtimes, code from a real LocalCodeStore."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import stat
 from collections.abc import Awaitable, Callable
@@ -26,8 +27,10 @@ HANDLER = """
 import os
 import subprocess
 import tempfile
+import time
 
 def handler(event, context):
+    time.sleep(event.get("sleep", 0))
     if event.get("orphan"):
         # sh exits at once: its sleep is re-parented to the agent, the subreaper.
         shell = subprocess.run(["/bin/sh", "-c", "sleep 300 >/dev/null 2>&1 & echo $!"],
@@ -181,6 +184,31 @@ async def test_the_private_tmp_goes_with_its_instance(
     await users_backend.scale(version, replicas=0, concurrency=1)
     await until(lambda: not pids_of(version.function_name))
     await until(lambda: not exists(tmp))
+
+
+async def test_environments_hosted_by_one_agent_have_a_private_tmp_each(
+    users_backend: LocalProcessBackend,
+    version_of: Callable[..., Awaitable[FunctionVersion]],
+    until: Until,
+    invoke: Invoke,
+) -> None:
+    version = await version_of()
+    await users_backend.scale(version, replicas=2, concurrency=1)
+    await until(lambda: users_backend.ready_instances(version.target) == 2)
+    [endpoint] = users_backend.endpoints(version.target)
+
+    answers = [
+        r.json() for r in await asyncio.gather(*(invoke(endpoint, {"sleep": 0.3}) for _ in "ab"))
+    ]
+
+    assert answers[0]["agent"] == answers[1]["agent"]
+    tmps = {Path(a["tmp"]) for a in answers}
+    assert len(tmps) == 2
+    # Side by side in the instance's private directory, each its user's alone.
+    assert len({tmp.parent for tmp in tmps}) == 1
+    for seen in answers:
+        assert seen["home"] == seen["tmp"]
+        assert owner_and_mode(seen["tmp"]) == (seen["uid"], seen["gid"], 0o700)
 
 
 async def test_what_a_function_abandons_dies_with_its_agent_across_the_user_switch(

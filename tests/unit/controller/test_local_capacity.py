@@ -125,3 +125,43 @@ def test_a_wide_want_that_does_not_fit_holds_back_the_narrow_ones_behind_it() ->
 
     assert plan(budget, Usage(processes=20), wants) == {}
     assert plan(budget, Usage(processes=13), wants) == {"wide": 1, "narrow": 1}
+
+
+def test_environments_placed_in_agents_with_room_need_no_start_and_one_process_each() -> None:
+    budget = Budget(memory_mb=10_000, max_starting=1, max_processes=8)
+    usage = Usage(memory_mb=0, starting=1, processes=4)
+    hosted = Want("f", memory_mb=128, missing=6, since=0.0, per_start=16, room=3)
+
+    # No start is free: only the three with room fit, a runtime each (4 + 3 <= 8).
+    assert plan(budget, usage, [hosted]) == {"f": 3}
+
+
+def test_an_agent_started_for_hosted_environments_takes_the_next_ones_too() -> None:
+    budget = Budget(memory_mb=10_000, max_starting=1, max_processes=100)
+    hosted = Want("f", memory_mb=128, missing=5, since=0.0, per_start=3)
+
+    # One start: an agent for three environments; the other two would need a second.
+    assert plan(budget, Usage(), [hosted]) == {"f": 3}
+    assert plan(Budget(10_000, 2, 100), Usage(), [hosted]) == {"f": 5}
+
+
+def test_hosted_environments_count_their_memory_and_their_agents_process() -> None:
+    hosted = Want("f", memory_mb=128, missing=5, since=0.0, per_start=16)
+
+    # Two environments: 256 MB; and the agent, then a runtime each: 1 + 2 processes.
+    assert plan(Budget(300, 5, 100), Usage(), [hosted]) == {"f": 2}
+    assert plan(Budget(10_000, 5, 3), Usage(), [hosted]) == {"f": 2}
+
+
+def test_provisioned_environments_start_an_agent_each_even_with_room() -> None:
+    budget = Budget(memory_mb=10_000, max_starting=2, max_processes=100)
+    want = Want("f", memory_mb=128, missing=4, since=0.0, provisioned=3, per_start=16, room=5)
+
+    # Two starts for the provisioned three: the third waits, and so does the rest.
+    assert plan(budget, Usage(), [want]) == {"f": 2}
+
+
+def test_a_hosting_instance_counts_a_runtime_per_environment() -> None:
+    budget = Budget(memory_mb=10_000, max_starting=2, max_processes=40)
+
+    assert (budget.processes_of(1, environments=5), budget.processes_of(2, 30)) == (6, 40)

@@ -1,0 +1,133 @@
+"""Several execution environments of a concurrency-1 function in one agent (the embedded
+default), with real processes: a scale-up places environments in a running agent before
+it starts another, a scale-down gives them up (whole agents first, newest first), the
+endpoint's concurrency is the environments placed, provisioned environments keep an
+agent each, and the budget counts the runtimes an agent may still run after a shrink."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Awaitable, Callable
+
+from controller_testkit import Invoke, agents
+from prometheus_client import CollectorRegistry
+
+from controller.backends.local import LocalProcessBackend
+from controller.metrics import ControllerMetrics
+from kubelambda.models import DEFAULT_IDLE_TIMEOUT_SECONDS, FunctionVersion
+
+PidsOf = Callable[[str], list[int]]
+Until = Callable[[Callable[[], bool]], Awaitable[None]]
+MakeVersion = Callable[..., FunctionVersion]
+NewBackend = Callable[..., LocalProcessBackend]
+
+
+async def test_a_scale_up_fills_the_running_agent_before_it_starts_another(
+    new_backend: NewBackend,
+    make_version: MakeVersion,
+    until: Until,
+    invoke: Invoke,
+    pids_of: PidsOf,
+) -> None:
+    backend = new_backend(environments_per_agent=3, spare_agents=0)
+    version = make_version()
+    target = version.target
+    await backend.scale(version, replicas=1, concurrency=1)
+    await until(lambda: backend.ready_instances(target) == 1)
+    [first] = backend.endpoints(target)
+
+    await backend.scale(version, replicas=3, concurrency=1)
+    grown_at_once = backend.endpoints(target)
+    answers = await asyncio.gather(*(invoke(first, {"sleep": 0.3}) for _ in range(3)))
+    await backend.scale(version, replicas=5, concurrency=1)
+    await until(lambda: backend.ready_instances(target) == 5)
+
+    assert grown_at_once == [dataclasses.replace(first, concurrency=3)]
+    # Three environments, three runtimes, one agent.
+    assert [a.status_code for a in answers] == [200] * 3
+    assert len({a.json()["pid"] for a in answers}) == 3
+    assert sorted(e.concurrency for e in backend.endpoints(target)) == [2, 3]
+    assert agents(pids_of(version.function_name)) == 2
+
+
+async def test_a_scale_down_stops_the_newest_agent_then_shrinks_the_next(
+    new_backend: NewBackend,
+    make_version: MakeVersion,
+    until: Until,
+    invoke: Invoke,
+    pids_of: PidsOf,
+) -> None:
+    backend = new_backend(environments_per_agent=3, spare_agents=0)
+    version = make_version()
+    target = version.target
+    await backend.scale(version, replicas=3, concurrency=1)
+    await until(lambda: backend.ready_instances(target) == 3)
+    [oldest] = backend.endpoints(target)
+    await backend.scale(version, replicas=5, concurrency=1)
+    await until(lambda: backend.ready_instances(target) == 5)
+
+    await backend.scale(version, replicas=2, concurrency=1)
+    left = backend.endpoints(target)
+    await until(lambda: agents(pids_of(version.function_name)) == 1)
+    answer = await invoke(left[0], {})
+    await backend.scale(version, replicas=0, concurrency=1)
+    await until(lambda: not pids_of(version.function_name))
+
+    assert left == [dataclasses.replace(oldest, concurrency=2)]
+    assert answer.status_code == 200
+    assert backend.endpoints(target) == []
+
+
+async def test_provisioned_environments_keep_an_agent_each(
+    new_backend: NewBackend, make_version: MakeVersion, until: Until, invoke: Invoke
+) -> None:
+    backend = new_backend(environments_per_agent=4, spare_agents=0)
+    version = make_version()
+    target = version.target
+
+    await backend.scale(version, replicas=4, concurrency=1, provisioned=2)
+    await until(lambda: backend.ready_instances(target) == 4)
+    endpoints = sorted(backend.endpoints(target), key=lambda e: e.concurrency)
+    kinds = [(await invoke(e, {})).json()["initialization_type"] for e in endpoints[:2]]
+
+    assert [e.concurrency for e in endpoints] == [1, 1, 2]
+    assert kinds == ["provisioned-concurrency"] * 2
+
+
+async def test_the_budget_counts_the_runtimes_an_agent_keeps_until_its_idle_retirement(
+    new_backend: NewBackend,
+    make_version: MakeVersion,
+    until: Until,
+    invoke: Invoke,
+) -> None:
+    registry = CollectorRegistry()
+    now = [1_000.0]
+    backend = new_backend(
+        environments_per_agent=4,
+        spare_agents=0,
+        metrics=ControllerMetrics(registry),
+        clock=lambda: now[0],
+    )
+    version = make_version()
+    target = version.target
+
+    def in_use() -> list[float | None]:
+        return [
+            registry.get_sample_value("kubelambda_capacity_in_use", {"resource": r})
+            for r in ("processes", "memory_megabytes")
+        ]
+
+    await backend.scale(version, replicas=3, concurrency=1)
+    await until(lambda: backend.ready_instances(target) == 3)
+    [endpoint] = backend.endpoints(target)
+    await asyncio.gather(*(invoke(endpoint, {"sleep": 0.3}) for _ in range(3)))
+    await backend.scale(version, replicas=1, concurrency=1)
+    after_shrink = in_use()
+    # The agent stops idle runtimes after the function's idle timeout (and its next look).
+    now[0] += DEFAULT_IDLE_TIMEOUT_SECONDS + 11
+    await backend.scale(version, replicas=1, concurrency=1)
+
+    memory = version.memory_size
+    assert after_shrink == [1 + 3, 3 * memory]
+    assert in_use() == [1 + 1, memory]
