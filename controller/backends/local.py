@@ -94,9 +94,6 @@ _FIRST_BACKOFF_SECONDS = 0.5
 _SPARE_DELAY_SECONDS = 0.05
 # A zygote that died is replaced no sooner than this after the last one started.
 _ZYGOTE_RESTART_SECONDS = 10.0
-# How much later than its idle timeout an agent may retire an idle runtime (the agent
-# looks that often: ``kubelambda_agent.agent``): a host's budget counts it till then.
-_RETIREMENT_SLACK_SECONDS = 10.0
 # The python runtime spares start ahead of need until an instance of another one starts:
 # the runtime of the platform's images (``kubelambda.launch.cluster_adapters``).
 _SPARE_RUNTIME = "python3.11"
@@ -667,6 +664,8 @@ class LocalProcessBackend:
             instance.serves,
             token=instance.invoke_token,
         )
+        # It may have been given more environments while it started.
+        instance.tell_environments()
         self._failures.pop(target, None)
         start_seconds = self._clock() - instance.spawned_at
         if self._metrics is not None:
@@ -787,12 +786,10 @@ class LocalProcessBackend:
         instances = [p for ps in self._instances.values() for p in ps]
         instances += self._draining
         processes_of = self._admission.budget.processes_of
-        now = self._clock()
-        held = [(p, p.held_environments(now)) for p in instances]
         return local_capacity.Usage(
-            memory_mb=sum(p.memory_mb * environments for p, environments in held),
+            memory_mb=sum(p.memory_mb * p.environments for p in instances),
             starting=sum(p.endpoint is None and not p.stopping for p in instances),
-            processes=sum(processes_of(p.concurrency, environments) for p, environments in held)
+            processes=sum(processes_of(p.concurrency, p.environments) for p in instances)
             + self._spares.count * local_capacity.SPARE_PROCESSES,
         )
 
@@ -815,11 +812,7 @@ class LocalProcessBackend:
         return True
 
     def _resize(self, host: local_process.LocalProcess, environments: int) -> None:
-        host.resize(
-            environments,
-            now=self._clock(),
-            hold=self._idle_timeout(host.target.function) + _RETIREMENT_SLACK_SECONDS,
-        )
+        host.resize(environments)
         logger.info(
             "instance environments namespace=%s function=%s version=%s instance=%s environments=%d",
             host.target.namespace,

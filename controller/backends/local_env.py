@@ -109,6 +109,8 @@ def instance_environment(
     )
     if separate_environments:
         env["KUBELAMBDA_AGENT_SEPARATE_ENVIRONMENTS"] = "1"
+        # Its stdin: the backend tells it there how many environments are placed in it.
+        env["KUBELAMBDA_AGENT_CONTROL_FD"] = "0"
     if private_directory is not None:
         env["TMPDIR"] = env["HOME"] = str(private_directory)
     if runtime_directory is not None:

@@ -40,7 +40,6 @@ import contextlib
 import dataclasses
 import json
 import logging
-import math
 import os
 import signal
 import subprocess
@@ -136,9 +135,9 @@ class LocalProcess:
     endpoint: Endpoint | None = None
     stopping: bool = False
     _pipe: asyncio.BaseTransport | None = field(default=None, repr=False)
-    # After it gave environments up: how many it may still run runtimes for, until when.
-    _held: int = 1
-    _held_until: float = -math.inf
+    # The agent's stdin, kept open when it may host several environments: how many are
+    # placed in it goes there (``kubelambda_agent.control``).
+    _control: ProcessInput | None = field(default=None, repr=False)
 
     @property
     def pid(self) -> int:
@@ -154,22 +153,23 @@ class LocalProcess:
         """Invocations it takes at once: its endpoint's concurrency."""
         return self.environments * self.concurrency
 
-    def resize(self, environments: int, *, now: float, hold: float) -> None:
-        """Host ``environments`` from now on (its endpoint, if any, follows). The runtimes
-        of environments it gives up run on until the agent retires them as idle: they
-        stay counted in ``held_environments`` for ``hold`` seconds."""
-        if environments < self.environments:
-            self._held = self.held_environments(now)
-            self._held_until = now + hold
+    def resize(self, environments: int) -> None:
+        """Host ``environments`` from now on; its endpoint, if it is ready, follows."""
         self.environments = environments
         if self.endpoint is not None:
             self.endpoint = dataclasses.replace(self.endpoint, concurrency=self.serves)
+            self.tell_environments()
 
-    def held_environments(self, now: float) -> int:
-        """The environments whose runtimes may be running at ``now``."""
-        if now < self._held_until:
-            return max(self.environments, self._held)
-        return self.environments
+    def tell_environments(self) -> None:
+        """Tell the agent how many environments it hosts: it takes as many invocations at
+        once, and stops idle runtimes beyond them. Only once it is ready: until then its
+        stdin is where the shim reads its assignment."""
+        if self._control is None:
+            return
+        line = json.dumps({"environments": self.environments}).encode() + b"\n"
+        # An agent that died meanwhile is its supervisor's business.
+        with contextlib.suppress(OSError):
+            self._control.write(line)
 
     async def wait_ready(self, within: float) -> tuple[str, int]:
         """Where the agent listens, once it says it is ready: the abstract Unix socket
@@ -223,7 +223,11 @@ class LocalProcess:
         await self.sweep()
 
     async def sweep(self) -> None:
-        """SIGKILL the agent's group and every process that carries this instance's marker."""
+        """SIGKILL the agent's group and every process that carries this instance's
+        marker, and let go of the agent's control pipe."""
+        if self._control is not None:
+            self._control.close()
+            self._control = None
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signal.SIGKILL)
         marker = self.marker
@@ -414,7 +418,8 @@ def assign(
         # A spare that died meanwhile shows up as EOF on its ready pipe, in wait_ready.
         with contextlib.suppress(ConnectionError):
             stdin.write(json.dumps(assignment).encode() + b"\n")
-        stdin.close()
+        if capacity == 1:
+            stdin.close()
     return LocalProcess(
         target=target,
         instance_id=instance_id,
@@ -430,4 +435,5 @@ def assign(
         invoke_token=environ[local_env.INVOKE_TOKEN_VARIABLE],
         capacity=capacity,
         _pipe=spare.pipe,
+        _control=stdin if capacity > 1 else None,
     )

@@ -32,6 +32,7 @@ import uvloop
 
 from kubelambda_agent import process, protocol
 from kubelambda_agent.config import LISTEN_BACKLOG, AgentConfig
+from kubelambda_agent.control import ControlProtocol
 from kubelambda_agent.http_server import HttpProtocol
 from kubelambda_agent.invoke_endpoint import InvokeEndpoint
 from kubelambda_agent.log_file import LogFile
@@ -112,6 +113,11 @@ async def _serve(
     )
     for slot in slots:
         await slot.start()
+    if config.control_fd is not None:
+        await loop.connect_read_pipe(
+            lambda: ControlProtocol(endpoint.place, slots=len(slots)),
+            os.fdopen(config.control_fd, "rb", buffering=0),
+        )
     address = _listen_address(invoke_listener)
 
     settled = asyncio.gather(

@@ -90,6 +90,7 @@ class AgentConfig:
     __slots__ = (
         "announcement",
         "concurrency",
+        "control_fd",
         "function_version",
         "initialized_ahead",
         "invoke_token",
@@ -129,6 +130,7 @@ class AgentConfig:
         runtime_dir: str = _PACKAGE_DIR,
         runtime_idle_seconds: float = DEFAULT_RUNTIME_IDLE_SECONDS,
         separate_environments: bool = False,
+        control_fd: int | None = None,
     ) -> None:
         self.listen_host = listen_host
         self.listen_port = listen_port
@@ -154,6 +156,8 @@ class AgentConfig:
         # Every slot is an execution environment of its own (``environment``): the
         # embedded platform hosts several of a concurrency-1 function in one agent.
         self.separate_environments = separate_environments
+        # Where the launcher tells how many environments are placed here (``control``).
+        self.control_fd = control_fd
 
     @property
     def runtime_command(self) -> list[str]:
@@ -194,7 +198,7 @@ def parse_config(environ: Mapping[str, str]) -> AgentConfig:
         runtime=runtime,
         python=python,
         timeout_seconds=_parse_timeout(environ.get("KUBELAMBDA_AGENT_TIMEOUT_SECONDS", "3")),
-        ready_fd=_parse_ready_fd(environ.get("KUBELAMBDA_AGENT_READY_FD", "")),
+        ready_fd=_parse_fd("KUBELAMBDA_AGENT_READY_FD", environ),
         task_root=task_root,
         function_version=environ.get("AWS_LAMBDA_FUNCTION_VERSION") or "$LATEST",
         memory_size_mb=_parse_int(
@@ -218,6 +222,7 @@ def parse_config(environ: Mapping[str, str]) -> AgentConfig:
             environ.get("KUBELAMBDA_AGENT_RUNTIME_IDLE_SECONDS", "")
         ),
         separate_environments=_parse_flag(environ, "KUBELAMBDA_AGENT_SEPARATE_ENVIRONMENTS"),
+        control_fd=_parse_fd("KUBELAMBDA_AGENT_CONTROL_FD", environ),
     )
 
 
@@ -318,15 +323,15 @@ def _parse_runtime_idle(text: str) -> float:
     return value
 
 
-def _parse_ready_fd(text: str) -> int | None:
+def _parse_fd(name: str, environ: Mapping[str, str]) -> int | None:
+    text = environ.get(name, "")
     if not text:
         return None
     if not text.isdigit():
-        raise ConfigError(f"KUBELAMBDA_AGENT_READY_FD={text!r} is not a file descriptor number")
+        raise ConfigError(f"{name}={text!r} is not a file descriptor number")
     fd = int(text)
     try:
         os.fstat(fd)
     except OSError:
-        message = f"KUBELAMBDA_AGENT_READY_FD={fd} is not an open file descriptor"
-        raise ConfigError(message) from None
+        raise ConfigError(f"{name}={fd} is not an open file descriptor") from None
     return fd

@@ -38,6 +38,9 @@ _TRACE_ID = protocol.TRACE_ID.lower()
 _LOG_TYPE = protocol.LOG_TYPE.lower()
 _INVOKE_TOKEN = protocol.INVOKE_TOKEN.lower()
 
+# The states of a slot whose runtime exists (or is being started).
+_RUNNING = (SlotState.STARTING, SlotState.IDLE, SlotState.BUSY)
+
 _BUSY_BODY = _error("AgentBusy", "No idle runtime in this instance")
 _DRAINING_BODY = _error("AgentDraining", "This instance is shutting down")
 _FORBIDDEN_BODY = _error("AccessDenied", f"Missing or wrong {protocol.INVOKE_TOKEN}")
@@ -51,6 +54,28 @@ class InvokeEndpoint:
         self.draining = False
         self._in_flight = 0
         self._drained: asyncio.Future[None] | None = None
+        # The execution environments placed here (``place``): invocations at once, and
+        # runtimes alive, at most. Runtimes beyond it stop as soon as they are idle.
+        self.limit = len(slots)
+        self._surplus = False
+
+    def place(self, environments: int) -> None:
+        """Serve ``environments`` from now on (1 to the number of slots)."""
+        self.limit = environments
+        self._shed()
+
+    def _shed(self) -> None:
+        """Stop idle runtimes, the last slots' first, while more run than ``limit``."""
+        running = [s for s in self._slots if s.state in _RUNNING]
+        surplus = len(running) - self.limit
+        for slot in reversed(running):
+            if surplus <= 0:
+                break
+            if slot.state is SlotState.IDLE:
+                slot.retire()
+                surplus -= 1
+        # Busy ones: looked at again as invocations complete.
+        self._surplus = surplus > 0
 
     def handle(self, request: Request, responder: Responder) -> None:
         if request.path == protocol.INVOKE_PATH:
@@ -80,10 +105,16 @@ class InvokeEndpoint:
         if not invoke_token.matches(self._token, request.headers.get(_INVOKE_TOKEN)):
             responder.respond(status, b"{}", (_JSON,))
             return
-        idle = sum(1 for slot in self._slots if slot.available)
         started = sum(1 for slot in self._slots if slot.state is not SlotState.UNSTARTED)
+        running = sum(1 for slot in self._slots if slot.state in _RUNNING)
+        idle_runtimes = sum(1 for slot in self._slots if slot.state is SlotState.IDLE)
+        unstarted = len(self._slots) - started
+        idle = min(
+            self.limit - self._in_flight,
+            idle_runtimes + min(unstarted, max(0, self.limit - running)),
+        )
         body = json.dumps(
-            {"concurrency": len(self._slots), "idle": idle, "started": started}
+            {"concurrency": self.limit, "idle": max(0, idle), "started": started}
         ).encode()
         responder.respond(status, body, (_JSON,))
 
@@ -118,10 +149,7 @@ class InvokeEndpoint:
         except ValueError as exc:
             responder.respond(400, _error("InvalidRequest", str(exc)), (_JSON,))
             return
-        # A running runtime before one that would have to start.
-        slot = next((s for s in self._slots if s.state is SlotState.IDLE), None) or next(
-            (s for s in self._slots if s.state is SlotState.UNSTARTED), None
-        )
+        slot = self._free_slot()
         if slot is None:
             responder.respond(503, _BUSY_BODY, _BUSY_HEADERS)
             return
@@ -130,6 +158,9 @@ class InvokeEndpoint:
             self._in_flight -= 1
             if self._drained is not None and not self._in_flight and not self._drained.done():
                 self._drained.set_result(None)
+            if self._surplus:
+                # Once the slot is idle again, which it becomes after this returns.
+                asyncio.get_running_loop().call_soon(self._shed)
             responder.respond(200, outcome.body, _outcome_headers(outcome))
 
         self._in_flight += 1
@@ -145,6 +176,17 @@ class InvokeEndpoint:
                 want_tail=headers.get(_LOG_TYPE, "").lower() == "tail",
             )
         )
+
+    def _free_slot(self) -> Slot | None:
+        """A running runtime before one that would have to start, within ``limit``."""
+        if self._in_flight >= self.limit:
+            return None
+        idle = next((s for s in self._slots if s.state is SlotState.IDLE), None)
+        if idle is not None:
+            return idle
+        if sum(1 for s in self._slots if s.state in _RUNNING) >= self.limit:
+            return None
+        return next((s for s in self._slots if s.state is SlotState.UNSTARTED), None)
 
 
 def _valid_request_id(request_id: str) -> bool:

@@ -2,7 +2,8 @@
 default), with real processes: a scale-up places environments in a running agent before
 it starts another, a scale-down gives them up (whole agents first, newest first), the
 endpoint's concurrency is the environments placed, provisioned environments keep an
-agent each, and the budget counts the runtimes an agent may still run after a shrink."""
+agent each, and the agent is told how many it hosts: it stops the runtimes of those it
+gave up at once, and takes no more invocations than it hosts."""
 
 from __future__ import annotations
 
@@ -10,12 +11,12 @@ import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable
 
-from controller_testkit import Invoke, agents
+from controller_testkit import Invoke, agents, runtimes
 from prometheus_client import CollectorRegistry
 
 from controller.backends.local import LocalProcessBackend
 from controller.metrics import ControllerMetrics
-from kubelambda.models import DEFAULT_IDLE_TIMEOUT_SECONDS, FunctionVersion
+from kubelambda.models import FunctionVersion
 
 PidsOf = Callable[[str], list[int]]
 Until = Callable[[Callable[[], bool]], Awaitable[None]]
@@ -95,19 +96,16 @@ async def test_provisioned_environments_keep_an_agent_each(
     assert kinds == ["provisioned-concurrency"] * 2
 
 
-async def test_the_budget_counts_the_runtimes_an_agent_keeps_until_its_idle_retirement(
+async def test_a_shrink_stops_the_idle_runtimes_it_gave_up_and_frees_their_budget(
     new_backend: NewBackend,
     make_version: MakeVersion,
     until: Until,
     invoke: Invoke,
+    pids_of: PidsOf,
 ) -> None:
     registry = CollectorRegistry()
-    now = [1_000.0]
     backend = new_backend(
-        environments_per_agent=4,
-        spare_agents=0,
-        metrics=ControllerMetrics(registry),
-        clock=lambda: now[0],
+        environments_per_agent=4, spare_agents=0, metrics=ControllerMetrics(registry)
     )
     version = make_version()
     target = version.target
@@ -122,12 +120,16 @@ async def test_the_budget_counts_the_runtimes_an_agent_keeps_until_its_idle_reti
     await until(lambda: backend.ready_instances(target) == 3)
     [endpoint] = backend.endpoints(target)
     await asyncio.gather(*(invoke(endpoint, {"sleep": 0.3}) for _ in range(3)))
+    grown = (in_use(), runtimes(pids_of(version.function_name)))
     await backend.scale(version, replicas=1, concurrency=1)
-    after_shrink = in_use()
-    # The agent stops idle runtimes after the function's idle timeout (and its next look).
-    now[0] += DEFAULT_IDLE_TIMEOUT_SECONDS + 11
-    await backend.scale(version, replicas=1, concurrency=1)
+    shrunk = in_use()
+    # Not after the idle timeout (300 s): the agent is told, and stops them at once.
+    await until(lambda: runtimes(pids_of(version.function_name)) == 1)
+    [left] = backend.endpoints(target)
+    refused = await asyncio.gather(*(invoke(left, {"sleep": 0.3}) for _ in range(2)))
 
     memory = version.memory_size
-    assert after_shrink == [1 + 3, 3 * memory]
-    assert in_use() == [1 + 1, memory]
+    assert grown == ([1 + 3, 3 * memory], 3)
+    assert shrunk == [1 + 1, memory]
+    # The agent takes no more than the one environment left, whoever asks.
+    assert sorted(r.status_code for r in refused) == [200, 503]

@@ -127,8 +127,16 @@ class Agent:
     def log(self) -> str:
         return self.stdout_path.read_text()
 
+    def send_control(self, line: bytes) -> None:
+        """Write ``line`` on the agent's control pipe (its stdin; ``control=True``)."""
+        assert self.process.stdin is not None, "started without control=True"
+        self.process.stdin.write(line)
+        self.process.stdin.flush()
+
     def terminate(self, timeout: float = 20.0) -> int:
         self.client.close()
+        if self.process.stdin is not None:
+            self.process.stdin.close()
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         return self.process.wait(timeout=timeout)
@@ -168,6 +176,7 @@ def start_agent(tmp_path: Path) -> Iterator[StartAgent]:
         python: str | None = None,
         env: Mapping[str, str] | None = None,
         token: str | None = None,
+        control: bool = False,
     ) -> Agent:
         task_root = tmp_path / f"task{len(started)}"
         task_root.mkdir()
@@ -196,6 +205,7 @@ def start_agent(tmp_path: Path) -> Iterator[StartAgent]:
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "256",
             "AWS_LAMBDA_LOG_GROUP_NAME": "/aws/lambda/echo",
             "AWS_LAMBDA_LOG_STREAM_NAME": "2026/01/01/[$LATEST]abc",
+            **({"KUBELAMBDA_AGENT_CONTROL_FD": "0"} if control else {}),
             **(env or {}),
         }
         stdout_path = tmp_path / f"agent{len(started)}.log"
@@ -203,6 +213,7 @@ def start_agent(tmp_path: Path) -> Iterator[StartAgent]:
             process = subprocess.Popen(
                 [sys.executable, "-m", "kubelambda_agent"],
                 env=environ,
+                stdin=subprocess.PIPE if control else None,
                 stdout=stdout,
                 pass_fds=(write_fd,),
             )

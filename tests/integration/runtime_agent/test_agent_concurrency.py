@@ -359,6 +359,73 @@ async def test_without_separate_environments_the_runtimes_share_the_instances_di
     assert sorted(os.listdir(private)) == sorted(str(r.json()["pid"]) for r in answers)
 
 
+async def test_the_agent_takes_no_more_invocations_than_the_environments_placed(
+    start_agent: StartAgent, echo_function: dict[str, str]
+) -> None:
+    agent = start_agent(echo_function, concurrency=4, timeout=10, control=True)
+    sleep = {"action": "sleep", "seconds": 1.0}
+
+    async with _client(agent) as client:
+        agent.send_control(b'{"environments": 2}\n')
+        await _wait_for_concurrency(client, 2)
+        running = [asyncio.create_task(_invoke(client, f"r{i}", sleep)) for i in range(2)]
+        await _wait_for_idle(client, 0)
+        third = await _invoke(client, "r3", {})
+        done = await asyncio.gather(*running)
+        agent.send_control(b'{"environments": 3}\n')
+        await _wait_for_concurrency(client, 3)
+        again = await asyncio.gather(*(_invoke(client, f"s{i}", sleep) for i in range(3)))
+
+    assert (third.status_code, third.headers["Kubelambda-Agent-Busy"]) == (503, "1")
+    assert [r.status_code for r in done + again] == [200] * 5
+    assert len({r.json()["pid"] for r in again}) == 3
+
+
+async def test_runtimes_beyond_the_environments_placed_stop_once_idle(
+    start_agent: StartAgent, echo_function: dict[str, str]
+) -> None:
+    agent = start_agent(echo_function, concurrency=3, timeout=10, control=True)
+    async with _client(agent) as client:
+        burst = await asyncio.gather(
+            *(_invoke(client, f"r{i}", {"action": "sleep", "seconds": 0.3}) for i in range(3))
+        )
+        assert len(_runtime_processes(agent)) == 3
+        # One still busy when the launcher gives two environments up.
+        busy = asyncio.create_task(_invoke(client, "b", {"action": "sleep", "seconds": 0.5}))
+        await _wait_for_idle(client, 2)
+        agent.send_control(b'{"environments": 1}\n')
+        await _wait_for_started(client, 1)
+        answer = await busy
+
+    assert [r.status_code for r in burst] == [200] * 3
+    assert answer.status_code == 200
+    # The one left is the busy one: idle ones went at once, not after an idle timeout.
+    assert _runtime_processes(agent) == {answer.json()["pid"]}
+
+
+async def test_control_lines_it_cannot_use_leave_the_agent_serving(
+    start_agent: StartAgent, echo_function: dict[str, str]
+) -> None:
+    agent = start_agent(echo_function, concurrency=3, control=True)
+    for line in (
+        b"nonsense\n",
+        b'{"environments": 0}\n',
+        b'{"environments": 4}\n',
+        b'{"environments": "2"}\n',
+        b'{"environments": true}\n',
+        b"[1]\n",
+        b"x" * 5000 + b"\n",
+    ):
+        agent.send_control(line)
+    async with _client(agent) as client:
+        agent.send_control(b'{"environments": 2}\n')
+        await _wait_for_concurrency(client, 2)
+        answer = await _invoke(client, "r", {})
+
+    assert answer.status_code == 200
+    assert agent.process.poll() is None
+
+
 def _client(agent: Agent) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         base_url=agent.url, timeout=30, headers={INVOKE_TOKEN_HEADER: agent.token}
@@ -388,6 +455,14 @@ async def _wait_for_started(client: httpx.AsyncClient, started: int) -> None:
             return
         await asyncio.sleep(0.01)
     raise AssertionError(f"the agent never had {started} runtimes started")
+
+
+async def _wait_for_concurrency(client: httpx.AsyncClient, concurrency: int) -> None:
+    for _ in range(500):
+        if (await client.get("/ready")).json()["concurrency"] == concurrency:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"the agent never served {concurrency} at once")
 
 
 async def _wait_for_idle(client: httpx.AsyncClient, idle: int) -> None:
