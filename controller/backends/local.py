@@ -18,6 +18,19 @@ spare costs a fork, about a millisecond, instead of an interpreter's start and t
 agent's imports, ~50 ms); without one (it died within ``_ZYGOTE_RESTART_SECONDS`` of its
 start, or the backend was given none) they are spawned.
 
+An agent may host several execution environments of a concurrency-1 function (Lambda's
+default), up to ``environments_per_agent``: each runs in a runtime of its own with a
+``TMPDIR`` and ``HOME`` of its own (``kubelambda_agent.environment``), and they share one
+agent's event loop where an agent each would wake one process per invocation (on 2
+cores, an agent costs more CPU per invocation than the gateway). The autoscaler still
+counts environments: a scale-up places one in an agent of the version with room (its
+runtime starts on its first invocation, a cold start with its Init Duration) and starts
+an agent only when none has room; a scale-down stops whole agents, newest first, and
+takes the rest from the next one. An agent's endpoint serves as many invocations at once
+as it hosts environments, and the agent is told the number on its stdin
+(``kubelambda_agent.control``), so it stops the runtimes of environments given up at
+once. Provisioned environments keep an agent each: they initialise ahead, alone.
+
 Starts are admitted within the host's budget (``local_capacity``: memory, starts at
 once, processes). What a scale call wants beyond it is deferred, not dropped: the
 latest wanted count of every target is kept, and deferred starts go, provisioned ones
@@ -118,6 +131,8 @@ class LocalProcessBackend:
     log is rotated (one previous file is kept, ``<instance>.log.1``). ``users``: run
     every instance as its function's user (see the module's docstring). ``budget``:
     what instances may take of the host (default: the host's, with default limits).
+    ``environments_per_agent``: how many environments of a concurrency-1 function one
+    agent hosts (1: an agent each).
     """
 
     def __init__(

@@ -22,6 +22,10 @@ Three limits, as a 2-core host taught us (64 instances of a concurrency-1 functi
   activator. An instance larger than the whole budget counts as the whole budget: it
   runs, alone.
 
+An agent hosting several environments of a concurrency-1 function (``local``) counts
+itself and a runtime per environment it hosts; an environment placed in an agent with
+room costs its memory and one process, and no start.
+
 Worked example, 2 cores, 4,096 MB, share 0.5, 20 a core: 2,048 MB, 2 starting, 40
 processes. With 10 instances of concurrency 1 and 128 MB ready (1,280 MB, 20 processes)
 and none starting, a want of 20 more gets ``min(20, 2 starting, (40 - 20) // 2 = 10 by

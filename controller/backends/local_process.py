@@ -403,7 +403,9 @@ def assign(
     capacity: int = 1,
 ) -> LocalProcess:
     """Give a spare its function: ``environ`` (plus its ready pipe), its log file (whose
-    directory must exist) and the user it runs as (``None``: the platform's).
+    directory must exist) and the user it runs as (``None``: the platform's). An agent
+    that may host more than one environment (``capacity``) keeps its stdin open: the
+    number it hosts goes there (``LocalProcess.tell_environments``).
 
     The invoke token is in ``environ``: it goes down the spare's stdin now, so an agent
     started ahead of need never had one in its own (``/proc``-readable) environment."""

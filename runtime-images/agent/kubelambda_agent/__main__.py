@@ -69,23 +69,24 @@ def main(prestarted: PrestartedRuntime | None = None) -> int:
         return 2
     # Before any runtime exists: whatever a runtime abandons is re-parented to us.
     process.adopt_orphans()
-    api_listeners = [_listen("127.0.0.1", 0) for _ in range(config.concurrency)]
     slot_environs = [
         slot_environment(environ, index) if config.separate_environments else environ
         for index in range(config.concurrency)
     ]
     started_ahead = config.concurrency if config.initialized_ahead else 1
-    first_runtimes = [
+    api_listeners = [_listen("127.0.0.1", 0) for _ in range(started_ahead)]
+    first_runtimes: list[process.RuntimeProcess | process.SpawnError | None] = [
         process.spawn_runtime(
             config,
             slot_environs[index],
             api_address=f"127.0.0.1:{sock.getsockname()[1]}",
             prestarted=prestarted if index == 0 else None,
         )
-        if index < started_ahead
-        else None
         for index, sock in enumerate(api_listeners)
     ]
+    # The other slots' listeners once the first runtime starts: not on its path.
+    api_listeners += [_listen("127.0.0.1", 0) for _ in range(started_ahead, config.concurrency)]
+    first_runtimes += [None] * (config.concurrency - started_ahead)
     # Imported only now, while the runtimes start (see the module docstring).
     from kubelambda_agent import agent
 

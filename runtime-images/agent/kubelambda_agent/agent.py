@@ -14,6 +14,11 @@ business), so an instance of concurrency 16 that served a burst does not hold si
 processes' memory for the trickle after it. Invocations take the first idle runtime in
 slot order, which leaves the surplus idle. Provisioned instances keep every runtime:
 they were initialised ahead for their whole concurrency.
+
+An agent of the embedded platform may host several execution environments, a slot each
+(``environment.slot_environment``); the launcher says how many on the control pipe
+(``control``), and the invoke endpoint takes no more invocations at once, nor keeps
+more runtimes, than that.
 """
 
 from __future__ import annotations
@@ -111,8 +116,12 @@ async def _serve(
         sock=invoke_listener,
         backlog=LISTEN_BACKLOG,
     )
+    # Slots without a runtime yet serve their Runtime API once the instance is ready:
+    # their runtimes start later, and their listeners keep what comes early.
+    later = [slot for slot in slots if slot.state is SlotState.UNSTARTED]
     for slot in slots:
-        await slot.start()
+        if slot not in later:
+            await slot.start()
     if config.control_fd is not None:
         await loop.connect_read_pipe(
             lambda: ControlProtocol(endpoint.place, slots=len(slots)),
@@ -145,6 +154,8 @@ async def _serve(
             from kubelambda_agent import announce
 
             announce.announce_in_background(config.announcement, token=config.invoke_token)
+    for slot in later:
+        await slot.start()
     await stop_wait
 
     log.info("draining")
