@@ -189,6 +189,7 @@ class LocalProcess:
             self._close_pipe()
         if not line.endswith(b"\n"):
             returncode = await self.process.wait()
+            self._close_control()
             raise errors.InstanceExited(returncode, self.log_tail())
         try:
             return str(json.loads(line)["unix"]), UNIX_PORT
@@ -225,9 +226,7 @@ class LocalProcess:
     async def sweep(self) -> None:
         """SIGKILL the agent's group and every process that carries this instance's
         marker, and let go of the agent's control pipe."""
-        if self._control is not None:
-            self._control.close()
-            self._control = None
+        self._close_control()
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signal.SIGKILL)
         marker = self.marker
@@ -241,6 +240,11 @@ class LocalProcess:
                 return log.read().decode(errors="replace")
         except OSError:
             return ""
+
+    def _close_control(self) -> None:
+        if self._control is not None:
+            self._control.close()
+            self._control = None
 
     def _close_pipe(self) -> None:
         if self._pipe is not None:

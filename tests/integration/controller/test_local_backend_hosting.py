@@ -24,6 +24,19 @@ MakeVersion = Callable[..., FunctionVersion]
 NewBackend = Callable[..., LocalProcessBackend]
 
 
+async def scaled(
+    backend: LocalProcessBackend,
+    version: FunctionVersion,
+    replicas: int,
+    until: Until,
+    *,
+    provisioned: int = 0,
+) -> None:
+    """Scale ``version`` (concurrency 1) to ``replicas`` environments, all of them ready."""
+    await backend.scale(version, replicas=replicas, concurrency=1, provisioned=provisioned)
+    await until(lambda: backend.ready_instances(version.target) == replicas)
+
+
 async def test_a_scale_up_fills_the_running_agent_before_it_starts_another(
     new_backend: NewBackend,
     make_version: MakeVersion,
@@ -34,15 +47,13 @@ async def test_a_scale_up_fills_the_running_agent_before_it_starts_another(
     backend = new_backend(environments_per_agent=3, spare_agents=0)
     version = make_version()
     target = version.target
-    await backend.scale(version, replicas=1, concurrency=1)
-    await until(lambda: backend.ready_instances(target) == 1)
+    await scaled(backend, version, 1, until)
     [first] = backend.endpoints(target)
 
     await backend.scale(version, replicas=3, concurrency=1)
     grown_at_once = backend.endpoints(target)
     answers = await asyncio.gather(*(invoke(first, {"sleep": 0.3}) for _ in range(3)))
-    await backend.scale(version, replicas=5, concurrency=1)
-    await until(lambda: backend.ready_instances(target) == 5)
+    await scaled(backend, version, 5, until)
 
     assert grown_at_once == [dataclasses.replace(first, concurrency=3)]
     # Three environments, three runtimes, one agent.
@@ -62,11 +73,9 @@ async def test_a_scale_down_stops_the_newest_agent_then_shrinks_the_next(
     backend = new_backend(environments_per_agent=3, spare_agents=0)
     version = make_version()
     target = version.target
-    await backend.scale(version, replicas=3, concurrency=1)
-    await until(lambda: backend.ready_instances(target) == 3)
+    await scaled(backend, version, 3, until)
     [oldest] = backend.endpoints(target)
-    await backend.scale(version, replicas=5, concurrency=1)
-    await until(lambda: backend.ready_instances(target) == 5)
+    await scaled(backend, version, 5, until)
 
     await backend.scale(version, replicas=2, concurrency=1)
     left = backend.endpoints(target)
@@ -87,8 +96,7 @@ async def test_provisioned_environments_keep_an_agent_each(
     version = make_version()
     target = version.target
 
-    await backend.scale(version, replicas=4, concurrency=1, provisioned=2)
-    await until(lambda: backend.ready_instances(target) == 4)
+    await scaled(backend, version, 4, until, provisioned=2)
     endpoints = sorted(backend.endpoints(target), key=lambda e: e.concurrency)
     kinds = [(await invoke(e, {})).json()["initialization_type"] for e in endpoints[:2]]
 
@@ -116,8 +124,7 @@ async def test_a_shrink_stops_the_idle_runtimes_it_gave_up_and_frees_their_budge
             for r in ("processes", "memory_megabytes")
         ]
 
-    await backend.scale(version, replicas=3, concurrency=1)
-    await until(lambda: backend.ready_instances(target) == 3)
+    await scaled(backend, version, 3, until)
     [endpoint] = backend.endpoints(target)
     await asyncio.gather(*(invoke(endpoint, {"sleep": 0.3}) for _ in range(3)))
     grown = (in_use(), runtimes(pids_of(version.function_name)))

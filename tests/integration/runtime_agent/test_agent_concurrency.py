@@ -285,8 +285,7 @@ def test_a_provisioned_instance_keeps_every_runtime_however_long_it_idles(
 async def test_separate_environments_have_a_directory_each(
     start_agent: StartAgent, tmp_path: Path
 ) -> None:
-    private = tmp_path / "private"
-    private.mkdir(mode=0o700)
+    private = _private_directory(tmp_path)
     agent = start_agent(
         TMPDIR_FUNCTION,
         concurrency=3,
@@ -318,8 +317,7 @@ async def test_separate_environments_have_a_directory_each(
 async def test_a_retired_environment_comes_back_with_an_empty_directory(
     start_agent: StartAgent, tmp_path: Path
 ) -> None:
-    private = tmp_path / "private"
-    private.mkdir(mode=0o700)
+    private = _private_directory(tmp_path)
     agent = start_agent(
         TMPDIR_FUNCTION,
         concurrency=2,
@@ -346,8 +344,7 @@ async def test_a_retired_environment_comes_back_with_an_empty_directory(
 async def test_without_separate_environments_the_runtimes_share_the_instances_directory(
     start_agent: StartAgent, tmp_path: Path
 ) -> None:
-    private = tmp_path / "private"
-    private.mkdir(mode=0o700)
+    private = _private_directory(tmp_path)
     agent = start_agent(TMPDIR_FUNCTION, concurrency=2, timeout=10, env={"TMPDIR": str(private)})
 
     async with _client(agent) as client:
@@ -424,6 +421,13 @@ async def test_control_lines_it_cannot_use_leave_the_agent_serving(
 
     assert answer.status_code == 200
     assert agent.process.poll() is None
+
+
+def _private_directory(tmp_path: Path) -> Path:
+    """An instance's private directory, as the launcher makes it (its ``TMPDIR``)."""
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    return private
 
 
 def _client(agent: Agent) -> httpx.AsyncClient:
