@@ -403,7 +403,7 @@ class LocalProcessBackend:
             self._metrics.started(target, initialization_type=init_type)
         logger.info(
             "instance spawned namespace=%s function=%s version=%s instance=%s pid=%d "
-            "initialization_type=%s environments=%d",
+            "initialization_type=%s max_environments=%d",
             target.namespace,
             target.function_name,
             target.version,
