@@ -400,6 +400,25 @@ async def test_runtimes_beyond_the_environments_placed_stop_once_idle(
     assert _runtime_processes(agent) == {answer.json()["pid"]}
 
 
+async def test_a_busy_runtime_beyond_the_environments_placed_stops_when_its_invocation_ends(
+    start_agent: StartAgent, echo_function: dict[str, str]
+) -> None:
+    agent = start_agent(echo_function, concurrency=2, timeout=10, control=True)
+    sleep = {"action": "sleep", "seconds": 0.5}
+    async with _client(agent) as client:
+        running = [asyncio.create_task(_invoke(client, f"r{i}", sleep)) for i in range(2)]
+        await _wait_for_idle(client, 0)
+        agent.send_control(b'{"environments": 1}\n')
+        await _wait_for_concurrency(client, 1)
+        both_busy = len(_runtime_processes(agent))
+        answers = await asyncio.gather(*running)
+        await _wait_for_started(client, 1)
+
+    assert both_busy == 2
+    assert [r.status_code for r in answers] == [200, 200]
+    assert len(_runtime_processes(agent)) == 1
+
+
 async def test_control_lines_it_cannot_use_leave_the_agent_serving(
     start_agent: StartAgent, echo_function: dict[str, str]
 ) -> None:
