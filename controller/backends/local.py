@@ -455,7 +455,9 @@ class LocalProcessBackend:
                 instance_id=instance_id,
                 concurrency=concurrency * capacity,
                 separate_environments=capacity > 1,
-                runtime_idle_seconds=self._idle_timeout(version.key),
+                runtime_idle_seconds=self._idle_timeouts.get(
+                    version.key, DEFAULT_IDLE_TIMEOUT_SECONDS
+                ),
                 initialization_type=init_type,
                 region=self._region,
                 started=datetime.now(UTC),
@@ -838,9 +840,6 @@ class LocalProcessBackend:
         )
         if host.endpoint is not None:
             self._changed(host.target)
-
-    def _idle_timeout(self, key: FunctionKey) -> float:
-        return self._idle_timeouts.get(key, DEFAULT_IDLE_TIMEOUT_SECONDS)
 
     def _backing_off(self, target: Target) -> bool:
         failures = self._failures.get(target)

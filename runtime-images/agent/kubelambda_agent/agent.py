@@ -119,9 +119,8 @@ async def _serve(
     # Slots without a runtime yet serve their Runtime API once the instance is ready:
     # their runtimes start later, and their listeners keep what comes early.
     later = [slot for slot in slots if slot.state is SlotState.UNSTARTED]
-    for slot in slots:
-        if slot not in later:
-            await slot.start()
+    for slot in [slot for slot in slots if slot.state is not SlotState.UNSTARTED]:
+        await slot.start()
     if config.control_fd is not None:
         await loop.connect_read_pipe(
             lambda: ControlProtocol(endpoint.place, slots=len(slots)),

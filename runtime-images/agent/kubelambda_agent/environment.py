@@ -12,12 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
-__all__ = [
-    "AGENT_PREFIX",
-    "_DIRECTORY_PREFIX",
-    "runtime_environment",
-    "slot_environment",
-]
+__all__ = ["AGENT_PREFIX", "runtime_environment", "slot_environment"]
 
 AGENT_PREFIX = "KUBELAMBDA_AGENT_"
 

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import functools
 import logging
 import os
 import shutil
@@ -195,7 +194,7 @@ class Slot:
                 "cannot clear the environment's directory slot=%d error=%s", self.index, exc
             )
             return
-        self._loop.run_in_executor(None, functools.partial(shutil.rmtree, retired, True))
+        self._loop.run_in_executor(None, shutil.rmtree, retired, True)
 
     # -- invocations ------------------------------------------------------------------
 
