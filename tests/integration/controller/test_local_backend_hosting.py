@@ -2,16 +2,19 @@
 default), with real processes: a scale-up places environments in a running agent before
 it starts another, a scale-down gives them up (whole agents first, newest first), the
 endpoint's concurrency is the environments placed, provisioned environments keep an
-agent each, and the agent is told how many it hosts: it stops the runtimes of those it
-gave up at once, and takes no more invocations than it hosts."""
+agent each, the agent is told how many it hosts (it stops the runtimes of those it gave
+up at once, and takes no more invocations than it hosts), and an agent killed takes all
+its environments, which the next scale call brings back."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
+import signal
 from collections.abc import Awaitable, Callable
 
-from controller_testkit import Invoke, agents, runtimes
+from controller_testkit import Invoke, agent_pid, agents, runtimes
 from prometheus_client import CollectorRegistry
 
 from controller.backends.local import LocalProcessBackend
@@ -140,3 +143,32 @@ async def test_a_shrink_stops_the_idle_runtimes_it_gave_up_and_frees_their_budge
     assert shrunk == [1 + 1, memory]
     # The agent takes no more than the one environment left, whoever asks.
     assert sorted(r.status_code for r in refused) == [200, 503]
+
+
+async def test_an_agent_killed_takes_every_environment_it_hosts_and_they_come_back(
+    new_backend: NewBackend,
+    make_version: MakeVersion,
+    until: Until,
+    invoke: Invoke,
+    pids_of: PidsOf,
+) -> None:
+    backend = new_backend(environments_per_agent=4, spare_agents=0)
+    version = make_version()
+    target = version.target
+    await scaled(backend, version, 3, until)
+    [endpoint] = backend.endpoints(target)
+    await asyncio.gather(*(invoke(endpoint, {"sleep": 0.3}) for _ in range(3)))
+    killed = agent_pid(pids_of(version.function_name))
+
+    os.kill(killed, signal.SIGKILL)
+    await until(lambda: backend.endpoints(target) == [])
+    # Its runtimes die with it: nothing of the function is left running.
+    await until(lambda: not pids_of(version.function_name))
+    await scaled(backend, version, 3, until)
+    [again] = backend.endpoints(target)
+    answers = await asyncio.gather(*(invoke(again, {"sleep": 0.3}) for _ in range(3)))
+
+    assert again.instance_id != endpoint.instance_id
+    assert again.concurrency == 3
+    assert [a.status_code for a in answers] == [200] * 3
+    assert agent_pid(pids_of(version.function_name)) != killed
