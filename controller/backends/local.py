@@ -152,7 +152,7 @@ class LocalProcessBackend:
         host_environ: Mapping[str, str] | None = None,
         users: local_users.InstanceUsers | None = None,
         budget: local_capacity.Budget | None = None,
-        environments_per_agent: int = 16,
+        environments_per_agent: int = 64,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._home = home
