@@ -40,7 +40,11 @@ def timed_protocol(
     limits."""
 
     class TimedHttpToolsProtocol(base):  # type: ignore[valid-type,misc]
+        # Timers are armed after each read, for the request it left incomplete, if any: a
+        # request that arrives in one read (nearly every one) costs no timer at all.
         _read_timer: asyncio.TimerHandle | None = None
+        _timing: str | None = None  # what the armed timer limits: "headers" or "body"
+        _reading_headers = False
         _reading_body = False
 
         def connection_made(self, transport: asyncio.Transport) -> None:
@@ -55,35 +59,47 @@ def timed_protocol(
 
         def data_received(self, data: bytes) -> None:
             super().data_received(data)
-            if self._reading_body and not self.transport.is_closing():
-                self._arm(body_idle_seconds, "body")
+            if self.transport.is_closing():
+                return
+            if self._reading_body:
+                self._arm(body_idle_seconds, "body")  # any progress restarts the wait
+            elif self._reading_headers:
+                if self._timing != "headers":
+                    self._arm(header_seconds, "headers")  # from its first byte, not extended
+            elif self.cycle is not None and not self.cycle.response_complete:
+                self._disarm()  # the request is in; answering it is the gateway's time
+            elif self._timing != "headers":
+                # Bytes that begin no request (blank lines): they stop uvicorn's keep-alive
+                # timeout, so they start the wait for a request's headers.
+                self._arm(header_seconds, "headers")
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
-            if self._read_timer is None:
-                self._arm(header_seconds, "headers")
+            self._reading_headers = True
 
         def on_headers_complete(self) -> None:
             super().on_headers_complete()
+            self._reading_headers = False
             self._reading_body = True
-            self._arm(body_idle_seconds, "body")
 
         def on_message_complete(self) -> None:
             super().on_message_complete()
             self._reading_body = False
-            self._disarm()
 
         def _arm(self, seconds: float, what: str) -> None:
             self._disarm()
             self._read_timer = self.loop.call_later(seconds, self._expire, what)
+            self._timing = what
 
         def _disarm(self) -> None:
             if self._read_timer is not None:
                 self._read_timer.cancel()
                 self._read_timer = None
+                self._timing = None
 
         def _expire(self, what: str) -> None:
             self._read_timer = None
+            self._timing = None
             if self.flow.read_paused:
                 # The gateway stopped reading, not the client: wait for it.
                 self._arm(body_idle_seconds, what)

@@ -114,3 +114,32 @@ async def test_a_slow_body_that_keeps_coming_and_kept_alive_requests_are_answere
     await writer.drain()
     assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
     writer.close()
+
+
+async def test_a_kept_alive_connections_next_headers_sent_a_byte_at_a_time_are_cut_off(
+    port: int,
+) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(REQUEST + b"wxyz")
+    await writer.drain()
+    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
+    assert await reader.readexactly(1) == b"4"
+    sending = asyncio.create_task(trickle(writer, REQUEST, pause=0.1))
+    waited = await asyncio.wait_for(closed_after(reader), 5)
+    sending.cancel()
+    assert waited < HEADER_SECONDS + 1.0
+    writer.close()
+
+
+async def test_blank_lines_on_a_kept_alive_connection_do_not_keep_it_open(port: int) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(REQUEST + b"wxyz")
+    await writer.drain()
+    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
+    assert await reader.readexactly(1) == b"4"
+    # Blank lines before a request are allowed, and stop uvicorn's keep-alive timeout.
+    sending = asyncio.create_task(trickle(writer, b"\r\n" * 40, pause=0.1))
+    waited = await asyncio.wait_for(closed_after(reader), 5)
+    sending.cancel()
+    assert waited < HEADER_SECONDS + 1.0
+    writer.close()
