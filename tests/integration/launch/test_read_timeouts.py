@@ -73,6 +73,24 @@ async def trickle(writer: asyncio.StreamWriter, data: bytes, *, pause: float) ->
         await asyncio.sleep(pause)
 
 
+async def trickled_until_closed(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, data: bytes
+) -> float:
+    """Send ``data`` a byte every 0.1 s; seconds until the server closes the connection."""
+    sending = asyncio.create_task(trickle(writer, data, pause=0.1))
+    try:
+        return await asyncio.wait_for(closed_after(reader), 5)
+    finally:
+        sending.cancel()
+
+
+async def answered_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.write(REQUEST + b"wxyz")
+    await writer.drain()
+    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
+    assert await reader.readexactly(1) == b"4"
+
+
 async def test_a_connection_that_sends_nothing_is_closed(port: int) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     waited = await asyncio.wait_for(closed_after(reader), 5)
@@ -82,9 +100,7 @@ async def test_a_connection_that_sends_nothing_is_closed(port: int) -> None:
 
 async def test_headers_sent_a_byte_at_a_time_are_cut_off(port: int) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    sending = asyncio.create_task(trickle(writer, REQUEST, pause=0.1))
-    waited = await asyncio.wait_for(closed_after(reader), 5)
-    sending.cancel()
+    waited = await trickled_until_closed(reader, writer, REQUEST)
     # The whole request would take 0.1 s a byte * 48 bytes: it was cut off long before.
     assert waited < HEADER_SECONDS + 1.0
     writer.close()
@@ -120,26 +136,14 @@ async def test_a_kept_alive_connections_next_headers_sent_a_byte_at_a_time_are_c
     port: int,
 ) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(REQUEST + b"wxyz")
-    await writer.drain()
-    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
-    assert await reader.readexactly(1) == b"4"
-    sending = asyncio.create_task(trickle(writer, REQUEST, pause=0.1))
-    waited = await asyncio.wait_for(closed_after(reader), 5)
-    sending.cancel()
-    assert waited < HEADER_SECONDS + 1.0
+    await answered_once(reader, writer)
+    assert await trickled_until_closed(reader, writer, REQUEST) < HEADER_SECONDS + 1.0
     writer.close()
 
 
 async def test_blank_lines_on_a_kept_alive_connection_do_not_keep_it_open(port: int) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(REQUEST + b"wxyz")
-    await writer.drain()
-    assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
-    assert await reader.readexactly(1) == b"4"
+    await answered_once(reader, writer)
     # Blank lines before a request are allowed, and stop uvicorn's keep-alive timeout.
-    sending = asyncio.create_task(trickle(writer, b"\r\n" * 40, pause=0.1))
-    waited = await asyncio.wait_for(closed_after(reader), 5)
-    sending.cancel()
-    assert waited < HEADER_SECONDS + 1.0
+    assert await trickled_until_closed(reader, writer, b"\r\n" * 40) < HEADER_SECONDS + 1.0
     writer.close()
