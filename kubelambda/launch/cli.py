@@ -128,6 +128,7 @@ def _role(settings: PlatformSettings, role: str) -> int:
 
 
 def _serve(settings: PlatformSettings, run: Coroutine[Any, Any, None]) -> int:
+    from kubelambda.launch import open_files
     from kubelambda.launch.errors import PlatformStartError
 
     logging.basicConfig(
@@ -135,6 +136,7 @@ def _serve(settings: PlatformSettings, run: Coroutine[Any, Any, None]) -> int:
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
+    open_files.raise_open_file_limit()
     # A Ctrl-C before serving starts ends the start; once serving, run() handles signals.
     try:
         with contextlib.suppress(KeyboardInterrupt), _event_loop() as runner:

@@ -27,6 +27,8 @@ import httpx
 import pytest
 from botocore.config import Config
 
+from tests.process_limits import lower_open_files_to
+
 KUBELAMBDA = str(Path(sys.executable).with_name("kubelambda"))
 START_TIMEOUT_SECONDS = 60
 
@@ -59,6 +61,7 @@ def start_platform(
     kubelambda: str = KUBELAMBDA,
     environ: Mapping[str, str] | None = None,
     cwd: Path | None = None,
+    open_files_soft_limit: int | None = None,
 ) -> Platform:
     """Run `kubelambda up` (this venv's, in this environment, unless told otherwise) until its
     gateway answers; its output goes to `log_text(home)`."""
@@ -72,6 +75,7 @@ def start_platform(
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=lower_open_files_to(open_files_soft_limit),
         )
     url_file = home / "gateway.url"
     deadline = time.monotonic() + START_TIMEOUT_SECONDS

@@ -26,6 +26,7 @@ from tests.e2e.conftest import (
     KUBELAMBDA,
     Platform,
     create_function,
+    log_text,
     start_platform,
     stop_platform,
 )
@@ -259,5 +260,25 @@ def test_slow_clients_cannot_hold_the_gateways_connections(home: Path) -> None:
         with socket.create_connection((host, int(port))) as prompt:
             prompt.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
             assert prompt.recv(1024).startswith(b"HTTP/1.1 200")
+    finally:
+        stop_platform(platform.process)
+
+
+def test_a_platform_started_with_a_low_open_file_limit_serves_hundreds_of_connections(
+    home: Path,
+) -> None:
+    # The soft limit of most sessions and services is 1,024; 256 makes the point sooner.
+    platform = start_platform(home, open_files_soft_limit=256)
+    try:
+        host, port = platform.url.removeprefix("http://").split(":")
+        connections = [socket.create_connection((host, int(port))) for _ in range(400)]
+        for connection in connections:
+            connection.settimeout(10)
+            connection.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        answered = sum(c.recv(1024).startswith(b"HTTP/1.1 200") for c in connections)
+        for connection in connections:
+            connection.close()
+        assert answered == len(connections)
+        assert "open file limit raised from=256" in log_text(home)
     finally:
         stop_platform(platform.process)

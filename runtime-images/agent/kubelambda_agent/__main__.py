@@ -42,6 +42,7 @@ def _listen(host: str, port: int) -> socket.socket:
 
 
 def main(prestarted: PrestartedRuntime | None = None) -> int:
+    process.raise_open_file_limit()
     environ = dict(os.environ)
     if CODE_URL_VARIABLE in environ:
         # In a pod the package comes first (nothing can run without it), and where it

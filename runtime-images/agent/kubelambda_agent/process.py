@@ -8,6 +8,12 @@ agent sees its lines in the order they were written; ``exit_fd`` (a pidfd) becom
 readable when it exits, which lets the event loop watch it without a thread or SIGCHLD.
 On Linux a runtime dies with the agent (a parent-death signal, ``die_with_parent``), so
 an agent killed outright leaves no runtime behind.
+
+Open files: the agent holds several descriptors per environment it hosts (a Runtime API
+listener, the runtime's output pipe, pidfd, status file and channel) besides its
+connections, so it raises its own soft limit to the hard one (``raise_open_file_limit``);
+each runtime gets Lambda's quota for an execution environment, 1,024, as both limits,
+so a function sees what it would on Lambda and cannot take more.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -30,10 +37,20 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from kubelambda_agent.prestarted import PrestartedRuntime
 
-__all__ = ["RuntimeProcess", "SpawnError", "die_with_parent", "spawn", "spawn_runtime"]
+__all__ = [
+    "RUNTIME_OPEN_FILES",
+    "RuntimeProcess",
+    "SpawnError",
+    "die_with_parent",
+    "raise_open_file_limit",
+    "spawn",
+    "spawn_runtime",
+]
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
+# Lambda's quota: file descriptors per execution environment.
+RUNTIME_OPEN_FILES = 1024
 
 
 class SpawnError(Exception):
@@ -181,6 +198,26 @@ def die_with_parent(parent_pid: int) -> None:
     _parent_death_signal(parent_pid)()
 
 
+def raise_open_file_limit() -> None:
+    """Raise this process's soft limit on open files to its hard limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def _runtime_setup(parent_pid: int) -> Callable[[], None]:
+    """What a runtime's child process does before exec (a ``preexec_fn``): die with the
+    agent, and take Lambda's open-file quota (or the hard limit, if that is lower)."""
+    die_with_agent = _parent_death_signal(parent_pid)
+    files = min(RUNTIME_OPEN_FILES, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+
+    def setup() -> None:
+        die_with_agent()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (files, files))
+
+    return setup
+
+
 def _parent_death_signal(parent_pid: int) -> Callable[[], None]:
     """The call that asks for it, resolved now: as a ``preexec_fn`` it runs between fork
     and exec, where loading a library is not safe."""
@@ -208,7 +245,7 @@ def spawn(
     if theirs is not None:
         env = {**env, CHANNEL_FD_VARIABLE: str(theirs.fileno())}
     # The agent has no threads, so a preexec_fn is safe here.
-    die_with_agent = _parent_death_signal(os.getpid())
+    setup = _runtime_setup(os.getpid())
     # Init Duration counts from here, the moment Lambda would start the sandbox's runtime.
     started_at = time.monotonic()
     try:
@@ -220,7 +257,7 @@ def spawn(
             cwd=cwd,
             env=dict(env),
             start_new_session=True,
-            preexec_fn=die_with_agent,
+            preexec_fn=setup,
             pass_fds=() if theirs is None else (theirs.fileno(),),
         )
     except OSError as exc:

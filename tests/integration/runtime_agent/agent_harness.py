@@ -29,6 +29,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.process_limits import lower_open_files_to
+
 READY_TIMEOUT_SECONDS = 20.0
 # The agent under test is this checkout's, whatever else an installed package points at.
 AGENT_SOURCE = Path(__file__).resolve().parents[3] / "runtime-images" / "agent"
@@ -177,6 +179,7 @@ def start_agent(tmp_path: Path) -> Iterator[StartAgent]:
         env: Mapping[str, str] | None = None,
         token: str | None = None,
         control: bool = False,
+        open_files_soft_limit: int | None = None,
     ) -> Agent:
         task_root = tmp_path / f"task{len(started)}"
         task_root.mkdir()
@@ -216,6 +219,7 @@ def start_agent(tmp_path: Path) -> Iterator[StartAgent]:
                 stdin=subprocess.PIPE if control else None,
                 stdout=stdout,
                 pass_fds=(write_fd,),
+                preexec_fn=lower_open_files_to(open_files_soft_limit),
             )
         os.close(write_fd)
         try:
