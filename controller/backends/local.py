@@ -705,14 +705,7 @@ class LocalProcessBackend:
         returncode = await instance.process.wait()
         if instance.stopping:
             return
-        # It died on its own: out of the endpoints first, then sweep its group.
-        self._forget(instance)
-        self._changed(target)
-        await instance.sweep()
-        await self._release(instance.instance_id)
-        self._capacity_freed()
-        if self._metrics is not None:
-            self._metrics.failed(target, reason="exited")
+        # Reported the moment it is known, before anything else can observe the loss.
         logger.warning(
             "instance exited unexpectedly namespace=%s function=%s version=%s instance=%s "
             "returncode=%s log_tail=%r",
@@ -723,6 +716,14 @@ class LocalProcessBackend:
             returncode,
             instance.log_tail(),
         )
+        if self._metrics is not None:
+            self._metrics.failed(target, reason="exited")
+        # It died on its own: out of the endpoints first, then sweep its group.
+        self._forget(instance)
+        self._changed(target)
+        await instance.sweep()
+        await self._release(instance.instance_id)
+        self._capacity_freed()
 
     def _begin_stop(self, instance: local_process.LocalProcess, *, reason: str) -> None:
         was_ready = instance.endpoint is not None
