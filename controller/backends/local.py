@@ -37,8 +37,10 @@ latest wanted count of every target is kept, and deferred starts go, provisioned
 first and then oldest want first, as soon as capacity frees (an instance became ready,
 failed, or stopped), without waiting for the autoscaler's next call. Meanwhile the
 requests wait in the gateway's activator, and ``starts_deferred`` tells the autoscaler
-to reclaim idle instances of other targets. An instance larger than the whole budget is
-a permanent start failure (``CapacityExceeded``), not a wait.
+to reclaim idle instances of other targets. Spare agents never defer a start: they are
+left out of the plan, a start takes one, and those that no longer fit beside the
+instances stop. An instance larger than the whole budget is a permanent start failure
+(``CapacityExceeded``), not a wait.
 
 Given ``users`` (the platform runs as root), every instance runs as its function's user
 (``local_users``), which cannot enter the home: it runs a copy of its package made for
@@ -193,7 +195,7 @@ class LocalProcessBackend:
         # runtimes beyond their first that stay idle that long.
         self._idle_timeouts: dict[FunctionKey, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._spares = local_spares.SparePool(spare_agents, self._prestart)
+        self._spares = local_spares.SparePool(spare_agents, self._prestart, self._spare_room)
         # The python runtime of the instance last started (see ``_spare_runtime``).
         self._spare_runtime_name = _SPARE_RUNTIME
         self._closed = False
@@ -639,15 +641,16 @@ class LocalProcessBackend:
         """Top up the spare agents, but not while instances start, and only a moment
         after the last became ready: on a small host a spare's start would slow down
         the cold start, and then the first invocation, that someone is waiting for.
-        Spares are processes of the budget: none while starts are deferred."""
+        Spares are processes of the budget: none while starts are deferred, and no more
+        than the budget has room for."""
         usage = self._usage()
-        if (
-            not self._closed
-            and not usage.starting
-            and not self.starts_deferred()
-            and usage.processes < self._admission.budget.max_processes
-        ):
+        if not self._closed and not usage.starting and not self.starts_deferred():
             self._spares.top_up(after=_SPARE_DELAY_SECONDS)
+
+    def _spare_room(self) -> int:
+        """How many more spares fit in the budget beside what runs now."""
+        free = self._admission.budget.max_processes - self._usage().processes
+        return max(0, free // local_capacity.SPARE_PROCESSES)
 
     async def _supervise(self, instance: local_process.LocalProcess, concurrency: int) -> None:
         target = instance.target
@@ -757,7 +760,9 @@ class LocalProcessBackend:
 
     async def _admit(self) -> None:
         """Start what the budget admits of every target's missing instances; the rest
-        stays deferred. Called with the scaling lock held."""
+        stays deferred. Spares are left out of the plan: a start takes one, and those
+        left that no longer fit beside the instances stop. Called with the scaling lock
+        held."""
         running = {
             target: local_admission.Running(
                 _environments(live),
@@ -767,7 +772,7 @@ class LocalProcessBackend:
             for target, live in self._instances.items()
         }
         grants = self._admission.grants(
-            self._usage(), running, now=self._clock(), backing_off=self._backing_off
+            self._usage(spares=False), running, now=self._clock(), backing_off=self._backing_off
         )
         for want, count in grants:
             live = self._instances.get(want.version.target, [])
@@ -781,6 +786,9 @@ class LocalProcessBackend:
                         want.version, concurrency=want.concurrency, provisioned=provisioned
                     )
                 warm += 1
+        over = self._usage().processes - self._admission.budget.max_processes
+        if over > 0:
+            await self._spares.shrink(-(-over // local_capacity.SPARE_PROCESSES))
         self._admission.report(self._usage())
         self._maybe_refill()
 
@@ -800,15 +808,17 @@ class LocalProcessBackend:
             if not self._closed:
                 await self._admit()
 
-    def _usage(self) -> local_capacity.Usage:
+    def _usage(self, *, spares: bool = True) -> local_capacity.Usage:
+        """What the instances (draining ones too) take, and with ``spares`` the spares."""
         instances = [p for ps in self._instances.values() for p in ps]
         instances += self._draining
         processes_of = self._admission.budget.processes_of
+        spare_processes = self._spares.count * local_capacity.SPARE_PROCESSES if spares else 0
         return local_capacity.Usage(
             memory_mb=sum(p.memory_mb * p.environments for p in instances),
             starting=sum(p.endpoint is None and not p.stopping for p in instances),
             processes=sum(processes_of(p.concurrency, p.environments) for p in instances)
-            + self._spares.count * local_capacity.SPARE_PROCESSES,
+            + spare_processes,
         )
 
     def _hosting(self, concurrency: int, *, provisioned: bool) -> int:

@@ -16,7 +16,8 @@ Three limits, as a 2-core host taught us (64 instances of a concurrency-1 functi
 - processes: at most ``processes_per_core`` x cores processes of instances and spare
   agents. An instance runs its agent and one runtime per unit of its concurrency (one
   of concurrency 16 is 17 processes, as 16 invocations can run in it at once), a spare
-  agent counts two (itself and its pre-started runtime). Counting instances let a
+  agent counts two (itself and its pre-started runtime) but is not planned for: a start
+  takes a spare, and the backend stops those that no longer fit. Counting instances let a
   function of concurrency 16 start six (102 processes) for 64 callers on 2 cores, which
   served fewer invocations a second than two do with the other callers waiting in the
   activator. An instance larger than the whole budget counts as the whole budget: it

@@ -4,6 +4,7 @@
 starts and asks for a top-up once no instance is starting. A spare has paid for the
 interpreter's start and the agent's imports already (see ``agent_shim``), which is most
 of what an agent does before it can start its runtimes; one spare serves any function.
+Spares live within the host's budget, and give way to instances that need it.
 """
 
 from __future__ import annotations
@@ -20,9 +21,14 @@ logger = logging.getLogger(__name__)
 
 
 class SparePool:
-    def __init__(self, size: int, start: Callable[[], Awaitable[Spare]]) -> None:
+    def __init__(
+        self, size: int, start: Callable[[], Awaitable[Spare]], room: Callable[[], int]
+    ) -> None:
+        """``room``: how many more spares the host's budget has room for now, asked
+        before each start."""
         self._size = size
         self._start = start
+        self._room = room
         self._spares: list[Spare] = []
         self._refill: asyncio.Task[None] | None = None
         self._spawning = False
@@ -47,10 +53,23 @@ class SparePool:
 
     def top_up(self, *, after: float = 0.0) -> None:
         """Start spares in the background, ``after`` seconds from now, until there are
-        ``size`` of them."""
+        ``size`` of them or the budget has no room for another."""
         if self._closed or self._refill is not None or len(self._spares) >= self._size:
             return
         self._refill = asyncio.create_task(self._fill(after), name="spare-agents")
+
+    async def shrink(self, count: int) -> None:
+        """Stop ``count`` spares (fewer if fewer wait), and call off a top-up that has
+        not begun a start: instances need their share of the host's budget."""
+        if self._refill is not None and not self._spawning:
+            self._refill.cancel()
+            self._refill = None
+        count = min(count, len(self._spares))
+        if count <= 0:
+            return
+        retired = self._spares[-count:]
+        del self._spares[-count:]
+        await asyncio.gather(*(spare.discard() for spare in retired))
 
     async def aclose(self) -> None:
         self._closed = True
@@ -66,7 +85,7 @@ class SparePool:
     async def _fill(self, after: float) -> None:
         try:
             await asyncio.sleep(after)
-            while not self._closed and len(self._spares) < self._size:
+            while not self._closed and len(self._spares) < self._size and self._room() > 0:
                 self._spawning = True
                 try:
                     spare = await self._start()
@@ -79,4 +98,6 @@ class SparePool:
         except OSError as exc:
             logger.error("cannot start a spare agent error=%s", exc)
         finally:
-            self._refill = None
+            # A shrink may have called this one off and a newer top-up begun since.
+            if self._refill is asyncio.current_task():
+                self._refill = None

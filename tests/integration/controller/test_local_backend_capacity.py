@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from controller_testkit import agents, runtimes
+from controller_testkit import agent_pids, agents, runtimes
 from prometheus_client import CollectorRegistry
 
 from controller.backends.local import LocalProcessBackend
@@ -65,6 +65,43 @@ async def test_instances_beyond_the_process_budget_are_not_started(
         registry.get_sample_value("kubelambda_capacity_in_use", {"resource": r})
         for r in ("processes", "memory_megabytes")
     ] == [2 * each, 2 * version.memory_size]
+
+
+@pytest.mark.parametrize(
+    ("max_processes", "spares_left"),
+    [(20, 1), (18, 0)],
+    ids=["the spare left fits beside it", "the spare left is stopped"],
+)
+async def test_spare_agents_give_way_to_an_instance_that_fits_the_budget_without_them(
+    max_processes: int,
+    spares_left: int,
+    new_backend: NewBackend,
+    make_version: MakeVersion,
+    until: Until,
+) -> None:
+    """Two spares (4 processes) and an instance of concurrency 16 (17) exceed the budget,
+    the instance alone does not: it starts, taking a spare, the other stays only if it
+    fits, and no top-up brings spares back past the budget (on a 1-core host's default
+    of 20, such a function never started)."""
+    registry = CollectorRegistry()
+    backend = new_backend(
+        budget=Budget(memory_mb=ROOMY_MEMORY, max_starting=2, max_processes=max_processes),
+        spare_agents=2,
+        metrics=ControllerMetrics(registry),
+    )
+    backend.start_spares()
+    await until(lambda: len(agent_pids()) == 2)
+    version = make_version()
+
+    await backend.scale(version, replicas=1, concurrency=16)
+    await until(lambda: backend.ready_instances(version.target) == 1)
+    await until(lambda: len(agent_pids()) == 1 + spares_left)
+    await asyncio.sleep(0.5)  # time enough for a top-up, were one made
+
+    assert list(backend.starts_deferred()) == []
+    assert len(agent_pids()) == 1 + spares_left
+    in_use = registry.get_sample_value("kubelambda_capacity_in_use", {"resource": "processes"})
+    assert in_use == 17 + 2 * spares_left
 
 
 async def test_fewer_replicas_cancel_the_deferred_starts(
