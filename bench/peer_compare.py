@@ -14,8 +14,9 @@ on all of them alike. Each function first gets a warm-up slice at that concurren
 figures are of warm instances, not of scaling up.
 
 It prints JSON (per target and callers: req/s, p50, p99, non-2xx answers, as the median
-over rounds; kubelambda's CPU time per request split into gateway, agents and runtimes;
-and the ratio of each kubelambda configuration to the peer) and saves a PNG beside it.
+over rounds, and the slices in which nothing was answered, for which wrk counts no error;
+kubelambda's CPU time per request split into gateway, agents and runtimes; and the ratio
+of each kubelambda configuration to the peer) and saves a PNG beside it.
 Without ``--peer`` it reports kubelambda's own figures. The peer is whatever URL answers
 a POST with the body echoed (the issue's reference: OpenFaaS gateway → of-watchdog in
 http mode → a raw-ASGI uvicorn echo, built outside this repository).
@@ -205,6 +206,11 @@ def _wrk(url: str, script: Path, *, callers: int, seconds: float, owner: Platfor
     after = _cpu_seconds(owner.process.pid) if owner else {}
     line = next(x for x in done.stdout.splitlines() if x.startswith("WRK "))
     figures = json.loads(line.removeprefix("WRK "))
+    if not figures["requests"]:
+        print(
+            f"peer_compare: {url} answered nothing in {seconds:g} s with {callers} callers",
+            file=sys.stderr,
+        )
     requests = max(1, figures["requests"])
     cpu = {role: round((after[role] - before.get(role, 0.0)) / requests * 1e6, 1) for role in after}
     return Slice(
@@ -257,6 +263,7 @@ def _summary(runs: list[Slice]) -> dict[str, float]:
         "p50_ms": round(statistics.median(r.p50_ms for r in runs), 2),
         "p99_ms": round(statistics.median(r.p99_ms for r in runs), 2),
         "failed": sum(r.failed for r in runs),
+        "unanswered_slices": sum(not r.rps for r in runs),
         "rps_min": round(min(r.rps for r in runs), 1),
         "rps_max": round(max(r.rps for r in runs), 1),
     }
@@ -268,12 +275,19 @@ def _summary(runs: list[Slice]) -> dict[str, float]:
     return summary
 
 
-def _ratios(results: dict[str, dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
-    """kubelambda's req/s over the peer's in the same phase, per number of callers."""
+def _ratios(
+    results: dict[str, dict[str, dict[str, float]]],
+) -> dict[str, dict[str, float | None]]:
+    """kubelambda's req/s over the peer's in the same phase, per number of callers.
+
+    None where the peer answered nothing: there is no ratio to a peer that was down.
+    """
     ratios = {}
     for name in FUNCTIONS:
         ours, peer = results[f"kubelambda:{name}"], results[f"peer:{name}"]
-        ratios[name] = {c: round(ours[c]["rps"] / peer[c]["rps"], 2) for c in ours}
+        ratios[name] = {
+            c: round(ours[c]["rps"] / peer[c]["rps"], 2) if peer[c]["rps"] else None for c in ours
+        }
     return ratios
 
 
