@@ -140,16 +140,18 @@ class Published:
             listener(catalog)
 
 
+def command_line(pid: int) -> bytes:
+    """Process ``pid``'s NUL-separated command line; empty once it has gone (a process
+    listed a moment ago may exit before it is read)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 def running(pids: list[int], command_part: bytes) -> int:
     """How many of ``pids`` have ``command_part`` in their command line."""
-    count = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-                count += command_part in cmdline.read()
-        except OSError:
-            continue
-    return count
+    return sum(command_part in command_line(pid) for pid in pids)
 
 
 def agents(pids: list[int]) -> int:
@@ -176,9 +178,7 @@ def agent_pids() -> list[int]:
 def zygote_pids() -> list[int]:
     """This test process's children that fork agents (``agent_shim --zygote``)."""
     return [
-        child
-        for child in live_children(os.getpid())
-        if Path(f"/proc/{child}/cmdline").read_bytes().endswith(b"--zygote\0")
+        child for child in live_children(os.getpid()) if command_line(child).endswith(b"--zygote\0")
     ]
 
 
@@ -204,6 +204,6 @@ def parent_of(pid: int) -> int:
 
 def agent_pid(pids: list[int]) -> int:
     """The one agent among ``pids`` (spawned or forked, it runs the shim)."""
-    agents = [p for p in pids if b"agent_shim" in Path(f"/proc/{p}/cmdline").read_bytes()]
+    agents = [p for p in pids if b"agent_shim" in command_line(p)]
     assert len(agents) == 1, agents
     return agents[0]
