@@ -207,13 +207,27 @@ def raise_open_file_limit() -> None:
 
 def _runtime_setup(parent_pid: int) -> Callable[[], None]:
     """What a runtime's child process does before exec (a ``preexec_fn``): die with the
-    agent, and take Lambda's open-file quota (or the hard limit, if that is lower)."""
+    agent, take Lambda's open-file quota (or the hard limit, if that is lower), and run
+    under ``SCHED_BATCH``.
+
+    Batch scheduling keeps a runtime's share of the CPU (its nice value is unchanged) but
+    a runtime woken by the agent no longer preempts it: the agent hands out every
+    invocation it has read, and the gateway its, before the runtimes take the CPU, so
+    fewer context switches per invocation (issue 11, 2 cores: 7-12% more warm invokes at
+    16 callers, 8% at 64, less CPU per invoke in the gateway, agent and runtime alike).
+    A function may switch itself back, as the two policies need no privilege; it only
+    loses the batching.
+    """
     die_with_agent = _parent_death_signal(parent_pid)
     files = min(RUNTIME_OPEN_FILES, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+    batch = (os.SCHED_BATCH, os.sched_param(0)) if hasattr(os, "SCHED_BATCH") else None
 
     def setup() -> None:
         die_with_agent()
         resource.setrlimit(resource.RLIMIT_NOFILE, (files, files))
+        if batch is not None:
+            with contextlib.suppress(OSError):  # a hint: a seccomp filter may refuse it
+                os.sched_setscheduler(0, *batch)
 
     return setup
 
