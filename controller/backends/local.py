@@ -788,7 +788,7 @@ class LocalProcessBackend:
                 warm += 1
         over = self._usage().processes - self._admission.budget.max_processes
         if over > 0:
-            await self._spares.shrink(-(-over // local_capacity.SPARE_PROCESSES))
+            await self._spares.shrink(math.ceil(over / local_capacity.SPARE_PROCESSES))
         self._admission.report(self._usage())
         self._maybe_refill()
 

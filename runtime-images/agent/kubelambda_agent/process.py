@@ -212,11 +212,10 @@ def _runtime_setup(parent_pid: int) -> Callable[[], None]:
 
     Batch scheduling keeps a runtime's share of the CPU (its nice value is unchanged) but
     a runtime woken by the agent no longer preempts it: the agent hands out every
-    invocation it has read, and the gateway its, before the runtimes take the CPU, so
-    fewer context switches per invocation (issue 11, 2 cores: 7-12% more warm invokes at
-    16 callers, 8% at 64, less CPU per invoke in the gateway, agent and runtime alike).
-    A function may switch itself back, as the two policies need no privilege; it only
-    loses the batching.
+    invocation it has read before the runtimes take the CPU, so fewer context switches
+    per invocation (issue 11, 2 cores: 1.03-1.12x warm invokes at 16 callers, 1.01-1.08x
+    at 64, the agents' CPU per invoke 8-13% lower). A function may switch itself back,
+    as the two policies need no privilege; it only loses the batching.
     """
     die_with_agent = _parent_death_signal(parent_pid)
     files = min(RUNTIME_OPEN_FILES, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
