@@ -18,16 +18,18 @@ spare costs a fork, about a millisecond, instead of an interpreter's start and t
 agent's imports, ~50 ms); without one (it died within ``_ZYGOTE_RESTART_SECONDS`` of its
 start, or the backend was given none) they are spawned.
 
-An agent may host several execution environments of a concurrency-1 function (Lambda's
-default), up to ``environments_per_agent``: each runs in a runtime of its own with a
-``TMPDIR`` and ``HOME`` of its own (``kubelambda_agent.environment``), and they share one
-agent's event loop where an agent each would wake one process per invocation (on 2
-cores, an agent costs more CPU per invocation than the gateway). The autoscaler still
+An agent may host several execution environments of its function, as many as fit
+``environments_per_agent`` runtimes (64 of a concurrency-1 function, Lambda's default,
+four of concurrency 16): they share one agent's event loop where an agent each would
+wake one more process per batch of invocations (on 2 cores, an agent costs more CPU per
+invocation than the gateway). An environment of concurrency 1 runs in a runtime with a
+``TMPDIR`` and ``HOME`` of its own (``kubelambda_agent.environment``); those of higher
+concurrency share the agent's, as the runtimes of one environment do. The autoscaler still
 counts environments: a scale-up places one in an agent of the version with room (its
-runtime starts on its first invocation, a cold start with its Init Duration) and starts
+runtimes start on their first invocations, cold starts with their Init Duration) and starts
 an agent only when none has room; a scale-down stops whole agents, newest first, and
 takes the rest from the next one. An agent's endpoint serves as many invocations at once
-as it hosts environments, and the agent is told the number on its stdin
+as its environments' concurrency sums to, and the agent is told their number on its stdin
 (``kubelambda_agent.control``), so it stops the runtimes of environments given up at
 once. Provisioned environments keep an agent each: they initialise ahead, alone.
 
@@ -134,7 +136,8 @@ class LocalProcessBackend:
     every instance as its function's user (see the module's docstring). ``budget``:
     what instances may take of the host (default: the host's, with default limits).
     ``environments_per_agent``: how many environments of a concurrency-1 function one
-    agent hosts (1: an agent each).
+    agent hosts (1: an agent each); of concurrency C, that many runtimes' worth (at
+    least one environment).
     """
 
     def __init__(
@@ -456,7 +459,7 @@ class LocalProcessBackend:
                 task_root=task_root,
                 instance_id=instance_id,
                 concurrency=concurrency * capacity,
-                separate_environments=capacity > 1,
+                environment_concurrency=concurrency if capacity > 1 else None,
                 runtime_idle_seconds=self._idle_timeouts.get(
                     version.key, DEFAULT_IDLE_TIMEOUT_SECONDS
                 ),
@@ -822,12 +825,13 @@ class LocalProcessBackend:
         )
 
     def _hosting(self, concurrency: int, *, provisioned: bool) -> int:
-        """How many execution environments an agent started now hosts: several of a
-        concurrency-1 function, whose environments then share one agent's event loop
-        instead of waking an agent each (provisioned ones initialise ahead: one each)."""
-        if concurrency == 1 and not provisioned:
-            return self._environments_per_agent
-        return 1
+        """How many execution environments an agent started now may host: as many as
+        fit ``environments_per_agent`` runtimes, whose environments then share one
+        agent's event loop instead of waking an agent each (provisioned ones initialise
+        ahead: one each)."""
+        if provisioned:
+            return 1
+        return max(1, self._environments_per_agent // concurrency)
 
     def _place(self, target: Target) -> bool:
         """Give one more environment to an agent of ``target`` with room, the fullest

@@ -23,9 +23,9 @@ Three limits, as a 2-core host taught us (64 instances of a concurrency-1 functi
   activator. An instance larger than the whole budget counts as the whole budget: it
   runs, alone.
 
-An agent hosting several environments of a concurrency-1 function (``local``) counts
-itself and a runtime per environment it hosts; an environment placed in an agent with
-room costs its memory and one process, and no start.
+An agent hosting several environments of a function (``local``) counts itself and the
+runtimes of every environment it hosts; an environment placed in an agent with room costs
+its memory and its runtimes (one per unit of its concurrency), and no start.
 
 Worked example, 2 cores, 4,096 MB, share 0.5, 20 a core: 2,048 MB, 2 starting, 40
 processes. With 10 instances of concurrency 1 and 128 MB ready (1,280 MB, 20 processes)
@@ -140,10 +140,10 @@ def plan(budget: Budget, usage: Usage, wants: Sequence[Want[K]]) -> dict[K, int]
         room = want.room if hosted else 0
         fit = 0
         while fit < count:
-            # An environment placed in an agent with room costs its runtime; any other
+            # An environment placed in an agent with room costs its runtimes; any other
             # starts an agent (hosting, it has room for more after this one).
             starts = room == 0
-            processes = budget.processes_of(want.concurrency) if starts else 1
+            processes = budget.processes_of(want.concurrency) if starts else want.concurrency
             if free_memory < want.memory_mb or free_processes < processes or free_starting < starts:
                 break
             free_memory -= want.memory_mb

@@ -70,7 +70,7 @@ def instance_environment(
     private_directory: Path | None = None,
     runtime_directory: Path | None = None,
     usable: Callable[[str], bool] | None = None,
-    separate_environments: bool = False,
+    environment_concurrency: int | None = None,
 ) -> dict[str, str]:
     """The environment of one agent process (and, through it, of the runtime).
 
@@ -80,8 +80,8 @@ def instance_environment(
     instance's user can run an interpreter (see ``runtimes.find_python``), and
     ``runtime_directory`` holds a bootstrap it can read (default: the agent's own).
     ``concurrency`` is the agent's: invocations it runs at once. With
-    ``separate_environments`` each of them runs in an execution environment of its own
-    (the agent hosts that many of a concurrency-1 function's).
+    ``environment_concurrency`` it hosts several execution environments of that many
+    each, and is told on its stdin how many are placed in it.
 
     Raises ``RuntimeUnavailable`` when this host has no interpreter for the runtime.
     """
@@ -107,8 +107,8 @@ def instance_environment(
             "KUBELAMBDA_AGENT_LOG_MAX_BYTES": str(log_max_bytes),
         }
     )
-    if separate_environments:
-        env["KUBELAMBDA_AGENT_SEPARATE_ENVIRONMENTS"] = "1"
+    if environment_concurrency is not None:
+        env["KUBELAMBDA_AGENT_ENVIRONMENT_CONCURRENCY"] = str(environment_concurrency)
         # Its stdin: the backend tells it there how many environments are placed in it.
         env["KUBELAMBDA_AGENT_CONTROL_FD"] = "0"
     if private_directory is not None:

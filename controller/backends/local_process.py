@@ -129,7 +129,7 @@ class LocalProcess:
     memory_mb: int
     invoke_token: str = field(repr=False)
     #: The execution environments of its function it may host, and hosts now: one and
-    #: one, except for an agent hosting several of a concurrency-1 function's (``local``).
+    #: one, except for an agent hosting several (``local``).
     capacity: int = 1
     environments: int = 1
     endpoint: Endpoint | None = None

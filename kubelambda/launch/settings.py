@@ -102,13 +102,15 @@ class PlatformSettings(BaseSettings):
     # gateway is one process too and saturates first, and each further agent is one more
     # process woken per batch of invocations (issue 11, 2 cores, 64 callers: one agent of
     # 35 environments served 2-20% more than three of 16; no change at 16 callers).
+    # Environments of concurrency C count C each: an agent hosts 4 of concurrency 16.
     environments_per_agent: int = Field(
         default=64,
         ge=1,
         le=256,
         description="Embedded: execution environments of a function of instance concurrency "
-        "1 that one agent process hosts, each with a runtime and a TMPDIR of its own "
-        "(1: an agent each; provisioned ones always have one each)",
+        "1 that one agent process hosts, each with a runtime and a TMPDIR of its own; of "
+        "concurrency C, this many runtimes' worth, at least one (1: an agent each; "
+        "provisioned ones always have one each)",
     )
     instance_uid_base: int = Field(
         default=1_999_000_000,

@@ -15,10 +15,11 @@ processes' memory for the trickle after it. Invocations take the first idle runt
 slot order, which leaves the surplus idle. Provisioned instances keep every runtime:
 they were initialised ahead for their whole concurrency.
 
-An agent of the embedded platform may host several execution environments, a slot each
-(``environment.slot_environment``); the launcher says how many on the control pipe
+An agent of the embedded platform may host several execution environments of its
+function, ``environment_concurrency`` slots each (one slot each: with a ``TMPDIR`` of its
+own, ``environment.slot_environment``); the launcher says how many on the control pipe
 (``control``), and the invoke endpoint takes no more invocations at once, nor keeps
-more runtimes, than that.
+more runtimes, than their slots.
 """
 
 from __future__ import annotations
@@ -107,7 +108,9 @@ async def _serve(
             zip(slot_environs, api_listeners, first_runtimes, strict=True)
         )
     ]
-    endpoint = InvokeEndpoint(slots, token=config.invoke_token)
+    endpoint = InvokeEndpoint(
+        slots, token=config.invoke_token, environment_concurrency=config.environment_concurrency
+    )
     connections: set[HttpProtocol] = set()
     server = await loop.create_server(
         lambda: HttpProtocol(
@@ -123,7 +126,7 @@ async def _serve(
         await slot.start()
     if config.control_fd is not None:
         await loop.connect_read_pipe(
-            lambda: ControlProtocol(endpoint.place, slots=len(slots)),
+            lambda: ControlProtocol(endpoint.place, environments=config.hosted_environments),
             os.fdopen(config.control_fd, "rb", buffering=0),
         )
     address = _listen_address(invoke_listener)

@@ -91,6 +91,7 @@ class AgentConfig:
         "announcement",
         "concurrency",
         "control_fd",
+        "environment_concurrency",
         "function_version",
         "initialized_ahead",
         "invoke_token",
@@ -104,7 +105,6 @@ class AgentConfig:
         "runtime",
         "runtime_dir",
         "runtime_idle_seconds",
-        "separate_environments",
         "task_root",
         "timeout_seconds",
     )
@@ -129,7 +129,7 @@ class AgentConfig:
         announcement: Announcement | None = None,
         runtime_dir: str = _PACKAGE_DIR,
         runtime_idle_seconds: float = DEFAULT_RUNTIME_IDLE_SECONDS,
-        separate_environments: bool = False,
+        environment_concurrency: int | None = None,
         control_fd: int | None = None,
     ) -> None:
         self.listen_host = listen_host
@@ -153,11 +153,25 @@ class AgentConfig:
         self.runtime_dir = runtime_dir
         # A runtime other than the first one idle this long is stopped (``agent``).
         self.runtime_idle_seconds = runtime_idle_seconds
-        # Every slot is an execution environment of its own (``environment``): the
-        # embedded platform hosts several of a concurrency-1 function in one agent.
-        self.separate_environments = separate_environments
+        # Slots per execution environment when the agent hosts several (the embedded
+        # platform places environments of one function in one agent); ``None``: the
+        # agent is one environment of ``concurrency`` slots.
+        self.environment_concurrency = environment_concurrency
         # Where the launcher tells how many environments are placed here (``control``).
         self.control_fd = control_fd
+
+    @property
+    def hosted_environments(self) -> int:
+        """How many execution environments the agent may host at most."""
+        return self.concurrency // (self.environment_concurrency or self.concurrency)
+
+    @property
+    def separate_environments(self) -> bool:
+        """Every slot is an environment of its own, with a ``TMPDIR`` and ``HOME`` of its
+        own (``environment``). Environments of several slots share the instance's, as the
+        runtimes of one environment do: which of them an invocation lands in is the
+        gateway's choice, so the function cannot tell them apart anyway."""
+        return self.environment_concurrency == 1
 
     @property
     def runtime_command(self) -> list[str]:
@@ -186,15 +200,16 @@ def parse_config(environ: Mapping[str, str]) -> AgentConfig:
     python = environ.get("KUBELAMBDA_AGENT_PYTHON") or sys.executable
     if runtime in PYTHON_RUNTIMES and not (os.path.isfile(python) and os.access(python, os.X_OK)):
         raise ConfigError(f"KUBELAMBDA_AGENT_PYTHON={python!r} is not an executable file")
+    concurrency = _parse_int(
+        environ, "KUBELAMBDA_AGENT_CONCURRENCY", default=1, low=1, high=MAX_CONCURRENCY
+    )
     task_root = environ.get("LAMBDA_TASK_ROOT") or os.getcwd()
     if not os.path.isdir(task_root):
         raise ConfigError(f"LAMBDA_TASK_ROOT={task_root!r} is not a directory")
     return AgentConfig(
         listen_host=host,
         listen_port=port,
-        concurrency=_parse_int(
-            environ, "KUBELAMBDA_AGENT_CONCURRENCY", default=1, low=1, high=MAX_CONCURRENCY
-        ),
+        concurrency=concurrency,
         runtime=runtime,
         python=python,
         timeout_seconds=_parse_timeout(environ.get("KUBELAMBDA_AGENT_TIMEOUT_SECONDS", "3")),
@@ -221,16 +236,21 @@ def parse_config(environ: Mapping[str, str]) -> AgentConfig:
         runtime_idle_seconds=_parse_runtime_idle(
             environ.get("KUBELAMBDA_AGENT_RUNTIME_IDLE_SECONDS", "")
         ),
-        separate_environments=_parse_flag(environ, "KUBELAMBDA_AGENT_SEPARATE_ENVIRONMENTS"),
+        environment_concurrency=_parse_environment_concurrency(environ, concurrency),
         control_fd=_parse_fd("KUBELAMBDA_AGENT_CONTROL_FD", environ),
     )
 
 
-def _parse_flag(environ: Mapping[str, str], name: str) -> bool:
-    value = environ.get(name, "0")
-    if value not in ("0", "1"):
-        raise ConfigError(f"{name}={value!r} must be 0 or 1")
-    return value == "1"
+def _parse_environment_concurrency(environ: Mapping[str, str], concurrency: int) -> int | None:
+    name = "KUBELAMBDA_AGENT_ENVIRONMENT_CONCURRENCY"
+    if name not in environ:
+        return None
+    value = _parse_int(environ, name, default=0, low=1, high=concurrency)
+    if value == 0 or concurrency % value:
+        raise ConfigError(
+            f"{name}={environ[name]!r} must divide KUBELAMBDA_AGENT_CONCURRENCY={concurrency}"
+        )
+    return value
 
 
 def _parse_runtime_dir(directory: str) -> str:

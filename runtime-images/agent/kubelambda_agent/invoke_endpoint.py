@@ -47,8 +47,12 @@ _FORBIDDEN_BODY = _error("AccessDenied", f"Missing or wrong {protocol.INVOKE_TOK
 
 
 class InvokeEndpoint:
-    def __init__(self, slots: Sequence[Slot], *, token: str) -> None:
+    def __init__(
+        self, slots: Sequence[Slot], *, token: str, environment_concurrency: int | None = None
+    ) -> None:
         self._slots = slots
+        # Slots per environment placed here: the agent is one environment unless told.
+        self._environment_concurrency = environment_concurrency or len(slots)
         self._token = token
         self.ready = False
         self.draining = False
@@ -60,8 +64,8 @@ class InvokeEndpoint:
         self._surplus = False
 
     def place(self, environments: int) -> None:
-        """Serve ``environments`` from now on (1 to the number of slots)."""
-        self.limit = environments
+        """Serve ``environments`` from now on (1 to as many as the slots make)."""
+        self.limit = environments * self._environment_concurrency
         self._shed()
 
     def _shed(self) -> None:

@@ -149,7 +149,8 @@ async def test_aclose_leaves_no_process_behind(
     agents_of_this_process: Callable[[], list[int]],
     children_of_this_process: Callable[[], list[int]],
 ) -> None:
-    backend = new_backend(spare_agents=1)
+    # An agent each: three instances, not three environments of one agent.
+    backend = new_backend(spare_agents=1, environments_per_agent=1)
     version = make_version(environment=frozen_mapping({"INIT_SLEEP": "0.5"}))
     await backend.scale(version, replicas=3, concurrency=2)
     await until(lambda: len(backend.endpoints(version.target)) >= 1)

@@ -1,10 +1,11 @@
-"""Several execution environments of a concurrency-1 function in one agent (the embedded
-default), with real processes: a scale-up places environments in a running agent before
-it starts another, a scale-down gives them up (whole agents first, newest first), the
-endpoint's concurrency is the environments placed, provisioned environments keep an
-agent each, the agent is told how many it hosts (it stops the runtimes of those it gave
-up at once, and takes no more invocations than it hosts), and an agent killed takes all
-its environments, which the next scale call brings back."""
+"""Several execution environments of a function in one agent (the embedded default),
+with real processes: a scale-up places environments in a running agent before it starts
+another (as many as its runtimes fit, whatever their concurrency), a scale-down gives
+them up (whole agents first, newest first), the endpoint's concurrency is what the
+environments placed take at once, provisioned environments keep an agent each, the agent
+is told how many it hosts (it stops the runtimes of those it gave up at once, and takes
+no more invocations than they do), and an agent killed takes all its environments, which
+the next scale call brings back."""
 
 from __future__ import annotations
 
@@ -63,6 +64,32 @@ async def test_a_scale_up_fills_the_running_agent_before_it_starts_another(
     assert [a.status_code for a in answers] == [200] * 3
     assert len({a.json()["pid"] for a in answers}) == 3
     assert sorted(e.concurrency for e in backend.endpoints(target)) == [2, 3]
+    assert agents(pids_of(version.function_name)) == 2
+
+
+async def test_environments_of_concurrency_2_fill_an_agent_by_its_runtimes(
+    new_backend: NewBackend,
+    make_version: MakeVersion,
+    until: Until,
+    invoke: Invoke,
+    pids_of: PidsOf,
+) -> None:
+    # Four runtimes an agent: two environments of concurrency 2.
+    backend = new_backend(environments_per_agent=4, spare_agents=0)
+    version = make_version()
+    target = version.target
+
+    await backend.scale(version, replicas=2, concurrency=2)
+    await until(lambda: backend.ready_instances(target) == 2)
+    [endpoint] = backend.endpoints(target)
+    answers = await asyncio.gather(*(invoke(endpoint, {"sleep": 0.3}) for _ in range(4)))
+    await backend.scale(version, replicas=3, concurrency=2)
+    await until(lambda: backend.ready_instances(target) == 3)
+
+    assert endpoint.concurrency == 4
+    assert [a.status_code for a in answers] == [200] * 4
+    assert len({a.json()["pid"] for a in answers}) == 4
+    assert sorted(e.concurrency for e in backend.endpoints(target)) == [2, 4]
     assert agents(pids_of(version.function_name)) == 2
 
 

@@ -179,6 +179,7 @@ def start_agent(tmp_path: Path) -> Iterator[StartAgent]:
         env: Mapping[str, str] | None = None,
         token: str | None = None,
         control: bool = False,
+        environment_concurrency: int = 1,
         open_files_soft_limit: int | None = None,
     ) -> Agent:
         task_root = tmp_path / f"task{len(started)}"
@@ -208,7 +209,14 @@ def start_agent(tmp_path: Path) -> Iterator[StartAgent]:
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "256",
             "AWS_LAMBDA_LOG_GROUP_NAME": "/aws/lambda/echo",
             "AWS_LAMBDA_LOG_STREAM_NAME": "2026/01/01/[$LATEST]abc",
-            **({"KUBELAMBDA_AGENT_CONTROL_FD": "0"} if control else {}),
+            **(
+                {
+                    "KUBELAMBDA_AGENT_CONTROL_FD": "0",
+                    "KUBELAMBDA_AGENT_ENVIRONMENT_CONCURRENCY": str(environment_concurrency),
+                }
+                if control
+                else {}
+            ),
             **(env or {}),
         }
         stdout_path = tmp_path / f"agent{len(started)}.log"

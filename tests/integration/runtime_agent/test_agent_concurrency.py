@@ -18,7 +18,7 @@ import httpx
 from agent_harness import FUNCTION_ARN, INVOKE_TOKEN_HEADER, Agent, StartAgent
 
 RUNTIME_IDLE_VARIABLE = "KUBELAMBDA_AGENT_RUNTIME_IDLE_SECONDS"
-SEPARATE_VARIABLE = "KUBELAMBDA_AGENT_SEPARATE_ENVIRONMENTS"
+ENVIRONMENT_CONCURRENCY_VARIABLE = "KUBELAMBDA_AGENT_ENVIRONMENT_CONCURRENCY"
 INSTANCE_STREAM = "2026/12/02/[$LATEST]" + "0" * 32
 
 # Leaves a file named after its process in $TMPDIR and tells what it finds there.
@@ -236,7 +236,7 @@ async def test_runtimes_beyond_the_first_stop_after_the_idle_timeout_and_start_a
         burst = await asyncio.gather(*(_invoke(client, f"r{i}", sleep) for i in range(3)))
         assert len({r.json()["pid"] for r in burst}) == 3
         await _wait_for_started(client, 1)
-        kept = _runtime_processes(agent)
+        kept = await _runtime_processes_settled(agent, 1)
         again = await asyncio.gather(*(_invoke(client, f"s{i}", sleep) for i in range(2)))
 
     assert kept == {first}
@@ -291,7 +291,7 @@ async def test_separate_environments_have_a_directory_each(
         concurrency=3,
         timeout=10,
         env={
-            SEPARATE_VARIABLE: "1",
+            ENVIRONMENT_CONCURRENCY_VARIABLE: "1",
             "TMPDIR": str(private),
             "AWS_LAMBDA_LOG_STREAM_NAME": INSTANCE_STREAM,
         },
@@ -322,7 +322,11 @@ async def test_a_retired_environment_comes_back_with_an_empty_directory(
         TMPDIR_FUNCTION,
         concurrency=2,
         timeout=10,
-        env={SEPARATE_VARIABLE: "1", "TMPDIR": str(private), RUNTIME_IDLE_VARIABLE: "0.5"},
+        env={
+            ENVIRONMENT_CONCURRENCY_VARIABLE: "1",
+            "TMPDIR": str(private),
+            RUNTIME_IDLE_VARIABLE: "0.5",
+        },
     )
 
     async with _client(agent) as client:
@@ -397,7 +401,7 @@ async def test_runtimes_beyond_the_environments_placed_stop_once_idle(
     assert [r.status_code for r in burst] == [200] * 3
     assert answer.status_code == 200
     # The one left is the busy one: idle ones went at once, not after an idle timeout.
-    assert _runtime_processes(agent) == {answer.json()["pid"]}
+    assert await _runtime_processes_settled(agent, 1) == {answer.json()["pid"]}
 
 
 async def test_a_busy_runtime_beyond_the_environments_placed_stops_when_its_invocation_ends(
@@ -416,7 +420,37 @@ async def test_a_busy_runtime_beyond_the_environments_placed_stops_when_its_invo
 
     assert both_busy == 2
     assert [r.status_code for r in answers] == [200, 200]
-    assert len(_runtime_processes(agent)) == 1
+    assert len(await _runtime_processes_settled(agent, 1)) == 1
+
+
+async def test_environments_of_two_slots_take_two_invocations_each_and_share_a_directory(
+    start_agent: StartAgent, tmp_path: Path
+) -> None:
+    private = _private_directory(tmp_path)
+    agent = start_agent(
+        TMPDIR_FUNCTION,
+        concurrency=4,
+        timeout=10,
+        control=True,
+        environment_concurrency=2,
+        env={"TMPDIR": str(private)},
+    )
+    sleep = {"seconds": 1.0}
+    async with _client(agent) as client:
+        agent.send_control(b'{"environments": 1}\n')
+        await _wait_for_concurrency(client, 2)
+        running = [asyncio.create_task(_invoke(client, f"r{i}", sleep)) for i in range(2)]
+        await _wait_for_idle(client, 0)
+        third = await _invoke(client, "r3", {"seconds": 0})
+        await asyncio.gather(*running)
+        agent.send_control(b'{"environments": 2}\n')
+        await _wait_for_concurrency(client, 4)
+        four = await asyncio.gather(*(_invoke(client, f"s{i}", sleep) for i in range(4)))
+
+    assert third.status_code == 503
+    assert [r.status_code for r in four] == [200] * 4
+    assert len({r.json()["pid"] for r in four}) == 4
+    assert {r.json()["tmpdir"] for r in four} == {str(private)}
 
 
 async def test_control_lines_it_cannot_use_leave_the_agent_serving(
@@ -502,8 +536,22 @@ def _runtime_processes(agent: Agent) -> set[int]:
     children: set[int] = set()
     for task in Path(f"/proc/{pid}/task").iterdir():
         children.update(int(child) for child in (task / "children").read_text().split())
-    return {
-        child
-        for child in children
-        if b"python_bootstrap" in Path(f"/proc/{child}/cmdline").read_bytes()
-    }
+    return {child for child in children if b"python_bootstrap" in _command_line(child)}
+
+
+def _command_line(pid: int) -> bytes:
+    """Empty for a process that is gone (or a zombie) by the time it is read."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        return b""
+
+
+async def _runtime_processes_settled(agent: Agent, count: int) -> set[int]:
+    """The runtime processes once ``count`` are left: the agent has stopped the others
+    when its slots say so, but a killed process takes a moment to be gone."""
+    for _ in range(500):
+        if len(found := _runtime_processes(agent)) == count:
+            return found
+        await asyncio.sleep(0.01)
+    return _runtime_processes(agent)

@@ -153,6 +153,16 @@ def test_hosted_environments_count_their_memory_and_their_agents_process() -> No
     assert plan(Budget(10_000, 5, 3), Usage(), [hosted]) == {"f": 2}
 
 
+def test_environments_of_concurrency_16_placed_in_an_agent_cost_their_runtimes() -> None:
+    budget = Budget(memory_mb=10_000, max_starting=2, max_processes=40)
+    hosted = Want("f", memory_mb=128, missing=4, since=0.0, concurrency=16, per_start=4)
+
+    # One start: the agent and 16 runtimes (17), then 16 more placed in it (33); a third
+    # environment's 16 would make 49, beyond 40, placed or started.
+    assert plan(budget, Usage(), [hosted]) == {"f": 2}
+    assert plan(budget, Usage(processes=8), [hosted]) == {"f": 1}
+
+
 def test_provisioned_environments_start_an_agent_each_even_with_room() -> None:
     budget = Budget(memory_mb=10_000, max_starting=2, max_processes=100)
     want = Want("f", memory_mb=128, missing=4, since=0.0, provisioned=3, per_start=16, room=5)

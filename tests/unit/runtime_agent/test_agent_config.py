@@ -30,7 +30,9 @@ def test_defaults(base: dict[str, str]) -> None:
     assert config.function_version == "$LATEST"
     assert config.memory_size_mb == 128
     assert config.runtime_idle_seconds == 300.0
+    assert config.environment_concurrency is None
     assert config.separate_environments is False
+    assert config.hosted_environments == 1
 
 
 def test_explicit_values(base: dict[str, str]) -> None:
@@ -46,7 +48,7 @@ def test_explicit_values(base: dict[str, str]) -> None:
                 "AWS_LAMBDA_FUNCTION_VERSION": "7",
                 "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1024",
                 "KUBELAMBDA_AGENT_RUNTIME_IDLE_SECONDS": "60.5",
-                "KUBELAMBDA_AGENT_SEPARATE_ENVIRONMENTS": "1",
+                "KUBELAMBDA_AGENT_ENVIRONMENT_CONCURRENCY": "4",
             }
         )
     finally:
@@ -58,7 +60,9 @@ def test_explicit_values(base: dict[str, str]) -> None:
     assert config.ready_fd == write_fd
     assert (config.function_version, config.memory_size_mb) == ("7", 1024)
     assert config.runtime_idle_seconds == 60.5
-    assert config.separate_environments is True
+    assert config.environment_concurrency == 4
+    assert config.hosted_environments == 4
+    assert config.separate_environments is False
 
 
 def test_ipv6_listen_address_loses_its_brackets(base: dict[str, str]) -> None:
@@ -102,8 +106,10 @@ def test_unix_listens_on_a_unix_socket_the_kernel_names(base: dict[str, str]) ->
         ("KUBELAMBDA_AGENT_RUNTIME_IDLE_SECONDS", "-5"),
         ("KUBELAMBDA_AGENT_RUNTIME_IDLE_SECONDS", "nan"),
         ("KUBELAMBDA_AGENT_RUNTIME_IDLE_SECONDS", "a while"),
-        ("KUBELAMBDA_AGENT_SEPARATE_ENVIRONMENTS", "yes"),
-        ("KUBELAMBDA_AGENT_SEPARATE_ENVIRONMENTS", ""),
+        ("KUBELAMBDA_AGENT_ENVIRONMENT_CONCURRENCY", "yes"),
+        ("KUBELAMBDA_AGENT_ENVIRONMENT_CONCURRENCY", ""),
+        ("KUBELAMBDA_AGENT_ENVIRONMENT_CONCURRENCY", "0"),
+        ("KUBELAMBDA_AGENT_ENVIRONMENT_CONCURRENCY", "2"),
     ],
 )
 def test_invalid_values_are_refused_naming_the_variable(
@@ -175,3 +181,29 @@ def test_an_incomplete_announcement_is_refused(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_config({**base, **ANNOUNCING, variable: value})
+
+
+def test_environments_of_one_slot_each_are_separate(base: dict[str, str]) -> None:
+    config = parse_config(
+        {
+            **base,
+            "KUBELAMBDA_AGENT_CONCURRENCY": "64",
+            "KUBELAMBDA_AGENT_ENVIRONMENT_CONCURRENCY": "1",
+        }
+    )
+
+    assert config.hosted_environments == 64
+    assert config.separate_environments is True
+
+
+def test_an_environment_concurrency_that_does_not_divide_the_slots_is_refused(
+    base: dict[str, str],
+) -> None:
+    with pytest.raises(ConfigError, match="must divide KUBELAMBDA_AGENT_CONCURRENCY=16"):
+        parse_config(
+            {
+                **base,
+                "KUBELAMBDA_AGENT_CONCURRENCY": "16",
+                "KUBELAMBDA_AGENT_ENVIRONMENT_CONCURRENCY": "3",
+            }
+        )

@@ -6,9 +6,9 @@ import pytest
 from kubelambda_agent.control import ControlProtocol
 
 
-def _placed(*chunks: bytes, slots: int = 4) -> list[int]:
+def _placed(*chunks: bytes, environments: int = 4) -> list[int]:
     placed: list[int] = []
-    control = ControlProtocol(placed.append, slots=slots)
+    control = ControlProtocol(placed.append, environments=environments)
     for chunk in chunks:
         control.data_received(chunk)
     return placed
@@ -35,7 +35,7 @@ def test_a_line_split_across_reads_counts_once_it_is_whole() -> None:
         b'{"other": 2}',
     ],
 )
-def test_a_line_that_is_no_number_of_environments_within_the_slots_is_skipped(
+def test_a_line_that_is_no_number_of_environments_the_agent_may_host_is_skipped(
     line: bytes,
 ) -> None:
     assert _placed(line + b"\n", b'{"environments": 1}\n') == [1]
