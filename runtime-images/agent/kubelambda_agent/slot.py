@@ -54,7 +54,10 @@ log = logging.getLogger(__name__)
 
 # Lambda gives a runtime's init phase 10 seconds before it gives up on the sandbox.
 INIT_TIMEOUT_SECONDS = 10.0
-# How often a running invocation's memory is compared with MemorySize (``_check_memory``).
+# How often a running invocation's memory is compared with MemorySize (``_check_memory``),
+# and how old the peak in a REPORT line may be: invocations that end within this of the
+# last read report that read (the peak is the environment's, as on Lambda, whose own is
+# sampled too), so a runtime serving hundreds a second reads it a few dozen times.
 MEMORY_CHECK_SECONDS = 0.05
 _READ_SIZE = 64 * 1024
 
@@ -293,7 +296,9 @@ class Slot:
         self._drain_output(invocation)
         duration_ms = (time.monotonic() - invocation.started_at) * 1000
         if self._proc is not None:
-            self._max_memory_mb = self._proc.max_memory_used_mb() or self._max_memory_mb
+            self._max_memory_mb = (
+                self._proc.max_memory_used_mb(max_age=MEMORY_CHECK_SECONDS) or self._max_memory_mb
+            )
         init_duration_ms, self._init_duration_ms = self._init_duration_ms, None
         self._emit(
             invocation,

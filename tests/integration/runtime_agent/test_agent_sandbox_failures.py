@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from agent_harness import StartAgent
+from kubelambda_agent import protocol
 
 
 def test_timeout_answers_promptly_with_lambda_timeout_error(
@@ -300,3 +301,18 @@ def test_memory_past_memory_size_ends_the_invocation_as_lambda_does(
     # A fresh runtime serves the next invocation.
     after = agent.invoke({"mb": 1})
     assert after.json["pid"] != within.json["pid"]
+
+
+def test_the_report_gives_the_peak_the_invocation_reached(start_agent: StartAgent) -> None:
+    agent = start_agent(MEMORY_FUNCTION, env={"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512"})
+    small = agent.invoke({"mb": 1})
+    # Past the age a REPORT's peak may have (``slot.MEMORY_CHECK_SECONDS``).
+    time.sleep(0.2)
+
+    large = agent.invoke({"mb": 200}, tail=True)
+
+    small_peak = int(small.headers[protocol.MAX_MEMORY_USED_MB])
+    large_peak = int(large.headers[protocol.MAX_MEMORY_USED_MB])
+    assert small_peak < 100
+    assert large_peak >= 200
+    assert f"\tMax Memory Used: {large_peak} MB" in large.log_tail
