@@ -35,9 +35,12 @@ async def scaled(
     until: Until,
     *,
     provisioned: int = 0,
+    concurrency: int = 1,
 ) -> None:
-    """Scale ``version`` (concurrency 1) to ``replicas`` environments, all of them ready."""
-    await backend.scale(version, replicas=replicas, concurrency=1, provisioned=provisioned)
+    """Scale ``version`` to ``replicas`` environments, all of them ready."""
+    await backend.scale(
+        version, replicas=replicas, concurrency=concurrency, provisioned=provisioned
+    )
     await until(lambda: backend.ready_instances(version.target) == replicas)
 
 
@@ -79,12 +82,10 @@ async def test_environments_of_concurrency_2_fill_an_agent_by_its_runtimes(
     version = make_version()
     target = version.target
 
-    await backend.scale(version, replicas=2, concurrency=2)
-    await until(lambda: backend.ready_instances(target) == 2)
+    await scaled(backend, version, 2, until, concurrency=2)
     [endpoint] = backend.endpoints(target)
     answers = await asyncio.gather(*(invoke(endpoint, {"sleep": 0.3}) for _ in range(4)))
-    await backend.scale(version, replicas=3, concurrency=2)
-    await until(lambda: backend.ready_instances(target) == 3)
+    await scaled(backend, version, 3, until, concurrency=2)
 
     assert endpoint.concurrency == 4
     assert [a.status_code for a in answers] == [200] * 4
