@@ -109,7 +109,7 @@ async def _serve(
         )
     ]
     endpoint = InvokeEndpoint(
-        slots, token=config.invoke_token, environment_concurrency=config.environment_concurrency
+        slots, token=config.invoke_token, slots_per_environment=config.slots_per_environment
     )
     connections: set[HttpProtocol] = set()
     server = await loop.create_server(

@@ -161,9 +161,14 @@ class AgentConfig:
         self.control_fd = control_fd
 
     @property
+    def slots_per_environment(self) -> int:
+        """Invocations one execution environment hosted here runs at once."""
+        return self.environment_concurrency or self.concurrency
+
+    @property
     def hosted_environments(self) -> int:
         """How many execution environments the agent may host at most."""
-        return self.concurrency // (self.environment_concurrency or self.concurrency)
+        return self.concurrency // self.slots_per_environment
 
     @property
     def separate_environments(self) -> bool:

@@ -47,12 +47,9 @@ _FORBIDDEN_BODY = _error("AccessDenied", f"Missing or wrong {protocol.INVOKE_TOK
 
 
 class InvokeEndpoint:
-    def __init__(
-        self, slots: Sequence[Slot], *, token: str, environment_concurrency: int | None = None
-    ) -> None:
+    def __init__(self, slots: Sequence[Slot], *, token: str, slots_per_environment: int) -> None:
         self._slots = slots
-        # Slots per environment placed here: the agent is one environment unless told.
-        self._environment_concurrency = environment_concurrency or len(slots)
+        self._slots_per_environment = slots_per_environment
         self._token = token
         self.ready = False
         self.draining = False
@@ -65,7 +62,7 @@ class InvokeEndpoint:
 
     def place(self, environments: int) -> None:
         """Serve ``environments`` from now on (1 to as many as the slots make)."""
-        self.limit = environments * self._environment_concurrency
+        self.limit = environments * self._slots_per_environment
         self._shed()
 
     def _shed(self) -> None:

@@ -18,6 +18,7 @@ from controller.backends.local import LocalProcessBackend
 from kubelambda.models import FunctionVersion
 from kubelambda.ports.catalog import Catalog
 from kubelambda.ports.endpoints import Endpoint
+from tests.process_table import command_line
 
 __all__ = [
     "HANDLER",
@@ -138,15 +139,6 @@ class Published:
         self.current = catalog
         for listener in list(self.listeners):
             listener(catalog)
-
-
-def command_line(pid: int) -> bytes:
-    """Process ``pid``'s NUL-separated command line; empty once it has gone (a process
-    listed a moment ago may exit before it is read)."""
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return b""
 
 
 def running(pids: list[int], command_part: bytes) -> int:

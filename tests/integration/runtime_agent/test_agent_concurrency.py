@@ -17,6 +17,8 @@ from pathlib import Path
 import httpx
 from agent_harness import FUNCTION_ARN, INVOKE_TOKEN_HEADER, Agent, StartAgent
 
+from tests.process_table import command_line
+
 RUNTIME_IDLE_VARIABLE = "KUBELAMBDA_AGENT_RUNTIME_IDLE_SECONDS"
 ENVIRONMENT_CONCURRENCY_VARIABLE = "KUBELAMBDA_AGENT_ENVIRONMENT_CONCURRENCY"
 INSTANCE_STREAM = "2026/12/02/[$LATEST]" + "0" * 32
@@ -536,15 +538,7 @@ def _runtime_processes(agent: Agent) -> set[int]:
     children: set[int] = set()
     for task in Path(f"/proc/{pid}/task").iterdir():
         children.update(int(child) for child in (task / "children").read_text().split())
-    return {child for child in children if b"python_bootstrap" in _command_line(child)}
-
-
-def _command_line(pid: int) -> bytes:
-    """Empty for a process that is gone (or a zombie) by the time it is read."""
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes()
-    except FileNotFoundError:
-        return b""
+    return {child for child in children if b"python_bootstrap" in command_line(child)}
 
 
 async def _runtime_processes_settled(agent: Agent, count: int) -> set[int]:

@@ -33,6 +33,7 @@ def test_defaults(base: dict[str, str]) -> None:
     assert config.environment_concurrency is None
     assert config.separate_environments is False
     assert config.hosted_environments == 1
+    assert config.slots_per_environment == 1
 
 
 def test_explicit_values(base: dict[str, str]) -> None:
@@ -62,6 +63,7 @@ def test_explicit_values(base: dict[str, str]) -> None:
     assert config.runtime_idle_seconds == 60.5
     assert config.environment_concurrency == 4
     assert config.hosted_environments == 4
+    assert config.slots_per_environment == 4
     assert config.separate_environments is False
 
 
