@@ -15,6 +15,7 @@ import os
 import signal
 from collections.abc import Awaitable, Callable
 
+import pytest
 from controller_testkit import Invoke, agent_pid, agents, runtimes
 from prometheus_client import CollectorRegistry
 
@@ -173,30 +174,34 @@ async def test_a_shrink_stops_the_idle_runtimes_it_gave_up_and_frees_their_budge
     assert sorted(r.status_code for r in refused) == [200, 503]
 
 
+@pytest.mark.parametrize(("concurrency", "environments"), [(1, 3), (2, 2)])
 async def test_an_agent_killed_takes_every_environment_it_hosts_and_they_come_back(
     new_backend: NewBackend,
     make_version: MakeVersion,
     until: Until,
     invoke: Invoke,
     pids_of: PidsOf,
+    concurrency: int,
+    environments: int,
 ) -> None:
     backend = new_backend(environments_per_agent=4, spare_agents=0)
     version = make_version()
     target = version.target
-    await scaled(backend, version, 3, until)
+    slots = concurrency * environments
+    await scaled(backend, version, environments, until, concurrency=concurrency)
     [endpoint] = backend.endpoints(target)
-    await asyncio.gather(*(invoke(endpoint, {"sleep": 0.3}) for _ in range(3)))
+    await asyncio.gather(*(invoke(endpoint, {"sleep": 0.3}) for _ in range(slots)))
     killed = agent_pid(pids_of(version.function_name))
 
     os.kill(killed, signal.SIGKILL)
     await until(lambda: backend.endpoints(target) == [])
     # Its runtimes die with it: nothing of the function is left running.
     await until(lambda: not pids_of(version.function_name))
-    await scaled(backend, version, 3, until)
+    await scaled(backend, version, environments, until, concurrency=concurrency)
     [again] = backend.endpoints(target)
-    answers = await asyncio.gather(*(invoke(again, {"sleep": 0.3}) for _ in range(3)))
+    answers = await asyncio.gather(*(invoke(again, {"sleep": 0.3}) for _ in range(slots)))
 
     assert again.instance_id != endpoint.instance_id
-    assert again.concurrency == 3
-    assert [a.status_code for a in answers] == [200] * 3
+    assert again.concurrency == slots
+    assert [a.status_code for a in answers] == [200] * slots
     assert agent_pid(pids_of(version.function_name)) != killed
