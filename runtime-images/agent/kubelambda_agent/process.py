@@ -107,15 +107,19 @@ class RuntimeProcess:
     def pid(self) -> int:
         return self.popen.pid
 
-    def max_memory_used_mb(self, *, max_age: float = 0.0) -> int | None:
-        """Peak resident set (``VmHWM``) in MB; None once the process is gone. A peak read
-        less than ``max_age`` seconds ago is given again: the kernel formats the whole of
-        ``status`` for every read (about 8 us, a twelfth of the agent's CPU per
-        invocation when every REPORT line read it)."""
+    def max_memory_used_mb(self, *, reuse_within: float = 0.0) -> int | None:
+        """Peak resident set (``VmHWM``) in MB; None once the process is gone.
+
+        With ``reuse_within``, the peak a call with it read less than that many seconds
+        ago is given again (the latest peak read since, if any): the kernel formats the
+        whole of ``status`` for every read, about 8 us, a twelfth of the agent's CPU per
+        invocation when every REPORT line read it. Reads without it (the memory check's)
+        do not start that window, so an invocation lasting at least ``reuse_within``
+        always gets a peak read at its end."""
         if self.returncode is not None:
             return None
         now = time.monotonic()
-        if now - self._peak_read_at < max_age:
+        if now - self._peak_read_at < reuse_within:
             return self._peak_mb
         try:
             status = os.pread(self.status_fd, 8192, 0)
@@ -124,8 +128,9 @@ class RuntimeProcess:
         start = status.find(b"VmHWM:")
         if start < 0:
             return None  # a zombie's status has no memory lines
-        self._peak_read_at = now
         self._peak_mb = math.ceil(int(status[start + 6 : status.index(b"kB", start)]) / 1024)
+        if reuse_within:
+            self._peak_read_at = now
         return self._peak_mb
 
     def kill(self) -> None:

@@ -55,9 +55,10 @@ log = logging.getLogger(__name__)
 # Lambda gives a runtime's init phase 10 seconds before it gives up on the sandbox.
 INIT_TIMEOUT_SECONDS = 10.0
 # How often a running invocation's memory is compared with MemorySize (``_check_memory``),
-# and how old the peak in a REPORT line may be: invocations that end within this of the
-# last read report that read (the peak is the environment's, as on Lambda, whose own is
-# sampled too), so a runtime serving hundreds a second reads it a few dozen times.
+# and how old the peak in a REPORT line may be: an invocation that ends within this of the
+# previous one's REPORT read reports the latest peak read (the peak is the environment's,
+# as on Lambda, whose own is sampled too), so a runtime serving hundreds a second reads it
+# a few dozen times; one that ran this long or longer always reports a fresh one.
 MEMORY_CHECK_SECONDS = 0.05
 _READ_SIZE = 64 * 1024
 
@@ -297,7 +298,8 @@ class Slot:
         duration_ms = (time.monotonic() - invocation.started_at) * 1000
         if self._proc is not None:
             self._max_memory_mb = (
-                self._proc.max_memory_used_mb(max_age=MEMORY_CHECK_SECONDS) or self._max_memory_mb
+                self._proc.max_memory_used_mb(reuse_within=MEMORY_CHECK_SECONDS)
+                or self._max_memory_mb
             )
         init_duration_ms, self._init_duration_ms = self._init_duration_ms, None
         self._emit(

@@ -303,13 +303,27 @@ def test_memory_past_memory_size_ends_the_invocation_as_lambda_does(
     assert after.json["pid"] != within.json["pid"]
 
 
+# Takes ``mb`` in two halves, a pause between them, as a handler that grows does.
+GROWING_FUNCTION = {
+    "app.py": (
+        "import time\n"
+        "def handler(event, context):\n"
+        "    first = bytearray(event['mb'] // 2 * 1024 * 1024)\n"
+        "    time.sleep(event['pause'])\n"
+        "    second = bytearray(event['mb'] // 2 * 1024 * 1024)\n"
+        "    return len(first) + len(second)\n"
+    )
+}
+
+
 def test_the_report_gives_the_peak_the_invocation_reached(start_agent: StartAgent) -> None:
-    agent = start_agent(MEMORY_FUNCTION, env={"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512"})
-    small = agent.invoke({"mb": 1})
+    agent = start_agent(GROWING_FUNCTION, env={"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512"})
+    small = agent.invoke({"mb": 2, "pause": 0})
     # Past the age a REPORT's peak may have (``slot.MEMORY_CHECK_SECONDS``).
     time.sleep(0.2)
 
-    large = agent.invoke({"mb": 200}, tail=True)
+    # The memory check reads the peak while only the first half is held.
+    large = agent.invoke({"mb": 200, "pause": 0.12}, tail=True)
 
     small_peak = int(small.headers[protocol.MAX_MEMORY_USED_MB])
     large_peak = int(large.headers[protocol.MAX_MEMORY_USED_MB])
