@@ -36,7 +36,6 @@ handed on in ``scope[BODY_KEY]`` and the caller in ``scope[PRINCIPAL_KEY]`` (key
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import uuid
@@ -230,9 +229,7 @@ class Gateway:
             return
         try:
             body = await self._read_body(scope, receive, limit=limit, operation=operation)
-            principal = self._authenticator.confirm(
-                screened, dataclasses.replace(request, body=body)
-            )
+            principal = self._authenticator.confirm(screened, request.with_body(body))
         except _Unread as unread:
             log.info("request refused code=%s path=%s", unread.error.code, scope["path"])
             await _respond_error(send, unread.error, close=True)
@@ -338,7 +335,7 @@ class DirectInvoke:
     async def answer(self, body: bytes) -> Reply:
         """The response to the request with its whole ``body``."""
         self._give_back()  # read: no longer a body being received
-        request = dataclasses.replace(self._request, body=body)
+        request = self._request.with_body(body)
         try:
             principal = self._authenticator.confirm(self._screened, request)
         except errors.LambdaError as exc:

@@ -5,18 +5,25 @@ Created once per process with the registry the gateway exposes, and handed to th
 metered invoker and the activator. Labels are bounded: function and version come from the
 catalog (never from a caller's unresolved input), error types are reduced to a fixed
 set, and request ids never appear. Label children are cached per target, because
-looking them up on every request costs more than the increment itself.
+looking them up on every request costs more than the increment itself. The in-flight and
+waiting gauges are read from the activators when Prometheus scrapes, not set on every
+change: two sets per slot taken and two per slot given back were the largest metrics
+cost of an invoke.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection, Iterator
 from enum import StrEnum
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from kubelambda.models import FunctionKey, Target
 
-__all__ = ["AsyncMetrics", "GatewayMetrics", "Outcome", "TargetMetrics"]
+__all__ = ["AsyncMetrics", "GatewayMetrics", "LoadSource", "Outcome", "TargetMetrics"]
 
 # Invocations run from a millisecond to 15 minutes; activator waits up to a minute.
 _DURATION_BUCKETS = (
@@ -53,6 +60,18 @@ class Outcome(StrEnum):
     FAILED = "failed"  # the platform could not run it (instance unreachable, ...)
 
 
+class LoadSource(Protocol):
+    """What an activator counts, read by the gauges when Prometheus scrapes."""
+
+    def loaded_targets(self) -> Collection[Target]:
+        """The targets with requests in flight or waiting now."""
+        ...
+
+    def load(self, target: Target) -> tuple[int, int]:
+        """``target``'s requests in flight and waiting."""
+        ...
+
+
 class TargetMetrics:
     """The label children of one function version, bound once."""
 
@@ -60,8 +79,6 @@ class TargetMetrics:
         labels = (target.namespace, target.function_name, target.version)
         self._metrics = metrics
         self._labels = labels
-        self.concurrent = metrics.concurrent_executions.labels(*labels)
-        self.waiting = metrics.activator_waiting.labels(*labels)
         self.wait_seconds = metrics.activator_wait_seconds.labels(*labels)
         self.duration_seconds = metrics.duration_seconds.labels(*labels)
         self.init_duration_seconds = metrics.init_duration_seconds.labels(*labels)
@@ -113,18 +130,6 @@ class GatewayMetrics:
             buckets=_INIT_BUCKETS,
             registry=registry,
         )
-        self.concurrent_executions = Gauge(
-            "kubelambda_concurrent_executions",
-            "Invocations in flight to instances, per function version.",
-            by_version,
-            registry=registry,
-        )
-        self.activator_waiting = Gauge(
-            "kubelambda_activator_waiting_requests",
-            "Requests held by the activator until capacity frees up.",
-            by_version,
-            registry=registry,
-        )
         self.activator_wait_seconds = Histogram(
             "kubelambda_activator_wait_seconds",
             "How long requests were held by the activator before they got capacity.",
@@ -133,6 +138,28 @@ class GatewayMetrics:
             registry=registry,
         )
         self._targets: dict[Target, TargetMetrics] = {}
+        self._loads: list[LoadSource] = []
+        registry.register(_LoadCollector(self))
+
+    def count_load_of(self, source: LoadSource) -> Callable[[], None]:
+        """Show ``source``'s counts in the concurrency and waiting gauges, summed with
+        the other sources'. Returns a function that stops counting it."""
+        self._loads.append(source)
+        return lambda: self._loads.remove(source)
+
+    def load(self) -> dict[Target, tuple[int, int]]:
+        """In-flight and waiting requests of every target bound here or loaded now,
+        summed over the sources. Called from a scrape, maybe on another thread: it
+        copies what it walks."""
+        sources = list(self._loads)
+        targets = set(list(self._targets))
+        for source in sources:
+            targets.update(source.loaded_targets())
+        loads: dict[Target, tuple[int, int]] = {}
+        for target in targets:
+            counts = [source.load(target) for source in sources]
+            loads[target] = (sum(c[0] for c in counts), sum(c[1] for c in counts))
+        return loads
 
     def target(self, target: Target) -> TargetMetrics:
         bound = self._targets.get(target)
@@ -142,6 +169,33 @@ class GatewayMetrics:
 
     def throttled(self, function: FunctionKey, reason: str) -> None:
         self.throttles.labels(function.namespace, function.name, reason).inc()
+
+
+class _LoadCollector(Collector):
+    """The in-flight and waiting gauges, read at scrape time. A target bound in the
+    metrics keeps its series (at zero), as a gauge child would."""
+
+    def __init__(self, metrics: GatewayMetrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        by_version = ["namespace", "function", "version"]
+        concurrent = GaugeMetricFamily(
+            "kubelambda_concurrent_executions",
+            "Invocations in flight to instances, per function version.",
+            labels=by_version,
+        )
+        waiting = GaugeMetricFamily(
+            "kubelambda_activator_waiting_requests",
+            "Requests held by the activator until capacity frees up.",
+            labels=by_version,
+        )
+        for target, (in_flight, held) in self._metrics.load().items():
+            labels = [target.namespace, target.function_name, target.version]
+            concurrent.add_metric(labels, in_flight)
+            waiting.add_metric(labels, held)
+        yield concurrent
+        yield waiting
 
 
 class AsyncMetrics:

@@ -50,6 +50,11 @@ DEFAULT_MAXIMUM_RETRY_ATTEMPTS = 2
 DEFAULT_MAXIMUM_EVENT_AGE_SECONDS = 21_600
 
 
+def _set_derived(instance: object, name: str, value: object) -> None:
+    """Set a field a frozen dataclass derives from its others in ``__post_init__``."""
+    object.__setattr__(instance, name, value)
+
+
 def frozen_mapping(values: Mapping[str, str] | None = None) -> Mapping[str, str]:
     """A read-only copy, so a snapshot cannot be changed behind the store's back."""
     return MappingProxyType(dict(values or {}))
@@ -85,6 +90,13 @@ class FunctionKey:
 
     namespace: str
     name: str
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _set_derived(self, "_hash", hash((self.namespace, self.name)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     def __str__(self) -> str:
         return f"{self.namespace}/{self.name}"
@@ -160,6 +172,11 @@ class FunctionVersion:
     dead_letter_target_arn: str | None = None
     # Variables set from Secrets and ConfigMaps (Kubernetes mode only; see the class).
     environment_references: tuple[EnvironmentReference, ...] = ()
+    # Made once with the version: every invoke asks for it.
+    target: Target = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _set_derived(self, "target", Target(self.namespace, self.function_name, self.version))
 
     @property
     def is_latest(self) -> bool:
@@ -168,10 +185,6 @@ class FunctionVersion:
     @property
     def key(self) -> FunctionKey:
         return FunctionKey(self.namespace, self.function_name)
-
-    @property
-    def target(self) -> Target:
-        return Target(self.namespace, self.function_name, self.version)
 
     @property
     def package(self) -> CodePackage:
@@ -339,6 +352,15 @@ class Target:
     namespace: str
     function_name: str
     version: str
+    # Targets key the invoke path's dicts, about twenty lookups an invoke: hashed once,
+    # where a dataclass's generated ``__hash__`` builds and hashes a tuple every time.
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _set_derived(self, "_hash", hash((self.namespace, self.function_name, self.version)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
     @property
     def function(self) -> FunctionKey:

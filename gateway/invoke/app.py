@@ -15,7 +15,6 @@ only place that knows the Invoke HTTP headers.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any, NamedTuple
 from urllib.parse import parse_qs
@@ -23,6 +22,7 @@ from urllib.parse import parse_qs
 from gateway.auth.request import BODY_KEY, PRINCIPAL_KEY
 from gateway.domain import invocation
 from gateway.domain.invocation import InvocationType, InvokeOptions, InvokeRequest, InvokeResult
+from gateway.invoke.request_ids import RequestIds
 from gateway.services.event_producer import EventProducer
 from gateway.services.metered_invoker import MeteredInvoker
 from kubelambda import errors
@@ -72,6 +72,7 @@ class InvokeApp:
     def __init__(self, invoker: MeteredInvoker, producer: EventProducer) -> None:
         self._invoker = invoker
         self._producer = producer
+        self._request_ids = RequestIds()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         status, headers, body = await self.handle(
@@ -96,7 +97,7 @@ class InvokeApp:
     ) -> Reply:
         """Answer one authenticated Invoke request: ``path`` percent-decoded and matched
         by ``is_invoke_path``, header names lower-case, ``body`` read whole."""
-        request_id = str(uuid.uuid4())
+        request_id = self._request_ids()
         try:
             return await self._handle(principal, path, query_string, headers, body, request_id)
         except errors.LambdaError as exc:

@@ -12,7 +12,7 @@ and a timer of its own (``asyncio.timeout_at``) was a third of what waiting cost
 
 Every change of the in-flight or waiting count of a target is reported to
 ``ScaleSignals`` under this gateway's reporter id (an O(1) call), which is all the
-autoscaler learns from us, and set on the concurrency and queue gauges.
+autoscaler learns from us; the concurrency and queue gauges read the counts when scraped.
 """
 
 from __future__ import annotations
@@ -95,6 +95,7 @@ class Activator:
         self._balancer = Balancer(choose)
         self._queues: dict[Target, _Queue] = {}
         self._unsubscribe = endpoints.subscribe(self.capacity_changed)
+        self._uncount = metrics.count_load_of(self)
 
     def in_flight(self, target: Target) -> int:
         return self._balancer.in_flight(target)
@@ -102,6 +103,15 @@ class Activator:
     def waiting(self, target: Target) -> int:
         queue = self._queues.get(target)
         return len(queue.waiters) if queue else 0
+
+    def load(self, target: Target) -> tuple[int, int]:
+        """``target``'s requests in flight and waiting (``LoadSource``)."""
+        return self._balancer.in_flight(target), self.waiting(target)
+
+    def loaded_targets(self) -> Collection[Target]:
+        """Targets with requests in flight or waiting (``LoadSource``)."""
+        # Copied before hashing: a scrape may read this from another thread.
+        return {*self._balancer.loaded_targets(), *list(self._queues)}
 
     async def acquire(
         self, target: Target, *, deadline: float, exclude: Collection[str] = ()
@@ -161,6 +171,7 @@ class Activator:
 
     def close(self) -> None:
         self._unsubscribe()
+        self._uncount()
         for queue in self._queues.values():
             queue.disarm()
             for waiter in queue.waiters:
@@ -256,9 +267,5 @@ class Activator:
         )
 
     def _report(self, target: Target) -> None:
-        waiting = self.waiting(target)
-        in_flight = self._balancer.in_flight(target)
-        bound = self._metrics.target(target)
-        bound.waiting.set(waiting)
-        bound.concurrent.set(in_flight)
+        in_flight, waiting = self.load(target)
         self._signals.report(self._reporter, target, in_flight=in_flight, waiting=waiting)

@@ -84,6 +84,10 @@ class Balancer:
     def in_flight(self, target: Target) -> int:
         return self._by_target.get(target, 0)
 
+    def loaded_targets(self) -> list[Target]:
+        """Targets with slots taken (a copy: callers may be on another thread)."""
+        return list(self._by_target)
+
     def instance_in_flight(self, instance_id: str) -> int:
         return self._by_instance.get(instance_id, 0)
 

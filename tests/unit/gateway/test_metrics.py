@@ -69,9 +69,7 @@ def test_label_names_are_bounded(registry: CollectorRegistry) -> None:
     bound = metrics.target(factories.target("f", "1"))
     bound.duration_seconds.observe(0.01)
     bound.init_duration_seconds.observe(0.2)
-    bound.concurrent.inc()
     bound.wait_seconds.observe(0.1)
-    bound.waiting.set(1)
     allowed = {"namespace", "function", "version", "outcome", "error_type", "reason", "le"}
     names = set()
     for family in registry.collect():
@@ -91,3 +89,40 @@ def test_label_names_are_bounded(registry: CollectorRegistry) -> None:
 def test_bound_children_are_cached_per_target(registry: CollectorRegistry) -> None:
     metrics = GatewayMetrics(registry)
     assert metrics.target(factories.target("f", "1")) is metrics.target(factories.target("f", "1"))
+
+
+class _Counted:
+    """A load source with fixed counts (what an activator reports)."""
+
+    def __init__(self, loads: dict[Target, tuple[int, int]]) -> None:
+        self.loads = loads
+
+    def loaded_targets(self) -> list[Target]:
+        return list(self.loads)
+
+    def load(self, target: Target) -> tuple[int, int]:
+        return self.loads.get(target, (0, 0))
+
+
+def test_load_gauges_sum_the_sources_when_scraped(registry: CollectorRegistry) -> None:
+    metrics = GatewayMetrics(registry)
+    busy, idle, unbound = (factories.target(name, "1") for name in ("busy", "idle", "unbound"))
+    metrics.target(busy)
+    metrics.target(idle)
+    first = _Counted({busy: (2, 1)})
+    metrics.count_load_of(first)
+    stop_second = metrics.count_load_of(_Counted({busy: (3, 0), unbound: (1, 4)}))
+
+    def sample(name: str, target: Target) -> float | None:
+        labels = {"namespace": target.namespace, "function": target.function_name, "version": "1"}
+        return registry.get_sample_value(name, labels)
+
+    assert sample("kubelambda_concurrent_executions", busy) == 5
+    assert sample("kubelambda_activator_waiting_requests", busy) == 1
+    # A bound target keeps its series at zero; an unbound one shows while it has load.
+    assert sample("kubelambda_concurrent_executions", idle) == 0
+    assert sample("kubelambda_activator_waiting_requests", unbound) == 4
+    stop_second()
+    first.loads[busy] = (1, 0)
+    assert sample("kubelambda_concurrent_executions", busy) == 1
+    assert sample("kubelambda_activator_waiting_requests", unbound) is None
