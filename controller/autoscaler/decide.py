@@ -18,10 +18,11 @@ The rules are Knative's KPA, with Lambda's idle timeout for scale to zero:
 - Zero only after ``idle_timeout`` seconds in which no sample saw anything in flight or
   waiting; before that a target that was busy keeps at least one instance.
 - Under ``pressure`` (the backend defers starts for want of capacity), a target whose
-  latest sample saw nothing in flight or waiting goes down to ``min_instances`` at once,
-  as Lambda reclaims idle execution environments: idle instances do not hold capacity
-  that requests of another function wait for. It then counts as idle past its timeout,
-  so it stays there until demand returns.
+  latest sample saw nothing in flight or waiting, or that has had nothing in flight or
+  waiting for ``RECLAIM_IDLE_SECONDS`` (a burst that ended since the last sample), goes
+  down to ``min_instances`` at once, as Lambda reclaims idle execution environments:
+  idle instances do not hold capacity that requests of another function wait for. It
+  then counts as idle past its timeout, so it stays there until demand returns.
 """
 
 from __future__ import annotations
@@ -50,14 +51,26 @@ class Reason(StrEnum):
     RECLAIMED = "reclaimed-under-pressure"
 
 
+#: Under pressure, how long a target must have had nothing in flight or waiting for its
+#: instances to be reclaimed although its latest sample saw demand. Waiting for the next
+#: sample instead held another function's requests up to a tick and a half: two
+#: functions taking turns at 64 callers stalled 1-2 s at every turn. Long enough that a
+#: function invoked back to back, idle only between a response and its next request,
+#: keeps its instances.
+RECLAIM_IDLE_SECONDS = 0.25
+
+
 @dataclass(frozen=True, slots=True)
 class Sample:
-    """What the invoke path saw for a target at ``at`` (seconds on the loop's clock)."""
+    """What the invoke path saw for a target at ``at`` (seconds on the loop's clock):
+    the most in flight and waiting since the previous sample, and for how long nothing
+    has been in flight or waiting (0 while something is)."""
 
     at: float
     in_flight: int
     waiting: int
     ready: int
+    idle_for: float = 0.0
 
     @property
     def demand(self) -> int:
@@ -172,7 +185,8 @@ def decide(
     busy_now = latest is not None and latest.demand > 0
     idle_for = math.inf if stats.last_busy_at is None else now - stats.last_busy_at
 
-    if not busy_now and pressure and stats.replicas > floor:
+    reclaimable = not busy_now or (latest is not None and latest.idle_for >= RECLAIM_IDLE_SECONDS)
+    if pressure and reclaimable and stats.replicas > floor:
         return ScaleDecision(
             replicas=floor, reason=Reason.RECLAIMED, stable_desired=stable, panic_desired=panic
         )

@@ -45,12 +45,14 @@ class _Counts:
     would otherwise miss invocations that start and end between two ticks.
 
     The peak is of in-flight + waiting at one moment, not the sum of separate peaks: a
-    request that waited and then ran is one unit of demand, not two."""
+    request that waited and then ran is one unit of demand, not two. ``idle_since`` is
+    when both last fell to zero (None while either is not)."""
 
     in_flight: int = 0
     waiting: int = 0
     peak_in_flight: int = 0
     peak_demand: int = 0
+    idle_since: float | None = None
 
 
 class Autoscaler:
@@ -103,6 +105,10 @@ class Autoscaler:
         counts.in_flight, counts.waiting = in_flight, waiting
         counts.peak_in_flight = max(counts.peak_in_flight, in_flight)
         counts.peak_demand = max(counts.peak_demand, in_flight + waiting)
+        if in_flight or waiting:
+            counts.idle_since = None
+        elif counts.idle_since is None:
+            counts.idle_since = self._clock()
 
     def poke(self, target: Target) -> None:
         if target in self._poked:
@@ -169,7 +175,7 @@ class Autoscaler:
             # A poke's start waits for capacity: idle instances of the other targets
             # make room now rather than at the next tick.
             for target in sorted(set(self._specs) - chosen, key=str):
-                if self._reclaimable(target):
+                if self._reclaimable(target, now):
                     await self._scale_one(target, now, poked=False)
         await self._report_provisioned()
 
@@ -197,16 +203,27 @@ class Autoscaler:
             if any(c.waiting for c in self._counts.get(target, {}).values())
         }
 
-    def _reclaimable(self, target: Target) -> bool:
+    def _reclaimable(self, target: Target, now: float) -> bool:
         """Whether ``target`` runs more than its floor and nothing of it has been in
-        flight or waiting since its last sample (what ``decide`` reclaims)."""
+        flight or waiting since its last sample, or for ``RECLAIM_IDLE_SECONDS`` (what
+        ``decide`` reclaims under pressure)."""
         stats = self._stats.get(target)
         reports = self._counts.get(target, {}).values()
         return (
             stats is not None
             and stats.replicas > self._specs[target].min_instances
-            and not any(c.peak_demand for c in reports)
+            and (
+                not any(c.peak_demand for c in reports)
+                or self._idle_for(target, now) >= decide.RECLAIM_IDLE_SECONDS
+            )
         )
+
+    def _idle_for(self, target: Target, now: float) -> float:
+        """How long no gateway has had a request of ``target`` in flight or waiting."""
+        since = [c.idle_since for c in self._counts.get(target, {}).values()]
+        if None in since:
+            return 0.0
+        return now - max((t for t in since if t is not None), default=-math.inf)
 
     async def _run(self) -> None:
         next_tick = self._clock()
@@ -264,6 +281,7 @@ class Autoscaler:
             in_flight=peak_in_flight,
             waiting=demand - peak_in_flight,
             ready=self._backend.ready_instances(target),
+            idle_for=self._idle_for(target, now),
         )
         for counts in reports:
             counts.peak_in_flight = counts.in_flight

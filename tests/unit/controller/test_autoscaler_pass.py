@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
 
+from controller.autoscaler import decide
 from controller.autoscaler.loop import Autoscaler
 from controller.metrics import ControllerMetrics
 from kubelambda.models import (
@@ -446,6 +447,51 @@ async def test_a_start_deferred_for_one_target_reclaims_an_idle_other_at_once() 
     assert (kept, reclaimed, backend.asked[V2][0]) == (1, 0, 0)
     labels = {"namespace": NS, "function": "f", "version": "2"}
     assert registry.get_sample_value("kubelambda_instances_reclaimed_total", labels) == 1
+
+
+async def test_a_burst_that_ended_is_reclaimed_for_a_waiting_request_before_the_next_tick() -> None:
+    # V2 is sampled at the height of its burst; the burst then ends, and a request of V1
+    # waits for capacity. Waiting for V2's next sample held it up to a tick and a half.
+    backend, clock = Backend(), Clock()
+    autoscaler = await started(Store(catalog()), backend, clock)
+    try:
+        autoscaler.report(GATEWAY_A, V2, in_flight=8, waiting=0)
+        await autoscaler.run_once()
+        backend.ready[V2] = 8
+        clock.now += 0.5
+        autoscaler.report(GATEWAY_A, V2, in_flight=0, waiting=0)
+        backend.deferring = {V1}
+        autoscaler.report(GATEWAY_A, V1, in_flight=0, waiting=1)
+        autoscaler.poke(V1)
+        await autoscaler.run_once({V1})  # the burst is over, but only just: kept
+        kept = backend.asked[V2][0]
+        clock.now += decide.RECLAIM_IDLE_SECONDS
+        autoscaler.poke(V1)
+        await autoscaler.run_once({V1})
+    finally:
+        await autoscaler.aclose()
+
+    assert (kept, backend.asked[V2][0]) == (8, 0)
+
+
+async def test_a_target_busy_at_another_gateway_is_not_reclaimed() -> None:
+    backend, clock = Backend(), Clock()
+    autoscaler = await started(Store(catalog()), backend, clock)
+    try:
+        autoscaler.report(GATEWAY_A, V2, in_flight=2, waiting=0)
+        autoscaler.report(GATEWAY_B, V2, in_flight=2, waiting=0)
+        await autoscaler.run_once()
+        backend.ready[V2] = 4
+        autoscaler.report(GATEWAY_A, V2, in_flight=0, waiting=0)
+        backend.deferring = {V1}
+        autoscaler.report(GATEWAY_A, V1, in_flight=0, waiting=1)
+        clock.now += 5 * decide.RECLAIM_IDLE_SECONDS
+        autoscaler.poke(V1)
+        await autoscaler.run_once({V1})
+    finally:
+        await autoscaler.aclose()
+
+    assert backend.asked[V2][0] == 4
 
 
 async def test_deferred_starts_with_no_request_waiting_reclaim_nothing() -> None:

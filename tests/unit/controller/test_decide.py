@@ -6,7 +6,14 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from controller.autoscaler.decide import Reason, Sample, ScaleSpec, ScaleStats, decide
+from controller.autoscaler.decide import (
+    RECLAIM_IDLE_SECONDS,
+    Reason,
+    Sample,
+    ScaleSpec,
+    ScaleStats,
+    decide,
+)
 
 
 def history(*demands: int, start: float = 0.0, ready: int = 0, waiting: bool = False) -> ScaleStats:
@@ -235,6 +242,29 @@ def test_under_pressure_an_idle_target_goes_to_zero_before_its_idle_timeout() ->
 def test_under_pressure_a_busy_target_keeps_its_instances() -> None:
     stats = history(3, 3, 1, ready=3)
     stats = stats.with_decision(decide(stats, ScaleSpec(), 1.0))
+
+    assert decide(stats, ScaleSpec(), 2.0, pressure=True).reason is not Reason.RECLAIMED
+
+
+def test_under_pressure_a_burst_over_for_long_enough_is_reclaimed_before_the_next_sample() -> None:
+    stats = history(3, 3, ready=3)
+    stats = stats.with_decision(decide(stats, ScaleSpec(), 1.0))
+    # The burst ran into this sample's window, and has been over for the grace.
+    stats = stats.with_sample(
+        Sample(at=2.0, in_flight=3, waiting=0, ready=3, idle_for=RECLAIM_IDLE_SECONDS)
+    )
+
+    decision = decide(stats, ScaleSpec(), 2.0, pressure=True)
+
+    assert (decision.replicas, decision.reason) == (0, Reason.RECLAIMED)
+
+
+def test_under_pressure_a_target_idle_only_between_requests_keeps_its_instances() -> None:
+    stats = history(3, 3, ready=3)
+    stats = stats.with_decision(decide(stats, ScaleSpec(), 1.0))
+    stats = stats.with_sample(
+        Sample(at=2.0, in_flight=1, waiting=0, ready=3, idle_for=RECLAIM_IDLE_SECONDS / 10)
+    )
 
     assert decide(stats, ScaleSpec(), 2.0, pressure=True).reason is not Reason.RECLAIMED
 
