@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import time
 from collections.abc import Sequence
 
 from kubelambda_agent import invoke_token, protocol
 from kubelambda_agent.http_server import Request, Responder
 from kubelambda_agent.invocation import Invocation, Outcome
 from kubelambda_agent.slot import Slot, SlotState
+from kubelambda_agent.trace_ids import TraceIds
 
 __all__ = ["InvokeEndpoint"]
 
@@ -59,6 +58,7 @@ class InvokeEndpoint:
         # runtimes alive, at most. Runtimes beyond it stop as soon as they are idle.
         self.limit = len(slots)
         self._surplus = False
+        self._trace_ids = TraceIds()
 
     def place(self, environments: int) -> None:
         """Serve ``environments`` from now on (1 to as many as the slots make)."""
@@ -170,7 +170,7 @@ class InvokeEndpoint:
                 request_id=request_id,
                 function_arn=function_arn,
                 event=request.body,
-                trace_id=headers.get(_TRACE_ID) or _new_trace_id(),
+                trace_id=headers.get(_TRACE_ID) or self._trace_ids(),
                 complete=complete,
                 client_context=client_context,
                 cognito_identity=cognito_identity,
@@ -211,12 +211,6 @@ def _json_header(name: str, text: str | None) -> str | None:
     if not isinstance(value, dict):
         raise ValueError(f"{name} is not a JSON object")
     return json.dumps(value, separators=(",", ":"))
-
-
-def _new_trace_id() -> str:
-    """An X-Ray trace header, as Lambda gives every invocation one."""
-    random = os.urandom(20).hex()
-    return f"Root=1-{int(time.time()):08x}-{random[:24]};Parent={random[24:]};Sampled=0"
 
 
 def _outcome_headers(outcome: Outcome) -> list[tuple[str, str]]:

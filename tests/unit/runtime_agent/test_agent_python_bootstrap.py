@@ -70,6 +70,33 @@ def test_remaining_time_counts_down_to_zero() -> None:
     assert expired.get_remaining_time_in_millis() == 0
 
 
+def test_contexts_carry_the_function_described_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("function_name", "function_version", "memory_limit_in_mb"):
+        monkeypatch.setattr(bootstrap.LambdaContext, name, None)
+    for name in ("log_group_name", "log_stream_name"):
+        monkeypatch.setattr(bootstrap.LambdaContext, name, None)
+    bootstrap.LambdaContext.describe_function(
+        {
+            "AWS_LAMBDA_FUNCTION_NAME": "f",
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "256",
+            "AWS_LAMBDA_LOG_GROUP_NAME": "/aws/lambda/f",
+            "AWS_LAMBDA_LOG_STREAM_NAME": "stream",
+        }
+    )
+    context = bootstrap.LambdaContext(
+        request_id="r", function_arn="a", deadline_ms=0, client_context=None, identity=None
+    )
+
+    assert (
+        context.function_name,
+        context.function_version,
+        context.memory_limit_in_mb,
+        context.log_group_name,
+        context.log_stream_name,
+    ) == ("f", "$LATEST", "256", "/aws/lambda/f", "stream")
+
+
 def test_client_context_exposes_client_custom_and_env() -> None:
     context = bootstrap.ClientContext(
         {"client": {"app_title": "app"}, "custom": {"k": "v"}, "env": {"platform": "x"}}
