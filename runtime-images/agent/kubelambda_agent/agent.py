@@ -37,11 +37,12 @@ from collections.abc import Mapping, Sequence
 import uvloop
 
 from kubelambda_agent import process, protocol
-from kubelambda_agent.config import LISTEN_BACKLOG, AgentConfig
+from kubelambda_agent.config import LISTEN_BACKLOG, PYTHON_RUNTIMES, AgentConfig
 from kubelambda_agent.control import ControlProtocol
 from kubelambda_agent.http_server import HttpProtocol
 from kubelambda_agent.invoke_endpoint import InvokeEndpoint
 from kubelambda_agent.log_file import LogFile
+from kubelambda_agent.runtime_zygote import RuntimeZygote
 from kubelambda_agent.slot import Slot, SlotState
 
 __all__ = ["run"]
@@ -95,6 +96,13 @@ async def _serve(
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
 
+    # Forks the runtimes started after the first ones (Linux: it relies on the agent
+    # being its descendants' subreaper).
+    zygote = (
+        RuntimeZygote(config.runtime_command, version=config.runtime.removeprefix("python"))
+        if config.runtime in PYTHON_RUNTIMES and sys.platform.startswith("linux")
+        else None
+    )
     slots = [
         Slot(
             index=index,
@@ -103,6 +111,7 @@ async def _serve(
             listener=listener,
             first_runtime=first,
             log_sink=log_file.write,
+            zygote=zygote,
         )
         for index, (environ, listener, first) in enumerate(
             zip(slot_environs, api_listeners, first_runtimes, strict=True)
@@ -166,6 +175,8 @@ async def _serve(
     await endpoint.drain()
     for slot in slots:
         slot.stop()
+    if zygote is not None:
+        zygote.close()
     # Background processes the function left (a child in its own session, a double
     # fork): none outlives the instance.
     process.end_descendants()

@@ -36,7 +36,15 @@ from collections.abc import Mapping, Sequence
 from kubelambda_agent.config import CHANNEL_FD_VARIABLE, PRESTARTED_VARIABLE
 from kubelambda_agent.process import RuntimeProcess, SpawnError, spawn
 
-__all__ = ["ENVIRONMENT", "ROOM_BYTES", "PrestartedRuntime", "start"]
+__all__ = [
+    "ENVIRONMENT",
+    "ROOM_BYTES",
+    "ROOM_VARIABLE",
+    "PrestartedRuntime",
+    "environ_size",
+    "start",
+    "user_site_exists",
+]
 
 # What a pre-started runtime inherits from the spare: to find programs and decode text.
 ENVIRONMENT = ("PATH", "LANG", "LC_ALL")
@@ -45,7 +53,7 @@ _LOCALE = ("LANG", "LC_ALL", "LC_CTYPE")
 # Room in a pre-started runtime's initial environment for its function's (Lambda's cap
 # on a function's own variables is 4 KiB; the agent adds about 1 KiB more).
 ROOM_BYTES = 16 * 1024
-_ROOM_VARIABLE = "_KUBELAMBDA_RUNTIME_ROOM"
+ROOM_VARIABLE = "_KUBELAMBDA_RUNTIME_ROOM"
 _HEAD = struct.Struct(">cII")
 # The runtime only changes user, directory and environment before it confirms.
 _CONFIRM_SECONDS = 5.0
@@ -83,17 +91,11 @@ class PrestartedRuntime:
             return False
         if any(environ.get(name) != self.environ.get(name) for name in _LOCALE):
             return False
-        if _size(environ) > self.room:
+        if environ_size(environ) > self.room:
             return False
         # This one was started without the user site-packages directory (whose it is
         # depends on HOME and the user); one started for the function adds it if it exists.
-        home = environ.get("HOME")
-        if not home:
-            try:
-                home = pwd.getpwuid(os.getuid()).pw_dir
-            except KeyError:
-                return True  # a user without a home has no user site-packages either
-        return not os.path.isdir(f"{home}/.local/lib/python{version}/site-packages")
+        return not user_site_exists(environ, version)
 
     def adopt(
         self,
@@ -160,17 +162,29 @@ def start(command: Sequence[str], environ: Mapping[str, str]) -> PrestartedRunti
         # The user site-packages would be the spare's user's (root's, say); see ``fits``.
         "PYTHONNOUSERSITE": "1",
         PRESTARTED_VARIABLE: "1",
-        _ROOM_VARIABLE: " " * ROOM_BYTES,
+        ROOM_VARIABLE: " " * ROOM_BYTES,
     }
     try:
         runtime = spawn(command, env=env, cwd="/", channel=True)
     except SpawnError:
         return None
     # spawn adds the channel's variable (its number counted as one digit, the least).
-    room = _size(env) + len(f"{CHANNEL_FD_VARIABLE}=0\0")
+    room = environ_size(env) + len(f"{CHANNEL_FD_VARIABLE}=0\0")
     return PrestartedRuntime(runtime=runtime, command=command, environ=inherited, room=room)
 
 
-def _size(environ: Mapping[str, str]) -> int:
+def environ_size(environ: Mapping[str, str]) -> int:
     """The bytes of ``environ`` in a process's initial environment."""
     return sum(len(os.fsencode(f"{name}={value}")) + 1 for name, value in environ.items())
+
+
+def user_site_exists(environ: Mapping[str, str], version: str) -> bool:
+    """Whether python ``version`` (``3.X``) started with ``environ`` by this process's
+    user would put a user site-packages directory on its path."""
+    home = environ.get("HOME")
+    if not home:
+        try:
+            home = pwd.getpwuid(os.getuid()).pw_dir
+        except KeyError:
+            return False  # a user without a home has no user site-packages either
+    return os.path.isdir(f"{home}/.local/lib/python{version}/site-packages")

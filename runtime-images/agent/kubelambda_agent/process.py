@@ -36,6 +36,7 @@ from kubelambda_agent.environment import runtime_environment
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from kubelambda_agent.prestarted import PrestartedRuntime
+    from kubelambda_agent.runtime_zygote import RuntimeZygote
 
 __all__ = [
     "RUNTIME_OPEN_FILES",
@@ -43,8 +44,10 @@ __all__ = [
     "SpawnError",
     "die_with_parent",
     "raise_open_file_limit",
+    "runtime_setup",
     "spawn",
     "spawn_runtime",
+    "watch",
 ]
 
 _PR_SET_PDEATHSIG = 1
@@ -71,10 +74,11 @@ class RuntimeProcess:
     __slots__ = (
         "_peak_mb",
         "_peak_read_at",
+        "_wait",
         "channel",
         "exit_fd",
         "output_fd",
-        "popen",
+        "pid",
         "returncode",
         "started_at",
         "status_fd",
@@ -83,14 +87,18 @@ class RuntimeProcess:
     def __init__(
         self,
         *,
-        popen: subprocess.Popen[bytes],
+        pid: int,
+        wait: Callable[[], int],
         output_fd: int,
         exit_fd: int,
         status_fd: int,
         started_at: float,
         channel: socket.socket | None = None,
     ) -> None:
-        self.popen = popen
+        self.pid = pid
+        # Collects the exit status (negative: killed by that signal); the runtime is
+        # this process's child, whether spawned or forked by the zygote (``runtime_zygote``).
+        self._wait = wait
         # The agent's end of the python bootstrap's channel (``runtime_channel``), until
         # the slot serves it.
         self.channel = channel
@@ -102,10 +110,6 @@ class RuntimeProcess:
         self.returncode: int | None = None
         self._peak_mb: int | None = None
         self._peak_read_at = -math.inf
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
 
     def max_memory_used_mb(self, *, reuse_within: float = 0.0) -> int | None:
         """Peak resident set (``VmHWM``) in MB; None once the process is gone.
@@ -137,9 +141,9 @@ class RuntimeProcess:
         """SIGKILL the runtime and everything it started: its process group, and every
         descendant that left the group (a child in a new session, say), found while the
         runtime is still their ancestor."""
-        below = descendants(self.popen.pid) if self.returncode is None else []
+        below = descendants(self.pid) if self.returncode is None else []
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.popen.pid, signal.SIGKILL)
+            os.killpg(self.pid, signal.SIGKILL)
         _kill_all(below)
 
     def reap(self) -> int:
@@ -150,7 +154,7 @@ class RuntimeProcess:
         """
         if self.returncode is None:
             self.kill()
-            self.returncode = self.popen.wait()
+            self.returncode = self._wait()
             os.close(self.exit_fd)
             os.close(self.status_fd)
         return self.returncode
@@ -222,7 +226,7 @@ def raise_open_file_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def _runtime_setup(parent_pid: int) -> Callable[[], None]:
+def runtime_setup(parent_pid: int) -> Callable[[], None]:
     """What a runtime's child process does before exec (a ``preexec_fn``): die with the
     agent, take Lambda's open-file quota (or the hard limit, if that is lower), and run
     under ``SCHED_BATCH``.
@@ -275,7 +279,7 @@ def spawn(
     if theirs is not None:
         env = {**env, CHANNEL_FD_VARIABLE: str(theirs.fileno())}
     # The agent has no threads, so a preexec_fn is safe here.
-    setup = _runtime_setup(os.getpid())
+    setup = runtime_setup(os.getpid())
     # Init Duration counts from here, the moment Lambda would start the sandbox's runtime.
     started_at = time.monotonic()
     try:
@@ -301,13 +305,27 @@ def spawn(
         if theirs is not None:
             theirs.close()
     os.set_blocking(read_fd, False)
+    return watch(popen.pid, popen.wait, output_fd=read_fd, started_at=started_at, channel=ours)
+
+
+def watch(
+    pid: int,
+    wait: Callable[[], int],
+    *,
+    output_fd: int,
+    started_at: float,
+    channel: socket.socket | None,
+) -> RuntimeProcess:
+    """The ``RuntimeProcess`` of our child ``pid``, its descriptors opened now: while it
+    is not reaped, its pid cannot name another process."""
     return RuntimeProcess(
-        popen=popen,
-        output_fd=read_fd,
-        exit_fd=os.pidfd_open(popen.pid),
-        status_fd=os.open(f"/proc/{popen.pid}/status", os.O_RDONLY | os.O_CLOEXEC),
+        pid=pid,
+        wait=wait,
+        output_fd=output_fd,
+        exit_fd=os.pidfd_open(pid),
+        status_fd=os.open(f"/proc/{pid}/status", os.O_RDONLY | os.O_CLOEXEC),
         started_at=started_at,
-        channel=ours,
+        channel=channel,
     )
 
 
@@ -317,9 +335,11 @@ def spawn_runtime(
     *,
     api_address: str,
     prestarted: PrestartedRuntime | None = None,
+    zygote: RuntimeZygote | None = None,
 ) -> RuntimeProcess | SpawnError:
     """Start the configured runtime, serving it the Runtime API at ``api_address``: the
-    ``prestarted`` one (a spare agent's, see ``prestarted``) if it fits, else a new one.
+    ``prestarted`` one (a spare agent's, see ``prestarted``) if it fits, else one the
+    agent's ``zygote`` forks (see ``runtime_zygote``) if it can, else a new one.
 
     A runtime that cannot even start is not an agent failure but the function's init
     failure, so the error is returned for the slot to report, not raised.
@@ -347,6 +367,10 @@ def spawn_runtime(
             prestarted.discard()
         if adopted is not None:
             return adopted
+    if zygote is not None and config.runtime in PYTHON_RUNTIMES:
+        forked = zygote.fork(env, config.task_root)
+        if forked is not None:
+            return forked
     try:
         # The built-in python bootstrap takes its events on a channel of its own.
         return spawn(

@@ -14,6 +14,10 @@ as the spare agent's user: it waits on the channel for one assignment frame (``s
 function's environment, its task root and, when the agent started as root, the user to
 become), answers ``k`` once it has become that function's runtime, and goes on exactly
 as a runtime started for the function does.
+In zygote mode (``ZYGOTE_FD_VARIABLE`` set, see ``kubelambda_agent.runtime_zygote``) it
+is started for its function but serves none: it forks a runtime for every request on its
+control socket, and each forked runtime takes its environment and directory from the
+request and goes on as a runtime started for them does.
 Error bodies and messages follow Lambda's python runtime (awslambdaric), so a function
 behaves the same under either.
 """
@@ -41,9 +45,15 @@ if TYPE_CHECKING:
 CHANNEL_FD_VARIABLE = "_KUBELAMBDA_RUNTIME_CHANNEL_FD"
 # The agent's config.PRESTARTED_VARIABLE.
 PRESTARTED_VARIABLE = "_KUBELAMBDA_RUNTIME_PRESTARTED"
+# The agent's runtime_zygote.CONTROL_FD_VARIABLE, PROCESS_NAME, READY and PID.
+ZYGOTE_FD_VARIABLE = "_KUBELAMBDA_RUNTIME_ZYGOTE_FD"
+_ZYGOTE_NAME = b"runtime-zygote"
+_ZYGOTE_READY = b"z"
+_PID = struct.Struct(">i")
 _HEAD = struct.Struct(">cII")
 _PR_SET_PDEATHSIG = 1
 _PR_SET_DUMPABLE = 4
+_PR_SET_NAME = 15
 _SIGKILL = 9
 
 
@@ -344,19 +354,103 @@ def failed(
 
 
 def main() -> NoReturn:
+    zygote_control = os.environ.pop(ZYGOTE_FD_VARIABLE, None)
+    if zygote_control is not None:
+        serve(fork_runtimes(socket.socket(fileno=int(zygote_control))))
     client = RuntimeClient(int(os.environ.pop(CHANNEL_FD_VARIABLE)))
     if os.environ.pop(PRESTARTED_VARIABLE, None) is not None:
         become_assigned(client)
     serve(client)
 
 
+def fork_runtimes(control: socket.socket) -> RuntimeClient:
+    """Zygote mode: fork a runtime for each request on ``control`` until the agent closes
+    it. Returns in each forked runtime (its channel to the agent), never in the zygote.
+
+    A request is the runtime's ``{"environ": ..., "cwd": ...}`` with two descriptors:
+    its end of the channel and the write end of its output pipe. The runtime is forked
+    twice, so that it becomes the agent's child (the agent is its children's subreaper)
+    and the agent reaps it and reads its exit status as it does a spawned one's; the
+    answer, its pid (0: not forked), goes out once the middle process is gone.
+    """
+    import ctypes  # loaded once, before any fork
+
+    libc = (ctypes.CDLL(None, use_errno=True).prctl, ctypes.memmove)
+    agent = os.getppid()
+    # Named apart from the runtimes in ps and /proc; each fork takes the name back.
+    with open("/proc/self/comm", "rb") as comm:
+        name = comm.read().rstrip(b"\n")
+    libc[0](_PR_SET_NAME, _ZYGOTE_NAME, 0, 0, 0)
+    control.sendall(_ZYGOTE_READY)
+    while True:
+        message, fds, _, _ = socket.recv_fds(control, 1 << 20, 2)
+        if not message:
+            sys.exit(0)
+        pid = 0
+        if len(fds) == 2:
+            pid_read, pid_write = os.pipe()
+            try:
+                middle = os.fork()
+            except OSError:
+                middle = -1
+            if middle == 0:
+                os.close(pid_read)
+                middle = os.getpid()
+                try:
+                    runtime = os.fork()
+                except OSError:
+                    os._exit(1)
+                if runtime == 0:
+                    os.close(pid_write)
+                    libc[0](_PR_SET_NAME, name, 0, 0, 0)
+                    assignment = json.loads(message)
+                    return forked_runtime(control, fds, assignment, agent, middle, libc)
+                os.write(pid_write, _PID.pack(runtime))
+                os._exit(0)
+            os.close(pid_write)
+            if middle > 0:
+                reported = os.read(pid_read, _PID.size)
+                os.waitpid(middle, 0)
+                if len(reported) == _PID.size:
+                    (pid,) = _PID.unpack(reported)
+            os.close(pid_read)
+        for fd in fds:
+            os.close(fd)
+        control.sendall(_PID.pack(pid))
+
+
+def forked_runtime(
+    control: socket.socket,
+    fds: list[int],
+    assignment: dict[str, Any],
+    agent: int,
+    middle: int,
+    libc: tuple[Callable[..., int], Callable[[int, bytes, int], object]],
+) -> RuntimeClient:
+    """In a runtime the zygote forked: what the agent's spawn gives a runtime (a session
+    of its own, output to its pipe, death with the agent), then its environment."""
+    channel, output = fds
+    prctl, memmove = libc
+    control.close()
+    os.setsid()
+    os.dup2(output, 1)
+    os.dup2(output, 2)
+    os.close(output)
+    # The parent-death signal follows the parent of the moment: ask for it only once the
+    # middle process is gone and the agent has adopted us (for a few microseconds).
+    while os.getppid() == middle:
+        time.sleep(0.0001)
+    prctl(_PR_SET_PDEATHSIG, _SIGKILL, 0, 0, 0)
+    if os.getppid() != agent:
+        os.kill(os.getpid(), _SIGKILL)  # the agent died before we could ask
+    take_assignment(assignment, memmove)
+    return RuntimeClient(channel)
+
+
 def become_assigned(client: RuntimeClient) -> None:
     """Turn this pre-started interpreter into the runtime of the function it is assigned:
     what a runtime started for that function has at its exec, it has from here on."""
     parent = os.getppid()
-    # Python's start set it (PEP 538 locale coercion) under the same LANG and LC_ALL as
-    # the function's: the agent checked them. A runtime started for it has it too.
-    coerced = os.environ.get("LC_CTYPE")
     # Loaded while nobody waits (pre-starting happens on Linux only, as root or not).
     import ctypes
 
@@ -375,16 +469,26 @@ def become_assigned(client: RuntimeClient) -> None:
         prctl(_PR_SET_PDEATHSIG, _SIGKILL, 0, 0, 0)
         if os.getppid() != parent:
             os.kill(os.getpid(), _SIGKILL)  # the agent died before we could ask
+    take_assignment(assignment, ctypes.memmove)
+    client.assigned()
+
+
+def take_assignment(
+    assignment: Mapping[str, Any], memmove: Callable[[int, bytes, int], object]
+) -> None:
+    """Become the runtime of ``assignment``'s directory and environment."""
+    # Python's start set it (PEP 538 locale coercion) under the same LANG and LC_ALL as
+    # the function's: the agent checked them. A runtime started for it has it too.
+    coerced = os.environ.get("LC_CTYPE")
     os.chdir(assignment["cwd"])
     environ = assignment["environ"]
     # Wholesale, through putenv/unsetenv: C's getenv and child processes see it too.
     os.environ.clear()
-    show_environ(environ, ctypes.memmove)
+    show_environ(environ, memmove)
     os.environ.update(environ)
     if coerced is not None:
         os.environ.setdefault("LC_CTYPE", coerced)
     time.tzset()  # TZ came with the assignment
-    client.assigned()
 
 
 def show_environ(environ: Mapping[str, str], memmove: Callable[[int, bytes, int], object]) -> None:

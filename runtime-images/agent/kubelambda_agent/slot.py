@@ -47,6 +47,7 @@ from kubelambda_agent.http_server import HttpProtocol, Request, Responder
 from kubelambda_agent.invocation import Invocation, Outcome
 from kubelambda_agent.output import LineSplitter
 from kubelambda_agent.runtime_channel import ChannelProtocol
+from kubelambda_agent.runtime_zygote import RuntimeZygote
 
 __all__ = ["INIT_TIMEOUT_SECONDS", "Slot", "SlotState"]
 
@@ -81,10 +82,12 @@ class Slot:
         listener: socket.socket,
         first_runtime: process.RuntimeProcess | process.SpawnError | None,
         log_sink: Callable[[bytes], None],
+        zygote: RuntimeZygote | None = None,
     ) -> None:
         self.index = index
         self._config = config
         self._environ = environ
+        self._zygote = zygote
         self._listener = listener
         self._first_runtime: process.RuntimeProcess | process.SpawnError | None = first_runtime
         self._log_sink = log_sink
@@ -391,7 +394,9 @@ class Slot:
 
     def _spawn(self) -> None:
         self._adopt(
-            process.spawn_runtime(self._config, self._environ, api_address=self.api_address)
+            process.spawn_runtime(
+                self._config, self._environ, api_address=self.api_address, zygote=self._zygote
+            )
         )
 
     def _adopt(self, runtime: process.RuntimeProcess | process.SpawnError) -> None:

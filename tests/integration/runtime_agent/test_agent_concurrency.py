@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 from agent_harness import FUNCTION_ARN, INVOKE_TOKEN_HEADER, Agent, StartAgent
 
-from tests.process_table import command_line
+from tests.process_table import command_line, is_runtime_zygote
 
 RUNTIME_IDLE_VARIABLE = "KUBELAMBDA_AGENT_RUNTIME_IDLE_SECONDS"
 ENVIRONMENT_CONCURRENCY_VARIABLE = "KUBELAMBDA_AGENT_ENVIRONMENT_CONCURRENCY"
@@ -533,12 +533,16 @@ async def _wait_for_idle(client: httpx.AsyncClient, idle: int) -> None:
 
 
 def _runtime_processes(agent: Agent) -> set[int]:
-    """The agent's child processes running the python bootstrap."""
+    """The agent's child processes running the python bootstrap, its zygote aside."""
     pid = agent.process.pid
     children: set[int] = set()
     for task in Path(f"/proc/{pid}/task").iterdir():
         children.update(int(child) for child in (task / "children").read_text().split())
-    return {child for child in children if b"python_bootstrap" in command_line(child)}
+    return {
+        child
+        for child in children
+        if b"python_bootstrap" in command_line(child) and not is_runtime_zygote(child)
+    }
 
 
 async def _runtime_processes_settled(agent: Agent, count: int) -> set[int]:

@@ -1,0 +1,220 @@
+"""The agent's runtime zygote (``kubelambda_agent.runtime_zygote``), against a real agent.
+
+A runtime the zygote forks must be what a spawned one is (the agent's child, a session
+of its own, its own environment and output, Lambda's file quota, batch scheduling, death
+with the agent, its exit status reported) and carry nothing of the zygote's; a zygote that
+fails must cost nothing but the time it saved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+from pathlib import Path
+
+import httpx
+from agent_harness import FUNCTION_ARN, INVOKE_TOKEN_HEADER, Agent, StartAgent
+from kubelambda_agent.config import CHANNEL_FD_VARIABLE
+from kubelambda_agent.runtime_zygote import CONTROL_FD_VARIABLE
+
+from tests.process_table import command_line, is_runtime_zygote
+
+# Reports what a runtime process is; sleeps, prints or exits as asked.
+PROBE_FUNCTION = {
+    "app.py": """
+        import os
+        import resource
+        import sys
+        import time
+
+
+        def handler(event, context):
+            time.sleep(event.get("seconds", 0))
+            if "exit" in event:
+                os._exit(event["exit"])
+            print(f"probe output of {os.getpid()}")
+            with open("/proc/self/environ", "rb") as shown:
+                environ = dict(
+                    entry.decode().split("=", 1) for entry in shown.read().split(b"\\0") if entry
+                )
+            with open("/proc/self/comm") as comm:
+                name = comm.read().strip()
+            return {
+                "pid": os.getpid(),
+                "ppid": os.getppid(),
+                "sid": os.getsid(0),
+                "pgid": os.getpgid(0),
+                "seed_probe": hash("kubelambda zygote"),
+                "cwd": os.getcwd(),
+                "api": os.environ["AWS_LAMBDA_RUNTIME_API"],
+                "shown_api": environ.get("AWS_LAMBDA_RUNTIME_API"),
+                "shown_names": sorted(environ),
+                "names": sorted(os.environ),
+                "nofile": list(resource.getrlimit(resource.RLIMIT_NOFILE)),
+                "batch": os.sched_getscheduler(0) == os.SCHED_BATCH,
+                "comm": name,
+                "fds": len(os.listdir("/proc/self/fd")),
+                "path": sys.path,
+            }
+    """
+}
+
+
+async def test_runtimes_after_the_first_are_forked_and_look_spawned(
+    start_agent: StartAgent,
+) -> None:
+    agent = start_agent(PROBE_FUNCTION, concurrency=4, timeout=10)
+    async with _client(agent) as client:
+        # The second runtime is spawned, and starts the zygote.
+        spawned = await _invoke_together(client, 2, seconds=0.5)
+        zygote = await _zygote_ready(agent)
+        everyone = await _invoke_together(client, 4, seconds=0.5)
+
+    forked = [r for r in everyone if r["pid"] not in {s["pid"] for s in spawned}]
+    assert len(forked) == 2
+    # Forks of one zygote share its string-hash seed; spawned interpreters draw their own.
+    assert forked[0]["seed_probe"] == forked[1]["seed_probe"]
+    assert {s["seed_probe"] for s in spawned}.isdisjoint({forked[0]["seed_probe"]})
+    reference = spawned[0]
+    for runtime in forked:
+        assert runtime["ppid"] == agent.process.pid
+        assert runtime["sid"] == runtime["pgid"] == runtime["pid"]
+        assert runtime["cwd"] == reference["cwd"]
+        assert runtime["shown_api"] == runtime["api"]
+        # A spawned runtime was started with its channel's variable, which python pops.
+        assert runtime["shown_names"] == [
+            name for name in reference["shown_names"] if name != CHANNEL_FD_VARIABLE
+        ]
+        assert runtime["names"] == reference["names"]
+        assert CONTROL_FD_VARIABLE not in runtime["names"]
+        assert runtime["nofile"] == reference["nofile"] == [1024, 1024]
+        assert runtime["batch"] and reference["batch"]
+        assert runtime["comm"] == reference["comm"]
+        assert runtime["fds"] == reference["fds"]
+        assert runtime["path"] == reference["path"]
+    assert len({r["api"] for r in everyone}) == 4
+    assert all(f"probe output of {r['pid']}" in agent.log() for r in forked)
+    # The zygote serves no function and holds no secret of the agent's.
+    assert agent.token.encode() not in _environ_of(zygote)
+
+
+async def test_forked_runtimes_and_the_zygote_die_with_the_agent(
+    start_agent: StartAgent,
+) -> None:
+    agent = start_agent(PROBE_FUNCTION, concurrency=3, timeout=10)
+    async with _client(agent) as client:
+        await _invoke_together(client, 2, seconds=0.3)
+        zygote = await _zygote_ready(agent)
+        runtimes = await _invoke_together(client, 3, seconds=0.3)
+
+    agent.process.kill()
+    agent.process.wait()
+    pids = [zygote, *(r["pid"] for r in runtimes)]
+    for _ in range(500):
+        if not any(_alive(pid) for pid in pids):
+            break
+        await asyncio.sleep(0.02)
+    assert [pid for pid in pids if _alive(pid)] == []
+
+
+async def test_a_forked_runtimes_exit_is_reported_with_its_status(
+    start_agent: StartAgent,
+) -> None:
+    agent = start_agent(PROBE_FUNCTION, concurrency=3, timeout=10)
+    async with _client(agent) as client:
+        await _invoke_together(client, 2, seconds=0.3)
+        await _zygote_ready(agent)
+        await _invoke_together(client, 3, seconds=0.3)
+        exits = await asyncio.gather(
+            *(_invoke(client, f"exit{i}", {"seconds": 0.3, "exit": 7}) for i in range(3))
+        )
+        await asyncio.to_thread(agent.wait_idle, 3)
+        again = await _invoke_together(client, 3, seconds=0.3)
+
+    for response in exits:
+        assert response.headers["Kubelambda-Function-Error"] == "Unhandled"
+        assert response.json()["errorType"] == "Runtime.ExitError"
+        assert "exit status 7" in response.json()["errorMessage"]
+    # Their replacements are forked again, and serve.
+    assert len({r["pid"] for r in again}) == 3
+
+
+async def test_a_killed_zygote_costs_only_the_time_it_saved(start_agent: StartAgent) -> None:
+    agent = start_agent(PROBE_FUNCTION, concurrency=4, timeout=10)
+    async with _client(agent) as client:
+        await _invoke_together(client, 2, seconds=0.3)
+        first = await _zygote_ready(agent)
+        os.kill(first, signal.SIGKILL)
+        # Slot 2 meets the dead zygote and is spawned; slot 3 starts the next zygote's
+        # turn: every invocation is served all the same.
+        served = await _invoke_together(client, 4, seconds=0.3)
+        second = await _zygote_ready(agent)
+
+    assert len({r["pid"] for r in served}) == 4
+    assert second != first
+    assert not _alive(first)  # reaped, not left a zombie
+
+
+async def _invoke_together(
+    client: httpx.AsyncClient, count: int, *, seconds: float
+) -> list[dict[str, object]]:
+    responses = await asyncio.gather(
+        *(_invoke(client, f"r{i}", {"seconds": seconds}) for i in range(count))
+    )
+    assert [r.status_code for r in responses] == [200] * count
+    assert all("Kubelambda-Function-Error" not in r.headers for r in responses)
+    return [r.json() for r in responses]
+
+
+async def _invoke(client: httpx.AsyncClient, request_id: str, event: object) -> httpx.Response:
+    return await client.post(
+        "/invoke",
+        content=json.dumps(event).encode(),
+        headers={
+            "Kubelambda-Request-Id": request_id,
+            "Kubelambda-Invoked-Function-Arn": FUNCTION_ARN,
+        },
+    )
+
+
+async def _zygote_ready(agent: Agent) -> int:
+    """The agent's zygote, once it has renamed itself (just before it says it is ready)."""
+    for _ in range(1000):
+        for child in _children(agent.process.pid):
+            if is_runtime_zygote(child) and _name(child) == "runtime-zygote":
+                # Its ready message goes out right after the rename.
+                await asyncio.sleep(0.05)
+                return child
+        await asyncio.sleep(0.01)
+    raise AssertionError("the agent never had a ready runtime zygote")
+
+
+def _children(pid: int) -> set[int]:
+    children: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children.update(int(child) for child in (task / "children").read_text().split())
+    return {child for child in children if b"python_bootstrap" in command_line(child)}
+
+
+def _name(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _environ_of(pid: int) -> bytes:
+    return Path(f"/proc/{pid}/environ").read_bytes()
+
+
+def _alive(pid: int) -> bool:
+    """Running, or a zombie nobody reaped (both hold the pid)."""
+    return Path(f"/proc/{pid}").exists()
+
+
+def _client(agent: Agent) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        base_url=agent.url, timeout=30, headers={INVOKE_TOKEN_HEADER: agent.token}
+    )
