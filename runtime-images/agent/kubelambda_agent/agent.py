@@ -13,7 +13,9 @@ stopped, the first one excepted (the instance's own idle timeout is the autoscal
 business), so an instance of concurrency 16 that served a burst does not hold sixteen
 processes' memory for the trickle after it. Invocations take the first idle runtime in
 slot order, which leaves the surplus idle. Provisioned instances keep every runtime:
-they were initialised ahead for their whole concurrency.
+they were initialised ahead for their whole concurrency. The runtime zygote (which forks
+the runtimes started after the first, ``runtime_zygote``) is stopped after the same time
+without a fork, and started again by the next runtime needed.
 
 An agent of the embedded platform may host several execution environments of its
 function, ``environment_concurrency`` slots each (one slot each: with a ``TMPDIR`` of its
@@ -146,8 +148,10 @@ async def _serve(
     stop_wait = asyncio.ensure_future(stopping.wait())
     retiring = (
         None
-        if config.initialized_ahead or len(slots) == 1
-        else asyncio.ensure_future(_retire_idle_runtimes(slots[1:], config.runtime_idle_seconds))
+        if config.initialized_ahead or (len(slots) == 1 and zygote is None)
+        else asyncio.ensure_future(
+            _retire_idle_runtimes(slots[1:], zygote, config.runtime_idle_seconds)
+        )
     )
     await asyncio.wait((settled, stop_wait), return_when=asyncio.FIRST_COMPLETED)
     if settled.done():
@@ -188,14 +192,19 @@ async def _serve(
     return 0
 
 
-async def _retire_idle_runtimes(slots: Sequence[Slot], idle_seconds: float) -> None:
-    """Stop the runtimes of ``slots`` idle for ``idle_seconds`` or more, for good."""
+async def _retire_idle_runtimes(
+    slots: Sequence[Slot], zygote: RuntimeZygote | None, idle_seconds: float
+) -> None:
+    """Stop the runtimes of ``slots`` idle for ``idle_seconds`` or more, for good, and
+    the zygote when it forked none for as long."""
     while True:
         await asyncio.sleep(min(idle_seconds, _RETIRE_CHECK_SECONDS))
         now = time.monotonic()
         for slot in slots:
             if slot.state is SlotState.IDLE and now - slot.idle_since >= idle_seconds:
                 slot.retire()
+        if zygote is not None and zygote.ready and now - zygote.used_at >= idle_seconds:
+            zygote.close()
 
 
 def _listen_address(listener: socket.socket) -> dict[str, int | str]:

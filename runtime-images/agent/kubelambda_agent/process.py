@@ -45,6 +45,7 @@ __all__ = [
     "die_with_parent",
     "raise_open_file_limit",
     "runtime_setup",
+    "runtime_spawn_environment",
     "spawn",
     "spawn_runtime",
     "watch",
@@ -329,6 +330,15 @@ def watch(
     )
 
 
+def runtime_spawn_environment(
+    config: AgentConfig, environ: Mapping[str, str], *, api_address: str
+) -> dict[str, str]:
+    """The environment of a runtime started for a slot of ``environ``."""
+    return runtime_environment(
+        environ, runtime=config.runtime, api_address=api_address, runtime_dir=config.runtime_dir
+    )
+
+
 def spawn_runtime(
     config: AgentConfig,
     environ: Mapping[str, str],
@@ -344,9 +354,7 @@ def spawn_runtime(
     A runtime that cannot even start is not an agent failure but the function's init
     failure, so the error is returned for the slot to report, not raised.
     """
-    env = runtime_environment(
-        environ, runtime=config.runtime, api_address=api_address, runtime_dir=config.runtime_dir
-    )
+    env = runtime_spawn_environment(config, environ, api_address=api_address)
     if config.separate_environments and "TMPDIR" in env:
         # The slot's own directory: made on every start, as ``slot`` removes it when it
         # retires the runtime (a new environment starts with nothing in it).

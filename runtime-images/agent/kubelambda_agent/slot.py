@@ -393,6 +393,26 @@ class Slot:
     # -- the runtime process ------------------------------------------------------------
 
     def _spawn(self) -> None:
+        zygote = self._zygote
+        if zygote is not None and not zygote.ready:
+            zygote.start(
+                process.runtime_spawn_environment(
+                    self._config, self._environ, api_address=self.api_address
+                ),
+                self._config.task_root,
+            )
+            if zygote.starting:
+                # STARTING without a process until the zygote is ready (or failed).
+                self.state = SlotState.STARTING
+                zygote.when_ready(self._spawn_waited)
+                return
+        self._spawn_now()
+
+    def _spawn_waited(self) -> None:
+        if self.state is SlotState.STARTING and self._proc is None:
+            self._spawn_now()
+
+    def _spawn_now(self) -> None:
         self._adopt(
             process.spawn_runtime(
                 self._config, self._environ, api_address=self.api_address, zygote=self._zygote

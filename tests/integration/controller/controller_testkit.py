@@ -18,7 +18,7 @@ from controller.backends.local import LocalProcessBackend
 from kubelambda.models import FunctionVersion
 from kubelambda.ports.catalog import Catalog
 from kubelambda.ports.endpoints import Endpoint
-from tests.process_table import command_line
+from tests.process_table import command_line, is_runtime_zygote
 
 __all__ = [
     "HANDLER",
@@ -153,8 +153,10 @@ def agents(pids: list[int]) -> int:
 
 def runtimes(pids: list[int]) -> int:
     """How many of ``pids`` are runtimes (an instance starts one, and up to one per unit of
-    concurrency as invocations need them)."""
-    return running(pids, b"python_bootstrap")
+    concurrency as invocations need them), not counting an agent's runtime zygote."""
+    return sum(
+        b"python_bootstrap" in command_line(pid) and not is_runtime_zygote(pid) for pid in pids
+    )
 
 
 def agent_pids() -> list[int]:

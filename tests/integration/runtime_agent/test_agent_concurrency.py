@@ -416,7 +416,8 @@ async def test_a_busy_runtime_beyond_the_environments_placed_stops_when_its_invo
         await _wait_for_idle(client, 0)
         agent.send_control(b'{"environments": 1}\n')
         await _wait_for_concurrency(client, 1)
-        both_busy = len(_runtime_processes(agent))
+        # The second runtime may still be on its way (forked once the zygote is ready).
+        both_busy = len(await _runtime_processes_settled(agent, 2))
         answers = await asyncio.gather(*running)
         await _wait_for_started(client, 1)
 

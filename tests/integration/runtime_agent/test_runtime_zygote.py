@@ -15,7 +15,7 @@ import signal
 from pathlib import Path
 
 import httpx
-from agent_harness import FUNCTION_ARN, INVOKE_TOKEN_HEADER, Agent, StartAgent
+from agent_harness import AGENT_SOURCE, FUNCTION_ARN, INVOKE_TOKEN_HEADER, Agent, StartAgent
 from kubelambda_agent.config import CHANNEL_FD_VARIABLE
 from kubelambda_agent.runtime_zygote import CONTROL_FD_VARIABLE
 
@@ -67,17 +67,17 @@ async def test_runtimes_after_the_first_are_forked_and_look_spawned(
 ) -> None:
     agent = start_agent(PROBE_FUNCTION, concurrency=4, timeout=10)
     async with _client(agent) as client:
-        # The second runtime is spawned, and starts the zygote.
-        spawned = await _invoke_together(client, 2, seconds=0.5)
-        zygote = await _zygote_ready(agent)
+        spawned = await _invoke_together(client, 1, seconds=0)
+        # The three other runtimes wait for the zygote the first of them starts.
         everyone = await _invoke_together(client, 4, seconds=0.5)
+        zygote = await _zygote_ready(agent)
 
-    forked = [r for r in everyone if r["pid"] not in {s["pid"] for s in spawned}]
-    assert len(forked) == 2
-    # Forks of one zygote share its string-hash seed; spawned interpreters draw their own.
-    assert forked[0]["seed_probe"] == forked[1]["seed_probe"]
-    assert {s["seed_probe"] for s in spawned}.isdisjoint({forked[0]["seed_probe"]})
     reference = spawned[0]
+    forked = [r for r in everyone if r["pid"] != reference["pid"]]
+    assert len(forked) == 3
+    # Forks of one zygote share its string-hash seed; a spawned interpreter draws its own.
+    assert {r["seed_probe"] for r in forked} == {forked[0]["seed_probe"]}
+    assert reference["seed_probe"] != forked[0]["seed_probe"]
     for runtime in forked:
         assert runtime["ppid"] == agent.process.pid
         assert runtime["sid"] == runtime["pgid"] == runtime["pid"]
@@ -145,16 +145,13 @@ async def test_a_killed_zygote_costs_only_the_time_it_saved(start_agent: StartAg
     agent = start_agent(PROBE_FUNCTION, concurrency=4, timeout=10)
     async with _client(agent) as client:
         await _invoke_together(client, 2, seconds=0.3)
-        first = await _zygote_ready(agent)
-        os.kill(first, signal.SIGKILL)
-        # Slot 2 meets the dead zygote and is spawned; slot 3 starts the next zygote's
-        # turn: every invocation is served all the same.
+        zygote = await _zygote_ready(agent)
+        os.kill(zygote, signal.SIGKILL)
+        # The runtimes it would have forked are spawned: every invocation is served.
         served = await _invoke_together(client, 4, seconds=0.3)
-        second = await _zygote_ready(agent)
 
     assert len({r["pid"] for r in served}) == 4
-    assert second != first
-    assert not _alive(first)  # reaped, not left a zombie
+    assert not _alive(zygote)  # reaped, not left a zombie
 
 
 async def _invoke_together(
@@ -218,3 +215,80 @@ def _client(agent: Agent) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         base_url=agent.url, timeout=30, headers={INVOKE_TOKEN_HEADER: agent.token}
     )
+
+
+async def test_runtimes_waiting_for_a_zygote_that_dies_are_spawned(
+    start_agent: StartAgent, tmp_path: Path
+) -> None:
+    agent = start_agent(PROBE_FUNCTION, concurrency=4, timeout=10, env=_slow_python_start(tmp_path))
+    async with _client(agent) as client:
+        await _invoke_together(client, 1, seconds=0)
+        burst = asyncio.ensure_future(_invoke_together(client, 4, seconds=0.3))
+        # Every interpreter takes a second to start: the zygote is killed before it is ready.
+        zygote = await _zygote_started(agent)
+        os.kill(zygote, signal.SIGKILL)
+        served = await burst
+
+    assert len({r["pid"] for r in served}) == 4
+    # Spawned, not forked: each drew its own hash seed.
+    assert len({r["seed_probe"] for r in served}) == 4
+    assert not _alive(zygote)
+
+
+async def test_an_agent_stopped_while_runtimes_wait_for_the_zygote_leaves_nothing(
+    start_agent: StartAgent, tmp_path: Path
+) -> None:
+    agent = start_agent(PROBE_FUNCTION, concurrency=4, timeout=10, env=_slow_python_start(tmp_path))
+    async with _client(agent) as client:
+        await _invoke_together(client, 1, seconds=0)
+        burst = asyncio.gather(
+            *(_invoke(client, f"w{i}", {"seconds": 0.3}) for i in range(4)),
+            return_exceptions=True,
+        )
+        zygote = await _zygote_started(agent)
+        agent.process.send_signal(signal.SIGTERM)
+        await burst
+    assert await asyncio.to_thread(agent.process.wait, 20) == 0
+    assert not _alive(zygote)
+
+
+def _slow_python_start(directory: Path) -> dict[str, str]:
+    """The function's PYTHONPATH, with a sitecustomize that makes every python start
+    (its runtimes' and its zygote's) take a second."""
+    (directory / "sitecustomize.py").write_text("import time\ntime.sleep(1)\n")
+    return {"PYTHONPATH": f"{directory}:{AGENT_SOURCE}"}
+
+
+async def _zygote_started(agent: Agent) -> int:
+    for _ in range(1000):
+        for child in _children(agent.process.pid):
+            if is_runtime_zygote(child):
+                return child
+        await asyncio.sleep(0.01)
+    raise AssertionError("the agent never started a runtime zygote")
+
+
+async def test_the_zygote_stops_after_the_idle_timeout_and_comes_back(
+    start_agent: StartAgent,
+) -> None:
+    agent = start_agent(
+        PROBE_FUNCTION,
+        concurrency=3,
+        timeout=10,
+        env={"KUBELAMBDA_AGENT_RUNTIME_IDLE_SECONDS": "0.5"},
+    )
+    async with _client(agent) as client:
+        await _invoke_together(client, 1, seconds=0)
+        await _invoke_together(client, 3, seconds=0.3)
+        first = await _zygote_ready(agent)
+        for _ in range(500):
+            if not _alive(first):
+                break
+            await asyncio.sleep(0.02)
+        gone = not _alive(first)
+        again = await _invoke_together(client, 3, seconds=0.3)
+        second = await _zygote_ready(agent)
+
+    assert gone
+    assert second != first
+    assert len({r["pid"] for r in again}) == 3
