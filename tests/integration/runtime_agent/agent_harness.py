@@ -30,6 +30,7 @@ import httpx
 import pytest
 
 from tests.process_limits import lower_open_files_to
+from tests.process_table import command_line
 
 READY_TIMEOUT_SECONDS = 20.0
 # The agent under test is this checkout's, whatever else an installed package points at.
@@ -318,3 +319,31 @@ ECHO_FUNCTION = {
 @pytest.fixture
 def echo_function() -> dict[str, str]:
     return dict(ECHO_FUNCTION)
+
+
+def async_client(agent: Agent) -> httpx.AsyncClient:
+    """A client of ``agent``'s invoke endpoint presenting its token, for concurrent calls."""
+    return httpx.AsyncClient(
+        base_url=agent.url, timeout=30, headers={INVOKE_TOKEN_HEADER: agent.token}
+    )
+
+
+async def invoke_async(client: httpx.AsyncClient, request_id: str, event: object) -> httpx.Response:
+    """One invocation through ``client`` (``async_client``)."""
+    return await client.post(
+        "/invoke",
+        content=json.dumps(event).encode(),
+        headers={
+            "Kubelambda-Request-Id": request_id,
+            "Kubelambda-Invoked-Function-Arn": FUNCTION_ARN,
+        },
+    )
+
+
+def bootstrap_children(pid: int) -> set[int]:
+    """The child processes of ``pid`` running the python bootstrap (runtimes, and the
+    agent's runtime zygote)."""
+    children: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        children.update(int(child) for child in (task / "children").read_text().split())
+    return {child for child in children if b"python_bootstrap" in command_line(child)}

@@ -7,7 +7,6 @@ once for provisioned concurrency), so its cold start is one runtime's.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
 import signal
@@ -15,9 +14,15 @@ import time
 from pathlib import Path
 
 import httpx
-from agent_harness import FUNCTION_ARN, INVOKE_TOKEN_HEADER, Agent, StartAgent
+from agent_harness import (
+    Agent,
+    StartAgent,
+    async_client,
+    bootstrap_children,
+    invoke_async,
+)
 
-from tests.process_table import command_line, is_runtime_zygote
+from tests.process_table import is_runtime_zygote
 
 RUNTIME_IDLE_VARIABLE = "KUBELAMBDA_AGENT_RUNTIME_IDLE_SECONDS"
 ENVIRONMENT_CONCURRENCY_VARIABLE = "KUBELAMBDA_AGENT_ENVIRONMENT_CONCURRENCY"
@@ -64,26 +69,15 @@ MARKED_INIT_FUNCTION = {
 }
 
 
-async def _invoke(client: httpx.AsyncClient, request_id: str, event: object) -> httpx.Response:
-    return await client.post(
-        "/invoke",
-        content=json.dumps(event).encode(),
-        headers={
-            "Kubelambda-Request-Id": request_id,
-            "Kubelambda-Invoked-Function-Arn": FUNCTION_ARN,
-        },
-    )
-
-
 async def test_four_runtimes_serve_four_invocations_at_once(
     start_agent: StartAgent, echo_function: dict[str, str]
 ) -> None:
     agent = start_agent(echo_function, concurrency=4, timeout=10)
     sleep = {"action": "sleep", "seconds": 1.5}
 
-    async with _client(agent) as client:
+    async with async_client(agent) as client:
         began = time.monotonic()
-        responses = await asyncio.gather(*(_invoke(client, f"r{i}", sleep) for i in range(4)))
+        responses = await asyncio.gather(*(invoke_async(client, f"r{i}", sleep) for i in range(4)))
         elapsed = time.monotonic() - began
 
     assert [r.status_code for r in responses] == [200] * 4
@@ -97,14 +91,14 @@ async def test_fifth_concurrent_invocation_is_refused_as_busy(
     agent = start_agent(echo_function, concurrency=4, timeout=10)
     sleep = {"action": "sleep", "seconds": 1.5}
 
-    async with _client(agent) as client:
-        running = [asyncio.create_task(_invoke(client, f"r{i}", sleep)) for i in range(4)]
+    async with async_client(agent) as client:
+        running = [asyncio.create_task(invoke_async(client, f"r{i}", sleep)) for i in range(4)]
         # The agent is another process: poll its readiness until all four are taken.
         for _ in range(500):
             if (await client.get("/ready")).json()["idle"] == 0:
                 break
             await asyncio.sleep(0.01)
-        fifth = await _invoke(client, "r5", {})
+        fifth = await invoke_async(client, "r5", {})
         done = await asyncio.gather(*running)
 
     assert fifth.status_code == 503
@@ -144,9 +138,9 @@ async def test_an_instance_is_ready_with_one_runtime_and_starts_more_as_invocati
     assert len(_runtime_processes(agent)) == 1
     sleep = {"action": "sleep", "seconds": 0.5}
 
-    async with _client(agent) as client:
-        together = await asyncio.gather(*(_invoke(client, f"r{i}", sleep) for i in range(2)))
-        alone = await _invoke(client, "r2", sleep)
+    async with async_client(agent) as client:
+        together = await asyncio.gather(*(invoke_async(client, f"r{i}", sleep) for i in range(2)))
+        alone = await invoke_async(client, "r2", sleep)
 
     assert [r.status_code for r in together] == [200, 200]
     pids = {r.json()["pid"] for r in together}
@@ -175,9 +169,9 @@ async def test_an_invocation_waits_for_the_runtime_it_starts_and_init_is_not_in_
     agent = _start_marked_agent(start_agent, tmp_path, timeout=1)
     (tmp_path / "slow").touch()
 
-    async with _client(agent) as client:
+    async with async_client(agent) as client:
         busy = await _occupy_first_runtime(client)
-        started = await _invoke(client, "started", {})
+        started = await invoke_async(client, "started", {})
         await busy
 
     # Init takes 1.5 s of the runtime's own 10; the 1 s timeout is the handler's.
@@ -194,9 +188,9 @@ async def test_an_invocation_that_starts_a_runtime_gets_its_init_failure(
     agent = _start_marked_agent(start_agent, tmp_path, timeout=10)
     (tmp_path / "broken").touch()
 
-    async with _client(agent) as client:
+    async with async_client(agent) as client:
         busy = await _occupy_first_runtime(client)
-        failed = await _invoke(client, "failed", {})
+        failed = await invoke_async(client, "failed", {})
         served = await busy
 
     assert served.status_code == 200
@@ -211,9 +205,9 @@ async def test_sigterm_lets_an_invocation_waiting_for_its_runtime_run_first(
     agent = _start_marked_agent(start_agent, tmp_path, timeout=10)
     (tmp_path / "slow").touch()
 
-    async with _client(agent) as client:
+    async with async_client(agent) as client:
         busy = await _occupy_first_runtime(client)
-        waiting = asyncio.create_task(_invoke(client, "waiting", {}))
+        waiting = asyncio.create_task(invoke_async(client, "waiting", {}))
         while (await client.get("/ready")).json()["started"] < 2:  # noqa: ASYNC110
             await asyncio.sleep(0.01)
         agent.process.send_signal(signal.SIGTERM)
@@ -234,12 +228,12 @@ async def test_runtimes_beyond_the_first_stop_after_the_idle_timeout_and_start_a
     (first,) = _runtime_processes(agent)
     sleep = {"action": "sleep", "seconds": 0.3}
 
-    async with _client(agent) as client:
-        burst = await asyncio.gather(*(_invoke(client, f"r{i}", sleep) for i in range(3)))
+    async with async_client(agent) as client:
+        burst = await asyncio.gather(*(invoke_async(client, f"r{i}", sleep) for i in range(3)))
         assert len({r.json()["pid"] for r in burst}) == 3
         await _wait_for_started(client, 1)
         kept = await _runtime_processes_settled(agent, 1)
-        again = await asyncio.gather(*(_invoke(client, f"s{i}", sleep) for i in range(2)))
+        again = await asyncio.gather(*(invoke_async(client, f"s{i}", sleep) for i in range(2)))
 
     assert kept == {first}
     by_pid = {r.json()["pid"]: r for r in again}
@@ -258,8 +252,8 @@ async def test_a_busy_runtime_is_not_stopped_however_long_its_invocation_runs(
     )
     sleep = {"action": "sleep", "seconds": 1.5}
 
-    async with _client(agent) as client:
-        answers = await asyncio.gather(*(_invoke(client, f"r{i}", sleep) for i in range(2)))
+    async with async_client(agent) as client:
+        answers = await asyncio.gather(*(invoke_async(client, f"r{i}", sleep) for i in range(2)))
 
     assert [r.status_code for r in answers] == [200, 200]
     assert "Kubelambda-Function-Error" not in answers[1].headers
@@ -299,11 +293,11 @@ async def test_separate_environments_have_a_directory_each(
         },
     )
 
-    async with _client(agent) as client:
+    async with async_client(agent) as client:
         answers = [
             r.json()
             for r in await asyncio.gather(
-                *(_invoke(client, f"r{i}", {"seconds": 0.5}) for i in range(3))
+                *(invoke_async(client, f"r{i}", {"seconds": 0.5}) for i in range(3))
             )
         ]
 
@@ -331,13 +325,13 @@ async def test_a_retired_environment_comes_back_with_an_empty_directory(
         },
     )
 
-    async with _client(agent) as client:
+    async with async_client(agent) as client:
         burst = await asyncio.gather(
-            *(_invoke(client, f"r{i}", {"seconds": 0.3}) for i in range(2))
+            *(invoke_async(client, f"r{i}", {"seconds": 0.3}) for i in range(2))
         )
         await _wait_for_started(client, 1)
         again = await asyncio.gather(
-            *(_invoke(client, f"s{i}", {"seconds": 0.3}) for i in range(2))
+            *(invoke_async(client, f"s{i}", {"seconds": 0.3}) for i in range(2))
         )
 
     retired_pid = {r.json()["pid"] for r in burst} - {r.json()["pid"] for r in again}
@@ -353,9 +347,9 @@ async def test_without_separate_environments_the_runtimes_share_the_instances_di
     private = _private_directory(tmp_path)
     agent = start_agent(TMPDIR_FUNCTION, concurrency=2, timeout=10, env={"TMPDIR": str(private)})
 
-    async with _client(agent) as client:
+    async with async_client(agent) as client:
         answers = await asyncio.gather(
-            *(_invoke(client, f"r{i}", {"seconds": 0.3}) for i in range(2))
+            *(invoke_async(client, f"r{i}", {"seconds": 0.3}) for i in range(2))
         )
 
     assert {r.json()["tmpdir"] for r in answers} == {str(private)}
@@ -368,16 +362,16 @@ async def test_the_agent_takes_no_more_invocations_than_the_environments_placed(
     agent = start_agent(echo_function, concurrency=4, timeout=10, control=True)
     sleep = {"action": "sleep", "seconds": 1.0}
 
-    async with _client(agent) as client:
+    async with async_client(agent) as client:
         agent.send_control(b'{"environments": 2}\n')
         await _wait_for_concurrency(client, 2)
-        running = [asyncio.create_task(_invoke(client, f"r{i}", sleep)) for i in range(2)]
+        running = [asyncio.create_task(invoke_async(client, f"r{i}", sleep)) for i in range(2)]
         await _wait_for_idle(client, 0)
-        third = await _invoke(client, "r3", {})
+        third = await invoke_async(client, "r3", {})
         done = await asyncio.gather(*running)
         agent.send_control(b'{"environments": 3}\n')
         await _wait_for_concurrency(client, 3)
-        again = await asyncio.gather(*(_invoke(client, f"s{i}", sleep) for i in range(3)))
+        again = await asyncio.gather(*(invoke_async(client, f"s{i}", sleep) for i in range(3)))
 
     assert (third.status_code, third.headers["Kubelambda-Agent-Busy"]) == (503, "1")
     assert [r.status_code for r in done + again] == [200] * 5
@@ -388,13 +382,13 @@ async def test_runtimes_beyond_the_environments_placed_stop_once_idle(
     start_agent: StartAgent, echo_function: dict[str, str]
 ) -> None:
     agent = start_agent(echo_function, concurrency=3, timeout=10, control=True)
-    async with _client(agent) as client:
+    async with async_client(agent) as client:
         burst = await asyncio.gather(
-            *(_invoke(client, f"r{i}", {"action": "sleep", "seconds": 0.3}) for i in range(3))
+            *(invoke_async(client, f"r{i}", {"action": "sleep", "seconds": 0.3}) for i in range(3))
         )
         assert len(_runtime_processes(agent)) == 3
         # One still busy when the launcher gives two environments up.
-        busy = asyncio.create_task(_invoke(client, "b", {"action": "sleep", "seconds": 0.5}))
+        busy = asyncio.create_task(invoke_async(client, "b", {"action": "sleep", "seconds": 0.5}))
         await _wait_for_idle(client, 2)
         agent.send_control(b'{"environments": 1}\n')
         await _wait_for_started(client, 1)
@@ -411,8 +405,8 @@ async def test_a_busy_runtime_beyond_the_environments_placed_stops_when_its_invo
 ) -> None:
     agent = start_agent(echo_function, concurrency=2, timeout=10, control=True)
     sleep = {"action": "sleep", "seconds": 0.5}
-    async with _client(agent) as client:
-        running = [asyncio.create_task(_invoke(client, f"r{i}", sleep)) for i in range(2)]
+    async with async_client(agent) as client:
+        running = [asyncio.create_task(invoke_async(client, f"r{i}", sleep)) for i in range(2)]
         await _wait_for_idle(client, 0)
         agent.send_control(b'{"environments": 1}\n')
         await _wait_for_concurrency(client, 1)
@@ -439,16 +433,16 @@ async def test_environments_of_two_slots_take_two_invocations_each_and_share_a_d
         env={"TMPDIR": str(private)},
     )
     sleep = {"seconds": 1.0}
-    async with _client(agent) as client:
+    async with async_client(agent) as client:
         agent.send_control(b'{"environments": 1}\n')
         await _wait_for_concurrency(client, 2)
-        running = [asyncio.create_task(_invoke(client, f"r{i}", sleep)) for i in range(2)]
+        running = [asyncio.create_task(invoke_async(client, f"r{i}", sleep)) for i in range(2)]
         await _wait_for_idle(client, 0)
-        third = await _invoke(client, "r3", {"seconds": 0})
+        third = await invoke_async(client, "r3", {"seconds": 0})
         await asyncio.gather(*running)
         agent.send_control(b'{"environments": 2}\n')
         await _wait_for_concurrency(client, 4)
-        four = await asyncio.gather(*(_invoke(client, f"s{i}", sleep) for i in range(4)))
+        four = await asyncio.gather(*(invoke_async(client, f"s{i}", sleep) for i in range(4)))
 
     assert third.status_code == 503
     assert [r.status_code for r in four] == [200] * 4
@@ -470,10 +464,10 @@ async def test_control_lines_it_cannot_use_leave_the_agent_serving(
         b"x" * 5000 + b"\n",
     ):
         agent.send_control(line)
-    async with _client(agent) as client:
+    async with async_client(agent) as client:
         agent.send_control(b'{"environments": 2}\n')
         await _wait_for_concurrency(client, 2)
-        answer = await _invoke(client, "r", {})
+        answer = await invoke_async(client, "r", {})
 
     assert answer.status_code == 200
     assert agent.process.poll() is None
@@ -484,12 +478,6 @@ def _private_directory(tmp_path: Path) -> Path:
     private = tmp_path / "private"
     private.mkdir(mode=0o700)
     return private
-
-
-def _client(agent: Agent) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        base_url=agent.url, timeout=30, headers={INVOKE_TOKEN_HEADER: agent.token}
-    )
 
 
 def _start_marked_agent(start_agent: StartAgent, tmp_path: Path, *, timeout: float) -> Agent:
@@ -504,7 +492,7 @@ def _start_marked_agent(start_agent: StartAgent, tmp_path: Path, *, timeout: flo
 
 async def _occupy_first_runtime(client: httpx.AsyncClient) -> asyncio.Task[httpx.Response]:
     """Keep the started runtime busy for half a second: the next invocation starts another."""
-    busy = asyncio.create_task(_invoke(client, "busy", {"seconds": 0.5}))
+    busy = asyncio.create_task(invoke_async(client, "busy", {"seconds": 0.5}))
     await _wait_for_idle(client, 1)
     return busy
 
@@ -535,14 +523,8 @@ async def _wait_for_idle(client: httpx.AsyncClient, idle: int) -> None:
 
 def _runtime_processes(agent: Agent) -> set[int]:
     """The agent's child processes running the python bootstrap, its zygote aside."""
-    pid = agent.process.pid
-    children: set[int] = set()
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        children.update(int(child) for child in (task / "children").read_text().split())
     return {
-        child
-        for child in children
-        if b"python_bootstrap" in command_line(child) and not is_runtime_zygote(child)
+        child for child in bootstrap_children(agent.process.pid) if not is_runtime_zygote(child)
     }
 
 

@@ -9,17 +9,23 @@ fails must cost nothing but the time it saved.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 from pathlib import Path
 
 import httpx
-from agent_harness import AGENT_SOURCE, FUNCTION_ARN, INVOKE_TOKEN_HEADER, Agent, StartAgent
+from agent_harness import (
+    AGENT_SOURCE,
+    Agent,
+    StartAgent,
+    async_client,
+    bootstrap_children,
+    invoke_async,
+)
 from kubelambda_agent.config import CHANNEL_FD_VARIABLE
 from kubelambda_agent.runtime_zygote import CONTROL_FD_VARIABLE
 
-from tests.process_table import command_line, is_runtime_zygote
+from tests.process_table import is_runtime_zygote
 
 # Reports what a runtime process is; sleeps, prints or exits as asked.
 PROBE_FUNCTION = {
@@ -66,7 +72,7 @@ async def test_runtimes_after_the_first_are_forked_and_look_spawned(
     start_agent: StartAgent,
 ) -> None:
     agent = start_agent(PROBE_FUNCTION, concurrency=4, timeout=10)
-    async with _client(agent) as client:
+    async with async_client(agent) as client:
         spawned = await _invoke_together(client, 1, seconds=0)
         # The three other runtimes wait for the zygote the first of them starts.
         everyone = await _invoke_together(client, 4, seconds=0.5)
@@ -104,7 +110,7 @@ async def test_forked_runtimes_and_the_zygote_die_with_the_agent(
     start_agent: StartAgent,
 ) -> None:
     agent = start_agent(PROBE_FUNCTION, concurrency=3, timeout=10)
-    async with _client(agent) as client:
+    async with async_client(agent) as client:
         await _invoke_together(client, 2, seconds=0.3)
         zygote = await _zygote_ready(agent)
         runtimes = await _invoke_together(client, 3, seconds=0.3)
@@ -123,12 +129,12 @@ async def test_a_forked_runtimes_exit_is_reported_with_its_status(
     start_agent: StartAgent,
 ) -> None:
     agent = start_agent(PROBE_FUNCTION, concurrency=3, timeout=10)
-    async with _client(agent) as client:
+    async with async_client(agent) as client:
         await _invoke_together(client, 2, seconds=0.3)
         await _zygote_ready(agent)
         await _invoke_together(client, 3, seconds=0.3)
         exits = await asyncio.gather(
-            *(_invoke(client, f"exit{i}", {"seconds": 0.3, "exit": 7}) for i in range(3))
+            *(invoke_async(client, f"exit{i}", {"seconds": 0.3, "exit": 7}) for i in range(3))
         )
         await asyncio.to_thread(agent.wait_idle, 3)
         again = await _invoke_together(client, 3, seconds=0.3)
@@ -143,7 +149,7 @@ async def test_a_forked_runtimes_exit_is_reported_with_its_status(
 
 async def test_a_killed_zygote_costs_only_the_time_it_saved(start_agent: StartAgent) -> None:
     agent = start_agent(PROBE_FUNCTION, concurrency=4, timeout=10)
-    async with _client(agent) as client:
+    async with async_client(agent) as client:
         await _invoke_together(client, 2, seconds=0.3)
         zygote = await _zygote_ready(agent)
         os.kill(zygote, signal.SIGKILL)
@@ -158,41 +164,23 @@ async def _invoke_together(
     client: httpx.AsyncClient, count: int, *, seconds: float
 ) -> list[dict[str, object]]:
     responses = await asyncio.gather(
-        *(_invoke(client, f"r{i}", {"seconds": seconds}) for i in range(count))
+        *(invoke_async(client, f"r{i}", {"seconds": seconds}) for i in range(count))
     )
     assert [r.status_code for r in responses] == [200] * count
     assert all("Kubelambda-Function-Error" not in r.headers for r in responses)
     return [r.json() for r in responses]
 
 
-async def _invoke(client: httpx.AsyncClient, request_id: str, event: object) -> httpx.Response:
-    return await client.post(
-        "/invoke",
-        content=json.dumps(event).encode(),
-        headers={
-            "Kubelambda-Request-Id": request_id,
-            "Kubelambda-Invoked-Function-Arn": FUNCTION_ARN,
-        },
-    )
-
-
 async def _zygote_ready(agent: Agent) -> int:
     """The agent's zygote, once it has renamed itself (just before it says it is ready)."""
     for _ in range(1000):
-        for child in _children(agent.process.pid):
+        for child in bootstrap_children(agent.process.pid):
             if is_runtime_zygote(child) and _name(child) == "runtime-zygote":
                 # Its ready message goes out right after the rename.
                 await asyncio.sleep(0.05)
                 return child
         await asyncio.sleep(0.01)
     raise AssertionError("the agent never had a ready runtime zygote")
-
-
-def _children(pid: int) -> set[int]:
-    children: set[int] = set()
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        children.update(int(child) for child in (task / "children").read_text().split())
-    return {child for child in children if b"python_bootstrap" in command_line(child)}
 
 
 def _name(pid: int) -> str:
@@ -211,17 +199,11 @@ def _alive(pid: int) -> bool:
     return Path(f"/proc/{pid}").exists()
 
 
-def _client(agent: Agent) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        base_url=agent.url, timeout=30, headers={INVOKE_TOKEN_HEADER: agent.token}
-    )
-
-
 async def test_runtimes_waiting_for_a_zygote_that_dies_are_spawned(
     start_agent: StartAgent, tmp_path: Path
 ) -> None:
     agent = start_agent(PROBE_FUNCTION, concurrency=4, timeout=10, env=_slow_python_start(tmp_path))
-    async with _client(agent) as client:
+    async with async_client(agent) as client:
         await _invoke_together(client, 1, seconds=0)
         burst = asyncio.ensure_future(_invoke_together(client, 4, seconds=0.3))
         # Every interpreter takes a second to start: the zygote is killed before it is ready.
@@ -239,10 +221,10 @@ async def test_an_agent_stopped_while_runtimes_wait_for_the_zygote_leaves_nothin
     start_agent: StartAgent, tmp_path: Path
 ) -> None:
     agent = start_agent(PROBE_FUNCTION, concurrency=4, timeout=10, env=_slow_python_start(tmp_path))
-    async with _client(agent) as client:
+    async with async_client(agent) as client:
         await _invoke_together(client, 1, seconds=0)
         burst = asyncio.gather(
-            *(_invoke(client, f"w{i}", {"seconds": 0.3}) for i in range(4)),
+            *(invoke_async(client, f"w{i}", {"seconds": 0.3}) for i in range(4)),
             return_exceptions=True,
         )
         zygote = await _zygote_started(agent)
@@ -261,7 +243,7 @@ def _slow_python_start(directory: Path) -> dict[str, str]:
 
 async def _zygote_started(agent: Agent) -> int:
     for _ in range(1000):
-        for child in _children(agent.process.pid):
+        for child in bootstrap_children(agent.process.pid):
             if is_runtime_zygote(child):
                 return child
         await asyncio.sleep(0.01)
@@ -277,7 +259,7 @@ async def test_the_zygote_stops_after_the_idle_timeout_and_comes_back(
         timeout=10,
         env={"KUBELAMBDA_AGENT_RUNTIME_IDLE_SECONDS": "0.5"},
     )
-    async with _client(agent) as client:
+    async with async_client(agent) as client:
         await _invoke_together(client, 1, seconds=0)
         await _invoke_together(client, 3, seconds=0.3)
         first = await _zygote_ready(agent)
