@@ -23,7 +23,7 @@ from agent_harness import (
     invoke_async,
 )
 from kubelambda_agent.config import CHANNEL_FD_VARIABLE
-from kubelambda_agent.runtime_zygote import CONTROL_FD_VARIABLE
+from kubelambda_agent.runtime_zygote import CONTROL_FD_VARIABLE, PROCESS_NAME
 
 from tests.process_table import is_runtime_zygote
 
@@ -175,7 +175,7 @@ async def _zygote_ready(agent: Agent) -> int:
     """The agent's zygote, once it has renamed itself (just before it says it is ready)."""
     for _ in range(1000):
         for child in bootstrap_children(agent.process.pid):
-            if is_runtime_zygote(child) and _name(child) == "runtime-zygote":
+            if is_runtime_zygote(child) and _name(child) == PROCESS_NAME:
                 # Its ready message goes out right after the rename.
                 await asyncio.sleep(0.05)
                 return child
