@@ -50,6 +50,9 @@ ZYGOTE_FD_VARIABLE = "_KUBELAMBDA_RUNTIME_ZYGOTE_FD"
 _ZYGOTE_NAME = b"runtime-zygote"
 _ZYGOTE_READY = b"z"
 _PID = struct.Struct(">i")
+# Bounds a fork request: its environment fits the zygote's block (the agent checks), and
+# JSON escaping at most multiplies it a few times.
+_MAX_FORK_REQUEST = 1 << 20
 _HEAD = struct.Struct(">cII")
 _PR_SET_PDEATHSIG = 1
 _PR_SET_DUMPABLE = 4
@@ -383,7 +386,7 @@ def fork_runtimes(control: socket.socket) -> RuntimeClient:
     libc[0](_PR_SET_NAME, _ZYGOTE_NAME, 0, 0, 0)
     control.sendall(_ZYGOTE_READY)
     while True:
-        message, fds, _, _ = socket.recv_fds(control, 1 << 20, 2)
+        message, fds, _, _ = socket.recv_fds(control, _MAX_FORK_REQUEST, 2)
         if not message:
             sys.exit(0)
         pid = 0

@@ -395,12 +395,13 @@ class Slot:
     def _spawn(self) -> None:
         zygote = self._zygote
         if zygote is not None and not zygote.ready:
-            zygote.start(
-                process.runtime_spawn_environment(
-                    self._config, self._environ, api_address=self.api_address
-                ),
-                self._config.task_root,
-            )
+            if not zygote.starting:
+                zygote.start(
+                    process.runtime_spawn_environment(
+                        self._config, self._environ, api_address=self.api_address
+                    ),
+                    self._config.task_root,
+                )
             if zygote.starting:
                 # STARTING without a process until the zygote is ready (or failed).
                 self.state = SlotState.STARTING

@@ -62,6 +62,8 @@ PROBE_FUNCTION = {
                 "batch": os.sched_getscheduler(0) == os.SCHED_BATCH,
                 "comm": name,
                 "fds": len(os.listdir("/proc/self/fd")),
+                "large": len(os.environ.get("LARGE", "")),
+                "shown_large": len(environ.get("LARGE", "")),
                 "path": sys.path,
             }
     """
@@ -109,11 +111,7 @@ async def test_runtimes_after_the_first_are_forked_and_look_spawned(
 async def test_forked_runtimes_and_the_zygote_die_with_the_agent(
     start_agent: StartAgent,
 ) -> None:
-    agent = start_agent(PROBE_FUNCTION, concurrency=3, timeout=10)
-    async with async_client(agent) as client:
-        await _invoke_together(client, 2, seconds=0.3)
-        zygote = await _zygote_ready(agent)
-        runtimes = await _invoke_together(client, 3, seconds=0.3)
+    agent, zygote, runtimes = await _grown_agent(start_agent)
 
     agent.process.kill()
     agent.process.wait()
@@ -128,11 +126,8 @@ async def test_forked_runtimes_and_the_zygote_die_with_the_agent(
 async def test_a_forked_runtimes_exit_is_reported_with_its_status(
     start_agent: StartAgent,
 ) -> None:
-    agent = start_agent(PROBE_FUNCTION, concurrency=3, timeout=10)
+    agent, _, _ = await _grown_agent(start_agent)
     async with async_client(agent) as client:
-        await _invoke_together(client, 2, seconds=0.3)
-        await _zygote_ready(agent)
-        await _invoke_together(client, 3, seconds=0.3)
         exits = await asyncio.gather(
             *(invoke_async(client, f"exit{i}", {"seconds": 0.3, "exit": 7}) for i in range(3))
         )
@@ -143,7 +138,7 @@ async def test_a_forked_runtimes_exit_is_reported_with_its_status(
         assert response.headers["Kubelambda-Function-Error"] == "Unhandled"
         assert response.json()["errorType"] == "Runtime.ExitError"
         assert "exit status 7" in response.json()["errorMessage"]
-    # Their replacements are forked again, and serve.
+    # Their replacements serve.
     assert len({r["pid"] for r in again}) == 3
 
 
@@ -158,6 +153,32 @@ async def test_a_killed_zygote_costs_only_the_time_it_saved(start_agent: StartAg
 
     assert len({r["pid"] for r in served}) == 4
     assert not _alive(zygote)  # reaped, not left a zombie
+
+
+async def test_a_large_environment_reaches_forked_runtimes_whole(
+    start_agent: StartAgent,
+) -> None:
+    # Far above Lambda's 4 KiB for a function's variables, which the agent does not check.
+    large = "x" * 40_000
+    agent = start_agent(PROBE_FUNCTION, concurrency=3, timeout=10, env={"LARGE": large})
+    async with async_client(agent) as client:
+        await _invoke_together(client, 1, seconds=0)
+        runtimes = await _invoke_together(client, 3, seconds=0.3)
+        await _zygote_ready(agent)
+
+    assert [(r["large"], r["shown_large"]) for r in runtimes] == [(len(large), len(large))] * 3
+    assert len({r["seed_probe"] for r in runtimes}) == 2  # the first spawned, two forked
+
+
+async def _grown_agent(start_agent: StartAgent) -> tuple[Agent, int, list[dict[str, object]]]:
+    """An agent of three runtimes, the two after its first forked, its zygote, and what
+    the three runtimes reported."""
+    agent = start_agent(PROBE_FUNCTION, concurrency=3, timeout=10)
+    async with async_client(agent) as client:
+        await _invoke_together(client, 2, seconds=0.3)
+        zygote = await _zygote_ready(agent)
+        runtimes = await _invoke_together(client, 3, seconds=0.3)
+    return agent, zygote, runtimes
 
 
 async def _invoke_together(
