@@ -13,10 +13,17 @@ in alternating slices of ``--seconds``, so load from anything else on the machin
 on all of them alike. Each function first gets a warm-up slice at that concurrency: the
 figures are of warm instances, not of scaling up.
 
+The ratio to the peer is paired: each round's kubelambda slice over the peer slice next to
+it, the median over rounds, and every other round the peer goes first. The host's speed
+drifts by tens of percent within minutes (other tenants, thermal limits); a ratio of the
+medians of slices minutes apart carries that drift, a pair of adjacent slices mostly not,
+and alternating which goes first cancels what drifts within a pair.
+
 It prints JSON (per target and callers: req/s, p50, p99, non-2xx answers, as the median
 over rounds, and the slices in which nothing was answered, for which wrk counts no error;
-kubelambda's CPU time per request split into gateway, agents and runtimes; and the ratio
-of each kubelambda configuration to the peer) and saves a PNG beside it.
+kubelambda's CPU time per request split into gateway, agents and runtimes; and the paired
+ratio of each kubelambda configuration to the peer, with each round's) and saves a PNG
+beside it.
 Without ``--peer`` it reports kubelambda's own figures. The peer is whatever URL answers
 a POST with the body echoed (the issue's reference: OpenFaaS gateway → of-watchdog in
 http mode → a raw-ASGI uvicorn echo, built outside this repository).
@@ -103,7 +110,7 @@ def main() -> int:
         tempfile.TemporaryDirectory(prefix="kl-peer-bench-") as scratch,
         _platform(Path(scratch)) as platform,
     ):
-        results = _measure(
+        results, round_ratios = _measure(
             platform, Path(scratch), peer=args.peer, seconds=args.seconds, rounds=args.rounds
         )
     report = {
@@ -114,7 +121,11 @@ def main() -> int:
         "seconds_per_slice": args.seconds,
         "rounds": args.rounds,
         "results": results,
-        "ratios": _ratios(results) if args.peer else {},
+        "ratios": {
+            name: {callers: _median_ratio(rounds) for callers, rounds in by_callers.items()}
+            for name, by_callers in round_ratios.items()
+        },
+        "round_ratios": round_ratios,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "peer_compare.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -158,14 +169,16 @@ def _create_functions(client: Any) -> None:
 
 def _measure(
     platform: Platform, scratch: Path, *, peer: str | None, seconds: float, rounds: int
-) -> dict[str, dict[str, dict[str, float]]]:
+) -> tuple[dict[str, dict[str, dict[str, float]]], dict[str, dict[str, list[float | None]]]]:
     """One phase per function (each alone on the host's budget, as a user would run
-    it), its slices alternating with the peer's."""
+    it), its slices alternating with the peer's. Returns the summaries per target and
+    callers, and with a peer each round's ratio per function and callers."""
     kubelambda_script = _script(
         scratch, f'wrk.headers["Authorization"] = "Bearer {platform.api_key}"'
     )
     peer_script = _script(scratch, "")
     results: dict[str, dict[str, dict[str, float]]] = {}
+    round_ratios: dict[str, dict[str, list[float | None]]] = {}
     for name, url in platform.urls.items():
         targets: dict[str, tuple[str, Path, Platform | None]] = {
             f"kubelambda:{name}": (url, kubelambda_script, platform)
@@ -177,15 +190,22 @@ def _measure(
                 # Warm-up at this concurrency: the autoscaler settles, caches fill.
                 _wrk(target_url, script, callers=callers, seconds=min(seconds, 3.0), owner=None)
             runs: dict[str, list[Slice]] = {target: [] for target in targets}
-            for _ in range(rounds):
-                for target, (target_url, script, owner) in targets.items():
+            for round_index in range(rounds):
+                order = list(targets.items())
+                for target, (target_url, script, owner) in (
+                    order if round_index % 2 == 0 else reversed(order)
+                ):
                     runs[target].append(
                         _wrk(target_url, script, callers=callers, seconds=seconds, owner=owner)
                     )
             for target, slices in runs.items():
                 results.setdefault(target, {})[str(callers)] = _summary(slices)
+            if peer:
+                round_ratios.setdefault(name, {})[str(callers)] = paired_ratios(
+                    runs[f"kubelambda:{name}"], runs[f"peer:{name}"]
+                )
             print(f"peer_compare: {name} callers={callers} done", file=sys.stderr, flush=True)
-    return results
+    return results, round_ratios
 
 
 def _script(scratch: Path, auth: str) -> Path:
@@ -275,27 +295,30 @@ def _summary(runs: list[Slice]) -> dict[str, float]:
     return summary
 
 
-def _ratios(
-    results: dict[str, dict[str, dict[str, float]]],
-) -> dict[str, dict[str, float | None]]:
-    """kubelambda's req/s over the peer's in the same phase, per number of callers.
+def paired_ratios(ours: list[Slice], peer: list[Slice]) -> list[float | None]:
+    """kubelambda's req/s over the peer's, round by round (the slices of a round ran next
+    to each other). None for a round in which the peer answered nothing: there is no
+    ratio to a peer that was down."""
+    return [
+        round(mine.rps / theirs.rps, 3) if theirs.rps else None
+        for mine, theirs in zip(ours, peer, strict=True)
+    ]
 
-    None where the peer answered nothing: there is no ratio to a peer that was down.
-    """
-    ratios = {}
-    for name in FUNCTIONS:
-        ours, peer = results[f"kubelambda:{name}"], results[f"peer:{name}"]
-        ratios[name] = {
-            c: round(ours[c]["rps"] / peer[c]["rps"], 2) if peer[c]["rps"] else None for c in ours
-        }
-    return ratios
+
+def _median_ratio(rounds: list[float | None]) -> float | None:
+    measured = [ratio for ratio in rounds if ratio is not None]
+    return round(statistics.median(measured), 2) if measured else None
 
 
 def _plot(report: dict[str, object], path: Path) -> None:
     results = report["results"]
     assert isinstance(results, dict)
     names = list(results)
-    figure, (rps_axis, p99_axis) = pyplot.subplots(1, 2, figsize=(11, 4.2))
+    round_ratios = report["round_ratios"]
+    assert isinstance(round_ratios, dict)
+    panels = 3 if round_ratios else 2
+    figure, axes = pyplot.subplots(1, panels, figsize=(5.5 * panels, 4.2))
+    rps_axis, p99_axis = axes[0], axes[1]
     width = 0.8 / len(names)
     for index, name in enumerate(names):
         xs = [i + index * width for i in range(len(CALLERS))]
@@ -308,11 +331,36 @@ def _plot(report: dict[str, object], path: Path) -> None:
         axis.set_title(title)
         axis.grid(axis="y", alpha=0.3)
     rps_axis.legend(fontsize=8)
+    if round_ratios:
+        _plot_ratios(axes[2], round_ratios)
     figure.suptitle(
         f"kubelambda vs {report['peer'] or 'no peer'} (wrk -t1, {report['rounds']} rounds)"
     )
     figure.tight_layout()
     figure.savefig(path, dpi=110)
+
+
+def _plot_ratios(axis: Any, round_ratios: dict[str, dict[str, list[float | None]]]) -> None:
+    """Each function's median paired ratio per callers, its rounds' range as a bar."""
+    width = 0.8 / len(round_ratios)
+    for index, (name, by_callers) in enumerate(round_ratios.items()):
+        xs, medians, below, above = [], [], [], []
+        for position, callers in enumerate(CALLERS):
+            measured = [r for r in by_callers.get(str(callers), []) if r is not None]
+            if not measured:
+                continue
+            median = statistics.median(measured)
+            xs.append(position + index * width)
+            medians.append(median)
+            below.append(median - min(measured))
+            above.append(max(measured) - median)
+        axis.bar(xs, medians, width, yerr=[below, above], capsize=3, label=name)
+    axis.axhline(1.0, color="black", linewidth=0.8)
+    axis.set_xticks([i + width * (len(round_ratios) - 1) / 2 for i in range(len(CALLERS))])
+    axis.set_xticklabels([f"{c} callers" for c in CALLERS])
+    axis.set_title("kubelambda / peer, paired by round")
+    axis.grid(axis="y", alpha=0.3)
+    axis.legend(fontsize=8)
 
 
 if __name__ == "__main__":
