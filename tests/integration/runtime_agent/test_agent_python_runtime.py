@@ -201,6 +201,47 @@ def test_runtime_serves_the_next_invocation_after_an_error(
     assert agent.invoke({"action": "pid"}).json == pid
 
 
+def test_a_runtime_serving_a_trace_id_per_invocation_keeps_its_heap(
+    start_agent: StartAgent,
+) -> None:
+    # Set through os.environ, each trace id stayed in glibc's heap for good (setenv's):
+    # 140 bytes an invocation, until the function's MemorySize had the runtime killed.
+    agent = start_agent(
+        {
+            "app.py": """
+                import ctypes
+
+                class MallInfo2(ctypes.Structure):
+                    _fields_ = [
+                        (name, ctypes.c_size_t)
+                        for name in (
+                            "arena", "ordblks", "smblks", "hblks", "hblkhd",
+                            "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost",
+                        )
+                    ]
+
+                mallinfo2 = ctypes.CDLL(None).mallinfo2
+                mallinfo2.restype = MallInfo2
+
+                def handler(event, context):
+                    return mallinfo2().uordblks
+            """
+        }
+    )
+
+    def invoke(n: int) -> int:
+        trace_id = f"Root=1-{n:08x}-{n:024x};Parent={n:016x};Sampled=0"
+        in_use = agent.invoke({}, headers={"Kubelambda-Trace-Id": trace_id}).json
+        assert isinstance(in_use, int)
+        return in_use
+
+    before = invoke(0)
+    for n in range(1, 2_000):
+        invoke(n)
+
+    assert invoke(2_000) - before < 100 * 1024
+
+
 def test_task_root_shadows_the_agent_modules(start_agent: StartAgent) -> None:
     # The agent has a module named config; the function's own must win.
     agent = start_agent(

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import ctypes
 import decimal
 import json
+import os
+import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +25,14 @@ def task_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "kl_boot_nohandler.py").write_text("X = 1\n")
     (tmp_path / "kl_boot_raises.py").write_text("raise ImportError('inner dependency')\n")
     return tmp_path
+
+
+@pytest.fixture
+def trace() -> Iterator[bootstrap.TraceIdVariable]:
+    variable = bootstrap.TraceIdVariable()
+    yield variable
+    # Out of the environment before the strings it put there are dropped with it.
+    os.environ.pop("_X_AMZN_TRACE_ID", None)
 
 
 def test_load_handler_finds_the_function(task_root: Path) -> None:
@@ -152,8 +164,10 @@ def _next_headers(**extra: str) -> dict[str, str]:
     return headers
 
 
-def test_invoke_posts_the_json_result() -> None:
-    outcome = bootstrap.invoke(lambda event, context: {"got": event}, b'{"a": 1}', _next_headers())
+def test_invoke_posts_the_json_result(trace: bootstrap.TraceIdVariable) -> None:
+    outcome = bootstrap.invoke(
+        lambda event, context: {"got": event}, b'{"a": 1}', _next_headers(), trace
+    )
 
     assert outcome == ("response", b'{"got": {"a": 1}}', None)
 
@@ -167,30 +181,108 @@ def test_invoke_posts_the_json_result() -> None:
     ],
 )
 def test_invoke_reports_undecodable_input_as_unmarshal_error(
-    body: bytes, headers: dict[str, str]
+    body: bytes, headers: dict[str, str], trace: bootstrap.TraceIdVariable
 ) -> None:
     kind, payload, error_type = bootstrap.invoke(
-        lambda event, context: event, body, _next_headers(**headers)
+        lambda event, context: event, body, _next_headers(**headers), trace
     )
 
     assert (kind, error_type) == ("error", "Runtime.UnmarshalError")
     assert json.loads(payload)["requestId"] == "r1"
 
 
-def test_invoke_reports_an_unserialisable_result_as_marshal_error() -> None:
+def test_invoke_reports_an_unserialisable_result_as_marshal_error(
+    trace: bootstrap.TraceIdVariable,
+) -> None:
     kind, payload, error_type = bootstrap.invoke(
-        lambda event, context: {1, 2}, b"{}", _next_headers()
+        lambda event, context: {1, 2}, b"{}", _next_headers(), trace
     )
 
     assert (kind, error_type) == ("error", "Runtime.MarshalError")
     assert "Unable to marshal response" in json.loads(payload)["errorMessage"]
 
 
-def test_invoke_reports_a_handler_exception_with_its_class_name() -> None:
+def test_invoke_reports_a_handler_exception_with_its_class_name(
+    trace: bootstrap.TraceIdVariable,
+) -> None:
     def handler(event: object, context: object) -> None:
         raise KeyError("missing")
 
-    kind, payload, error_type = bootstrap.invoke(handler, b"{}", _next_headers())
+    kind, payload, error_type = bootstrap.invoke(handler, b"{}", _next_headers(), trace)
 
     assert (kind, error_type) == ("error", "KeyError")
     assert json.loads(payload)["errorMessage"] == "'missing'"
+
+
+def test_invoke_sets_the_trace_id_where_python_c_and_subprocesses_read_it(
+    trace: bootstrap.TraceIdVariable,
+) -> None:
+    def seen(event: object, context: object) -> list[str | None]:
+        from_c = ctypes.CDLL(None).getenv
+        from_c.restype = ctypes.c_char_p
+        from_c.argtypes = (ctypes.c_char_p,)
+        child = subprocess.run(
+            ["sh", "-c", 'printf %s "$_X_AMZN_TRACE_ID"'], capture_output=True, check=True
+        )
+        c_value = from_c(b"_X_AMZN_TRACE_ID")
+        return [
+            os.environ.get("_X_AMZN_TRACE_ID"),
+            c_value.decode() if c_value is not None else None,
+            child.stdout.decode(),
+        ]
+
+    for trace_id in ("Root=1-a-1;Sampled=0", "Root=1-b-2;Sampled=1"):
+        _, payload, _ = bootstrap.invoke(
+            seen, b"{}", _next_headers(Lambda_Runtime_Trace_Id=trace_id), trace
+        )
+
+        assert json.loads(payload) == [trace_id, trace_id, trace_id]
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
+
+
+def _malloc_in_use() -> int:
+    mallinfo2 = ctypes.CDLL(None).mallinfo2
+    mallinfo2.restype = _MallInfo2
+    in_use: int = mallinfo2().uordblks
+    return in_use
+
+
+def test_a_trace_id_per_invocation_does_not_grow_the_heap(
+    trace: bootstrap.TraceIdVariable,
+) -> None:
+    # os.environ's setenv left every value in glibc's heap for good: 140 bytes each here.
+    trace.set("Root=1-00000000-000000000000000000000000")
+    before = _malloc_in_use()
+
+    for n in range(20_000):
+        trace.set(f"Root=1-{n:08x}-{n:024x};Parent={n:016x};Sampled=0")
+
+    assert _malloc_in_use() - before < 256 * 1024
+    assert os.environ["_X_AMZN_TRACE_ID"].startswith(f"Root=1-{19_999:08x}-")
+
+
+def test_a_trace_id_no_c_string_can_hold_leaves_the_environment_as_it_was(
+    trace: bootstrap.TraceIdVariable,
+) -> None:
+    trace.set("Root=1-a-1")
+
+    trace.set("Root=1-\0-2")
+
+    assert os.environ["_X_AMZN_TRACE_ID"] == "Root=1-a-1"
