@@ -30,11 +30,13 @@ def test_python312_runtime_runs_the_handler_under_python312(
 ) -> None:
     agent = start_agent(echo_function, runtime="python3.12", python=PYTHON_312)
 
-    context = agent.invoke({"action": "context"}).json
+    trace = {"Kubelambda-Trace-Id": "Root=1-c-312"}
+    context = agent.invoke({"action": "context"}, headers=trace).json
     env = agent.invoke({"action": "env"}).json
 
     assert isinstance(context, dict) and isinstance(env, dict)
     assert context["python"] == [3, 12]
+    assert context["trace"] == "Root=1-c-312"
     assert env["AWS_EXECUTION_ENV"] == "AWS_Lambda_python3.12"
 
 
