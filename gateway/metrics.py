@@ -167,13 +167,21 @@ class GatewayMetrics:
             bound = self._targets[target] = TargetMetrics(self, target)
         return bound
 
+    def retain(self, targets: Collection[Target]) -> None:
+        """Only ``targets`` exist now (the catalog's versions): the others bound here lose
+        their gauge series, as the controller's do, while their counters and histograms
+        keep their totals. A deleted version's zeros would otherwise stay in every scrape,
+        one more per version ever served."""
+        for target in [t for t in self._targets if t not in targets]:
+            del self._targets[target]
+
     def throttled(self, function: FunctionKey, reason: str) -> None:
         self.throttles.labels(function.namespace, function.name, reason).inc()
 
 
 class _LoadCollector(Collector):
     """The in-flight and waiting gauges, read at scrape time. A target bound in the
-    metrics keeps its series (at zero), as a gauge child would."""
+    metrics keeps its series (at zero), as a gauge child would, until ``retain`` drops it."""
 
     def __init__(self, metrics: GatewayMetrics) -> None:
         self._metrics = metrics

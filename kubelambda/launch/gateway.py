@@ -86,6 +86,7 @@ async def build_invoke_path(
     stack.callback(invoker.close)
     invoker.on_catalog(await catalog.catalog())
     stack.callback(catalog.subscribe(invoker.on_catalog))
+    stack.callback(catalog.subscribe(lambda snapshot: metrics.retain(snapshot.versions.keys())))
     return MeteredInvoker(invoker, metrics)
 
 

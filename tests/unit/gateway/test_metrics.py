@@ -126,3 +126,24 @@ def test_load_gauges_sum_the_sources_when_scraped(registry: CollectorRegistry) -
     first.loads[busy] = (1, 0)
     assert sample("kubelambda_concurrent_executions", busy) == 1
     assert sample("kubelambda_activator_waiting_requests", unbound) is None
+
+
+def test_versions_that_left_the_catalog_lose_their_gauges_and_keep_their_totals(
+    registry: CollectorRegistry,
+) -> None:
+    metrics = GatewayMetrics(registry)
+    kept, deleted = factories.target("f", "1"), factories.target("f", "2")
+    for target in (kept, deleted):
+        metrics.target(target).invoked(Outcome.SUCCESS)
+
+    metrics.retain({kept})
+
+    def sample(name: str, version: str, **extra: str) -> float | None:
+        labels = {"namespace": "default", "function": "f", "version": version, **extra}
+        return registry.get_sample_value(name, labels)
+
+    assert sample("kubelambda_concurrent_executions", "1") == 0
+    assert sample("kubelambda_activator_waiting_requests", "1") == 0
+    assert sample("kubelambda_concurrent_executions", "2") is None
+    assert sample("kubelambda_activator_waiting_requests", "2") is None
+    assert sample("kubelambda_invocations_total", "2", outcome="success") == 1

@@ -122,6 +122,38 @@ async def test_concurrent_invokes_are_held_until_instances_are_ready(platform: P
     )
 
 
+async def test_a_deleted_function_leaves_the_gauges_and_keeps_its_counts(
+    platform: Platform,
+) -> None:
+    assert (await _invoke(platform, "fail", {})).status_code == 200
+    labels = {"namespace": "default", "function": "fail", "version": "$LATEST"}
+    gauge = "kubelambda_concurrent_executions"
+    assert platform.registry.get_sample_value(gauge, labels) == 0
+
+    async with httpx.AsyncClient(timeout=30.0) as client:
+        deleted = await client.delete(
+            f"{platform.url}/2015-03-31/functions/fail", headers=platform.auth
+        )
+    assert deleted.status_code == 204
+    # The gateway learns of it from the store's watch; metrics are polled, not awaited.
+    async with asyncio.timeout(10):
+        while platform.registry.get_sample_value(gauge, labels) is not None:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+
+    assert (
+        platform.registry.get_sample_value("kubelambda_activator_waiting_requests", labels) is None
+    )
+    assert (
+        platform.sample(
+            "kubelambda_invocations_total",
+            function="fail",
+            version="$LATEST",
+            outcome="function_error",
+        )
+        == 1
+    )
+
+
 async def test_reserved_concurrency_throttles_past_the_cap(platform: Platform) -> None:
     first = asyncio.create_task(_invoke(platform, "capped", {"seconds": 1}))
     gauge = "kubelambda_concurrent_executions"
