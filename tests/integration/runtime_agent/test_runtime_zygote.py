@@ -9,8 +9,10 @@ fails must cost nothing but the time it saved.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -223,9 +225,7 @@ def _alive(pid: int) -> bool:
 async def test_runtimes_waiting_for_a_zygote_that_dies_are_spawned(
     start_agent: StartAgent, tmp_path: Path
 ) -> None:
-    agent = start_agent(PROBE_FUNCTION, concurrency=4, timeout=10, env=_slow_python_start(tmp_path))
-    async with async_client(agent) as client:
-        await _invoke_together(client, 1, seconds=0)
+    async with _warm_agent_with_slow_pythons(start_agent, tmp_path) as (agent, client):
         burst = asyncio.ensure_future(_invoke_together(client, 4, seconds=0.3))
         # Every interpreter takes a second to start: the zygote is killed before it is ready.
         zygote = await _zygote_started(agent)
@@ -241,9 +241,7 @@ async def test_runtimes_waiting_for_a_zygote_that_dies_are_spawned(
 async def test_an_agent_stopped_while_runtimes_wait_for_the_zygote_leaves_nothing(
     start_agent: StartAgent, tmp_path: Path
 ) -> None:
-    agent = start_agent(PROBE_FUNCTION, concurrency=4, timeout=10, env=_slow_python_start(tmp_path))
-    async with async_client(agent) as client:
-        await _invoke_together(client, 1, seconds=0)
+    async with _warm_agent_with_slow_pythons(start_agent, tmp_path) as (agent, client):
         burst = asyncio.gather(
             *(invoke_async(client, f"w{i}", {"seconds": 0.3}) for i in range(4)),
             return_exceptions=True,
@@ -255,11 +253,19 @@ async def test_an_agent_stopped_while_runtimes_wait_for_the_zygote_leaves_nothin
     assert not _alive(zygote)
 
 
-def _slow_python_start(directory: Path) -> dict[str, str]:
-    """The function's PYTHONPATH, with a sitecustomize that makes every python start
-    (its runtimes' and its zygote's) take a second."""
+@contextlib.asynccontextmanager
+async def _warm_agent_with_slow_pythons(
+    start_agent: StartAgent, directory: Path
+) -> AsyncIterator[tuple[Agent, httpx.AsyncClient]]:
+    """An agent of four runtimes, one of them warm, and its client. A sitecustomize on
+    the function's PYTHONPATH makes every python start (its runtimes' and its zygote's)
+    take a second."""
     (directory / "sitecustomize.py").write_text("import time\ntime.sleep(1)\n")
-    return {"PYTHONPATH": f"{directory}:{AGENT_SOURCE}"}
+    environ = {"PYTHONPATH": f"{directory}:{AGENT_SOURCE}"}
+    agent = start_agent(PROBE_FUNCTION, concurrency=4, timeout=10, env=environ)
+    async with async_client(agent) as client:
+        await _invoke_together(client, 1, seconds=0)
+        yield agent, client
 
 
 async def _zygote_started(agent: Agent) -> int:
