@@ -43,7 +43,9 @@ def find_python(
     ``KUBELAMBDA_PYTHON_3_12=/path/python`` (etc.) overrides the search. ``usable``
     narrows it to interpreters the functions' processes can run (when they run as other
     users than the platform, see ``controller.backends.local_users``): the first
-    candidate it accepts is taken.
+    candidate it accepts is taken. A virtual environment's interpreter (the platform's
+    own, say, when its ``bin`` is on ``PATH``) is never taken unless named by the
+    override: a function started with it would import that environment's packages.
     """
     if runtime not in PYTHON_RUNTIMES:
         return None
@@ -54,16 +56,17 @@ def find_python(
     if override:
         return override if os.access(override, os.X_OK) and accepts(override) else None
     for candidate in _candidates(version, env):
-        if accepts(candidate):
+        if not _in_virtual_environment(candidate) and accepts(candidate):
             return candidate
     return None
 
 
 def _candidates(version: str, environ: Mapping[str, str]) -> Iterator[str]:
-    """The platform's own interpreter if it is that version, the one on ``PATH``, then
-    the usual places, in that order."""
+    """The interpreter the platform runs on if it is that version, the one on ``PATH``,
+    then the usual places, in that order."""
     if f"{sys.version_info.major}.{sys.version_info.minor}" == version:
-        yield sys.executable
+        # The one the platform's venv was made from.
+        yield getattr(sys, "_base_executable", sys.executable)
     found = shutil.which(f"python{version}", path=environ.get("PATH"))
     # pyenv puts shims on PATH for every version, which fail for the inactive ones.
     if found and "/shims/" not in found:
@@ -79,6 +82,12 @@ def _candidates(version: str, environ: Mapping[str, str]) -> Iterator[str]:
         for path in paths:
             if path.is_file() and os.access(path, os.X_OK):
                 yield str(path)
+
+
+def _in_virtual_environment(python: str) -> bool:
+    """Whether ``python`` is a venv's interpreter (``<venv>/bin/python``), by the
+    ``pyvenv.cfg`` that makes it one."""
+    return (Path(python).parent.parent / "pyvenv.cfg").is_file()
 
 
 def available_runtimes(

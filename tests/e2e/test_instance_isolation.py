@@ -40,8 +40,10 @@ def handler(event, context):
 """
 
 HOSTILE_HANDLER = """
+import importlib.util
 import os
 import socket
+import sys
 import tempfile
 
 def take_events(address):
@@ -90,9 +92,12 @@ def handler(event, context):
         scratch.seek(0)
         tmp_works = scratch.read() == b"scratch"
     tmp = tempfile.gettempdir()
+    platform_packages = ("kubelambda", "kubelambda_agent", "gateway", "fastapi", "aiokafka")
     return {
         "tried": tried,
         "runtime_api": runtime_api,
+        "platform_packages": [name for name in platform_packages if importlib.util.find_spec(name)],
+        "in_a_venv": sys.prefix != sys.base_prefix,
         "own_code": own_code,
         "tmp": tmp,
         "tmp_works": tmp_works,
@@ -159,6 +164,8 @@ def test_a_function_reaches_nothing_of_the_platform_or_of_other_functions(home: 
     assert {name: outcome for name, outcome in tried.items() if outcome != "PermissionError"} == {}
     # Another function's Runtime API hangs up on it rather than hand it the next event.
     assert hostile["runtime_api"] == "closed"
+    # Its interpreter is not the platform's venv: none of the platform's code is importable.
+    assert (hostile["platform_packages"], hostile["in_a_venv"]) == ([], False)
     assert 0 not in (victim["uid"], hostile["uid"], hostile["gid"])
     assert victim["uid"] != hostile["uid"]
     assert set(hostile["groups"]) <= {hostile["gid"]}

@@ -95,7 +95,7 @@ def test_log_path_is_per_namespace_function_version_and_instance(
         ("KUBELAMBDA_AGENT_RUNTIME", "python3.11"),
         ("KUBELAMBDA_AGENT_TIMEOUT_SECONDS", "12"),
         ("KUBELAMBDA_AGENT_RUNTIME_IDLE_SECONDS", "600.0"),
-        ("KUBELAMBDA_AGENT_PYTHON", sys.executable),
+        ("KUBELAMBDA_AGENT_PYTHON", sys._base_executable),
         ("TABLE", "orders"),
         ("PATH", "/usr/bin"),
     ],
@@ -146,4 +146,4 @@ def test_the_interpreter_is_one_the_instances_user_can_run() -> None:
 
     with pytest.raises(errors.RuntimeUnavailable):
         environment(version(), usable=usable)
-    assert sys.executable in refused
+    assert sys._base_executable in refused

@@ -5,11 +5,38 @@ from pathlib import Path
 
 from kubelambda import runtimes
 
+# The interpreter this one's venv (if any) was made from.
+BASE_PYTHON = sys._base_executable
 
-def test_the_running_interpreter_serves_its_own_runtime() -> None:
+
+def test_the_running_interpreter_serves_its_own_runtime_outside_its_venv() -> None:
     own = f"python{sys.version_info.major}.{sys.version_info.minor}"
-    assert runtimes.find_python(own, {}) == sys.executable
+    python = runtimes.find_python(own, {})
+    assert python == BASE_PYTHON
+    assert python is not None and not (Path(python).parent.parent / "pyvenv.cfg").exists()
     assert own in runtimes.available_runtimes({})
+
+
+def test_a_virtual_environments_interpreter_is_never_taken(tmp_path: Path) -> None:
+    own = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "pyvenv.cfg").write_text(f"home = {Path(BASE_PYTHON).parent}\n")
+    (venv / "bin" / own).symlink_to(BASE_PYTHON)
+    asked: list[str] = []
+
+    def usable(python: str) -> bool:
+        asked.append(python)
+        return True
+
+    found = runtimes.find_python(own, {"PATH": str(venv / "bin")}, usable=usable)
+    assert found == BASE_PYTHON
+    assert str(venv / "bin" / own) not in asked
+    # Named explicitly, it is the operator's choice.
+    override = {
+        f"KUBELAMBDA_PYTHON_{own.removeprefix('python').replace('.', '_')}": str(venv / "bin" / own)
+    }
+    assert runtimes.find_python(own, override) == str(venv / "bin" / own)
 
 
 def test_the_first_interpreter_found_usable_is_taken(tmp_path: Path) -> None:
@@ -22,10 +49,10 @@ def test_the_first_interpreter_found_usable_is_taken(tmp_path: Path) -> None:
 
     def usable(python: str) -> bool:
         asked.append(python)
-        return python != sys.executable
+        return python != BASE_PYTHON
 
     assert runtimes.find_python(own, environ, usable=usable) == str(other)
-    assert asked == [sys.executable, str(other)]
+    assert asked == [BASE_PYTHON, str(other)]
     assert own not in runtimes.available_runtimes(environ, usable=lambda _: False)
 
 
