@@ -4,8 +4,9 @@
 # Distributions build theirs with profile-guided optimisation and LTO and link it statically;
 # a default pyenv build is neither, and costs the gateway and agents 20-30% more CPU per
 # invoke (issue 11). The platform image runs on Debian's, so `make run` now matches it.
-SYSTEM_PYTHON := $(shell /usr/bin/python3 -c 'import sys, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && echo /usr/bin/python3)
-PYTHON ?= $(or $(SYSTEM_PYTHON),python3)
+ifeq ($(origin PYTHON),undefined)
+PYTHON := $(or $(shell /usr/bin/python3 -c 'import sys, ensurepip; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && echo /usr/bin/python3),python3)
+endif
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp

@@ -201,7 +201,7 @@ def _measure(
             for target, slices in runs.items():
                 results.setdefault(target, {})[str(callers)] = _summary(slices)
             if peer:
-                round_ratios.setdefault(name, {})[str(callers)] = paired_ratios(
+                round_ratios.setdefault(name, {})[str(callers)] = _paired_ratios(
                     runs[f"kubelambda:{name}"], runs[f"peer:{name}"]
                 )
             print(f"peer_compare: {name} callers={callers} done", file=sys.stderr, flush=True)
@@ -295,7 +295,7 @@ def _summary(runs: list[Slice]) -> dict[str, float]:
     return summary
 
 
-def paired_ratios(ours: list[Slice], peer: list[Slice]) -> list[float | None]:
+def _paired_ratios(ours: list[Slice], peer: list[Slice]) -> list[float | None]:
     """kubelambda's req/s over the peer's, round by round (the slices of a round ran next
     to each other). None for a round in which the peer answered nothing: there is no
     ratio to a peer that was down."""
@@ -305,8 +305,13 @@ def paired_ratios(ours: list[Slice], peer: list[Slice]) -> list[float | None]:
     ]
 
 
+def _measured(rounds: list[float | None]) -> list[float]:
+    """The rounds' ratios, without those of rounds the peer answered nothing in."""
+    return [ratio for ratio in rounds if ratio is not None]
+
+
 def _median_ratio(rounds: list[float | None]) -> float | None:
-    measured = [ratio for ratio in rounds if ratio is not None]
+    measured = _measured(rounds)
     return round(statistics.median(measured), 2) if measured else None
 
 
@@ -346,7 +351,7 @@ def _plot_ratios(axis: Any, round_ratios: dict[str, dict[str, list[float | None]
     for index, (name, by_callers) in enumerate(round_ratios.items()):
         xs, medians, below, above = [], [], [], []
         for position, callers in enumerate(CALLERS):
-            measured = [r for r in by_callers.get(str(callers), []) if r is not None]
+            measured = _measured(by_callers.get(str(callers), []))
             if not measured:
                 continue
             median = statistics.median(measured)
