@@ -65,8 +65,10 @@ def _candidates(version: str, environ: Mapping[str, str]) -> Iterator[str]:
     """The interpreter the platform runs on if it is that version, the one on ``PATH``,
     then the usual places, in that order."""
     if f"{sys.version_info.major}.{sys.version_info.minor}" == version:
-        # The one the platform's venv was made from.
-        yield getattr(sys, "_base_executable", sys.executable)
+        # The one the platform's venv was made from (gone, if the venv has copies).
+        base = getattr(sys, "_base_executable", sys.executable)
+        if os.access(base, os.X_OK):
+            yield base
     found = shutil.which(f"python{version}", path=environ.get("PATH"))
     # pyenv puts shims on PATH for every version, which fail for the inactive ones.
     if found and "/shims/" not in found:

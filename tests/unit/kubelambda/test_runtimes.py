@@ -3,6 +3,8 @@
 import sys
 from pathlib import Path
 
+import pytest
+
 from kubelambda import runtimes
 
 # The interpreter this one's venv (if any) was made from.
@@ -72,3 +74,13 @@ def test_unknown_and_provided_runtimes_have_no_interpreter() -> None:
     assert runtimes.is_provided("provided.al2023")
     assert not runtimes.is_provided("python3.11")
     assert set(runtimes.PROVIDED_RUNTIMES) <= set(runtimes.available_runtimes({}))
+
+
+def test_a_base_interpreter_that_is_gone_is_not_offered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A venv made with --copies outlives the interpreter it was made from.
+    own = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    monkeypatch.setattr(sys, "_base_executable", str(tmp_path / "removed" / own))
+    found = runtimes.find_python(own, {"PATH": str(tmp_path)})
+    assert found != str(tmp_path / "removed" / own)
