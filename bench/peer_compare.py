@@ -6,24 +6,28 @@ Run: ``.venv/bin/python bench/peer_compare.py [--peer http://127.0.0.1:8081/func
 It starts ``kubelambda up`` (the whole embedded platform: gateway, controller, local
 instances) in a fresh home with two echo functions, ``def handler(e, c): return e``: one
 with Lambda's default instance concurrency 1 and one tagged
-``kubelambda.io/instance-concurrency=16``. Then, for every number of callers (1, 16, 64),
-it drives each function and the peer with the same load generator, wrk (``apt-get
-install wrk``; one thread, a 100-byte JSON POST, one keep-alive connection per caller),
-in alternating slices of ``--seconds``, so load from anything else on the machine falls
-on all of them alike. Each function first gets a warm-up slice at that concurrency: the
-figures are of warm instances, not of scaling up.
+``kubelambda.io/instance-concurrency=16``. Then, function by function, it drives the
+function and the peer with the same load generator, wrk (``apt-get install wrk``; one
+thread, a 100-byte JSON POST, one keep-alive connection per caller), in alternating
+slices of ``--seconds``, so load from anything else on the machine falls on all of them
+alike; every round visits each number of callers (1, 16, 64). Each function first gets
+a warm-up slice at every concurrency: the figures are of warm instances, not of scaling
+up.
 
 The ratio to the peer is paired: each round's kubelambda slice over the peer slice next to
 it, the median over rounds, and every other round the peer goes first. The host's speed
 drifts by tens of percent within minutes (other tenants, thermal limits); a ratio of the
 medians of slices minutes apart carries that drift, a pair of adjacent slices mostly not,
-and alternating which goes first cancels what drifts within a pair.
+and alternating which goes first cancels what drifts within a pair. The load ratio is
+paired the same way: each round's slice at 64 callers over its slice at 16, per target
+(does throughput hold as callers grow), from slices a few seconds apart rather than the
+minutes between two blocks of one concurrency.
 
 It prints JSON (per target and callers: req/s, p50, p99, non-2xx answers, as the median
 over rounds, and the slices in which nothing was answered, for which wrk counts no error;
 kubelambda's CPU time per request split into gateway, agents and runtimes; and the paired
-ratio of each kubelambda configuration to the peer, with each round's) and saves a PNG
-beside it.
+ratio of each kubelambda configuration to the peer, and each target's load ratio, with
+each round's) and saves a PNG beside it.
 Without ``--peer`` it reports kubelambda's own figures. The peer is whatever URL answers
 a POST with the body echoed (the issue's reference: OpenFaaS gateway → of-watchdog in
 http mode → a raw-ASGI uvicorn echo, built outside this repository).
@@ -110,7 +114,7 @@ def main() -> int:
         tempfile.TemporaryDirectory(prefix="kl-peer-bench-") as scratch,
         _platform(Path(scratch)) as platform,
     ):
-        results, round_ratios = _measure(
+        results, round_ratios, load_ratios = _measure(
             platform, Path(scratch), peer=args.peer, seconds=args.seconds, rounds=args.rounds
         )
     report = {
@@ -126,6 +130,10 @@ def main() -> int:
             for name, by_callers in round_ratios.items()
         },
         "round_ratios": round_ratios,
+        f"load_ratios_{CALLERS[-1]}_over_{CALLERS[-2]}": {
+            target: _median_ratio(rounds) for target, rounds in load_ratios.items()
+        },
+        "round_load_ratios": load_ratios,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "peer_compare.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -169,16 +177,22 @@ def _create_functions(client: Any) -> None:
 
 def _measure(
     platform: Platform, scratch: Path, *, peer: str | None, seconds: float, rounds: int
-) -> tuple[dict[str, dict[str, dict[str, float]]], dict[str, dict[str, list[float | None]]]]:
+) -> tuple[
+    dict[str, dict[str, dict[str, float]]],
+    dict[str, dict[str, list[float | None]]],
+    dict[str, list[float | None]],
+]:
     """One phase per function (each alone on the host's budget, as a user would run
     it), its slices alternating with the peer's. Returns the summaries per target and
-    callers, and with a peer each round's ratio per function and callers."""
+    callers, with a peer each round's ratio per function and callers, and each round's
+    load ratio per target (``_load_ratios``)."""
     kubelambda_script = _script(
         scratch, f'wrk.headers["Authorization"] = "Bearer {platform.api_key}"'
     )
     peer_script = _script(scratch, "")
     results: dict[str, dict[str, dict[str, float]]] = {}
     round_ratios: dict[str, dict[str, list[float | None]]] = {}
+    load_ratios: dict[str, list[float | None]] = {}
     for name, url in platform.urls.items():
         targets: dict[str, tuple[str, Path, Platform | None]] = {
             f"kubelambda:{name}": (url, kubelambda_script, platform)
@@ -189,23 +203,32 @@ def _measure(
             for target_url, script, _ in targets.values():
                 # Warm-up at this concurrency: the autoscaler settles, caches fill.
                 _wrk(target_url, script, callers=callers, seconds=min(seconds, 3.0), owner=None)
-            runs: dict[str, list[Slice]] = {target: [] for target in targets}
-            for round_index in range(rounds):
-                order = list(targets.items())
+        # A round visits every concurrency, so the slices compared across concurrencies
+        # are as close in time as those compared across targets.
+        runs: dict[str, dict[int, list[Slice]]] = {
+            target: {callers: [] for callers in CALLERS} for target in targets
+        }
+        for round_index in range(rounds):
+            order = list(targets.items())
+            for callers in CALLERS:
                 for target, (target_url, script, owner) in (
                     order if round_index % 2 == 0 else reversed(order)
                 ):
-                    runs[target].append(
+                    runs[target][callers].append(
                         _wrk(target_url, script, callers=callers, seconds=seconds, owner=owner)
                     )
-            for target, slices in runs.items():
-                results.setdefault(target, {})[str(callers)] = _summary(slices)
-            if peer:
-                round_ratios.setdefault(name, {})[str(callers)] = _paired_ratios(
-                    runs[f"kubelambda:{name}"], runs[f"peer:{name}"]
+            print(f"peer_compare: {name} round {round_index + 1} done", file=sys.stderr, flush=True)
+        for target, by_callers in runs.items():
+            results[target] = {str(c): _summary(slices) for c, slices in by_callers.items()}
+            load_ratios[target] = _load_ratios(by_callers)
+        if peer:
+            round_ratios[name] = {
+                str(callers): _paired_ratios(
+                    runs[f"kubelambda:{name}"][callers], runs[f"peer:{name}"][callers]
                 )
-            print(f"peer_compare: {name} callers={callers} done", file=sys.stderr, flush=True)
-    return results, round_ratios
+                for callers in CALLERS
+            }
+    return results, round_ratios, load_ratios
 
 
 def _script(scratch: Path, auth: str) -> Path:
@@ -305,8 +328,19 @@ def _paired_ratios(ours: list[Slice], peer: list[Slice]) -> list[float | None]:
     ]
 
 
+def _load_ratios(by_callers: dict[int, list[Slice]]) -> list[float | None]:
+    """A target's req/s at the most callers over its req/s at the second most, round by
+    round: whether more callers still bring more throughput. None for a round whose
+    lower slice answered nothing."""
+    lower, higher = CALLERS[-2], CALLERS[-1]
+    return [
+        round(more.rps / fewer.rps, 3) if fewer.rps else None
+        for fewer, more in zip(by_callers[lower], by_callers[higher], strict=True)
+    ]
+
+
 def _measured(rounds: list[float | None]) -> list[float]:
-    """The rounds' ratios, without those of rounds the peer answered nothing in."""
+    """The rounds' ratios, without the rounds that have none (a slice answered nothing)."""
     return [ratio for ratio in rounds if ratio is not None]
 
 
@@ -321,7 +355,9 @@ def _plot(report: dict[str, object], path: Path) -> None:
     names = list(results)
     round_ratios = report["round_ratios"]
     assert isinstance(round_ratios, dict)
-    panels = 3 if round_ratios else 2
+    load_ratios = report["round_load_ratios"]
+    assert isinstance(load_ratios, dict)
+    panels = 4 if round_ratios else 3
     figure, axes = pyplot.subplots(1, panels, figsize=(5.5 * panels, 4.2))
     rps_axis, p99_axis = axes[0], axes[1]
     width = 0.8 / len(names)
@@ -338,6 +374,7 @@ def _plot(report: dict[str, object], path: Path) -> None:
     rps_axis.legend(fontsize=8)
     if round_ratios:
         _plot_ratios(axes[2], round_ratios)
+    _plot_load_ratios(axes[-1], load_ratios)
     figure.suptitle(
         f"kubelambda vs {report['peer'] or 'no peer'} (wrk -t1, {report['rounds']} rounds)"
     )
@@ -366,6 +403,27 @@ def _plot_ratios(axis: Any, round_ratios: dict[str, dict[str, list[float | None]
     axis.set_title("kubelambda / peer, paired by round")
     axis.grid(axis="y", alpha=0.3)
     axis.legend(fontsize=8)
+
+
+def _plot_load_ratios(axis: Any, load_ratios: dict[str, list[float | None]]) -> None:
+    """Each target's median load ratio, its rounds' range as a bar."""
+    for position, rounds in enumerate(load_ratios.values()):
+        measured = _measured(rounds)
+        if not measured:
+            continue
+        median = statistics.median(measured)
+        axis.bar(
+            position,
+            median,
+            0.6,
+            yerr=[[median - min(measured)], [max(measured) - median]],
+            capsize=3,
+        )
+    axis.axhline(1.0, color="black", linewidth=0.8)
+    axis.set_xticks(range(len(load_ratios)))
+    axis.set_xticklabels(list(load_ratios), fontsize=7, rotation=15)
+    axis.set_title(f"req/s at {CALLERS[-1]} over {CALLERS[-2]} callers, paired by round")
+    axis.grid(axis="y", alpha=0.3)
 
 
 if __name__ == "__main__":
