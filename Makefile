@@ -10,10 +10,22 @@ endif
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# Which interpreter the virtualenv was made from (its path and version). When the choice
+# above changes (a pull of this Makefile, PYTHON=, an upgraded or removed interpreter),
+# the virtualenv is made again from the new one rather than kept on the old.
+INTERPRETER := $(VENV)/.interpreter
 
-.PHONY: run test unit lint bench cluster-up cluster-env cluster-down images clean
+.PHONY: run test unit lint bench cluster-up cluster-env cluster-down images clean FORCE
 
-$(STAMP): pyproject.toml
+$(INTERPRETER): FORCE
+	@chosen="$$($(PYTHON) -c 'import os, sys; print(os.path.realpath(sys.executable), sys.version.split()[0])')" \
+		&& [ -n "$$chosen" ] \
+		&& if [ "$$(cat $@ 2>/dev/null)" != "$$chosen" ]; then \
+			echo "making $(VENV) from $$chosen"; \
+			rm -rf $(VENV) && mkdir -p $(VENV) && echo "$$chosen" > $@; \
+		fi
+
+$(STAMP): pyproject.toml $(INTERPRETER)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
