@@ -406,7 +406,8 @@ def _plot_ratios(axis: Any, round_ratios: dict[str, dict[str, list[float | None]
 
 
 def _plot_load_ratios(axis: Any, load_ratios: dict[str, list[float | None]]) -> None:
-    """Each target's median load ratio, its rounds' range as a bar."""
+    """Each target's median load ratio, its rounds' range as a bar, in the target's
+    colour of the other panels (a target without a ratio leaves a gap, not a shift)."""
     for position, rounds in enumerate(load_ratios.values()):
         measured = _measured(rounds)
         if not measured:
@@ -418,6 +419,7 @@ def _plot_load_ratios(axis: Any, load_ratios: dict[str, list[float | None]]) -> 
             0.6,
             yerr=[[median - min(measured)], [max(measured) - median]],
             capsize=3,
+            color=f"C{position}",
         )
     axis.axhline(1.0, color="black", linewidth=0.8)
     axis.set_xticks(range(len(load_ratios)))
