@@ -21,7 +21,7 @@ $(INTERPRETER): FORCE
 	@chosen="$$($(PYTHON) -c 'import os, sys; print(os.path.realpath(sys.executable), sys.version.split()[0])')" \
 		&& [ -n "$$chosen" ] \
 		&& if [ "$$(cat $@ 2>/dev/null)" != "$$chosen" ]; then \
-			echo "making $(VENV) from $$chosen"; \
+			echo "making $(VENV) from $$chosen" >&2; \
 			rm -rf $(VENV) && mkdir -p $(VENV) && echo "$$chosen" > $@; \
 		fi
 
