@@ -192,6 +192,10 @@ class LocalProcessBackend:
         self._admitting = False
         self._failures: dict[Target, _Failures] = {}
         self._listeners: list[Callable[[Target], None]] = []
+        # The ready endpoints of targets that have some, as the invoke path asks for them
+        # two or three times an invocation: dropped by ``_changed``, which every change of
+        # them goes through (the listeners rely on that too).
+        self._ready_endpoints: dict[Target, tuple[Endpoint, ...]] = {}
         # The package each version runs now, once ``follow`` is given the catalog.
         self._running: dict[Target, str] = {}
         # Each function's idle timeout, from the catalog too: its instances stop the
@@ -320,8 +324,13 @@ class LocalProcessBackend:
 
         return catalog.subscribe(on_catalog)
 
-    def endpoints(self, target: Target) -> list[Endpoint]:
-        return [p.endpoint for p in self._ready(target) if p.endpoint is not None]
+    def endpoints(self, target: Target) -> Sequence[Endpoint]:
+        found = self._ready_endpoints.get(target)
+        if found is None:
+            found = tuple(p.endpoint for p in self._ready(target) if p.endpoint is not None)
+            if found:
+                self._ready_endpoints[target] = found
+        return found
 
     def ready_instances(self, target: Target) -> int:
         """Ready execution environments: an agent hosting several counts each."""
@@ -881,6 +890,7 @@ class LocalProcessBackend:
             self._metrics.failed(target, reason=exc.reason)
 
     def _changed(self, target: Target) -> None:
+        self._ready_endpoints.pop(target, None)
         if self._metrics is not None:
             self._metrics.ready_count(target, self.ready_instances(target))
         for listener in list(self._listeners):

@@ -192,8 +192,12 @@ class Activator:
         queue.arm(deadline)
         self._report(target)
         self._signals.poke(target)
-        # A free slot may exist that the waiters ahead excluded: hand it over now.
-        self.capacity_changed(target)
+        if queue.waiters[0].exclude:
+            # A free slot may exist that the waiters ahead excluded: hand it over now.
+            # Behind a waiter that excludes nothing there is none (it would have been
+            # handed one), and alone in the queue this waiter just found none itself, so
+            # under sustained load, where most requests wait, the pass is skipped.
+            self.capacity_changed(target)
         try:
             endpoint = await waiter.future
         except BaseException as exc:

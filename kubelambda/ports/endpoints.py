@@ -7,7 +7,7 @@ backend (in the same process) and, in Kubernetes mode, the version's EndpointSli
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -38,7 +38,7 @@ class Endpoint:
 
 
 class EndpointSource(Protocol):
-    def endpoints(self, target: Target) -> list[Endpoint]:
+    def endpoints(self, target: Target) -> Sequence[Endpoint]:
         """The ready endpoints of ``target``; an instance leaves before it drains."""
         ...
 

@@ -57,7 +57,7 @@ async def test_scales_zero_to_two_and_back_to_zero(
     assert endpoint.concurrency == 2
     assert [a.status_code for a in answers] == [200, 200]
     assert len({a.json()["pid"] for a in answers}) == 2
-    assert left_at_once == []
+    assert left_at_once == ()
 
 
 async def test_endpoint_appears_only_once_the_handler_is_initialised(
@@ -198,7 +198,7 @@ async def test_an_agent_exiting_during_init_is_a_start_failure(
 
     assert failure is not None
     assert "before it was ready" in failure.reason
-    assert backend.endpoints(target) == []
+    assert backend.endpoints(target) == ()
 
 
 async def test_failing_starts_back_off_before_the_next_try(

@@ -63,7 +63,7 @@ async def test_a_scale_up_fills_the_running_agent_before_it_starts_another(
     answers = await asyncio.gather(*(invoke(first, {"sleep": 0.3}) for _ in range(3)))
     await scaled(backend, version, 5, until)
 
-    assert grown_at_once == [dataclasses.replace(first, concurrency=3)]
+    assert grown_at_once == (dataclasses.replace(first, concurrency=3),)
     # Three environments, three runtimes, one agent.
     assert [a.status_code for a in answers] == [200] * 3
     assert len({a.json()["pid"] for a in answers}) == 3
@@ -118,7 +118,7 @@ async def test_a_scale_down_stops_the_newest_agent_then_shrinks_the_next(
 
     assert left == [dataclasses.replace(oldest, concurrency=2)]
     assert answer.status_code == 200
-    assert backend.endpoints(target) == []
+    assert backend.endpoints(target) == ()
 
 
 async def test_provisioned_environments_keep_an_agent_each(
@@ -194,7 +194,7 @@ async def test_an_agent_killed_takes_every_environment_it_hosts_and_they_come_ba
     killed = agent_pid(pids_of(version.function_name))
 
     os.kill(killed, signal.SIGKILL)
-    await until(lambda: backend.endpoints(target) == [])
+    await until(lambda: backend.endpoints(target) == ())
     # Its runtimes die with it: nothing of the function is left running.
     await until(lambda: not pids_of(version.function_name))
     await scaled(backend, version, environments, until, concurrency=concurrency)

@@ -166,7 +166,7 @@ async def test_an_instance_of_a_package_that_cannot_unpack_fails_permanently(
     assert failure is not None
     assert failure.retriable is False
     assert "outside the package" in failure.reason
-    assert backend.endpoints(version.target) == []
+    assert backend.endpoints(version.target) == ()
 
 
 async def test_discard_removes_the_unpacked_directory(
@@ -229,7 +229,7 @@ async def test_once_a_new_package_is_published_no_endpoint_runs_the_old_one(
     # The update settles: the store publishes it before anyone is told it is Successful.
     catalog.publish(Catalog(versions={old.target: settled}))
 
-    assert backend.endpoints(old.target) == []
+    assert backend.endpoints(old.target) == ()
     assert backend.ready_instances(old.target) == 0
     assert changed == [old.target]
     await backend.scale(settled, replicas=1, concurrency=1)

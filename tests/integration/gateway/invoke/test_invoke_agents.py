@@ -200,7 +200,7 @@ async def test_busy_instance_is_retried_until_it_is_free(
         assert (await occupied).status_code == 200
     assert response.status_code == 200
     assert response.json() == {"slept": 0}
-    assert platform.backend.endpoints(factories.target("sleep")) == [instance]
+    assert platform.backend.endpoints(factories.target("sleep")) == (instance,)
     assert any(r.message.startswith("instance busy") for r in caplog.records)
 
 
@@ -210,5 +210,5 @@ async def test_a_request_without_credentials_never_reaches_an_instance(
     async with httpx.AsyncClient(timeout=30.0) as client:
         response = await client.post(platform.invoke_url("echo"), content=b"{}")
     assert response.status_code == 403
-    assert platform.backend.endpoints(factories.target("echo")) == []
+    assert platform.backend.endpoints(factories.target("echo")) == ()
     assert platform.scaler.pokes == 0
