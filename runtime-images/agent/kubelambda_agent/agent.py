@@ -9,13 +9,14 @@ concurrency above one starts its other runtimes later: ``slot``).
 
 After a burst, the runtimes it started stay until the function's idle timeout
 (``runtime_idle_seconds``) has passed without an invocation for them; then they are
-stopped, the first one excepted (the instance's own idle timeout is the autoscaler's
-business), so an instance of concurrency 16 that served a burst does not hold sixteen
-processes' memory for the trickle after it. Invocations take the first idle runtime in
-slot order, which leaves the surplus idle. Provisioned instances keep every runtime:
-they were initialised ahead for their whole concurrency. The runtime zygote (which forks
-the runtimes started after the first, ``runtime_zygote``) is stopped after the same time
-without a fork, and started again by the next runtime needed.
+stopped, all but the last one running (the instance's own idle timeout is the
+autoscaler's business), so an instance of concurrency 16 that served a burst does not
+hold sixteen processes' memory for the trickle after it. Invocations take the runtime
+that finished last (``slot.IdleSlots``), which leaves the surplus idle. Provisioned
+instances keep every runtime: they were initialised ahead for their whole concurrency.
+The runtime zygote (which forks the runtimes started after the first,
+``runtime_zygote``) is stopped after the same time without a fork, and started again by
+the next runtime needed.
 
 An agent of the embedded platform may host several execution environments of its
 function, ``environment_concurrency`` slots each (one slot each: with a ``TMPDIR`` of its
@@ -45,7 +46,7 @@ from kubelambda_agent.http_server import HttpProtocol
 from kubelambda_agent.invoke_endpoint import InvokeEndpoint
 from kubelambda_agent.log_file import LogFile
 from kubelambda_agent.runtime_zygote import RuntimeZygote
-from kubelambda_agent.slot import Slot, SlotState
+from kubelambda_agent.slot import RUNNING_STATES, IdleSlots, Slot, SlotState
 
 __all__ = ["run"]
 
@@ -105,6 +106,7 @@ async def _serve(
         if config.runtime in PYTHON_RUNTIMES and sys.platform.startswith("linux")
         else None
     )
+    idle_slots = IdleSlots(len(api_listeners))
     slots = [
         Slot(
             index=index,
@@ -113,6 +115,7 @@ async def _serve(
             listener=listener,
             first_runtime=first,
             log_sink=log_file.write,
+            idle_slots=idle_slots,
             zygote=zygote,
         )
         for index, (environ, listener, first) in enumerate(
@@ -120,7 +123,10 @@ async def _serve(
         )
     ]
     endpoint = InvokeEndpoint(
-        slots, token=config.invoke_token, slots_per_environment=config.slots_per_environment
+        slots,
+        idle_slots=idle_slots,
+        token=config.invoke_token,
+        slots_per_environment=config.slots_per_environment,
     )
     connections: set[HttpProtocol] = set()
     server = await loop.create_server(
@@ -150,7 +156,7 @@ async def _serve(
         None
         if config.initialized_ahead or (len(slots) == 1 and zygote is None)
         else asyncio.ensure_future(
-            _retire_idle_runtimes(slots[1:], zygote, config.runtime_idle_seconds)
+            _retire_idle_runtimes(slots, zygote, config.runtime_idle_seconds)
         )
     )
     await asyncio.wait((settled, stop_wait), return_when=asyncio.FIRST_COMPLETED)
@@ -195,14 +201,22 @@ async def _serve(
 async def _retire_idle_runtimes(
     slots: Sequence[Slot], zygote: RuntimeZygote | None, idle_seconds: float
 ) -> None:
-    """Stop the runtimes of ``slots`` idle for ``idle_seconds`` or more, for good, and
-    the zygote when it forked none for as long."""
+    """Stop the runtimes of ``slots`` idle for ``idle_seconds`` or more, for good, but
+    the last one running: when every runtime idled that long, the one that served last
+    stays. Also the zygote, when it forked none for as long."""
     while True:
         await asyncio.sleep(min(idle_seconds, _RETIRE_CHECK_SECONDS))
         now = time.monotonic()
-        for slot in slots:
-            if slot.state is SlotState.IDLE and now - slot.idle_since >= idle_seconds:
-                slot.retire()
+        running = [slot for slot in slots if slot.state in RUNNING_STATES]
+        stale = [
+            slot
+            for slot in running
+            if slot.state is SlotState.IDLE and now - slot.idle_since >= idle_seconds
+        ]
+        if stale and len(stale) == len(running):
+            stale.remove(max(stale, key=lambda slot: slot.idle_since))
+        for slot in stale:
+            slot.retire()
         if zygote is not None and zygote.ready and now - zygote.used_at >= idle_seconds:
             zygote.close()
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from kubelambda_agent import invoke_token, protocol
 from kubelambda_agent.http_server import Request, Responder
 from kubelambda_agent.invocation import Invocation, Outcome
-from kubelambda_agent.slot import Slot, SlotState
+from kubelambda_agent.slot import RUNNING_STATES, IdleSlots, Slot, SlotState
 from kubelambda_agent.trace_ids import TraceIds
 
 __all__ = ["InvokeEndpoint"]
@@ -37,17 +37,22 @@ _TRACE_ID = protocol.TRACE_ID.lower()
 _LOG_TYPE = protocol.LOG_TYPE.lower()
 _INVOKE_TOKEN = protocol.INVOKE_TOKEN.lower()
 
-# The states of a slot whose runtime exists (or is being started).
-_RUNNING = (SlotState.STARTING, SlotState.IDLE, SlotState.BUSY)
-
 _BUSY_BODY = _error("AgentBusy", "No idle runtime in this instance")
 _DRAINING_BODY = _error("AgentDraining", "This instance is shutting down")
 _FORBIDDEN_BODY = _error("AccessDenied", f"Missing or wrong {protocol.INVOKE_TOKEN}")
 
 
 class InvokeEndpoint:
-    def __init__(self, slots: Sequence[Slot], *, token: str, slots_per_environment: int) -> None:
+    def __init__(
+        self,
+        slots: Sequence[Slot],
+        *,
+        idle_slots: IdleSlots,
+        token: str,
+        slots_per_environment: int,
+    ) -> None:
         self._slots = slots
+        self._idle_slots = idle_slots
         self._slots_per_environment = slots_per_environment
         self._token = token
         self.ready = False
@@ -67,7 +72,7 @@ class InvokeEndpoint:
 
     def _shed(self) -> None:
         """Stop idle runtimes, the last slots' first, while more run than ``limit``."""
-        running = [s for s in self._slots if s.state in _RUNNING]
+        running = [s for s in self._slots if s.state in RUNNING_STATES]
         surplus = len(running) - self.limit
         for slot in reversed(running):
             if surplus <= 0:
@@ -107,7 +112,7 @@ class InvokeEndpoint:
             responder.respond(status, b"{}", (_JSON,))
             return
         started = sum(1 for slot in self._slots if slot.state is not SlotState.UNSTARTED)
-        running = sum(1 for slot in self._slots if slot.state in _RUNNING)
+        running = sum(1 for slot in self._slots if slot.state in RUNNING_STATES)
         idle_runtimes = sum(1 for slot in self._slots if slot.state is SlotState.IDLE)
         unstarted = len(self._slots) - started
         idle = min(
@@ -179,13 +184,17 @@ class InvokeEndpoint:
         )
 
     def _free_slot(self) -> Slot | None:
-        """A running runtime before one that would have to start, within ``limit``."""
+        """A running runtime before one that would have to start, within ``limit``: the
+        one that asked for its next event last, else one still to ask (it answered its
+        last invocation a moment ago, or has an init failure to report)."""
         if self._in_flight >= self.limit:
             return None
-        idle = next((s for s in self._slots if s.state is SlotState.IDLE), None)
+        idle = self._idle_slots.take() or next(
+            (s for s in self._slots if s.state is SlotState.IDLE), None
+        )
         if idle is not None:
             return idle
-        if sum(1 for s in self._slots if s.state in _RUNNING) >= self.limit:
+        if sum(1 for s in self._slots if s.state in RUNNING_STATES) >= self.limit:
             return None
         return next((s for s in self._slots if s.state is SlotState.UNSTARTED), None)
 

@@ -17,9 +17,12 @@ runtime and the others when an invocation finds no idle one, so its cold start i
 runtime's, not one per unit of concurrency. The invocation that starts a runtime waits
 for its init (the init's own limit, not the invocation's timeout, as on Lambda) and
 then runs there, or meets its init failure.
-An IDLE runtime may be retired (``retire``: the agent stops runtimes beyond the first
-that stayed idle past the function's idle timeout); its slot is UNSTARTED again, and
+An IDLE runtime may be retired (``retire``: the agent stops the runtimes that stayed
+idle past the function's idle timeout, all but one); its slot is UNSTARTED again, and
 when every slot is an environment of its own, the slot's directory is emptied.
+
+A runtime asking for its next event while IDLE goes on top of ``IdleSlots``, from which
+the invoke endpoint takes the latest: the runtime that finished last.
 
 An init failure (or an exit before the runtime served anything) is kept until an
 invocation meets it; that invocation gets the error and the runtime is respawned, so a
@@ -49,7 +52,7 @@ from kubelambda_agent.output import LineSplitter
 from kubelambda_agent.runtime_channel import ChannelProtocol
 from kubelambda_agent.runtime_zygote import RuntimeZygote
 
-__all__ = ["INIT_TIMEOUT_SECONDS", "Slot", "SlotState"]
+__all__ = ["INIT_TIMEOUT_SECONDS", "RUNNING_STATES", "IdleSlots", "Slot", "SlotState"]
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +75,50 @@ class SlotState(enum.Enum):
     STOPPED = "stopped"
 
 
+#: The states of a slot whose runtime exists (or is being started).
+RUNNING_STATES = frozenset({SlotState.STARTING, SlotState.IDLE, SlotState.BUSY})
+
+
+class IdleSlots:
+    """The slots whose runtime waits for its next event, the one that asked last on top.
+
+    The invoke endpoint takes from the top: the runtime that finished last, whose memory
+    the CPU's caches still hold. Taking the first idle slot in slot order instead
+    spread a load over every runtime it had ever needed (64 callers on 2 cores: 24
+    runtimes sharing the invocations, a quarter more CPU per invocation in them than the
+    8 that 16 callers kept busy), and a runtime a burst left behind stays idle until it
+    is retired. A slot that leaves IDLE by another way than ``take`` (retired, its
+    runtime gone) leaves a stale entry, which ``take`` skips.
+    """
+
+    def __init__(self, slots: int) -> None:
+        self._stack: list[Slot] = []
+        # Stale entries are dropped once they could outnumber the slots.
+        self._bound = 2 * slots
+
+    def push(self, slot: Slot) -> None:
+        self._stack.append(slot)
+        if len(self._stack) > self._bound:
+            self._compact()
+
+    def take(self) -> Slot | None:
+        """The IDLE slot that asked for an event last, off the stack; ``None`` if none."""
+        stack = self._stack
+        while stack:
+            slot = stack.pop()
+            if slot.state is SlotState.IDLE and slot.parked:
+                return slot
+        return None
+
+    def _compact(self) -> None:
+        kept: list[Slot] = []
+        for slot in reversed(self._stack):
+            if slot.state is SlotState.IDLE and slot.parked and slot not in kept:
+                kept.append(slot)
+        kept.reverse()
+        self._stack = kept
+
+
 class Slot:
     def __init__(
         self,
@@ -82,9 +129,11 @@ class Slot:
         listener: socket.socket,
         first_runtime: process.RuntimeProcess | process.SpawnError | None,
         log_sink: Callable[[bytes], None],
+        idle_slots: IdleSlots,
         zygote: RuntimeZygote | None = None,
     ) -> None:
         self.index = index
+        self._idle_slots = idle_slots
         self._config = config
         self._environ = environ
         self._zygote = zygote
@@ -344,6 +393,13 @@ class Slot:
             self._become_idle()
         self._parked = responder
         self._deliver()
+        if self.state is SlotState.IDLE:
+            self._idle_slots.push(self)
+
+    @property
+    def parked(self) -> bool:
+        """Its runtime waits for its next event: one handed over now starts at once."""
+        return self._parked is not None
 
     def invocation_answered(
         self,

@@ -219,29 +219,45 @@ async def test_sigterm_lets_an_invocation_waiting_for_its_runtime_run_first(
     assert agent.process.wait(timeout=10) == 0
 
 
-async def test_runtimes_beyond_the_first_stop_after_the_idle_timeout_and_start_again(
+async def test_an_invocation_takes_the_runtime_that_finished_last(
+    start_agent: StartAgent, echo_function: dict[str, str]
+) -> None:
+    agent = start_agent(echo_function, concurrency=3, timeout=10)
+
+    async with async_client(agent) as client:
+        burst = await _staggered_burst(client, [0.3, 0.8, 1.4])
+        quick = {"action": "sleep", "seconds": 0}
+        after = [await invoke_async(client, f"n{i}", quick) for i in range(2)]
+
+    pids = [r.json()["pid"] for r in burst]
+    assert len(set(pids)) == 3
+    # Not the first slot's runtime, which finished first: the last one's, warm.
+    assert [r.json()["pid"] for r in after] == [pids[-1]] * 2
+
+
+async def test_runtimes_idle_past_the_timeout_stop_but_the_last_one_and_start_again(
     start_agent: StartAgent, echo_function: dict[str, str]
 ) -> None:
     agent = start_agent(
         echo_function, concurrency=3, timeout=10, env={RUNTIME_IDLE_VARIABLE: "0.5"}
     )
-    (first,) = _runtime_processes(agent)
     sleep = {"action": "sleep", "seconds": 0.3}
 
     async with async_client(agent) as client:
-        burst = await asyncio.gather(*(invoke_async(client, f"r{i}", sleep) for i in range(3)))
+        burst = await _staggered_burst(client, [0.3, 0.5, 0.8])
+        last = burst[-1].json()["pid"]
         assert len({r.json()["pid"] for r in burst}) == 3
         await _wait_for_started(client, 1)
         kept = await _runtime_processes_settled(agent, 1)
         again = await asyncio.gather(*(invoke_async(client, f"s{i}", sleep) for i in range(2)))
 
-    assert kept == {first}
+    assert kept == {last}
     by_pid = {r.json()["pid"]: r for r in again}
-    assert first in by_pid
-    (fresh,) = set(by_pid) - {first}
+    assert last in by_pid
+    (fresh,) = set(by_pid) - {last}
     # The retired slot starts a new runtime: a cold start, reported as one.
     assert "Kubelambda-Init-Duration-Ms" in by_pid[fresh].headers
-    assert "Kubelambda-Init-Duration-Ms" not in by_pid[first].headers
+    assert "Kubelambda-Init-Duration-Ms" not in by_pid[last].headers
 
 
 async def test_a_busy_runtime_is_not_stopped_however_long_its_invocation_runs(
@@ -336,8 +352,11 @@ async def test_a_retired_environment_comes_back_with_an_empty_directory(
 
     retired_pid = {r.json()["pid"] for r in burst} - {r.json()["pid"] for r in again}
     assert len(retired_pid) == 1
+    (retired,) = (r.json() for r in burst if r.json()["pid"] in retired_pid)
     fresh = next(r.json() for r in again if "Kubelambda-Init-Duration-Ms" in r.headers)
-    assert fresh["tmpdir"] == str(private / "environment-1")
+    # The retired runtime's environment, emptied: the other one ran last and stayed.
+    assert fresh["tmpdir"] == retired["tmpdir"]
+    assert fresh["tmpdir"] in {str(private / "environment-0"), str(private / "environment-1")}
     assert fresh["files"] == [str(fresh["pid"])]
 
 
@@ -495,6 +514,18 @@ async def _occupy_first_runtime(client: httpx.AsyncClient) -> asyncio.Task[httpx
     busy = asyncio.create_task(invoke_async(client, "busy", {"seconds": 0.5}))
     await _wait_for_idle(client, 1)
     return busy
+
+
+async def _staggered_burst(client: httpx.AsyncClient, seconds: list[float]) -> list[httpx.Response]:
+    """Invocations sleeping ``seconds``, sent 50 ms apart so that they take the slots in
+    that order (each after the first starts a runtime: the first sleeps past the last
+    send) and end in that order."""
+    sent = []
+    for index, duration in enumerate(seconds):
+        event = {"action": "sleep", "seconds": duration}
+        sent.append(asyncio.create_task(invoke_async(client, f"b{index}", event)))
+        await asyncio.sleep(0.05)
+    return list(await asyncio.gather(*sent))
 
 
 async def _wait_for_started(client: httpx.AsyncClient, started: int) -> None:
