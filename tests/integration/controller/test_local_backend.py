@@ -75,7 +75,7 @@ async def test_endpoint_appears_only_once_the_handler_is_initialised(
     waited = time.monotonic() - started
     answer = await invoke(backend.endpoints(target)[0], {})
 
-    assert right_after_scale == []
+    assert right_after_scale == ()
     assert waited >= 1.0
     assert (changes, answer.status_code) == ([1], 200)
 
@@ -100,7 +100,7 @@ async def test_scale_down_lets_an_in_flight_invocation_finish(
     answer = await busy
     await until(lambda: not pids_of(version.function_name))
 
-    assert (endpoints_while_draining, alive_while_draining) == ([], True)
+    assert (endpoints_while_draining, alive_while_draining) == ((), True)
     assert (answer.status_code, answer.json()["function"]) == (200, version.function_name)
 
 
@@ -183,7 +183,7 @@ async def test_an_instance_not_ready_in_time_is_killed_and_counted(
     assert failure is not None
     assert (failure.consecutive, failure.retriable) == (1, True)
     assert "not ready within 1 s" in failure.reason
-    assert (backend.endpoints(target), left) == ([], [])
+    assert (backend.endpoints(target), left) == ((), [])
 
 
 async def test_an_agent_exiting_during_init_is_a_start_failure(

@@ -116,7 +116,7 @@ async def test_a_scale_down_stops_the_newest_agent_then_shrinks_the_next(
     await backend.scale(version, replicas=0, concurrency=1)
     await until(lambda: not pids_of(version.function_name))
 
-    assert left == [dataclasses.replace(oldest, concurrency=2)]
+    assert left == (dataclasses.replace(oldest, concurrency=2),)
     assert answer.status_code == 200
     assert backend.endpoints(target) == ()
 
