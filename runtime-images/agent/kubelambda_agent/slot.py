@@ -83,12 +83,12 @@ class IdleSlots:
     """The slots whose runtime waits for its next event, the one that asked last on top.
 
     The invoke endpoint takes from the top: the runtime that finished last, whose memory
-    the CPU's caches still hold. Taking the first idle slot in slot order instead
-    spread a load over every runtime it had ever needed (64 callers on 2 cores: 24
-    runtimes sharing the invocations, a quarter more CPU per invocation in them than the
-    8 that 16 callers kept busy), and a runtime a burst left behind stays idle until it
-    is retired. A slot that leaves IDLE by another way than ``take`` (retired, its
-    runtime gone) leaves a stale entry, which ``take`` skips.
+    the CPU's caches still hold, where the first idle slot in slot order had often been
+    idle longer (64 callers on 2 cores keep 24 runtimes in use: 2-10 us less CPU per
+    invocation in them this way, 6% more invocations a second, measured paired against
+    the first idle). Runtimes that no peak of load reaches sink to the bottom and stay
+    idle until they are retired. A slot that leaves IDLE by another way than ``take``
+    (retired, its runtime gone) leaves a stale entry, which ``take`` skips.
     """
 
     def __init__(self, slots: int) -> None:
