@@ -96,6 +96,10 @@ class IdleSlots:
         # Stale entries are dropped once they could outnumber the slots.
         self._bound = 2 * slots
 
+    def __len__(self) -> int:
+        """Entries held, stale ones included: at most twice the slots."""
+        return len(self._stack)
+
     def push(self, slot: Slot) -> None:
         self._stack.append(slot)
         if len(self._stack) > self._bound:
