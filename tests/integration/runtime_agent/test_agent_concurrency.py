@@ -235,6 +235,27 @@ async def test_an_invocation_takes_the_runtime_that_finished_last(
     assert [r.json()["pid"] for r in after] == [pids[-1]] * 2
 
 
+async def test_the_warmest_runtime_killed_while_it_waits_loses_no_invocation(
+    start_agent: StartAgent, echo_function: dict[str, str]
+) -> None:
+    agent = start_agent(echo_function, concurrency=3, timeout=10)
+
+    async with async_client(agent) as client:
+        burst = await _staggered_burst(client, [0.3, 0.8, 1.4])
+        warmest = burst[-1].json()["pid"]
+        os.kill(warmest, signal.SIGKILL)
+        for _ in range(500):
+            if warmest not in _runtime_processes(agent):
+                break
+            await asyncio.sleep(0.01)
+        quick = {"action": "sleep", "seconds": 0}
+        after = await asyncio.gather(*(invoke_async(client, f"k{i}", quick) for i in range(3)))
+
+    assert [r.status_code for r in after] == [200] * 3
+    assert not any("Kubelambda-Function-Error" in r.headers for r in after)
+    assert warmest not in {r.json()["pid"] for r in after}
+
+
 async def test_runtimes_idle_past_the_timeout_stop_but_the_last_one_and_start_again(
     start_agent: StartAgent, echo_function: dict[str, str]
 ) -> None:
