@@ -110,17 +110,18 @@ class IdleSlots:
         stack = self._stack
         while stack:
             slot = stack.pop()
-            if slot.state is SlotState.IDLE and slot.parked:
+            if _waits_for_event(slot):
                 return slot
         return None
 
     def _compact(self) -> None:
-        kept: list[Slot] = []
-        for slot in reversed(self._stack):
-            if slot.state is SlotState.IDLE and slot.parked and slot not in kept:
-                kept.append(slot)
-        kept.reverse()
-        self._stack = kept
+        # The latest entry of each waiting slot, in stack order.
+        latest = {slot: None for slot in reversed(self._stack) if _waits_for_event(slot)}
+        self._stack = list(reversed(latest))
+
+
+def _waits_for_event(slot: Slot) -> bool:
+    return slot.state is SlotState.IDLE and slot.parked
 
 
 class Slot:

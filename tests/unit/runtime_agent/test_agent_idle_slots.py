@@ -9,9 +9,9 @@ from typing import cast
 from kubelambda_agent.slot import IdleSlots, Slot, SlotState
 
 
-@dataclass
+@dataclass(eq=False)
 class _Slot:
-    """What ``IdleSlots`` reads of a slot."""
+    """What ``IdleSlots`` reads of a slot; hashed by identity, as a slot is."""
 
     name: str
     state: SlotState = SlotState.IDLE
