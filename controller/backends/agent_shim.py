@@ -74,6 +74,18 @@ def main() -> int:
     return agent_main.main(prestarted)
 
 
+def yield_to_the_gateway() -> None:
+    """Run as ``SCHED_BATCH`` from now on, and so do the runtimes this agent starts (the
+    policy is inherited across fork and exec): the same share of the CPU, but a wake-up
+    no longer preempts the process running. In embedded mode the gateway shares the
+    host's cores with every instance and is the busiest process on them; each wake-up of
+    an agent or a runtime used to interrupt it between two requests of a batch. Paired on
+    one platform, 2 cores (issue 11): the gateway was preempted 0.43 times a request at 64
+    callers, 0.34 with this, and served 13% more invocations a second at 64 callers and
+    7% more at 16 (instance concurrency 1; 5% at both with 16)."""
+    os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+
+
 def become(*, uid: int, gid: int) -> None:
     """Run as ``uid``/``gid`` from now on, real, effective and saved alike (no way back),
     in no supplementary group. The kernel also makes the process non-dumpable, which
@@ -84,6 +96,7 @@ def become(*, uid: int, gid: int) -> None:
 
 
 if __name__ == "__main__":
+    yield_to_the_gateway()
     if sys.argv[1:] == ["--zygote"]:
         from controller.backends import agent_zygote
 
