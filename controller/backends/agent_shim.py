@@ -75,14 +75,14 @@ def main() -> int:
 
 
 def yield_to_the_gateway() -> None:
-    """Run as ``SCHED_BATCH`` from now on, and so do the runtimes this agent starts (the
-    policy is inherited across fork and exec): the same share of the CPU, but a wake-up
+    """Run as ``SCHED_BATCH`` from now on, as the runtimes already do
+    (``kubelambda_agent.process.runtime_setup``): the same share of the CPU, but a wake-up
     no longer preempts the process running. In embedded mode the gateway shares the
-    host's cores with every instance and is the busiest process on them; each wake-up of
-    an agent or a runtime used to interrupt it between two requests of a batch. Paired on
-    one platform, 2 cores (issue 11): the gateway was preempted 0.43 times a request at 64
-    callers, 0.34 with this, and served 13% more invocations a second at 64 callers and
-    7% more at 16 (instance concurrency 1; 5% at both with 16)."""
+    host's cores with every instance and is the busiest process on them; an agent woken by
+    a runtime's answer used to interrupt it between two requests of a batch (issue 11: the
+    gateway was preempted 0.4-0.7 times a request at 64 callers on 2 cores). The paired
+    gain measured so far switched agents and runtimes together; the agents' own part is
+    not measured apart yet."""
     os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
 
 
