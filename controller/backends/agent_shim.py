@@ -74,18 +74,6 @@ def main() -> int:
     return agent_main.main(prestarted)
 
 
-def yield_to_the_gateway() -> None:
-    """Run as ``SCHED_BATCH`` from now on, as the runtimes already do
-    (``kubelambda_agent.process.runtime_setup``): the same share of the CPU, but a wake-up
-    no longer preempts the process running. In embedded mode the gateway shares the
-    host's cores with every instance and is the busiest process on them; an agent woken by
-    a runtime's answer used to interrupt it between two requests of a batch (issue 11: the
-    gateway was preempted 0.4-0.7 times a request at 64 callers on 2 cores). The paired
-    gain measured so far switched agents and runtimes together; the agents' own part is
-    not measured apart yet."""
-    os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
-
-
 def become(*, uid: int, gid: int) -> None:
     """Run as ``uid``/``gid`` from now on, real, effective and saved alike (no way back),
     in no supplementary group. The kernel also makes the process non-dumpable, which
@@ -96,7 +84,6 @@ def become(*, uid: int, gid: int) -> None:
 
 
 if __name__ == "__main__":
-    yield_to_the_gateway()
     if sys.argv[1:] == ["--zygote"]:
         from controller.backends import agent_zygote
 

@@ -289,31 +289,6 @@ async def test_a_spare_agent_is_kept_and_taken_by_the_next_start(
     assert answer.json()["function"] == second.function_name
 
 
-async def test_agents_and_runtimes_run_as_batch_so_their_wake_ups_do_not_preempt(
-    backend: LocalProcessBackend,
-    make_version: MakeVersion,
-    until: Until,
-    pids_of: PidsOf,
-    agents_of_this_process: Callable[[], list[int]],
-    invoke: Invoke,
-) -> None:
-    version = make_version()
-    await backend.scale(version, replicas=1, concurrency=2)
-    await until(lambda: bool(backend.endpoints(version.target)))
-    endpoint = backend.endpoints(version.target)[0]
-    # Two at once: the second runtime is forked by the agent's runtime zygote.
-    answers = await asyncio.gather(invoke(endpoint, {"sleep": 0.3}), invoke(endpoint, {}))
-    function_processes = pids_of(version.function_name)
-
-    assert [a.status_code for a in answers] == [200, 200]
-    assert runtimes(function_processes) == 2
-    # The instance's agent and runtimes, and the spare agents waiting for the next start.
-    for pid in {*function_processes, *agents_of_this_process()}:
-        assert os.sched_getscheduler(pid) == os.SCHED_BATCH, pid
-    # The gateway's process (this one here) keeps the default policy.
-    assert os.sched_getscheduler(0) == os.SCHED_OTHER
-
-
 async def test_an_instance_log_is_rotated_at_its_bound(
     new_backend: NewBackend,
     make_version: MakeVersion,
