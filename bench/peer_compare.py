@@ -23,6 +23,14 @@ paired the same way: each round's slice at 64 callers over its slice at 16, per 
 (does throughput hold as callers grow), from slices a few seconds apart rather than the
 minutes between two blocks of one concurrency.
 
+Each measured slice follows an unmeasured lead-in of ``--lead-in`` seconds (2 by default)
+at the same URL and callers: the slice before it drove the other target, whose processes
+then held the caches, and the first seconds after it are at times slower (in one slice
+of three or four, at 16 and 64 callers alike: the first second up to a quarter below the
+later ones, most often back within two seconds, once only after five). Without it that
+recovery falls at random into either slice of a pair and widens the ratios' spread; the
+figures are of the warm steady state.
+
 It prints JSON (per target and callers: req/s, p50, p99, non-2xx answers, as the median
 over rounds, and the slices in which nothing was answered, for which wrk counts no error;
 kubelambda's CPU time per request split into gateway, agents and runtimes; and the paired
@@ -36,6 +44,7 @@ http mode → a raw-ASGI uvicorn echo, built outside this repository).
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import datetime
 import io
@@ -62,6 +71,8 @@ CALLERS = (1, 16, 64)
 PAYLOAD = (
     '{"id":12345,"name":"benchmark","payload":"abcdefghijklmnopqrstuvwxyzabcdefghijklmn","ok":1}'
 )
+# The platform's processes by what they do; CPU per request is reported for each.
+ROLES = ("gateway", "agents", "runtimes")
 # name → instance concurrency (the tag); 1 is Lambda's default.
 FUNCTIONS = {"echo": 1, "echo-c16": 16}
 # wrk's Lua hooks: the request, and one JSON line of the slice's figures at the end.
@@ -105,6 +116,12 @@ def main() -> int:
     parser.add_argument("--peer", help="a URL that echoes a POSTed body (e.g. OpenFaaS)")
     parser.add_argument("--seconds", type=float, default=5.0, help="length of each slice")
     parser.add_argument("--rounds", type=int, default=2, help="slices per target and callers")
+    parser.add_argument(
+        "--lead-in",
+        type=float,
+        default=2.0,
+        help="unmeasured seconds of the same load before each slice (0: none)",
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -115,7 +132,12 @@ def main() -> int:
         _platform(Path(scratch)) as platform,
     ):
         results, round_ratios, load_ratios = _measure(
-            platform, Path(scratch), peer=args.peer, seconds=args.seconds, rounds=args.rounds
+            platform,
+            Path(scratch),
+            peer=args.peer,
+            seconds=args.seconds,
+            rounds=args.rounds,
+            lead_in=args.lead_in,
         )
     report = {
         "benchmark": "peer_compare",
@@ -123,6 +145,7 @@ def main() -> int:
         "host": {"cpus": os.cpu_count(), "load_generator": "wrk -t1"},
         "peer": args.peer,
         "seconds_per_slice": args.seconds,
+        "lead_in_seconds": args.lead_in,
         "rounds": args.rounds,
         "results": results,
         "ratios": {
@@ -176,7 +199,13 @@ def _create_functions(client: Any) -> None:
 
 
 def _measure(
-    platform: Platform, scratch: Path, *, peer: str | None, seconds: float, rounds: int
+    platform: Platform,
+    scratch: Path,
+    *,
+    peer: str | None,
+    seconds: float,
+    rounds: int,
+    lead_in: float,
 ) -> tuple[
     dict[str, dict[str, dict[str, float]]],
     dict[str, dict[str, list[float | None]]],
@@ -214,6 +243,8 @@ def _measure(
                 for target, (target_url, script, owner) in (
                     order if round_index % 2 == 0 else reversed(order)
                 ):
+                    if lead_in > 0:
+                        _wrk(target_url, script, callers=callers, seconds=lead_in, owner=None)
                     runs[target][callers].append(
                         _wrk(target_url, script, callers=callers, seconds=seconds, owner=owner)
                     )
@@ -239,14 +270,14 @@ def _script(scratch: Path, auth: str) -> Path:
 
 def _wrk(url: str, script: Path, *, callers: int, seconds: float, owner: Platform | None) -> Slice:
     """One slice; with ``owner``, also the platform's CPU time per request by role."""
-    before = _cpu_seconds(owner.process.pid) if owner else {}
+    before = _processes(owner.process.pid) if owner else {}
     done = subprocess.run(
         ["wrk", "-t1", f"-c{callers}", f"-d{seconds:g}s", "--latency", "-s", str(script), url],
         capture_output=True,
         text=True,
         check=True,
     )
-    after = _cpu_seconds(owner.process.pid) if owner else {}
+    after = _processes(owner.process.pid) if owner else {}
     line = next(x for x in done.stdout.splitlines() if x.startswith("WRK "))
     figures = json.loads(line.removeprefix("WRK "))
     if not figures["requests"]:
@@ -255,7 +286,10 @@ def _wrk(url: str, script: Path, *, callers: int, seconds: float, owner: Platfor
             file=sys.stderr,
         )
     requests = max(1, figures["requests"])
-    cpu = {role: round((after[role] - before.get(role, 0.0)) / requests * 1e6, 1) for role in after}
+    cpu = {
+        role: round(seconds / requests * 1e6, 1)
+        for role, seconds in _cpu_growth(before, after).items()
+    }
     return Slice(
         rps=figures["requests"] / figures["seconds"],
         p50_ms=figures["p50_ms"],
@@ -265,13 +299,21 @@ def _wrk(url: str, script: Path, *, callers: int, seconds: float, owner: Platfor
     )
 
 
-def _cpu_seconds(root: int) -> dict[str, float]:
-    """CPU seconds so far of the platform process and its descendants, by role. An
-    instance that exited in between is missing from ``after``: its share is lost, which
-    only under-counts (warm slices start none)."""
+@dataclass(frozen=True, slots=True)
+class _Process:
+    """One of the platform's processes at one moment, its CPU times in seconds."""
+
+    parent: int
+    role: str
+    own: float
+    reaped: float  # of the children it has waited for (cutime, cstime)
+
+
+def _processes(root: int) -> dict[int, _Process]:
+    """The platform process and its descendants, by pid."""
     tick = os.sysconf("SC_CLK_TCK")
     children: dict[int, list[int]] = {}
-    stats: dict[int, tuple[str, float]] = {}
+    stats: dict[int, tuple[str, list[str]]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -282,22 +324,56 @@ def _cpu_seconds(root: int) -> dict[str, float]:
             continue
         fields = raw.rsplit(")", 1)[1].split()
         children.setdefault(int(fields[1]), []).append(int(entry))
-        stats[int(entry)] = (command, (int(fields[11]) + int(fields[12])) / tick)
-    totals = {"gateway": 0.0, "agents": 0.0, "runtimes": 0.0}
+        stats[int(entry)] = (command, fields)
+    processes: dict[int, _Process] = {}
     pending = [root]
     while pending:
         pid = pending.pop()
         pending.extend(children.get(pid, ()))
-        command, cpu = stats.get(pid, ("", 0.0))
-        if pid == root:
-            totals["gateway"] += cpu
-        elif "python_bootstrap" in command:
-            totals["runtimes"] += cpu
-        elif "agent_shim" in command or "kubelambda_agent" in command:
-            totals["agents"] += cpu
-        else:
-            totals["runtimes"] += cpu  # a custom runtime's own process
-    return totals
+        if pid not in stats:
+            continue
+        command, fields = stats[pid]
+        processes[pid] = _Process(
+            parent=int(fields[1]),
+            role=_role(pid, command, root),
+            own=(int(fields[11]) + int(fields[12])) / tick,
+            reaped=(int(fields[13]) + int(fields[14])) / tick,
+        )
+    return processes
+
+
+def _cpu_growth(before: dict[int, _Process], after: dict[int, _Process]) -> dict[str, float]:
+    """CPU seconds by role from one snapshot to the next. What a process has reaped ran as
+    its children, so it counts in their role (an agent's children are runtimes, the agent
+    zygote's are agents): an instance stopped in between (a scale-down after a busier
+    slice) moves its time into its parent's reaped time and stays in its role. Summing
+    only the live processes would drop it and could turn a role's share negative. (An
+    agent stopped with its runtimes leaves their time with the agents.)"""
+    roles_of_children: dict[int, collections.Counter[str]] = {}
+    for snapshot in (before, after):
+        for process in snapshot.values():
+            roles_of_children.setdefault(process.parent, collections.Counter())[process.role] += 1
+
+    def totals(snapshot: dict[int, _Process]) -> dict[str, float]:
+        by_role = dict.fromkeys(ROLES, 0.0)
+        for pid, process in snapshot.items():
+            by_role[process.role] += process.own
+            children = roles_of_children.get(pid)
+            by_role[children.most_common(1)[0][0] if children else process.role] += process.reaped
+        return by_role
+
+    earlier, later = totals(before), totals(after)
+    return {role: later[role] - earlier[role] for role in (ROLES if after else ())}
+
+
+def _role(pid: int, command: str, root: int) -> str:
+    if pid == root:
+        return "gateway"
+    if "python_bootstrap" in command:
+        return "runtimes"
+    if "agent_shim" in command or "kubelambda_agent" in command:
+        return "agents"
+    return "runtimes"  # a custom runtime's own process
 
 
 def _summary(runs: list[Slice]) -> dict[str, float]:
