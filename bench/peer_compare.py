@@ -26,7 +26,7 @@ minutes between two blocks of one concurrency.
 Each measured slice follows an unmeasured lead-in of ``--lead-in`` seconds (2 by default)
 at the same URL and callers: the slice before it drove the other target, whose processes
 then held the caches, and the first seconds after it are at times slower (in one slice
-of three or four, at 16 and 64 callers alike: the first second up to a quarter below the
+of three or four, at 16 and 64 callers alike: the first second up to 28% below the
 later ones, most often back within two seconds, once only after five). Without it that
 recovery falls at random into either slice of a pair and widens the ratios' spread; the
 figures are of the warm steady state.
