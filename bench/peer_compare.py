@@ -114,16 +114,19 @@ class Platform:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--peer", help="a URL that echoes a POSTed body (e.g. OpenFaaS)")
-    parser.add_argument("--seconds", type=float, default=5.0, help="length of each slice")
+    # Whole seconds: wrk takes no fraction of one.
+    parser.add_argument("--seconds", type=int, default=5, help="length of each slice")
     parser.add_argument("--rounds", type=int, default=2, help="slices per target and callers")
     parser.add_argument(
         "--lead-in",
-        type=float,
-        default=2.0,
+        type=int,
+        default=2,
         help="unmeasured seconds of the same load before each slice (0: none)",
     )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
+    if args.seconds < 1 or args.rounds < 1 or args.lead_in < 0:
+        parser.error("--seconds and --rounds must be at least 1, --lead-in at least 0")
     if shutil.which("wrk") is None:
         print("peer_compare: needs wrk on PATH (apt-get install wrk)", file=sys.stderr)
         return 2
@@ -203,9 +206,9 @@ def _measure(
     scratch: Path,
     *,
     peer: str | None,
-    seconds: float,
+    seconds: int,
     rounds: int,
-    lead_in: float,
+    lead_in: int,
 ) -> tuple[
     dict[str, dict[str, dict[str, float]]],
     dict[str, dict[str, list[float | None]]],
@@ -231,7 +234,7 @@ def _measure(
         for callers in CALLERS:
             for target_url, script, _ in targets.values():
                 # Warm-up at this concurrency: the autoscaler settles, caches fill.
-                _wrk(target_url, script, callers=callers, seconds=min(seconds, 3.0), owner=None)
+                _wrk(target_url, script, callers=callers, seconds=min(seconds, 3), owner=None)
         # A round visits every concurrency, so the slices compared across concurrencies
         # are as close in time as those compared across targets.
         runs: dict[str, dict[int, list[Slice]]] = {
@@ -268,11 +271,11 @@ def _script(scratch: Path, auth: str) -> Path:
     return path
 
 
-def _wrk(url: str, script: Path, *, callers: int, seconds: float, owner: Platform | None) -> Slice:
+def _wrk(url: str, script: Path, *, callers: int, seconds: int, owner: Platform | None) -> Slice:
     """One slice; with ``owner``, also the platform's CPU time per request by role."""
     before = _processes(owner.process.pid) if owner else {}
     done = subprocess.run(
-        ["wrk", "-t1", f"-c{callers}", f"-d{seconds:g}s", "--latency", "-s", str(script), url],
+        ["wrk", "-t1", f"-c{callers}", f"-d{seconds}s", "--latency", "-s", str(script), url],
         capture_output=True,
         text=True,
         check=True,
@@ -282,13 +285,13 @@ def _wrk(url: str, script: Path, *, callers: int, seconds: float, owner: Platfor
     figures = json.loads(line.removeprefix("WRK "))
     if not figures["requests"]:
         print(
-            f"peer_compare: {url} answered nothing in {seconds:g} s with {callers} callers",
+            f"peer_compare: {url} answered nothing in {seconds} s with {callers} callers",
             file=sys.stderr,
         )
     requests = max(1, figures["requests"])
     cpu = {
-        role: round(seconds / requests * 1e6, 1)
-        for role, seconds in _cpu_growth(before, after).items()
+        role: round(cpu_seconds / requests * 1e6, 1)
+        for role, cpu_seconds in _cpu_growth(before, after).items()
     }
     return Slice(
         rps=figures["requests"] / figures["seconds"],
