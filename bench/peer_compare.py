@@ -1,7 +1,8 @@
 """Side-by-side warm invoke throughput: kubelambda's embedded platform against a peer URL.
 
 Run: ``.venv/bin/python bench/peer_compare.py [--peer http://127.0.0.1:8081/function/echo]
-[--seconds 5] [--rounds 2] [--out DIR]`` (results go to ``bench/results/`` by default).
+[--seconds 5] [--rounds 2] [--lead-in 2] [--out DIR]`` (results go to ``bench/results/``
+by default).
 
 It starts ``kubelambda up`` (the whole embedded platform: gateway, controller, local
 instances) in a fresh home with two echo functions, ``def handler(e, c): return e``: one
