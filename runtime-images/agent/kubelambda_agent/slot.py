@@ -1,8 +1,9 @@
 """One runtime process with its own Runtime API listener: runs one invocation at a time.
 
-``agent`` makes one slot per unit of concurrency and hands available slots to the invoke
-endpoint, which calls ``assign``. The slot is the only place that knows the runtime's
-lifecycle:
+``agent`` makes one slot per unit of concurrency and hands IDLE and UNSTARTED slots to
+the invoke endpoint, which calls ``assign`` (a STARTING or BUSY one answers the invocation
+as busy, and the gateway tries another instance). The slot is the only place that knows
+the runtime's lifecycle:
 
     UNSTARTED --assign: spawn, the invocation waits--+
                                                      v
@@ -180,11 +181,6 @@ class Slot:
         host, port = self._listener.getsockname()[:2]
         return f"{host}:{port}"
 
-    @property
-    def available(self) -> bool:
-        """It takes an invocation: at once when IDLE, after its runtime's init if UNSTARTED."""
-        return self.state is SlotState.IDLE or self.state is SlotState.UNSTARTED
-
     async def start(self) -> None:
         """Serve the Runtime API on the pre-bound listener and take over the first runtime,
         if the slot was given one."""
@@ -260,7 +256,8 @@ class Slot:
     # -- invocations ------------------------------------------------------------------
 
     def assign(self, invocation: Invocation) -> None:
-        """Run ``invocation`` here; only called while ``available``."""
+        """Run ``invocation`` here: at once when IDLE, after its runtime's init when
+        UNSTARTED; only called in those states (a STARTING slot is busy)."""
         if self.state is SlotState.UNSTARTED:
             self._waiting = invocation
             self._spawn()

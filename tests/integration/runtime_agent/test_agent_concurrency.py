@@ -244,10 +244,10 @@ async def test_the_warmest_runtime_killed_while_it_waits_loses_no_invocation(
         burst = await _staggered_burst(client, [0.3, 0.8, 1.4])
         warmest = burst[-1].json()["pid"]
         os.kill(warmest, signal.SIGKILL)
-        for _ in range(500):
-            if warmest not in _runtime_processes(agent):
-                break
-            await asyncio.sleep(0.01)
+        await _runtime_processes_replaced(agent, warmest, count=3)
+        # Until its replacement asks for an event the slot refuses as busy (the gateway
+        # then tries another instance): wait for it, so that all three must be served.
+        await _wait_for_idle(client, 3)
         quick = {"action": "sleep", "seconds": 0}
         after = await asyncio.gather(*(invoke_async(client, f"k{i}", quick) for i in range(3)))
 
@@ -588,3 +588,15 @@ async def _runtime_processes_settled(agent: Agent, count: int) -> set[int]:
             return found
         await asyncio.sleep(0.01)
     return _runtime_processes(agent)
+
+
+async def _runtime_processes_replaced(agent: Agent, gone: int, *, count: int) -> set[int]:
+    """The ``count`` runtime processes once the agent has started one in place of
+    ``gone``: it saw the exit (a killed process is out of the table before the agent has
+    reaped it)."""
+    for _ in range(500):
+        found = _runtime_processes(agent)
+        if gone not in found and len(found) == count:
+            return found
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"the agent never replaced runtime {gone}")
