@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 BENCH = Path(__file__).resolve().parents[3] / "bench"
-GATEWAY, ZYGOTE, AGENT, RUNTIME, OTHER_RUNTIME = 100, 101, 102, 103, 104
+GATEWAY, ZYGOTE, AGENT = 100, 101, 102
 
 
 @pytest.fixture
